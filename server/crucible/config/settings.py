@@ -1,0 +1,117 @@
+"""The configuration schema: frozen dataclasses, their defaults and a description per field.
+
+This module is the single home of every default. The loader (``loader.py``) turns TOML and
+JSON into these objects; the rest of the server only ever sees a ``Settings``. Each field's
+description lives in ``metadata["doc"]`` so that ``doctor`` and the docs can print it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ProviderKind(StrEnum):
+    """The wire formats Crucible speaks (one module each under ``providers/``)."""
+
+    OLLAMA = "ollama"
+    OPENAI = "openai"
+    LLAMACPP = "llamacpp"
+
+
+class Role(StrEnum):
+    """The features a provider may serve."""
+
+    COMPLETION = "completion"
+    CHAT = "chat"
+
+
+class Multiline(StrEnum):
+    """When an inline completion may span several lines."""
+
+    AUTO = "auto"  # multi-line where a block is expected (empty line, after an opener)
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field carrying its description in its metadata."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderSettings:
+    """One LLM endpoint; ``[[providers]]`` in TOML."""
+
+    name: str = doc("Unique name, used in logs and crucible/status.", default="local")
+    kind: ProviderKind = doc(
+        "Wire format: ollama | openai | llamacpp.", default=ProviderKind.OLLAMA
+    )
+    base_url: str = doc(
+        "API root. For openai it includes /v1, as the OpenAI SDK takes it.",
+        default="http://127.0.0.1:11434",
+    )
+    model: str = doc("Model name sent to the provider.", default="qwen2.5-coder:1.5b-base")
+    api_key_env: str | None = doc(
+        "NAME of the environment variable holding the API key; keys never live in files.",
+        default=None,
+    )
+    roles: tuple[Role, ...] = doc(
+        "Features this provider serves: completion, chat.",
+        default=(Role.COMPLETION, Role.CHAT),
+    )
+    priority: int = doc("Lower is tried first; ties keep the listed order.", default=0)
+    fim_template: str = doc(
+        "FIM template for kinds that render one into the prompt (openai): auto | qwen |"
+        " starcoder | codellama | deepseek | codestral. auto detects it from the model name.",
+        default="auto",
+    )
+    connect_timeout_ms: int = doc("TCP connect timeout.", default=1000)
+    max_connections: int = doc("Connection pool size for this provider.", default=4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompletionSettings:
+    """``[completion]``: inline completions."""
+
+    enabled: bool = doc("Serve inline completions.", default=True)
+    completion_items: bool = doc(
+        "Also answer textDocument/completion with the AI suggestion, for clients that lack"
+        " inline completion (clients that have it are never sent both).",
+        default=True,
+    )
+    debounce_ms: int = doc(
+        "Wait this long after a keystroke before asking a provider.", default=150
+    )
+    timeout_ms: int = doc(
+        "Deadline for one completion, from request to answer; past it the answer is empty.",
+        default=4000,
+    )
+    multiline: Multiline = doc(
+        "auto | always | never: when a suggestion may span several lines.",
+        default=Multiline.AUTO,
+    )
+    max_lines: int = doc("Most lines in a multi-line suggestion.", default=16)
+    max_tokens: int = doc("Most tokens the provider may generate.", default=160)
+    temperature: float = doc("Sampling temperature.", default=0.2)
+    max_prefix_chars: int = doc("Text before the cursor sent as context.", default=6000)
+    max_suffix_chars: int = doc("Text after the cursor sent as context.", default=2000)
+    neighbour_files: int = doc(
+        "How many other open documents contribute context, where the format takes it.",
+        default=3,
+    )
+    neighbour_chars: int = doc("Characters taken from each other document.", default=1200)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The whole configuration."""
+
+    providers: tuple[ProviderSettings, ...] = doc(
+        "LLM endpoints, tried in order of priority. Default: Ollama on 127.0.0.1:11434.",
+        default=(ProviderSettings(),),
+    )
+    completion: CompletionSettings = doc(
+        "Inline completion settings.", default_factory=CompletionSettings
+    )

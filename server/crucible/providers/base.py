@@ -1,0 +1,83 @@
+"""The Provider protocol and the request/response value types every wire format shares.
+
+A provider turns one request into a stream of text chunks. The caller owns the stream: it
+reads until it has enough and then closes the iterator (``aclose``), which closes the HTTP
+response so the provider stops generating too. Errors arrive as ``ProviderError`` subclasses
+(``providers/errors.py``); services never see httpx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ContextFile:
+    """Another document offered as context (a neighbour open in the editor)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FimRequest:
+    """Fill in the middle: the text before and after the cursor."""
+
+    prefix: str
+    suffix: str
+    language_id: str
+    path: str
+    extra: tuple[ContextFile, ...] = ()
+    max_tokens: int = 128
+    temperature: float = 0.2
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatRequest:
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int = 512
+    temperature: float = 0.2
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What a cheap health request found (``crucible-lsp doctor``)."""
+
+    ok: bool
+    detail: str
+
+
+class Provider(Protocol):
+    """One LLM endpoint speaking one wire format."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    def stream_fim(self, request: FimRequest) -> AsyncIterator[str]:
+        """Stream the middle, chunk by chunk. Close the iterator to stop generation."""
+        ...
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
+        """Stream an assistant answer, chunk by chunk."""
+        ...
+
+    async def probe(self) -> ProbeResult:
+        """A cheap request telling whether the endpoint answers and knows the model."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        ...

@@ -1,0 +1,56 @@
+"""Typed provider errors; httpx errors are translated into these once, in ``http.py``.
+
+::
+
+    ProviderError                    (crucible.errors.CrucibleError)
+    ├── ProviderTimeout              connect, first byte or deadline passed
+    ├── ProviderUnavailable          connection refused/reset, 5xx
+    ├── RateLimited                  429; retry_after in seconds when the server said
+    ├── AuthError                    401, 403
+    ├── ModelNotFound                404 for the model or route
+    ├── BadRequest                   other 4xx: the request will not succeed as sent
+    └── BadResponse                  malformed JSON, broken or truncated stream
+"""
+
+from __future__ import annotations
+
+from crucible.errors import CrucibleError
+
+
+class ProviderError(CrucibleError):
+    """A provider could not give an answer."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.message = message
+
+
+class ProviderTimeout(ProviderError):
+    pass
+
+
+class ProviderUnavailable(ProviderError):
+    pass
+
+
+class RateLimited(ProviderError):
+    def __init__(self, provider: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(provider, message)
+        self.retry_after = retry_after
+
+
+class AuthError(ProviderError):
+    pass
+
+
+class ModelNotFound(ProviderError):
+    pass
+
+
+class BadRequest(ProviderError):
+    pass
+
+
+class BadResponse(ProviderError):
+    pass
