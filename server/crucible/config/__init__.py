@@ -1,0 +1,42 @@
+"""Configuration: the schema (``settings``), its validation (``validate``) and its sources
+(``loader``). Import from here."""
+
+from __future__ import annotations
+
+from crucible.config.loader import (
+    LoadResult,
+    build_settings,
+    describe,
+    file_layers,
+    load_settings,
+    merge_layers,
+    read_toml,
+    unwrap_client_settings,
+)
+from crucible.config.settings import (
+    CompletionSettings,
+    Multiline,
+    ProviderKind,
+    ProviderSettings,
+    Role,
+    Settings,
+    default_base_url,
+)
+
+__all__ = [
+    "CompletionSettings",
+    "LoadResult",
+    "Multiline",
+    "ProviderKind",
+    "ProviderSettings",
+    "Role",
+    "Settings",
+    "build_settings",
+    "default_base_url",
+    "describe",
+    "file_layers",
+    "load_settings",
+    "merge_layers",
+    "read_toml",
+    "unwrap_client_settings",
+]

@@ -35,9 +35,36 @@ class Multiline(StrEnum):
     NEVER = "never"
 
 
-def doc(text: str, **kwargs: Any) -> Any:
-    """A dataclass field carrying its description in its metadata."""
-    return field(metadata={"doc": text}, **kwargs)
+# The FIM template names ``fim_template`` accepts besides "auto". context/fim.py owns the
+# templates themselves; the names are repeated here because config/ sits below context/ in the
+# dependency order and must not import it. A test keeps the two lists in step.
+FIM_TEMPLATE_NAMES: tuple[str, ...] = ("qwen", "starcoder", "codellama", "deepseek", "codestral")
+
+# Each kind's usual local address: a provider table that names a kind but no base_url gets its
+# kind's address, not Ollama's.
+_DEFAULT_BASE_URLS: dict[ProviderKind, str] = {
+    ProviderKind.OLLAMA: "http://127.0.0.1:11434",
+    ProviderKind.LLAMACPP: "http://127.0.0.1:8080",
+    ProviderKind.OPENAI: "http://127.0.0.1:8000/v1",
+}
+
+
+def default_base_url(kind: ProviderKind) -> str:
+    """The base_url a provider of ``kind`` gets when its table gives none."""
+    return _DEFAULT_BASE_URLS[kind]
+
+
+def doc(text: str, *, bounds: tuple[float, float] | None = None, **kwargs: Any) -> Any:
+    """A dataclass field carrying its description (and, for numbers, its inclusive
+    ``bounds``) in its metadata; the loader rejects values outside the bounds.
+
+    ruff's RUF009 cannot see that this returns a ``field()``, hence the noqa where a field's
+    type is not one it knows to be immutable.
+    """
+    metadata: dict[str, Any] = {"doc": text}
+    if bounds is not None:
+        metadata["bounds"] = bounds
+    return field(metadata=metadata, **kwargs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +72,7 @@ class ProviderSettings:
     """One LLM endpoint; ``[[providers]]`` in TOML."""
 
     name: str = doc("Unique name, used in logs and crucible/status.", default="local")
-    kind: ProviderKind = doc(
+    kind: ProviderKind = doc(  # noqa: RUF009 (doc() returns a field())
         "Wire format: ollama | openai | llamacpp.", default=ProviderKind.OLLAMA
     )
     base_url: str = doc(
@@ -61,14 +88,18 @@ class ProviderSettings:
         "Features this provider serves: completion, chat.",
         default=(Role.COMPLETION, Role.CHAT),
     )
-    priority: int = doc("Lower is tried first; ties keep the listed order.", default=0)
+    priority: int = doc(
+        "Lower is tried first; ties keep the listed order.", bounds=(-1000, 1000), default=0
+    )
     fim_template: str = doc(
         "FIM template for kinds that render one into the prompt (openai): auto | qwen |"
         " starcoder | codellama | deepseek | codestral. auto detects it from the model name.",
         default="auto",
     )
-    connect_timeout_ms: int = doc("TCP connect timeout.", default=1000)
-    max_connections: int = doc("Connection pool size for this provider.", default=4)
+    connect_timeout_ms: int = doc("TCP connect timeout.", bounds=(10, 60_000), default=1000)
+    max_connections: int = doc(
+        "Connection pool size for this provider.", bounds=(1, 256), default=4
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,26 +113,35 @@ class CompletionSettings:
         default=True,
     )
     debounce_ms: int = doc(
-        "Wait this long after a keystroke before asking a provider.", default=150
+        "Wait this long after a keystroke before asking a provider.", bounds=(0, 5000), default=150
     )
     timeout_ms: int = doc(
-        "Deadline for one completion, from request to answer; past it the answer is empty.",
+        "Deadline for the provider's answer, from sending the request to the last chunk used;"
+        " past it the answer is empty and the stream is closed.",
+        bounds=(100, 120_000),
         default=4000,
     )
-    multiline: Multiline = doc(
+    multiline: Multiline = doc(  # noqa: RUF009 (doc() returns a field())
         "auto | always | never: when a suggestion may span several lines.",
         default=Multiline.AUTO,
     )
-    max_lines: int = doc("Most lines in a multi-line suggestion.", default=16)
-    max_tokens: int = doc("Most tokens the provider may generate.", default=160)
-    temperature: float = doc("Sampling temperature.", default=0.2)
-    max_prefix_chars: int = doc("Text before the cursor sent as context.", default=6000)
-    max_suffix_chars: int = doc("Text after the cursor sent as context.", default=2000)
+    max_lines: int = doc("Most lines in a multi-line suggestion.", bounds=(1, 500), default=16)
+    max_tokens: int = doc("Most tokens the provider may generate.", bounds=(1, 8192), default=160)
+    temperature: float = doc("Sampling temperature.", bounds=(0.0, 2.0), default=0.2)
+    max_prefix_chars: int = doc(
+        "Text before the cursor sent as context.", bounds=(0, 200_000), default=6000
+    )
+    max_suffix_chars: int = doc(
+        "Text after the cursor sent as context.", bounds=(0, 200_000), default=2000
+    )
     neighbour_files: int = doc(
         "How many other open documents contribute context, where the format takes it.",
+        bounds=(0, 32),
         default=3,
     )
-    neighbour_chars: int = doc("Characters taken from each other document.", default=1200)
+    neighbour_chars: int = doc(
+        "Characters taken from each other document.", bounds=(0, 50_000), default=1200
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +152,6 @@ class Settings:
         "LLM endpoints, tried in order of priority. Default: Ollama on 127.0.0.1:11434.",
         default=(ProviderSettings(),),
     )
-    completion: CompletionSettings = doc(
+    completion: CompletionSettings = doc(  # noqa: RUF009 (doc() returns a field())
         "Inline completion settings.", default_factory=CompletionSettings
     )

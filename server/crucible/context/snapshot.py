@@ -23,3 +23,11 @@ class DocumentSnapshot:
         start = self.text.rfind("\n", 0, offset) + 1
         end = self.text.find("\n", offset)
         return start, len(self.text) if end == -1 else end
+
+
+@dataclass(frozen=True, slots=True)
+class ContextFile:
+    """Another document offered to the model as context (a neighbour open in the editor)."""
+
+    path: str
+    text: str

@@ -1,0 +1,6 @@
+"""LLM providers: one module per wire format behind the ``Provider`` protocol (``base.py``).
+
+``registry`` turns ``ProviderSettings`` into providers; ``errors`` holds the typed error tree
+every provider raises; ``http`` is the only module that touches httpx's exceptions. Nothing is
+re-exported here, so importing ``providers.base`` does not import httpx.
+"""

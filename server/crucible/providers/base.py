@@ -8,17 +8,11 @@ response so the provider stops generating too. Errors arrive as ``ProviderError`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class ContextFile:
-    """Another document offered as context (a neighbour open in the editor)."""
-
-    path: str
-    text: str
+from crucible.context.snapshot import ContextFile
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,11 +60,11 @@ class Provider(Protocol):
     @property
     def model(self) -> str: ...
 
-    def stream_fim(self, request: FimRequest) -> AsyncIterator[str]:
+    def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
         """Stream the middle, chunk by chunk. Close the iterator to stop generation."""
         ...
 
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
+    def stream_chat(self, request: ChatRequest) -> AsyncGenerator[str, None]:
         """Stream an assistant answer, chunk by chunk."""
         ...
 

@@ -1,0 +1,70 @@
+"""The ``crucible-lsp`` command line.
+
+``--version`` and ``--help`` import nothing but argparse: editors and scripts call them to
+check the installation, and the pygls/lsprotocol import alone costs ~200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from crucible import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crucible-lsp",
+        description="Crucible: an AI language server (inline completions from LLM providers).",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve", "doctor"],
+        default="serve",
+        help="serve (default): run the language server; doctor: check configuration and providers",
+    )
+    parser.add_argument("--version", action="version", version=f"crucible-lsp {__version__}")
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="serve on stdin/stdout (default)")
+    transport.add_argument("--tcp", action="store_true", help="serve on TCP")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    parser.add_argument(
+        "--config", type=Path, help="a crucible TOML file, over user/workspace ones"
+    )
+    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default INFO)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    from crucible.runtime.log import configure_logging
+
+    configure_logging(args.log_level, args.log_file)
+
+    if args.command == "doctor":
+        from crucible.doctor import run_doctor
+
+        return run_doctor(config_path=args.config, workspace_root=Path.cwd())
+
+    from crucible.app import App, build_server
+
+    server = build_server(App(config_path=args.config))
+    if args.tcp:
+        server.start_tcp(args.host, args.port)
+        return 0
+    return server.serve_stdio()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

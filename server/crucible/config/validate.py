@@ -1,0 +1,365 @@
+"""Raw configuration table -> ``Settings``: check every field, collect every problem.
+
+The single responsibility here is validation of an already merged table (see ``loader.py`` for
+where tables come from). Nothing raises: each bad value becomes one ``ConfigError`` naming its
+dotted key (``completion.debounce_ms``, ``providers[1].kind``) and saying what was given and
+what is expected, and that field alone falls back to its default.
+
+Values a user might have pasted a secret into are never echoed: ``api_key_env`` values are not
+quoted at all, other strings are hidden when they look like a key, and URLs are shown with their
+userinfo and query values masked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, Field, dataclass, fields
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from crucible.config.settings import (
+    FIM_TEMPLATE_NAMES,
+    CompletionSettings,
+    ProviderKind,
+    ProviderSettings,
+    Settings,
+    default_base_url,
+)
+from crucible.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The settings to run with, and every problem met on the way (empty when all is well)."""
+
+    settings: Settings
+    errors: tuple[ConfigError, ...]
+
+
+class _Invalid(Exception):
+    """A value cannot be used; the message says what was given and what is expected."""
+
+
+class _Reported(Exception):
+    """A value cannot be used and its errors are already recorded; the default applies."""
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Prefixes of real keys (OpenAI, Anthropic, GitHub, Hugging Face, Groq, xAI, Google, GitLab).
+_KEY_PREFIXES = ("sk-", "sk_", "ghp_", "github_pat_", "hf_", "gsk_", "xai-", "AIza", "glpat-")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)?")
+
+
+def looks_like_key(text: str) -> bool:
+    """Whether ``text`` looks like a credential rather than a name (a deliberate over-guess)."""
+    text = text.strip()
+    if text.startswith(_KEY_PREFIXES):
+        return True
+    if not _ENV_NAME.fullmatch(text):
+        return len(text) >= 20
+    # Variable names are words; a long run with upper, lower case and digits is random bytes.
+    mixed = any(c.islower() for c in text) and any(c.isupper() for c in text)
+    return len(text) >= 32 and mixed and any(c.isdigit() for c in text)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its userinfo replaced by ``***`` and its query values by ``***``.
+
+    Textual on purpose, so it never raises: everything up to the LAST ``@`` counts as userinfo,
+    which over-masks an ``@`` in a path rather than ever leaking a password.
+    """
+    if "@" in url:
+        scheme = _SCHEME.match(url)
+        prefix = scheme.group(0) if scheme else ""
+        url = prefix + "***@" + url.rpartition("@")[2]
+    head, sep, query = url.partition("?")
+    if sep:
+        url = head + sep + re.sub(r"=[^&#]*", "=***", query)
+    return url
+
+
+def _given(value: Any) -> str:
+    """How a user wrote ``value``, in TOML/JSON terms, short, and never a secret."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a very large number"  # repr() refuses past 4300 digits
+    if isinstance(value, int | float):
+        text = repr(value)
+        return text if len(text) <= 24 else text[:21] + "..."
+    if isinstance(value, str):
+        if looks_like_key(value):
+            return "a value that looks like a key (not shown)"
+        text = json.dumps(value)
+        return text if len(text) <= 60 else text[:57] + '..."'
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
+def _show(value: Any) -> str:
+    """A default value as a user would write it."""
+    if isinstance(value, str):  # our own defaults: no secret to hide, and never truncated
+        return json.dumps(str(value))
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return _given(value)
+
+
+def _nearest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {json.dumps(close[0])}?)" if close else ""
+
+
+# --- one checker per value type; each returns the clean value or raises _Invalid ----------------
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_given(value)}")
+    return value
+
+
+def _number(value: Any, whole: bool, bounds: tuple[float, float] | None) -> float:
+    # bool is a subclass of int but `debounce_ms = true` is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"expected a number, got {_given(value)}")
+    # JSON has one number type, so a client may send 150.0 for 150.
+    if whole and isinstance(value, float) and not value.is_integer():
+        raise _Invalid(f"expected a whole number, got {_given(value)}")
+    # Compare before converting: float() of a huge int overflows; NaN and inf never pass.
+    lo, hi = bounds if bounds is not None else (float("-inf"), float("inf"))
+    if not lo <= value <= hi or (isinstance(value, float) and not math.isfinite(value)):
+        raise _Invalid(f"{_given(value)} is out of range: expected {_show(lo)} to {_show(hi)}")
+    return int(value) if whole else float(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(f"expected non-empty text, got {_given(value)}")
+    return value.strip()
+
+
+def _choice(value: Any, choices: tuple[str, ...]) -> str:
+    listed = ", ".join(choices)
+    if not isinstance(value, str):
+        raise _Invalid(f"expected one of {listed}, got {_given(value)}")
+    if value not in choices:
+        raise _Invalid(f"{_given(value)} is not one of {listed}{_nearest(value, choices)}")
+    return value
+
+
+def _enum_tuple(value: Any, enum: type[StrEnum], key: str, errors: list[ConfigError]) -> Any:
+    values = tuple(m.value for m in enum)
+    if not isinstance(value, list | tuple):
+        raise _Invalid(f"expected an array of {', '.join(values)}, got {_given(value)}")
+    if not value:
+        raise _Invalid(f"is empty: expected at least one of {', '.join(values)}")
+    good: list[StrEnum] = []
+    bad = False
+    for i, item in enumerate(value):
+        try:
+            member = enum(_choice(item, values))
+        except _Invalid as exc:
+            errors.append(ConfigError(f"{key}[{i}]", f"{exc}; so {key} falls back to its default"))
+            bad = True
+            continue
+        if member not in good:
+            good.append(member)
+    # Any bad element sends the whole field back to its default, so that a typo never silently
+    # narrows what a provider serves.
+    if bad:
+        raise _Reported
+    return tuple(good)
+
+
+def _base_url(value: Any) -> str:
+    expected = "expected an absolute http:// or https:// URL with a host"
+    if not isinstance(value, str):
+        raise _Invalid(f"{expected}, got {_given(value)}")
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        scheme, host, _port = parts.scheme, parts.hostname, parts.port  # .port checks the port
+    except ValueError:  # an unclosed IPv6 bracket, a non-numeric port …
+        scheme, host = "", None
+    bad_char = any(c.isspace() or not c.isprintable() for c in url)
+    if bad_char or scheme not in ("http", "https") or not host:
+        # A URL is shown with its secrets masked; anything else might be a pasted key.
+        shown = json.dumps(mask_url(url)) if "://" in url else _given(url)
+        raise _Invalid(f"{expected}, got {shown}")
+    return url.rstrip("/")
+
+
+def _api_key_env(value: Any) -> str:
+    # Never quote the value: what is in this field is, by mistake, sometimes the key itself.
+    if isinstance(value, str) and _ENV_NAME.fullmatch(value.strip()) and not looks_like_key(value):
+        return value.strip()
+    if isinstance(value, str) and looks_like_key(value):
+        raise _Invalid(
+            "looks like a key, not a variable name; keys never live in files. Put the key in"
+            " an environment variable and give that variable's NAME here"
+        )
+    raise _Invalid(
+        "expected the NAME of an environment variable (letters, digits and _, not starting"
+        " with a digit)"
+    )
+
+
+Checker = Callable[[Any], Any]
+# Resolved once: the annotations are strings under `from __future__ import annotations`.
+_HINTS = {cls: typing.get_type_hints(cls) for cls in (ProviderSettings, CompletionSettings)}
+_SPECIAL: dict[tuple[type[Any], str], Checker] = {
+    (ProviderSettings, "base_url"): _base_url,
+    (ProviderSettings, "api_key_env"): _api_key_env,
+    (ProviderSettings, "fim_template"): lambda v: _choice(v, ("auto", *FIM_TEMPLATE_NAMES)),
+}
+
+
+def _checker(cls: type[Any], f: Field[Any], key: str, errors: list[ConfigError]) -> Checker:
+    """The checker for field ``f`` of ``cls``, derived from its annotation and metadata."""
+    if (cls, f.name) in _SPECIAL:
+        return _SPECIAL[(cls, f.name)]
+    hint = _HINTS[cls][f.name]
+    bounds = f.metadata.get("bounds")
+    if hint is bool:
+        return _bool
+    if hint is int or hint is float:
+        return lambda v: _number(v, hint is int, bounds)
+    if hint is str:
+        return _text
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        enum = hint
+        return lambda v: enum(_choice(v, tuple(m.value for m in enum)))
+    item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else None
+    if isinstance(item, type) and issubclass(item, StrEnum):
+        return lambda v: _enum_tuple(v, item, key, errors)
+    raise TypeError(f"no checker for {cls.__name__}.{f.name}: {hint}")  # a schema bug, not input
+
+
+def _default(f: Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def _table(
+    cls: type[Any],
+    raw: Mapping[Any, Any],
+    path: str,
+    errors: list[ConfigError],
+    defaults: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Checked keyword arguments for ``cls`` from ``raw``; absent, null and bad fields are left
+    out (so the dataclass default applies) unless ``defaults`` names a replacement."""
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            errors.append(_unknown(f"{path}{key}", str(key), known))
+    out: dict[str, Any] = dict(defaults)
+    for name, f in known.items():
+        value = raw.get(name)
+        if value is None:
+            continue
+        key = f"{path}{name}"
+        try:
+            out[name] = _checker(cls, f, key, errors)(value)
+        except _Reported:
+            continue
+        except _Invalid as exc:
+            fallback = defaults[name] if name in defaults else _default(f)
+            tail = "ignoring it" if fallback is None else f"using the default {_show(fallback)}"
+            errors.append(ConfigError(key, f"{exc}; {tail}"))
+    return out
+
+
+def _unknown(key: str, word: str, known: Mapping[str, Any]) -> ConfigError:
+    hint = _nearest(word, known)
+    if not hint and any(s in word.lower() for s in ("key", "token", "secret", "password")):
+        hint = " (keys never live in files: set api_key_env to the NAME of a variable holding it)"
+    return ConfigError(key, f"unknown key, probably a typo{hint}; it is ignored")
+
+
+def _provider_kind(raw: Mapping[Any, Any]) -> ProviderKind:
+    """The kind a provider table asks for, or the default; its errors are reported by _table."""
+    kind = raw.get("kind")
+    values = {m.value for m in ProviderKind}
+    return ProviderKind(kind) if isinstance(kind, str) and kind in values else ProviderKind.OLLAMA
+
+
+def _providers(value: Any, errors: list[ConfigError]) -> tuple[ProviderSettings, ...]:
+    default: tuple[ProviderSettings, ...] = (ProviderSettings(),)
+    fallback = f"using the default provider (ollama at {default[0].base_url})"
+    if not isinstance(value, list | tuple):
+        errors.append(
+            ConfigError(
+                "providers", f"expected an array of tables, got {_given(value)}; {fallback}"
+            )
+        )
+        return default
+    tables: list[tuple[int, Mapping[Any, Any]]] = []
+    for i, entry in enumerate(value):
+        if isinstance(entry, Mapping):
+            tables.append((i, entry))
+        else:
+            errors.append(
+                ConfigError(
+                    f"providers[{i}]", f"expected a table, got {_given(entry)}; it is dropped"
+                )
+            )
+    # Generated names must not take a name some later table gives explicitly.
+    taken = {t.get("name", "").strip() for _, t in tables if isinstance(t.get("name"), str)}
+    seen: dict[str, int] = {}
+    built: list[ProviderSettings] = []
+    for i, table in tables:
+        name = table.get("name")
+        if isinstance(name, str) and name.strip() in seen:
+            first = seen[name.strip()]
+            message = f"duplicate name {_given(name.strip())}, already used by providers[{first}]"
+            errors.append(ConfigError(f"providers[{i}].name", f"{message}; this one is dropped"))
+            continue
+        generated, n = f"provider{i}", 1
+        while generated in taken:
+            generated, n = f"provider{i}_{n}", n + 1
+        defaults = {"base_url": default_base_url(_provider_kind(table))}
+        if not (isinstance(name, str) and name.strip()):
+            defaults["name"] = generated
+            taken.add(generated)
+        kwargs = _table(ProviderSettings, table, f"providers[{i}].", errors, defaults)
+        seen[kwargs["name"]] = i
+        built.append(ProviderSettings(**kwargs))
+    if not built:
+        errors.append(ConfigError("providers", f"no usable provider is configured; {fallback}"))
+        return default
+    return tuple(built)
+
+
+def build_settings(raw: Mapping[str, Any]) -> LoadResult:
+    """Check every field of a merged raw table; never raises, whatever ``raw`` holds."""
+    errors: list[ConfigError] = []
+    if not isinstance(raw, Mapping):
+        error = ConfigError("crucible", f"expected a table, got {_given(raw)}; using defaults")
+        return LoadResult(Settings(), (error,))
+    known = {f.name: f for f in fields(Settings)}
+    for key in raw:
+        if key not in known:
+            errors.append(_unknown(str(key), str(key), known))
+    kwargs: dict[str, Any] = {}
+    if raw.get("providers") is not None:
+        kwargs["providers"] = _providers(raw["providers"], errors)
+    completion = raw.get("completion")
+    if isinstance(completion, Mapping):
+        table = _table(CompletionSettings, completion, "completion.", errors, {})
+        kwargs["completion"] = CompletionSettings(**table)
+    elif completion is not None:
+        message = f"expected a table, got {_given(completion)}; using its defaults"
+        errors.append(ConfigError("completion", message))
+    return LoadResult(Settings(**kwargs), tuple(errors))

@@ -1,0 +1,25 @@
+"""didOpen / didChange / didClose: pygls keeps the text; we keep which documents are recent.
+
+These are plain functions so they run inline, in arrival order, before any request that
+follows them on the wire.
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from crucible.lsp.server import CrucibleLanguageServer
+
+
+def register(server: CrucibleLanguageServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: CrucibleLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.touch(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: CrucibleLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+        ls.touch(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CrucibleLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.forget(params.text_document.uri)

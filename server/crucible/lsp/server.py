@@ -1,0 +1,166 @@
+"""CrucibleLanguageServer: pygls wiring, the transport, and the Backend seam to the services.
+
+Two fixes to pygls 2.1.1 live here, both measured in ../shared/research/perf-anchors.md:
+
+* ``CrucibleProtocol`` drops the bookkeeping future pygls keeps for every notification. pygls
+  stores one per handler run under a fresh uuid and only pops it for requests, so each
+  ``didChange`` (one per keystroke) leaked about 2 KB: 40 MB per 20k keystrokes.
+* ``serve_stdio`` reads stdin through an asyncio pipe instead of pygls's reader, which hands
+  every header line and body to a thread pool: three thread hops per message, about 0.3 ms of
+  latency and CPU per keystroke message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future as ThreadFuture
+from typing import Any, Protocol
+
+from lsprotocol import types
+from pygls.exceptions import FeatureRequestError, JsonRpcException, PyglsError
+from pygls.io_ import StdoutWriter, run_async
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+
+import crucible
+from crucible.completion.service import CompletionService
+
+logger = logging.getLogger(__name__)
+
+_MAX_RECENT = 64  # recently edited documents remembered for neighbour context
+
+
+class Backend(Protocol):
+    """What the LSP layer needs from the rest of the server; ``app.App`` provides it."""
+
+    @property
+    def completion(self) -> CompletionService: ...
+
+    def initialize(self, workspace_root: str | None, init_options: object) -> list[str]:
+        """Load configuration for this workspace; returns the problems to show the user."""
+        ...
+
+    def change_configuration(self, client_settings: object) -> list[str]:
+        """Apply editor settings (didChangeConfiguration / workspace/configuration)."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class CrucibleProtocol(LanguageServerProtocol):
+    """pygls's protocol, minus the per-notification future leak."""
+
+    def _execute_handler(
+        self,
+        msg_id: Any,
+        handler: Any,
+        callback: Any,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        future = self._request_futures.get(msg_id)
+        if future is not None:
+            future.add_done_callback(lambda done: self._forget(msg_id, done))
+
+    def _forget(self, msg_id: Any, future: asyncio.Future[Any] | ThreadFuture[Any]) -> None:
+        # Deferred to the next loop turn: pygls iterates _request_futures while cancelling them
+        # on shutdown, and a cancelled concurrent future runs its callbacks synchronously.
+        asyncio.get_running_loop().call_soon(self._drop, msg_id, future)
+
+    def _drop(self, msg_id: Any, future: asyncio.Future[Any] | ThreadFuture[Any]) -> None:
+        # Requests are popped by pygls when it sends the response; notifications never were.
+        if self._request_futures.get(msg_id) is future:
+            del self._request_futures[msg_id]
+
+
+class CrucibleLanguageServer(LanguageServer):
+    """The language server: pygls plus the backend and a little per-session state."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__("crucible", crucible.__version__, protocol_cls=CrucibleProtocol)
+        self.backend = backend
+        # Most recently opened/edited documents first: the neighbour context for completions.
+        self.recent_uris: OrderedDict[str, None] = OrderedDict()
+        self._last_popup = float("-inf")
+        # Configuration problems found at initialize, shown once the client is ready for them.
+        self.pending_problems: list[str] = []
+
+    def touch(self, uri: str) -> None:
+        self.recent_uris[uri] = None
+        self.recent_uris.move_to_end(uri, last=False)
+        while len(self.recent_uris) > _MAX_RECENT:
+            self.recent_uris.popitem()
+
+    def forget(self, uri: str) -> None:
+        self.recent_uris.pop(uri, None)
+
+    def report_server_error(
+        self, error: Exception, source: type[PyglsError] | type[JsonRpcException]
+    ) -> None:
+        """Log every error; show at most one popup a minute, and none for request errors
+        (those already reach the client as the request's error response)."""
+        logger.error("%s: %s", source.__name__, error)
+        now = time.monotonic()
+        if source is FeatureRequestError or now - self._last_popup < 60:
+            return
+        self._last_popup = now
+        self.show_message(f"Crucible: {error} (see the server log for details)", 1)
+
+    def show_message(self, message: str, severity: int = 2) -> None:
+        """window/showMessage; severity 1 error, 2 warning, 3 info."""
+        self.window_show_message(
+            types.ShowMessageParams(type=types.MessageType(severity), message=message)
+        )
+
+    def serve_stdio(self) -> int:
+        """Serve on stdin/stdout until ``exit`` or EOF; returns the process exit code.
+
+        Uses an asyncio pipe reader, falling back to pygls's reader when stdin is not a pipe
+        (a file or a terminal).
+        """
+        try:
+            asyncio.run(self._serve_pipe())
+        except KeyboardInterrupt:
+            return 130
+        except SystemExit as exc:  # pygls raises it on `exit`: 0 after shutdown, else 1
+            return exc.code if isinstance(exc.code, int) else 0
+        except _NotAPipe:
+            logger.info("stdin is not a pipe; using pygls's threaded reader")
+            self.start_io()
+        return 0
+
+    async def _serve_pipe(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        try:
+            await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer
+            )
+        except ValueError as exc:
+            raise _NotAPipe from exc
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+        try:
+            await run_async(
+                stop_event=self._stop_event,
+                reader=reader,
+                protocol=self.protocol,
+                logger=logger,
+                error_handler=self.report_server_error,
+            )
+        finally:
+            # The editor went away (EOF) or asked us to exit: close provider connections.
+            await self.backend.aclose()
+            self.shutdown()  # type: ignore[no-untyped-call]
+
+
+class _NotAPipe(Exception):
+    """stdin cannot be read through an asyncio pipe transport."""

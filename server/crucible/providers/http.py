@@ -1,0 +1,315 @@
+"""The shared HTTP plumbing of every wire format: client, error mapping, stream parsing.
+
+This is the only module that knows httpx's exceptions. Each is translated once, here, into the
+typed tree of ``providers/errors.py`` (``raise … from exc``)::
+
+    httpx.TimeoutException (connect, read, write, pool)   -> ProviderTimeout
+    httpx transport error before the response              -> ProviderUnavailable
+    httpx transport error while reading a started stream   -> BadResponse (truncated stream)
+    HTTP 401, 403                                          -> AuthError
+    HTTP 404                                               -> ModelNotFound
+    HTTP 408                                               -> ProviderTimeout
+    HTTP 429                                               -> RateLimited (retry_after)
+    HTTP 5xx                                               -> ProviderUnavailable
+    other HTTP 4xx                                         -> BadRequest
+    malformed JSON, an error object mid-stream, a stream
+    that ends without its terminator                       -> BadResponse
+
+Messages name the server's origin and quote the server's own error text, never request headers,
+and any API key the server echoes back is masked, so errors are safe to log and to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from typing import Any
+
+import httpx
+
+from crucible.config.settings import ProviderSettings
+from crucible.providers.errors import (
+    AuthError,
+    BadRequest,
+    BadResponse,
+    ModelNotFound,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+
+log = logging.getLogger(__name__)
+
+ERROR_BODY_LIMIT = 4096  # bytes of an error body read to find the server's message
+_MESSAGE_LIMIT = 300  # characters of that message kept
+_DRAIN_S = 0.25  # longest wait for the end of a body after its stream's terminator
+
+
+def make_client(settings: ProviderSettings) -> httpx.AsyncClient:
+    """One long-lived client (connection pool) for one provider.
+
+    The timeouts here only catch a dead socket: read is per chunk, not per request. The
+    per-request deadline is the caller's (``asyncio.timeout`` around the whole stream), because
+    it depends on the feature (an inline completion is worth far less time than a chat answer).
+    ``trust_env=False``: local traffic must never go through a proxy from the environment, and
+    an API key must never be sent to one.
+    """
+    return httpx.AsyncClient(
+        base_url=settings.base_url,
+        limits=httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+            keepalive_expiry=60,
+        ),
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout_ms / 1000, read=30, write=10, pool=5
+        ),
+        trust_env=False,
+    )
+
+
+def api_key(settings: ProviderSettings) -> str | None:
+    """The key in the environment variable ``settings.api_key_env`` names, if set and non-empty."""
+    if not settings.api_key_env:
+        return None
+    return os.environ.get(settings.api_key_env) or None
+
+
+def auth_headers(settings: ProviderSettings) -> dict[str, str]:
+    """``Authorization: Bearer`` when a key is configured; no header at all otherwise."""
+    key = api_key(settings)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+@asynccontextmanager
+async def map_errors(provider: str) -> AsyncIterator[None]:
+    """Translate httpx exceptions raised inside the block into ``ProviderError``s."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout(provider, _describe(exc)) from exc
+    except httpx.DecodingError as exc:
+        raise BadResponse(provider, _describe(exc)) from exc
+    except httpx.RequestError as exc:
+        raise ProviderUnavailable(provider, _describe(exc)) from exc
+
+
+async def check_status(provider: str, response: httpx.Response) -> None:
+    """Raise the typed error for a non-2xx response, quoting the server's own message.
+
+    Works on streaming responses: at most ``ERROR_BODY_LIMIT`` bytes of the body are read.
+    """
+    if response.is_success:
+        return
+    status = response.status_code
+    detail = _redact(await _error_message(response), response.request)
+    message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    if status in (401, 403):
+        raise AuthError(provider, message)
+    if status == 404:
+        raise ModelNotFound(provider, message)
+    if status == 408:
+        raise ProviderTimeout(provider, message)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+        raise RateLimited(provider, message, retry_after)
+    if status >= 500:
+        raise ProviderUnavailable(provider, message)
+    raise BadRequest(provider, message)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT; a naive parse means it said so
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+async def iter_sse_data(
+    provider: str, response: httpx.Response, *, until_done: bool = True
+) -> AsyncGenerator[str, None]:
+    """The data payload of each server-sent event, in order.
+
+    Multi-line data is joined with newlines; comments and other fields are ignored. The stream
+    ends at ``data: [DONE]`` (OpenAI's terminator). With ``until_done`` a stream that closes
+    without it raises ``BadResponse``; formats that mark their last event another way
+    (llama.cpp's ``stop: true``) pass ``until_done=False``, get every event up to the end of
+    the body, and check for themselves.
+    """
+    data: list[str] = []
+    async with aclosing(_lines(provider, response)) as lines:
+        async for line in lines:
+            if line == "":
+                if data:
+                    payload = "\n".join(data)
+                    data.clear()
+                    if payload == "[DONE]":
+                        await _drain(lines)
+                        return
+                    yield payload
+                continue
+            field, _, value = line.partition(":")
+            if field == "data":
+                data.append(value.removeprefix(" "))
+    # An event cut off before its blank line is incomplete and dropped (the SSE rules).
+    if until_done:
+        raise BadResponse(provider, "stream ended early (no [DONE])")
+
+
+async def iter_ndjson(
+    provider: str, response: httpx.Response
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Each object of a newline-delimited JSON stream, up to the one with ``done: true``.
+
+    That object is yielded too (it may carry text and the stop reason). A stream that closes
+    before it raises ``BadResponse``, so a truncated answer is never taken for a complete one.
+    """
+    async with aclosing(_lines(provider, response)) as lines:
+        async for line in lines:
+            if not line.strip():
+                continue
+            obj = decode_object(provider, line)
+            yield obj
+            if obj.get("done") is True:
+                await _drain(lines)
+                return
+    raise BadResponse(provider, "stream ended early (no done: true)")
+
+
+def decode_object(provider: str, text: str) -> dict[str, Any]:
+    """One JSON object from a stream or a body; an error object becomes ``BadResponse``."""
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        # The text is model output or server noise: its length is logged, never its content.
+        log.debug("%s: malformed JSON (%d characters)", provider, len(text))
+        raise BadResponse(provider, "malformed JSON in response") from exc
+    if not isinstance(obj, dict):
+        raise BadResponse(provider, f"expected a JSON object, got {type(obj).__name__}")
+    if obj.get("error"):
+        raise BadResponse(provider, f"error in stream: {_message_of(obj) or 'unspecified'}")
+    return obj
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read what follows a stream's terminator (normally just the end of the chunked body).
+
+    httpx returns a connection to the pool only when its response was read to the end; a
+    response closed early costs a new connection (a TLS handshake, remotely) next time. The
+    wait is bounded: a server holding the stream open after its terminator costs only the
+    connection, never the answer already received.
+    """
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            async for _ in lines:
+                pass
+    except (TimeoutError, httpx.TimeoutException, BadResponse):
+        pass
+
+
+async def _lines(provider: str, response: httpx.Response) -> AsyncGenerator[str, None]:
+    """The body's lines; a connection lost mid-body is a truncated stream, not an outage."""
+    try:
+        async for line in response.aiter_lines():
+            yield line
+    except httpx.TimeoutException:
+        raise  # map_errors turns it into ProviderTimeout
+    except httpx.TransportError as exc:
+        raise BadResponse(provider, f"stream broken: {_describe(exc)}") from exc
+
+
+async def _error_message(response: httpx.Response) -> str:
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= ERROR_BODY_LIMIT:
+                break
+    except httpx.TransportError:
+        pass  # the status code alone still says what went wrong
+    text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace").strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    message = _message_of(parsed) if isinstance(parsed, dict) else None
+    if message is None:
+        message = text.splitlines()[0] if text else response.reason_phrase
+    return message[:_MESSAGE_LIMIT]
+
+
+def _message_of(obj: dict[str, Any]) -> str | None:
+    """``{"error": "..."}`` (Ollama), ``{"error": {"message": ...}}`` (OpenAI, llama.cpp)."""
+    error = obj.get("error")
+    if isinstance(error, dict):
+        error = error.get("message")
+    if error is None:
+        error = obj.get("message")
+    return str(error) if error is not None else None
+
+
+def _redact(message: str, request: httpx.Request) -> str:
+    """Mask the request's API key should the server have echoed it back."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and len(key) >= 4:
+        message = message.replace(key, "***")
+    return message
+
+
+_TIMEOUTS: dict[type[httpx.TimeoutException], str] = {
+    httpx.ConnectTimeout: "connect timeout",
+    httpx.ReadTimeout: "read timeout (no data)",
+    httpx.WriteTimeout: "write timeout",
+    httpx.PoolTimeout: "no free connection in the pool",
+}
+
+
+def _describe(exc: httpx.RequestError) -> str:
+    """A short cause with the server's origin, e.g. ``connection refused (http://h:1)``."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        cause = _TIMEOUTS.get(type(exc), "timeout")
+    elif isinstance(exc, httpx.ConnectError) and _refused(exc):
+        cause = "connection refused"
+    elif isinstance(exc, httpx.ConnectError):
+        cause = f"cannot connect: {detail}"
+    elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        cause = f"connection lost: {detail}"
+    else:
+        cause = detail
+    try:
+        url = exc.request.url
+    except RuntimeError:  # no request attached: nothing more to say
+        return cause
+    # The origin only: paths and query strings are the caller's business (and may hold keys).
+    return f"{cause} ({url.scheme}://{url.netloc.decode('ascii', errors='replace')})"
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the OS refused the connection; httpx says only "All connection attempts
+    failed" and keeps the ``ConnectionRefusedError`` further down the chain."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; the bound guards against a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

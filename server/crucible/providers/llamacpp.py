@@ -1,0 +1,113 @@
+"""The llama.cpp server's native wire format: ``/infill`` for FIM, ``/health`` to probe.
+
+``/infill`` takes the prefix, the suffix and other files (``input_extra``) as separate fields
+and builds the prompt from the model's own FIM tokens, so no template of ours is involved and
+the server can cache the shared context between keystrokes (``cache_prompt``). It streams
+server-sent events without ``[DONE]``: the last event carries ``stop: true``, and a stream that
+ends before it is a ``BadResponse``. Chat goes to the same server's OpenAI-compatible
+``/v1/chat/completions`` (the streaming code is ``openai.py``'s). ``base_url`` is the server
+root, e.g. ``http://127.0.0.1:8080``.
+
+Errors are those of ``providers/http.py``: ``ProviderError`` subclasses, never httpx's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+
+from crucible.config.settings import ProviderSettings
+from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
+from crucible.providers.errors import BadResponse, ProviderError
+from crucible.providers.http import (
+    auth_headers,
+    check_status,
+    decode_object,
+    iter_sse_data,
+    make_client,
+    map_errors,
+)
+from crucible.providers.openai import stream_openai_chat
+
+_LOADING = 503  # /health answers 503 while the model is still loading
+
+
+class LlamaCppProvider:
+    """One llama.cpp server (it serves the one model it was started with)."""
+
+    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
+        self._settings = settings
+        self._client = client or make_client(settings)
+        self._owns_client = client is None
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def model(self) -> str:
+        return self._settings.model
+
+    def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
+        body = {
+            "input_prefix": request.prefix,
+            "input_suffix": request.suffix,
+            "input_extra": [{"filename": f.path, "text": f.text} for f in request.extra],
+            "n_predict": request.max_tokens,
+            "temperature": request.temperature,
+            "stop": list(request.stop),
+            "stream": True,
+            "cache_prompt": True,
+        }
+        return self._stream_infill(body)
+
+    def stream_chat(self, request: ChatRequest) -> AsyncGenerator[str, None]:
+        return stream_openai_chat(self._client, self._settings, "v1/chat/completions", request)
+
+    async def probe(self) -> ProbeResult:
+        try:
+            async with map_errors(self.name):
+                response = await self._client.get("health", headers=auth_headers(self._settings))
+                if response.status_code == _LOADING:
+                    return ProbeResult(False, "server is loading the model (HTTP 503)")
+                await check_status(self.name, response)
+                health = decode_object(self.name, response.text)
+        except ProviderError as exc:
+            return ProbeResult(False, exc.message)
+        status = health.get("status")
+        if status != "ok":
+            return ProbeResult(False, f"server health is {status!r}")
+        return ProbeResult(True, f"ok: server ready (model {self.model})")
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _stream_infill(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+        # ``async with client.stream`` ties the HTTP response to this generator: closing it
+        # (early stop, cancellation) closes the connection, and llama.cpp cancels the task.
+        headers = auth_headers(self._settings)
+        stopped = False
+        async with (
+            map_errors(self.name),
+            self._client.stream("POST", "infill", json=body, headers=headers) as response,
+        ):
+            await check_status(self.name, response)
+            # Read on to the end of the body after the last event, so that the connection
+            # goes back to the pool; llama.cpp ends the body right after it.
+            async with aclosing(iter_sse_data(self.name, response, until_done=False)) as events:
+                async for data in events:
+                    if stopped:
+                        continue
+                    event = decode_object(self.name, data)
+                    text = event.get("content", "")
+                    if not isinstance(text, str):
+                        raise BadResponse(self.name, "'content' is not a string")
+                    if text:
+                        yield text
+                    stopped = event.get("stop") is True
+        if not stopped:
+            raise BadResponse(self.name, "stream ended early (no stop: true)")

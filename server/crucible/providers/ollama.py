@@ -1,0 +1,140 @@
+"""The Ollama wire format: ``/api/generate`` for FIM, ``/api/chat``, ``/api/tags`` to probe.
+
+Ollama streams NDJSON, one object per line, the last with ``done: true``. FIM goes through the
+native ``suffix`` field: given a suffix, Ollama renders the model's own FIM template (so no
+``raw``, and no template of ours), which keeps the prompt right for whatever the user pulled.
+``/api/generate`` has no field for other files, so ``FimRequest.extra`` is not sent.
+
+Errors are those of ``providers/http.py``: ``ProviderError`` subclasses, never httpx's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from typing import Any, TypeAlias
+
+import httpx
+
+from crucible.config.settings import ProviderSettings
+from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
+from crucible.providers.errors import BadResponse, ProviderError
+from crucible.providers.http import (
+    auth_headers,
+    check_status,
+    decode_object,
+    iter_ndjson,
+    make_client,
+    map_errors,
+)
+
+# Picks the generated text out of one streamed object (it differs between generate and chat).
+_TextOf: TypeAlias = Callable[[str, dict[str, Any]], str]
+
+
+class OllamaProvider:
+    """One model on one Ollama server."""
+
+    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
+        self._settings = settings
+        self._client = client or make_client(settings)
+        self._owns_client = client is None
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def model(self) -> str:
+        return self._settings.model
+
+    def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
+        body = {
+            "model": self.model,
+            "prompt": request.prefix,
+            "suffix": request.suffix,
+            "stream": True,
+            "options": _options(request.max_tokens, request.temperature, request.stop),
+        }
+        return self._stream("api/generate", body, _generated_text)
+
+    def stream_chat(self, request: ChatRequest) -> AsyncGenerator[str, None]:
+        body = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "options": _options(request.max_tokens, request.temperature, request.stop),
+        }
+        return self._stream("api/chat", body, _message_text)
+
+    async def probe(self) -> ProbeResult:
+        try:
+            async with map_errors(self.name):
+                response = await self._client.get("api/tags", headers=auth_headers(self._settings))
+                await check_status(self.name, response)
+                listing = decode_object(self.name, response.text)
+        except ProviderError as exc:
+            return ProbeResult(False, exc.message)
+        models = listing.get("models")
+        if not isinstance(models, list):
+            return ProbeResult(False, "unexpected /api/tags answer (no models list)")
+        names = [
+            m["name"] for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)
+        ]
+        if any(_same_model(name, self.model) for name in names):
+            return ProbeResult(True, f"ok: model {self.model} available")
+        have = ", ".join(names) if names else "none"
+        return ProbeResult(False, f"model {self.model} not found (have: {have})")
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _stream(
+        self, path: str, body: dict[str, Any], text_of: _TextOf
+    ) -> AsyncGenerator[str, None]:
+        # ``async with client.stream`` ties the HTTP response to this generator: closing the
+        # generator (early stop, cancellation) closes the connection, and Ollama then stops
+        # generating for it.
+        headers = auth_headers(self._settings)
+        async with (
+            map_errors(self.name),
+            self._client.stream("POST", path, json=body, headers=headers) as response,
+        ):
+            await check_status(self.name, response)
+            async with aclosing(iter_ndjson(self.name, response)) as objects:
+                async for obj in objects:
+                    text = text_of(self.name, obj)
+                    if text:
+                        yield text
+
+
+def _options(max_tokens: int, temperature: float, stop: tuple[str, ...]) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_predict": max_tokens, "temperature": temperature}
+    # An explicit stop list replaces the model's own stop parameters (its Modelfile), so the
+    # key is only sent when the caller has stops of its own.
+    if stop:
+        options["stop"] = list(stop)
+    return options
+
+
+def _generated_text(provider: str, obj: dict[str, Any]) -> str:
+    text = obj.get("response", "")
+    if not isinstance(text, str):
+        raise BadResponse(provider, "'response' is not a string")
+    return text
+
+
+def _message_text(provider: str, obj: dict[str, Any]) -> str:
+    message = obj.get("message")
+    if message is None:
+        return ""
+    text = message.get("content", "") if isinstance(message, dict) else None
+    if not isinstance(text, str):
+        raise BadResponse(provider, "'message.content' is not a string")
+    return text
+
+
+def _same_model(listed: str, wanted: str) -> bool:
+    """Ollama names carry a tag; ``qwen`` and ``qwen:latest`` are the same model."""
+    return listed.removesuffix(":latest") == wanted.removesuffix(":latest")

@@ -1,0 +1,168 @@
+"""The OpenAI-compatible wire format: ``completions`` for FIM, ``chat/completions``, ``models``.
+
+Spoken by vLLM, llama.cpp's ``/v1``, LM Studio, LiteLLM and hosted APIs alike. ``base_url``
+includes ``/v1``, as the OpenAI SDK takes it, so paths here are relative (``completions``) and
+httpx appends them to the base path. The legacy completions endpoint has no portable FIM field
+(llama.cpp ignores ``suffix``), so the model family's FIM template is rendered into ``prompt``
+and its special tokens are sent as stop sequences.
+
+Streams are server-sent events ending with ``data: [DONE]``; a stream that closes without it
+is a ``BadResponse``. Other errors are those of ``providers/http.py``. The chat streaming code
+is shared with ``llamacpp.py``, whose server speaks this format for chat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+
+from crucible.config.settings import ProviderSettings
+from crucible.context.fim import resolve_template
+from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
+from crucible.providers.errors import BadResponse, ProviderError
+from crucible.providers.http import (
+    auth_headers,
+    check_status,
+    decode_object,
+    iter_sse_data,
+    make_client,
+    map_errors,
+)
+
+
+class OpenAIProvider:
+    """One model behind an OpenAI-compatible API."""
+
+    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
+        # Resolved first: an unknown template name raises ValueError before a pool is opened.
+        self._template = resolve_template(settings.fim_template, settings.model)
+        self._settings = settings
+        self._client = client or make_client(settings)
+        self._owns_client = client is None
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def model(self) -> str:
+        return self._settings.model
+
+    def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
+        template = self._template
+        body = {
+            "model": self.model,
+            "prompt": template.render(
+                request.prefix, request.suffix, path=request.path, extra=request.extra
+            ),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            # The family's own tokens first; dict.fromkeys drops repeats and keeps the order.
+            "stop": list(dict.fromkeys(template.stop + request.stop)),
+            "stream": True,
+        }
+        return stream_sse(self._client, self._settings, "completions", body, _completion_text)
+
+    def stream_chat(self, request: ChatRequest) -> AsyncGenerator[str, None]:
+        return stream_openai_chat(self._client, self._settings, "chat/completions", request)
+
+    async def probe(self) -> ProbeResult:
+        try:
+            async with map_errors(self.name):
+                response = await self._client.get("models", headers=auth_headers(self._settings))
+                await check_status(self.name, response)
+                listing = decode_object(self.name, response.text)
+        except ProviderError as exc:
+            return ProbeResult(False, exc.message)
+        data = listing.get("data")
+        models = data if isinstance(data, list) else []
+        ids = [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        if not ids:
+            return ProbeResult(False, "the server lists no models")
+        if self.model in ids:
+            return ProbeResult(True, f"ok: model {self.model} available")
+        # Servers of one model (llama.cpp, some vLLM setups) answer to any name, so an unlisted
+        # name is reported, not failed.
+        return ProbeResult(
+            True,
+            f"ok: server answers, but model {self.model} is not listed (has: {', '.join(ids)})",
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def stream_openai_chat(
+    client: httpx.AsyncClient, settings: ProviderSettings, path: str, request: ChatRequest
+) -> AsyncGenerator[str, None]:
+    """Stream a chat answer from an OpenAI-compatible ``chat/completions`` route at ``path``."""
+    body: dict[str, Any] = {
+        "model": settings.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        # max_tokens, not max_completion_tokens: every compatible server understands it.
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "stream": True,
+    }
+    if request.stop:
+        body["stop"] = list(request.stop)
+    return stream_sse(client, settings, path, body, _delta_text)
+
+
+async def stream_sse(
+    client: httpx.AsyncClient,
+    settings: ProviderSettings,
+    path: str,
+    body: dict[str, Any],
+    text_of: Callable[[str, dict[str, Any]], str],
+) -> AsyncGenerator[str, None]:
+    """POST ``body`` and yield the text ``text_of`` finds in each event, up to ``[DONE]``.
+
+    ``async with client.stream`` ties the HTTP response to this generator: closing it (early
+    stop, cancellation) closes the connection, and the server stops generating.
+    """
+    name = settings.name
+    headers = auth_headers(settings)
+    async with (
+        map_errors(name),
+        client.stream("POST", path, json=body, headers=headers) as response,
+    ):
+        await check_status(name, response)
+        async with aclosing(iter_sse_data(name, response)) as events:
+            async for data in events:
+                text = text_of(name, decode_object(name, data))
+                if text:
+                    yield text
+
+
+def _first_choice(provider: str, event: dict[str, Any]) -> dict[str, Any] | None:
+    """``choices[0]``; None for events without choices (usage, keep-alive)."""
+    choices = event.get("choices")
+    if not choices:
+        return None
+    if not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise BadResponse(provider, "'choices' is not a list of objects")
+    first: dict[str, Any] = choices[0]
+    return first
+
+
+def _completion_text(provider: str, event: dict[str, Any]) -> str:
+    choice = _first_choice(provider, event)
+    text = "" if choice is None else choice.get("text") or ""
+    if not isinstance(text, str):
+        raise BadResponse(provider, "'choices[0].text' is not a string")
+    return text
+
+
+def _delta_text(provider: str, event: dict[str, Any]) -> str:
+    choice = _first_choice(provider, event)
+    delta = None if choice is None else choice.get("delta")
+    # The first delta of a chat stream carries the role and a null content.
+    text = delta.get("content") or "" if isinstance(delta, dict) else ""
+    if not isinstance(text, str):
+        raise BadResponse(provider, "'choices[0].delta.content' is not a string")
+    return text

@@ -1,0 +1,52 @@
+"""Settings -> provider instances: one per ``[[providers]]`` entry, in the order they are tried.
+
+The single place that knows which class speaks which ``kind``, and the single definition of
+"the order providers are tried in": by ``priority`` (lower first), then as listed. Building a
+provider opens no connection (httpx connects on the first request), so nothing here fails on a
+server being down.
+
+Errors: none raised. An unknown ``fim_template`` is rejected by the configuration loader first;
+should one get here anyway, it is logged and the provider falls back to ``auto``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from crucible.config.settings import ProviderKind, ProviderSettings, Role
+from crucible.providers.base import Provider
+from crucible.providers.llamacpp import LlamaCppProvider
+from crucible.providers.ollama import OllamaProvider
+from crucible.providers.openai import OpenAIProvider
+
+log = logging.getLogger(__name__)
+
+_CLASSES: dict[ProviderKind, Callable[[ProviderSettings], Provider]] = {
+    ProviderKind.OLLAMA: OllamaProvider,
+    ProviderKind.OPENAI: OpenAIProvider,
+    ProviderKind.LLAMACPP: LlamaCppProvider,
+}
+
+
+def create_provider(settings: ProviderSettings) -> Provider:
+    """The provider for one ``[[providers]]`` entry, with its own connection pool."""
+    cls = _CLASSES[settings.kind]
+    try:
+        return cls(settings)
+    except ValueError as exc:
+        log.warning("provider %s: %s; using fim_template = auto", settings.name, exc)
+        return cls(replace(settings, fim_template="auto"))
+
+
+def ordered_for_role(
+    providers: Iterable[ProviderSettings], role: Role
+) -> tuple[ProviderSettings, ...]:
+    """The entries serving ``role``, in the order they are tried."""
+    return tuple(s for s in _in_order(providers) if role in s.roles)
+
+
+def _in_order(providers: Iterable[ProviderSettings]) -> list[ProviderSettings]:
+    # sorted() is stable: equal priorities keep the order the user listed them in.
+    return sorted(providers, key=lambda s: s.priority)

@@ -1,0 +1,101 @@
+"""Telemetry: counters and latency samples for ``crucible/status``. Records, never decides.
+
+Latencies are kept as a bounded window of recent samples per series (not an unbounded list),
+so a day-long session costs the same memory as a minute-long one, and percentiles describe
+recent behaviour, which is what a user looking at a slow editor wants to know.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+_WINDOW = 512  # recent samples kept per latency series
+
+
+def percentiles(
+    samples: Iterable[float], points: tuple[int, ...] = (50, 95, 99)
+) -> dict[str, float]:
+    """Nearest-rank percentiles of ``samples``, rounded to 0.1 ms; empty when no samples."""
+    ordered = sorted(samples)
+    if not ordered:
+        return {}
+    last = len(ordered) - 1
+    return {
+        f"p{p}": round(ordered[min(last, (p * len(ordered) + 99) // 100 - 1)], 1) for p in points
+    }
+
+
+@dataclass
+class _ProviderStats:
+    calls: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    first_byte_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))
+    total_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))
+
+
+class Telemetry:
+    """Counters by outcome, upstream call accounting and per-stage timings."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started = clock()
+        self._requests: Counter[str] = Counter()
+        self._stages: dict[str, deque[float]] = {}
+        self._providers: dict[str, _ProviderStats] = {}
+
+    def uptime_s(self) -> float:
+        return self._clock() - self._started
+
+    def request(self, outcome: str) -> None:
+        """Count one answered request by how it ended (served, empty, cancelled, …)."""
+        self._requests[outcome] += 1
+
+    def stage(self, name: str, ms: float) -> None:
+        """One timing sample for a stage of the completion path (debounce, first_byte, total…)."""
+        series = self._stages.get(name)
+        if series is None:
+            series = self._stages[name] = deque(maxlen=_WINDOW)
+        series.append(ms)
+
+    def upstream(
+        self,
+        provider: str,
+        *,
+        error: str | None,
+        first_byte_ms: float | None,
+        total_ms: float,
+    ) -> None:
+        """Account one provider call; ``error`` names its failure kind, None when it worked."""
+        stats = self._providers.setdefault(provider, _ProviderStats())
+        stats.calls += 1
+        if error is not None:
+            stats.failures += 1
+            stats.last_error = error
+        if first_byte_ms is not None:
+            stats.first_byte_ms.append(first_byte_ms)
+        stats.total_ms.append(total_ms)
+
+    def provider_snapshot(self, provider: str) -> dict[str, Any]:
+        stats = self._providers.get(provider, _ProviderStats())
+        return {
+            "calls": stats.calls,
+            "failures": stats.failures,
+            "last_error": stats.last_error,
+            "latency_ms": percentiles(stats.total_ms),
+            "first_byte_ms": percentiles(stats.first_byte_ms),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        calls = sum(s.calls for s in self._providers.values())
+        errors = sum(s.failures for s in self._providers.values())
+        return {
+            "uptime_s": round(self.uptime_s(), 3),
+            "requests": {"total": sum(self._requests.values()), **self._requests},
+            "upstream": {"calls": calls, "errors": errors},
+            "stages_ms": {name: percentiles(series) for name, series in self._stages.items()},
+        }

@@ -1,0 +1,1 @@
+"""Crucible's test suite (a package so that tests can import ``tests.fakes``)."""

@@ -1,0 +1,163 @@
+"""Inline completions end to end: real server process, real loopback provider, every kind."""
+
+from __future__ import annotations
+
+import pytest
+from lsprotocol import types
+from tests.e2e.conftest import Session, end_of, inline, open_document, provider_options
+from tests.fakes.provider import FakeProvider, Fault
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "def add(a, b):\n    "
+SUFFIX = "\n\nprint(add(1, 2))\n"
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai", "llamacpp"])
+async def test_each_kind_completes_at_the_cursor(
+    kind: str, fake: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(provider_options(fake, kind)) as client:
+        uri = open_document(client, PREFIX + SUFFIX)
+        result = await inline(client, uri, end_of(PREFIX))
+
+    assert [item.insert_text for item in result.items] == ["return a + b"]
+    cursor = types.Position(1, 4)
+    assert result.items[0].range == types.Range(cursor, cursor)
+
+    [sent] = fake.generation_requests()
+    body = sent.body
+    if kind == "ollama":
+        assert sent.path == "/api/generate"
+        assert (body["prompt"], body["suffix"]) == (PREFIX, SUFFIX)
+        assert body["model"] == "qwen2.5-coder:1.5b-base" and body["stream"] is True
+    elif kind == "openai":
+        assert sent.path == "/v1/completions"
+        # Qwen2.5-Coder's FIM template, detected from the model name, rendered into the prompt.
+        assert body["prompt"].endswith(
+            f"<|fim_prefix|>{PREFIX}<|fim_suffix|>{SUFFIX}<|fim_middle|>"
+        )
+        assert "<|endoftext|>" in body["stop"] and body["stream"] is True
+    else:
+        assert sent.path == "/infill"
+        assert (body["input_prefix"], body["input_suffix"]) == (PREFIX, SUFFIX)
+        assert body["cache_prompt"] is True and body["stream"] is True
+
+
+async def test_single_line_suggestion_stops_the_stream_early(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    """Mid-line, only the rest of the line is wanted: the server stops reading at the newline
+    and closes the stream, so the provider stops generating."""
+    fake.reply = " * quantity\nprint(total)\n" + "x = 1\n" * 60
+    fake.inject(Fault(chunk_delay_ms=20))
+    text = "price = 3\nquantity = 4\ntotal = price"
+    async with lsp_session(provider_options(fake)) as client:
+        uri = open_document(client, text)
+        result = await inline(client, uri, end_of(text))
+        assert await fake.wait_for_async(lambda f: f.requests[-1].finished_at is not None)
+
+    assert [item.insert_text for item in result.items] == [" * quantity"]
+    sent = fake.generation_requests()[-1]
+    assert sent.disconnected and not sent.completed
+    assert sent.chunks_sent < len(fake.reply) // fake.chunk_size // 2
+
+
+async def test_multi_line_suggestion_ends_with_the_block(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    fake.reply = "if a < 0:\n        raise ValueError(a)\n    return a\n\ndef other():\n    pass\n"
+    text = "def check(a):\n    "
+    async with lsp_session(provider_options(fake)) as client:
+        uri = open_document(client, text)
+        result = await inline(client, uri, end_of(text))
+
+    assert [item.insert_text for item in result.items] == [
+        "if a < 0:\n        raise ValueError(a)\n    return a"
+    ]
+
+
+async def test_utf16_positions_on_a_line_with_emoji(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    """😀 is one code point but two UTF-16 code units: the cursor column counts units."""
+    fake.reply = '"🎉", sep=""'
+    before, after = 'print("😀é", ', ")\n"
+    async with lsp_session(provider_options(fake)) as client:
+        uri = open_document(client, before + after)
+        column = len(before.encode("utf-16-le")) // 2  # 13 units for 12 code points
+        result = await inline(client, uri, types.Position(0, column))
+
+    [sent] = fake.generation_requests()
+    assert (sent.body["prompt"], sent.body["suffix"]) == (before, after)
+    [item] = result.items
+    assert item.insert_text == '"🎉", sep=""'
+    assert item.range == types.Range(types.Position(0, column), types.Position(0, column))
+
+
+async def test_neighbour_documents_reach_llamacpp_input_extra(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(provider_options(fake, "llamacpp")) as client:
+        open_document(client, "def helper():\n    return 42\n", name="helpers.py")
+        uri = open_document(client, PREFIX)
+        await inline(client, uri, end_of(PREFIX))
+
+    [sent] = fake.generation_requests()
+    extra = sent.body["input_extra"]
+    assert [e["text"] for e in extra] == ["def helper():\n    return 42\n"]
+    assert extra[0]["filename"].endswith("helpers.py")
+
+
+async def test_completion_items_for_clients_without_inline_completion(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    from tests.e2e.conftest import menu_only_capabilities
+
+    text = "total = pri"
+    fake.reply = "ce * quantity"
+    async with lsp_session(provider_options(fake), capabilities=menu_only_capabilities()) as client:
+        uri = open_document(client, text)
+        result = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=end_of(text)
+            )
+        )
+
+    assert isinstance(result, types.CompletionList)
+    [item] = result.items
+    assert item.text_edit is not None and isinstance(item.text_edit, types.TextEdit)
+    # The edit re-inserts the word being typed so the client's filter keeps the item.
+    assert item.text_edit.new_text == "price * quantity"
+    assert item.text_edit.range == types.Range(types.Position(0, 8), types.Position(0, 11))
+
+
+async def test_inline_clients_are_not_charged_twice_for_completion_requests(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    text = "total = pri"
+    async with lsp_session(provider_options(fake)) as client:
+        uri = open_document(client, text)
+        result = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=end_of(text)
+            )
+        )
+    assert isinstance(result, types.CompletionList) and not result.items
+    assert fake.generation_requests() == []
+
+
+async def test_completion_items_can_be_turned_off(fake: FakeProvider, lsp_session: Session) -> None:
+    from tests.e2e.conftest import menu_only_capabilities
+
+    text = "total = pri"
+    options = provider_options(fake, completion_items=False)
+    async with lsp_session(options, capabilities=menu_only_capabilities()) as client:
+        uri = open_document(client, text)
+        result = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=end_of(text)
+            )
+        )
+    assert isinstance(result, types.CompletionList) and not result.items
+    assert fake.generation_requests() == []

@@ -1,0 +1,90 @@
+"""What the fake provider is told to do (faults) and what it saw (recorded requests).
+
+Both are shared between the test's thread and the server's thread: a :class:`RecordedRequest`
+is updated by the server as its response goes out while the test reads it, and the
+:class:`FaultQueue` is filled by the test and drained by the server, under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How the next generation requests misbehave; the fields combine (latency, then the rest).
+
+    ``status``, ``hang``, ``garbage`` and ``truncate_after`` apply to streamed and non-streamed
+    answers alike: a non-streamed answer with ``truncate_after`` sends half its body (its
+    Content-Length promises all of it) and drops the connection; with ``garbage`` its body is not
+    JSON. ``chunk_delay_ms`` only slows streams.
+    """
+
+    latency_ms: int = 0  # delay before the response headers (time to first byte)
+    chunk_delay_ms: int = 0  # delay between stream chunks ("slow drip")
+    status: int | None = None  # answer with this HTTP error status (the format's error shape)
+    retry_after: float | None = None  # with status 429/503: Retry-After header (seconds)
+    truncate_after: int | None = None  # stream this many chunks, then drop the connection
+    hang: bool = False  # read the request, then send nothing until the client disconnects
+    garbage: bool = False  # stream a malformed (non-JSON) data line instead of chunks
+
+
+NO_FAULT = Fault()
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake saw it, updated from the server thread as its response goes."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: Any  # parsed JSON or None
+    received_at: float  # time.monotonic()
+    chunks_sent: int = 0  # text pieces streamed (not the preamble nor the closing objects)
+    completed: bool = False  # the whole response (incl. stream terminator) was written
+    disconnected: bool = False  # the client closed the connection before the response ended
+    finished_at: float | None = None
+
+
+Reply = str | Callable[[RecordedRequest], str]
+
+
+@dataclass
+class _Queued:
+    fault: Fault
+    remaining: int | None  # None: until cleared
+
+
+class FaultQueue:
+    """Faults in injection order; each generation request takes one use of the head."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[_Queued] = deque()
+
+    def push(self, fault: Fault, times: int | None) -> None:
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1, or None")
+        with self._lock:
+            self._queue.append(_Queued(fault, times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def take(self) -> Fault:
+        """The fault for the request arriving now (``NO_FAULT`` when none is queued)."""
+        with self._lock:
+            if not self._queue:
+                return NO_FAULT
+            head = self._queue[0]
+            if head.remaining is not None:
+                head.remaining -= 1
+                if head.remaining == 0:
+                    self._queue.popleft()
+            return head.fault

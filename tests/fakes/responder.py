@@ -1,0 +1,344 @@
+"""How the fake provider answers: routing, faults, generation and streaming.
+
+Runs on the server's thread. A :class:`Responder` is the :class:`LoopbackServer` handler of one
+:class:`~tests.fakes.provider.FakeProvider`; it reads the provider's settings (``reply``,
+``chunk_size``, ``models``, ``require_api_key``) afresh for every request, so a test may change
+them between requests, and appends every request to ``provider.requests`` as soon as it is parsed.
+
+Order of a generation request: record it; take its fault; latency; then hang, or the injected
+error status; then 400 for a body that is not a JSON object, 401, 404 for an unknown model; then
+the answer, streamed or whole, shaped by the fault's ``garbage``, ``truncate_after`` and
+``chunk_delay_ms``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tests.fakes.formats import (
+    CHARS_PER_TOKEN,
+    ENDPOINTS,
+    Choice,
+    Endpoint,
+    Family,
+    Generation,
+    Json,
+    Params,
+    error_body,
+    family_of,
+)
+from tests.fakes.http_server import Exchange
+from tests.fakes.records import Fault, FaultQueue, RecordedRequest
+
+if TYPE_CHECKING:
+    from tests.fakes.provider import FakeProvider
+
+logger = logging.getLogger(__name__)
+
+
+def _cut(text: str, stop: tuple[str, ...], max_tokens: int | None) -> Choice:
+    """The reply as the request's stop sequences and token limit leave it."""
+    hits = [(text.find(word), word) for word in stop if word in text]
+    stopping_word = ""
+    if hits:
+        at, stopping_word = min(hits)
+        text = text[:at]
+    if max_tokens is not None and len(text) > max_tokens * CHARS_PER_TOKEN:
+        return Choice(text[: max_tokens * CHARS_PER_TOKEN], "length", "")
+    return Choice(text, "stop", stopping_word)
+
+
+def _ollama_name(name: str) -> str:
+    # Ollama resolves a name without a tag to its ":latest" tag.
+    return name if ":" in name else f"{name}:latest"
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+async def _complete(record: RecordedRequest, last_write: Awaitable[bool]) -> None:
+    """Mark ``record`` complete, then make ``last_write``, the one that ends the response.
+
+    In that order so that a client that has read the whole response never finds the record
+    behind it (the test reads it from another thread as soon as the bytes arrive); undone if the
+    write fails.
+    """
+    record.completed, record.finished_at = True, time.monotonic()
+    if not await last_write:
+        record.completed, record.finished_at = False, None
+
+
+class Responder:
+    """The LoopbackServer handler of a FakeProvider: called once per request, concurrently."""
+
+    def __init__(self, provider: FakeProvider, faults: FaultQueue) -> None:
+        self._provider = provider
+        self._faults = faults
+        self._ids = itertools.count(1)
+
+    async def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        body: Any = None
+        bad_json = False
+        if request.body:
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                bad_json = True
+        record = RecordedRequest(
+            request.method, request.path, dict(request.headers), body, time.monotonic()
+        )
+        self._provider.requests.append(record)  # list.append is atomic: no lock needed
+        try:
+            endpoint = ENDPOINTS.get(request.path)
+            if endpoint is not None and request.method == "POST":
+                await self._generate(exchange, record, endpoint, bad_json)
+            else:
+                await self._serve_info(exchange, record)
+        except Exception:
+            # A bug here or in a reply callable: say so in the test log, answer 500 if we still can.
+            logger.exception("fake provider failed on %s %s", request.method, request.path)
+            if not exchange.started:
+                await exchange.send(500, b'{"error":"fake provider error"}', "application/json")
+            await exchange.drop()
+        finally:
+            # A connection the server ended (truncation, stop()) is not the client leaving.
+            gone = exchange.gone.is_set() and not exchange.dropped
+            record.disconnected = gone and not record.completed
+            if record.finished_at is None:
+                record.finished_at = time.monotonic()
+
+    async def _send_json(
+        self,
+        exchange: Exchange,
+        record: RecordedRequest,
+        status: int,
+        obj: Json,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        body = json.dumps(obj).encode()
+        await _complete(record, exchange.send(status, body, "application/json", headers))
+
+    async def _send_error(
+        self,
+        exchange: Exchange,
+        record: RecordedRequest,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        family = family_of(record.path)
+        obj = error_body(family, status, message, code=code)
+        await self._send_json(exchange, record, status, obj, headers)
+
+    def _authorized(self, record: RecordedRequest) -> bool:
+        if self._provider.require_api_key is None or not record.path.startswith("/v1/"):
+            return True
+        return record.headers.get("authorization") == f"Bearer {self._provider.require_api_key}"
+
+    async def _refuse_unauthorized(self, exchange: Exchange, record: RecordedRequest) -> bool:
+        if self._authorized(record):
+            return False
+        message = "Incorrect API key provided"
+        await self._send_error(exchange, record, 401, message, code="invalid_api_key")
+        return True
+
+    async def _serve_info(self, exchange: Exchange, record: RecordedRequest) -> None:
+        """Everything but generation: model lists, health, version; 404 and 405."""
+        if await self._refuse_unauthorized(exchange, record):
+            return
+        getters: dict[str, Callable[[], Json]] = {
+            "/api/tags": self._ollama_tags,
+            "/api/version": lambda: {"version": "0.12.0"},
+            "/v1/models": self._openai_models,
+            "/health": lambda: {"status": "ok"},
+            "/props": self._llamacpp_props,
+        }
+        getter = getters.get(record.path)
+        if getter is not None and record.method == "GET":
+            await self._send_json(exchange, record, 200, getter())
+        elif getter is not None or record.path in ENDPOINTS:
+            await self._send_json(exchange, record, 405, {"error": "method not allowed"})
+        else:
+            await self._send_json(exchange, record, 404, {"error": f"not found: {record.path}"})
+
+    def _ollama_tags(self) -> Json:
+        return {
+            "models": [
+                {
+                    "name": name,
+                    "model": name,
+                    "modified_at": "2026-01-01T00:00:00.000000Z",
+                    "size": 1234,
+                    "digest": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+                    "details": {
+                        "family": "qwen2",
+                        "parameter_size": "1.5B",
+                        "quantization_level": "Q4_K_M",
+                        "format": "gguf",
+                    },
+                }
+                for name in self._provider.models
+            ]
+        }
+
+    def _openai_models(self) -> Json:
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+            for m in self._provider.models
+        ]
+        return {"object": "list", "data": data}
+
+    def _llamacpp_props(self) -> Json:
+        return {
+            "default_generation_settings": {},
+            "total_slots": 1,
+            "model_path": f"/models/{self._provider.models[0]}.gguf",
+        }
+
+    def _knows_model(self, family: Family, model: str) -> bool:
+        if family == "ollama":
+            return _ollama_name(model) in {_ollama_name(m) for m in self._provider.models}
+        return model in self._provider.models
+
+    async def _generate(
+        self, exchange: Exchange, record: RecordedRequest, endpoint: Endpoint, bad_json: bool
+    ) -> None:
+        # Every generation POST takes its fault first: faults stand for the network and the
+        # server's state, which a malformed or unauthorized request meets too.
+        fault = self._faults.take()
+        if not await exchange.pause(fault.latency_ms / 1000):
+            return
+        if fault.hang:
+            await exchange.wait_gone()
+            return
+        if fault.status is not None:
+            headers = None
+            if fault.retry_after is not None:
+                headers = {"Retry-After": _seconds(fault.retry_after)}
+            message = f"injected fault: HTTP {fault.status}"
+            await self._send_error(exchange, record, fault.status, message, headers=headers)
+            return
+        if bad_json or not isinstance(record.body, dict):
+            await self._send_error(exchange, record, 400, "request body is not a JSON object")
+            return
+        if await self._refuse_unauthorized(exchange, record):
+            return
+        try:
+            params = endpoint.params(record.body)
+        except ValueError as exc:
+            await self._send_error(exchange, record, 400, str(exc))
+            return
+        model = params.model or self._provider.models[0]
+        if endpoint.family != "llamacpp" and not self._knows_model(endpoint.family, model):
+            if endpoint.family == "ollama":
+                message = f'model "{model}" not found, try pulling it first'
+            else:
+                message = f"The model `{model}` does not exist"
+            await self._send_error(exchange, record, 404, message, code="model_not_found")
+            return
+        generation = self._generation(record, endpoint, params, model)
+        if params.stream:
+            await self._stream(exchange, record, endpoint, generation, fault)
+        else:
+            await self._answer_whole(exchange, record, endpoint, generation, fault)
+
+    def _generation(
+        self, record: RecordedRequest, endpoint: Endpoint, params: Params, model: str
+    ) -> Generation:
+        if params.prompt_list is None:
+            texts = [self._reply_text(record)]
+        else:
+            # Each prompt of a list gets its own reply: the callable sees the request as if the
+            # body held that prompt alone.
+            texts = [
+                self._reply_text(replace(record, body={**record.body, "prompt": prompt}))
+                for prompt in params.prompt_list
+            ]
+        prefix = "chatcmpl" if endpoint.family == "openai" and "chat" in record.path else "cmpl"
+        return Generation(
+            id=f"{prefix}-{next(self._ids)}",
+            model=model,
+            created=int(time.time()),
+            started=record.received_at,
+            prompt_tokens=params.prompt_tokens,
+            choices=tuple(_cut(text, params.stop, params.max_tokens) for text in texts),
+        )
+
+    def _reply_text(self, record: RecordedRequest) -> str:
+        reply = self._provider.reply
+        return reply if isinstance(reply, str) else reply(record)
+
+    async def _answer_whole(
+        self,
+        exchange: Exchange,
+        record: RecordedRequest,
+        endpoint: Endpoint,
+        generation: Generation,
+        fault: Fault,
+    ) -> None:
+        if fault.garbage:
+            body = endpoint.garbage()
+        else:
+            body = json.dumps(endpoint.whole(generation)).encode()
+        if fault.truncate_after is not None:
+            await exchange.send(200, body, "application/json", cut_at=len(body) // 2)
+        else:
+            await _complete(record, exchange.send(200, body, "application/json"))
+
+    async def _stream(
+        self,
+        exchange: Exchange,
+        record: RecordedRequest,
+        endpoint: Endpoint,
+        generation: Generation,
+        fault: Fault,
+    ) -> None:
+        if not await exchange.start_stream(200, endpoint.content_type):
+            return
+        if fault.garbage:
+            # Correct HTTP framing around a payload that is not JSON, and no format terminator.
+            await _complete(record, exchange.end_stream(endpoint.garbage()))
+            return
+        for obj in endpoint.preamble(generation):
+            if not await exchange.send_chunk(endpoint.frame(obj)):
+                return
+        pieces = self._pieces(generation)
+        if fault.truncate_after is not None:
+            pieces = pieces[: fault.truncate_after]
+        delay = fault.chunk_delay_ms / 1000
+        for number, (index, text, emitted) in enumerate(pieces):
+            if number and not await exchange.pause(delay):
+                return
+            piece = endpoint.piece(generation, index, text, emitted)
+            record.chunks_sent += 1  # counted before it goes, like completion (see _complete)
+            if not await exchange.send_chunk(endpoint.frame(piece)):
+                record.chunks_sent -= 1
+                return
+        if fault.truncate_after is not None:
+            await exchange.drop()
+            return
+        closing = b"".join(endpoint.frame(obj) for obj in endpoint.closing(generation))
+        if await exchange.pause(delay):
+            await _complete(record, exchange.end_stream(closing + endpoint.done_marker))
+
+    def _pieces(self, generation: Generation) -> list[tuple[int, str, str]]:
+        """(choice index, text, text emitted so far) in send order, choices interleaved."""
+        size = max(1, self._provider.chunk_size)
+        longest = max(len(choice.text) for choice in generation.choices)
+        return [
+            (index, choice.text[start : start + size], choice.text[: start + size])
+            for start in range(0, longest, size)
+            for index, choice in enumerate(generation.choices)
+            if start < len(choice.text)
+        ]

@@ -1,0 +1,484 @@
+"""The loopback provider speaks each wire format as the real servers do, and misbehaves on demand.
+
+These tests talk to the fake over real HTTP with httpx (what Crucible's providers use) and parse
+the real framing (NDJSON lines, SSE ``data:`` lines), so the provider tests built on the fake test
+against the same bytes a real Ollama, OpenAI-compatible or llama.cpp server would send.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.provider import FakeProvider, Fault, RecordedRequest
+
+REPLY = "def add(a, b):\n    return a + b\n"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider(reply=REPLY, chunk_size=4) as provider:
+        yield provider
+
+
+@pytest.fixture
+def client(fake: FakeProvider) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=fake.base_url) as http:
+        yield http
+
+
+def ndjson(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.headers["content-type"] == "application/x-ndjson"
+    return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+def sse_data(response: httpx.Response) -> list[str]:
+    """The payload of every ``data:`` line; events are separated by a blank line."""
+    assert response.headers["content-type"] == "text/event-stream"
+    assert response.text.endswith("\n\n")
+    events = response.text.split("\n\n")[:-1]
+    assert all(event.startswith("data: ") and "\n" not in event for event in events)
+    return [event.removeprefix("data: ") for event in events]
+
+
+# -- wire formats ------------------------------------------------------------------------------
+
+
+def test_ollama_generate_streams_ndjson_by_default(client: httpx.Client) -> None:
+    response = client.post("/api/generate", json={"model": "test-model", "prompt": "x"})
+
+    assert response.status_code == 200
+    assert response.headers["transfer-encoding"] == "chunked"
+    *pieces, final = ndjson(response)
+    assert "".join(p["response"] for p in pieces) == REPLY
+    assert all(not p["done"] and len(p["response"]) <= 4 for p in pieces)
+    assert pieces[0]["model"] == "test-model"
+    assert pieces[0]["created_at"].endswith("Z")
+    assert final["done"] is True
+    assert final["response"] == ""
+    assert final["done_reason"] == "stop"
+    assert final["context"] == [1, 2, 3]
+    assert {"total_duration", "load_duration", "prompt_eval_count", "eval_count"} <= set(final)
+
+
+def test_ollama_generate_without_stream_answers_one_object(client: httpx.Client) -> None:
+    body = {"model": "test-model", "prompt": "x", "stream": False}
+    response = client.post("/api/generate", json=body)
+
+    assert "transfer-encoding" not in response.headers
+    assert int(response.headers["content-length"]) == len(response.content)
+    answer = response.json()
+    assert answer["response"] == REPLY
+    assert answer["done"] is True
+
+
+def test_ollama_chat_streams_assistant_messages(client: httpx.Client) -> None:
+    body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
+    *pieces, final = ndjson(client.post("/api/chat", json=body))
+
+    assert all(p["message"]["role"] == "assistant" and not p["done"] for p in pieces)
+    assert "".join(p["message"]["content"] for p in pieces) == REPLY
+    assert final["message"] == {"role": "assistant", "content": ""}
+    assert final["done"] is True
+    assert final["done_reason"] == "stop"
+
+
+def test_openai_completions_stream_ends_with_done(client: httpx.Client) -> None:
+    body = {"model": "test-model", "prompt": "x", "stream": True}
+    *events, done = sse_data(client.post("/v1/completions", json=body))
+
+    assert done == "[DONE]"
+    chunks = [json.loads(event) for event in events]
+    assert all(c["object"] == "text_completion" and c["id"].startswith("cmpl-") for c in chunks)
+    choices = [c["choices"][0] for c in chunks]
+    assert "".join(choice["text"] for choice in choices) == REPLY
+    assert [choice["finish_reason"] for choice in choices[-2:]] == [None, "stop"]
+
+
+def test_openai_completions_prompt_list_gives_indexed_interleaved_choices(
+    fake: FakeProvider, client: httpx.Client
+) -> None:
+    fake.reply = lambda request: f"<{request.body['prompt']}>"
+    body = {"model": "test-model", "prompt": ["first", "second"], "stream": True}
+    *events, done = sse_data(client.post("/v1/completions", json=body))
+
+    choices = [json.loads(event)["choices"][0] for event in events]
+    assert [choice["index"] for choice in choices[:2]] == [0, 1]
+    texts = {0: "", 1: ""}
+    for choice in choices:
+        texts[choice["index"]] += choice["text"]
+    assert texts == {0: "<first>", 1: "<second>"}
+    assert done == "[DONE]"
+
+    whole = client.post("/v1/completions", json={**body, "stream": False}).json()
+    assert [(c["index"], c["text"]) for c in whole["choices"]] == [(0, "<first>"), (1, "<second>")]
+
+
+def test_openai_completions_without_stream_has_usage(client: httpx.Client) -> None:
+    answer = client.post("/v1/completions", json={"model": "test-model", "prompt": "x"}).json()
+
+    assert answer["object"] == "text_completion"
+    assert answer["choices"] == [
+        {"text": REPLY, "index": 0, "logprobs": None, "finish_reason": "stop"}
+    ]
+    usage = answer["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+
+
+def test_openai_chat_streams_role_then_deltas(client: httpx.Client) -> None:
+    body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    *events, done = sse_data(client.post("/v1/chat/completions", json=body))
+
+    chunks = [json.loads(event) for event in events]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    first, *middle, last = [c["choices"][0] for c in chunks]
+    assert first["delta"] == {"role": "assistant", "content": ""}
+    assert "".join(choice["delta"]["content"] for choice in middle) == REPLY
+    assert last == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    assert done == "[DONE]"
+
+
+def test_openai_chat_without_stream(client: httpx.Client) -> None:
+    body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
+    answer = client.post("/v1/chat/completions", json=body).json()
+
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"] == {"role": "assistant", "content": REPLY}
+    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert "usage" in answer
+
+
+def test_llamacpp_infill_streams_without_done_marker(client: httpx.Client) -> None:
+    body = {
+        "input_prefix": "def add(",
+        "input_suffix": "\n",
+        "input_extra": [{"filename": "util.py", "text": "x = 1\n"}],
+        "n_predict": 64,
+        "stream": True,
+        "cache_prompt": True,
+    }
+    events = [json.loads(event) for event in sse_data(client.post("/infill", json=body))]
+
+    *pieces, final = events
+    assert "".join(p["content"] for p in pieces) == REPLY
+    assert all(p["stop"] is False and p["id_slot"] == 0 for p in pieces)
+    assert [p["tokens_predicted"] for p in pieces] == sorted(p["tokens_predicted"] for p in pieces)
+    assert final["stop"] is True
+    assert final["content"] == ""
+    assert final["stop_type"] == "eos"
+    assert final["model"] == "test-model"
+
+
+def test_llamacpp_completion_without_stream_and_any_model(client: httpx.Client) -> None:
+    body = {"prompt": "x", "model": "whatever", "n_predict": 64}
+    answer = client.post("/completion", json=body).json()
+
+    assert answer["content"] == REPLY
+    assert answer["stop"] is True
+    assert answer["has_new_line"] is True
+
+
+StopCase = tuple[str, dict[str, Any], Callable[[dict[str, Any]], str]]
+STOP_CASES: list[StopCase] = [
+    (
+        "/api/generate",
+        {"prompt": "x", "stream": False, "options": {"stop": ["\n"]}},
+        lambda answer: answer["response"],
+    ),
+    (
+        "/api/chat",
+        {"messages": [], "stream": False, "options": {"stop": ["\n"]}},
+        lambda answer: answer["message"]["content"],
+    ),
+    ("/v1/completions", {"prompt": "x", "stop": "\n"}, lambda a: a["choices"][0]["text"]),
+    (
+        "/v1/chat/completions",
+        {"messages": [], "stop": ["\n", "add"]},
+        lambda answer: answer["choices"][0]["message"]["content"],
+    ),
+    ("/completion", {"prompt": "x", "stop": ["\n"]}, lambda answer: answer["content"]),
+    ("/infill", {"input_prefix": "", "stop": ["\n"]}, lambda answer: answer["content"]),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "text_of"), STOP_CASES, ids=[c[0] for c in STOP_CASES])
+def test_stop_sequences_cut_the_reply_in_every_format(
+    client: httpx.Client, path: str, body: dict[str, Any], text_of: Callable[[Any], str]
+) -> None:
+    answer = client.post(path, json={"model": "test-model", **body}).json()
+
+    expected = "def " if path == "/v1/chat/completions" else "def add(a, b):"
+    assert text_of(answer) == expected
+
+
+def test_token_limit_cuts_at_four_characters_per_token(client: httpx.Client) -> None:
+    answer = client.post("/v1/completions", json={"prompt": "x", "max_tokens": 2}).json()
+    assert answer["choices"][0]["text"] == REPLY[:8]
+    assert answer["choices"][0]["finish_reason"] == "length"
+
+    body = {"prompt": "x", "n_predict": 2, "stream": True}
+    *_, final = [json.loads(e) for e in sse_data(client.post("/completion", json=body))]
+    assert final["stop_type"] == "limit"
+
+
+# -- models, keys, info routes -------------------------------------------------------------------
+
+
+def test_unknown_model_is_refused_in_each_family_shape(client: httpx.Client) -> None:
+    ollama = client.post("/api/generate", json={"model": "nope", "prompt": "x"})
+    assert ollama.status_code == 404
+    assert ollama.json() == {"error": 'model "nope" not found, try pulling it first'}
+
+    openai = client.post("/v1/completions", json={"model": "nope", "prompt": "x"})
+    assert openai.status_code == 404
+    assert openai.json()["error"] == {
+        "message": "The model `nope` does not exist",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+
+
+def test_ollama_resolves_a_name_without_tag_to_latest(
+    fake: FakeProvider, client: httpx.Client
+) -> None:
+    fake.models = ["qwen:latest"]
+    body = {"model": "qwen", "prompt": "x", "stream": False}
+    assert client.post("/api/generate", json=body).status_code == 200
+
+
+def test_api_key_is_required_on_v1_routes_only() -> None:
+    with (
+        FakeProvider(require_api_key="sekrit") as fake,
+        httpx.Client(base_url=fake.base_url) as client,
+    ):
+        refused = client.get("/v1/models")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "invalid_api_key"
+        assert refused.json()["error"]["message"] == "Incorrect API key provided"
+
+        key = {"Authorization": "Bearer sekrit"}
+        assert client.get("/v1/models", headers=key).status_code == 200
+        body = {"model": "test-model", "prompt": "x"}
+        assert client.post("/v1/completions", json=body).status_code == 401
+        assert client.post("/v1/completions", json=body, headers=key).status_code == 200
+        assert client.get("/api/tags").status_code == 200
+        assert fake.requests[0].headers.get("authorization") is None
+
+
+def test_info_routes(client: httpx.Client) -> None:
+    tags = client.get("/api/tags").json()["models"]
+    assert [(m["name"], m["model"]) for m in tags] == [("test-model", "test-model")]
+    assert tags[0]["digest"].startswith("sha256:")
+    assert tags[0]["details"]["format"] == "gguf"
+    assert client.get("/api/version").json() == {"version": "0.12.0"}
+    models = client.get("/v1/models").json()
+    assert models["object"] == "list"
+    assert [(m["id"], m["owned_by"]) for m in models["data"]] == [("test-model", "fake")]
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/props").json()["model_path"] == "/models/test-model.gguf"
+
+
+def test_unknown_path_wrong_method_and_bad_json(fake: FakeProvider, client: httpx.Client) -> None:
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/api/generate").status_code == 405
+    bad = client.post("/v1/completions", content=b"{not json")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["type"] == "invalid_request_error"
+    assert fake.requests[-1].body is None
+    assert [r.path for r in fake.generation_requests()] == ["/v1/completions"]
+
+
+def test_keep_alive_serves_requests_on_one_connection(fake: FakeProvider) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    try:
+        body = json.dumps({"model": "test-model", "prompt": "x", "stream": True})
+        sockets, answers = [], []
+        for _ in range(3):
+            connection.request("POST", "/api/generate", body=body)
+            answers.append(connection.getresponse().read())
+            sockets.append(connection.sock)
+        assert sockets[0] is sockets[1] is sockets[2]
+        assert all(json.loads(a.splitlines()[-1])["done"] for a in answers)
+        assert all(r.completed for r in fake.requests)
+    finally:
+        connection.close()
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+def test_latency_delays_the_first_byte_once(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.inject(Fault(latency_ms=150), times=1)
+    body = {"model": "test-model", "prompt": "x", "stream": False}
+
+    started = time.monotonic()
+    client.post("/api/generate", json=body)
+    slow = time.monotonic() - started
+    started = time.monotonic()
+    client.post("/api/generate", json=body)
+    fast = time.monotonic() - started
+
+    assert slow >= 0.15
+    assert fast < slow
+
+
+def test_status_429_with_retry_after_in_the_family_error_shape(
+    fake: FakeProvider, client: httpx.Client
+) -> None:
+    fake.inject(Fault(status=429, retry_after=2), times=1)
+    body = {"model": "test-model", "prompt": "x"}
+
+    limited = client.post("/v1/completions", json=body)
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "2"
+    assert set(limited.json()["error"]) >= {"message", "type", "code"}
+    assert client.post("/v1/completions", json=body).status_code == 200
+
+
+def test_faults_queue_in_order_and_clear(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.inject(Fault(status=500), times=1)
+    fake.inject(Fault(status=503), times=2)
+    fake.inject(Fault(status=502))
+    body = {"prompt": "x"}
+    statuses = [client.post("/completion", json=body).status_code for _ in range(5)]
+    assert statuses == [500, 503, 503, 502, 502]
+    assert client.post("/completion", json=body).json()["error"]["type"] == "server_error"
+
+    client.get("/health")  # only generation requests use faults up
+    fake.clear_faults()
+    assert client.post("/completion", json=body).status_code == 200
+
+    fake.inject(Fault(status=503))
+    fake.reset()
+    assert fake.requests == []
+    assert client.post("/completion", json=body).status_code == 200
+
+
+def test_truncate_drops_the_stream_without_terminator(
+    fake: FakeProvider, client: httpx.Client
+) -> None:
+    fake.inject(Fault(truncate_after=2), times=1)
+    body = {"model": "test-model", "prompt": "x", "stream": True}
+    lines: list[str] = []
+
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        client.stream("POST", "/v1/completions", json=body) as response,
+    ):
+        lines.extend(response.iter_lines())
+
+    data = [line.removeprefix("data: ") for line in lines if line]
+    assert len(data) == 2
+    assert "[DONE]" not in data
+    assert all(json.loads(d)["choices"][0]["finish_reason"] is None for d in data)
+    record = fake.requests[-1]
+    assert (record.chunks_sent, record.completed, record.disconnected) == (2, False, False)
+
+
+def test_truncate_cuts_a_whole_answer_short_of_its_content_length(
+    fake: FakeProvider, client: httpx.Client
+) -> None:
+    fake.inject(Fault(truncate_after=0), times=1)
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/completion", json={"prompt": "x"})
+    assert not fake.requests[-1].completed
+
+
+def test_garbage_sends_a_line_that_is_not_json(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.inject(Fault(garbage=True), times=1)
+    body = {"model": "test-model", "prompt": "x"}
+    lines = client.post("/api/generate", json=body).text.splitlines()
+
+    assert len(lines) == 1
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(lines[0])
+
+
+def test_hang_until_the_client_times_out_is_recorded_as_disconnect(
+    fake: FakeProvider,
+) -> None:
+    fake.inject(Fault(hang=True), times=1)
+    timeout = httpx.Timeout(5.0, read=0.1)
+    with httpx.Client(base_url=fake.base_url, timeout=timeout) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/api/generate", json={"model": "test-model", "prompt": "x"})
+
+        assert fake.wait_for(lambda f: f.requests[-1].finished_at is not None, timeout=2)
+        record = fake.requests[-1]
+        assert (record.disconnected, record.completed, record.chunks_sent) == (True, False, 0)
+
+
+def test_stop_does_not_wait_for_a_hung_request() -> None:
+    fake = FakeProvider().start()
+    fake.inject(Fault(hang=True))
+    request = b"POST /infill HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as sock:
+        sock.sendall(request)
+        assert fake.wait_for(lambda f: len(f.requests) == 1)
+
+        started = time.monotonic()
+        fake.stop()
+        assert time.monotonic() - started < 1
+        assert sock.recv(100) == b""  # the server closed the connection, sending nothing
+
+    record = fake.requests[0]
+    assert record.finished_at is not None
+    assert not record.disconnected  # the server, not the client, ended it
+
+
+async def test_early_client_close_is_recorded_with_chunks_sent(fake: FakeProvider) -> None:
+    fake.reply = "x" * 200  # 50 chunks, a second at 20 ms each
+    fake.inject(Fault(chunk_delay_ms=20), times=1)
+    body = {"model": "test-model", "prompt": "x"}
+
+    async with (
+        httpx.AsyncClient(base_url=fake.base_url) as client,
+        client.stream("POST", "/api/generate", json=body) as response,
+    ):
+        async for line in response.aiter_lines():
+            assert json.loads(line)["response"] == "xxxx"
+            break
+
+    def finished(f: FakeProvider) -> bool:
+        return f.requests[-1].finished_at is not None
+
+    assert await fake.wait_for_async(finished, timeout=2)
+    record: RecordedRequest = fake.requests[-1]
+    assert record.disconnected is True
+    assert record.completed is False
+    assert 1 <= record.chunks_sent < 10
+
+
+def test_standalone_command_serves_until_sigterm() -> None:
+    command = [sys.executable, "-m", "tests.fakes.provider", "--port", "0", "--reply", "hi"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("listening on http://127.0.0.1:")
+        base_url = line.removeprefix("listening on ")
+        with httpx.Client(base_url=base_url) as client:
+            body = {"model": "test-model", "prompt": "x", "stream": False}
+            assert client.post("/api/generate", json=body).json()["response"] == "hi"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -1,0 +1,78 @@
+"""Settings -> providers: the class per kind, the order they are tried in, roles."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from crucible.config.settings import ProviderKind, ProviderSettings, Role, Settings
+from crucible.providers.base import FimRequest
+from crucible.providers.llamacpp import LlamaCppProvider
+from crucible.providers.ollama import OllamaProvider
+from crucible.providers.openai import OpenAIProvider
+from crucible.providers.registry import create_provider, ordered_for_role
+from tests.fakes.provider import FakeProvider
+from tests.providers.support import collect
+
+CHAT_ONLY = (Role.CHAT,)
+SETTINGS = Settings(
+    providers=(
+        ProviderSettings(name="remote", kind=ProviderKind.OPENAI, priority=1),
+        ProviderSettings(name="local", kind=ProviderKind.OLLAMA, priority=0),
+        ProviderSettings(name="llama", kind=ProviderKind.LLAMACPP, priority=1, roles=CHAT_ONLY),
+        ProviderSettings(name="spare", kind=ProviderKind.OLLAMA, priority=0, roles=CHAT_ONLY),
+    )
+)
+
+
+async def test_each_kind_gets_its_class() -> None:
+    providers = [create_provider(s) for s in SETTINGS.providers]
+    try:
+        assert [type(p) for p in providers] == [
+            OpenAIProvider,
+            OllamaProvider,
+            LlamaCppProvider,
+            OllamaProvider,
+        ]
+        assert [p.name for p in providers] == ["remote", "local", "llama", "spare"]
+    finally:
+        for p in providers:
+            await p.aclose()
+
+
+def test_ordered_for_role() -> None:
+    chat = ordered_for_role(SETTINGS.providers, Role.CHAT)
+    assert [s.name for s in chat] == ["local", "spare", "remote", "llama"]
+    assert [s.name for s in ordered_for_role(SETTINGS.providers, Role.COMPLETION)] == [
+        "local",
+        "remote",
+    ]
+
+
+async def test_an_invalid_fim_template_falls_back_to_auto(
+    fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.models = ["bigcode/starcoder2-3b"]
+    settings = ProviderSettings(
+        name="vllm",
+        kind=ProviderKind.OPENAI,
+        base_url=f"{fake.base_url}/v1",
+        model="bigcode/starcoder2-3b",
+        fim_template="nope",
+    )
+    with caplog.at_level(logging.WARNING, logger="crucible.providers.registry"):
+        provider = create_provider(settings)
+    try:
+        assert "provider vllm: unknown FIM template 'nope'" in caplog.text
+        await collect(
+            provider.stream_fim(FimRequest(prefix="a", suffix="b", language_id="", path=""))
+        )
+        assert fake.requests[-1].body["prompt"] == "<fim_prefix>a<fim_suffix>b<fim_middle>"
+    finally:
+        await provider.aclose()
+
+
+def test_an_invalid_fim_template_is_refused_by_the_provider_itself() -> None:
+    with pytest.raises(ValueError, match="choose one of"):
+        OpenAIProvider(ProviderSettings(kind=ProviderKind.OPENAI, fim_template="nope"))
