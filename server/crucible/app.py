@@ -21,6 +21,7 @@ from crucible.config.settings import ProviderSettings, Role, Settings
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer
 from crucible.providers.base import Provider
+from crucible.providers.openai import OpenAIProvider
 from crucible.providers.registry import create_provider, ordered_for_role
 from crucible.runtime.memory import rss_mb
 from crucible.runtime.tasks import BackgroundTasks
@@ -69,7 +70,7 @@ class App:
         self.settings = result.settings
         wanted = result.settings.providers
         stale = [p for s, p in self._providers.items() if s not in wanted]
-        self._providers = {s: self._providers.get(s) or create_provider(s) for s in wanted}
+        self._providers = {s: self._providers.get(s) or self._create(s) for s in wanted}
         for provider in stale:
             self._close_later(provider)
         completion_providers = [
@@ -81,6 +82,18 @@ class App:
             [p.name for p in completion_providers] or "none",
         )
         return [str(error) for error in result.errors]
+
+    def _create(self, settings: ProviderSettings) -> Provider:
+        provider = create_provider(settings)
+        if isinstance(provider, OpenAIProvider):
+            # Counted here, not on the provider: a configuration change replaces providers,
+            # but the server's counters live as long as the server.
+            provider.on_batch = self._count_batch
+        return provider
+
+    def _count_batch(self, size: int) -> None:
+        if size > 1:
+            self.telemetry.mark("batched", size)
 
     def _close_later(self, provider: Provider) -> None:
         try:
@@ -95,6 +108,7 @@ class App:
         return {
             "version": crucible.__version__,
             **telemetry,
+            "scheduling": self.completion.scheduling_snapshot(),
             # Filled by the response cache (a later issue); honest zeros until it exists.
             "cache": {
                 "enabled": False,

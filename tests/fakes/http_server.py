@@ -241,6 +241,11 @@ class LoopbackServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self._loop, self._thread = loop, thread
 
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the server's loop (from any thread); nothing when not running."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(callback)
+
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:

@@ -4,6 +4,10 @@ It speaks the wire formats of Ollama (``/api/...``), OpenAI-compatible servers (
 the llama.cpp server (``/completion``, ``/infill``) closely enough that Crucible's httpx
 providers cannot tell it from the real thing, and it can misbehave on demand (:class:`Fault`):
 latency, slow streams, HTTP errors with ``Retry-After``, truncated or malformed streams, hangs.
+Like a local llama.cpp / Ollama server with N parallel slots, it can generate for at most
+``slots`` requests at a time (:mod:`tests.fakes.slots`): the others wait in FIFO order, a request
+whose client leaves while queued is never generated, and ``Fault.latency_ms`` (prompt processing)
+starts once a slot is held. ``max_concurrent_seen`` is the most generations it ran at once.
 Every request is recorded (:class:`RecordedRequest`), including how its response ended, so a test
 can assert that the language server closed a stream early. ``chunks_sent`` and ``completed`` are
 updated before the bytes leave, so a client that has read a whole response finds the record
@@ -29,7 +33,8 @@ Modules: ``http_server`` (HTTP/1.1 plumbing and the thread), ``formats`` (the wi
 ``records`` (faults and records), ``responder`` (routing, faults, streaming), this one (the API).
 
 Standalone: ``python -m tests.fakes.provider --port 0 [--latency-ms N] [--chunk-delay-ms N]
-[--reply TEXT]`` prints ``listening on http://127.0.0.1:PORT`` and serves until SIGTERM/SIGINT.
+[--reply TEXT] [--slots N]`` prints ``listening on http://127.0.0.1:PORT`` and serves until
+SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from tests.fakes.formats import ENDPOINTS
 from tests.fakes.http_server import LoopbackServer
 from tests.fakes.records import Fault, FaultQueue, RecordedRequest, Reply
 from tests.fakes.responder import Responder
+from tests.fakes.slots import SlotGate
 
 __all__ = ["FakeProvider", "Fault", "RecordedRequest"]
 
@@ -60,6 +66,7 @@ class FakeProvider:
         chunk_size: int = 4,
         require_api_key: str | None = None,
         port: int = 0,
+        slots: int | None = None,
     ) -> None:
         self.reply: Reply = reply
         self.chunk_size = chunk_size
@@ -68,7 +75,10 @@ class FakeProvider:
         # Appended to by the server thread; list.append and list.clear are atomic.
         self.requests: list[RecordedRequest] = []
         self._faults = FaultQueue()
-        self._server = LoopbackServer(Responder(self, self._faults), port=port)
+        self._slots = _checked_slots(slots)
+        # Used only on the server's loop; reads the limit afresh, so `slots` may change anytime.
+        self._gate = SlotGate(lambda: self._slots)
+        self._server = LoopbackServer(Responder(self, self._faults, self._gate), port=port)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -102,6 +112,22 @@ class FakeProvider:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def slots(self) -> int | None:
+        """Most generation requests served at once (None: no limit); the rest wait, FIFO."""
+        return self._slots
+
+    @slots.setter
+    def slots(self, value: int | None) -> None:
+        self._slots = _checked_slots(value)
+        # A raised limit admits queued requests now rather than at the next release.
+        self._server.call_soon(self._gate.grant)
+
+    @property
+    def max_concurrent_seen(self) -> int:
+        """The most generation requests ever served at once (since start or :meth:`reset`)."""
+        return self._gate.max_active
+
     # -- faults and records ----------------------------------------------------------------
 
     def inject(self, fault: Fault, times: int | None = None) -> None:
@@ -116,9 +142,12 @@ class FakeProvider:
         self._faults.clear()
 
     def reset(self) -> None:
-        """Forget every request and fault (the settings stay)."""
+        """Forget every request, fault and ``max_concurrent_seen`` (the settings stay)."""
         self._faults.clear()
         self.requests.clear()
+        # From the test's thread: one int assignment, so it takes effect at once; a request
+        # admitted at that very moment may be counted before or after it.
+        self._gate.reset_max()
 
     def generation_requests(self) -> list[RecordedRequest]:
         """Only the POSTs to a generation route, in arrival order."""
@@ -147,6 +176,12 @@ class FakeProvider:
         return True
 
 
+def _checked_slots(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise ValueError("slots must be at least 1, or None for no limit")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.fakes.provider",
@@ -159,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=0, help="delay before every answer")
     parser.add_argument("--chunk-delay-ms", type=int, default=0, help="delay between chunks")
     parser.add_argument("--api-key", help="require this Bearer key on /v1 routes")
+    parser.add_argument(
+        "--slots", type=int, default=None, help="serve at most N generations at once (FIFO queue)"
+    )
     args = parser.parse_args(argv)
 
     # Block the signals before the server thread starts (it inherits the mask), so that only
@@ -171,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         chunk_size=args.chunk_size,
         require_api_key=args.api_key,
         port=args.port,
+        slots=args.slots,
     ).start()
     try:
         if args.latency_ms or args.chunk_delay_ms:

@@ -49,6 +49,9 @@ class RecordedRequest:
     completed: bool = False  # the whole response (incl. stream terminator) was written
     disconnected: bool = False  # the client closed the connection before the response ended
     finished_at: float | None = None
+    # When a generation slot was granted (time.monotonic()); None if it never was (the client
+    # left while queued) or for requests that need no slot (everything but generation).
+    admitted_at: float | None = None
 
 
 Reply = str | Callable[[RecordedRequest], str]

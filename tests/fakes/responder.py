@@ -5,10 +5,11 @@ Runs on the server's thread. A :class:`Responder` is the :class:`LoopbackServer`
 ``chunk_size``, ``models``, ``require_api_key``) afresh for every request, so a test may change
 them between requests, and appends every request to ``provider.requests`` as soon as it is parsed.
 
-Order of a generation request: record it; take its fault; latency; then hang, or the injected
-error status; then 400 for a body that is not a JSON object, 401, 404 for an unknown model; then
-the answer, streamed or whole, shaped by the fault's ``garbage``, ``truncate_after`` and
-``chunk_delay_ms``.
+Order of a generation request: record it; take its fault; wait for a generation slot (see
+:mod:`tests.fakes.slots`; a client that leaves meanwhile is never served); latency, which stands
+for prompt processing and so runs inside the slot; then hang, or the injected error status;
+then 400 for a body that is not a JSON object, 401, 404 for an unknown model; then the answer,
+streamed or whole, shaped by the fault's ``garbage``, ``truncate_after`` and ``chunk_delay_ms``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tests.fakes.formats import (
 )
 from tests.fakes.http_server import Exchange
 from tests.fakes.records import Fault, FaultQueue, RecordedRequest
+from tests.fakes.slots import SlotGate
 
 if TYPE_CHECKING:
     from tests.fakes.provider import FakeProvider
@@ -79,9 +81,10 @@ async def _complete(record: RecordedRequest, last_write: Awaitable[bool]) -> Non
 class Responder:
     """The LoopbackServer handler of a FakeProvider: called once per request, concurrently."""
 
-    def __init__(self, provider: FakeProvider, faults: FaultQueue) -> None:
+    def __init__(self, provider: FakeProvider, faults: FaultQueue, slots: SlotGate) -> None:
         self._provider = provider
         self._faults = faults
+        self._slots = slots
         self._ids = itertools.count(1)
 
     async def __call__(self, exchange: Exchange) -> None:
@@ -202,7 +205,7 @@ class Responder:
     def _llamacpp_props(self) -> Json:
         return {
             "default_generation_settings": {},
-            "total_slots": 1,
+            "total_slots": self._provider.slots or 1,
             "model_path": f"/models/{self._provider.models[0]}.gguf",
         }
 
@@ -217,6 +220,23 @@ class Responder:
         # Every generation POST takes its fault first: faults stand for the network and the
         # server's state, which a malformed or unauthorized request meets too.
         fault = self._faults.take()
+        if not await self._slots.acquire(exchange.gone):
+            return  # the client left while queued: never generated, recorded as disconnected
+        record.admitted_at = time.monotonic()
+        try:
+            await self._answer_generation(exchange, record, endpoint, bad_json, fault)
+        finally:
+            self._slots.release()
+
+    async def _answer_generation(
+        self,
+        exchange: Exchange,
+        record: RecordedRequest,
+        endpoint: Endpoint,
+        bad_json: bool,
+        fault: Fault,
+    ) -> None:
+        """Everything after the slot is held: latency, faults, validation, the answer."""
         if not await exchange.pause(fault.latency_ms / 1000):
             return
         if fault.hang:

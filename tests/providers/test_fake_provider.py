@@ -7,6 +7,8 @@ against the same bytes a real Ollama, OpenAI-compatible or llama.cpp server woul
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import json
 import signal
@@ -463,8 +465,124 @@ async def test_early_client_close_is_recorded_with_chunks_sent(fake: FakeProvide
     assert 1 <= record.chunks_sent < 10
 
 
+# -- generation slots ----------------------------------------------------------------------------
+
+GENERATE = {"model": "test-model", "prompt": "x", "stream": False}
+
+
+async def _generate_all(fake: FakeProvider, count: int) -> list[RecordedRequest]:
+    """``count`` concurrent /api/generate calls, arriving in order; their records once answered."""
+
+    async def one(client: httpx.AsyncClient) -> None:
+        assert (await client.post("/api/generate", json=GENERATE)).status_code == 200
+
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        tasks = []
+        for sent in range(1, count + 1):
+            tasks.append(asyncio.create_task(one(client)))
+            # Let each request reach the server before the next one, so arrival order is known.
+            assert await fake.wait_for_async(_arrived(sent))
+        await asyncio.gather(*tasks)
+    return fake.generation_requests()
+
+
+def _arrived(count: int) -> Callable[[FakeProvider], bool]:
+    return lambda f: len(f.requests) == count
+
+
+def _holding_a_slot(f: FakeProvider) -> bool:
+    return bool(f.requests) and f.requests[0].admitted_at is not None
+
+
+def _admitted(record: RecordedRequest) -> float:
+    assert record.admitted_at is not None
+    return record.admitted_at
+
+
+def _finished(record: RecordedRequest) -> float:
+    assert record.finished_at is not None
+    return record.finished_at
+
+
+async def test_slots_serve_n_at_a_time_in_arrival_order(fake: FakeProvider) -> None:
+    fake.slots = 2
+    fake.inject(Fault(latency_ms=60))
+
+    records = await _generate_all(fake, 5)
+
+    assert fake.max_concurrent_seen == 2
+    admitted = [_admitted(r) for r in records]
+    assert admitted == sorted(admitted)  # FIFO: admitted in arrival order
+    # The third waits for a slot: admitted only once one of the first two has finished.
+    assert admitted[2] >= min(_finished(r) for r in records[:2])
+    # Latency stands for prompt processing: it runs inside the slot, after admission.
+    assert all(_finished(r) - _admitted(r) >= 0.06 for r in records)
+
+
+async def test_without_slots_every_request_is_served_at_once(fake: FakeProvider) -> None:
+    fake.inject(Fault(latency_ms=100))
+
+    records = await _generate_all(fake, 4)
+
+    assert fake.max_concurrent_seen == 4
+    assert all(_admitted(r) - r.received_at < 0.05 for r in records)
+    fake.reset()
+    assert fake.max_concurrent_seen == 0
+
+
+async def test_a_client_leaving_the_queue_is_never_generated(fake: FakeProvider) -> None:
+    fake.slots = 1
+    fake.inject(Fault(hang=True), times=1)  # the first request holds the only slot
+    fast = httpx.Timeout(5.0, read=0.1)
+    async with httpx.AsyncClient(base_url=fake.base_url) as holder:
+        holding = asyncio.create_task(holder.post("/api/generate", json=GENERATE))
+        assert await fake.wait_for_async(_holding_a_slot)
+        async with httpx.AsyncClient(base_url=fake.base_url, timeout=fast) as impatient:
+            with pytest.raises(httpx.ReadTimeout):
+                await impatient.post("/api/generate", json=GENERATE)
+        assert await fake.wait_for_async(lambda f: f.requests[1].finished_at is not None)
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        assert (await client.post("/api/generate", json=GENERATE)).status_code == 200
+
+    first, queued, last = fake.generation_requests()
+    assert (queued.disconnected, queued.admitted_at, queued.chunks_sent) == (True, None, 0)
+    assert first.disconnected and last.completed
+    assert fake.max_concurrent_seen == 1
+
+
+async def test_raising_slots_admits_queued_requests_at_once(fake: FakeProvider) -> None:
+    fake.slots = 1
+    fake.inject(Fault(hang=True), times=1)
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        holding = asyncio.create_task(client.post("/api/generate", json=GENERATE))
+        assert await fake.wait_for_async(_holding_a_slot)
+        queued = asyncio.create_task(client.post("/api/generate", json=GENERATE))
+        assert await fake.wait_for_async(_arrived(2))
+        assert not queued.done()
+
+        fake.slots = 2
+        assert (await asyncio.wait_for(queued, 2)).status_code == 200
+        assert fake.max_concurrent_seen == 2
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
+
+
+def test_slots_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="slots"):
+        FakeProvider(slots=0)
+    fake = FakeProvider(slots=3)
+    assert fake.slots == 3
+    with pytest.raises(ValueError, match="slots"):
+        fake.slots = -1
+
+
 def test_standalone_command_serves_until_sigterm() -> None:
     command = [sys.executable, "-m", "tests.fakes.provider", "--port", "0", "--reply", "hi"]
+    command += ["--slots", "3"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -474,6 +592,7 @@ def test_standalone_command_serves_until_sigterm() -> None:
         with httpx.Client(base_url=base_url) as client:
             body = {"model": "test-model", "prompt": "x", "stream": False}
             assert client.post("/api/generate", json=body).json()["response"] == "hi"
+            assert client.get("/props").json()["total_slots"] == 3
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     finally:

@@ -27,6 +27,13 @@ class Role(StrEnum):
     CHAT = "chat"
 
 
+class DebounceMode(StrEnum):
+    """How long to wait after a keystroke before asking a provider."""
+
+    ADAPTIVE = "adaptive"  # from the typing rhythm, the provider's latency and the cursor spot
+    FIXED = "fixed"  # always debounce_ms
+
+
 class Multiline(StrEnum):
     """When an inline completion may span several lines."""
 
@@ -97,6 +104,14 @@ class ProviderSettings:
         default="auto",
     )
     connect_timeout_ms: int = doc("TCP connect timeout.", bounds=(10, 60_000), default=1000)
+    batch_window_ms: int = doc(
+        "Micro-batching (openai kind only, opt-in): completions for different prompts that"
+        " arrive within this window go out as one /v1/completions call with a prompt list."
+        " 0 turns it off.",
+        bounds=(0, 200),
+        default=0,
+    )
+    batch_max: int = doc("Most prompts in one batched call.", bounds=(1, 64), default=8)
     max_connections: int = doc(
         "Connection pool size for this provider.", bounds=(1, 256), default=4
     )
@@ -112,9 +127,20 @@ class CompletionSettings:
         " inline completion (clients that have it are never sent both).",
         default=True,
     )
-    debounce_ms: int = doc(
-        "Wait this long after a keystroke before asking a provider.", bounds=(0, 5000), default=150
+    debounce_mode: DebounceMode = doc(  # noqa: RUF009
+        "adaptive | fixed. adaptive learns the wait per document from the typing rhythm, the"
+        " provider's latency and how likely a suggestion is at the cursor, within"
+        " debounce_min_ms..debounce_max_ms; fixed always waits debounce_ms.",
+        default=DebounceMode.ADAPTIVE,
     )
+    debounce_ms: int = doc(
+        "The fixed wait after a keystroke (debounce_mode = fixed), and the adaptive mode's"
+        " starting point before it has seen any typing.",
+        bounds=(0, 5000),
+        default=150,
+    )
+    debounce_min_ms: int = doc("Shortest adaptive wait.", bounds=(0, 5000), default=40)
+    debounce_max_ms: int = doc("Longest adaptive wait.", bounds=(0, 5000), default=600)
     timeout_ms: int = doc(
         "Deadline for the provider's answer, from sending the request to the last chunk used;"
         " past it the answer is empty and the stream is closed.",

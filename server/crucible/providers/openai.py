@@ -9,6 +9,10 @@ and its special tokens are sent as stop sequences.
 Streams are server-sent events ending with ``data: [DONE]``; a stream that closes without it
 is a ``BadResponse``. Other errors are those of ``providers/http.py``. The chat streaming code
 is shared with ``llamacpp.py``, whose server speaks this format for chat.
+
+With ``batch_window_ms > 0`` FIM calls are micro-batched (``openai_batch.py``): concurrent
+prompts with equal sampling parameters go out as one call with a prompt list. Chat is never
+batched. ``on_batch``, when set, is told the number of prompts of each batched call.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from crucible.providers.http import (
     make_client,
     map_errors,
 )
+from crucible.providers.openai_batch import BatchedCompletions, Sampling
 
 
 class OpenAIProvider:
@@ -42,6 +47,14 @@ class OpenAIProvider:
         self._settings = settings
         self._client = client or make_client(settings)
         self._owns_client = client is None
+        # Set by the composition root to count batched calls (telemetry): called once per call
+        # with its number of prompts, a batch of one included. Never called without batching.
+        self.on_batch: Callable[[int], None] | None = None
+        self._batches = (
+            BatchedCompletions(self._client, settings, self._batched)
+            if settings.batch_window_ms > 0
+            else None
+        )
 
     @property
     def name(self) -> str:
@@ -53,15 +66,20 @@ class OpenAIProvider:
 
     def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
         template = self._template
+        prompt = template.render(
+            request.prefix, request.suffix, path=request.path, extra=request.extra
+        )
+        # The family's own tokens first; dict.fromkeys drops repeats and keeps the order.
+        stop = tuple(dict.fromkeys(template.stop + request.stop))
+        if self._batches is not None:
+            sampling = Sampling(request.max_tokens, request.temperature, stop)
+            return self._batches.stream(prompt, sampling)
         body = {
             "model": self.model,
-            "prompt": template.render(
-                request.prefix, request.suffix, path=request.path, extra=request.extra
-            ),
+            "prompt": prompt,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
-            # The family's own tokens first; dict.fromkeys drops repeats and keeps the order.
-            "stop": list(dict.fromkeys(template.stop + request.stop)),
+            "stop": list(stop),
             "stream": True,
         }
         return stream_sse(self._client, self._settings, "completions", body, _completion_text)
@@ -94,6 +112,11 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+    def _batched(self, size: int) -> None:
+        # Looked up per call, so that the hook may be set after construction.
+        if self.on_batch is not None:
+            self.on_batch(size)
 
 
 def stream_openai_chat(

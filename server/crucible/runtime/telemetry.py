@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _WINDOW = 512  # recent samples kept per latency series
+_OUTCOMES = ("served", "empty", "superseded", "cancelled", "error", "timeout")
+_MARKS = ("coalesced", "reused", "batched")
 
 
 def percentiles(
@@ -45,6 +47,7 @@ class Telemetry:
         self._clock = clock
         self._started = clock()
         self._requests: Counter[str] = Counter()
+        self._marks: Counter[str] = Counter()
         self._stages: dict[str, deque[float]] = {}
         self._providers: dict[str, _ProviderStats] = {}
 
@@ -54,6 +57,10 @@ class Telemetry:
     def request(self, outcome: str) -> None:
         """Count one answered request by how it ended (served, empty, cancelled, …)."""
         self._requests[outcome] += 1
+
+    def mark(self, name: str, count: int = 1) -> None:
+        """Count how requests were served (coalesced, reused, batched); not an outcome."""
+        self._marks[name] += count
 
     def stage(self, name: str, ms: float) -> None:
         """One timing sample for a stage of the completion path (debounce, first_byte, total…)."""
@@ -95,7 +102,14 @@ class Telemetry:
         errors = sum(s.failures for s in self._providers.values())
         return {
             "uptime_s": round(self.uptime_s(), 3),
-            "requests": {"total": sum(self._requests.values()), **self._requests},
+            # Outcomes add up to total; coalesced/reused/batched say how some of them were served.
+            "requests": {
+                "total": sum(self._requests.values()),
+                **{name: 0 for name in _OUTCOMES},
+                **self._requests,
+                **{name: 0 for name in _MARKS},
+                **self._marks,
+            },
             "upstream": {"calls": calls, "errors": errors},
             "stages_ms": {name: percentiles(series) for name, series in self._stages.items()},
         }

@@ -19,7 +19,9 @@ def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CrucibleLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
         ls.touch(params.text_document.uri)
+        ls.backend.completion.document_changed(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CrucibleLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.forget(params.text_document.uri)
+        ls.backend.completion.document_closed(params.text_document.uri)

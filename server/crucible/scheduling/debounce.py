@@ -1,0 +1,198 @@
+"""AdaptiveDebounce: how long to wait after a keystroke before asking a provider.
+
+Single responsibility: turn what has been observed (each document's keystroke times, the
+providers' latency, the text around the cursor) into a wait in milliseconds. It never sleeps
+and never decides whether a request was superseded (``latest.py`` does); time comes from an
+injected clock (seconds, ``time.monotonic`` by default).
+
+The wait, adaptive mode (reasoning and the comparison with tabby-agent in
+``docs/architecture.md``, "Adaptive debounce")::
+
+    gap   = (k * p85(recent typing gaps) + K0 * debounce_ms / HEADROOM) / (k + K0)
+    wait  = HEADROOM * gap * context + LATENCY_SHARE * median(recent provider latencies)
+    delay = clamp(wait, debounce_min_ms, debounce_max_ms)
+
+Fixed mode always waits ``debounce_ms``; an invoked (manual) request never waits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Callable
+
+from crucible.config.settings import CompletionSettings, DebounceMode
+
+# Typing rhythm. Gaps longer than a second are thinking, not typing; gaps under 5 ms are edits
+# the editor made by itself (auto-closed pairs, multi-cursor, formatters), not keys.
+_PAUSE_MS = 1000.0
+_MACHINE_MS = 5.0
+_GAP_WINDOW = 32  # per document: adapts within a line or two of typing
+_GAP_QUANTILE = 0.85  # "a normal gap" that one slow key cannot move, unlike a mean
+# p85 x 1.5 is about p99 for gaps that vary by ~30% (log-normal), so a burst seldom fires mid-way.
+_HEADROOM = 1.5
+# debounce_ms / HEADROOM counts as K0 pseudo-gaps: the first keystrokes nudge the estimate
+# instead of replacing it, and a new document starts where the user configured. With a full
+# window it still weighs 4/36, which acts as an absolute margin (+8 ms on a 30 ms gap, defaults)
+# that matters most for fast typists, whose gaps are nearest to timer and transport jitter.
+_PRIOR_WEIGHT = 4.0
+
+# Provider latency: a median over the last calls, so one timeout does not swing the wait.
+_LATENCY_WINDOW = 16
+# Waiting adds at most this fraction of the provider's own latency to the time to suggestion.
+_LATENCY_SHARE = 0.2
+
+# How likely a suggestion is wanted where the cursor is.
+_READY = 0.8  # after an opener/operator, on an indented empty line, after "keyword "
+_NEUTRAL = 1.0
+_MID_WORD = 1.3  # right after an identifier character: more letters are coming
+_MID_LINE = 1.2  # real text after the cursor: the user is editing, not writing
+_READY_AFTER = frozenset("([{,:=.+-*/%<>|&!?")
+_CLOSERS = " \t\r\n)]}>\"'`;,:"  # auto-closed pairs after the cursor still count as line end
+# Words after which (and a space) a name or an expression is expected, in several languages.
+_KEYWORD_WORDS = (
+    "return yield await if elif else while for in not and or is lambda def class import from"
+    " as with raise assert case match let const var fn func function new throw async pub impl"
+    " struct enum type interface extends implements using package defer switch do then"
+)
+_KEYWORDS = frozenset(_KEYWORD_WORDS.split())
+_LAST_WORD = re.compile(r"\w+$")
+
+
+class _RollingWindow:
+    """The last ``size`` samples, in arrival order and sorted: adding costs one bisect and a
+    shift of at most ``size`` slots, and a quantile is read without sorting."""
+
+    __slots__ = ("_order", "_sorted")
+
+    def __init__(self, size: int) -> None:
+        self._order: deque[float] = deque(maxlen=size)
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, value: float) -> None:
+        if len(self._order) == self._order.maxlen:
+            del self._sorted[bisect_left(self._sorted, self._order[0])]
+        self._order.append(value)
+        insort(self._sorted, value)
+
+    def quantile(self, q: float) -> float:
+        """Linear interpolation between the closest ranks; the window must not be empty."""
+        position = q * (len(self._sorted) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(self._sorted) - 1)
+        return self._sorted[low] + (self._sorted[high] - self._sorted[low]) * (position - low)
+
+
+class _DocumentRhythm:
+    __slots__ = ("gaps", "last_delay", "last_keystroke")
+
+    def __init__(self) -> None:
+        self.gaps = _RollingWindow(_GAP_WINDOW)
+        self.last_keystroke: float | None = None
+        self.last_delay = 0.0
+
+
+def _context_factor(line_prefix: str, line_suffix: str) -> float:
+    """How much longer (> 1) or shorter (< 1) than the rhythm alone to wait at this cursor."""
+    factor = _MID_LINE if line_suffix.strip(_CLOSERS) else 1.0
+    code = line_prefix.rstrip()
+    if not code:
+        return factor * _READY  # an empty or indented line: a new statement is wanted
+    if code[-1] in _READY_AFTER:
+        return factor * _READY
+    if not line_prefix[-1].isspace():
+        return factor * (_MID_WORD if code[-1].isalnum() or code[-1] == "_" else _NEUTRAL)
+    word = _LAST_WORD.search(code)
+    return factor * (_READY if word is not None and word.group() in _KEYWORDS else _NEUTRAL)
+
+
+class AdaptiveDebounce:
+    """The wait before a completion request goes upstream, per document."""
+
+    def __init__(
+        self, settings: CompletionSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock
+        self._documents: dict[str, _DocumentRhythm] = {}
+        self._latency = _RollingWindow(_LATENCY_WINDOW)
+        self.reconfigure(settings)
+
+    def reconfigure(self, settings: CompletionSettings) -> None:
+        """New settings; what was learned about rhythm and latency is kept."""
+        self._mode = settings.debounce_mode
+        self._fixed_ms = float(settings.debounce_ms)
+        # Bounds given the wrong way round are taken as the range the user meant, not as an
+        # empty range that would pin every wait to one end.
+        self._min_ms = float(min(settings.debounce_min_ms, settings.debounce_max_ms))
+        self._max_ms = float(max(settings.debounce_min_ms, settings.debounce_max_ms))
+
+    def keystroke(self, document: str) -> None:
+        """A change to ``document`` happened now."""
+        rhythm = self._rhythm(document)
+        now = self._clock()
+        if rhythm.last_keystroke is not None:
+            gap_ms = (now - rhythm.last_keystroke) * 1000.0
+            if _MACHINE_MS <= gap_ms <= _PAUSE_MS:
+                rhythm.gaps.add(gap_ms)
+        rhythm.last_keystroke = now
+
+    def observe_latency(self, ms: float) -> None:
+        """A provider took ``ms`` to give its first useful answer."""
+        if math.isfinite(ms) and ms >= 0:
+            self._latency.add(ms)
+
+    def delay_ms(
+        self, document: str, line_prefix: str, line_suffix: str, *, invoked: bool = False
+    ) -> float:
+        """How long to wait before sending a request for this cursor position."""
+        rhythm = self._rhythm(document)
+        if invoked:
+            delay = 0.0
+        elif self._mode is DebounceMode.FIXED:
+            delay = self._fixed_ms
+        else:
+            wait = _HEADROOM * self._gap_ms(rhythm) * _context_factor(line_prefix, line_suffix)
+            wait += _LATENCY_SHARE * self._latency_ms()
+            delay = min(max(wait, self._min_ms), self._max_ms)
+        rhythm.last_delay = delay
+        return delay
+
+    def forget(self, document: str) -> None:
+        """``document`` was closed."""
+        self._documents.pop(document, None)
+
+    def describe(self, document: str) -> dict[str, float]:
+        """The estimates behind the wait, for logs and status. Every value is finite (NaN
+        would break a JSON reader); ``last_delay_ms`` is 0 before the first request."""
+        rhythm = self._documents.get(document) or _DocumentRhythm()
+        return {
+            "rhythm_ms": self._gap_ms(rhythm),
+            "rhythm_samples": float(len(rhythm.gaps)),
+            "latency_ms": self._latency_ms(),
+            "last_delay_ms": rhythm.last_delay,
+        }
+
+    def _rhythm(self, document: str) -> _DocumentRhythm:
+        rhythm = self._documents.get(document)
+        if rhythm is None:
+            rhythm = self._documents[document] = _DocumentRhythm()
+        return rhythm
+
+    def _gap_ms(self, rhythm: _DocumentRhythm) -> float:
+        """The user's normal gap between keys in this document, shrunk towards the configured
+        starting point while there are few samples."""
+        prior = self._fixed_ms / _HEADROOM
+        samples = len(rhythm.gaps)
+        if samples == 0:
+            return prior
+        typical = rhythm.gaps.quantile(_GAP_QUANTILE)
+        return (samples * typical + _PRIOR_WEIGHT * prior) / (samples + _PRIOR_WEIGHT)
+
+    def _latency_ms(self) -> float:
+        return self._latency.quantile(0.5) if self._latency else 0.0

@@ -1,0 +1,246 @@
+"""AdaptiveDebounce against simulated typists on a fake clock (nothing sleeps).
+
+A request fires upstream when its wait ends before the next keystroke, so "the delay after
+key i exceeds the gap to key i + 1" means "no call mid-burst".
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from crucible.config.settings import CompletionSettings, DebounceMode
+from crucible.scheduling.debounce import AdaptiveDebounce
+
+DOC = "file:///a.py"
+MID_WORD = ("    value = comp", "")  # the usual cursor while typing: right after a letter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_ms(self, ms: float) -> None:
+        self.now += ms / 1000.0
+
+
+def make(**overrides: Any) -> tuple[AdaptiveDebounce, FakeClock]:
+    clock = FakeClock()
+    return AdaptiveDebounce(CompletionSettings(**overrides), clock=clock), clock
+
+
+def type_gaps(debounce: AdaptiveDebounce, clock: FakeClock, gaps: Sequence[float]) -> None:
+    debounce.keystroke(DOC)
+    for gap in gaps:
+        clock.advance_ms(gap)
+        debounce.keystroke(DOC)
+
+
+def test_starts_at_debounce_ms_before_any_typing() -> None:
+    debounce, _ = make(debounce_ms=150)
+    assert debounce.describe(DOC) == {
+        "rhythm_ms": 100.0,
+        "rhythm_samples": 0.0,
+        "latency_ms": 0.0,
+        "last_delay_ms": 0.0,
+    }
+    assert debounce.delay_ms(DOC, "x = foo ", "") == 150
+    assert debounce.describe(DOC)["rhythm_samples"] == 0
+
+
+def test_fast_typist_waits_longer_than_their_gap_but_far_under_200_ms() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [30.0] * 40)
+    delay = debounce.delay_ms(DOC, *MID_WORD)
+    assert 45 < delay < 100
+
+
+def test_slow_typist_waits_longer_than_a_fast_one() -> None:
+    fast, fast_clock = make()
+    slow, slow_clock = make()
+    type_gaps(fast, fast_clock, [30.0] * 40)
+    type_gaps(slow, slow_clock, [150.0] * 40)
+    assert slow.delay_ms(DOC, *MID_WORD) > 1.4 * 150 > fast.delay_ms(DOC, *MID_WORD)
+
+
+def test_pauses_are_thinking_not_typing() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [40.0] * 30)
+    before = debounce.delay_ms(DOC, *MID_WORD)
+    type_gaps(debounce, clock, [5000.0, 2500.0])
+    assert debounce.delay_ms(DOC, *MID_WORD) == before
+    assert debounce.describe(DOC)["rhythm_samples"] == 30  # the 1st keystroke gave no gap
+
+
+def test_one_slow_key_barely_moves_the_wait() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [100.0] * 30)
+    before = debounce.delay_ms(DOC, *MID_WORD)
+    type_gaps(debounce, clock, [900.0])
+    assert debounce.delay_ms(DOC, *MID_WORD) == pytest.approx(before, rel=0.05)
+
+
+def test_wait_follows_a_change_of_pace_within_one_window() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [150.0] * 40)
+    type_gaps(debounce, clock, [40.0] * 32)
+    assert debounce.delay_ms(DOC, *MID_WORD) < 100
+
+
+@pytest.mark.parametrize(
+    ("shorter", "longer"),
+    [
+        (("print(", ""), ("print", "")),  # after an opener < mid-word
+        (("    ", ""), ("    pri", "")),  # indented empty line < mid-word
+        (("    return ", ""), ("    x = foo ", "")),  # after a keyword < after a name
+        (("x = ", ""), ("x = foo ", "")),  # after an operator < after a name
+        (("items.", ""), ("items.app", "")),
+        (("print(", ")"), ("print(", "x, y)")),  # auto-closed pair = line end < mid-line
+        (("x = foo ", ""), ("x = foo", "")),  # between words < mid-word
+        (("x = foo", ""), ("x = foo", " + bar")),  # mid-word at line end < mid-word mid-line
+    ],
+)
+def test_context_orders_the_wait(shorter: tuple[str, str], longer: tuple[str, str]) -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [80.0] * 20)
+    assert debounce.delay_ms(DOC, *shorter) < debounce.delay_ms(DOC, *longer)
+
+
+def test_a_slow_provider_lengthens_the_wait_a_little_and_one_timeout_does_not() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [60.0] * 30)
+    alone = debounce.delay_ms(DOC, *MID_WORD)
+    for _ in range(8):
+        debounce.observe_latency(800.0)
+    slow = debounce.delay_ms(DOC, *MID_WORD)
+    assert slow == pytest.approx(alone + 0.2 * 800)
+    debounce.observe_latency(4000.0)  # a timeout
+    assert debounce.delay_ms(DOC, *MID_WORD) == pytest.approx(slow)
+    assert debounce.describe(DOC)["latency_ms"] == 800
+
+
+def test_latency_is_shared_across_documents_and_bad_samples_ignored() -> None:
+    debounce, _ = make()
+    debounce.observe_latency(300.0)
+    debounce.observe_latency(float("nan"))
+    debounce.observe_latency(-5.0)
+    assert debounce.describe("file:///other.py")["latency_ms"] == 300
+
+
+def test_wait_is_clamped_to_the_configured_bounds() -> None:
+    debounce, clock = make(debounce_min_ms=100, debounce_max_ms=300)
+    type_gaps(debounce, clock, [20.0] * 30)
+    assert debounce.delay_ms(DOC, "f(", "") == 100
+    type_gaps(debounce, clock, [900.0] * 40)
+    assert debounce.delay_ms(DOC, "x = foo", " + bar") == 300
+
+
+def test_min_above_max_is_taken_as_the_range_meant() -> None:
+    debounce, clock = make(debounce_min_ms=500, debounce_max_ms=200)
+    type_gaps(debounce, clock, [20.0] * 30)
+    assert debounce.delay_ms(DOC, "f(", "") == 200
+    type_gaps(debounce, clock, [900.0] * 40)
+    assert debounce.delay_ms(DOC, "x = foo", " + bar") == 500
+
+
+def test_fixed_mode_always_waits_debounce_ms() -> None:
+    debounce, clock = make(debounce_mode=DebounceMode.FIXED, debounce_ms=250)
+    type_gaps(debounce, clock, [30.0] * 40)
+    debounce.observe_latency(900.0)
+    assert debounce.delay_ms(DOC, "f(", "") == 250
+    assert debounce.delay_ms(DOC, "x = foo", " + bar") == 250
+
+
+@pytest.mark.parametrize("mode", list(DebounceMode))
+def test_invoked_never_waits(mode: DebounceMode) -> None:
+    debounce, _ = make(debounce_mode=mode)
+    assert debounce.delay_ms(DOC, *MID_WORD, invoked=True) == 0
+    assert debounce.describe(DOC)["last_delay_ms"] == 0
+
+
+def test_reconfigure_keeps_what_was_learned() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [30.0] * 40)
+    learned = debounce.delay_ms(DOC, *MID_WORD)
+    debounce.reconfigure(CompletionSettings(debounce_mode=DebounceMode.FIXED))
+    assert debounce.delay_ms(DOC, *MID_WORD) == 150
+    debounce.reconfigure(CompletionSettings())
+    assert debounce.delay_ms(DOC, *MID_WORD) == learned
+
+
+def test_forget_drops_the_document_rhythm_only() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [30.0] * 40)
+    debounce.observe_latency(100.0)
+    debounce.forget(DOC)
+    assert debounce.describe(DOC)["rhythm_samples"] == 0
+    assert debounce.describe(DOC)["latency_ms"] == 100
+    assert debounce.delay_ms(DOC, "x = foo ", "") == pytest.approx(150 + 0.2 * 100)
+
+
+def test_rhythm_is_per_document() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [30.0] * 40)
+    assert debounce.delay_ms("file:///b.py", "x = foo ", "") == 150
+
+
+LINE = "    result = compute(alpha, beta_value)"  # 39 keys after the first: 40 in all
+
+
+def simulate_burst(debounce: AdaptiveDebounce, clock: FakeClock, gaps: Sequence[float]) -> int:
+    """Type LINE one key at a time; returns how many requests would reach the provider."""
+    calls = 0
+    for index in range(len(LINE)):
+        debounce.keystroke(DOC)
+        delay = debounce.delay_ms(DOC, LINE[: index + 1], ")" if "(" in LINE[: index + 1] else "")
+        if index < len(gaps):
+            calls += delay <= gaps[index]
+            clock.advance_ms(gaps[index])
+    return calls + 1  # the request after the last key always goes
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("latency", [None, 50.0, 800.0])
+def test_a_40_key_burst_costs_one_call(seed: int, latency: float | None) -> None:
+    rng = random.Random(seed)
+    gaps = [30.0 + rng.uniform(-10.0, 10.0) for _ in range(len(LINE) - 1)]
+    debounce, clock = make()
+    if latency is not None:
+        debounce.observe_latency(latency)
+    assert simulate_burst(debounce, clock, gaps) == 1
+    if latency != 800.0:
+        assert debounce.describe(DOC)["last_delay_ms"] < 150
+
+
+def tabby_delay(history: list[float], score: float, latency: float) -> float:
+    """tabby-agent's debouncer.ts, for comparison (its window and clamps, same inputs)."""
+    kept = [gap for gap in history if gap <= 400][-100:]
+    base = min(max(sum(kept) / len(kept), 100.0), 400.0) if len(kept) > 20 else 200.0
+    return min(max((3.0 - 1.5 * score) * base - latency, 100.0), 1000.0)
+
+
+def test_beats_tabby_on_time_to_suggestion_and_on_calls_to_a_slow_provider() -> None:
+    # A fast typist with 120 ms hesitations between words, against an 800 ms hosted model.
+    gaps = ([30.0] * 6 + [120.0]) * 6
+    debounce, clock = make()
+    debounce.observe_latency(800.0)
+    ours = 0
+    tabby = 0
+    debounce.keystroke(DOC)
+    for index, gap in enumerate(gaps):
+        ours += debounce.delay_ms(DOC, *MID_WORD) <= gap
+        tabby += tabby_delay(gaps[:index], 0.4, 800.0) <= gap  # mid-word at line end
+        clock.advance_ms(gap)
+        debounce.keystroke(DOC)
+    assert ours == 0 < tabby == 6
+    # With a fast local model, the wait after the last key is well under Tabby's.
+    fast, fast_clock = make()
+    fast.observe_latency(50.0)
+    type_gaps(fast, fast_clock, [30.0] * 40)
+    assert fast.delay_ms(DOC, *MID_WORD) < 0.5 * tabby_delay([30.0] * 40, 0.4, 50.0)
