@@ -208,6 +208,35 @@ def decode_object(provider: str, text: str) -> dict[str, Any]:
     return obj
 
 
+class HttpProvider:
+    """What every HTTP provider shares: its settings, one connection pool (closed by
+    ``aclose`` only when the provider created it) and a GET of one JSON object."""
+
+    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
+        self._settings = settings
+        self._client = client or make_client(settings)
+        self._owns_client = client is None
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def model(self) -> str:
+        return self._settings.model
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _get_object(self, path: str) -> dict[str, Any]:
+        """GET ``path`` and decode its JSON object; errors mapped as everywhere else."""
+        async with map_errors(self.name):
+            response = await self._client.get(path, headers=auth_headers(self._settings))
+            await check_status(self.name, response)
+            return decode_object(self.name, response.text)
+
+
 async def _drain(lines: AsyncIterator[str]) -> None:
     """Read what follows a stream's terminator (normally just the end of the chunked body).
 

@@ -17,17 +17,14 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-import httpx
-
-from crucible.config.settings import ProviderSettings
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
 from crucible.providers.errors import BadResponse, ProviderError
 from crucible.providers.http import (
+    HttpProvider,
     auth_headers,
     check_status,
     decode_object,
     iter_sse_data,
-    make_client,
     map_errors,
 )
 from crucible.providers.openai import stream_openai_chat
@@ -35,21 +32,8 @@ from crucible.providers.openai import stream_openai_chat
 _LOADING = 503  # /health answers 503 while the model is still loading
 
 
-class LlamaCppProvider:
+class LlamaCppProvider(HttpProvider):
     """One llama.cpp server (it serves the one model it was started with)."""
-
-    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
-        self._settings = settings
-        self._client = client or make_client(settings)
-        self._owns_client = client is None
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def model(self) -> str:
-        return self._settings.model
 
     def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
         body = {
@@ -81,10 +65,6 @@ class LlamaCppProvider:
         if status != "ok":
             return ProbeResult(False, f"server health is {status!r}")
         return ProbeResult(True, f"ok: server ready (model {self.model})")
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
     async def _stream_infill(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
         # ``async with client.stream`` ties the HTTP response to this generator: closing it

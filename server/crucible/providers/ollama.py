@@ -14,17 +14,13 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any, TypeAlias
 
-import httpx
-
-from crucible.config.settings import ProviderSettings
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
 from crucible.providers.errors import BadResponse, ProviderError
 from crucible.providers.http import (
+    HttpProvider,
     auth_headers,
     check_status,
-    decode_object,
     iter_ndjson,
-    make_client,
     map_errors,
 )
 
@@ -32,21 +28,8 @@ from crucible.providers.http import (
 _TextOf: TypeAlias = Callable[[str, dict[str, Any]], str]
 
 
-class OllamaProvider:
+class OllamaProvider(HttpProvider):
     """One model on one Ollama server."""
-
-    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
-        self._settings = settings
-        self._client = client or make_client(settings)
-        self._owns_client = client is None
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def model(self) -> str:
-        return self._settings.model
 
     def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
         body = {
@@ -69,10 +52,7 @@ class OllamaProvider:
 
     async def probe(self) -> ProbeResult:
         try:
-            async with map_errors(self.name):
-                response = await self._client.get("api/tags", headers=auth_headers(self._settings))
-                await check_status(self.name, response)
-                listing = decode_object(self.name, response.text)
+            listing = await self._get_object("api/tags")
         except ProviderError as exc:
             return ProbeResult(False, exc.message)
         models = listing.get("models")
@@ -85,10 +65,6 @@ class OllamaProvider:
             return ProbeResult(True, f"ok: model {self.model} available")
         have = ", ".join(names) if names else "none"
         return ProbeResult(False, f"model {self.model} not found (have: {have})")
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
     async def _stream(
         self, path: str, body: dict[str, Any], text_of: _TextOf

@@ -28,25 +28,23 @@ from crucible.context.fim import resolve_template
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
 from crucible.providers.errors import BadResponse, ProviderError
 from crucible.providers.http import (
+    HttpProvider,
     auth_headers,
     check_status,
     decode_object,
     iter_sse_data,
-    make_client,
     map_errors,
 )
 from crucible.providers.openai_batch import BatchedCompletions, Sampling
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """One model behind an OpenAI-compatible API."""
 
     def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
         # Resolved first: an unknown template name raises ValueError before a pool is opened.
         self._template = resolve_template(settings.fim_template, settings.model)
-        self._settings = settings
-        self._client = client or make_client(settings)
-        self._owns_client = client is None
+        super().__init__(settings, client)
         # Set by the composition root to count batched calls (telemetry): called once per call
         # with its number of prompts, a batch of one included. Never called without batching.
         self.on_batch: Callable[[int], None] | None = None
@@ -55,14 +53,6 @@ class OpenAIProvider:
             if settings.batch_window_ms > 0
             else None
         )
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def model(self) -> str:
-        return self._settings.model
 
     def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
         template = self._template
@@ -89,10 +79,7 @@ class OpenAIProvider:
 
     async def probe(self) -> ProbeResult:
         try:
-            async with map_errors(self.name):
-                response = await self._client.get("models", headers=auth_headers(self._settings))
-                await check_status(self.name, response)
-                listing = decode_object(self.name, response.text)
+            listing = await self._get_object("models")
         except ProviderError as exc:
             return ProbeResult(False, exc.message)
         data = listing.get("data")
@@ -108,10 +95,6 @@ class OpenAIProvider:
             True,
             f"ok: server answers, but model {self.model} is not listed (has: {', '.join(ids)})",
         )
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
     def _batched(self, size: int) -> None:
         # Looked up per call, so that the hook may be set after construction.
