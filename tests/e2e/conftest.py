@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ Session = Callable[..., AbstractAsyncContextManager[LanguageClient]]
 
 
 @pytest.fixture
-def fake() -> AsyncIterator[FakeProvider] | Any:
+def fake() -> Iterator[FakeProvider]:
     with FakeProvider(model="qwen2.5-coder:1.5b-base", reply="return a + b") as provider:
         yield provider
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lsprotocol import types
 from tests.e2e.conftest import (
     Session,
     end_of,
@@ -54,7 +55,7 @@ async def test_workspace_file_and_did_change_configuration(
         uri = open_document(client, TEXT)
         first = await inline(client, uri, end_of(TEXT))
         client.workspace_did_change_configuration(
-            __import__("lsprotocol").types.DidChangeConfigurationParams(
+            types.DidChangeConfigurationParams(
                 settings={"crucible": {"completion": {"enabled": False}}}
             )
         )

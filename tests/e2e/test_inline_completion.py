@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 from lsprotocol import types
-from tests.e2e.conftest import Session, end_of, inline, open_document, provider_options
+from tests.e2e.conftest import (
+    Session,
+    end_of,
+    inline,
+    menu_only_capabilities,
+    open_document,
+    provider_options,
+)
 from tests.fakes.provider import FakeProvider, Fault
 
 pytestmark = pytest.mark.e2e
@@ -112,8 +119,6 @@ async def test_neighbour_documents_reach_llamacpp_input_extra(
 async def test_completion_items_for_clients_without_inline_completion(
     fake: FakeProvider, lsp_session: Session
 ) -> None:
-    from tests.e2e.conftest import menu_only_capabilities
-
     text = "total = pri"
     fake.reply = "ce * quantity"
     async with lsp_session(provider_options(fake), capabilities=menu_only_capabilities()) as client:
@@ -148,8 +153,6 @@ async def test_inline_clients_are_not_charged_twice_for_completion_requests(
 
 
 async def test_completion_items_can_be_turned_off(fake: FakeProvider, lsp_session: Session) -> None:
-    from tests.e2e.conftest import menu_only_capabilities
-
     text = "total = pri"
     options = provider_options(fake, completion_items=False)
     async with lsp_session(options, capabilities=menu_only_capabilities()) as client:

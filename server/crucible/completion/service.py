@@ -180,6 +180,13 @@ class CompletionService:
             delay = self._debounce.delay_ms(
                 snapshot.uri, window.line_prefix, window.line_suffix, invoked=request.invoked
             )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "completion %d: debounce %.0f ms %s",
+                    request_id,
+                    delay,
+                    self._debounce.describe(snapshot.uri),
+                )
             waited = self._clock()
             await self._sleep(delay / 1000)
             self._telemetry.stage("debounce", (self._clock() - waited) * 1000)

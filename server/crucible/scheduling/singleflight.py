@@ -28,10 +28,6 @@ class Flight(Generic[K, T]):
         self.job = job  # what the caller wants to inspect while it runs (e.g. the text so far)
         self._waiters = 0
 
-    @property
-    def waiters(self) -> int:
-        return self._waiters
-
     def join(self) -> Seat[T]:
         """Attach now (synchronously), so the flight cannot be abandoned before this caller
         gets round to waiting on it."""
