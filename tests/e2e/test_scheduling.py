@@ -223,3 +223,27 @@ async def test_concurrent_prompts_to_an_openai_provider_are_batched(
     [call] = fake.generation_requests()
     assert isinstance(call.body["prompt"], list) and len(call.body["prompt"]) == 3
     assert status["requests"]["batched"] == 3
+
+
+async def test_memory_stays_flat_over_many_keystrokes(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    """pygls 2.1.1 keeps ~2 KB per didChange (~40 MB per 20k keystrokes); the server drops it.
+    Each keystroke is typed and then deleted, so the document (and the cost of applying an
+    edit to it) stays the same size throughout."""
+
+    def keystrokes(editor: Editor, count: int) -> None:
+        for _ in range(count):
+            editor.type("y")
+            editor.edit(len(editor.text) - 1, len(editor.text), "")
+
+    async with lsp_session(provider_options(fake), args=("--log-level", "WARNING")) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        keystrokes(editor, 1000)  # warm up allocator pools and pygls's lazy structures
+        before = (await server_status(client))["memory"]["rss_mb"]
+        for _ in range(10):
+            keystrokes(editor, 1000)
+            await server_status(client)  # a round trip: the server has handled all of them
+        after = (await server_status(client))["memory"]["rss_mb"]
+
+    assert after - before < 8, (before, after)  # 20k didChange: the leak would add ~40 MB
