@@ -134,9 +134,15 @@ class Target:
 
 
 def targets(
-    total: Figures, yardstick: Figures | None, *, budget_ms: float, budget_text: str
+    total: Figures,
+    yardstick: Figures | None,
+    per_burst: Sequence[Figures],
+    *,
+    budget_ms: float,
+    budget_text: str,
 ) -> list[Target]:
-    """The issue's targets for Crucible, judged from the figures (printed, never asserted)."""
+    """The issue's targets for Crucible, judged from the figures (printed, never asserted).
+    The latency target holds for every burst's p50, not only for all bursts pooled."""
     found = [
         Target(
             "every request answered",
@@ -152,11 +158,12 @@ def targets(
                 f"max {yardstick.calls_max}, mean {yardstick.calls_mean:.1f}",
             )
         )
+    worst = max((figures.p50_ms for figures in per_burst), default=total.p50_ms)
     found.append(
         Target(
-            f"p50 last keystroke -> fitting suggestion <= {budget_text}",
-            total.p50_ms <= budget_ms,
-            f"p50 {_ms(total.p50_ms)} ms",
+            f"p50 last keystroke -> fitting suggestion <= {budget_text}, every burst",
+            max(worst, total.p50_ms) <= budget_ms,
+            f"p50 {_ms(total.p50_ms)} ms pooled, {_ms(worst)} ms in the slowest burst",
         )
     )
     return found

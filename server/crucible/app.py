@@ -91,9 +91,11 @@ class App:
             provider.on_batch = self._count_batch
         return provider
 
-    def _count_batch(self, size: int) -> None:
-        if size > 1:
-            self.telemetry.mark("batched", size)
+    def _count_batch(self, waits_ms: tuple[float, ...]) -> None:
+        for waited in waits_ms:
+            self.telemetry.stage("queue", waited)
+        if len(waits_ms) > 1:
+            self.telemetry.mark("batched", len(waits_ms))
 
     def _close_later(self, provider: Provider) -> None:
         try:

@@ -71,8 +71,8 @@ async def test_concurrent_prompts_within_the_window_go_out_as_one_call(
     make: MakeProvider, fake: FakeProvider
 ) -> None:
     provider = batched(make)
-    sizes: list[int] = []
-    provider.on_batch = sizes.append
+    waits: list[tuple[float, ...]] = []
+    provider.on_batch = waits.append
     texts = await asyncio.gather(*(collect(provider.stream_fim(request(i))) for i in (1, 2, 3)))
     assert texts == [answer(1), answer(2), answer(3)]
     (call,) = fake.generation_requests()
@@ -86,19 +86,23 @@ async def test_concurrent_prompts_within_the_window_go_out_as_one_call(
         "stream": True,
     }
     assert call.completed
-    assert sizes == [3]
+    (batch,) = waits
+    assert len(batch) == 3
+    # Each prompt waited at most the window (plus scheduling slack), never negative.
+    assert all(0 <= waited <= WINDOW_MS + 50 for waited in batch)
 
 
 async def test_a_lone_prompt_waits_for_the_window_and_goes_as_a_plain_string(
     make: MakeProvider, fake: FakeProvider
 ) -> None:
     provider = batched(make)
-    sizes: list[int] = []
-    provider.on_batch = sizes.append
+    waits: list[tuple[float, ...]] = []
+    provider.on_batch = waits.append
     assert await collect(provider.stream_fim(request(1))) == answer(1)
     (call,) = fake.generation_requests()
     assert call.body["prompt"] == prompt(1)
-    assert sizes == [1]
+    ((waited,),) = waits
+    assert waited >= WINDOW_MS * 0.9  # a lone prompt sits out the whole window
 
 
 async def test_different_sampling_parameters_go_out_as_separate_calls(
@@ -127,14 +131,14 @@ async def test_different_sampling_parameters_go_out_as_separate_calls(
 async def test_without_a_window_nothing_is_batched(make: MakeProvider, fake: FakeProvider) -> None:
     provider = make(OPENAI)  # batch_window_ms = 0, the default
     assert isinstance(provider, OpenAIProvider)
-    sizes: list[int] = []
-    provider.on_batch = sizes.append
+    waits: list[tuple[float, ...]] = []
+    provider.on_batch = waits.append
     texts = await asyncio.gather(*(collect(provider.stream_fim(request(i))) for i in (1, 2, 3)))
     assert texts == [answer(1), answer(2), answer(3)]
     assert sorted(call.body["prompt"] for call in fake.generation_requests()) == sorted(
         prompt(i) for i in (1, 2, 3)
     )
-    assert sizes == []
+    assert waits == []
 
 
 async def test_batch_max_caps_the_prompts_per_call(make: MakeProvider, fake: FakeProvider) -> None:

@@ -111,6 +111,22 @@ async def test_items_within_the_window_share_one_flush() -> None:
     assert flush.batches == [["a", "b", "c"]]
 
 
+async def test_each_slot_knows_how_long_it_waited_for_its_flush() -> None:
+    flush, sleep = Flush(), ManualSleep()
+    now = [10.0]
+    batcher = MicroBatcher(flush, window_s=WINDOW, max_size=8, sleep=sleep, clock=lambda: now[0])
+    a = submit(batcher, "a")
+    await settle()
+    now[0] = 10.015
+    b = submit(batcher, "b")
+    await settle()
+    now[0] = 10.02
+    sleep.elapse()
+    await asyncio.gather(a, b)
+    (slots,) = flush.slots
+    assert [round(slot.waited_s, 6) for slot in slots] == [0.02, 0.005]
+
+
 async def test_reaching_max_size_flushes_at_once() -> None:
     flush, sleep = Flush(), ManualSleep()
     batcher = make(flush, sleep, max_size=2)

@@ -178,16 +178,34 @@ def test_forget_drops_the_document_rhythm_only() -> None:
     debounce, clock = make()
     type_gaps(debounce, clock, [30.0] * 40)
     debounce.observe_latency(100.0)
+    fresh = debounce.delay_ms("file:///b.py", "x = foo ", "")
     debounce.forget(DOC)
     assert debounce.describe(DOC)["rhythm_samples"] == 0
     assert debounce.describe(DOC)["latency_ms"] == 100
-    assert debounce.delay_ms(DOC, "x = foo ", "") == pytest.approx(150 + 0.2 * 100)
+    # What remains is what any new document starts from: the user's rhythm and the latency.
+    assert debounce.delay_ms(DOC, "x = foo ", "") == pytest.approx(fresh)
 
 
-def test_rhythm_is_per_document() -> None:
+def test_a_new_document_starts_from_the_users_rhythm_not_the_configured_guess() -> None:
+    debounce, clock = make()
+    assert debounce.delay_ms("file:///b.py", "x = foo ", "") == 150
+    type_gaps(debounce, clock, [30.0] * 40)
+    # 1.5 x (32 x 30 + 4 x 100) / 36 = 56.7 ms: a fast typist is fast everywhere.
+    assert debounce.delay_ms("file:///b.py", "x = foo ", "") == pytest.approx(56.7, abs=0.1)
+
+
+def test_rhythm_is_still_per_document() -> None:
     debounce, clock = make()
     type_gaps(debounce, clock, [30.0] * 40)
-    assert debounce.delay_ms("file:///b.py", "x = foo ", "") == 150
+    fast = debounce.delay_ms(DOC, "x = foo ", "")
+    other = "file:///b.py"
+    debounce.keystroke(other)
+    for _ in range(40):
+        clock.advance_ms(200.0)
+        debounce.keystroke(other)
+    # B's slow typing moves B's wait a lot and A's own, well-sampled wait only a little.
+    assert debounce.delay_ms(other, "x = foo ", "") > 2 * fast
+    assert debounce.delay_ms(DOC, "x = foo ", "") < 1.6 * fast
 
 
 LINE = "    result = compute(alpha, beta_value)"  # 39 keys after the first: 40 in all

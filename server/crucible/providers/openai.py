@@ -12,7 +12,7 @@ is shared with ``llamacpp.py``, whose server speaks this format for chat.
 
 With ``batch_window_ms > 0`` FIM calls are micro-batched (``openai_batch.py``): concurrent
 prompts with equal sampling parameters go out as one call with a prompt list. Chat is never
-batched. ``on_batch``, when set, is told the number of prompts of each batched call.
+batched. ``on_batch``, when set, is told how long each prompt of a batched call waited for it.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ class OpenAIProvider(HttpProvider):
         # Resolved first: an unknown template name raises ValueError before a pool is opened.
         self._template = resolve_template(settings.fim_template, settings.model)
         super().__init__(settings, client)
-        # Set by the composition root to count batched calls (telemetry): called once per call
-        # with its number of prompts, a batch of one included. Never called without batching.
-        self.on_batch: Callable[[int], None] | None = None
+        # Set by the composition root for telemetry: called once per batched call with how
+        # long each of its prompts waited in the batch window (ms; one entry per prompt, a
+        # batch of one included). Never called without batching.
+        self.on_batch: Callable[[tuple[float, ...]], None] | None = None
         self._batches = (
             BatchedCompletions(self._client, settings, self._batched)
             if settings.batch_window_ms > 0
@@ -96,10 +97,10 @@ class OpenAIProvider(HttpProvider):
             f"ok: server answers, but model {self.model} is not listed (has: {', '.join(ids)})",
         )
 
-    def _batched(self, size: int) -> None:
+    def _batched(self, waits_ms: tuple[float, ...]) -> None:
         # Looked up per call, so that the hook may be set after construction.
         if self.on_batch is not None:
-            self.on_batch(size)
+            self.on_batch(waits_ms)
 
 
 def stream_openai_chat(

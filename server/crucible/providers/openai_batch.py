@@ -62,11 +62,12 @@ class BatchedCompletions:
         self,
         client: httpx.AsyncClient,
         settings: ProviderSettings,
-        on_batch: Callable[[int], None],
+        on_batch: Callable[[tuple[float, ...]], None],
     ) -> None:
         self._client = client
         self._settings = settings
-        self._on_batch = on_batch  # told each call's number of prompts as it goes out
+        # Told, as each call goes out, how long each of its prompts waited for it (ms).
+        self._on_batch = on_batch
         self._batcher: MicroBatcher[_Prompt, str] = MicroBatcher(
             self._send,
             window_s=settings.batch_window_ms / 1000,
@@ -91,7 +92,7 @@ class BatchedCompletions:
             "stop": list(sampling.stop),
             "stream": True,
         }
-        self._on_batch(len(slots))
+        self._on_batch(tuple(slot.waited_s * 1000 for slot in slots))
         headers = auth_headers(self._settings)
         async with (
             map_errors(name),

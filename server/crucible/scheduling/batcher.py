@@ -26,6 +26,7 @@ raises ``CancelledError`` in its remaining submitters, as awaiting a cancelled t
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -52,10 +53,12 @@ class Slot(Generic[T, R]):
     most one answer's results) and do nothing once the slot is no longer ``active``.
     """
 
-    __slots__ = ("_detached", "_ended", "_queue", "item")
+    __slots__ = ("_detached", "_ended", "_queue", "item", "submitted", "waited_s")
 
-    def __init__(self, item: T) -> None:
+    def __init__(self, item: T, submitted: float) -> None:
         self.item = item
+        self.submitted = submitted  # the batcher's clock when the item joined its batch
+        self.waited_s = 0.0  # from submission to the flush starting: this item's queue time
         self._queue: asyncio.Queue[R | _End] = asyncio.Queue()
         self._ended = False  # finish() or fail() was called
         self._detached = False  # the submitter left
@@ -110,6 +113,7 @@ class MicroBatcher(Generic[T, R]):
         max_size: int,
         key: Callable[[T], Hashable] = lambda _: None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if window_s < 0 or max_size < 1:
             raise ValueError("window_s must be >= 0 and max_size >= 1")
@@ -118,6 +122,7 @@ class MicroBatcher(Generic[T, R]):
         self._max_size = max_size
         self._key = key
         self._sleep = sleep
+        self._clock = clock
         self._open: dict[Hashable, _Batch[T, R]] = {}  # batches still taking items, by key
         # Strong references: the event loop keeps only weak ones to running tasks.
         self._tasks: set[asyncio.Task[None]] = set()
@@ -145,7 +150,7 @@ class MicroBatcher(Generic[T, R]):
         if batch is None:
             batch = self._open[key] = _Batch(key)
             batch.timer = self._spawn(self._close_window(batch), "batch window")
-        slot: Slot[T, R] = Slot(item)
+        slot: Slot[T, R] = Slot(item, self._clock())
         batch.slots.append(slot)
         if len(batch.slots) >= self._max_size:
             self._start(batch)
@@ -172,6 +177,9 @@ class MicroBatcher(Generic[T, R]):
     def _start(self, batch: _Batch[T, R]) -> None:
         """Stop taking items into ``batch`` and flush it."""
         self._close(batch)
+        now = self._clock()
+        for slot in batch.slots:
+            slot.waited_s = now - slot.submitted
         batch.task = self._spawn(self._run(list(batch.slots)), "batch flush")
 
     def _close(self, batch: _Batch[T, R]) -> None:

@@ -8,7 +8,8 @@ injected clock (seconds, ``time.monotonic`` by default).
 The wait, adaptive mode (reasoning and the comparison with tabby-agent in
 ``docs/architecture.md``, "Adaptive debounce")::
 
-    gap   = (k * p85(recent typing gaps) + K0 * debounce_ms / HEADROOM) / (k + K0)
+    user  = (n * p85(recent gaps, all documents) + K0 * debounce_ms / HEADROOM) / (n + K0)
+    gap   = (k * p85(recent gaps, this document) + K0 * user) / (k + K0)
     wait  = HEADROOM * gap * context + LATENCY_SHARE * median(recent provider latencies)
     delay = clamp(wait, debounce_min_ms, debounce_max_ms)
 
@@ -98,6 +99,15 @@ class _DocumentRhythm:
         self.last_delay = 0.0
 
 
+def _shrunk(gaps: _RollingWindow, prior: float) -> float:
+    """The typical gap of ``gaps``, weighed against ``prior`` as ``_PRIOR_WEIGHT`` samples."""
+    samples = len(gaps)
+    if samples == 0:
+        return prior
+    typical = gaps.quantile(_GAP_QUANTILE)
+    return (samples * typical + _PRIOR_WEIGHT * prior) / (samples + _PRIOR_WEIGHT)
+
+
 def _context_factor(line_prefix: str, line_suffix: str) -> float:
     """How much longer (> 1) or shorter (< 1) than the rhythm alone to wait at this cursor."""
     factor = _MID_LINE if line_suffix.strip(_CLOSERS) else 1.0
@@ -120,6 +130,9 @@ class AdaptiveDebounce:
     ) -> None:
         self._clock = clock
         self._documents: dict[str, _DocumentRhythm] = {}
+        # The same person types in every document: a document with few keystrokes of its own
+        # starts from the user's rhythm, not from the configured guess.
+        self._user_gaps = _RollingWindow(_GAP_WINDOW)
         self._latency = _RollingWindow(_LATENCY_WINDOW)
         self.reconfigure(settings)
 
@@ -140,6 +153,7 @@ class AdaptiveDebounce:
             gap_ms = (now - rhythm.last_keystroke) * 1000.0
             if _MACHINE_MS <= gap_ms <= _PAUSE_MS:
                 rhythm.gaps.add(gap_ms)
+                self._user_gaps.add(gap_ms)
         rhythm.last_keystroke = now
 
     def observe_latency(self, ms: float) -> None:
@@ -185,14 +199,11 @@ class AdaptiveDebounce:
         return rhythm
 
     def _gap_ms(self, rhythm: _DocumentRhythm) -> float:
-        """The user's normal gap between keys in this document, shrunk towards the configured
-        starting point while there are few samples."""
-        prior = self._fixed_ms / _HEADROOM
-        samples = len(rhythm.gaps)
-        if samples == 0:
-            return prior
-        typical = rhythm.gaps.quantile(_GAP_QUANTILE)
-        return (samples * typical + _PRIOR_WEIGHT * prior) / (samples + _PRIOR_WEIGHT)
+        """The user's normal gap between keys in this document, shrunk towards their rhythm
+        across documents while there are few samples, itself shrunk towards the configured
+        starting point."""
+        user = _shrunk(self._user_gaps, self._fixed_ms / _HEADROOM)
+        return _shrunk(rhythm.gaps, user)
 
     def _latency_ms(self) -> float:
         return self._latency.quantile(0.5) if self._latency else 0.0
