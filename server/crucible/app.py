@@ -10,24 +10,34 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
 import crucible
+from crucible.cache.disk import FILE_NAME, DiskCache, default_cache_dir
+from crucible.cache.tiered import TieredCache
 from crucible.completion.service import CompletionService
 from crucible.config.loader import LoadResult, load_settings
-from crucible.config.settings import ProviderSettings, Role, Settings
+from crucible.config.settings import CacheSettings, Prefetch, ProviderSettings, Role, Settings
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer
 from crucible.providers.base import Provider
 from crucible.providers.openai import OpenAIProvider
-from crucible.providers.registry import create_provider, ordered_for_role
+from crucible.providers.registry import create_provider, identity, is_local, ordered_for_role
 from crucible.runtime.memory import rss_mb
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
+
+_NO_CACHE: dict[str, Any] = {
+    "enabled": False,
+    "hits": 0,
+    "misses": 0,
+    "type_through_hits": 0,
+    "levels": {"l1": {"entries": 0, "bytes": 0}, "l2": {"entries": 0, "bytes": 0}},
+}
 
 
 class App:
@@ -42,6 +52,9 @@ class App:
         self.telemetry = Telemetry()
         self._tasks = BackgroundTasks()
         self._providers: dict[ProviderSettings, Provider] = {}
+        self.cache: TieredCache | None = None
+        self._cache_settings: CacheSettings | None = None
+        self._cache_opened = False
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, (), self.telemetry)
         self._apply(self._load())
@@ -73,15 +86,64 @@ class App:
         self._providers = {s: self._providers.get(s) or self._create(s) for s in wanted}
         for provider in stale:
             self._close_later(provider)
-        completion_providers = [
-            self._providers[s] for s in ordered_for_role(wanted, Role.COMPLETION)
-        ]
-        self.completion.reconfigure(result.settings.completion, completion_providers)
+        completion_settings = ordered_for_role(wanted, Role.COMPLETION)
+        completion_providers = [self._providers[s] for s in completion_settings]
+        self._apply_cache(result.settings.cache)
+        prefetch = result.settings.cache.prefetch
+        self.completion.reconfigure(
+            result.settings.completion,
+            completion_providers,
+            cache=self.cache,
+            identity=[identity(s) for s in completion_settings],
+            prefetch=prefetch is Prefetch.ON
+            or (prefetch is Prefetch.AUTO and all(is_local(s) for s in completion_settings)),
+        )
         logger.info(
             "configuration applied: completion providers %s",
             [p.name for p in completion_providers] or "none",
         )
         return [str(error) for error in result.errors]
+
+    def _apply_cache(self, settings: CacheSettings) -> None:
+        """Rebuild the cache when its settings changed (answers are kept on disk, and keys
+        carry everything else that changes an answer); open it once a loop runs."""
+        if settings != self._cache_settings:
+            old, self.cache = self.cache, self._build_cache(settings)
+            self._cache_settings = settings
+            self._cache_opened = False
+            if old is not None:
+                self._spawn(old.aclose(), "close the old cache")
+        if self.cache is not None and not self._cache_opened:
+            try:
+                self.cache.start()
+            except RuntimeError:  # no running loop yet (start-up): initialize() comes back
+                return
+            self._cache_opened = True
+
+    def _build_cache(self, settings: CacheSettings) -> TieredCache | None:
+        if not settings.enabled:
+            return None
+        disk = None
+        if settings.disk:
+            path = (
+                Path(settings.disk_path).expanduser()
+                if settings.disk_path
+                else default_cache_dir(self._env) / FILE_NAME
+            )
+            disk = DiskCache(
+                path,
+                max_bytes=int(settings.disk_mb * 1024 * 1024),
+                ttl_s=settings.disk_ttl_hours * 3600,
+            )
+        return TieredCache(
+            memory_bytes=int(settings.memory_mb * 1024 * 1024), ttl_s=settings.ttl_s, disk=disk
+        )
+
+    async def clear_cache(self) -> dict[str, int]:
+        """``crucible.clearCache``: every level emptied."""
+        if self.cache is None:
+            return {"l1": 0, "type_through": 0, "l2": 0}
+        return await self.cache.clear()
 
     def _create(self, settings: ProviderSettings) -> Provider:
         provider = create_provider(settings)
@@ -98,10 +160,17 @@ class App:
             self.telemetry.mark("batched", len(waits_ms))
 
     def _close_later(self, provider: Provider) -> None:
+        self._spawn(provider.aclose(), f"close {provider.name}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> bool:
+        """Run ``work`` in the background; False (and ``work`` dropped) before a loop runs,
+        at start-up, when nothing can be open yet."""
         try:
-            self._tasks.spawn(provider.aclose(), name=f"close {provider.name}")
-        except RuntimeError:  # no running loop (start-up): nothing can be open yet
-            pass
+            self._tasks.spawn(work, name=name)
+        except RuntimeError:
+            work.close()
+            return False
+        return True
 
     # -- status and lifetime ---------------------------------------------------------------
 
@@ -111,13 +180,7 @@ class App:
             "version": crucible.__version__,
             **telemetry,
             "scheduling": self.completion.scheduling_snapshot(),
-            # Filled by the response cache (a later issue); honest zeros until it exists.
-            "cache": {
-                "enabled": False,
-                "hits": 0,
-                "misses": 0,
-                "levels": {"l1": {"entries": 0, "bytes": 0}, "l2": {"entries": 0, "bytes": 0}},
-            },
+            "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
             "providers": [
                 {
                     "name": s.name,
@@ -140,10 +203,13 @@ class App:
         }
 
     async def aclose(self) -> None:
+        await self.completion.aclose()
         providers = list(self._providers.values())
         self._providers = {}
         for provider in providers:
             await provider.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
         await self._tasks.aclose()
 
 

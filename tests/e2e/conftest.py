@@ -1,12 +1,13 @@
 """End-to-end harness: the real server process over stdio, a real loopback provider.
 
 ``lsp_session`` starts ``python -m crucible --stdio`` with pytest-lsp, isolated from the
-user's own configuration (XDG_CONFIG_HOME points into tmp_path), initializes it with the
-given options and capabilities, and shuts it down cleanly afterwards.
+user's own configuration and cache (XDG_CONFIG_HOME and XDG_CACHE_HOME point into tmp_path),
+initializes it with the given options and capabilities, and shuts it down cleanly afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,13 +38,23 @@ def menu_only_capabilities() -> types.ClientCapabilities:
     return client_capabilities("neovim@v0.11.0")
 
 
-def provider_options(fake: FakeProvider, kind: str = "ollama", **extra: Any) -> dict[str, Any]:
-    base = {"ollama": fake.base_url, "llamacpp": fake.base_url, "openai": f"{fake.base_url}/v1"}
+def provider_options(
+    fake: FakeProvider,
+    kind: str = "ollama",
+    *,
+    cache: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One provider on the fake, no debounce; ``extra`` goes to ``[completion]``. Prefetch
+    is off unless ``cache`` turns it on: it adds provider calls most tests count."""
+    root, v1 = fake.base_url, f"{fake.base_url}/v1"
+    base = {"ollama": root, "llamacpp": root, "openai": v1, "anthropic": root, "codestral": v1}
     return {
         "providers": [
             {"name": f"fake-{kind}", "kind": kind, "base_url": base[kind], "model": fake.models[0]}
         ],
         "completion": {"debounce_ms": 0, **extra},
+        "cache": {"prefetch": "off", **(cache or {})},
     }
 
 
@@ -69,7 +80,12 @@ def lsp_session(tmp_path: Path) -> Session:
     ) -> AsyncIterator[LanguageClient]:
         root = workspace or tmp_path / "workspace"
         root.mkdir(parents=True, exist_ok=True)
-        server_env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), **(env or {})}
+        server_env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+            "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+            **(env or {}),
+        }
         config = ClientServerConfig(server_command=[*SERVER, *args], server_env=server_env)
         client = await config.start()
         try:
@@ -140,3 +156,54 @@ async def server_status(client: LanguageClient) -> dict[str, Any]:
     result = _plain(await client.protocol.send_request_async("crucible/status", {}))
     assert isinstance(result, dict)
     return result
+
+
+class Editor:
+    """Types into one open document the way an editor does: an incremental didChange per
+    keystroke, then an inline-completion request that is not awaited before the next key."""
+
+    def __init__(self, client: LanguageClient, uri: str, text: str) -> None:
+        self.client, self.uri, self.text, self.version = client, uri, text, 1
+
+    def type(self, chars: str) -> None:
+        for char in chars:
+            self.edit(len(self.text), len(self.text), char)
+
+    def edit(self, start: int, end: int, new: str) -> None:
+        self.version += 1
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(
+                    uri=self.uri, version=self.version
+                ),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(self.position(start), self.position(end)), text=new
+                    )
+                ],
+            )
+        )
+        self.text = self.text[:start] + new + self.text[end:]
+
+    def position(self, offset: int) -> types.Position:
+        return end_of(self.text[:offset])
+
+    def request(self, *, invoked: bool = False, msg_id: str | None = None) -> asyncio.Future[Any]:
+        """Send an inline-completion request for the end of the text, right now, in order."""
+        kind = types.InlineCompletionTriggerKind
+        params = types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=self.uri),
+            position=end_of(self.text),
+            context=types.InlineCompletionContext(
+                trigger_kind=kind.Invoked if invoked else kind.Automatic
+            ),
+        )
+        return asyncio.wrap_future(
+            self.client.protocol.send_request(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id
+            )
+        )
+
+
+def texts(result: Any) -> list[str]:
+    return [item.insert_text for item in result.items]

@@ -49,7 +49,7 @@ async def test_workspace_file_and_did_change_configuration(
     (workspace / "crucible.toml").write_text(
         f'[[providers]]\nname = "from-file"\nkind = "ollama"\n'
         f'base_url = "{fake.base_url}"\nmodel = "qwen2.5-coder:1.5b-base"\n'
-        "[completion]\ndebounce_ms = 0\n"
+        '[completion]\ndebounce_ms = 0\n[cache]\nprefetch = "off"\n'
     )
     async with lsp_session(None, workspace=workspace) as client:
         uri = open_document(client, TEXT)

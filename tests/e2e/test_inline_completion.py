@@ -20,7 +20,7 @@ PREFIX = "def add(a, b):\n    "
 SUFFIX = "\n\nprint(add(1, 2))\n"
 
 
-@pytest.mark.parametrize("kind", ["ollama", "openai", "llamacpp"])
+@pytest.mark.parametrize("kind", ["ollama", "openai", "llamacpp", "anthropic", "codestral"])
 async def test_each_kind_completes_at_the_cursor(
     kind: str, fake: FakeProvider, lsp_session: Session
 ) -> None:
@@ -45,10 +45,21 @@ async def test_each_kind_completes_at_the_cursor(
             f"<|fim_prefix|>{PREFIX}<|fim_suffix|>{SUFFIX}<|fim_middle|>"
         )
         assert "<|endoftext|>" in body["stop"] and body["stream"] is True
-    else:
+    elif kind == "llamacpp":
         assert sent.path == "/infill"
         assert (body["input_prefix"], body["input_suffix"]) == (PREFIX, SUFFIX)
         assert body["cache_prompt"] is True and body["stream"] is True
+    elif kind == "anthropic":
+        # No FIM endpoint: asked as a chat, the gap marked in the one user message.
+        assert sent.path == "/v1/messages"
+        assert sent.headers["anthropic-version"] == "2023-06-01"
+        [message] = body["messages"]
+        assert message["role"] == "user" and f"{PREFIX}<CURSOR>{SUFFIX}" in message["content"]
+        assert "<CURSOR>" in body["system"] and body["stream"] is True
+    else:
+        assert sent.path == "/v1/fim/completions"
+        assert (body["prompt"], body["suffix"]) == (PREFIX, SUFFIX)
+        assert body["stream"] is True
 
 
 async def test_single_line_suggestion_stops_the_stream_early(

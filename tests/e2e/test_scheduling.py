@@ -4,75 +4,23 @@ no stale results, micro-batching, and a transport that keeps up with typing."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
-from pytest_lsp import LanguageClient
 from tests.e2e.conftest import (
+    Editor,
     Session,
-    end_of,
     open_document,
     provider_options,
     server_status,
+    texts,
 )
 from tests.fakes.provider import FakeProvider, Fault
 
 pytestmark = pytest.mark.e2e
 
 TEXT = "def add(a, b):\n    "
-
-
-class Editor:
-    """Types into one open document the way an editor does: an incremental didChange per
-    keystroke, then an inline-completion request that is not awaited before the next key."""
-
-    def __init__(self, client: LanguageClient, uri: str, text: str) -> None:
-        self.client, self.uri, self.text, self.version = client, uri, text, 1
-
-    def type(self, chars: str) -> None:
-        for char in chars:
-            self.edit(len(self.text), len(self.text), char)
-
-    def edit(self, start: int, end: int, new: str) -> None:
-        self.version += 1
-        self.client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(
-                    uri=self.uri, version=self.version
-                ),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(
-                        range=types.Range(self.position(start), self.position(end)), text=new
-                    )
-                ],
-            )
-        )
-        self.text = self.text[:start] + new + self.text[end:]
-
-    def position(self, offset: int) -> types.Position:
-        return end_of(self.text[:offset])
-
-    def request(self, *, invoked: bool = False, msg_id: str | None = None) -> asyncio.Future[Any]:
-        """Send an inline-completion request for the end of the text, right now, in order."""
-        kind = types.InlineCompletionTriggerKind
-        params = types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=self.uri),
-            position=end_of(self.text),
-            context=types.InlineCompletionContext(
-                trigger_kind=kind.Invoked if invoked else kind.Automatic
-            ),
-        )
-        return asyncio.wrap_future(
-            self.client.protocol.send_request(
-                types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id
-            )
-        )
-
-
-def texts(result: Any) -> list[str]:
-    return [item.insert_text for item in result.items]
 
 
 async def test_a_typing_burst_costs_one_call_and_every_request_is_answered(

@@ -33,7 +33,7 @@ async def test_status_reports_the_contract_fields(fake: FakeProvider, lsp_sessio
     assert status["uptime_s"] > 0
     assert (status["requests"]["total"], status["requests"]["served"]) == (1, 1)
     assert status["upstream"] == {"calls": 1, "errors": 0}
-    assert (status["cache"]["hits"], status["cache"]["misses"]) == (0, 0)
+    assert (status["cache"]["hits"], status["cache"]["misses"]) == (0, 1)
     [provider] = status["providers"]
     assert (provider["name"], provider["state"], provider["calls"], provider["failures"]) == (
         "fake-ollama",

@@ -1,6 +1,6 @@
 """The wire formats the fake provider speaks, one :class:`Endpoint` per generation route.
 
-Three families, framed the way the real servers frame them:
+Five families, framed the way the real servers frame them:
 
 - ``ollama`` (``/api/generate``, ``/api/chat``): NDJSON, one JSON object per line, the last one
   ``"done": true``; streams unless the body says ``"stream": false``.
@@ -8,6 +8,15 @@ Three families, framed the way the real servers frame them:
   server-sent events ``data: {...}\\n\\n`` ending with ``data: [DONE]``; streams only on request.
 - ``llamacpp`` (``/completion``, ``/infill``): server-sent events without ``[DONE]``, the last
   event ``"stop": true``; streams only on request.
+- ``anthropic`` (``/v1/messages``, and ``/v1/models`` asked with Anthropic's headers): named
+  server-sent events (``event: content_block_delta`` …) ending with ``message_stop``, no
+  ``[DONE]``; errors ``{"type": "error", "error": {"type", "message"}}``; streams only on
+  request. Like the API it refuses a ``system`` role in ``messages``, a missing ``max_tokens``
+  and whitespace-only stop sequences (400).
+- ``mistral`` (``/v1/fim/completions``, Codestral): server-sent events of chat-completion
+  chunks ending with ``data: [DONE]``; errors ``{"object": "error", "message", "type"}``, an
+  unknown model is 400 ``invalid_model``, and like the API (FastAPI) it refuses fields it does
+  not know with 422; streams only on request. Its chat route is the OpenAI one.
 
 An endpoint reads the request body into :class:`Params`, and turns a :class:`Generation` (the
 reply text already cut by stop sequences and limits) into JSON objects: the preamble sent before
@@ -20,14 +29,31 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-Family = Literal["ollama", "openai", "llamacpp"]
+Family = Literal["ollama", "openai", "llamacpp", "anthropic", "mistral"]
 Json = dict[str, Any]
 
 CHARS_PER_TOKEN = 4
+
+# Anthropic's error types by HTTP status (its errors page), and back: an error type injected
+# mid-stream (Fault.error_event) is answered with its status when the answer is not streamed.
+ANTHROPIC_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+ERROR_STATUS: dict[str, int] = {kind: status for status, kind in ANTHROPIC_ERROR_TYPES.items()}
 
 
 def approx_tokens(text: str) -> int:
@@ -93,9 +119,41 @@ def _model(body: Json) -> str | None:
 
 
 def error_body(family: Family, status: int, message: str, *, code: str | None = None) -> Json:
-    """The error object each family's servers send; ``code`` is OpenAI's machine-readable one."""
+    """The error object each family's servers send; ``code`` is OpenAI's machine-readable one
+    (for ``mistral``, ``invalid_model`` gives Mistral's unknown-model error)."""
     if family == "ollama":
         return {"error": message}
+    if family == "anthropic":
+        kind = ANTHROPIC_ERROR_TYPES.get(status) or (
+            "api_error" if status >= 500 else "invalid_request_error"
+        )
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    if family == "mistral":
+        if status in (401, 429):  # answered by Mistral's gateway, in its own shape
+            return {"message": message, "request_id": "fake-request-id"}
+        if status == 422:  # FastAPI's validation error, wrapped in Mistral's error object
+            # "body.stop: Input should be …" is FastAPI's loc ["body", "stop"] and its msg.
+            where, sep, msg = message.partition(": ")
+            loc = where.split(".") if sep and where.startswith("body") else ["body"]
+            msg = msg if sep and where.startswith("body") else message
+            detail = [{"type": "value_error", "loc": loc, "msg": msg, "input": None}]
+            return {
+                "object": "error",
+                "message": {"detail": detail},
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        if code == "invalid_model":
+            return {
+                "object": "error",
+                "message": message,
+                "type": "invalid_model",
+                "param": None,
+                "code": "1500",
+            }
+        kind = "internal_server_error" if status >= 500 else "invalid_request_error"
+        return {"object": "error", "message": message, "type": kind, "param": None, "code": None}
     if family == "openai":
         if status == 429:
             kind, code = "requests", code or "rate_limit_exceeded"
@@ -121,6 +179,8 @@ class Endpoint(ABC):
 
     family: ClassVar[Family]
     stream_default: ClassVar[bool] = False
+    id_prefix: ClassVar[str] = "cmpl-"
+    invalid_status: ClassVar[int] = 400  # the status of a body the server refuses
 
     @property
     def content_type(self) -> str:
@@ -128,8 +188,8 @@ class Endpoint(ABC):
 
     @property
     def done_marker(self) -> bytes:
-        """Written after the closing objects; only the OpenAI-compatible routes have one."""
-        return b"data: [DONE]\n\n" if self.family == "openai" else b""
+        """Written after the closing objects; only the OpenAI-style routes have one."""
+        return b"data: [DONE]\n\n" if self.family in ("openai", "mistral") else b""
 
     def frame(self, obj: Json) -> bytes:
         data = json.dumps(obj, separators=(",", ":"))
@@ -138,6 +198,12 @@ class Endpoint(ABC):
     def garbage(self) -> bytes:
         """A line framed correctly whose payload is not JSON."""
         return b'{"response": oops\n' if self.family == "ollama" else b"data: {oops\n\n"
+
+    def error_event(self, error_type: str, message: str) -> bytes:
+        """The family's error object, framed as one more event of a stream already under way
+        (its HTTP status was 200): what a server sends when generation fails midway."""
+        status = ERROR_STATUS.get(error_type, 500)
+        return self.frame(error_body(self.family, status, message))
 
     @abstractmethod
     def params(self, body: Json) -> Params:
@@ -235,7 +301,7 @@ class OllamaChat(_Ollama):
 
 
 class _OpenAI(Endpoint):
-    family = "openai"
+    family: ClassVar[Family] = "openai"
 
     def _head(self, gen: Generation, obj: str) -> Json:
         return {"id": gen.id, "object": obj, "created": gen.created, "model": gen.model}
@@ -290,6 +356,8 @@ class OpenAICompletions(_OpenAI):
 
 
 class OpenAIChat(_OpenAI):
+    id_prefix = "chatcmpl-"
+
     def params(self, body: Json) -> Params:
         limit = _limit(body.get("max_completion_tokens")) or _limit(body.get("max_tokens"))
         return Params(
@@ -318,6 +386,162 @@ class OpenAIChat(_OpenAI):
         message = {"role": "assistant", "content": choice.text}
         choices = [{"index": 0, "message": message, "finish_reason": choice.finish_reason}]
         return {**self._head(gen, "chat.completion"), "choices": choices, "usage": self._usage(gen)}
+
+
+class MistralFim(OpenAIChat):
+    """Codestral's ``/v1/fim/completions``: FIM in, chat-completion chunks out."""
+
+    family = "mistral"
+    id_prefix = "fim-"
+    invalid_status = 422
+    FIELDS = frozenset(
+        {
+            "model",
+            "prompt",
+            "suffix",
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "min_tokens",
+            "stream",
+            "stop",
+            "random_seed",
+            "metadata",
+        }
+    )
+
+    def params(self, body: Json) -> Params:
+        unknown = sorted(set(body) - self.FIELDS)
+        if unknown:
+            raise ValueError(f"body.{unknown[0]}: Extra inputs are not permitted")
+        if not isinstance(body.get("model"), str):
+            raise ValueError("body.model: Field required")
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise ValueError("body.prompt: Field required")
+        suffix = body.get("suffix") or ""
+        return Params(
+            _model(body),
+            bool(body.get("stream", self.stream_default)),
+            _stops(body.get("stop")),
+            _limit(body.get("max_tokens")),
+            approx_tokens(prompt + _text(suffix)),
+        )
+
+    def closing(self, gen: Generation) -> list[Json]:
+        # Mistral puts the usage in the last chunk, with the finish reason.
+        last = self._chunk(gen, {"content": ""}, gen.choices[0].finish_reason)
+        return [{**last, "usage": self._usage(gen)}]
+
+
+class AnthropicMessages(Endpoint):
+    """``/v1/messages``: the Messages API, its named events and its validation."""
+
+    family = "anthropic"
+    id_prefix = "msg_fake"
+
+    def frame(self, obj: Json) -> bytes:
+        data = json.dumps(obj, separators=(",", ":"))
+        return f"event: {obj['type']}\ndata: {data}\n\n".encode()
+
+    def garbage(self) -> bytes:
+        return b"event: content_block_delta\ndata: {oops\n\n"
+
+    def error_event(self, error_type: str, message: str) -> bytes:
+        return self.frame({"type": "error", "error": {"type": error_type, "message": message}})
+
+    def params(self, body: Json) -> Params:
+        model = _model(body)
+        if model is None:
+            raise ValueError("model: Field required")
+        max_tokens = body.get("max_tokens")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise ValueError("max_tokens: Field required")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages: at least one message is required")
+        for message in messages:
+            role = message.get("role") if isinstance(message, dict) else None
+            if role == "system":
+                raise ValueError(
+                    'messages: Unexpected role "system". The Messages API accepts a top-level'
+                    ' `system` parameter, not "system" as an input message role.'
+                )
+            if role not in ("user", "assistant"):
+                raise ValueError("messages: each message needs a role, user or assistant")
+        stop = body.get("stop_sequences", [])
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise ValueError("stop_sequences: Input should be a valid list of strings")
+        if not all(s.strip() for s in stop):
+            raise ValueError("stop_sequences: each stop sequence must contain non-whitespace")
+        temperature = body.get("temperature", 1.0)
+        if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
+            raise ValueError("temperature: Input should be less than or equal to 1")
+        text = _blocks_text(body.get("system", "")) + "".join(
+            _blocks_text(m.get("content", "")) for m in messages
+        )
+        stream = bool(body.get("stream", self.stream_default))
+        return Params(model, stream, tuple(stop), _limit(max_tokens), approx_tokens(text))
+
+    @staticmethod
+    def _stop(gen: Generation) -> Json:
+        choice = gen.choices[0]
+        if choice.finish_reason == "length":
+            return {"stop_reason": "max_tokens", "stop_sequence": None}
+        if choice.stopping_word:
+            return {"stop_reason": "stop_sequence", "stop_sequence": choice.stopping_word}
+        return {"stop_reason": "end_turn", "stop_sequence": None}
+
+    def _message(self, gen: Generation, content: list[Json], output_tokens: int) -> Json:
+        return {
+            "id": gen.id,
+            "type": "message",
+            "role": "assistant",
+            "model": gen.model,
+            "content": content,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": gen.prompt_tokens, "output_tokens": output_tokens},
+        }
+
+    def preamble(self, gen: Generation) -> list[Json]:
+        return [
+            {"type": "message_start", "message": self._message(gen, [], 1)},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            {"type": "ping"},
+        ]
+
+    def piece(self, gen: Generation, index: int, text: str, emitted: str) -> Json:
+        delta = {"type": "text_delta", "text": text}
+        return {"type": "content_block_delta", "index": 0, "delta": delta}
+
+    def closing(self, gen: Generation) -> list[Json]:
+        output_tokens = approx_tokens(gen.choices[0].text)
+        return [
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": self._stop(gen),
+                "usage": {"output_tokens": output_tokens},
+            },
+            {"type": "message_stop"},
+        ]
+
+    def whole(self, gen: Generation) -> Json:
+        choice = gen.choices[0]
+        content = [{"type": "text", "text": choice.text}]
+        return {**self._message(gen, content, approx_tokens(choice.text)), **self._stop(gen)}
+
+
+def _blocks_text(content: object) -> str:
+    """Anthropic content: a string, or a list of blocks of which text blocks count."""
+    if isinstance(content, list):
+        return "".join(_text(block.get("text", "")) for block in content if isinstance(block, dict))
+    return _text(content)
 
 
 class LlamaCppCompletion(Endpoint):
@@ -392,15 +616,25 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/api/chat": OllamaChat(),
     "/v1/completions": OpenAICompletions(),
     "/v1/chat/completions": OpenAIChat(),
+    "/v1/fim/completions": MistralFim(),
+    "/v1/messages": AnthropicMessages(),
     "/completion": LlamaCppCompletion(),
     "/infill": LlamaCppInfill(),
 }
 
 
-def family_of(path: str) -> Family:
-    """Which family answers ``path``, for the shape of its errors."""
+def family_of(path: str, headers: Mapping[str, str]) -> Family:
+    """Which family answers ``path``, for the shape of its errors and its authentication.
+
+    Anthropic and OpenAI share ``/v1/models``: a request carrying Anthropic's headers (the API
+    requires ``anthropic-version`` on every request) is answered the Anthropic way.
+    """
     if path.startswith("/api/"):
         return "ollama"
-    if path.startswith("/v1/"):
-        return "openai"
-    return "llamacpp"
+    if not path.startswith("/v1/"):
+        return "llamacpp"
+    if path == "/v1/messages" or "anthropic-version" in headers or "x-api-key" in headers:
+        return "anthropic"
+    if path.startswith("/v1/fim/"):
+        return "mistral"
+    return "openai"

@@ -1,9 +1,11 @@
 """A loopback LLM provider for tests and benchmarks: a real HTTP/1.1 server on 127.0.0.1.
 
-It speaks the wire formats of Ollama (``/api/...``), OpenAI-compatible servers (``/v1/...``) and
-the llama.cpp server (``/completion``, ``/infill``) closely enough that Crucible's httpx
+It speaks the wire formats of Ollama (``/api/...``), OpenAI-compatible servers (``/v1/...``),
+the llama.cpp server (``/completion``, ``/infill``), Anthropic's Messages API (``/v1/messages``)
+and Mistral's Codestral FIM (``/v1/fim/completions``) closely enough that Crucible's httpx
 providers cannot tell it from the real thing, and it can misbehave on demand (:class:`Fault`):
-latency, slow streams, HTTP errors with ``Retry-After``, truncated or malformed streams, hangs.
+latency, slow streams, HTTP errors with ``Retry-After``, truncated or malformed streams, error
+events mid-stream, hangs.
 Like a local llama.cpp / Ollama server with N parallel slots, it can generate for at most
 ``slots`` requests at a time (:mod:`tests.fakes.slots`): the others wait in FIFO order, a request
 whose client leaves while queued is never generated, and ``Fault.latency_ms`` (prompt processing)
@@ -27,7 +29,9 @@ the request, then at its token limit when that is shorter (4 characters per toke
 / ``num_predict`` / ``n_predict`` of N keeps at most 4·N characters, finish reason ``length``),
 streamed in ``chunk_size``-character pieces. The model is checked on the Ollama and ``/v1``
 routes (a body naming no model gets the first of ``models``); llama.cpp's native routes accept
-any model, as llama.cpp does.
+any model, as llama.cpp does. With ``require_api_key`` the ``/v1`` routes want that key: as
+``x-api-key`` from Anthropic clients (told apart by the ``anthropic-version`` header the API
+requires), as ``Authorization: Bearer`` from the others.
 
 Modules: ``http_server`` (HTTP/1.1 plumbing and the thread), ``formats`` (the wire formats),
 ``records`` (faults and records), ``responder`` (routing, faults, streaming), this one (the API).
@@ -56,7 +60,8 @@ __all__ = ["FakeProvider", "Fault", "RecordedRequest"]
 
 
 class FakeProvider:
-    """A fake Ollama / OpenAI-compatible / llama.cpp server; see the module docstring."""
+    """A fake Ollama / OpenAI-compatible / llama.cpp / Anthropic / Codestral server; see the
+    module docstring."""
 
     def __init__(
         self,
@@ -185,7 +190,10 @@ def _checked_slots(value: int | None) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.fakes.provider",
-        description="Serve a fake Ollama / OpenAI-compatible / llama.cpp provider on 127.0.0.1.",
+        description=(
+            "Serve a fake Ollama / OpenAI-compatible / llama.cpp / Anthropic / Codestral"
+            " provider on 127.0.0.1."
+        ),
     )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--model", default="test-model")
@@ -193,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=4, help="characters per stream chunk")
     parser.add_argument("--latency-ms", type=int, default=0, help="delay before every answer")
     parser.add_argument("--chunk-delay-ms", type=int, default=0, help="delay between chunks")
-    parser.add_argument("--api-key", help="require this Bearer key on /v1 routes")
+    parser.add_argument(
+        "--api-key", help="require this key on /v1 routes (Bearer; x-api-key for Anthropic)"
+    )
     parser.add_argument(
         "--slots", type=int, default=None, help="serve at most N generations at once (FIFO queue)"
     )

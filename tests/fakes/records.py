@@ -18,10 +18,12 @@ from typing import Any
 class Fault:
     """How the next generation requests misbehave; the fields combine (latency, then the rest).
 
-    ``status``, ``hang``, ``garbage`` and ``truncate_after`` apply to streamed and non-streamed
-    answers alike: a non-streamed answer with ``truncate_after`` sends half its body (its
-    Content-Length promises all of it) and drops the connection; with ``garbage`` its body is not
-    JSON. ``chunk_delay_ms`` only slows streams.
+    ``status``, ``hang``, ``garbage``, ``truncate_after`` and ``error_event`` apply to streamed
+    and non-streamed answers alike: a non-streamed answer with ``truncate_after`` sends half its
+    body (its Content-Length promises all of it) and drops the connection; with ``garbage`` its
+    body is not JSON; with ``error_event`` it is that error's HTTP status (Anthropic's table:
+    ``overloaded_error`` is 529) in the family's error shape. ``chunk_delay_ms`` only slows
+    streams.
     """
 
     latency_ms: int = 0  # delay before the response headers (time to first byte)
@@ -31,6 +33,11 @@ class Fault:
     truncate_after: int | None = None  # stream this many chunks, then drop the connection
     hang: bool = False  # read the request, then send nothing until the client disconnects
     garbage: bool = False  # stream a malformed (non-JSON) data line instead of chunks
+    # Stream ``error_after`` chunks, then the family's error object as one more event (for
+    # Anthropic ``event: error`` with this error type: overloaded_error, rate_limit_error …),
+    # then end the body: a generation failing after its 200 status went out.
+    error_event: str | None = None
+    error_after: int = 0
 
 
 NO_FAULT = Fault()

@@ -8,8 +8,10 @@ them between requests, and appends every request to ``provider.requests`` as soo
 Order of a generation request: record it; take its fault; wait for a generation slot (see
 :mod:`tests.fakes.slots`; a client that leaves meanwhile is never served); latency, which stands
 for prompt processing and so runs inside the slot; then hang, or the injected error status;
-then 400 for a body that is not a JSON object, 401, 404 for an unknown model; then the answer,
-streamed or whole, shaped by the fault's ``garbage``, ``truncate_after`` and ``chunk_delay_ms``.
+then 400 (Mistral: 422) for a body that is not a JSON object, 401 for a missing or wrong key
+(Anthropic: ``x-api-key``, then 400 without ``anthropic-version``), 400/422 for a body the
+format refuses, the format's unknown-model error; then the answer, streamed or whole, shaped by
+the fault's ``garbage``, ``truncate_after``, ``error_event`` and ``chunk_delay_ms``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from tests.fakes.formats import (
     CHARS_PER_TOKEN,
     ENDPOINTS,
+    ERROR_STATUS,
     Choice,
     Endpoint,
     Family,
@@ -60,6 +64,17 @@ def _cut(text: str, stop: tuple[str, ...], max_tokens: int | None) -> Choice:
 def _ollama_name(name: str) -> str:
     # Ollama resolves a name without a tag to its ":latest" tag.
     return name if ":" in name else f"{name}:latest"
+
+
+def _unknown_model(family: Family, model: str) -> tuple[int, str, str | None]:
+    """(status, message, code) of each family's answer to a model it does not serve."""
+    if family == "ollama":
+        return 404, f'model "{model}" not found, try pulling it first', None
+    if family == "anthropic":
+        return 404, f"model: {model}", None
+    if family == "mistral":
+        return 400, f"Invalid model: {model}", "invalid_model"
+    return 404, f"The model `{model}` does not exist", "model_not_found"
 
 
 def _seconds(value: float) -> str:
@@ -140,30 +155,57 @@ class Responder:
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        family = family_of(record.path)
+        family = family_of(record.path, record.headers)
         obj = error_body(family, status, message, code=code)
         await self._send_json(exchange, record, status, obj, headers)
 
-    def _authorized(self, record: RecordedRequest) -> bool:
-        if self._provider.require_api_key is None or not record.path.startswith("/v1/"):
-            return True
-        return record.headers.get("authorization") == f"Bearer {self._provider.require_api_key}"
+    def _refusal(self, record: RecordedRequest) -> tuple[int, str, str | None] | None:
+        """(status, message, code) when the request's headers are refused, else None.
+
+        With ``require_api_key`` the /v1 routes want the key: Anthropic's as ``x-api-key``,
+        the others' as ``Authorization: Bearer``. Anthropic also wants ``anthropic-version``.
+        """
+        family = family_of(record.path, record.headers)
+        key = self._provider.require_api_key
+        if family == "anthropic":
+            given = record.headers.get("x-api-key")
+            if key is not None and given is None:
+                return 401, "x-api-key header is required", None
+            if key is not None and given != key:
+                return 401, "invalid x-api-key", None
+            if "anthropic-version" not in record.headers:
+                return 400, "anthropic-version: header is required", None
+            return None
+        if key is None or family not in ("openai", "mistral"):
+            return None
+        if record.headers.get("authorization") == f"Bearer {key}":
+            return None
+        if family == "mistral":
+            return 401, "Unauthorized", None
+        return 401, "Incorrect API key provided", "invalid_api_key"
 
     async def _refuse_unauthorized(self, exchange: Exchange, record: RecordedRequest) -> bool:
-        if self._authorized(record):
+        refusal = self._refusal(record)
+        if refusal is None:
             return False
-        message = "Incorrect API key provided"
-        await self._send_error(exchange, record, 401, message, code="invalid_api_key")
+        status, message, code = refusal
+        await self._send_error(exchange, record, status, message, code=code)
         return True
 
     async def _serve_info(self, exchange: Exchange, record: RecordedRequest) -> None:
         """Everything but generation: model lists, health, version; 404 and 405."""
         if await self._refuse_unauthorized(exchange, record):
             return
+        family = family_of(record.path, record.headers)
+        if record.path.startswith("/v1/models/") and record.method == "GET":
+            await self._serve_model(exchange, record, family)
+            return
         getters: dict[str, Callable[[], Json]] = {
             "/api/tags": self._ollama_tags,
             "/api/version": lambda: {"version": "0.12.0"},
-            "/v1/models": self._openai_models,
+            "/v1/models": (
+                self._anthropic_models if family == "anthropic" else self._openai_models
+            ),
             "/health": lambda: {"status": "ok"},
             "/props": self._llamacpp_props,
         }
@@ -172,8 +214,25 @@ class Responder:
             await self._send_json(exchange, record, 200, getter())
         elif getter is not None or record.path in ENDPOINTS:
             await self._send_json(exchange, record, 405, {"error": "method not allowed"})
+        elif family == "anthropic":
+            await self._send_error(exchange, record, 404, "Not Found")
         else:
             await self._send_json(exchange, record, 404, {"error": f"not found: {record.path}"})
+
+    async def _serve_model(
+        self, exchange: Exchange, record: RecordedRequest, family: Family
+    ) -> None:
+        """``GET /v1/models/{id}``: one model (Anthropic and OpenAI both have it), or 404."""
+        model = unquote(record.path.removeprefix("/v1/models/"))
+        if model not in self._provider.models:
+            if family == "anthropic":
+                await self._send_error(exchange, record, 404, f"model: {model}")
+            else:
+                message = f"The model '{model}' does not exist"
+                await self._send_error(exchange, record, 404, message, code="model_not_found")
+            return
+        card = self._anthropic_model(model) if family == "anthropic" else self._openai_model(model)
+        await self._send_json(exchange, record, 200, card)
 
     def _ollama_tags(self) -> Json:
         return {
@@ -195,12 +254,30 @@ class Responder:
             ]
         }
 
+    @staticmethod
+    def _openai_model(model: str) -> Json:
+        return {"id": model, "object": "model", "created": 0, "owned_by": "fake"}
+
     def _openai_models(self) -> Json:
-        data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
-            for m in self._provider.models
-        ]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [self._openai_model(m) for m in self._provider.models]}
+
+    @staticmethod
+    def _anthropic_model(model: str) -> Json:
+        return {
+            "type": "model",
+            "id": model,
+            "display_name": model,
+            "created_at": "2026-01-01T00:00:00Z",
+        }
+
+    def _anthropic_models(self) -> Json:
+        models = self._provider.models
+        return {
+            "data": [self._anthropic_model(m) for m in models],
+            "has_more": False,
+            "first_id": models[0] if models else None,
+            "last_id": models[-1] if models else None,
+        }
 
     def _llamacpp_props(self) -> Json:
         return {
@@ -249,23 +326,21 @@ class Responder:
             message = f"injected fault: HTTP {fault.status}"
             await self._send_error(exchange, record, fault.status, message, headers=headers)
             return
+        invalid = endpoint.invalid_status
         if bad_json or not isinstance(record.body, dict):
-            await self._send_error(exchange, record, 400, "request body is not a JSON object")
+            await self._send_error(exchange, record, invalid, "request body is not a JSON object")
             return
         if await self._refuse_unauthorized(exchange, record):
             return
         try:
             params = endpoint.params(record.body)
         except ValueError as exc:
-            await self._send_error(exchange, record, 400, str(exc))
+            await self._send_error(exchange, record, invalid, str(exc))
             return
         model = params.model or self._provider.models[0]
         if endpoint.family != "llamacpp" and not self._knows_model(endpoint.family, model):
-            if endpoint.family == "ollama":
-                message = f'model "{model}" not found, try pulling it first'
-            else:
-                message = f"The model `{model}` does not exist"
-            await self._send_error(exchange, record, 404, message, code="model_not_found")
+            status, message, code = _unknown_model(endpoint.family, model)
+            await self._send_error(exchange, record, status, message, code=code)
             return
         generation = self._generation(record, endpoint, params, model)
         if params.stream:
@@ -285,9 +360,8 @@ class Responder:
                 self._reply_text(replace(record, body={**record.body, "prompt": prompt}))
                 for prompt in params.prompt_list
             ]
-        prefix = "chatcmpl" if endpoint.family == "openai" and "chat" in record.path else "cmpl"
         return Generation(
-            id=f"{prefix}-{next(self._ids)}",
+            id=f"{endpoint.id_prefix}{next(self._ids)}",
             model=model,
             created=int(time.time()),
             started=record.received_at,
@@ -307,6 +381,11 @@ class Responder:
         generation: Generation,
         fault: Fault,
     ) -> None:
+        if fault.error_event is not None:
+            status = ERROR_STATUS.get(fault.error_event, 500)
+            message = f"injected fault: {fault.error_event}"
+            await self._send_error(exchange, record, status, message)
+            return
         if fault.garbage:
             body = endpoint.garbage()
         else:
@@ -336,6 +415,8 @@ class Responder:
         pieces = self._pieces(generation)
         if fault.truncate_after is not None:
             pieces = pieces[: fault.truncate_after]
+        elif fault.error_event is not None:
+            pieces = pieces[: fault.error_after]
         delay = fault.chunk_delay_ms / 1000
         for number, (index, text, emitted) in enumerate(pieces):
             if number and not await exchange.pause(delay):
@@ -347,6 +428,11 @@ class Responder:
                 return
         if fault.truncate_after is not None:
             await exchange.drop()
+            return
+        if fault.error_event is not None:
+            event = endpoint.error_event(fault.error_event, f"injected fault: {fault.error_event}")
+            if await exchange.pause(delay):
+                await _complete(record, exchange.end_stream(event))
             return
         closing = b"".join(endpoint.frame(obj) for obj in endpoint.closing(generation))
         if await exchange.pause(delay):

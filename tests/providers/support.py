@@ -12,7 +12,9 @@ import pytest
 
 from crucible.config.settings import ProviderKind, ProviderSettings
 from crucible.context.snapshot import ContextFile
+from crucible.providers.anthropic import AnthropicProvider
 from crucible.providers.base import ChatMessage, ChatRequest, FimRequest, Provider
+from crucible.providers.codestral import CodestralProvider
 from crucible.providers.llamacpp import LlamaCppProvider
 from crucible.providers.ollama import OllamaProvider
 from crucible.providers.openai import OpenAIProvider
@@ -25,7 +27,11 @@ CLASSES: dict[ProviderKind, Callable[[ProviderSettings, httpx.AsyncClient], Prov
     ProviderKind.OLLAMA: OllamaProvider,
     ProviderKind.OPENAI: OpenAIProvider,
     ProviderKind.LLAMACPP: LlamaCppProvider,
+    ProviderKind.ANTHROPIC: AnthropicProvider,
+    ProviderKind.CODESTRAL: CodestralProvider,
 }
+# Kinds whose base_url includes /v1 (the others' is the server root).
+WITH_V1 = (ProviderKind.OPENAI, ProviderKind.CODESTRAL)
 
 FIM = FimRequest(
     prefix="def add(a, b):\n    ",
@@ -48,7 +54,7 @@ CHAT = ChatRequest(
 
 def settings_for(kind: ProviderKind, root: str, **overrides: Any) -> ProviderSettings:
     """Settings for ``kind`` served at ``root`` (``http://127.0.0.1:PORT``)."""
-    base_url = f"{root}/v1" if kind is ProviderKind.OPENAI else root
+    base_url = f"{root}/v1" if kind in WITH_V1 else root
     settings = ProviderSettings(name=f"test-{kind}", kind=kind, base_url=base_url, model=MODEL)
     return replace(settings, **overrides)
 

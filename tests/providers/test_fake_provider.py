@@ -1,8 +1,9 @@
 """The loopback provider speaks each wire format as the real servers do, and misbehaves on demand.
 
 These tests talk to the fake over real HTTP with httpx (what Crucible's providers use) and parse
-the real framing (NDJSON lines, SSE ``data:`` lines), so the provider tests built on the fake test
-against the same bytes a real Ollama, OpenAI-compatible or llama.cpp server would send.
+the real framing (NDJSON lines, SSE ``data:`` lines, Anthropic's named events), so the provider
+tests built on the fake test against the same bytes a real Ollama, OpenAI-compatible, llama.cpp,
+Anthropic or Codestral server would send.
 """
 
 from __future__ import annotations
@@ -44,6 +45,25 @@ def client(fake: FakeProvider) -> Iterator[httpx.Client]:
 def ndjson(response: httpx.Response) -> list[dict[str, Any]]:
     assert response.headers["content-type"] == "application/x-ndjson"
     return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+MESSAGES = {
+    "model": "test-model",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """``(event name, data)`` of every event of an Anthropic stream."""
+    assert response.headers["content-type"] == "text/event-stream"
+    assert response.text.endswith("\n\n")
+    events = []
+    for block in response.text.split("\n\n")[:-1]:
+        name, data = block.split("\n")
+        events.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return events
 
 
 def sse_data(response: httpx.Response) -> list[str]:
@@ -192,6 +212,181 @@ def test_llamacpp_completion_without_stream_and_any_model(client: httpx.Client) 
     assert answer["has_new_line"] is True
 
 
+def test_anthropic_messages_stream_named_events_ending_with_message_stop(
+    client: httpx.Client,
+) -> None:
+    body = {**MESSAGES, "stream": True, "system": "Be brief."}
+    events = sse_events(client.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS))
+
+    assert all(name == data["type"] for name, data in events)
+    names = [name for name, _ in events]
+    assert names[:3] == ["message_start", "content_block_start", "ping"]
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(names[3:-3]) == {"content_block_delta"}
+    start = events[0][1]["message"]
+    assert (start["role"], start["content"], start["model"]) == ("assistant", [], "test-model")
+    assert start["id"].startswith("msg_")
+    assert events[1][1]["content_block"] == {"type": "text", "text": ""}
+    deltas = [data["delta"] for name, data in events if name == "content_block_delta"]
+    assert all(d["type"] == "text_delta" and len(d["text"]) <= 4 for d in deltas)
+    assert "".join(d["text"] for d in deltas) == REPLY
+    message_delta = events[-2][1]
+    assert message_delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
+    assert message_delta["usage"]["output_tokens"] > 0
+    assert "[DONE]" not in client.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS).text
+
+
+def test_anthropic_messages_without_stream_answer_one_message(client: httpx.Client) -> None:
+    answer = client.post("/v1/messages", json=MESSAGES, headers=ANTHROPIC_HEADERS).json()
+
+    assert answer["type"] == "message" and answer["role"] == "assistant"
+    assert answer["content"] == [{"type": "text", "text": REPLY}]
+    assert (answer["stop_reason"], answer["stop_sequence"]) == ("end_turn", None)
+    assert answer["usage"]["input_tokens"] > 0 and answer["usage"]["output_tokens"] > 0
+
+    limited = {**MESSAGES, "max_tokens": 2, "stop_sequences": ["zzz"]}
+    answer = client.post("/v1/messages", json=limited, headers=ANTHROPIC_HEADERS).json()
+    assert (answer["content"][0]["text"], answer["stop_reason"]) == (REPLY[:8], "max_tokens")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            {"messages": [{"role": "system", "content": "x"}]},
+            'Unexpected role "system"',
+            id="system-role",
+        ),
+        pytest.param({"max_tokens": None}, "max_tokens: Field required", id="no-max-tokens"),
+        pytest.param({"messages": []}, "at least one message", id="no-messages"),
+        pytest.param(
+            {"stop_sequences": ["\n\n"]},
+            "each stop sequence must contain non-whitespace",
+            id="whitespace-stop",
+        ),
+        pytest.param({"temperature": 1.5}, "less than or equal to 1", id="temperature"),
+    ],
+)
+def test_anthropic_refuses_what_the_api_refuses(
+    client: httpx.Client, change: dict[str, Any], message: str
+) -> None:
+    body = {k: v for k, v in {**MESSAGES, **change}.items() if v is not None}
+    refused = client.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS)
+    assert refused.status_code == 400
+    error = refused.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert message in error["error"]["message"]
+
+
+def test_anthropic_wants_its_version_header_and_x_api_key() -> None:
+    with (
+        FakeProvider(require_api_key="sk-ant") as fake,
+        httpx.Client(base_url=fake.base_url) as client,
+    ):
+        missing = client.post("/v1/messages", json=MESSAGES, headers=ANTHROPIC_HEADERS)
+        assert missing.status_code == 401
+        assert missing.json()["error"] == {
+            "type": "authentication_error",
+            "message": "x-api-key header is required",
+        }
+        bearer = {**ANTHROPIC_HEADERS, "Authorization": "Bearer sk-ant"}
+        assert client.post("/v1/messages", json=MESSAGES, headers=bearer).status_code == 401
+        wrong = {**ANTHROPIC_HEADERS, "x-api-key": "sk-nope"}
+        refused = client.post("/v1/messages", json=MESSAGES, headers=wrong)
+        assert refused.json()["error"]["message"] == "invalid x-api-key"
+        no_version = client.post("/v1/messages", json=MESSAGES, headers={"x-api-key": "sk-ant"})
+        assert no_version.status_code == 400
+        assert no_version.json()["error"]["message"] == "anthropic-version: header is required"
+        right = {**ANTHROPIC_HEADERS, "x-api-key": "sk-ant"}
+        assert client.post("/v1/messages", json=MESSAGES, headers=right).status_code == 200
+        assert client.get("/v1/models/test-model", headers=right).status_code == 200
+
+
+def test_anthropic_model_routes(client: httpx.Client) -> None:
+    listing = client.get("/v1/models", headers=ANTHROPIC_HEADERS).json()
+    assert listing == {
+        "data": [
+            {
+                "type": "model",
+                "id": "test-model",
+                "display_name": "test-model",
+                "created_at": "2026-01-01T00:00:00Z",
+            }
+        ],
+        "has_more": False,
+        "first_id": "test-model",
+        "last_id": "test-model",
+    }
+    one = client.get("/v1/models/test-model", headers=ANTHROPIC_HEADERS).json()
+    assert one == listing["data"][0]
+    missing = client.get("/v1/models/claude-nope", headers=ANTHROPIC_HEADERS)
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "model: claude-nope"},
+    }
+    # Without Anthropic's headers the same routes answer the OpenAI way.
+    assert client.get("/v1/models").json()["object"] == "list"
+    assert client.get("/v1/models/test-model").json()["owned_by"] == "fake"
+    assert client.get("/v1/models/nope").json()["error"]["code"] == "model_not_found"
+
+
+FIM_BODY = {"model": "test-model", "prompt": "def add(", "suffix": "\n", "max_tokens": 64}
+
+
+def test_mistral_fim_streams_chat_chunks_ending_with_done(client: httpx.Client) -> None:
+    *events, done = sse_data(client.post("/v1/fim/completions", json={**FIM_BODY, "stream": True}))
+
+    assert done == "[DONE]"
+    chunks = [json.loads(event) for event in events]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    first, *middle, last = chunks
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert "".join(c["choices"][0]["delta"]["content"] for c in middle) == REPLY
+    assert last["choices"][0]["finish_reason"] == "stop"
+    assert last["usage"]["total_tokens"] > 0
+
+
+def test_mistral_fim_without_stream(client: httpx.Client) -> None:
+    answer = client.post("/v1/fim/completions", json=FIM_BODY).json()
+
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"] == {"role": "assistant", "content": REPLY}
+    assert "usage" in answer
+
+
+def test_mistral_refuses_unknown_fields_and_models_its_own_way(client: httpx.Client) -> None:
+    extra = client.post("/v1/fim/completions", json={**FIM_BODY, "input_extra": []})
+    assert extra.status_code == 422
+    assert extra.json()["message"]["detail"][0]["loc"] == ["body", "input_extra"]
+    assert extra.json()["message"]["detail"][0]["msg"] == "Extra inputs are not permitted"
+    no_prompt = client.post("/v1/fim/completions", json={"model": "test-model"})
+    assert no_prompt.status_code == 422
+
+    unknown = client.post("/v1/fim/completions", json={**FIM_BODY, "model": "nope"})
+    assert unknown.status_code == 400
+    assert unknown.json() == {
+        "object": "error",
+        "message": "Invalid model: nope",
+        "type": "invalid_model",
+        "param": None,
+        "code": "1500",
+    }
+
+
+def test_mistral_wants_a_bearer_key() -> None:
+    with (
+        FakeProvider(require_api_key="mk") as fake,
+        httpx.Client(base_url=fake.base_url) as client,
+    ):
+        refused = client.post("/v1/fim/completions", json=FIM_BODY)
+        assert refused.status_code == 401
+        assert refused.json()["message"] == "Unauthorized"
+        key = {"Authorization": "Bearer mk"}
+        assert client.post("/v1/fim/completions", json=FIM_BODY, headers=key).status_code == 200
+
+
 StopCase = tuple[str, dict[str, Any], Callable[[dict[str, Any]], str]]
 STOP_CASES: list[StopCase] = [
     (
@@ -212,6 +407,16 @@ STOP_CASES: list[StopCase] = [
     ),
     ("/completion", {"prompt": "x", "stop": ["\n"]}, lambda answer: answer["content"]),
     ("/infill", {"input_prefix": "", "stop": ["\n"]}, lambda answer: answer["content"]),
+    (
+        "/v1/messages",
+        {**MESSAGES, "stop_sequences": ["\n    return"]},
+        lambda answer: answer["content"][0]["text"],
+    ),
+    (
+        "/v1/fim/completions",
+        {"prompt": "x", "stop": ["\n"]},
+        lambda answer: answer["choices"][0]["message"]["content"],
+    ),
 ]
 
 
@@ -219,7 +424,8 @@ STOP_CASES: list[StopCase] = [
 def test_stop_sequences_cut_the_reply_in_every_format(
     client: httpx.Client, path: str, body: dict[str, Any], text_of: Callable[[Any], str]
 ) -> None:
-    answer = client.post(path, json={"model": "test-model", **body}).json()
+    headers = ANTHROPIC_HEADERS if path == "/v1/messages" else None
+    answer = client.post(path, json={"model": "test-model", **body}, headers=headers).json()
 
     expected = "def " if path == "/v1/chat/completions" else "def add(a, b):"
     assert text_of(answer) == expected
@@ -251,6 +457,12 @@ def test_unknown_model_is_refused_in_each_family_shape(client: httpx.Client) -> 
         "param": "model",
         "code": "model_not_found",
     }
+
+
+def test_anthropic_stop_sequence_is_reported(client: httpx.Client) -> None:
+    body = {**MESSAGES, "stop_sequences": ["add"]}
+    answer = client.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS).json()
+    assert (answer["stop_reason"], answer["stop_sequence"]) == ("stop_sequence", "add")
 
 
 def test_ollama_resolves_a_name_without_tag_to_latest(
@@ -367,6 +579,80 @@ def test_faults_queue_in_order_and_clear(fake: FakeProvider, client: httpx.Clien
     fake.reset()
     assert fake.requests == []
     assert client.post("/completion", json=body).status_code == 200
+
+
+ErrorCase = tuple[str, dict[str, Any], dict[str, str] | None, Callable[[str], Any]]
+ERROR_EVENT_CASES: list[ErrorCase] = [
+    ("/api/generate", {"prompt": "x"}, None, lambda last: json.loads(last)["error"]),
+    (
+        "/v1/completions",
+        {"prompt": "x", "stream": True},
+        None,
+        lambda last: json.loads(last.removeprefix("data: "))["error"]["message"],
+    ),
+    (
+        "/infill",
+        {"input_prefix": "x", "stream": True},
+        None,
+        lambda last: json.loads(last.removeprefix("data: "))["error"]["message"],
+    ),
+    (
+        "/v1/fim/completions",
+        {"prompt": "x", "stream": True},
+        None,
+        lambda last: json.loads(last.removeprefix("data: "))["message"],
+    ),
+    (
+        "/v1/messages",
+        {**MESSAGES, "stream": True},
+        ANTHROPIC_HEADERS,
+        lambda last: (
+            last.split("\n")[0],
+            json.loads(last.split("\n")[1].removeprefix("data: "))["error"],
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "error_of"),
+    ERROR_EVENT_CASES,
+    ids=[c[0] for c in ERROR_EVENT_CASES],
+)
+def test_error_event_ends_a_started_stream_in_the_family_shape(
+    fake: FakeProvider,
+    client: httpx.Client,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None,
+    error_of: Callable[[str], Any],
+) -> None:
+    fake.inject(Fault(error_event="overloaded_error", error_after=2), times=1)
+    response = client.post(path, json={"model": "test-model", **body}, headers=headers)
+
+    assert response.status_code == 200
+    separator = "\n" if path.startswith("/api/") else "\n\n"
+    last = response.text.rstrip("\n").split(separator)[-1]
+    error = error_of(last)
+    if path == "/v1/messages":
+        assert error == (
+            "event: error",
+            {"type": "overloaded_error", "message": "injected fault: overloaded_error"},
+        )
+    else:
+        assert error == "injected fault: overloaded_error"
+    assert "[DONE]" not in response.text
+    record = fake.requests[-1]
+    assert (record.chunks_sent, record.completed) == (2, True)
+
+
+def test_error_event_without_stream_is_its_http_status(
+    fake: FakeProvider, client: httpx.Client
+) -> None:
+    fake.inject(Fault(error_event="overloaded_error"), times=1)
+    answer = client.post("/v1/messages", json=MESSAGES, headers=ANTHROPIC_HEADERS)
+    assert answer.status_code == 529
+    assert answer.json()["error"]["type"] == "overloaded_error"
 
 
 def test_truncate_drops_the_stream_without_terminator(

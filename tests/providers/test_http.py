@@ -26,17 +26,22 @@ from crucible.providers.http import (
     iter_ndjson,
     iter_sse_data,
     make_client,
+    missing_key_hint,
+    parse_object,
     parse_retry_after,
 )
 from tests.providers.support import KEY_ENV
 
 
 def response(
-    status: int, body: bytes = b"", headers: dict[str, str] | None = None
+    status: int,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    sent: dict[str, str] | None = None,
 ) -> httpx.Response:
-    request = httpx.Request(
-        "POST", "http://h:1/v1/completions", headers={"Authorization": "Bearer sk-echoed-secret"}
-    )
+    """A response to a request that sent ``sent`` (by default a Bearer key)."""
+    sent = {"Authorization": "Bearer sk-echoed-secret"} if sent is None else sent
+    request = httpx.Request("POST", "http://h:1/v1/completions", headers=sent)
     return httpx.Response(status, content=body, headers=headers, request=request)
 
 
@@ -103,6 +108,35 @@ def test_api_key_comes_from_the_named_variable(monkeypatch: pytest.MonkeyPatch) 
         pytest.param(
             502, b'{"message": "upstream"}', ProviderUnavailable, "HTTP 502: upstream", id="502"
         ),
+        pytest.param(
+            529,
+            b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+            ProviderUnavailable,
+            "HTTP 529: Overloaded",
+            id="529-anthropic",
+        ),
+        pytest.param(
+            400,
+            b'{"object":"error","message":"Invalid model: x","type":"invalid_model"}',
+            BadRequest,
+            "HTTP 400: Invalid model: x",
+            id="400-mistral-unmapped",
+        ),
+        pytest.param(
+            422,
+            b'{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body",'
+            b'"store"],"msg":"Extra inputs are not permitted","input":false}]},"type":"x"}',
+            BadRequest,
+            "HTTP 422: body.store: Extra inputs are not permitted",
+            id="422-mistral",
+        ),
+        pytest.param(
+            422,
+            b'{"detail":[{"loc":["body","a"],"msg":"bad"},{"loc":["body","b"],"msg":"worse"}]}',
+            BadRequest,
+            "HTTP 422: body.a: bad; body.b: worse",
+            id="422-fastapi",
+        ),
     ],
 )
 async def test_status_mapping(
@@ -124,6 +158,42 @@ async def test_an_echoed_key_is_masked() -> None:
         await check_status("p", response(401, body))
     assert "sk-echoed-secret" not in str(info.value)
     assert info.value.message == "HTTP 401: Incorrect API key provided: ***"
+
+
+async def test_an_echoed_x_api_key_is_masked() -> None:
+    body = b'{"type":"error","error":{"type":"authentication_error","message":"bad sk-ant-k3y"}}'
+    sent = {"x-api-key": "sk-ant-k3y", "anthropic-version": "2023-06-01"}
+    with pytest.raises(AuthError) as info:
+        await check_status("p", response(401, body, sent=sent))
+    assert info.value.message == "HTTP 401: bad ***"
+
+
+async def test_error_types_override_the_status() -> None:
+    body = b'{"object":"error","message":"Invalid model: x","type":"invalid_model","code":"1500"}'
+    types: dict[str, type[ProviderError]] = {"invalid_model": ModelNotFound}
+    with pytest.raises(ModelNotFound, match="HTTP 400: Invalid model: x"):
+        await check_status("p", response(400, body), error_types=types)
+    nested = b'{"error":{"type":"invalid_model","message":"m"}}'
+    with pytest.raises(ModelNotFound):
+        await check_status("p", response(400, nested), error_types=types)
+    with pytest.raises(BadRequest):
+        await check_status("p", response(400, b'{"type":"other"}'), error_types=types)
+
+
+def test_missing_key_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    assert missing_key_hint(ProviderSettings(), "X_KEY").endswith("(e.g. X_KEY)")
+    unset = missing_key_hint(ProviderSettings(api_key_env=KEY_ENV), "X_KEY")
+    assert unset == f"; the environment variable {KEY_ENV} (api_key_env) is not set"
+    monkeypatch.setenv(KEY_ENV, "sk-set")
+    assert missing_key_hint(ProviderSettings(api_key_env=KEY_ENV), "X_KEY") == ""
+
+
+def test_parse_object_leaves_error_objects_to_the_caller() -> None:
+    event = '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+    assert parse_object("p", event)["error"]["type"] == "overloaded_error"
+    with pytest.raises(BadResponse, match="error in stream: Overloaded"):
+        decode_object("p", event)
 
 
 async def test_a_long_error_body_is_capped() -> None:

@@ -6,8 +6,16 @@ import logging
 
 import pytest
 
-from crucible.config.settings import ProviderKind, ProviderSettings, Role, Settings
+from crucible.config.settings import (
+    ProviderKind,
+    ProviderSettings,
+    Role,
+    Settings,
+    default_base_url,
+)
+from crucible.providers.anthropic import AnthropicProvider
 from crucible.providers.base import FimRequest
+from crucible.providers.codestral import CodestralProvider
 from crucible.providers.llamacpp import LlamaCppProvider
 from crucible.providers.ollama import OllamaProvider
 from crucible.providers.openai import OpenAIProvider
@@ -39,6 +47,46 @@ async def test_each_kind_gets_its_class() -> None:
     finally:
         for p in providers:
             await p.aclose()
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls", "base_url"),
+    [
+        pytest.param(ProviderKind.OLLAMA, OllamaProvider, "http://127.0.0.1:11434", id="ollama"),
+        pytest.param(ProviderKind.OPENAI, OpenAIProvider, "http://127.0.0.1:8000/v1", id="openai"),
+        pytest.param(
+            ProviderKind.LLAMACPP, LlamaCppProvider, "http://127.0.0.1:8080", id="llamacpp"
+        ),
+        pytest.param(
+            ProviderKind.ANTHROPIC, AnthropicProvider, "https://api.anthropic.com", id="anthropic"
+        ),
+        pytest.param(
+            ProviderKind.CODESTRAL,
+            CodestralProvider,
+            "https://codestral.mistral.ai/v1",
+            id="codestral",
+        ),
+    ],
+)
+async def test_every_kind_has_a_class_and_a_default_base_url(
+    kind: ProviderKind, cls: type[object], base_url: str
+) -> None:
+    assert default_base_url(kind) == base_url
+    provider = create_provider(ProviderSettings(name=str(kind), kind=kind, base_url=base_url))
+    try:
+        assert type(provider) is cls
+    finally:
+        await provider.aclose()
+
+
+def test_the_table_above_covers_every_kind() -> None:
+    assert {str(k) for k in ProviderKind} == {
+        "ollama",
+        "openai",
+        "llamacpp",
+        "anthropic",
+        "codestral",
+    }
 
 
 def test_ordered_for_role() -> None:

@@ -83,9 +83,12 @@ async def test_a_deadline_around_a_hung_request_disconnects(
     make: MakeProvider, fake: FakeProvider, kind: ProviderKind
 ) -> None:
     fake.inject(Fault(hang=True))
+    task = asyncio.create_task(collect(make(kind).stream_fim(FIM)))
+    # The deadline runs from the request's arrival: on a loaded machine merely sending it can
+    # take longer than the deadline, and a request never sent proves nothing.
+    assert await fake.wait_for_async(lambda f: bool(f.generation_requests()))
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.1):
-            await collect(make(kind).stream_fim(FIM))
+        await asyncio.wait_for(task, 0.1)
     assert await fake.wait_for_async(lambda f: f.requests[-1].disconnected, timeout=2)
 
 
@@ -130,8 +133,29 @@ async def test_rate_limit_carries_retry_after(
     assert info.value.retry_after == 7.0
 
 
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_error_event_mid_stream_is_a_provider_error(
+    make: MakeProvider, fake: FakeProvider, kind: ProviderKind
+) -> None:
+    # The status was 200 and text has flowed: the error arrives as one more event.
+    fake.inject(Fault(error_event="overloaded_error", error_after=1))
+    received: list[str] = []
+    with pytest.raises(ProviderError, match="error in stream") as info:
+        async with aclosing(make(kind).stream_fim(FIM)) as stream:
+            async for chunk in stream:
+                received.append(chunk)
+    assert received == ["retu"]
+    assert "injected fault: overloaded_error" in info.value.message
+    # Only Anthropic's error events carry a type worth mapping; the others' are BadResponse.
+    expected = ProviderUnavailable if kind is ProviderKind.ANTHROPIC else BadResponse
+    assert type(info.value) is expected
+
+
 # llama.cpp serves the model it loaded whatever the name; its 404s are routes (covered above).
-@pytest.mark.parametrize("kind", [ProviderKind.OLLAMA, ProviderKind.OPENAI])
+@pytest.mark.parametrize(
+    "kind",
+    [ProviderKind.OLLAMA, ProviderKind.OPENAI, ProviderKind.ANTHROPIC, ProviderKind.CODESTRAL],
+)
 async def test_unknown_model_is_model_not_found(make: MakeProvider, kind: ProviderKind) -> None:
     with pytest.raises(ModelNotFound, match="not-pulled"):
         await collect(make(kind, model="not-pulled:7b").stream_chat(CHAT))

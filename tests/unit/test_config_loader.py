@@ -447,6 +447,8 @@ def test_bad_provider_value_names_its_key_and_falls_back(
         pytest.param("ollama", "http://127.0.0.1:11434", id="ollama"),
         pytest.param("llamacpp", "http://127.0.0.1:8080", id="llamacpp"),
         pytest.param("openai", "http://127.0.0.1:8000/v1", id="openai"),
+        pytest.param("anthropic", "https://api.anthropic.com", id="anthropic"),
+        pytest.param("codestral", "https://codestral.mistral.ai/v1", id="codestral"),
     ],
 )
 def test_base_url_defaults_to_the_kind_default(kind: str, url: str) -> None:
@@ -506,8 +508,8 @@ def test_unknown_keys_are_reported_with_the_nearest_known_key(
 
 
 def test_unknown_key_does_not_stop_the_rest_applying() -> None:
-    result = build_settings({"completion": {"debounce_ms": 9, "debounse_ms": 8}, "cache": {}})
-    assert keys(result) == ["cache", "completion.debounse_ms"]
+    result = build_settings({"completion": {"debounce_ms": 9, "debounse_ms": 8}, "cachez": {}})
+    assert keys(result) == ["cachez", "completion.debounse_ms"]
     assert result.settings.completion.debounce_ms == 9
 
 

@@ -1,12 +1,20 @@
 """CompletionService: the one orchestrator of an inline completion.
 
 A request for a document supersedes the older ones for that document (answered empty at
-once), then either
+once), then is answered by the first of
 
-* attaches to an in-flight stream whose suggestion starts with what the user has typed since
-  (stream reuse: zero new provider calls), or
-* waits out the adaptive debounce, then joins an identical in-flight request (single-flight)
-  or starts one provider stream, read only until the suggestion is complete.
+* the cache's type-through: the rest of a recent suggestion the user is typing (zero calls),
+* an in-flight stream whose suggestion starts with what the user has typed since (stream
+  reuse: zero new provider calls),
+* the cache by key, memory then disk (zero calls, no debounce),
+* after the adaptive debounce, an identical in-flight request (single-flight) or one new
+  provider stream, read only until the suggestion is complete; its post-processed answer is
+  stored in the cache by the flight itself, so it is kept even if every requester left.
+
+After a suggestion from a provider or the cache key is shown, and when no provider stream is
+running, the service may prefetch: compute, as a flight of its own, the suggestion for the
+document as it would be once this one is accepted, so that accepting and typing on is
+answered from the cache (or joins that flight).
 
 Streams belong to flights, not to requests: a superseded or cancelled request detaches, and a
 stream nobody waits for any more is cancelled, which closes the HTTP response so the provider
@@ -28,11 +36,13 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from crucible.completion.postprocess import postprocess
+from crucible.cache.tiered import Answer, TieredCache
+from crucible.completion.plan import Plan, plan_completion
+from crucible.completion.postprocess import Suggestion, postprocess
+from crucible.completion.prefetch import Prefetches, accepted
 from crucible.completion.reuse import StreamJob, agrees, typed_since
-from crucible.completion.stopping import StopRule, wants_multiline
+from crucible.completion.stopping import StopRule
 from crucible.config.settings import CompletionSettings
-from crucible.context.neighbours import select_neighbours
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow, cut_window
 from crucible.providers.base import FimRequest, Provider
@@ -40,13 +50,13 @@ from crucible.providers.errors import ProviderError
 from crucible.runtime.telemetry import Telemetry
 from crucible.scheduling.debounce import AdaptiveDebounce
 from crucible.scheduling.latest import LatestWins
-from crucible.scheduling.singleflight import Seat, SingleFlight
+from crucible.scheduling.singleflight import Flight, Seat, SingleFlight
 
 logger = logging.getLogger(__name__)
 
 _request_ids = itertools.count(1)
 
-FlightKey = tuple[Any, ...]
+FlightKey = str  # the cache key of the answer the flight computes
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,27 +84,51 @@ class CompletionService:
         providers: Sequence[Provider],
         telemetry: Telemetry,
         *,
+        cache: TieredCache | None = None,
+        identity: Sequence[Any] = (),
+        prefetch: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._settings = settings
         self._providers = tuple(providers)
+        self._cache = cache
+        self._identity = tuple(identity)  # what in the provider setup determines an answer
+        self._prefetch = prefetch
         self._telemetry = telemetry
         self._sleep = sleep
         self._clock = clock
         self._debounce = AdaptiveDebounce(settings)
         self._latest = LatestWins()
         self._flights: SingleFlight[FlightKey, str] = SingleFlight()
+        # The prefetch per document, cancelled when that document needs something else.
+        self._prefetches = Prefetches()
 
-    def reconfigure(self, settings: CompletionSettings, providers: Sequence[Provider]) -> None:
+    def reconfigure(
+        self,
+        settings: CompletionSettings,
+        providers: Sequence[Provider],
+        *,
+        cache: TieredCache | None = None,
+        identity: Sequence[Any] = (),
+        prefetch: bool = False,
+    ) -> None:
         """Swap in new settings; requests already running finish with the old ones."""
         self._settings = settings
         self._providers = tuple(providers)
+        self._cache = cache
+        self._identity = tuple(identity)
+        self._prefetch = prefetch
         self._debounce.reconfigure(settings)
 
     @property
     def settings(self) -> CompletionSettings:
         return self._settings
+
+    @property
+    def prefetching(self) -> bool:
+        """Whether shown suggestions are followed by a prefetch of the next one."""
+        return self._prefetch and self._cache is not None
 
     # -- document events (from didChange / didClose) ----------------------------------------
 
@@ -104,6 +138,9 @@ class CompletionService:
     def document_closed(self, uri: str) -> None:
         self._debounce.forget(uri)
         self._latest.forget(uri)
+        self._prefetches.cancel(uri)
+        if self._cache is not None:
+            self._cache.forget(uri)
 
     # -- one request -------------------------------------------------------------------------
 
@@ -116,11 +153,21 @@ class CompletionService:
             max_prefix=self._settings.max_prefix_chars,
             max_suffix=self._settings.max_suffix_chars,
         )
-        # Attach to a reusable stream before superseding the request that started it, so the
-        # stream is not abandoned in between.
-        reuse = self._reusable(request, window)
+        plan = (
+            self._plan(request.snapshot, window, request.neighbours)
+            if self._settings.enabled and self._providers
+            else None
+        )
+        # Take a seat on a stream this request can use before superseding the request that
+        # started it, so the stream is not abandoned in between: the identical request
+        # (single-flight), or one whose suggestion starts with what was typed since (reuse).
+        flight = self._flights.get(plan.key) if plan is not None else None
+        joined = flight.join() if flight is not None else None
+        reuse = self._reusable(request, window) if joined is None and plan is not None else None
         ticket = self._latest.begin(request.snapshot.uri)
-        work = asyncio.ensure_future(self._complete(request, window, reuse, request_id))
+        work = asyncio.ensure_future(
+            self._complete(request, window, plan, joined, reuse, request_id)
+        )
         outcome = "empty"
         try:
             racing: set[asyncio.Future[Any]] = {work, ticket.superseded}
@@ -150,8 +197,9 @@ class CompletionService:
             if not work.done():
                 work.cancel()
                 work.add_done_callback(_retrieve)
-            if reuse is not None:
-                reuse[0].leave()
+            for seat in (joined, reuse[0] if reuse is not None else None):
+                if seat is not None:
+                    seat.leave()
             self._latest.end(ticket)
             self._telemetry.request(outcome)
             self._telemetry.stage("total", (self._clock() - started) * 1000)
@@ -160,21 +208,39 @@ class CompletionService:
         self,
         request: CompletionRequest,
         window: ContextWindow,
+        plan: Plan | None,
+        joined: Seat[str] | None,
         reuse: tuple[Seat[str], str] | None,
         request_id: int,
     ) -> CompletionResult | None:
-        settings = self._settings
-        if not settings.enabled or not self._providers:
-            return None
+        if plan is None:
+            return None  # completion is off, or no provider serves it
         snapshot = request.snapshot
+        cache = self._cache
+
+        if cache is not None:
+            typed = cache.type_through(snapshot.uri, snapshot.text, request.offset, window.suffix)
+            if typed is not None:
+                self._telemetry.mark("type_through")
+                return self._result(typed, request, request_id)
+
+        if joined is not None:
+            self._telemetry.mark("coalesced")
+            return self._shown(await joined.result(), window, request, request_id)
 
         if reuse is not None:
-            seat, typed = reuse
+            seat, typed_text = reuse
             raw = await _result_or_none(seat)
-            if raw is not None and raw.startswith(typed) and len(raw) > len(typed):
+            if raw is not None and raw.startswith(typed_text) and len(raw) > len(typed_text):
                 self._telemetry.mark("reused")
                 logger.debug("completion %d: reused an in-flight stream", request_id)
-                return self._finish(raw[len(typed) :], window, request, request_id)
+                return self._shown(raw[len(typed_text) :], window, request, request_id)
+
+        if cache is not None:
+            answer = await cache.lookup(plan.key)
+            if answer is not None:
+                self._telemetry.mark("cache_hit")
+                return self._served(answer, window, request, request_id)
 
         if not request.invoked:
             delay = self._debounce.delay_ms(
@@ -190,20 +256,20 @@ class CompletionService:
             waited = self._clock()
             await self._sleep(delay / 1000)
             self._telemetry.stage("debounce", (self._clock() - waited) * 1000)
+            # A flight for this very text may have finished while we waited.
+            answer = cache.in_memory(plan.key) if cache is not None else None
+            if answer is not None:
+                self._telemetry.mark("cache_hit")
+                return self._served(answer, window, request, request_id)
 
-        provider = self._providers[0]
-        fim = self._fim_request(request, window)
-        multiline = wants_multiline(window, settings.multiline)
-        key: FlightKey = (provider.name, provider.model, fim, multiline, settings.max_lines)
-        flight = self._flights.get(key)
+        flight = self._flights.get(plan.key)
         if flight is not None:
             self._telemetry.mark("coalesced")
         else:
-            job = StreamJob(snapshot, request.offset, window)
-            rule = StopRule(window, multiline=multiline, max_lines=settings.max_lines)
-            flight = self._flights.start(key, self._stream(provider, fim, rule, job), job)
+            self._prefetches.cancel(snapshot.uri)  # the user went elsewhere: it is not needed
+            flight = self._start_flight(plan, StreamJob(snapshot, request.offset, window))
         raw = await flight.wait()
-        return self._finish(raw, window, request, request_id)
+        return self._shown(raw, window, request, request_id)
 
     def _reusable(
         self, request: CompletionRequest, window: ContextWindow
@@ -217,22 +283,28 @@ class CompletionService:
                 return flight.join(), typed
         return None
 
-    def _fim_request(self, request: CompletionRequest, window: ContextWindow) -> FimRequest:
-        settings = self._settings
-        return FimRequest(
-            prefix=window.prefix,
-            suffix=window.suffix,
-            language_id=request.snapshot.language_id,
-            path=request.snapshot.path,
-            extra=select_neighbours(
-                request.snapshot,
-                request.neighbours,
-                max_files=settings.neighbour_files,
-                max_chars=settings.neighbour_chars,
-            ),
-            max_tokens=settings.max_tokens,
-            temperature=settings.temperature,
+    def _plan(
+        self,
+        snapshot: DocumentSnapshot,
+        window: ContextWindow,
+        neighbours: Sequence[DocumentSnapshot],
+    ) -> Plan:
+        return plan_completion(
+            self._settings, self._providers[0], self._identity, snapshot, window, neighbours
         )
+
+    def _start_flight(self, plan: Plan, job: StreamJob) -> Flight[FlightKey, str]:
+        rule = StopRule(plan.window, multiline=plan.multiline, max_lines=plan.max_lines)
+        return self._flights.start(plan.key, self._fetch(plan, rule, job), job)
+
+    async def _fetch(self, plan: Plan, rule: StopRule, job: StreamJob) -> str:
+        """The flight: one provider stream, and its complete answer stored in the cache."""
+        raw = await self._stream(plan.provider, plan.fim, rule, job)
+        if self._cache is not None:
+            suggestion = postprocess(raw, plan.window)
+            answer = Answer("") if suggestion is None else Answer(*_fields(suggestion))
+            self._cache.store(plan.key, answer)
+        return raw
 
     async def _stream(
         self, provider: Provider, fim: FimRequest, rule: StopRule, job: StreamJob
@@ -267,18 +339,73 @@ class CompletionService:
         self._debounce.observe_latency(total)
         return rule.text
 
-    def _finish(
+    def _shown(
         self, raw: str, window: ContextWindow, request: CompletionRequest, request_id: int
     ) -> CompletionResult | None:
+        """Post-process a provider's answer for this request and serve it."""
         suggestion = postprocess(raw, window)
         if suggestion is None:
             return None
+        return self._served(Answer(*_fields(suggestion)), window, request, request_id)
+
+    def _served(
+        self, answer: Answer, window: ContextWindow, request: CompletionRequest, request_id: int
+    ) -> CompletionResult | None:
+        """Serve ``answer`` at the request's cursor: remember it for type-through, and
+        prefetch what comes after it."""
+        if not answer.text:
+            return None
+        if self._cache is not None:
+            self._cache.shown(
+                request.snapshot.uri, request.offset, window.prefix, window.suffix, answer
+            )
+            if self._prefetch:
+                self._maybe_prefetch(request, answer)
+        return self._result(answer, request, request_id)
+
+    @staticmethod
+    def _result(
+        answer: Answer, request: CompletionRequest, request_id: int
+    ) -> CompletionResult | None:
+        if not answer.text:
+            return None
         return CompletionResult(
-            text=suggestion.text,
+            text=answer.text,
             start=request.offset,
-            end=request.offset + suggestion.replace_suffix,
+            end=request.offset + answer.replace_suffix,
             request_id=request_id,
         )
+
+    # -- prefetch ----------------------------------------------------------------------------
+
+    def _maybe_prefetch(self, request: CompletionRequest, answer: Answer) -> None:
+        """When no provider stream runs, compute the suggestion that follows ``answer``."""
+        uri = request.snapshot.uri
+        if uri in self._prefetches or any(not f.task.done() for f in self._flights):
+            return  # the provider is busy: prefetch is only ever background work
+        self._prefetches.start(uri, self._prefetch_after(request, answer))
+
+    async def _prefetch_after(self, request: CompletionRequest, answer: Answer) -> None:
+        after, cursor = accepted(
+            request.snapshot, request.offset, answer.text, answer.replace_suffix
+        )
+        window = cut_window(
+            after,
+            cursor,
+            max_prefix=self._settings.max_prefix_chars,
+            max_suffix=self._settings.max_suffix_chars,
+        )
+        plan = self._plan(after, window, request.neighbours)
+        cache = self._cache
+        if cache is None or self._flights.get(plan.key) or await cache.lookup(plan.key):
+            return
+        self._telemetry.mark("prefetched")
+        flight = self._start_flight(plan, StreamJob(after, cursor, window))
+        await flight.wait()  # a seat of its own: a joining request leaving does not cancel it
+
+    async def aclose(self) -> None:
+        """Stop background work (prefetches) before the providers it uses are closed."""
+        await self._prefetches.aclose()
 
     def scheduling_snapshot(self) -> dict[str, int]:
         """Live state for crucible/status."""
@@ -292,6 +419,10 @@ async def _result_or_none(seat: Seat[str]) -> str | None:
         return await seat.result()
     except (ProviderError, TimeoutError):
         return None
+
+
+def _fields(suggestion: Suggestion) -> tuple[str, int]:
+    return suggestion.text, suggestion.replace_suffix
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

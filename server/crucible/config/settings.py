@@ -18,6 +18,8 @@ class ProviderKind(StrEnum):
     OLLAMA = "ollama"
     OPENAI = "openai"
     LLAMACPP = "llamacpp"
+    ANTHROPIC = "anthropic"
+    CODESTRAL = "codestral"
 
 
 class Role(StrEnum):
@@ -32,6 +34,14 @@ class DebounceMode(StrEnum):
 
     ADAPTIVE = "adaptive"  # from the typing rhythm, the provider's latency and the cursor spot
     FIXED = "fixed"  # always debounce_ms
+
+
+class Prefetch(StrEnum):
+    """Whether to compute the next suggestion, as if the shown one were accepted, ahead."""
+
+    AUTO = "auto"  # only when every completion provider is local (a loopback address)
+    ON = "on"
+    OFF = "off"
 
 
 class Multiline(StrEnum):
@@ -53,6 +63,10 @@ _DEFAULT_BASE_URLS: dict[ProviderKind, str] = {
     ProviderKind.OLLAMA: "http://127.0.0.1:11434",
     ProviderKind.LLAMACPP: "http://127.0.0.1:8080",
     ProviderKind.OPENAI: "http://127.0.0.1:8000/v1",
+    # The hosted APIs, each as its own SDK takes it: Anthropic's root has no /v1, while
+    # codestral's, like openai's, includes it.
+    ProviderKind.ANTHROPIC: "https://api.anthropic.com",
+    ProviderKind.CODESTRAL: "https://codestral.mistral.ai/v1",
 }
 
 
@@ -80,10 +94,12 @@ class ProviderSettings:
 
     name: str = doc("Unique name, used in logs and crucible/status.", default="local")
     kind: ProviderKind = doc(  # noqa: RUF009 (doc() returns a field())
-        "Wire format: ollama | openai | llamacpp.", default=ProviderKind.OLLAMA
+        "Wire format: ollama | openai | llamacpp | anthropic | codestral.",
+        default=ProviderKind.OLLAMA,
     )
     base_url: str = doc(
-        "API root. For openai it includes /v1, as the OpenAI SDK takes it.",
+        "API root. For openai and codestral it includes /v1, as the OpenAI SDK takes it;"
+        " for anthropic it does not, as Anthropic's SDK takes it.",
         default="http://127.0.0.1:11434",
     )
     model: str = doc("Model name sent to the provider.", default="qwen2.5-coder:1.5b-base")
@@ -171,6 +187,39 @@ class CompletionSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CacheSettings:
+    """``[cache]``: completion answers kept in memory (L1) and on disk (L2)."""
+
+    enabled: bool = doc("Serve repeated and typed-through completions from cache.", default=True)
+    memory_mb: float = doc(
+        "L1 budget: the most memory the in-memory answers may take.",
+        bounds=(0.0, 4096.0),
+        default=32.0,
+    )
+    ttl_s: int = doc("How long an answer stays in memory.", bounds=(1, 604_800), default=3600)
+    disk: bool = doc("Keep answers in a sqlite file across restarts (L2).", default=True)
+    disk_path: str = doc(
+        "The L2 file. Empty: completions.sqlite3 under $XDG_CACHE_HOME/crucible"
+        " (~/.cache/crucible).",
+        default="",
+    )
+    disk_mb: float = doc(
+        "L2 size bound; least recently used answers go first.",
+        bounds=(1.0, 65_536.0),
+        default=256.0,
+    )
+    disk_ttl_hours: float = doc(
+        "How long an answer stays on disk.", bounds=(0.01, 8760.0), default=168.0
+    )
+    prefetch: Prefetch = doc(  # noqa: RUF009 (doc() returns a field())
+        "auto | on | off: after a suggestion is shown and the provider is idle, compute the"
+        " next one as if it were accepted. auto: only when every completion provider is"
+        " local (loopback), since a hosted API bills each call.",
+        default=Prefetch.AUTO,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """The whole configuration."""
 
@@ -180,4 +229,7 @@ class Settings:
     )
     completion: CompletionSettings = doc(  # noqa: RUF009 (doc() returns a field())
         "Inline completion settings.", default_factory=CompletionSettings
+    )
+    cache: CacheSettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "Response cache settings.", default_factory=CacheSettings
     )

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from crucible.config.settings import (
     FIM_TEMPLATE_NAMES,
+    CacheSettings,
     CompletionSettings,
     ProviderKind,
     ProviderSettings,
@@ -218,7 +219,9 @@ def _api_key_env(value: Any) -> str:
 
 Checker = Callable[[Any], Any]
 # Resolved once: the annotations are strings under `from __future__ import annotations`.
-_HINTS = {cls: typing.get_type_hints(cls) for cls in (ProviderSettings, CompletionSettings)}
+_HINTS = {
+    cls: typing.get_type_hints(cls) for cls in (ProviderSettings, CompletionSettings, CacheSettings)
+}
 _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "base_url"): _base_url,
     (ProviderSettings, "api_key_env"): _api_key_env,
@@ -355,11 +358,11 @@ def build_settings(raw: Mapping[str, Any]) -> LoadResult:
     kwargs: dict[str, Any] = {}
     if raw.get("providers") is not None:
         kwargs["providers"] = _providers(raw["providers"], errors)
-    completion = raw.get("completion")
-    if isinstance(completion, Mapping):
-        table = _table(CompletionSettings, completion, "completion.", errors, {})
-        kwargs["completion"] = CompletionSettings(**table)
-    elif completion is not None:
-        message = f"expected a table, got {_given(completion)}; using its defaults"
-        errors.append(ConfigError("completion", message))
+    for name, cls in (("completion", CompletionSettings), ("cache", CacheSettings)):
+        section = raw.get(name)
+        if isinstance(section, Mapping):
+            kwargs[name] = cls(**_table(cls, section, f"{name}.", errors, {}))
+        elif section is not None:
+            message = f"expected a table, got {_given(section)}; using its defaults"
+            errors.append(ConfigError(name, message))
     return LoadResult(Settings(**kwargs), tuple(errors))

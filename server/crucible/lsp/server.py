@@ -51,6 +51,10 @@ class Backend(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    async def clear_cache(self) -> dict[str, int]:
+        """Empty every level of the response cache; returns what each level held."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -12,11 +12,13 @@ typed tree of ``providers/errors.py`` (``raise … from exc``)::
     HTTP 429                                               -> RateLimited (retry_after)
     HTTP 5xx                                               -> ProviderUnavailable
     other HTTP 4xx                                         -> BadRequest
+    an error body whose ``type`` the caller maps           -> the caller's error (``error_types``)
     malformed JSON, an error object mid-stream, a stream
     that ends without its terminator                       -> BadResponse
 
 Messages name the server's origin and quote the server's own error text, never request headers,
-and any API key the server echoes back is masked, so errors are safe to log and to show.
+and any API key the server echoes back (``Authorization: Bearer`` or ``x-api-key``) is masked,
+so errors are safe to log and to show.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -39,6 +41,7 @@ from crucible.providers.errors import (
     BadRequest,
     BadResponse,
     ModelNotFound,
+    ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
@@ -87,6 +90,18 @@ def auth_headers(settings: ProviderSettings) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+def missing_key_hint(settings: ProviderSettings, usual_env: str) -> str:
+    """Why no key was sent, for an auth error from a hosted API; "" when a key was sent.
+
+    Names the variable, never a value: the point is to say which name to set.
+    """
+    if api_key(settings) is not None:
+        return ""
+    if settings.api_key_env:
+        return f"; the environment variable {settings.api_key_env} (api_key_env) is not set"
+    return f"; no API key: set api_key_env to the NAME of a variable holding it (e.g. {usual_env})"
+
+
 @asynccontextmanager
 async def map_errors(provider: str) -> AsyncIterator[None]:
     """Translate httpx exceptions raised inside the block into ``ProviderError``s."""
@@ -100,16 +115,28 @@ async def map_errors(provider: str) -> AsyncIterator[None]:
         raise ProviderUnavailable(provider, _describe(exc)) from exc
 
 
-async def check_status(provider: str, response: httpx.Response) -> None:
+async def check_status(
+    provider: str,
+    response: httpx.Response,
+    *,
+    error_types: Mapping[str, type[ProviderError]] | None = None,
+) -> None:
     """Raise the typed error for a non-2xx response, quoting the server's own message.
 
     Works on streaming responses: at most ``ERROR_BODY_LIMIT`` bytes of the body are read.
+    ``error_types`` maps the error ``type`` a format's body names to the error to raise instead
+    of the status's, for formats whose status alone misleads (Mistral answers an unknown model
+    with 400 ``invalid_model``, which is not a request that could be fixed by rewording).
     """
     if response.is_success:
         return
     status = response.status_code
-    detail = _redact(await _error_message(response), response.request)
+    text, kind = await _error_detail(response)
+    detail = _redact(text, response.request)
     message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    special = error_types.get(kind) if error_types and kind else None
+    if special is not None:
+        raise special(provider, message)
     if status in (401, 403):
         raise AuthError(provider, message)
     if status == 404:
@@ -193,8 +220,9 @@ async def iter_ndjson(
     raise BadResponse(provider, "stream ended early (no done: true)")
 
 
-def decode_object(provider: str, text: str) -> dict[str, Any]:
-    """One JSON object from a stream or a body; an error object becomes ``BadResponse``."""
+def parse_object(provider: str, text: str) -> dict[str, Any]:
+    """One JSON object from a stream or a body, whatever it holds; formats whose error events
+    carry a type worth mapping (Anthropic's) look at ``error`` themselves."""
     try:
         obj = json.loads(text)
     except ValueError as exc:
@@ -203,6 +231,12 @@ def decode_object(provider: str, text: str) -> dict[str, Any]:
         raise BadResponse(provider, "malformed JSON in response") from exc
     if not isinstance(obj, dict):
         raise BadResponse(provider, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def decode_object(provider: str, text: str) -> dict[str, Any]:
+    """One JSON object from a stream or a body; an error object becomes ``BadResponse``."""
+    obj = parse_object(provider, text)
     if obj.get("error"):
         raise BadResponse(provider, f"error in stream: {_message_of(obj) or 'unspecified'}")
     return obj
@@ -229,10 +263,15 @@ class HttpProvider:
         if self._owns_client:
             await self._client.aclose()
 
+    def _headers(self) -> dict[str, str]:
+        """Headers every request carries: ``Authorization: Bearer`` when a key is configured.
+        Formats that authenticate otherwise (Anthropic's ``x-api-key``) override this."""
+        return auth_headers(self._settings)
+
     async def _get_object(self, path: str) -> dict[str, Any]:
         """GET ``path`` and decode its JSON object; errors mapped as everywhere else."""
         async with map_errors(self.name):
-            response = await self._client.get(path, headers=auth_headers(self._settings))
+            response = await self._client.get(path, headers=self._headers())
             await check_status(self.name, response)
             return decode_object(self.name, response.text)
 
@@ -264,7 +303,8 @@ async def _lines(provider: str, response: httpx.Response) -> AsyncGenerator[str,
         raise BadResponse(provider, f"stream broken: {_describe(exc)}") from exc
 
 
-async def _error_message(response: httpx.Response) -> str:
+async def _error_detail(response: httpx.Response) -> tuple[str, str | None]:
+    """The server's error message, and the error ``type`` its body names (if any)."""
     body = bytearray()
     try:
         async for chunk in response.aiter_bytes():
@@ -281,24 +321,51 @@ async def _error_message(response: httpx.Response) -> str:
     message = _message_of(parsed) if isinstance(parsed, dict) else None
     if message is None:
         message = text.splitlines()[0] if text else response.reason_phrase
-    return message[:_MESSAGE_LIMIT]
+    kind = _type_of(parsed) if isinstance(parsed, dict) else None
+    return message[:_MESSAGE_LIMIT], kind
 
 
 def _message_of(obj: dict[str, Any]) -> str | None:
-    """``{"error": "..."}`` (Ollama), ``{"error": {"message": ...}}`` (OpenAI, llama.cpp)."""
+    """``{"error": "..."}`` (Ollama), ``{"error": {"message": ...}}`` (OpenAI, llama.cpp,
+    Anthropic), ``{"message": ...}`` (Mistral), whose validation errors hold FastAPI's
+    ``{"detail": [{"loc": [...], "msg": ...}]}``, as a message or bare."""
     error = obj.get("error")
     if isinstance(error, dict):
         error = error.get("message")
     if error is None:
         error = obj.get("message")
+    if error is None and isinstance(obj.get("detail"), list):
+        error = obj
+    if isinstance(error, dict) and isinstance(error.get("detail"), list):
+        error = _validation_errors(error["detail"]) or error
     return str(error) if error is not None else None
+
+
+def _validation_errors(detail: list[Any]) -> str:
+    """``body.stop: Input should be a valid list; …`` from FastAPI's validation detail."""
+    parts = []
+    for item in detail:
+        if isinstance(item, dict) and isinstance(item.get("msg"), str):
+            loc = item.get("loc")
+            where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+            parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(parts)
+
+
+def _type_of(obj: dict[str, Any]) -> str | None:
+    """The error type a body names: ``error.type`` (OpenAI, Anthropic) or ``type`` (Mistral)."""
+    error = obj.get("error")
+    kind = error.get("type") if isinstance(error, dict) else obj.get("type")
+    return kind if isinstance(kind, str) else None
 
 
 def _redact(message: str, request: httpx.Request) -> str:
     """Mask the request's API key should the server have echoed it back."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and len(key) >= 4:
-        message = message.replace(key, "***")
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    keys = [bearer if scheme.lower() == "bearer" else "", request.headers.get("x-api-key", "")]
+    for key in keys:
+        if len(key) >= 4:
+            message = message.replace(key, "***")
     return message
 
 

@@ -11,12 +11,16 @@ should one get here anyway, it is logged and the provider falls back to ``auto``
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from crucible.config.settings import ProviderKind, ProviderSettings, Role
+from crucible.providers.anthropic import AnthropicProvider
 from crucible.providers.base import Provider
+from crucible.providers.codestral import CodestralProvider
 from crucible.providers.llamacpp import LlamaCppProvider
 from crucible.providers.ollama import OllamaProvider
 from crucible.providers.openai import OpenAIProvider
@@ -27,6 +31,8 @@ _CLASSES: dict[ProviderKind, Callable[[ProviderSettings], Provider]] = {
     ProviderKind.OLLAMA: OllamaProvider,
     ProviderKind.OPENAI: OpenAIProvider,
     ProviderKind.LLAMACPP: LlamaCppProvider,
+    ProviderKind.ANTHROPIC: AnthropicProvider,
+    ProviderKind.CODESTRAL: CodestralProvider,
 }
 
 
@@ -38,6 +44,29 @@ def create_provider(settings: ProviderSettings) -> Provider:
     except ValueError as exc:
         log.warning("provider %s: %s; using fim_template = auto", settings.name, exc)
         return cls(replace(settings, fim_template="auto"))
+
+
+def is_local(settings: ProviderSettings) -> bool:
+    """Whether the provider runs on this machine (a loopback address): extra calls to it cost
+    the user nothing but idle local compute, unlike a hosted API's bill or a shared server."""
+    host = urlsplit(settings.base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def identity(settings: ProviderSettings) -> tuple[str, ...]:
+    """What in a provider's settings determines its answers: part of every cache key."""
+    return (
+        settings.name,
+        str(settings.kind),
+        settings.base_url,
+        settings.model,
+        settings.fim_template,
+    )
 
 
 def ordered_for_role(

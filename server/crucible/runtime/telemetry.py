@@ -15,7 +15,7 @@ from typing import Any
 
 _WINDOW = 512  # recent samples kept per latency series
 _OUTCOMES = ("served", "empty", "superseded", "cancelled", "error", "timeout")
-_MARKS = ("coalesced", "reused", "batched")
+_MARKS = ("coalesced", "reused", "batched", "cache_hit", "type_through", "prefetched")
 
 
 def percentiles(
@@ -59,7 +59,8 @@ class Telemetry:
         self._requests[outcome] += 1
 
     def mark(self, name: str, count: int = 1) -> None:
-        """Count how requests were served (coalesced, reused, batched); not an outcome."""
+        """Count how requests were served (coalesced, reused, batched, cache_hit,
+        type_through) or what was done for them (prefetched); not an outcome."""
         self._marks[name] += count
 
     def stage(self, name: str, ms: float) -> None:
@@ -102,7 +103,7 @@ class Telemetry:
         errors = sum(s.failures for s in self._providers.values())
         return {
             "uptime_s": round(self.uptime_s(), 3),
-            # Outcomes add up to total; coalesced/reused/batched say how some of them were served.
+            # Outcomes add up to total; the marks after them say how some were served.
             "requests": {
                 "total": sum(self._requests.values()),
                 **{name: 0 for name in _OUTCOMES},

@@ -11,3 +11,8 @@ def register(server: CrucibleLanguageServer) -> None:
     @server.command("crucible.status")
     def status(ls: CrucibleLanguageServer, *args: Any) -> dict[str, Any]:
         return ls.backend.status()
+
+    @server.command("crucible.clearCache")
+    async def clear_cache(ls: CrucibleLanguageServer, *args: Any) -> dict[str, int]:
+        """Empty every cache level (memory, type-through, disk); returns what each held."""
+        return await ls.backend.clear_cache()

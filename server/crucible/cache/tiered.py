@@ -1,0 +1,211 @@
+"""TieredCache: the completion answers the server already has, by key and by type-through.
+
+Three parts behind one face, looked up in this order by the completion service:
+
+1. type-through (``typethrough.py``): the rest of a recent suggestion the user is typing,
+2. L1 (``memory.py``): answers by key, in memory, bounded by bytes, with a TTL,
+3. L2 (``disk.py``): answers by key in a sqlite file shared by the user's server processes and
+   kept across restarts; an L2 hit is promoted to L1.
+
+Only complete, post-processed answers are stored (the service calls ``store`` after a stream
+ended normally and passed the post-processing); errors, timeouts, cancellations and partial
+streams never reach it. An answer with empty text is a real answer ("nothing worth suggesting
+here") and is cached like any other, so the provider is not asked again at that spot.
+
+Errors: none raised to callers. L2 failures are handled (and counted) inside ``DiskCache``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crucible.cache.disk import DiskCache
+from crucible.cache.memory import MemoryCache
+from crucible.cache.typethrough import TypeThrough
+
+logger = logging.getLogger(__name__)
+
+# Per entry, besides the key and text objects: the dict slot, cachetools' TTL and LRU links and
+# the (value, size) tuple, measured on CPython 3.11 (~230 bytes), rounded up.
+_ENTRY_OVERHEAD = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A finished suggestion: ``text`` to insert (empty: nothing worth suggesting) replacing
+    ``replace_suffix`` characters after the cursor."""
+
+    text: str
+    replace_suffix: int = 0
+
+    def encode(self) -> str:
+        return json.dumps([self.text, self.replace_suffix], ensure_ascii=False)
+
+    @classmethod
+    def decode(cls, stored: str) -> Answer | None:
+        """None for anything that is not an encoded answer (a foreign or damaged row)."""
+        try:
+            text, replace_suffix = json.loads(stored)
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(text, str) or not isinstance(replace_suffix, int):
+            return None
+        return cls(text, replace_suffix)
+
+
+def _size_of(key: str, answer: Answer) -> int:
+    return sys.getsizeof(key) + sys.getsizeof(answer.text) + _ENTRY_OVERHEAD
+
+
+class TieredCache:
+    """Type-through, then memory, then disk; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        memory_bytes: int,
+        ttl_s: float,
+        disk: DiskCache | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._memory: MemoryCache[Answer] = MemoryCache(
+            memory_bytes, ttl_s, size_of=_size_of, clock=clock
+        )
+        self._typed: TypeThrough[Answer] = TypeThrough(ttl_s=ttl_s, clock=clock)
+        self._disk = disk
+        self._opening: asyncio.Task[None] | None = None
+        self._hits = {"l1": 0, "l2": 0}
+        self._misses = 0
+
+    def start(self) -> None:
+        """Open the disk level in the background (needs a running loop). Lookups made
+        meanwhile wait for it: a request right after start-up still finds yesterday's answer."""
+        if self._disk is not None and self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(
+                self._disk.open(), name="open the disk cache"
+            )
+
+    async def open(self) -> None:
+        """Open the disk level and wait for it."""
+        self.start()
+        await self._disk_ready()
+
+    async def aclose(self) -> None:
+        if self._disk is not None:
+            await self._disk_ready()
+            await self._disk.close()
+
+    async def _disk_ready(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            # Shielded: one lookup being cancelled must not cancel the opening for all.
+            await asyncio.shield(self._opening)
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def type_through(self, document: str, text: str, offset: int, after: str) -> Answer | None:
+        """The rest of a recent suggestion that the document now types through."""
+        found = self._typed.find(document, text, offset, after)
+        if found is None:
+            return None
+        return Answer(found.value.text[found.typed :], found.value.replace_suffix)
+
+    def in_memory(self, key: str) -> Answer | None:
+        """An L1 hit (counted) or None (not counted: the caller may go on to ``lookup``)."""
+        answer = self._memory.get(key)
+        if answer is not None:
+            self._hits["l1"] += 1
+        return answer
+
+    async def lookup(self, key: str) -> Answer | None:
+        """L1, then L2 (promoted to L1 on a hit); a miss of both is counted."""
+        answer = self.in_memory(key)
+        if answer is not None:
+            return answer
+        if self._disk is not None:
+            await self._disk_ready()
+            stored = await self._disk.get(key)
+            answer = Answer.decode(stored) if stored is not None else None
+            if answer is not None:
+                self._hits["l2"] += 1
+                self._memory.put(key, answer)
+                return answer
+        self._misses += 1
+        return None
+
+    # -- updates --------------------------------------------------------------------------
+
+    def store(self, key: str, answer: Answer) -> None:
+        """A complete, post-processed answer: into L1 now, into L2 in the next write batch."""
+        self._memory.put(key, answer)
+        if self._disk is not None:
+            self._disk.put(key, answer.encode())
+
+    def shown(self, document: str, offset: int, before: str, after: str, answer: Answer) -> None:
+        """``answer`` was suggested at ``offset`` with ``before``/``after`` as the model's
+        window: typing it through is answered from here."""
+        self._typed.record(document, offset, before, after, answer.text, answer)
+
+    def forget(self, document: str) -> None:
+        self._typed.forget(document)
+
+    async def clear(self) -> dict[str, int]:
+        """Empty every level; returns how many entries each had."""
+        cleared = {"l1": self._memory.clear(), "type_through": self._typed.clear(), "l2": 0}
+        if self._disk is not None:
+            await self._disk_ready()
+            cleared["l2"] = await self._disk.clear()
+        logger.info("cache cleared: %s", cleared)
+        return cleared
+
+    # -- runtime budget (the memory supervisor's handle) ------------------------------------
+
+    def set_memory_budget(self, budget_bytes: int) -> None:
+        """Shrink (or grow, up to ``memory_mb``) what L1 may use now; evicts at once."""
+        self._memory.set_budget(budget_bytes)
+
+    def restore_memory_budget(self) -> None:
+        self._memory.restore_budget()
+
+    # -- status -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        memory = self._memory.stats()
+        levels: dict[str, Any] = {
+            "l1": {
+                "hits": self._hits["l1"],
+                "entries": memory.entries,
+                "bytes": memory.bytes,
+                "budget_bytes": memory.budget_bytes,
+                "max_bytes": memory.max_bytes,
+                "evictions": memory.evictions,
+                "expirations": memory.expirations,
+            },
+            "l2": {"enabled": False, "hits": 0, "entries": 0, "bytes": 0, "evictions": 0},
+        }
+        if self._disk is not None:
+            disk = self._disk.stats()
+            levels["l2"] = {
+                "enabled": disk.enabled,
+                "hits": self._hits["l2"],
+                "entries": disk.entries,
+                "bytes": disk.bytes,
+                "evictions": disk.evictions,
+                "path": disk.path,
+                "errors": disk.errors,
+                "recoveries": disk.recoveries,
+            }
+        return {
+            "enabled": True,
+            "hits": self._hits["l1"] + self._hits["l2"] + self._typed.hits,
+            "misses": self._misses,
+            "type_through_hits": self._typed.hits,
+            "type_through_anchors": len(self._typed),
+            "levels": levels,
+        }

@@ -1,0 +1,144 @@
+"""TypeThrough: the rest of a recent suggestion, once the user has typed part of it.
+
+When a suggestion is shown, its *anchor* is recorded: the document, the cursor offset, and the
+text the model saw before and after the cursor. A later request in that document is a
+type-through of the suggestion when
+
+* the text after the cursor is what it was (the user typed at the cursor, nothing else moved),
+* the text before the old cursor is still what the model saw, and
+* what was typed since the old cursor is a prefix of the suggestion, shorter than it.
+
+The answer is then the rest of the suggestion, with zero provider calls. Because anchors stay
+recorded, this holds across many characters and newlines, after backspacing to any point
+between the anchor and the end (a backspace to the anchor itself gives the whole suggestion
+again), and after accepting a word or a line (an accept is a typed insertion like any other).
+An editor that auto-closes a bracket the suggestion also contains changes the text after the
+cursor, so that case is a miss, not a wrong answer.
+
+Each document keeps its ``per_document`` most recent anchors (newest tried first), forgotten
+when the document closes or after ``ttl_s``. The window texts are not copied: an anchor keeps
+their length, hash and a verbatim tail, so an anchor costs ~200 bytes plus its suggestion.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+_CHECKED = 64  # characters compared verbatim at the cursor, besides the hash of the rest
+
+
+@dataclass(frozen=True, slots=True)
+class _Fingerprint:
+    """A string known by length, hash and the ``_CHECKED`` characters nearest the cursor."""
+
+    length: int
+    digest: int
+    near: str
+
+    @classmethod
+    def before(cls, text: str) -> _Fingerprint:
+        return cls(len(text), hash(text), text[-_CHECKED:])
+
+    @classmethod
+    def after(cls, text: str) -> _Fingerprint:
+        return cls(len(text), hash(text), text[:_CHECKED])
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchor(Generic[V]):
+    offset: int
+    before: _Fingerprint  # the text the model saw before the cursor
+    after: _Fingerprint  # the text the model saw after the cursor
+    text: str  # the suggestion
+    value: V
+    recorded: float
+
+
+@dataclass(frozen=True, slots=True)
+class Typed(Generic[V]):
+    """A type-through hit: ``typed`` characters of the suggestion recorded with ``value``."""
+
+    typed: int
+    value: V
+
+
+class TypeThrough(Generic[V]):
+    """Recent shown suggestions per document, matched against what was typed since."""
+
+    def __init__(
+        self,
+        *,
+        per_document: int = 16,
+        ttl_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_document = per_document
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._documents: dict[str, deque[_Anchor[V]]] = {}
+        self.hits = 0
+
+    def record(
+        self, document: str, offset: int, before: str, after: str, text: str, value: V
+    ) -> None:
+        """``text`` was suggested at ``offset``, where the model saw ``before``/``after``;
+        ``value`` is what a hit hands back (with the typed length)."""
+        if not text:
+            return
+        anchors = self._documents.get(document)
+        if anchors is None:
+            anchors = self._documents[document] = deque(maxlen=self._per_document)
+        anchor = _Anchor(
+            offset,
+            _Fingerprint.before(before),
+            _Fingerprint.after(after),
+            text,
+            value,
+            self._clock(),
+        )
+        # The same suggestion at the same spot again replaces its older record.
+        for old in list(anchors):
+            if old.offset == offset and old.text == text and old.before == anchor.before:
+                anchors.remove(old)
+        anchors.append(anchor)
+
+    def find(self, document: str, text: str, offset: int, after: str) -> Typed[V] | None:
+        """The newest recorded suggestion that ``text`` (the document now, cursor at
+        ``offset``, ``after`` the window after the cursor) types through, if any."""
+        anchors = self._documents.get(document)
+        if not anchors:
+            return None
+        now = self._clock()
+        for anchor in reversed(anchors):
+            if now - anchor.recorded > self._ttl_s:
+                continue
+            typed = offset - anchor.offset
+            if typed < 0 or typed >= len(anchor.text):
+                continue
+            if _Fingerprint.after(after) != anchor.after:
+                continue
+            if text[anchor.offset : offset] != anchor.text[:typed]:
+                continue
+            start = anchor.offset - anchor.before.length
+            if start < 0 or _Fingerprint.before(text[start : anchor.offset]) != anchor.before:
+                continue
+            self.hits += 1
+            return Typed(typed, anchor.value)
+        return None
+
+    def forget(self, document: str) -> None:
+        self._documents.pop(document, None)
+
+    def clear(self) -> int:
+        count = sum(len(anchors) for anchors in self._documents.values())
+        self._documents.clear()
+        return count
+
+    def __len__(self) -> int:
+        return sum(len(anchors) for anchors in self._documents.values())

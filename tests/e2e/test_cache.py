@@ -1,0 +1,240 @@
+"""The response cache end to end: repeats, type-through (backspace, newline, partial accept),
+persistence across server processes, corruption recovery, the file's mode, clearCache,
+configuration changes and prefetch, each asserted on what the provider received."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+from tests.e2e.conftest import (
+    Editor,
+    Session,
+    open_document,
+    provider_options,
+    server_status,
+    texts,
+)
+from tests.fakes.provider import FakeProvider, RecordedRequest
+
+pytestmark = pytest.mark.e2e
+
+TEXT = "def add(a, b):\n    "
+SUGGESTION = "total = a + b\n    return total"
+
+
+@pytest.fixture
+def fake() -> Any:
+    with FakeProvider(model="qwen2.5-coder:1.5b-base", reply=SUGGESTION) as provider:
+        yield provider
+
+
+def cache_file(cache_home: Path) -> Path:
+    return cache_home / "crucible" / "completions.sqlite3"
+
+
+async def ask(editor: Editor) -> list[str]:
+    return texts(await asyncio.wait_for(editor.request(), 10))
+
+
+def reopen(client: LanguageClient, editor: Editor) -> Editor:
+    """Close the document and open it again: what the editor does on a revisit."""
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(editor.uri))
+    )
+    return Editor(client, open_document(client, editor.text), editor.text)
+
+
+async def test_a_repeated_request_is_served_from_memory(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(provider_options(fake)) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        first = await ask(editor)
+        again = await ask(reopen(client, editor))
+        status = await server_status(client)
+
+    assert first == again == [SUGGESTION]
+    assert len(fake.generation_requests()) == 1
+    assert status["cache"]["levels"]["l1"]["hits"] == 1
+    assert status["requests"]["cache_hit"] == 1
+
+
+async def test_typing_through_a_suggestion_asks_nothing_more(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(provider_options(fake)) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        assert await ask(editor) == [SUGGESTION]
+        seen = []
+        for char in "tot":
+            editor.type(char)
+            seen.append(await ask(editor))
+        editor.edit(len(editor.text) - 1, len(editor.text), "")  # backspace
+        after_backspace = await ask(editor)
+        editor.type("tal = a + b")
+        editor.edit(len(editor.text), len(editor.text), "\n    ")  # Enter, auto-indented
+        after_newline = await ask(editor)
+        anchor = len(TEXT)
+        editor.edit(anchor, len(editor.text), "")  # backspace all the way to the anchor
+        back_at_start = await ask(editor)
+        editor.edit(anchor, anchor, "total ")  # accept one word
+        after_word = await ask(editor)
+        editor.edit(len(editor.text), len(editor.text), "= a + b\n")  # accept the line
+        after_line = await ask(editor)
+        status = await server_status(client)
+
+    assert seen == [[SUGGESTION[n:]] for n in (1, 2, 3)]
+    assert after_backspace == [SUGGESTION[2:]]
+    assert after_newline == ["return total"]
+    assert back_at_start == [SUGGESTION]
+    assert after_word == ["= a + b\n    return total"]
+    assert after_line == ["    return total"]
+    assert len(fake.generation_requests()) == 1
+    assert status["requests"]["type_through"] == 8
+    assert status["cache"]["type_through_hits"] == 8
+
+
+async def test_a_different_text_after_the_cursor_is_not_typed_through(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(provider_options(fake)) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        await ask(editor)
+        editor.type("x")  # not what the suggestion starts with
+        await ask(editor)
+
+    assert len(fake.generation_requests()) == 2
+
+
+async def test_answers_survive_a_restart_through_the_disk_cache(
+    fake: FakeProvider, lsp_session: Session, tmp_path: Path
+) -> None:
+    home = tmp_path / "shared-cache"
+    env = {"XDG_CACHE_HOME": str(home)}
+    async with lsp_session(provider_options(fake), env=env) as client:
+        first = await ask(Editor(client, open_document(client, TEXT), TEXT))
+    async with lsp_session(provider_options(fake), env=env) as client:
+        second = await ask(Editor(client, open_document(client, TEXT), TEXT))
+        status = await server_status(client)
+
+    assert first == second == [SUGGESTION]
+    assert len(fake.generation_requests()) == 1
+    assert status["cache"]["levels"]["l2"]["hits"] == 1
+    mode = stat.S_IMODE(os.stat(cache_file(home)).st_mode)
+    assert mode == 0o600, oct(mode)
+
+
+async def test_a_corrupt_cache_file_is_moved_aside_and_the_server_keeps_serving(
+    fake: FakeProvider, lsp_session: Session, tmp_path: Path
+) -> None:
+    home = tmp_path / "shared-cache"
+    path = cache_file(home)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a database\x00" * 100)
+    env = {"XDG_CACHE_HOME": str(home)}
+    async with lsp_session(provider_options(fake), env=env) as client:
+        served = await ask(Editor(client, open_document(client, TEXT), TEXT))
+        status = await server_status(client)
+        logged = [m.message for m in client.log_messages]
+    async with lsp_session(provider_options(fake), env=env) as client:
+        again = await ask(Editor(client, open_document(client, TEXT), TEXT))
+        after = await server_status(client)
+
+    assert served == again == [SUGGESTION]
+    assert status["cache"]["levels"]["l2"]["recoveries"] == 1
+    assert [p.name for p in path.parent.glob("completions.sqlite3.corrupt-*")]
+    assert len(fake.generation_requests()) == 1  # the recreated file kept the answer
+    assert after["cache"]["levels"]["l2"]["hits"] == 1
+    del logged  # the log line goes to stderr / the log file, not to window/logMessage
+
+
+async def test_clear_cache_empties_every_level(fake: FakeProvider, lsp_session: Session) -> None:
+    async with lsp_session(provider_options(fake)) as client:
+        capabilities = client.initialize_result.capabilities
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        await ask(editor)
+        cleared = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="crucible.clearCache")
+        )
+        again = await ask(reopen(client, editor))
+        status = await server_status(client)
+
+    assert capabilities.execute_command_provider is not None
+    assert "crucible.clearCache" in capabilities.execute_command_provider.commands
+    assert (cleared["l1"], cleared["type_through"]) == (1, 1)
+    assert again == [SUGGESTION]
+    assert len(fake.generation_requests()) == 2
+    assert status["cache"]["levels"]["l1"]["hits"] == 0
+
+
+async def test_a_configuration_change_that_alters_the_answer_changes_the_key(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    options = provider_options(fake)
+    async with lsp_session(options) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        await ask(editor)
+        changed = {**options, "providers": [{**options["providers"][0], "name": "renamed"}]}
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"crucible": changed})
+        )
+        await ask(reopen(client, editor))
+        # Same settings again: the first answer is still there.
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"crucible": options})
+        )
+        await ask(reopen(client, editor))
+
+    assert len(fake.generation_requests()) == 2
+
+
+def _next_step(record: RecordedRequest) -> str:
+    """A model that suggests ``total = a`` and, once that is accepted, `` + b``."""
+    prompt = record.body.get("prompt", "") if isinstance(record.body, dict) else ""
+    return " + b" if prompt.endswith("total = a") else "total = a"
+
+
+async def test_prefetch_makes_accepting_a_suggestion_instant(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    fake.reply = _next_step
+    options = provider_options(fake, cache={"prefetch": "on"})
+    async with lsp_session(options) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        first = await ask(editor)
+        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 2)
+        prefetched = fake.generation_requests()[1].body
+        editor.edit(len(editor.text), len(editor.text), "total = a")  # accept it
+        await fake.wait_for_async(lambda f: all(r.completed for r in f.generation_requests()))
+        after_accept = await ask(editor)
+        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 3)
+        status = await server_status(client)
+
+    assert first == ["total = a"]
+    assert isinstance(prefetched, dict) and prefetched["prompt"].endswith("total = a")
+    assert after_accept == [" + b"]
+    assert status["requests"]["cache_hit"] == 1  # the prefetched answer
+    # Each state was asked once: the first, the prefetch of "accepted", and (shown " + b"
+    # was followed by) the prefetch of the state after that.
+    prompts = [r.body["prompt"] for r in fake.generation_requests() if isinstance(r.body, dict)]
+    lines = [prompt.rsplit("\n", 1)[-1] for prompt in prompts]
+    assert lines == ["    ", "    total = a", "    total = a + b"]
+    assert status["requests"]["prefetched"] == 2
+
+
+async def test_prefetch_is_on_by_default_for_a_local_provider(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    fake.reply = _next_step
+    options = provider_options(fake)
+    del options["cache"]  # the default, prefetch = "auto", and the fake is on 127.0.0.1
+    async with lsp_session(options) as client:
+        await ask(Editor(client, open_document(client, TEXT), TEXT))
+        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 2)

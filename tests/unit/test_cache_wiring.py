@@ -1,0 +1,90 @@
+"""How the composition root builds the cache from settings: the prefetch default (local
+providers only), what goes into keys, where the disk file lives, and turning levels off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crucible.app import App
+from crucible.config.settings import ProviderKind, ProviderSettings
+from crucible.providers.registry import identity, is_local
+
+
+@pytest.mark.parametrize(
+    ("base_url", "local"),
+    [
+        ("http://127.0.0.1:11434", True),
+        ("http://localhost:8080", True),
+        ("http://[::1]:8000/v1", True),
+        ("http://127.0.0.2:8000", True),
+        ("https://api.openai.com/v1", False),
+        ("http://192.168.1.20:11434", False),  # a shared GPU box on the LAN is not "free"
+        ("https://codestral.mistral.ai/v1", False),
+    ],
+)
+def test_local_means_a_loopback_address(base_url: str, local: bool) -> None:
+    assert is_local(ProviderSettings(base_url=base_url)) is local
+
+
+def test_identity_changes_with_everything_that_changes_an_answer() -> None:
+    base = ProviderSettings()
+    variants = [
+        ProviderSettings(name="other"),
+        ProviderSettings(model="another-model"),
+        ProviderSettings(base_url="http://127.0.0.1:9999"),
+        ProviderSettings(kind=ProviderKind.OPENAI, base_url=base.base_url),
+        ProviderSettings(fim_template="qwen"),
+    ]
+    assert len({identity(base), *(identity(v) for v in variants)}) == 1 + len(variants)
+    # Knobs that do not change the text do not change the key.
+    assert identity(ProviderSettings(max_connections=9, priority=3)) == identity(base)
+
+
+def app_with(tmp_path: Path, toml: str) -> App:
+    config = tmp_path / "config.toml"
+    config.write_text(toml)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "none"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    return App(config_path=config, env=env)
+
+
+def test_prefetch_auto_is_on_for_a_local_provider_and_off_for_a_hosted_one(
+    tmp_path: Path,
+) -> None:
+    local = app_with(tmp_path, '[[providers]]\nbase_url = "http://127.0.0.1:11434"\n')
+    hosted = app_with(
+        tmp_path,
+        '[[providers]]\nkind = "openai"\nbase_url = "https://api.openai.com/v1"\n'
+        'model = "gpt-4o-mini"\n',
+    )
+    forced = app_with(
+        tmp_path,
+        '[[providers]]\nkind = "openai"\nbase_url = "https://api.openai.com/v1"\n'
+        '[cache]\nprefetch = "on"\n',
+    )
+    off = app_with(tmp_path, '[cache]\nprefetch = "off"\n')
+    assert local.completion.prefetching
+    assert not hosted.completion.prefetching
+    assert forced.completion.prefetching
+    assert not off.completion.prefetching
+
+
+def test_the_disk_file_defaults_under_xdg_cache_home_and_can_be_moved(tmp_path: Path) -> None:
+    default = app_with(tmp_path, "")
+    moved = app_with(tmp_path, f'[cache]\ndisk_path = "{tmp_path / "elsewhere.db"}"\n')
+    assert default.cache is not None and moved.cache is not None
+    assert default.status()["cache"]["levels"]["l2"]["path"] == str(
+        tmp_path / "cache" / "crucible" / "completions.sqlite3"
+    )
+    assert moved.status()["cache"]["levels"]["l2"]["path"] == str(tmp_path / "elsewhere.db")
+
+
+def test_levels_can_be_turned_off(tmp_path: Path) -> None:
+    no_disk = app_with(tmp_path, "[cache]\ndisk = false\n")
+    no_cache = app_with(tmp_path, "[cache]\nenabled = false\n")
+    assert no_disk.status()["cache"]["levels"]["l2"]["enabled"] is False
+    assert no_disk.status()["cache"]["enabled"] is True
+    assert no_cache.cache is None
+    assert no_cache.status()["cache"]["enabled"] is False
+    assert not no_cache.completion.prefetching

@@ -1,0 +1,103 @@
+"""TypeThrough: the rest of a recent suggestion for text typed at its cursor, and nothing for
+any other edit."""
+
+from __future__ import annotations
+
+from crucible.cache.typethrough import TypeThrough
+
+DOC = "file:///a.py"
+BEFORE = "def add(a, b):\n    "
+AFTER = "\n\nprint(add(1, 2))\n"
+SUGGESTION = "total = a + b\n    return total"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(**options: float) -> tuple[TypeThrough[str], Clock]:
+    clock = Clock()
+    index: TypeThrough[str] = TypeThrough(clock=clock, **options)  # type: ignore[arg-type]
+    index.record(DOC, len(BEFORE), BEFORE, AFTER, SUGGESTION, "value")
+    return index, clock
+
+
+def typed(index: TypeThrough[str], text: str, document: str = DOC) -> int | None:
+    """How much of the suggestion ``text`` (BEFORE + text + AFTER) types through."""
+    found = index.find(document, BEFORE + text + AFTER, len(BEFORE) + len(text), AFTER)
+    return None if found is None else found.typed
+
+
+def test_each_prefix_of_the_suggestion_types_through() -> None:
+    index, _ = make()
+    for length in range(len(SUGGESTION)):
+        assert typed(index, SUGGESTION[:length]) == length
+    assert index.hits == len(SUGGESTION)
+
+
+def test_across_a_newline_and_back_to_the_anchor() -> None:
+    index, _ = make()
+    assert typed(index, "total = a + b\n    ") == len("total = a + b\n    ")
+    assert typed(index, "") == 0  # backspaced to where it was shown: the whole suggestion
+
+
+def test_the_whole_suggestion_typed_leaves_nothing() -> None:
+    index, _ = make()
+    assert typed(index, SUGGESTION) is None
+
+
+def test_text_that_departs_from_the_suggestion_is_a_miss() -> None:
+    index, _ = make()
+    assert typed(index, "totl") is None
+    assert typed(index, "x") is None
+
+
+def test_an_edit_before_or_after_the_cursor_is_a_miss() -> None:
+    index, _ = make()
+    edited_before = "def add(a, c):\n    tot" + AFTER
+    assert index.find(DOC, edited_before, len(edited_before) - len(AFTER), AFTER) is None
+    # An auto-closed bracket changes the text after the cursor.
+    assert index.find(DOC, BEFORE + "tot)" + AFTER, len(BEFORE) + 3, ")" + AFTER) is None
+    # The cursor moved before the anchor.
+    assert index.find(DOC, BEFORE + AFTER, len(BEFORE) - 1, " " + AFTER) is None
+
+
+def test_other_documents_do_not_see_it_and_forget_drops_it() -> None:
+    index, _ = make()
+    assert typed(index, "tot", document="file:///b.py") is None
+    index.forget(DOC)
+    assert typed(index, "tot") is None
+
+
+def test_anchors_expire() -> None:
+    index, clock = make(ttl_s=10.0)
+    clock.now = 10.5
+    assert typed(index, "tot") is None
+
+
+def test_the_newest_matching_suggestion_wins_and_old_ones_stay_usable() -> None:
+    index, _ = make()
+    index.record(DOC, len(BEFORE), BEFORE, AFTER, "total = sum((a, b))", "newer")
+    hit = index.find(DOC, BEFORE + "total = " + AFTER, len(BEFORE) + 8, AFTER)
+    assert hit is not None and hit.value == "newer"
+    older = index.find(DOC, BEFORE + "total = a" + AFTER, len(BEFORE) + 9, AFTER)
+    assert older is not None and older.value == "value"
+
+
+def test_each_document_keeps_a_bounded_number_of_anchors() -> None:
+    index, _ = make(per_document=3)
+    for n in range(5):
+        index.record(DOC, n, "x" * n, AFTER, f"suggestion {n}", str(n))
+    assert len(index) == 3
+    assert index.clear() == 3 and len(index) == 0
+
+
+def test_recording_the_same_suggestion_again_does_not_fill_the_window() -> None:
+    index, _ = make(per_document=4)
+    for _ in range(10):
+        index.record(DOC, len(BEFORE), BEFORE, AFTER, SUGGESTION, "value")
+    assert len(index) == 1
