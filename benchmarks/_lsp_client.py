@@ -2,13 +2,15 @@
 
 It does what an editor does and no more: spawn ``python -m crucible --stdio``, ``initialize``
 with inline-completion capabilities and ``initializationOptions``, open/change/close documents
-with incremental one-character edits in UTF-16 positions, fire ``textDocument/inlineCompletion``
+with incremental edits in UTF-16 positions, fire ``textDocument/inlineCompletion``
 requests without waiting for them, and ``shutdown``/``exit`` at the end.
 
 The server runs isolated from the user's machine: ``XDG_CONFIG_HOME`` and ``XDG_CACHE_HOME``
 point into a temporary directory (no user configuration, no disk cache from an earlier run), and
-its log goes to a file there. pygls pipes the server's stderr; a task drains it (a pipe nobody
-reads would eventually block the server) and keeps its tail for the report of a crash.
+its log goes to a file there. Two sessions started one after the other in the same ``workdir``
+share those directories, disk cache included: that is a server restart. pygls pipes the
+server's stderr; a task drains it (a pipe nobody reads would eventually block the server) and
+keeps its tail for the report of a crash.
 """
 
 from __future__ import annotations
@@ -129,8 +131,15 @@ class CrucibleSession:
 
     def insert(self, uri: str, version: int, position: types.Position, text: str) -> None:
         """An incremental change: ``text`` inserted at ``position``."""
+        self.replace(uri, version, position, position, text)
+
+    def replace(
+        self, uri: str, version: int, start: types.Position, end: types.Position, text: str
+    ) -> None:
+        """An incremental change: the range ``start``-``end`` replaced by ``text`` (a deletion
+        when ``text`` is empty, an insertion when the range is empty)."""
         change = types.TextDocumentContentChangePartial(
-            range=types.Range(start=position, end=position), text=text
+            range=types.Range(start=start, end=end), text=text
         )
         document = types.VersionedTextDocumentIdentifier(uri=uri, version=version)
         params = types.DidChangeTextDocumentParams(text_document=document, content_changes=[change])
