@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from crucible.lsp.server import CrucibleLanguageServer
 from crucible.providers.base import Provider
 from crucible.providers.openai import OpenAIProvider
 from crucible.providers.registry import create_provider, identity, is_local, ordered_for_role
+from crucible.resilience.member import MemberSnapshot
+from crucible.resilience.policy import policy_for
+from crucible.resilience.pool import ProviderPool
 from crucible.runtime.memory import rss_mb
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
@@ -55,8 +59,13 @@ class App:
         self.cache: TieredCache | None = None
         self._cache_settings: CacheSettings | None = None
         self._cache_opened = False
+        # The completion providers as one failover pool, rebuilt only when its members or
+        # policy change, so circuit state and latency history survive unrelated changes.
+        self._pool: ProviderPool | None = None
+        self._pool_key: tuple[Any, ...] | None = None
+        self._retired: Counter[str] = Counter()  # calls and failures of replaced pools
         self.settings = Settings()
-        self.completion = CompletionService(self.settings.completion, (), self.telemetry)
+        self.completion = CompletionService(self.settings.completion, None, self.telemetry)
         self._apply(self._load())
 
     # -- configuration ---------------------------------------------------------------------
@@ -87,12 +96,12 @@ class App:
         for provider in stale:
             self._close_later(provider)
         completion_settings = ordered_for_role(wanted, Role.COMPLETION)
-        completion_providers = [self._providers[s] for s in completion_settings]
+        self._apply_pool(completion_settings, result.settings)
         self._apply_cache(result.settings.cache)
         prefetch = result.settings.cache.prefetch
         self.completion.reconfigure(
             result.settings.completion,
-            completion_providers,
+            self._pool,
             cache=self.cache,
             identity=[identity(s) for s in completion_settings],
             prefetch=prefetch is Prefetch.ON
@@ -100,9 +109,40 @@ class App:
         )
         logger.info(
             "configuration applied: completion providers %s",
-            [p.name for p in completion_providers] or "none",
+            [s.name for s in completion_settings] or "none",
         )
         return [str(error) for error in result.errors]
+
+    def _apply_pool(self, members: tuple[ProviderSettings, ...], settings: Settings) -> None:
+        policy = (
+            policy_for(
+                settings.resilience,
+                fim_deadline_ms=settings.completion.timeout_ms,
+                max_connections=min(s.max_connections for s in members),
+            )
+            if members
+            else None
+        )
+        key = (members, policy)
+        if key == self._pool_key:
+            return
+        old = self._pool
+        self._pool_key = key
+        self._pool = (
+            ProviderPool(
+                [(self._providers[s], s.priority) for s in members],
+                policy,
+                owns_providers=False,  # shared with the next pool; closed by _apply / aclose
+                on_queued=lambda seconds: self.telemetry.stage("queue", seconds * 1000),
+            )
+            if members
+            else None
+        )
+        if old is not None:
+            for member in old.snapshot():
+                self._retired["calls"] += member.calls
+                self._retired["errors"] += member.failures
+            self._spawn(old.aclose(), "close the old provider pool")
 
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
@@ -176,20 +216,21 @@ class App:
 
     def status(self) -> dict[str, Any]:
         telemetry = self.telemetry.snapshot()
+        pool = self._pool.snapshot() if self._pool is not None else ()
+        members = {member.name: member for member in pool}
         return {
             "version": crucible.__version__,
             **telemetry,
             "scheduling": self.completion.scheduling_snapshot(),
             "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
+            "upstream": self._upstream(members),
             "providers": [
                 {
                     "name": s.name,
                     "kind": str(s.kind),
                     "model": s.model,
                     "roles": [str(r) for r in s.roles],
-                    # No circuit breaker yet (provider pool issue): every provider is in use.
-                    "state": "closed",
-                    **self.telemetry.provider_snapshot(s.name),
+                    **_member_status(members.get(s.name)),
                 }
                 for s in self.settings.providers
             ],
@@ -202,8 +243,17 @@ class App:
             },
         }
 
+    def _upstream(self, members: Mapping[str, MemberSnapshot]) -> dict[str, int]:
+        """Provider calls (attempts: a failover is two) and failed ones, since start-up."""
+        return {
+            "calls": self._retired["calls"] + sum(m.calls for m in members.values()),
+            "errors": self._retired["errors"] + sum(m.failures for m in members.values()),
+        }
+
     async def aclose(self) -> None:
         await self.completion.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
         providers = list(self._providers.values())
         self._providers = {}
         for provider in providers:
@@ -211,6 +261,38 @@ class App:
         if self.cache is not None:
             await self.cache.aclose()
         await self._tasks.aclose()
+
+
+def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
+    """A provider's health for crucible/status; one serving no pool (a role nothing uses yet)
+    has made no calls and its circuit is closed."""
+    if member is None:
+        return {"state": "closed", "calls": 0, "failures": 0, "last_error": None}
+    return {
+        "state": member.state,
+        "calls": member.calls,
+        "failures": member.failures,
+        "last_error": member.last_error,
+        "latency_ms": _percentiles(
+            member.latency_p50_ms, member.latency_p95_ms, member.latency_p99_ms
+        ),
+        "first_byte_ms": _percentiles(
+            member.first_byte_p50_ms, member.first_byte_p95_ms, member.first_byte_p99_ms
+        ),
+        "trips": member.trips,
+        "consecutive_failures": member.consecutive_failures,
+        "failure_rate": round(member.failure_rate, 3),
+        "cooldown_remaining_s": round(member.cooldown_remaining_s, 3),
+        "parked_remaining_s": round(member.parked_remaining_s, 3),
+        "concurrency_limit": member.concurrency_limit,
+        "in_flight": member.in_flight,
+        "queued": member.queued,
+    }
+
+
+def _percentiles(p50: float | None, p95: float | None, p99: float | None) -> dict[str, float]:
+    found = {"p50": p50, "p95": p95, "p99": p99}
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def build_server(app: App) -> CrucibleLanguageServer:

@@ -26,7 +26,8 @@ def options(server: LlamaServerProcess, kind: str, **completion: Any) -> dict[st
     if kind == "openai":
         provider["fim_template"] = "qwen"  # the tiny model's FIM tokens are Qwen2.5-Coder's
     settings = {"debounce_mode": "fixed", "debounce_ms": 0, "temperature": 0.0, **completion}
-    return {"providers": [provider], "completion": settings}
+    # Prefetch (on by default for a loopback provider) would add a call these tests count.
+    return {"providers": [provider], "completion": settings, "cache": {"prefetch": "off"}}
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -16,14 +16,15 @@ from crucible.config.settings import CompletionSettings
 from crucible.context.neighbours import select_neighbours
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow
-from crucible.providers.base import FimRequest, Provider
+from crucible.providers.base import FimRequest
+from crucible.resilience.pool import ProviderPool
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     """One provider call, decided: who is asked what, and the key of the answer."""
 
-    provider: Provider
+    provider: ProviderPool  # the completion providers, failover included
     fim: FimRequest
     window: ContextWindow
     multiline: bool
@@ -33,7 +34,7 @@ class Plan:
 
 def plan_completion(
     settings: CompletionSettings,
-    provider: Provider,
+    provider: ProviderPool,
     identity: Sequence[Any],
     snapshot: DocumentSnapshot,
     window: ContextWindow,

@@ -45,8 +45,9 @@ from crucible.completion.stopping import StopRule
 from crucible.config.settings import CompletionSettings
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow, cut_window
-from crucible.providers.base import FimRequest, Provider
-from crucible.providers.errors import ProviderError
+from crucible.providers.base import FimRequest
+from crucible.providers.errors import ProviderError, ProviderTimeout
+from crucible.resilience.pool import ProviderPool
 from crucible.runtime.telemetry import Telemetry
 from crucible.scheduling.debounce import AdaptiveDebounce
 from crucible.scheduling.latest import LatestWins
@@ -81,7 +82,7 @@ class CompletionService:
     def __init__(
         self,
         settings: CompletionSettings,
-        providers: Sequence[Provider],
+        pool: ProviderPool | None,
         telemetry: Telemetry,
         *,
         cache: TieredCache | None = None,
@@ -91,7 +92,7 @@ class CompletionService:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._settings = settings
-        self._providers = tuple(providers)
+        self._pool = pool  # the completion providers, routed around failures
         self._cache = cache
         self._identity = tuple(identity)  # what in the provider setup determines an answer
         self._prefetch = prefetch
@@ -107,7 +108,7 @@ class CompletionService:
     def reconfigure(
         self,
         settings: CompletionSettings,
-        providers: Sequence[Provider],
+        pool: ProviderPool | None,
         *,
         cache: TieredCache | None = None,
         identity: Sequence[Any] = (),
@@ -115,7 +116,7 @@ class CompletionService:
     ) -> None:
         """Swap in new settings; requests already running finish with the old ones."""
         self._settings = settings
-        self._providers = tuple(providers)
+        self._pool = pool
         self._cache = cache
         self._identity = tuple(identity)
         self._prefetch = prefetch
@@ -153,7 +154,7 @@ class CompletionService:
             max_prefix=self._settings.max_prefix_chars,
             max_suffix=self._settings.max_suffix_chars,
         )
-        enabled = self._settings.enabled and bool(self._providers)
+        enabled = self._settings.enabled and self._pool is not None
         snapshot, cache = request.snapshot, self._cache
         # Type-through first: it needs no plan (a key costs ~60 µs on a full window).
         typed = (
@@ -190,7 +191,7 @@ class CompletionService:
             raise
         except ProviderError as exc:
             # Expected degradation: the editor gets an empty answer, the log gets one line.
-            outcome = "error"
+            outcome = "timeout" if isinstance(exc, ProviderTimeout) else "error"
             logger.warning("completion %d: %s (%s)", request_id, exc, type(exc).__name__)
             return None
         except TimeoutError:
@@ -293,17 +294,20 @@ class CompletionService:
         window: ContextWindow,
         neighbours: Sequence[DocumentSnapshot],
     ) -> Plan:
+        assert self._pool is not None  # only planned while enabled
         return plan_completion(
-            self._settings, self._providers[0], self._identity, snapshot, window, neighbours
+            self._settings, self._pool, self._identity, snapshot, window, neighbours
         )
 
-    def _start_flight(self, plan: Plan, job: StreamJob) -> Flight[FlightKey, str]:
+    def _start_flight(
+        self, plan: Plan, job: StreamJob, *, background: bool = False
+    ) -> Flight[FlightKey, str]:
         rule = StopRule(plan.window, multiline=plan.multiline, max_lines=plan.max_lines)
-        return self._flights.start(plan.key, self._fetch(plan, rule, job), job)
+        return self._flights.start(plan.key, self._fetch(plan, rule, job, background), job)
 
-    async def _fetch(self, plan: Plan, rule: StopRule, job: StreamJob) -> str:
+    async def _fetch(self, plan: Plan, rule: StopRule, job: StreamJob, background: bool) -> str:
         """The flight: one provider stream, and its complete answer stored in the cache."""
-        raw = await self._stream(plan.provider, plan.fim, rule, job)
+        raw = await self._stream(plan.provider, plan.fim, rule, job, background)
         if self._cache is not None:
             suggestion = postprocess(raw, plan.window)
             answer = Answer("") if suggestion is None else Answer(*_fields(suggestion))
@@ -311,36 +315,27 @@ class CompletionService:
         return raw
 
     async def _stream(
-        self, provider: Provider, fim: FimRequest, rule: StopRule, job: StreamJob
+        self, pool: ProviderPool, fim: FimRequest, rule: StopRule, job: StreamJob, background: bool
     ) -> str:
-        """One provider call: read until the stop rule is satisfied, then close the stream."""
+        """One completion from the pool (which picks the provider, fails over and accounts
+        each attempt): read until the stop rule is satisfied, then close the stream."""
         started = self._clock()
-        first_byte: float | None = None
-        error: str | None = None  # a cancelled stream is not the provider's failure
-        try:
-            async with (
-                asyncio.timeout(self._settings.timeout_ms / 1000),
-                aclosing(provider.stream_fim(fim)) as stream,
-            ):
-                async for chunk in stream:
-                    if first_byte is None:
-                        first_byte = (self._clock() - started) * 1000
-                        self._telemetry.stage("first_byte", first_byte)
-                    job.chunks.append(chunk)
-                    if rule.feed(chunk):
-                        break
-        except ProviderError as exc:
-            error = type(exc).__name__
-            raise
-        except TimeoutError:
-            error = "ProviderTimeout"
-            raise
-        finally:
-            total = (self._clock() - started) * 1000
-            self._telemetry.upstream(
-                provider.name, error=error, first_byte_ms=first_byte, total_ms=total
-            )
-        self._debounce.observe_latency(total)
+        first_byte = True
+        deadline = self._settings.timeout_ms / 1000
+        # The pool enforces the deadline (it knows when to stop failing over); the timeout
+        # here is the backstop that holds whatever happens below.
+        async with (
+            asyncio.timeout(deadline),
+            aclosing(pool.stream_fim(fim, background=background, timeout=deadline)) as stream,
+        ):
+            async for chunk in stream:
+                if first_byte:
+                    first_byte = False
+                    self._telemetry.stage("first_byte", (self._clock() - started) * 1000)
+                job.chunks.append(chunk)
+                if rule.feed(chunk):
+                    break
+        self._debounce.observe_latency((self._clock() - started) * 1000)
         return rule.text
 
     def _shown(
@@ -404,7 +399,7 @@ class CompletionService:
         if cache is None or self._flights.get(plan.key) or await cache.lookup(plan.key):
             return
         self._telemetry.mark("prefetched")
-        flight = self._start_flight(plan, StreamJob(after, cursor, window))
+        flight = self._start_flight(plan, StreamJob(after, cursor, window), background=True)
         await flight.wait()  # a seat of its own: a joining request leaving does not cancel it
 
     async def aclose(self) -> None:

@@ -220,6 +220,68 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ResilienceSettings:
+    """``[resilience]``: how providers serving one role are routed around failures.
+
+    Defaults and their sources are in ``resilience/policy.py``.
+    """
+
+    first_byte_timeout_ms: int = doc(
+        "A provider that has not started answering an inline completion within this time is"
+        " given up on and the next provider is tried (the completion's deadline,"
+        " completion.timeout_ms, still bounds the whole request).",
+        bounds=(50, 60_000),
+        default=1500,
+    )
+    failure_threshold: int = doc(
+        "Consecutive failures that open a provider's circuit (it is then skipped).",
+        bounds=(1, 100),
+        default=5,
+    )
+    failure_rate: float = doc(
+        "Failure share over the last 20 calls (at least 10) that opens the circuit too.",
+        bounds=(0.05, 1.0),
+        default=0.5,
+    )
+    cooldown_ms: int = doc(
+        "How long an open circuit waits before letting one trial request through; doubles on"
+        " each new trip, up to cooldown_max_ms. A health probe may close it sooner.",
+        bounds=(100, 600_000),
+        default=5000,
+    )
+    cooldown_max_ms: int = doc("The longest cooldown.", bounds=(100, 3_600_000), default=60_000)
+    hedging: bool = doc(
+        "When the first provider has not answered by its recent p95 first-byte time, also ask"
+        " the next one; the first answer wins and the other is cancelled. Costs extra calls.",
+        default=False,
+    )
+    max_retries: int = doc(
+        "Retries of the same provider for chat requests (inline completions fail over"
+        " instead), with exponential backoff and full jitter, honouring Retry-After.",
+        bounds=(0, 10),
+        default=2,
+    )
+    retry_budget: float = doc(
+        "Retries allowed as a share of requests (over 10 s), so failures cannot become a"
+        " retry storm.",
+        bounds=(0.0, 1.0),
+        default=0.2,
+    )
+    max_concurrency: int = doc(
+        "Most requests in flight per provider; the limit adapts below it (it halves on"
+        " HTTP 429 and shrinks when latency climbs). Queued inline completions go before"
+        " background work.",
+        bounds=(1, 256),
+        default=8,
+    )
+    health_probes: bool = doc(
+        "While a provider's circuit is open, probe it in the background so it comes back"
+        " without a user request having to fail first.",
+        default=True,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """The whole configuration."""
 
@@ -232,4 +294,8 @@ class Settings:
     )
     cache: CacheSettings = doc(  # noqa: RUF009 (doc() returns a field())
         "Response cache settings.", default_factory=CacheSettings
+    )
+    resilience: ResilienceSettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "Failover, circuit breakers, retries and concurrency limits.",
+        default_factory=ResilienceSettings,
     )

@@ -29,6 +29,7 @@ from crucible.config.settings import (
     CompletionSettings,
     ProviderKind,
     ProviderSettings,
+    ResilienceSettings,
     Settings,
     default_base_url,
 )
@@ -220,7 +221,8 @@ def _api_key_env(value: Any) -> str:
 Checker = Callable[[Any], Any]
 # Resolved once: the annotations are strings under `from __future__ import annotations`.
 _HINTS = {
-    cls: typing.get_type_hints(cls) for cls in (ProviderSettings, CompletionSettings, CacheSettings)
+    cls: typing.get_type_hints(cls)
+    for cls in (ProviderSettings, CompletionSettings, CacheSettings, ResilienceSettings)
 }
 _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "base_url"): _base_url,
@@ -358,7 +360,12 @@ def build_settings(raw: Mapping[str, Any]) -> LoadResult:
     kwargs: dict[str, Any] = {}
     if raw.get("providers") is not None:
         kwargs["providers"] = _providers(raw["providers"], errors)
-    for name, cls in (("completion", CompletionSettings), ("cache", CacheSettings)):
+    sections = (
+        ("completion", CompletionSettings),
+        ("cache", CacheSettings),
+        ("resilience", ResilienceSettings),
+    )
+    for name, cls in sections:
         section = raw.get(name)
         if isinstance(section, Mapping):
             kwargs[name] = cls(**_table(cls, section, f"{name}.", errors, {}))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 _WINDOW = 512  # recent samples kept per latency series
@@ -31,17 +30,9 @@ def percentiles(
     }
 
 
-@dataclass
-class _ProviderStats:
-    calls: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    first_byte_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))
-    total_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))
-
-
 class Telemetry:
-    """Counters by outcome, upstream call accounting and per-stage timings."""
+    """Counters by outcome and per-stage timings. Provider calls are the provider pool's to
+    count (``resilience/member.py``): it sees every attempt, failovers included."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -49,7 +40,6 @@ class Telemetry:
         self._requests: Counter[str] = Counter()
         self._marks: Counter[str] = Counter()
         self._stages: dict[str, deque[float]] = {}
-        self._providers: dict[str, _ProviderStats] = {}
 
     def uptime_s(self) -> float:
         return self._clock() - self._started
@@ -70,37 +60,7 @@ class Telemetry:
             series = self._stages[name] = deque(maxlen=_WINDOW)
         series.append(ms)
 
-    def upstream(
-        self,
-        provider: str,
-        *,
-        error: str | None,
-        first_byte_ms: float | None,
-        total_ms: float,
-    ) -> None:
-        """Account one provider call; ``error`` names its failure kind, None when it worked."""
-        stats = self._providers.setdefault(provider, _ProviderStats())
-        stats.calls += 1
-        if error is not None:
-            stats.failures += 1
-            stats.last_error = error
-        if first_byte_ms is not None:
-            stats.first_byte_ms.append(first_byte_ms)
-        stats.total_ms.append(total_ms)
-
-    def provider_snapshot(self, provider: str) -> dict[str, Any]:
-        stats = self._providers.get(provider, _ProviderStats())
-        return {
-            "calls": stats.calls,
-            "failures": stats.failures,
-            "last_error": stats.last_error,
-            "latency_ms": percentiles(stats.total_ms),
-            "first_byte_ms": percentiles(stats.first_byte_ms),
-        }
-
     def snapshot(self) -> dict[str, Any]:
-        calls = sum(s.calls for s in self._providers.values())
-        errors = sum(s.failures for s in self._providers.values())
         return {
             "uptime_s": round(self.uptime_s(), 3),
             # Outcomes add up to total; the marks after them say how some were served.
@@ -111,6 +71,5 @@ class Telemetry:
                 **{name: 0 for name in _MARKS},
                 **self._marks,
             },
-            "upstream": {"calls": calls, "errors": errors},
             "stages_ms": {name: percentiles(series) for name, series in self._stages.items()},
         }

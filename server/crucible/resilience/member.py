@@ -1,0 +1,164 @@
+"""Member: one provider inside a ProviderPool, with everything the pool knows about it.
+
+A member owns its provider's circuit breaker, adaptive concurrency limiter, recent latencies
+(whole call and first byte), counters, and a "parked until" time set by a long Retry-After. It
+records outcomes; it does not decide routing (``pool.py``) and raises nothing.
+
+:class:`MemberSnapshot` is the frozen view ``crucible/status`` shows. It names error *types*
+only: messages can quote the server, and status must never carry a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from crucible.providers.base import Provider
+from crucible.providers.errors import BadRequest, ProviderError
+from crucible.resilience.breaker import CircuitBreaker
+from crucible.resilience.limiter import AdaptiveLimiter
+
+
+class LatencyWindow:
+    """The last ``size`` samples (seconds) and their nearest-rank percentiles."""
+
+    __slots__ = ("_samples",)
+
+    def __init__(self, size: int) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(max(0.0, seconds))
+
+    def percentile(self, q: float) -> float | None:
+        """The smallest sample with at least ``q`` of the samples at or below it; None if empty.
+
+        The window is small (tens of samples), so sorting on read is cheaper than keeping order
+        on every write of a hot path.
+        """
+        if not self._samples:
+            return None
+        ordered = sorted(self._samples)
+        rank = max(1, math.ceil(q * len(ordered)))
+        return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSnapshot:
+    """One member, for status. Latencies are milliseconds over the recent window, or None."""
+
+    name: str
+    model: str
+    priority: int
+    state: str
+    calls: int
+    failures: int
+    last_error: str | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    first_byte_p50_ms: float | None
+    first_byte_p95_ms: float | None
+    first_byte_p99_ms: float | None
+    concurrency_limit: int
+    in_flight: int
+    queued: int
+    trips: int
+    consecutive_failures: int
+    failure_rate: float
+    cooldown_remaining_s: float
+    parked_remaining_s: float
+
+
+def counts_against_breaker(error: ProviderError) -> bool:
+    """BadRequest is about this request (too long, bad parameter), not the provider's health.
+
+    Auth and model errors do count: the provider is unusable as configured, the circuit routes
+    around it, and the background probe (which checks the key and the model) lets it back in
+    once the configuration is fixed.
+    """
+    return not isinstance(error, BadRequest)
+
+
+class Member:
+    def __init__(
+        self,
+        provider: Provider,
+        priority: int,
+        index: int,
+        breaker: CircuitBreaker,
+        limiter: AdaptiveLimiter,
+        latency_window: int,
+    ) -> None:
+        self.provider = provider
+        self.priority = priority
+        self.index = index  # listed order: the tie-break after priority and latency
+        self.breaker = breaker
+        self.limiter = limiter
+        self.latency = LatencyWindow(latency_window)
+        self.first_byte = LatencyWindow(latency_window)
+        self.calls = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.parked_until = 0.0
+        self.probe_task: asyncio.Task[Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    def selectable(self, now: float) -> bool:
+        """Not parked by a Retry-After, and its circuit would let a call through."""
+        return now >= self.parked_until and self.breaker.available()
+
+    def rank(self) -> tuple[int, bool, float, int]:
+        """Sort key within the pool: tier, then a free slot, then the fastest recent first byte.
+
+        A member with no samples yet ranks as fastest, so every member gets measured once.
+        """
+        p50 = self.first_byte.percentile(0.5)
+        return (self.priority, self.limiter.saturated(), -1.0 if p50 is None else p50, self.index)
+
+    def park(self, now: float, seconds: float) -> None:
+        self.parked_until = max(self.parked_until, now + seconds)
+
+    def note_failure(self, error: ProviderError) -> None:
+        self.failures += 1
+        self.last_error = type(error).__name__
+
+    def snapshot(self, now: float) -> MemberSnapshot:
+        status = self.breaker.status()
+        limiter = self.limiter.status()
+        return MemberSnapshot(
+            name=self.provider.name,
+            model=self.provider.model,
+            priority=self.priority,
+            state=str(status.state),
+            calls=self.calls,
+            failures=self.failures,
+            last_error=self.last_error,
+            latency_p50_ms=_ms(self.latency.percentile(0.5)),
+            latency_p95_ms=_ms(self.latency.percentile(0.95)),
+            latency_p99_ms=_ms(self.latency.percentile(0.99)),
+            first_byte_p50_ms=_ms(self.first_byte.percentile(0.5)),
+            first_byte_p95_ms=_ms(self.first_byte.percentile(0.95)),
+            first_byte_p99_ms=_ms(self.first_byte.percentile(0.99)),
+            concurrency_limit=limiter.limit,
+            in_flight=limiter.in_flight,
+            queued=limiter.queued,
+            trips=status.trips,
+            consecutive_failures=status.consecutive_failures,
+            failure_rate=status.failure_rate,
+            cooldown_remaining_s=status.cooldown_remaining,
+            parked_remaining_s=max(0.0, self.parked_until - now),
+        )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 1)

@@ -1,0 +1,441 @@
+"""ProviderPool: several providers behind one Provider, routed around failures within a deadline.
+
+Routing. Members are ranked by priority tier (lower first), then by a free concurrency slot,
+then by recent first-byte p50 (fastest first; unmeasured members first, so each gets measured),
+then by listed order. A member whose circuit is open, or that a long Retry-After parked, is
+skipped.
+
+One request. It has a total deadline covering queueing, retries, backoff and the whole stream
+(research §2.5: Envoy's route timeout includes retries). Each attempt also has a first-byte
+timeout: no first chunk in time is a failure and the request moves on. Until the first chunk
+reaches the caller, a failed attempt fails over:
+
+- inline completions (``stream_fim``) never retry a provider; the next candidate is tried at
+  once;
+- chat (``stream_chat``) retries a provider after a retryable error up to ``max_retries`` times,
+  waiting full jitter or its Retry-After (capped, ``backoff.py``); a final 4xx, a first-byte
+  timeout, a Retry-After over the cap, or an open circuit moves on instead.
+
+Retries of a provider the request already tried, and hedges, spend the shared retry budget;
+when it is spent the request fails over instead. A failover to a provider that has not seen the
+request is free: it adds no load to the failing one, and circuit breakers bound what a failing
+provider costs (``consecutive_failures`` requests, then one probe per open window).
+
+Once a chunk has been yielded, failover is no longer possible: an error raises to the caller
+(and counts against the provider), and so does the deadline passing mid-stream, so a provider
+dripping a byte a second cannot hold a request open.
+
+Hedging (opt-in): with no first byte after the member's recent p95 first-byte latency (with a
+floor), the same request also goes to the next candidate; the first chunk wins and the other
+stream is cancelled and closed. Cancellation of the caller is never swallowed: the provider's
+generator is closed, the slot and any half-open trial are released, and nothing is counted
+against the provider.
+
+Health probes (``probes.py``): while a member's circuit is open, one ``provider.probe()`` per
+open window decides whether it goes half-open, so a dead provider costs no user request.
+
+Errors: ``errors.py`` draws the tree; the pool raises a member's ``ProviderError`` when every
+candidate failed, ``DeadlineExceeded`` / ``NoProviderAvailable`` of its own, or
+``CancelledError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import random as _random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from crucible.providers.base import ChatRequest, FimRequest, ProbeResult, Provider
+from crucible.providers.errors import ProviderError, RateLimited
+from crucible.resilience.attempt import Attempt, Opener
+from crucible.resilience.backoff import RetryBudget, retry_wait
+from crucible.resilience.breaker import BreakerState, CircuitBreaker, Transition, TransitionListener
+from crucible.resilience.clock import Clock
+from crucible.resilience.errors import DeadlineExceeded, FirstByteTimeout, NoProviderAvailable
+from crucible.resilience.limiter import AdaptiveLimiter, Slot
+from crucible.resilience.member import Member, MemberSnapshot
+from crucible.resilience.policy import ResiliencePolicy
+from crucible.resilience.probes import HealthProbes
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["fim", "chat"]
+
+
+@dataclass(slots=True, kw_only=True)
+class _Request:
+    """The routing state of one request."""
+
+    kind: Kind
+    opener: Opener
+    background: bool
+    timeout: float
+    deadline: float
+    first_byte: float
+    tried: set[Member] = field(default_factory=set)
+    excluded: set[Member] = field(default_factory=set)
+    retries: dict[Member, int] = field(default_factory=dict)
+    retry: tuple[Member, float] | None = None  # chat: the member to retry and the wait first
+    last_error: ProviderError | None = None
+    hedged: bool = False
+
+
+class ProviderPool:
+    """A Provider made of providers; it owns them (``aclose`` closes them) unless built with
+    ``owns_providers=False`` (the composition root shares providers between the pools of
+    successive configurations and closes them itself).
+
+    ``members`` are (provider, priority) pairs, lower priority tried first, ties in listed
+    order; ``name`` and ``model`` are the primary's (the first in that order), ``identity``
+    names every member. ``clock`` (monotonic seconds), ``sleep`` and ``random`` are injected
+    so tests run on fake time. ``on_queued``, when given, is told how long (seconds) each
+    attempt waited for a concurrency slot.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[tuple[Provider, int]],
+        policy: ResiliencePolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random: Callable[[], float] = _random.random,
+        owns_providers: bool = True,
+        on_queued: Callable[[float], None] | None = None,
+    ) -> None:
+        if not members:
+            raise ValueError("a ProviderPool needs at least one provider")
+        names = [provider.name for provider, _ in members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"provider names must be unique: {names}")
+        self._policy = policy or ResiliencePolicy()
+        self._clock = Clock(clock, sleep)
+        self._random = random
+        self._budget = RetryBudget.from_policy(self._policy.retry, clock)
+        self._probes = HealthProbes(self._clock, self._policy.probe_timeout)
+        self._closed = False
+        self._owns_providers = owns_providers
+        self._on_queued = on_queued
+        self._members: list[Member] = []
+        for index, (provider, priority) in enumerate(members):
+            breaker = CircuitBreaker(
+                provider.name, self._policy.breaker, clock=clock, random=random
+            )
+            limiter = AdaptiveLimiter(provider.name, self._policy.limiter)
+            member = Member(
+                provider, priority, index, breaker, limiter, self._policy.latency_window
+            )
+            if self._policy.probes:
+                breaker.add_listener(functools.partial(self._on_transition, member))
+            self._members.append(member)
+        # Priority order, listed order within a tier: the primary comes first.
+        self._members.sort(key=lambda m: (m.priority, m.index))
+
+    @property
+    def name(self) -> str:
+        return self._members[0].provider.name
+
+    @property
+    def model(self) -> str:
+        return self._members[0].provider.model
+
+    @property
+    def identity(self) -> tuple[tuple[str, str], ...]:
+        """(name, model) of every member in priority order, for cache keys."""
+        return tuple((m.provider.name, m.provider.model) for m in self._members)
+
+    @property
+    def policy(self) -> ResiliencePolicy:
+        return self._policy
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Every member's circuit transitions (status pages, user notifications)."""
+        for member in self._members:
+            member.breaker.add_listener(listener)
+
+    def snapshot(self) -> tuple[MemberSnapshot, ...]:
+        now = self._clock.now()
+        return tuple(member.snapshot(now) for member in self._members)
+
+    def stream_fim(
+        self, request: FimRequest, *, background: bool = False, timeout: float | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Fail over, never retry; ``timeout`` (s) replaces the policy's ``fim_deadline``."""
+        policy = self._policy
+        seconds = _timeout(policy.fim_deadline, timeout)
+        return self._stream(
+            "fim", lambda p: p.stream_fim(request), background, seconds, policy.fim_first_byte
+        )
+
+    def stream_chat(
+        self, request: ChatRequest, *, background: bool = False, timeout: float | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Retry with backoff, then fail over; ``timeout`` replaces ``chat_deadline``."""
+        policy = self._policy
+        seconds = _timeout(policy.chat_deadline, timeout)
+        return self._stream(
+            "chat", lambda p: p.stream_chat(request), background, seconds, policy.chat_first_byte
+        )
+
+    async def probe(self) -> ProbeResult:
+        """Probe every member (``crucible-lsp doctor``); ok when any answers."""
+        results = await asyncio.gather(*(self._probes.run(m) for m in self._members))
+        pairs = zip(self._members, results, strict=True)
+        detail = "; ".join(f"{member.name}: {text}" for member, (_, text) in pairs)
+        return ProbeResult(any(ok for ok, _ in results), detail)
+
+    async def aclose(self) -> None:
+        """Stop the probes and close every member's provider (if the pool owns them)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._probes.aclose(self._members)
+        if not self._owns_providers:
+            return
+        for member in self._members:
+            try:
+                await member.provider.aclose()
+            except Exception as exc:
+                log.warning("provider %s: close failed (%s)", member.name, type(exc).__name__)
+
+    # -- one request -------------------------------------------------------------------------
+
+    async def _stream(
+        self, kind: Kind, opener: Opener, background: bool, seconds: float, first_byte: float
+    ) -> AsyncGenerator[str, None]:
+        if self._closed:
+            raise NoProviderAvailable(self.name, "the provider pool is closed")
+        req = _Request(
+            kind=kind,
+            opener=opener,
+            background=background,
+            timeout=seconds,
+            deadline=self._clock.now() + seconds,
+            first_byte=first_byte,
+        )
+        self._budget.record_request()
+        attempt, chunk = await self._first_chunk(req)
+        timer = asyncio.ensure_future(self._clock.sleep(req.deadline - self._clock.now()))
+        try:
+            while chunk is not None:
+                yield chunk
+                chunk = await self._next_chunk(attempt, req, timer)
+            attempt.succeed(complete=True)
+        except GeneratorExit:
+            attempt.succeed(complete=False)  # the caller has what it wanted
+            raise
+        finally:
+            timer.cancel()
+            await attempt.close()
+
+    async def _first_chunk(self, req: _Request) -> tuple[Attempt, str | None]:
+        """Fail over, retry and hedge until some attempt produces its first chunk (or ends)."""
+        live: list[Attempt] = []
+        winner: Attempt | None = None
+        first: str | None = None
+        try:
+            while winner is None:
+                if not live:
+                    live.append(await self._open_next(req))
+                hedge_at = self._hedge_at(req, live)
+                until = min(req.deadline, hedge_at, *(a.first_byte_deadline for a in live))
+                await self._clock.wait([a.pull() for a in live], until)
+                for attempt in [a for a in live if a.ready()]:
+                    live.remove(attempt)
+                    try:
+                        first = attempt.take()
+                    except ProviderError as exc:
+                        self._failed(attempt, exc, req)
+                        await attempt.close()
+                        continue
+                    except BaseException:
+                        await attempt.close()
+                        raise
+                    winner = attempt
+                    break
+                if winner is not None:
+                    break
+                now = self._clock.now()
+                if now >= req.deadline:
+                    raise self._deadline_error(req)
+                for attempt in [a for a in live if now >= a.first_byte_deadline]:
+                    live.remove(attempt)
+                    timeout = FirstByteTimeout(
+                        attempt.member.name, f"no first byte within {req.first_byte:g} s"
+                    )
+                    self._failed(attempt, timeout, req)
+                    await attempt.close()
+                if live and now >= hedge_at:
+                    req.hedged = True
+                    hedge = self._open_hedge(req, live)
+                    if hedge is not None:
+                        log.debug("hedging %s with %s", live[0].member.name, hedge.member.name)
+                        live.append(hedge)
+        except BaseException:
+            for attempt in live:
+                await attempt.close()
+            raise
+        try:
+            for loser in live:  # a hedge that lost: cancelled and closed, no verdict
+                await loser.close()
+        except BaseException:
+            await winner.close()
+            raise
+        return winner, first
+
+    async def _next_chunk(
+        self, attempt: Attempt, req: _Request, timer: asyncio.Future[None]
+    ) -> str | None:
+        """The next chunk of the winning stream; after the first one there is no failover.
+
+        ``timer`` ends at the request's deadline; one for the whole stream, not one per chunk.
+        """
+        pull = attempt.pull()
+        if not pull.done() and not timer.done():
+            await asyncio.wait((pull, timer), return_when=asyncio.FIRST_COMPLETED)
+        if self._clock.now() >= req.deadline or (timer.done() and not pull.done()):
+            error = DeadlineExceeded(
+                attempt.member.name, f"deadline of {req.timeout:g} s passed mid-stream"
+            )
+            self._failed(attempt, error, req)
+            raise error
+        try:
+            return attempt.take()
+        except ProviderError as exc:
+            self._failed(attempt, exc, req)
+            raise
+
+    async def _open_next(self, req: _Request) -> Attempt:
+        """Start the next attempt: a pending chat retry, else the best remaining candidate."""
+        while True:
+            now = self._clock.now()
+            if now >= req.deadline:
+                raise self._deadline_error(req)
+            member, wait = self._choose(req, now)
+            if member is None:
+                raise self._exhausted(req)
+            if member in req.tried and not self._budget.try_spend():
+                log.debug("pool %s: no retry budget left for %s", self.name, member.name)
+                req.excluded.add(member)
+                continue
+            if wait > 0:
+                await self._clock.sleep(wait)
+            attempt = await self._start(member, req)
+            if attempt is not None:
+                return attempt
+            req.excluded.add(member)
+
+    def _choose(self, req: _Request, now: float) -> tuple[Member | None, float]:
+        if req.retry is not None:
+            member, wait = req.retry
+            req.retry = None
+            # The retry waited out any Retry-After itself, so parking does not stop it.
+            if member.breaker.available() and now + wait < req.deadline:
+                return member, wait
+            req.excluded.add(member)
+        return self._best(req, now, ()), 0.0
+
+    def _best(self, req: _Request, now: float, busy: Collection[Member]) -> Member | None:
+        candidates = [
+            m
+            for m in self._members
+            if m not in req.excluded and m not in busy and m.selectable(now)
+        ]
+        return min(candidates, key=Member.rank) if candidates else None
+
+    async def _start(self, member: Member, req: _Request) -> Attempt | None:
+        # A queue longer than the first-byte allowance is a failover, like a silent provider.
+        asked = self._clock.now()
+        until = min(req.deadline, asked + req.first_byte)
+        slot = await member.limiter.acquire_until(self._clock, until, background=req.background)
+        if slot is None:
+            return None
+        if self._on_queued is not None:
+            self._on_queued(self._clock.now() - asked)
+        return self._begin(member, slot, req)
+
+    def _begin(self, member: Member, slot: Slot, req: _Request) -> Attempt | None:
+        ticket = member.breaker.acquire()
+        if ticket is None:  # the circuit changed while we queued, or someone took the trial
+            slot.release()
+            return None
+        member.calls += 1
+        req.tried.add(member)
+        return Attempt(
+            member,
+            req.opener,
+            slot,
+            ticket,
+            clock=self._clock.now,
+            first_byte_timeout=req.first_byte,
+        )
+
+    def _hedge_at(self, req: _Request, live: list[Attempt]) -> float:
+        if not self._policy.hedging or req.hedged or len(live) != 1:
+            return math.inf
+        samples = live[0].member.first_byte
+        if len(samples) < self._policy.hedge_min_samples:
+            return math.inf
+        p95 = samples.percentile(self._policy.hedge_percentile) or 0.0
+        return live[0].started + max(self._policy.hedge_floor, p95)
+
+    def _open_hedge(self, req: _Request, live: list[Attempt]) -> Attempt | None:
+        """A second attempt that never queues: a hedge is only worth it with capacity to spare."""
+        member = self._best(req, self._clock.now(), {a.member for a in live})
+        slot = None if member is None else member.limiter.try_acquire()
+        if member is None or slot is None:
+            return None
+        if not self._budget.try_spend():
+            slot.release()
+            return None
+        return self._begin(member, slot, req)
+
+    def _failed(self, attempt: Attempt, error: ProviderError, req: _Request) -> None:
+        """Record a failed attempt and decide whether this request may retry its member."""
+        member = attempt.member
+        attempt.fail(error)
+        req.last_error = error
+        retry = self._policy.retry
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            member.park(self._clock.now(), min(error.retry_after, retry.park_cap))
+        if req.kind == "chat" and not isinstance(error, FirstByteTimeout):
+            count = req.retries.get(member, 0) + 1
+            wait = retry_wait(count, error, retry, self._random)
+            if count <= retry.max_retries and wait is not None:
+                req.retries[member] = count
+                req.retry = (member, wait)
+                return
+        req.excluded.add(member)
+
+    def _on_transition(self, member: Member, change: Transition) -> None:
+        if change.to_state is BreakerState.OPEN:
+            self._probes.watch(member)
+
+    def _deadline_error(self, req: _Request) -> DeadlineExceeded:
+        error = DeadlineExceeded(self.name, f"no answer within {req.timeout:g} s")
+        error.__cause__ = req.last_error
+        return error
+
+    def _exhausted(self, req: _Request) -> ProviderError:
+        if req.last_error is not None:
+            return req.last_error
+        now = self._clock.now()
+        states = ", ".join(
+            f"{m.name} {'parked' if now < m.parked_until else m.breaker.state}"
+            for m in self._members
+        )
+        return NoProviderAvailable(self.name, f"no provider available ({states})")
+
+
+def _timeout(default: float, timeout: float | None) -> float:
+    if timeout is None:
+        return default
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0, not {timeout!r}")
+    return timeout

@@ -1,0 +1,199 @@
+"""The provider pool end to end: a primary that fails in each way the issue lists and a
+healthy secondary, both loopback fakes, through the real server process. Each test asserts on
+what each provider received and on what the editor got."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.e2e.conftest import Editor, Session, open_document, server_status, texts
+from tests.fakes.provider import FakeProvider, Fault
+
+pytestmark = pytest.mark.e2e
+
+TEXT = "def add(a, b):\n    "
+MODEL = "qwen2.5-coder:1.5b-base"
+
+
+@pytest.fixture
+def primary() -> Iterator[FakeProvider]:
+    with FakeProvider(model=MODEL, reply="return a + b  # primary") as provider:
+        yield provider
+
+
+@pytest.fixture
+def secondary() -> Iterator[FakeProvider]:
+    with FakeProvider(model=MODEL, reply="return a + b  # secondary") as provider:
+        yield provider
+
+
+def pool_options(
+    primary: FakeProvider, secondary: FakeProvider, **resilience: Any
+) -> dict[str, Any]:
+    """Primary first (priority 0), secondary after it; no cache, so every request is asked."""
+    providers = [
+        {"name": name, "kind": "ollama", "base_url": fake.base_url, "model": MODEL, "priority": n}
+        for n, (name, fake) in enumerate((("primary", primary), ("secondary", secondary)))
+    ]
+    return {
+        "providers": providers,
+        "completion": {"debounce_ms": 0, "timeout_ms": 2000},
+        "cache": {"enabled": False},
+        "resilience": {"failure_threshold": 3, "cooldown_ms": 60_000, **resilience},
+    }
+
+
+def member(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in status["providers"] if p["name"] == name)
+
+
+async def ask(editor: Editor) -> list[str]:
+    return texts(await asyncio.wait_for(editor.request(invoked=True), 10))
+
+
+async def ask_many(editor: Editor, count: int) -> list[list[str]]:
+    answers = []
+    for n in range(count):
+        editor.type(f"x{n} = {n}\n    ")  # a new spot each time
+        answers.append(await ask(editor))
+    return answers
+
+
+async def test_a_healthy_primary_serves_and_the_secondary_is_not_asked(
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(pool_options(primary, secondary)) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        answers = await ask_many(editor, 3)
+        status = await server_status(client)
+
+    assert answers == [["return a + b  # primary"]] * 3
+    assert (len(primary.generation_requests()), len(secondary.generation_requests())) == (3, 0)
+    assert member(status, "primary")["state"] == "closed"
+    assert status["upstream"] == {"calls": 3, "errors": 0}
+    assert "queue" in status["stages_ms"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(Fault(status=500), id="500"),
+        pytest.param(Fault(truncate_after=0), id="truncated"),
+        pytest.param(Fault(garbage=True), id="garbage"),
+    ],
+)
+async def test_a_failing_primary_is_routed_around_and_its_circuit_opens(
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session, fault: Fault
+) -> None:
+    primary.inject(fault)
+    async with lsp_session(pool_options(primary, secondary)) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        answers = await ask_many(editor, 6)
+        status = await server_status(client)
+
+    # Every completion is served; the primary saw only the breaker's threshold of requests.
+    assert answers == [["return a + b  # secondary"]] * 6
+    assert len(primary.generation_requests()) == 3
+    assert len(secondary.generation_requests()) == 6
+    first = member(status, "primary")
+    assert (first["state"], first["trips"], first["failures"]) == ("open", 1, 3)
+    assert first["last_error"] in {"ProviderUnavailable", "BadResponse"}
+    assert status["requests"]["served"] == 6
+    assert status["upstream"] == {"calls": 9, "errors": 3}
+
+
+async def test_a_refused_connection_fails_over_at_once(
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+) -> None:
+    options = pool_options(primary, secondary)
+    primary.stop()
+    async with lsp_session(options) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        started = time.perf_counter()
+        answer = await ask(editor)
+        elapsed = time.perf_counter() - started
+
+    assert answer == ["return a + b  # secondary"]
+    assert elapsed < 1.0
+
+
+async def test_a_hanging_primary_is_given_up_after_the_first_byte_timeout(
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+) -> None:
+    primary.inject(Fault(hang=True))
+    options = pool_options(primary, secondary, first_byte_timeout_ms=300)
+    async with lsp_session(options) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        started = time.perf_counter()
+        answer = await ask(editor)
+        elapsed = time.perf_counter() - started
+
+    assert answer == ["return a + b  # secondary"]
+    assert 0.3 <= elapsed < 1.5
+    (hung,) = primary.generation_requests()
+    assert await primary.wait_for_async(lambda _: hung.disconnected)
+
+
+async def test_rate_limited_primary_is_parked_for_its_retry_after(
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+) -> None:
+    primary.inject(Fault(status=429, retry_after=30), times=1)
+    async with lsp_session(pool_options(primary, secondary)) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        answers = await ask_many(editor, 4)
+        status = await server_status(client)
+
+    assert answers == [["return a + b  # secondary"]] * 4
+    assert len(primary.generation_requests()) == 1  # parked, not asked again within 30 s
+    assert member(status, "primary")["parked_remaining_s"] > 20
+    assert member(status, "primary")["last_error"] == "RateLimited"
+
+
+async def test_a_dripping_stream_cannot_outlive_the_deadline(
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+) -> None:
+    primary.reply = "return " + "a + " * 200 + "b"
+    primary.inject(Fault(chunk_delay_ms=300))
+    options = pool_options(primary, secondary)
+    options["completion"]["timeout_ms"] = 1000
+    async with lsp_session(options) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        started = time.perf_counter()
+        answer = await ask(editor)
+        elapsed = time.perf_counter() - started
+        status = await server_status(client)
+
+    assert answer == []  # text had reached the editor's request: no failover after that
+    assert elapsed < 1.0 + 0.3  # the deadline, plus process and transport slack
+    (dripped,) = primary.generation_requests()
+    assert await primary.wait_for_async(lambda _: dripped.disconnected)
+    assert status["requests"]["timeout"] == 1
+
+
+async def test_a_recovered_primary_is_brought_back_by_the_health_probe(
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+) -> None:
+    port = primary.port
+    options = pool_options(primary, secondary, cooldown_ms=300, cooldown_max_ms=300)
+    primary.stop()
+    async with lsp_session(options) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        await ask_many(editor, 3)
+        assert member(await server_status(client), "primary")["state"] == "open"
+        with FakeProvider(model=MODEL, reply="return a + b  # back", port=port) as revived:
+            # No user request needed: the probe moves it to half-open by itself.
+            deadline = time.monotonic() + 5
+            while member(await server_status(client), "primary")["state"] != "half_open":
+                assert time.monotonic() < deadline, "the probe never brought the primary back"
+                await asyncio.sleep(0.05)
+            answers = await ask_many(editor, 2)
+            status = await server_status(client)
+            asked = len(revived.generation_requests())
+
+    assert answers == [["return a + b  # back"]] * 2
+    assert asked == 2
+    assert member(status, "primary")["state"] == "closed"
