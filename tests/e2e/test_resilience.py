@@ -197,3 +197,22 @@ async def test_a_recovered_primary_is_brought_back_by_the_health_probe(
     assert answers == [["return a + b  # back"]] * 2
     assert asked == 2
     assert member(status, "primary")["state"] == "closed"
+
+
+async def test_hedging_asks_the_next_provider_when_the_first_is_slower_than_usual(
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+) -> None:
+    options = pool_options(primary, secondary, hedging=True)
+    async with lsp_session(options) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        await ask_many(editor, 10)  # the primary's first-byte p95 is now a few ms
+        primary.inject(Fault(latency_ms=1000), times=1)
+        started = time.perf_counter()
+        (hedged,) = await ask_many(editor, 1)
+        elapsed = time.perf_counter() - started
+
+    assert hedged == ["return a + b  # secondary"]
+    assert elapsed < 0.6  # the hedge fired at ~100 ms (the floor), not after the 1 s stall
+    assert len(secondary.generation_requests()) == 1
+    slow = primary.generation_requests()[-1]
+    assert await primary.wait_for_async(lambda _: slow.disconnected)  # the loser was closed
