@@ -101,6 +101,36 @@ async def test_typing_through_a_suggestion_asks_nothing_more(
     assert status["cache"]["type_through_hits"] == 8
 
 
+async def test_typing_through_an_auto_closed_bracket(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    fake.reply = "total = sum([a, b])"
+    async with lsp_session(provider_options(fake)) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        assert await ask(editor) == ["total = sum([a, b])"]
+        editor.type("total = sum(")
+        editor.edit(len(editor.text), len(editor.text), ")")  # the editor auto-closes
+        cursor = len(editor.text) - 1  # between "(" and the editor's ")"
+        params = types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=editor.uri),
+            position=editor.position(cursor),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+        )
+        result = await client.text_document_inline_completion_async(params)
+
+    assert isinstance(result, types.InlineCompletionList)
+    (item,) = result.items
+    assert item.insert_text == "[a, b])"
+    assert item.range is not None  # it replaces the editor's ")" so accepting leaves one
+    assert (item.range.start, item.range.end) == (
+        editor.position(cursor),
+        editor.position(cursor + 1),
+    )
+    assert len(fake.generation_requests()) == 1
+
+
 async def test_a_different_text_after_the_cursor_is_not_typed_through(
     fake: FakeProvider, lsp_session: Session
 ) -> None:

@@ -61,6 +61,13 @@ async def test_type_through_gives_the_remainder_with_the_same_replaced_suffix(
     assert cache.type_through("doc", text, len(before) + 3, after) is None
 
 
+def test_type_through_over_an_auto_closed_bracket_replaces_it() -> None:
+    cache = TieredCache(memory_bytes=1_000_000, ttl_s=3600, disk=None)
+    cache.shown("doc", 0, "", "\n", Answer("call(a, b)"))
+    text = "call(" + ")" + "\n"
+    assert cache.type_through("doc", text, 5, ")\n") == Answer("a, b)", 1)
+
+
 async def test_clear_empties_every_level(tmp_path: Path) -> None:
     cache = tiered(tmp_path / "c.sqlite3")
     await cache.open()

@@ -101,3 +101,31 @@ def test_recording_the_same_suggestion_again_does_not_fill_the_window() -> None:
     for _ in range(10):
         index.record(DOC, len(BEFORE), BEFORE, AFTER, SUGGESTION, "value")
     assert len(index) == 1
+
+
+def test_a_bracket_the_editor_auto_closed_is_replaced_by_the_rest() -> None:
+    index, _ = make()
+    index.record(DOC, len(BEFORE), BEFORE, AFTER, "counts: dict[str, int] = {}", "typed")
+    typed_text = "counts: dict["
+    text = BEFORE + typed_text + "]" + AFTER  # the editor inserted "]" after the cursor
+    found = index.find(DOC, text, len(BEFORE) + len(typed_text), "]" + AFTER)
+    assert found is not None
+    assert (found.typed, found.value, found.closer) == (len(typed_text), "typed", 1)
+
+
+def test_an_auto_closed_quote_counts_too_but_only_right_after_its_opener() -> None:
+    index, _ = make()
+    index.record(DOC, len(BEFORE), BEFORE, AFTER, 'name = "Ada"', "typed")
+    text = BEFORE + 'name = "' + '"' + AFTER
+    hit = index.find(DOC, text, len(BEFORE) + 8, '"' + AFTER)
+    assert hit is not None and hit.closer == 1
+    # The user typed on past the opener: the closer is now real text, not the editor's.
+    text = BEFORE + 'name = "A' + '"' + AFTER
+    assert index.find(DOC, text, len(BEFORE) + 9, '"' + AFTER) is None
+
+
+def test_an_auto_closed_bracket_the_suggestion_never_closes_is_a_miss() -> None:
+    index, _ = make()
+    index.record(DOC, len(BEFORE), BEFORE, AFTER, "first = items[0", "typed")
+    text = BEFORE + "first = items[" + "]" + AFTER
+    assert index.find(DOC, text, len(BEFORE) + 14, "]" + AFTER) is None

@@ -114,7 +114,8 @@ class TieredCache:
         found = self._typed.find(document, text, offset, after)
         if found is None:
             return None
-        return Answer(found.value.text[found.typed :], found.value.replace_suffix)
+        rest = found.value.text[found.typed :]
+        return Answer(rest, found.value.replace_suffix + found.closer)
 
     def in_memory(self, key: str) -> Answer | None:
         """An L1 hit (counted) or None (not counted: the caller may go on to ``lookup``)."""

@@ -12,8 +12,10 @@ The answer is then the rest of the suggestion, with zero provider calls. Because
 recorded, this holds across many characters and newlines, after backspacing to any point
 between the anchor and the end (a backspace to the anchor itself gives the whole suggestion
 again), and after accepting a word or a line (an accept is a typed insertion like any other).
-An editor that auto-closes a bracket the suggestion also contains changes the text after the
-cursor, so that case is a miss, not a wrong answer.
+An editor that auto-closes a bracket or quote the user typed (VS Code's default) puts its
+closer right after the cursor: when the suggestion closes it too, the hit replaces that closer
+(``Typed.closer``), so ``dict[`` typed into ``dict[str, int] = {}`` shows ``str, int] = {}``
+over the ``]`` and accepting it leaves one. Any other change after the cursor is a miss.
 
 Each document keeps its ``per_document`` most recent anchors (newest tried first), forgotten
 when the document closes or after ``ttl_s``. The window texts are not copied: an anchor keeps
@@ -31,6 +33,7 @@ from typing import Generic, TypeVar
 V = TypeVar("V")
 
 _CHECKED = 64  # characters compared verbatim at the cursor, besides the hash of the rest
+_PAIRS = {"(": ")", "[": "]", "{": "}", '"': '"', "'": "'", "`": "`"}  # what editors auto-close
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +65,23 @@ class _Anchor(Generic[V]):
 
 @dataclass(frozen=True, slots=True)
 class Typed(Generic[V]):
-    """A type-through hit: ``typed`` characters of the suggestion recorded with ``value``."""
+    """A type-through hit: ``typed`` characters of the suggestion recorded with ``value``;
+    ``closer`` is 1 when the editor auto-closed the last typed character and the rest of the
+    suggestion must replace that closer."""
 
     typed: int
     value: V
+    closer: int = 0
+
+
+def _auto_closed(suggestion: str, typed: int, closer: str) -> bool:
+    """Whether ``closer`` after the cursor is the editor's auto-close of the character just
+    typed, and the rest of the suggestion closes it too (so replacing it loses nothing)."""
+    return (
+        typed > 0
+        and _PAIRS.get(suggestion[typed - 1]) == closer
+        and closer in suggestion[typed:]
+    )
 
 
 class TypeThrough(Generic[V]):
@@ -115,21 +131,27 @@ class TypeThrough(Generic[V]):
         if not anchors:
             return None
         now = self._clock()
+        exact = _Fingerprint.after(after)
+        # The text after the cursor less one auto-inserted closer, when there may be one.
+        closed = _Fingerprint.after(after[1:]) if after[:1] in _PAIRS.values() else None
         for anchor in reversed(anchors):
             if now - anchor.recorded > self._ttl_s:
                 continue
             typed = offset - anchor.offset
             if typed < 0 or typed >= len(anchor.text):
                 continue
-            if _Fingerprint.after(after) != anchor.after:
-                continue
             if text[anchor.offset : offset] != anchor.text[:typed]:
                 continue
+            closer = 0
+            if exact != anchor.after:
+                if closed != anchor.after or not _auto_closed(anchor.text, typed, after[0]):
+                    continue
+                closer = 1
             start = anchor.offset - anchor.before.length
             if start < 0 or _Fingerprint.before(text[start : anchor.offset]) != anchor.before:
                 continue
             self.hits += 1
-            return Typed(typed, anchor.value)
+            return Typed(typed, anchor.value, closer)
         return None
 
     def forget(self, document: str) -> None:
