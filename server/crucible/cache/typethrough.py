@@ -78,9 +78,7 @@ def _auto_closed(suggestion: str, typed: int, closer: str) -> bool:
     """Whether ``closer`` after the cursor is the editor's auto-close of the character just
     typed, and the rest of the suggestion closes it too (so replacing it loses nothing)."""
     return (
-        typed > 0
-        and _PAIRS.get(suggestion[typed - 1]) == closer
-        and closer in suggestion[typed:]
+        typed > 0 and _PAIRS.get(suggestion[typed - 1]) == closer and closer in suggestion[typed:]
     )
 
 
