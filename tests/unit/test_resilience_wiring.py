@@ -81,3 +81,17 @@ async def test_queue_time_is_reported_per_attempt() -> None:
     results = await time.run(asyncio.gather(read(), read()))
     assert results == [["a", "b"], ["a", "b"]]
     assert waits == [0.0, 1.0]
+
+
+async def test_excluded_members_are_not_asked() -> None:
+    time = FakeTime()
+    first = ScriptedProvider("first", time, Reply(chunks=("1",)))
+    second = ScriptedProvider("second", time, Reply(chunks=("2",)))
+    pool = ProviderPool([(first, 0), (second, 1)], ResiliencePolicy(probes=False))
+
+    async def read(exclude: frozenset[str]) -> list[str]:
+        return [chunk async for chunk in pool.stream_fim(FIM, exclude=exclude)]
+
+    assert await time.run(read(frozenset())) == ["1"]
+    assert await time.run(read(frozenset({"first"}))) == ["2"]
+    assert (len(first.calls), len(second.calls)) == (1, 1)

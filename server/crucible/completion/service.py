@@ -45,7 +45,6 @@ from crucible.completion.stopping import StopRule
 from crucible.config.settings import CompletionSettings
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow, cut_window
-from crucible.providers.base import FimRequest
 from crucible.providers.errors import ProviderError, ProviderTimeout
 from crucible.resilience.pool import ProviderPool
 from crucible.runtime.telemetry import Telemetry
@@ -58,6 +57,9 @@ logger = logging.getLogger(__name__)
 _request_ids = itertools.count(1)
 
 FlightKey = str  # the cache key of the answer the flight computes
+# How long after the completion's deadline the service stops waiting whatever the pool does;
+# the pool's own deadline, which counts a dripping provider as failed, comes first.
+_BACKSTOP_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,12 +304,39 @@ class CompletionService:
     def _start_flight(
         self, plan: Plan, job: StreamJob, *, background: bool = False
     ) -> Flight[FlightKey, str]:
-        rule = StopRule(plan.window, multiline=plan.multiline, max_lines=plan.max_lines)
-        return self._flights.start(plan.key, self._fetch(plan, rule, job, background), job)
+        return self._flights.start(plan.key, self._fetch(plan, job, background), job)
 
-    async def _fetch(self, plan: Plan, rule: StopRule, job: StreamJob, background: bool) -> str:
-        """The flight: one provider stream, and its complete answer stored in the cache."""
-        raw = await self._stream(plan.provider, plan.fim, rule, job, background)
+    async def _fetch(self, plan: Plan, job: StreamJob, background: bool) -> str:
+        """The flight: one completion from the pool, its complete answer stored in the cache.
+
+        The pool fails over until a provider starts answering; after that it cannot (the
+        text has reached us). But nothing has reached the editor yet, so when a stream breaks
+        mid-way the completion starts over on the other providers, within the same deadline.
+        """
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self._settings.timeout_ms / 1000
+        broke: set[str] = set()  # providers whose stream broke mid-way for this completion
+        # The pool enforces the deadline (it knows when to stop failing over, and counts a
+        # provider still dripping at the deadline as failed); this backstop, a little later,
+        # holds whatever happens below.
+        async with asyncio.timeout_at(ends + _BACKSTOP_S):
+            while True:
+                rule = StopRule(plan.window, multiline=plan.multiline, max_lines=plan.max_lines)
+                try:
+                    raw = await self._stream(
+                        plan, rule, job, background, ends - loop.time(), frozenset(broke)
+                    )
+                    break
+                except ProviderError as exc:
+                    if isinstance(exc, ProviderTimeout) or not job.chunks:
+                        raise  # out of time, or the pool already tried everyone it could
+                    logger.info(
+                        "%s broke mid-stream (%s); asking another provider",
+                        exc.provider,
+                        type(exc).__name__,
+                    )
+                    broke.add(exc.provider)
+                    job.chunks.clear()
         if self._cache is not None:
             suggestion = postprocess(raw, plan.window)
             answer = Answer("") if suggestion is None else Answer(*_fields(suggestion))
@@ -315,19 +344,22 @@ class CompletionService:
         return raw
 
     async def _stream(
-        self, pool: ProviderPool, fim: FimRequest, rule: StopRule, job: StreamJob, background: bool
+        self,
+        plan: Plan,
+        rule: StopRule,
+        job: StreamJob,
+        background: bool,
+        seconds_left: float,
+        exclude: frozenset[str],
     ) -> str:
-        """One completion from the pool (which picks the provider, fails over and accounts
-        each attempt): read until the stop rule is satisfied, then close the stream."""
+        """One pass over the pool (which picks the provider, fails over and accounts each
+        attempt): read until the stop rule is satisfied, then close the stream."""
         started = self._clock()
         first_byte = True
-        deadline = self._settings.timeout_ms / 1000
-        # The pool enforces the deadline (it knows when to stop failing over); the timeout
-        # here is the backstop that holds whatever happens below.
-        async with (
-            asyncio.timeout(deadline),
-            aclosing(pool.stream_fim(fim, background=background, timeout=deadline)) as stream,
-        ):
+        stream = plan.provider.stream_fim(
+            plan.fim, background=background, timeout=max(seconds_left, 0.001), exclude=exclude
+        )
+        async with aclosing(stream):
             async for chunk in stream:
                 if first_byte:
                     first_byte = False

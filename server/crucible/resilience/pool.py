@@ -164,13 +164,25 @@ class ProviderPool:
         return tuple(member.snapshot(now) for member in self._members)
 
     def stream_fim(
-        self, request: FimRequest, *, background: bool = False, timeout: float | None = None
+        self,
+        request: FimRequest,
+        *,
+        background: bool = False,
+        timeout: float | None = None,
+        exclude: Collection[str] = (),
     ) -> AsyncGenerator[str, None]:
-        """Fail over, never retry; ``timeout`` (s) replaces the policy's ``fim_deadline``."""
+        """Fail over, never retry; ``timeout`` (s) replaces the policy's ``fim_deadline``.
+        Members named in ``exclude`` are not asked (a caller starting over after a stream
+        broke mid-way excludes the provider that broke it)."""
         policy = self._policy
         seconds = _timeout(policy.fim_deadline, timeout)
         return self._stream(
-            "fim", lambda p: p.stream_fim(request), background, seconds, policy.fim_first_byte
+            "fim",
+            lambda p: p.stream_fim(request),
+            background,
+            seconds,
+            policy.fim_first_byte,
+            exclude,
         )
 
     def stream_chat(
@@ -207,7 +219,13 @@ class ProviderPool:
     # -- one request -------------------------------------------------------------------------
 
     async def _stream(
-        self, kind: Kind, opener: Opener, background: bool, seconds: float, first_byte: float
+        self,
+        kind: Kind,
+        opener: Opener,
+        background: bool,
+        seconds: float,
+        first_byte: float,
+        exclude: Collection[str] = (),
     ) -> AsyncGenerator[str, None]:
         if self._closed:
             raise NoProviderAvailable(self.name, "the provider pool is closed")
@@ -218,6 +236,7 @@ class ProviderPool:
             timeout=seconds,
             deadline=self._clock.now() + seconds,
             first_byte=first_byte,
+            excluded={m for m in self._members if m.name in exclude},
         )
         self._budget.record_request()
         attempt, chunk = await self._first_chunk(req)
