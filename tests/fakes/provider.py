@@ -129,6 +129,12 @@ class FakeProvider:
         self._server.call_soon(self._gate.grant)
 
     @property
+    def generating(self) -> int:
+        """How many generation requests hold a slot right now (a response's last bytes may
+        reach the client a moment before its slot is released)."""
+        return self._gate.active
+
+    @property
     def max_concurrent_seen(self) -> int:
         """The most generation requests ever served at once (since start or :meth:`reset`)."""
         return self._gate.max_active

@@ -812,6 +812,7 @@ async def test_without_slots_every_request_is_served_at_once(fake: FakeProvider)
 
     assert fake.max_concurrent_seen == 4
     assert all(_admitted(r) - r.received_at < 0.05 for r in records)
+    assert await fake.wait_for_async(lambda f: f.generating == 0)
     fake.reset()
     assert fake.max_concurrent_seen == 0
 
