@@ -59,14 +59,13 @@ def member(pool: ProviderPool, name: str) -> Any:
     return next(m for m in pool.snapshot() if m.name == name)
 
 
-async def test_name_model_and_identity_follow_priority_order() -> None:
+async def test_name_and_model_follow_priority_order() -> None:
     time = FakeTime()
     b = ScriptedProvider("remote", time, model="big")
     a = ScriptedProvider("local", time, model="small")
     pool: Provider = make_pool(time, (b, 1), (a, 0))  # mypy: the pool is a Provider
     assert isinstance(pool, ProviderPool)
     assert (pool.name, pool.model) == ("local", "small")
-    assert pool.identity == (("local", "small"), ("remote", "big"))
     with pytest.raises(ValueError):
         make_pool(time)
     with pytest.raises(ValueError):

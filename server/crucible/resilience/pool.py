@@ -92,10 +92,11 @@ class ProviderPool:
     successive configurations and closes them itself).
 
     ``members`` are (provider, priority) pairs, lower priority tried first, ties in listed
-    order; ``name`` and ``model`` are the primary's (the first in that order), ``identity``
-    names every member. ``clock`` (monotonic seconds), ``sleep`` and ``random`` are injected
-    so tests run on fake time. ``on_queued``, when given, is told how long (seconds) each
-    attempt waited for a concurrency slot.
+    order; ``name`` and ``model`` are the primary's (the first in that order). Cache keys
+    describe the members from their settings (``providers/registry.identity``), which know
+    more than a provider object does (address, template). ``clock`` (monotonic seconds),
+    ``sleep`` and ``random`` are injected so tests run on fake time. ``on_queued``, when
+    given, is told how long (seconds) each attempt waited for a concurrency slot.
     """
 
     def __init__(
@@ -144,11 +145,6 @@ class ProviderPool:
     @property
     def model(self) -> str:
         return self._members[0].provider.model
-
-    @property
-    def identity(self) -> tuple[tuple[str, str], ...]:
-        """(name, model) of every member in priority order, for cache keys."""
-        return tuple((m.provider.name, m.provider.model) for m in self._members)
 
     @property
     def policy(self) -> ResiliencePolicy:
