@@ -23,13 +23,12 @@ from crucible.providers.http import (
     api_key,
     check_status,
     decode_object,
-    iter_ndjson,
-    iter_sse_data,
     make_client,
     missing_key_hint,
     parse_object,
     parse_retry_after,
 )
+from crucible.providers.streams import iter_ndjson, iter_sse_data
 from tests.providers.support import KEY_ENV
 
 

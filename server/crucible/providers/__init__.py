@@ -1,6 +1,7 @@
 """LLM providers: one module per wire format behind the ``Provider`` protocol (``base.py``).
 
 ``registry`` turns ``ProviderSettings`` into providers; ``errors`` holds the typed error tree
-every provider raises; ``http`` is the only module that touches httpx's exceptions. Nothing is
+every provider raises; ``http`` (client, auth, error mapping, JSON bodies) and ``streams``
+(SSE and NDJSON framing) are the only modules that touch httpx's exceptions. Nothing is
 re-exported here, so importing ``providers.base`` does not import httpx.
 """

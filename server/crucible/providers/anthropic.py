@@ -59,11 +59,11 @@ from crucible.providers.http import (
     HttpProvider,
     api_key,
     check_status,
-    iter_sse_data,
     map_errors,
     missing_key_hint,
     parse_object,
 )
+from crucible.providers.streams import iter_sse_objects
 
 API_VERSION = "2023-06-01"
 KEY_ENV = "ANTHROPIC_API_KEY"  # the variable Anthropic's SDKs read; named in hints only
@@ -165,19 +165,21 @@ class AnthropicProvider(HttpProvider):
         # ``async with client.stream`` ties the HTTP response to this generator: closing it
         # (early stop, cancellation) closes the connection, and Anthropic stops generating.
         headers = self._headers()
-        stopped = False
         async with (
             map_errors(self.name),
             self._client.stream("POST", "v1/messages", json=body, headers=headers) as response,
         ):
             await check_status(self.name, response)
-            # Read on to the end of the body after message_stop, so that the connection goes
-            # back to the pool; the API ends the body right after it.
-            async with aclosing(iter_sse_data(self.name, response, until_done=False)) as events:
-                async for data in events:
-                    if stopped:
-                        continue
-                    event = parse_object(self.name, data)
+            # Error events are mapped by their type below, hence ``parse_object``.
+            events = iter_sse_objects(
+                self.name,
+                response,
+                is_last=_is_message_stop,
+                terminator="message_stop",
+                decode=parse_object,
+            )
+            async with aclosing(events):
+                async for event in events:
                     kind = event.get("type")
                     if kind == "content_block_delta":
                         text = _delta_text(self.name, event)
@@ -185,9 +187,10 @@ class AnthropicProvider(HttpProvider):
                             yield text
                     elif kind == "error":
                         raise _stream_error(self.name, event)
-                    stopped = kind == "message_stop"
-        if not stopped:
-            raise BadResponse(self.name, "stream ended early (no message_stop)")
+
+
+def _is_message_stop(event: dict[str, Any]) -> bool:
+    return event.get("type") == "message_stop"
 
 
 def fim_prompt(request: FimRequest) -> str:

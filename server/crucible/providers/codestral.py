@@ -13,8 +13,8 @@ spec accepts; the configuration allows up to 2.
 Streams are server-sent events in the OpenAI chat-chunk shape, FIM included: the text is in
 ``choices[0].delta.content`` and the stream ends with ``data: [DONE]``. A stream that closes
 without it, and an error object mid-stream, are ``BadResponse``. Other errors are those of
-``providers/http.py``, but for one: Mistral answers an unknown model with 400
-``invalid_model``, which is ``ModelNotFound`` here, as other formats' 404 is.
+``providers/http.py`` and ``providers/streams.py``, but for one: Mistral answers an unknown
+model with 400 ``invalid_model``, which is ``ModelNotFound`` here, as other formats' 404 is.
 
 The probe lists ``models``; each entry names its ``aliases`` (``codestral-latest``), and a
 model configured by an alias counts as listed.
@@ -37,10 +37,10 @@ from crucible.providers.http import (
     HttpProvider,
     check_status,
     decode_object,
-    iter_sse_data,
     map_errors,
     missing_key_hint,
 )
+from crucible.providers.streams import iter_sse_data
 
 KEY_ENV = "MISTRAL_API_KEY"  # the variable Mistral's SDKs read; named in hints only
 _MAX_TEMPERATURE = 1.0

@@ -1,11 +1,12 @@
-"""The shared HTTP plumbing of every wire format: client, error mapping, stream parsing.
+"""The shared HTTP plumbing of every wire format: client, auth, error mapping, JSON bodies.
 
-This is the only module that knows httpx's exceptions. Each is translated once, here, into the
-typed tree of ``providers/errors.py`` (``raise … from exc``)::
+This module owns the connection pool (``make_client``), the API key and its headers, the
+``HttpProvider`` base, the decoding of one JSON object (a body, or an event once
+``providers/streams.py`` has framed it), and the translation of httpx's exceptions and HTTP
+statuses into the typed tree of ``providers/errors.py`` (``raise … from exc``)::
 
     httpx.TimeoutException (connect, read, write, pool)   -> ProviderTimeout
     httpx transport error before the response              -> ProviderUnavailable
-    httpx transport error while reading a started stream   -> BadResponse (truncated stream)
     HTTP 401, 403                                          -> AuthError
     HTTP 404                                               -> ModelNotFound
     HTTP 408                                               -> ProviderTimeout
@@ -13,8 +14,11 @@ typed tree of ``providers/errors.py`` (``raise … from exc``)::
     HTTP 5xx                                               -> ProviderUnavailable
     other HTTP 4xx                                         -> BadRequest
     an error body whose ``type`` the caller maps           -> the caller's error (``error_types``)
-    malformed JSON, an error object mid-stream, a stream
-    that ends without its terminator                       -> BadResponse
+    malformed JSON, an error object in a body or event     -> BadResponse
+
+Errors of a started stream (a transport error while reading it, a stream that ends without its
+terminator) are ``providers/streams.py``'s; with this module it is the only one that knows
+httpx's exceptions.
 
 Messages name the server's origin and quote the server's own error text, never request headers,
 and any API key the server echoes back (``Authorization: Bearer`` or ``x-api-key``) is masked,
@@ -23,14 +27,13 @@ so errors are safe to log and to show.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -51,7 +54,6 @@ log = logging.getLogger(__name__)
 
 ERROR_BODY_LIMIT = 4096  # bytes of an error body read to find the server's message
 _MESSAGE_LIMIT = 300  # characters of that message kept
-_DRAIN_S = 0.25  # longest wait for the end of a body after its stream's terminator
 
 
 def make_client(settings: ProviderSettings) -> httpx.AsyncClient:
@@ -108,11 +110,11 @@ async def map_errors(provider: str) -> AsyncIterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise ProviderTimeout(provider, _describe(exc)) from exc
+        raise ProviderTimeout(provider, describe_error(exc)) from exc
     except httpx.DecodingError as exc:
-        raise BadResponse(provider, _describe(exc)) from exc
+        raise BadResponse(provider, describe_error(exc)) from exc
     except httpx.RequestError as exc:
-        raise ProviderUnavailable(provider, _describe(exc)) from exc
+        raise ProviderUnavailable(provider, describe_error(exc)) from exc
 
 
 async def check_status(
@@ -169,57 +171,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-async def iter_sse_data(
-    provider: str, response: httpx.Response, *, until_done: bool = True
-) -> AsyncGenerator[str, None]:
-    """The data payload of each server-sent event, in order.
-
-    Multi-line data is joined with newlines; comments and other fields are ignored. The stream
-    ends at ``data: [DONE]`` (OpenAI's terminator). With ``until_done`` a stream that closes
-    without it raises ``BadResponse``; formats that mark their last event another way
-    (llama.cpp's ``stop: true``) pass ``until_done=False``, get every event up to the end of
-    the body, and check for themselves.
-    """
-    data: list[str] = []
-    async with aclosing(_lines(provider, response)) as lines:
-        async for line in lines:
-            if line == "":
-                if data:
-                    payload = "\n".join(data)
-                    data.clear()
-                    if payload == "[DONE]":
-                        await _drain(lines)
-                        return
-                    yield payload
-                continue
-            field, _, value = line.partition(":")
-            if field == "data":
-                data.append(value.removeprefix(" "))
-    # An event cut off before its blank line is incomplete and dropped (the SSE rules).
-    if until_done:
-        raise BadResponse(provider, "stream ended early (no [DONE])")
-
-
-async def iter_ndjson(
-    provider: str, response: httpx.Response
-) -> AsyncGenerator[dict[str, Any], None]:
-    """Each object of a newline-delimited JSON stream, up to the one with ``done: true``.
-
-    That object is yielded too (it may carry text and the stop reason). A stream that closes
-    before it raises ``BadResponse``, so a truncated answer is never taken for a complete one.
-    """
-    async with aclosing(_lines(provider, response)) as lines:
-        async for line in lines:
-            if not line.strip():
-                continue
-            obj = decode_object(provider, line)
-            yield obj
-            if obj.get("done") is True:
-                await _drain(lines)
-                return
-    raise BadResponse(provider, "stream ended early (no done: true)")
-
-
 def parse_object(provider: str, text: str) -> dict[str, Any]:
     """One JSON object from a stream or a body, whatever it holds; formats whose error events
     carry a type worth mapping (Anthropic's) look at ``error`` themselves."""
@@ -274,33 +225,6 @@ class HttpProvider:
             response = await self._client.get(path, headers=self._headers())
             await check_status(self.name, response)
             return decode_object(self.name, response.text)
-
-
-async def _drain(lines: AsyncIterator[str]) -> None:
-    """Read what follows a stream's terminator (normally just the end of the chunked body).
-
-    httpx returns a connection to the pool only when its response was read to the end; a
-    response closed early costs a new connection (a TLS handshake, remotely) next time. The
-    wait is bounded: a server holding the stream open after its terminator costs only the
-    connection, never the answer already received.
-    """
-    try:
-        async with asyncio.timeout(_DRAIN_S):
-            async for _ in lines:
-                pass
-    except (TimeoutError, httpx.TimeoutException, BadResponse):
-        pass
-
-
-async def _lines(provider: str, response: httpx.Response) -> AsyncGenerator[str, None]:
-    """The body's lines; a connection lost mid-body is a truncated stream, not an outage."""
-    try:
-        async for line in response.aiter_lines():
-            yield line
-    except httpx.TimeoutException:
-        raise  # map_errors turns it into ProviderTimeout
-    except httpx.TransportError as exc:
-        raise BadResponse(provider, f"stream broken: {_describe(exc)}") from exc
 
 
 async def _error_detail(response: httpx.Response) -> tuple[str, str | None]:
@@ -377,7 +301,7 @@ _TIMEOUTS: dict[type[httpx.TimeoutException], str] = {
 }
 
 
-def _describe(exc: httpx.RequestError) -> str:
+def describe_error(exc: httpx.RequestError) -> str:
     """A short cause with the server's origin, e.g. ``connection refused (http://h:1)``."""
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):

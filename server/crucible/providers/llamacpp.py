@@ -8,7 +8,8 @@ ends before it is a ``BadResponse``. Chat goes to the same server's OpenAI-compa
 ``/v1/chat/completions`` (the streaming code is ``openai.py``'s). ``base_url`` is the server
 root, e.g. ``http://127.0.0.1:8080``.
 
-Errors are those of ``providers/http.py``: ``ProviderError`` subclasses, never httpx's.
+Errors are those of ``providers/http.py`` and ``providers/streams.py``: ``ProviderError``
+subclasses, never httpx's.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from crucible.providers.http import (
     auth_headers,
     check_status,
     decode_object,
-    iter_sse_data,
     map_errors,
 )
 from crucible.providers.openai import stream_openai_chat
+from crucible.providers.streams import iter_sse_objects
 
 _LOADING = 503  # /health answers 503 while the model is still loading
 
@@ -70,24 +71,22 @@ class LlamaCppProvider(HttpProvider):
         # ``async with client.stream`` ties the HTTP response to this generator: closing it
         # (early stop, cancellation) closes the connection, and llama.cpp cancels the task.
         headers = auth_headers(self._settings)
-        stopped = False
         async with (
             map_errors(self.name),
             self._client.stream("POST", "infill", json=body, headers=headers) as response,
         ):
             await check_status(self.name, response)
-            # Read on to the end of the body after the last event, so that the connection
-            # goes back to the pool; llama.cpp ends the body right after it.
-            async with aclosing(iter_sse_data(self.name, response, until_done=False)) as events:
-                async for data in events:
-                    if stopped:
-                        continue
-                    event = decode_object(self.name, data)
+            events = iter_sse_objects(
+                self.name, response, is_last=_is_stop, terminator="stop: true"
+            )
+            async with aclosing(events):
+                async for event in events:
                     text = event.get("content", "")
                     if not isinstance(text, str):
                         raise BadResponse(self.name, "'content' is not a string")
                     if text:
                         yield text
-                    stopped = event.get("stop") is True
-        if not stopped:
-            raise BadResponse(self.name, "stream ended early (no stop: true)")
+
+
+def _is_stop(event: dict[str, Any]) -> bool:
+    return event.get("stop") is True

@@ -5,7 +5,8 @@ native ``suffix`` field: given a suffix, Ollama renders the model's own FIM temp
 ``raw``, and no template of ours), which keeps the prompt right for whatever the user pulled.
 ``/api/generate`` has no field for other files, so ``FimRequest.extra`` is not sent.
 
-Errors are those of ``providers/http.py``: ``ProviderError`` subclasses, never httpx's.
+Errors are those of ``providers/http.py`` and ``providers/streams.py``: ``ProviderError``
+subclasses, never httpx's.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from crucible.providers.http import (
     HttpProvider,
     auth_headers,
     check_status,
-    iter_ndjson,
     map_errors,
 )
+from crucible.providers.streams import iter_ndjson
 
 # Picks the generated text out of one streamed object (it differs between generate and chat).
 _TextOf: TypeAlias = Callable[[str, dict[str, Any]], str]

@@ -7,8 +7,9 @@ httpx appends them to the base path. The legacy completions endpoint has no port
 and its special tokens are sent as stop sequences.
 
 Streams are server-sent events ending with ``data: [DONE]``; a stream that closes without it
-is a ``BadResponse``. Other errors are those of ``providers/http.py``. The chat streaming code
-is shared with ``llamacpp.py``, whose server speaks this format for chat.
+is a ``BadResponse``. Other errors are those of ``providers/http.py`` and
+``providers/streams.py``. The chat streaming code is shared with ``llamacpp.py``, whose server
+speaks this format for chat.
 
 With ``batch_window_ms > 0`` FIM calls are micro-batched (``openai_batch.py``): concurrent
 prompts with equal sampling parameters go out as one call with a prompt list. Chat is never
@@ -32,10 +33,10 @@ from crucible.providers.http import (
     auth_headers,
     check_status,
     decode_object,
-    iter_sse_data,
     map_errors,
 )
 from crucible.providers.openai_batch import BatchedCompletions, Sampling
+from crucible.providers.streams import iter_sse_data
 
 
 class OpenAIProvider(HttpProvider):

@@ -14,9 +14,10 @@ is ``scheduling/batcher.py``'s; the rendering of each prompt is ``openai.py``'s.
   caller of a batch has stopped, the flush is cancelled and the HTTP response closed at once,
   so the server stops generating.
 
-Errors: those of ``providers/http.py`` (HTTP status, transport, timeout, a stream without
-``[DONE]``, malformed JSON), plus ``BadResponse`` for a choice ``index`` that names no prompt
-of the batch; each reaches every caller of the batch whose text had not ended yet.
+Errors: those of ``providers/http.py`` (HTTP status, transport, timeout, malformed JSON) and
+``providers/streams.py`` (a broken stream, a stream without ``[DONE]``), plus ``BadResponse``
+for a choice ``index`` that names no prompt of the batch; each reaches every caller of the
+batch whose text had not ended yet.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from crucible.providers.http import (
     auth_headers,
     check_status,
     decode_object,
-    iter_sse_data,
     map_errors,
 )
+from crucible.providers.streams import iter_sse_data
 from crucible.scheduling.batcher import MicroBatcher, Slot
 
 
