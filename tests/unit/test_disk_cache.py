@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from crucible.cache import disk
-from crucible.cache.disk import SCHEMA_VERSION, DiskCache, default_cache_dir
+from crucible.cache import disk, sqlite_file
+from crucible.cache.disk import DiskCache, default_cache_dir
+from crucible.cache.sqlite_file import SCHEMA_VERSION
 
 KEY = "ab" * 32  # keys are hex digests
 
@@ -419,9 +420,9 @@ async def test_another_schema_version_is_recreated(
     with raw(db) as conn:
         conn.execute("CREATE TABLE entries (k BLOB, v BLOB, extra INTEGER)")
         conn.execute("INSERT INTO entries VALUES (1, 2, 3)")
-        conn.execute(f"PRAGMA application_id = {disk._APP_ID}")
+        conn.execute(f"PRAGMA application_id = {sqlite_file._APP_ID}")
         conn.execute(f"PRAGMA user_version = {version}")
-    with caplog.at_level(logging.INFO, logger="crucible.cache.disk"):
+    with caplog.at_level(logging.INFO, logger="crucible.cache.sqlite_file"):
         cache = await make()
     assert any(
         r.levelno == logging.INFO and str(db) in r.getMessage() and "schema" in r.getMessage()
@@ -521,7 +522,7 @@ def test_a_broken_file_someone_else_already_replaced_is_left_alone(db: Path) -> 
     fresh = db.with_name("fresh")
     fresh.write_bytes(b"")
     os.replace(fresh, db)  # the other process's new file
-    file = disk._File(db, FakeClock(1_700_000_000.0))
+    file = sqlite_file.SqliteFile(db, FakeClock(1_700_000_000.0))
     file.recover((broken.st_dev, broken.st_ino), sqlite3.DatabaseError("not a database"))
     assert sorted(p.name for p in db.parent.iterdir()) == [db.name]
     assert file.recoveries == 0
