@@ -7,6 +7,7 @@
 - ``backoff``  full-jitter waits, Retry-After, and the RetryBudget that prevents retry storms
 - ``limiter``  AdaptiveLimiter: AIMD concurrency per provider, interactive before background
 - ``member``   one provider's state in the pool and its status snapshot
+- ``routing``  which member a request asks next; failover, retry and hedge decisions
 - ``attempt``  one stream from one member, settled exactly once
 - ``probes``   HealthProbes: background probes while a circuit is open
 - ``clock``    the injected clock and sleep every timer goes through

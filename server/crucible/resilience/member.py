@@ -2,7 +2,7 @@
 
 A member owns its provider's circuit breaker, adaptive concurrency limiter, recent latencies
 (whole call and first byte), counters, and a "parked until" time set by a long Retry-After. It
-records outcomes; it does not decide routing (``pool.py``) and raises nothing.
+records outcomes; it does not decide routing (``routing.py``) and raises nothing.
 
 :class:`MemberSnapshot` is the frozen view ``crucible/status`` shows. It names error *types*
 only: messages can quote the server, and status must never carry a secret.

@@ -1,35 +1,22 @@
 """ProviderPool: several providers behind one Provider, routed around failures within a deadline.
 
-Routing. Members are ranked by priority tier (lower first), then by a free concurrency slot,
-then by recent first-byte p50 (fastest first; unmeasured members first, so each gets measured),
-then by listed order. A member whose circuit is open, or that a long Retry-After parked, is
-skipped.
+The pool builds its members (``member.py``) and drives each request's streams; which member a
+request asks next, and whether a failed attempt retries or fails over, is ``routing.py``'s.
 
 One request. It has a total deadline covering queueing, retries, backoff and the whole stream
 (research §2.5: Envoy's route timeout includes retries). Each attempt also has a first-byte
 timeout: no first chunk in time is a failure and the request moves on. Until the first chunk
-reaches the caller, a failed attempt fails over:
-
-- inline completions (``stream_fim``) never retry a provider; the next candidate is tried at
-  once;
-- chat (``stream_chat``) retries a provider after a retryable error up to ``max_retries`` times,
-  waiting full jitter or its Retry-After (capped, ``backoff.py``); a final 4xx, a first-byte
-  timeout, a Retry-After over the cap, or an open circuit moves on instead.
-
-Retries of a provider the request already tried, and hedges, spend the shared retry budget;
-when it is spent the request fails over instead. A failover to a provider that has not seen the
-request is free: it adds no load to the failing one, and circuit breakers bound what a failing
-provider costs (``consecutive_failures`` requests, then one probe per open window).
+reaches the caller, a failed attempt fails over (inline completions at once, chat after
+retries with backoff: ``routing.py``).
 
 Once a chunk has been yielded, failover is no longer possible: an error raises to the caller
 (and counts against the provider), and so does the deadline passing mid-stream, so a provider
 dripping a byte a second cannot hold a request open.
 
-Hedging (opt-in): with no first byte after the member's recent p95 first-byte latency (with a
-floor), the same request also goes to the next candidate; the first chunk wins and the other
-stream is cancelled and closed. Cancellation of the caller is never swallowed: the provider's
-generator is closed, the slot and any half-open trial are released, and nothing is counted
-against the provider.
+Hedging (opt-in; ``routing.py`` says when): the same request also goes to the next candidate;
+the first chunk wins and the other stream is cancelled and closed. Cancellation of the caller
+is never swallowed: the provider's generator is closed, the slot and any half-open trial are
+released, and nothing is counted against the provider.
 
 Health probes (``probes.py``): while a member's circuit is open, one ``provider.probe()`` per
 open window decides whether it goes half-open, so a dead provider costs no user request.
@@ -44,46 +31,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import random as _random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult, Provider
-from crucible.providers.errors import ProviderError, RateLimited
+from crucible.providers.errors import ProviderError
 from crucible.resilience.attempt import Attempt, Opener
-from crucible.resilience.backoff import RetryBudget, retry_wait
 from crucible.resilience.breaker import BreakerState, CircuitBreaker, Transition, TransitionListener
 from crucible.resilience.clock import Clock
 from crucible.resilience.errors import DeadlineExceeded, FirstByteTimeout, NoProviderAvailable
-from crucible.resilience.limiter import AdaptiveLimiter, Slot
+from crucible.resilience.limiter import AdaptiveLimiter
 from crucible.resilience.member import Member, MemberSnapshot
 from crucible.resilience.policy import ResiliencePolicy
 from crucible.resilience.probes import HealthProbes
+from crucible.resilience.routing import Kind, Request, Router
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["fim", "chat"]
-
-
-@dataclass(slots=True, kw_only=True)
-class _Request:
-    """The routing state of one request."""
-
-    kind: Kind
-    opener: Opener
-    background: bool
-    timeout: float
-    deadline: float
-    first_byte: float
-    tried: set[Member] = field(default_factory=set)
-    excluded: set[Member] = field(default_factory=set)
-    retries: dict[Member, int] = field(default_factory=dict)
-    retry: tuple[Member, float] | None = None  # chat: the member to retry and the wait first
-    last_error: ProviderError | None = None
-    hedged: bool = False
 
 
 class ProviderPool:
@@ -117,12 +81,9 @@ class ProviderPool:
             raise ValueError(f"provider names must be unique: {names}")
         self._policy = policy or ResiliencePolicy()
         self._clock = Clock(clock, sleep)
-        self._random = random
-        self._budget = RetryBudget.from_policy(self._policy.retry, clock)
         self._probes = HealthProbes(self._clock, self._policy.probe_timeout)
         self._closed = False
         self._owns_providers = owns_providers
-        self._on_queued = on_queued
         self._members: list[Member] = []
         for index, (provider, priority) in enumerate(members):
             breaker = CircuitBreaker(
@@ -137,6 +98,7 @@ class ProviderPool:
             self._members.append(member)
         # Priority order, listed order within a tier: the primary comes first.
         self._members.sort(key=lambda m: (m.priority, m.index))
+        self._router = Router(self._members, self._policy, self._clock, random, on_queued)
 
     @property
     def name(self) -> str:
@@ -225,16 +187,14 @@ class ProviderPool:
     ) -> AsyncGenerator[str, None]:
         if self._closed:
             raise NoProviderAvailable(self.name, "the provider pool is closed")
-        req = _Request(
-            kind=kind,
-            opener=opener,
+        req = self._router.request(
+            kind,
+            opener,
             background=background,
             timeout=seconds,
-            deadline=self._clock.now() + seconds,
             first_byte=first_byte,
-            excluded={m for m in self._members if m.name in exclude},
+            exclude=exclude,
         )
-        self._budget.record_request()
         attempt, chunk = await self._first_chunk(req)
         timer = asyncio.ensure_future(self._clock.sleep(req.deadline - self._clock.now()))
         try:
@@ -249,7 +209,7 @@ class ProviderPool:
             timer.cancel()
             await attempt.close()
 
-    async def _first_chunk(self, req: _Request) -> tuple[Attempt, str | None]:
+    async def _first_chunk(self, req: Request) -> tuple[Attempt, str | None]:
         """Fail over, retry and hedge until some attempt produces its first chunk (or ends)."""
         live: list[Attempt] = []
         winner: Attempt | None = None
@@ -257,8 +217,8 @@ class ProviderPool:
         try:
             while winner is None:
                 if not live:
-                    live.append(await self._open_next(req))
-                hedge_at = self._hedge_at(req, live)
+                    live.append(await self._router.open_next(req))
+                hedge_at = self._router.hedge_at(req, live)
                 until = min(req.deadline, hedge_at, *(a.first_byte_deadline for a in live))
                 await self._clock.wait([a.pull() for a in live], until)
                 for attempt in [a for a in live if a.ready()]:
@@ -266,7 +226,7 @@ class ProviderPool:
                     try:
                         first = attempt.take()
                     except ProviderError as exc:
-                        self._failed(attempt, exc, req)
+                        self._router.failed(req, attempt, exc)
                         await attempt.close()
                         continue
                     except BaseException:
@@ -278,17 +238,16 @@ class ProviderPool:
                     break
                 now = self._clock.now()
                 if now >= req.deadline:
-                    raise self._deadline_error(req)
+                    raise self._router.deadline_error(req)
                 for attempt in [a for a in live if now >= a.first_byte_deadline]:
                     live.remove(attempt)
                     timeout = FirstByteTimeout(
                         attempt.member.name, f"no first byte within {req.first_byte:g} s"
                     )
-                    self._failed(attempt, timeout, req)
+                    self._router.failed(req, attempt, timeout)
                     await attempt.close()
                 if live and now >= hedge_at:
-                    req.hedged = True
-                    hedge = self._open_hedge(req, live)
+                    hedge = self._router.open_hedge(req, live)
                     if hedge is not None:
                         log.debug("hedging %s with %s", live[0].member.name, hedge.member.name)
                         live.append(hedge)
@@ -305,7 +264,7 @@ class ProviderPool:
         return winner, first
 
     async def _next_chunk(
-        self, attempt: Attempt, req: _Request, timer: asyncio.Future[None]
+        self, attempt: Attempt, req: Request, timer: asyncio.Future[None]
     ) -> str | None:
         """The next chunk of the winning stream; after the first one there is no failover.
 
@@ -318,134 +277,17 @@ class ProviderPool:
             error = DeadlineExceeded(
                 attempt.member.name, f"deadline of {req.timeout:g} s passed mid-stream"
             )
-            self._failed(attempt, error, req)
+            self._router.failed(req, attempt, error)
             raise error
         try:
             return attempt.take()
         except ProviderError as exc:
-            self._failed(attempt, exc, req)
+            self._router.failed(req, attempt, exc)
             raise
-
-    async def _open_next(self, req: _Request) -> Attempt:
-        """Start the next attempt: a pending chat retry, else the best remaining candidate."""
-        while True:
-            now = self._clock.now()
-            if now >= req.deadline:
-                raise self._deadline_error(req)
-            member, wait = self._choose(req, now)
-            if member is None:
-                raise self._exhausted(req)
-            if member in req.tried and not self._budget.try_spend():
-                log.debug("pool %s: no retry budget left for %s", self.name, member.name)
-                req.excluded.add(member)
-                continue
-            if wait > 0:
-                await self._clock.sleep(wait)
-            attempt = await self._start(member, req)
-            if attempt is not None:
-                return attempt
-            req.excluded.add(member)
-
-    def _choose(self, req: _Request, now: float) -> tuple[Member | None, float]:
-        if req.retry is not None:
-            member, wait = req.retry
-            req.retry = None
-            # The retry waited out any Retry-After itself, so parking does not stop it.
-            if member.breaker.available() and now + wait < req.deadline:
-                return member, wait
-            req.excluded.add(member)
-        return self._best(req, now, ()), 0.0
-
-    def _best(self, req: _Request, now: float, busy: Collection[Member]) -> Member | None:
-        candidates = [
-            m
-            for m in self._members
-            if m not in req.excluded and m not in busy and m.selectable(now)
-        ]
-        return min(candidates, key=Member.rank) if candidates else None
-
-    async def _start(self, member: Member, req: _Request) -> Attempt | None:
-        # A queue longer than the first-byte allowance is a failover, like a silent provider.
-        asked = self._clock.now()
-        until = min(req.deadline, asked + req.first_byte)
-        slot = await member.limiter.acquire_until(self._clock, until, background=req.background)
-        if slot is None:
-            return None
-        if self._on_queued is not None:
-            self._on_queued(self._clock.now() - asked)
-        return self._begin(member, slot, req)
-
-    def _begin(self, member: Member, slot: Slot, req: _Request) -> Attempt | None:
-        ticket = member.breaker.acquire()
-        if ticket is None:  # the circuit changed while we queued, or someone took the trial
-            slot.release()
-            return None
-        member.calls += 1
-        req.tried.add(member)
-        return Attempt(
-            member,
-            req.opener,
-            slot,
-            ticket,
-            clock=self._clock.now,
-            first_byte_timeout=req.first_byte,
-        )
-
-    def _hedge_at(self, req: _Request, live: list[Attempt]) -> float:
-        if not self._policy.hedging or req.hedged or len(live) != 1:
-            return math.inf
-        samples = live[0].member.first_byte
-        if len(samples) < self._policy.hedge_min_samples:
-            return math.inf
-        p95 = samples.percentile(self._policy.hedge_percentile) or 0.0
-        return live[0].started + max(self._policy.hedge_floor, p95)
-
-    def _open_hedge(self, req: _Request, live: list[Attempt]) -> Attempt | None:
-        """A second attempt that never queues: a hedge is only worth it with capacity to spare."""
-        member = self._best(req, self._clock.now(), {a.member for a in live})
-        slot = None if member is None else member.limiter.try_acquire()
-        if member is None or slot is None:
-            return None
-        if not self._budget.try_spend():
-            slot.release()
-            return None
-        return self._begin(member, slot, req)
-
-    def _failed(self, attempt: Attempt, error: ProviderError, req: _Request) -> None:
-        """Record a failed attempt and decide whether this request may retry its member."""
-        member = attempt.member
-        attempt.fail(error)
-        req.last_error = error
-        retry = self._policy.retry
-        if isinstance(error, RateLimited) and error.retry_after is not None:
-            member.park(self._clock.now(), min(error.retry_after, retry.park_cap))
-        if req.kind == "chat" and not isinstance(error, FirstByteTimeout):
-            count = req.retries.get(member, 0) + 1
-            wait = retry_wait(count, error, retry, self._random)
-            if count <= retry.max_retries and wait is not None:
-                req.retries[member] = count
-                req.retry = (member, wait)
-                return
-        req.excluded.add(member)
 
     def _on_transition(self, member: Member, change: Transition) -> None:
         if change.to_state is BreakerState.OPEN:
             self._probes.watch(member)
-
-    def _deadline_error(self, req: _Request) -> DeadlineExceeded:
-        error = DeadlineExceeded(self.name, f"no answer within {req.timeout:g} s")
-        error.__cause__ = req.last_error
-        return error
-
-    def _exhausted(self, req: _Request) -> ProviderError:
-        if req.last_error is not None:
-            return req.last_error
-        now = self._clock.now()
-        states = ", ".join(
-            f"{m.name} {'parked' if now < m.parked_until else m.breaker.state}"
-            for m in self._members
-        )
-        return NoProviderAvailable(self.name, f"no provider available ({states})")
 
 
 def _timeout(default: float, timeout: float | None) -> float:
