@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow
+from crucible.scheduling.singleflight import Seat, SingleFlight
 
 _MAX_TYPED = 256  # past this, the old suggestion's context is too stale to trust
 
@@ -53,3 +54,17 @@ def agrees(produced: str, typed: str, *, finished: bool) -> bool:
     if produced.startswith(typed):
         return len(produced) > len(typed) or not finished
     return not finished and typed.startswith(produced)
+
+
+def find_reusable(
+    flights: SingleFlight[str, str], snapshot: DocumentSnapshot, offset: int, window: ContextWindow
+) -> tuple[Seat[str], str] | None:
+    """A seat on an in-flight stream whose suggestion starts with what the user typed since
+    it was asked for, and the typed text; the seat is taken at once, so the stream cannot be
+    abandoned before the caller waits on it."""
+    for flight in flights:
+        job: StreamJob = flight.job
+        typed = typed_since(job, snapshot, offset, window)
+        if typed is not None and agrees(job.produced, typed, finished=flight.task.done()):
+            return flight.join(), typed
+    return None

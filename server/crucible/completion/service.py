@@ -32,16 +32,15 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from crucible.cache.tiered import Answer, TieredCache
+from crucible.completion.fetch import fetch_completion
 from crucible.completion.plan import Plan, plan_completion
 from crucible.completion.postprocess import Suggestion, postprocess
 from crucible.completion.prefetch import Prefetches, accepted
-from crucible.completion.reuse import StreamJob, agrees, typed_since
-from crucible.completion.stopping import StopRule
+from crucible.completion.reuse import StreamJob, find_reusable
 from crucible.config.settings import CompletionSettings
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow, cut_window
@@ -57,9 +56,6 @@ logger = logging.getLogger(__name__)
 _request_ids = itertools.count(1)
 
 FlightKey = str  # the cache key of the answer the flight computes
-# How long after the completion's deadline the service stops waiting whatever the pool does;
-# the pool's own deadline, which counts a dripping provider as failed, comes first.
-_BACKSTOP_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +89,6 @@ class CompletionService:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self._settings = settings
-        self._pool = pool  # the completion providers, routed around failures
-        self._cache = cache
-        self._identity = tuple(identity)  # what in the provider setup determines an answer
-        self._prefetch = prefetch
         self._telemetry = telemetry
         self._sleep = sleep
         self._clock = clock
@@ -106,6 +97,7 @@ class CompletionService:
         self._flights: SingleFlight[FlightKey, str] = SingleFlight()
         # The prefetch per document, cancelled when that document needs something else.
         self._prefetches = Prefetches()
+        self.reconfigure(settings, pool, cache=cache, identity=identity, prefetch=prefetch)
 
     def reconfigure(
         self,
@@ -118,9 +110,9 @@ class CompletionService:
     ) -> None:
         """Swap in new settings; requests already running finish with the old ones."""
         self._settings = settings
-        self._pool = pool
+        self._pool = pool  # the completion providers, routed around failures
         self._cache = cache
-        self._identity = tuple(identity)
+        self._identity = tuple(identity)  # what in the provider setup determines an answer
         self._prefetch = prefetch
         self._debounce.reconfigure(settings)
 
@@ -150,12 +142,7 @@ class CompletionService:
     async def complete(self, request: CompletionRequest) -> CompletionResult | None:
         request_id = next(_request_ids)
         started = self._clock()
-        window = cut_window(
-            request.snapshot,
-            request.offset,
-            max_prefix=self._settings.max_prefix_chars,
-            max_suffix=self._settings.max_suffix_chars,
-        )
+        window = self._window(request.snapshot, request.offset)
         enabled = self._settings.enabled and self._pool is not None
         snapshot, cache = request.snapshot, self._cache
         # Type-through first: it needs no plan (a key costs ~60 µs on a full window).
@@ -172,7 +159,11 @@ class CompletionService:
         # (single-flight), or one whose suggestion starts with what was typed since (reuse).
         flight = self._flights.get(plan.key) if plan is not None else None
         joined = flight.join() if flight is not None else None
-        reuse = self._reusable(request, window) if joined is None and plan is not None else None
+        reuse = (
+            find_reusable(self._flights, request.snapshot, request.offset, window)
+            if joined is None and plan is not None
+            else None
+        )
         ticket = self._latest.begin(request.snapshot.uri)
         work = asyncio.ensure_future(
             self._complete(request, window, typed, plan, joined, reuse, request_id)
@@ -225,7 +216,7 @@ class CompletionService:
     ) -> CompletionResult | None:
         if typed is not None:
             self._telemetry.mark("type_through")
-            return self._result(typed, request, request_id)
+            return _result(typed, request, request_id)
         if plan is None:
             return None  # completion is off, or no provider serves it
         snapshot = request.snapshot
@@ -278,17 +269,14 @@ class CompletionService:
         raw = await flight.wait()
         return self._shown(raw, window, request, request_id)
 
-    def _reusable(
-        self, request: CompletionRequest, window: ContextWindow
-    ) -> tuple[Seat[str], str] | None:
-        """A seat on an in-flight stream whose suggestion starts with what the user typed
-        since it was asked for, and the typed text."""
-        for flight in self._flights:
-            job: StreamJob = flight.job
-            typed = typed_since(job, request.snapshot, request.offset, window)
-            if typed is not None and agrees(job.produced, typed, finished=flight.task.done()):
-                return flight.join(), typed
-        return None
+    def _window(self, snapshot: DocumentSnapshot, offset: int) -> ContextWindow:
+        settings = self._settings
+        return cut_window(
+            snapshot,
+            offset,
+            max_prefix=settings.max_prefix_chars,
+            max_suffix=settings.max_suffix_chars,
+        )
 
     def _plan(
         self,
@@ -307,77 +295,25 @@ class CompletionService:
         return self._flights.start(plan.key, self._fetch(plan, job, background), job)
 
     async def _fetch(self, plan: Plan, job: StreamJob, background: bool) -> str:
-        """The flight: one completion from the pool, its complete answer stored in the cache.
-
-        The pool fails over until a provider starts answering; after that it cannot (the
-        text has reached us). But nothing has reached the editor yet, so when a stream breaks
-        mid-way the completion starts over on the other providers, within the same deadline.
-        """
-        loop = asyncio.get_running_loop()
-        ends = loop.time() + self._settings.timeout_ms / 1000
-        broke: set[str] = set()  # providers whose stream broke mid-way for this completion
-        # The pool enforces the deadline (it knows when to stop failing over, and counts a
-        # provider still dripping at the deadline as failed); this backstop, a little later,
-        # holds whatever happens below.
-        async with asyncio.timeout_at(ends + _BACKSTOP_S):
-            while True:
-                rule = StopRule(plan.window, multiline=plan.multiline, max_lines=plan.max_lines)
-                try:
-                    raw = await self._stream(
-                        plan, rule, job, background, ends - loop.time(), frozenset(broke)
-                    )
-                    break
-                except ProviderError as exc:
-                    if isinstance(exc, ProviderTimeout) or not job.chunks:
-                        raise  # out of time, or the pool already tried everyone it could
-                    logger.info(
-                        "%s broke mid-stream (%s); asking another provider",
-                        exc.provider,
-                        type(exc).__name__,
-                    )
-                    broke.add(exc.provider)
-                    job.chunks.clear()
-        if self._cache is not None:
-            suggestion = postprocess(raw, plan.window)
-            answer = Answer("") if suggestion is None else Answer(*_fields(suggestion))
-            self._cache.store(plan.key, answer)
-        return raw
-
-    async def _stream(
-        self,
-        plan: Plan,
-        rule: StopRule,
-        job: StreamJob,
-        background: bool,
-        seconds_left: float,
-        exclude: frozenset[str],
-    ) -> str:
-        """One pass over the pool (which picks the provider, fails over and accounts each
-        attempt): read until the stop rule is satisfied, then close the stream."""
-        started = self._clock()
-        first_byte = True
-        stream = plan.provider.stream_fim(
-            plan.fim, background=background, timeout=max(seconds_left, 0.001), exclude=exclude
+        """The flight: one completion from the pool, its complete answer stored in the cache."""
+        raw = await fetch_completion(
+            plan,
+            job,
+            deadline_s=self._settings.timeout_ms / 1000,
+            background=background,
+            telemetry=self._telemetry,
+            on_latency=self._debounce.observe_latency,
+            clock=self._clock,
         )
-        async with aclosing(stream):
-            async for chunk in stream:
-                if first_byte:
-                    first_byte = False
-                    self._telemetry.stage("first_byte", (self._clock() - started) * 1000)
-                job.chunks.append(chunk)
-                if rule.feed(chunk):
-                    break
-        self._debounce.observe_latency((self._clock() - started) * 1000)
-        return rule.text
+        if self._cache is not None:
+            self._cache.store(plan.key, _answer(postprocess(raw, plan.window)))
+        return raw
 
     def _shown(
         self, raw: str, window: ContextWindow, request: CompletionRequest, request_id: int
     ) -> CompletionResult | None:
         """Post-process a provider's answer for this request and serve it."""
-        suggestion = postprocess(raw, window)
-        if suggestion is None:
-            return None
-        return self._served(Answer(*_fields(suggestion)), window, request, request_id)
+        return self._served(_answer(postprocess(raw, window)), window, request, request_id)
 
     def _served(
         self, answer: Answer, window: ContextWindow, request: CompletionRequest, request_id: int
@@ -392,20 +328,7 @@ class CompletionService:
             )
             if self._prefetch:
                 self._maybe_prefetch(request, answer)
-        return self._result(answer, request, request_id)
-
-    @staticmethod
-    def _result(
-        answer: Answer, request: CompletionRequest, request_id: int
-    ) -> CompletionResult | None:
-        if not answer.text:
-            return None
-        return CompletionResult(
-            text=answer.text,
-            start=request.offset,
-            end=request.offset + answer.replace_suffix,
-            request_id=request_id,
-        )
+        return _result(answer, request, request_id)
 
     # -- prefetch ----------------------------------------------------------------------------
 
@@ -420,12 +343,7 @@ class CompletionService:
         after, cursor = accepted(
             request.snapshot, request.offset, answer.text, answer.replace_suffix
         )
-        window = cut_window(
-            after,
-            cursor,
-            max_prefix=self._settings.max_prefix_chars,
-            max_suffix=self._settings.max_suffix_chars,
-        )
+        window = self._window(after, cursor)
         plan = self._plan(after, window, request.neighbours)
         cache = self._cache
         if cache is None or self._flights.get(plan.key) or await cache.lookup(plan.key):
@@ -452,8 +370,19 @@ async def _result_or_none(seat: Seat[str]) -> str | None:
         return None
 
 
-def _fields(suggestion: Suggestion) -> tuple[str, int]:
-    return suggestion.text, suggestion.replace_suffix
+def _result(answer: Answer, request: CompletionRequest, request_id: int) -> CompletionResult | None:
+    if not answer.text:
+        return None
+    end = request.offset + answer.replace_suffix
+    return CompletionResult(answer.text, request.offset, end, request_id)
+
+
+def _answer(suggestion: Suggestion | None) -> Answer:
+    """A post-processed suggestion as the cache keeps it; None (nothing worth showing) is
+    the empty answer, which is an answer too."""
+    if suggestion is None:
+        return Answer("")
+    return Answer(suggestion.text, suggestion.replace_suffix)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
