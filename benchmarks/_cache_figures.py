@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks._cache_scenarios import CACHED_KINDS
-from benchmarks._figures import percentile
+from benchmarks._figures import Target, percentile
 
 HIT_SERVICES = ("type-through", "l1", "l2")
 
@@ -120,13 +120,6 @@ def table(rows: Sequence[tuple[str, str, Figures]]) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Target:
-    description: str
-    passed: bool
-    figure: str
-
-
 def targets(
     records: Sequence[Record], system: str, *, context: str = "", hit_budget_ms: float = 3.0
 ) -> list[Target]:
@@ -176,7 +169,3 @@ def targets(
             )
         )
     return found
-
-
-def target_lines(found: Sequence[Target]) -> list[str]:
-    return [f"  [{'PASS' if t.passed else 'FAIL'}] {t.description}: {t.figure}" for t in found]

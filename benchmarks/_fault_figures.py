@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from benchmarks._figures import percentile
+from benchmarks._figures import Target, percentile
 
 
 @dataclass(frozen=True)
@@ -155,13 +155,6 @@ def table(rows: Sequence[tuple[str, str, Figures]], healthy_p99: dict[str, float
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Target:
-    description: str
-    passed: bool
-    figure: str
-
-
 def targets(
     figures: dict[tuple[str, str], Figures],
     *,
@@ -212,10 +205,6 @@ def targets(
             + f" past the deadline (in {worst_phase})",
         ),
     ]
-
-
-def target_lines(found: Sequence[Target]) -> list[str]:
-    return [f"  [{'PASS' if t.passed else 'FAIL'}] {t.description}: {t.figure}" for t in found]
 
 
 def _finite(value: float | None) -> float | None:

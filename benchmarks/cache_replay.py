@@ -57,10 +57,9 @@ from benchmarks._cache_figures import (
     ratio,
     summarize,
     table,
-    target_lines,
     targets,
 )
-from benchmarks._figures import percentile
+from benchmarks._figures import percentile, target_lines
 from benchmarks._lsp_client import CrucibleSession, ServerExited, crucible_session, end_position
 from benchmarks._snippets import PYTHON
 

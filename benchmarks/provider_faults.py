@@ -68,9 +68,9 @@ from benchmarks._fault_figures import (
     run_json,
     summarize,
     table,
-    target_lines,
     targets,
 )
+from benchmarks._figures import target_lines
 from benchmarks._lsp_client import CrucibleSession, ServerExited, crucible_session, end_position
 
 MODEL = "qwen2.5-coder:1.5b-base"
