@@ -23,7 +23,6 @@ model configured by an alias counts as listed.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any
 
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
@@ -35,12 +34,9 @@ from crucible.providers.errors import (
 )
 from crucible.providers.http import (
     HttpProvider,
-    check_status,
-    decode_object,
-    map_errors,
     missing_key_hint,
 )
-from crucible.providers.streams import iter_sse_data
+from crucible.providers.streams import stream_sse
 
 KEY_ENV = "MISTRAL_API_KEY"  # the variable Mistral's SDKs read; named in hints only
 _MAX_TEMPERATURE = 1.0
@@ -102,29 +98,16 @@ class CodestralProvider(HttpProvider):
         shown = ", ".join(ids[:_LISTED]) + (", …" if len(ids) > _LISTED else "")
         return ProbeResult(False, f"model {self.model} not found (has: {shown})")
 
-    async def _stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        # ``async with client.stream`` ties the HTTP response to this generator: closing it
-        # (early stop, cancellation) closes the connection, and Mistral stops generating.
-        headers = self._headers()
-        async with (
-            map_errors(self.name),
-            self._client.stream("POST", path, json=body, headers=headers) as response,
-        ):
-            await check_status(self.name, response, error_types=_ERROR_TYPES)
-            async with aclosing(iter_sse_data(self.name, response)) as events:
-                async for data in events:
-                    text = _delta_text(self.name, _decode(self.name, data))
-                    if text:
-                        yield text
+    def _stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+        return stream_sse(self._client, self._settings, path, body, _text, error_types=_ERROR_TYPES)
 
 
-def _decode(provider: str, data: str) -> dict[str, Any]:
-    event = decode_object(provider, data)
+def _text(provider: str, event: dict[str, Any]) -> str:
     # Mistral's error objects are {"object": "error", "message": ..., "type": ...}.
     if event.get("object") == "error":
         message = event.get("message")
         raise BadResponse(provider, f"error in stream: {str(message)[:300] or 'unspecified'}")
-    return event
+    return _delta_text(provider, event)
 
 
 def _delta_text(provider: str, event: dict[str, Any]) -> str:

@@ -19,7 +19,6 @@ batched. ``on_batch``, when set, is told how long each prompt of a batched call 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -30,13 +29,9 @@ from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
 from crucible.providers.errors import BadResponse, ProviderError
 from crucible.providers.http import (
     HttpProvider,
-    auth_headers,
-    check_status,
-    decode_object,
-    map_errors,
 )
 from crucible.providers.openai_batch import BatchedCompletions, Sampling
-from crucible.providers.streams import iter_sse_data
+from crucible.providers.streams import stream_sse
 
 
 class OpenAIProvider(HttpProvider):
@@ -119,32 +114,6 @@ def stream_openai_chat(
     if request.stop:
         body["stop"] = list(request.stop)
     return stream_sse(client, settings, path, body, _delta_text)
-
-
-async def stream_sse(
-    client: httpx.AsyncClient,
-    settings: ProviderSettings,
-    path: str,
-    body: dict[str, Any],
-    text_of: Callable[[str, dict[str, Any]], str],
-) -> AsyncGenerator[str, None]:
-    """POST ``body`` and yield the text ``text_of`` finds in each event, up to ``[DONE]``.
-
-    ``async with client.stream`` ties the HTTP response to this generator: closing it (early
-    stop, cancellation) closes the connection, and the server stops generating.
-    """
-    name = settings.name
-    headers = auth_headers(settings)
-    async with (
-        map_errors(name),
-        client.stream("POST", path, json=body, headers=headers) as response,
-    ):
-        await check_status(name, response)
-        async with aclosing(iter_sse_data(name, response)) as events:
-            async for data in events:
-                text = text_of(name, decode_object(name, data))
-                if text:
-                    yield text
 
 
 def _first_choice(provider: str, event: dict[str, Any]) -> dict[str, Any] | None:

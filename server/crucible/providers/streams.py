@@ -4,7 +4,9 @@ Each wire format's streaming code reads its events here: ``iter_sse_data`` (SSE 
 up to OpenAI's ``data: [DONE]``), ``iter_sse_objects`` (decoded SSE events, up to the one the
 format marks as its last, as Anthropic's ``message_stop`` or llama.cpp's ``stop: true``) and
 ``iter_ndjson`` (newline-delimited JSON, up to ``done: true``). After its terminator each reads
-on to the end of the body, so that httpx returns the connection to the pool.
+on to the end of the body, so that httpx returns the connection to the pool. ``stream_sse`` is
+the whole call for the formats that end at ``[DONE]`` (OpenAI-compatible, Codestral): POST,
+check the status, yield the text of each event.
 
 Errors of a started stream, all ``BadResponse`` (a truncated answer is never taken for a
 complete one)::
@@ -20,14 +22,21 @@ A timeout while reading is left to ``map_errors`` (``ProviderTimeout``), around 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 
-from crucible.providers.errors import BadResponse
-from crucible.providers.http import decode_object, describe_error
+from crucible.config.settings import ProviderSettings
+from crucible.providers.errors import BadResponse, ProviderError
+from crucible.providers.http import (
+    auth_headers,
+    check_status,
+    decode_object,
+    describe_error,
+    map_errors,
+)
 
 _DRAIN_S = 0.25  # longest wait for the end of a body after its stream's terminator
 
@@ -135,3 +144,31 @@ async def _lines(provider: str, response: httpx.Response) -> AsyncGenerator[str,
         raise  # map_errors turns it into ProviderTimeout
     except httpx.TransportError as exc:
         raise BadResponse(provider, f"stream broken: {describe_error(exc)}") from exc
+
+
+async def stream_sse(
+    client: httpx.AsyncClient,
+    settings: ProviderSettings,
+    path: str,
+    body: dict[str, Any],
+    text_of: Callable[[str, dict[str, Any]], str],
+    *,
+    error_types: Mapping[str, type[ProviderError]] | None = None,
+) -> AsyncGenerator[str, None]:
+    """POST ``body`` and yield the text ``text_of`` finds in each event, up to ``[DONE]``.
+
+    ``async with client.stream`` ties the HTTP response to this generator: closing it (early
+    stop, cancellation) closes the connection, and the server stops generating.
+    """
+    name = settings.name
+    headers = auth_headers(settings)
+    async with (
+        map_errors(name),
+        client.stream("POST", path, json=body, headers=headers) as response,
+    ):
+        await check_status(name, response, error_types=error_types)
+        async with aclosing(iter_sse_data(name, response)) as events:
+            async for data in events:
+                text = text_of(name, decode_object(name, data))
+                if text:
+                    yield text
