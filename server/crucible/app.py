@@ -58,7 +58,6 @@ class App:
         self._providers: dict[ProviderSettings, Provider] = {}
         self.cache: TieredCache | None = None
         self._cache_settings: CacheSettings | None = None
-        self._cache_opened = False
         # The completion providers as one failover pool, rebuilt only when its members or
         # policy change, so circuit state and latency history survive unrelated changes.
         self._pool: ProviderPool | None = None
@@ -150,15 +149,13 @@ class App:
         if settings != self._cache_settings:
             old, self.cache = self.cache, self._build_cache(settings)
             self._cache_settings = settings
-            self._cache_opened = False
             if old is not None:
                 self._spawn(old.aclose(), "close the old cache")
-        if self.cache is not None and not self._cache_opened:
+        if self.cache is not None:
             try:
-                self.cache.start()
+                self.cache.start()  # once: later calls find it started
             except RuntimeError:  # no running loop yet (start-up): initialize() comes back
-                return
-            self._cache_opened = True
+                pass
 
     def _build_cache(self, settings: CacheSettings) -> TieredCache | None:
         if not settings.enabled:
