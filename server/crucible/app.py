@@ -22,14 +22,19 @@ from crucible.completion.service import CompletionService
 from crucible.config.loader import LoadResult, load_settings
 from crucible.config.settings import CacheSettings, Prefetch, ProviderSettings, Role, Settings
 from crucible.lsp.handlers import register_all
-from crucible.lsp.server import CrucibleLanguageServer
+from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
+from crucible.providers.errors import ProviderError
+from crucible.providers.http import HttpProvider
 from crucible.providers.openai import OpenAIProvider
 from crucible.providers.registry import create_provider, identity, is_local, ordered_for_role
-from crucible.resilience.member import MemberSnapshot
+from crucible.resilience.breaker import BreakerState, Transition
+from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
 from crucible.runtime.memory import rss_mb
+from crucible.runtime.notices import ProblemBoard
+from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
 
@@ -63,6 +68,14 @@ class App:
         self._pool: ProviderPool | None = None
         self._pool_key: tuple[Any, ...] | None = None
         self._retired: Counter[str] = Counter()  # calls and failures of replaced pools
+        # What the user is told: each provider problem once (window/showMessage), and the
+        # overall state on every change (crucible/didChangeStatus). Both wait for the editor.
+        self._editor: EditorChannel | None = None
+        self._unsent: list[str] = []  # problems found before the editor could be told
+        self.problems = ProblemBoard(self._announce, env)
+        self._last_errors: dict[str, ProviderError] = {}  # per provider, for circuit messages
+        self._busy = False
+        self.status_feed = StatusFeed(self._status_payload)
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
         self._apply(self._load())
@@ -89,6 +102,10 @@ class App:
 
     def _apply(self, result: LoadResult) -> list[str]:
         self.settings = result.settings
+        # The user may have fixed what was wrong: problems still there are said again, and
+        # providers whose key was rejected may be called again.
+        self.problems.reset()
+        self._last_errors.clear()
         wanted = result.settings.providers
         stale = [p for s, p in self._providers.items() if s not in wanted]
         self._providers = {s: self._providers.get(s) or self._create(s) for s in wanted}
@@ -105,11 +122,17 @@ class App:
             identity=[identity(s) for s in completion_settings],
             prefetch=prefetch is Prefetch.ON
             or (prefetch is Prefetch.AUTO and all(is_local(s) for s in completion_settings)),
+            # A local server's prompt cache is worth a superseded prompt's few seconds; a
+            # hosted API's capacity is not ours to spend.
+            warm_prompts=all(is_local(s) for s in completion_settings),
         )
+        if self._pool is not None:
+            self._pool.enable_all()
         logger.info(
             "configuration applied: completion providers %s",
             [s.name for s in completion_settings] or "none",
         )
+        self.status_feed.changed()
         return [str(error) for error in result.errors]
 
     def _apply_pool(self, members: tuple[ProviderSettings, ...], settings: Settings) -> None:
@@ -133,10 +156,14 @@ class App:
                 policy,
                 owns_providers=False,  # shared with the next pool; closed by _apply / aclose
                 on_queued=lambda seconds: self.telemetry.stage("queue", seconds * 1000),
+                on_outcome=self._on_outcome,
+                on_activity=self._on_activity,
             )
             if members
             else None
         )
+        if self._pool is not None:
+            self._pool.add_listener(self._on_transition)
         if old is not None:
             for member in old.snapshot():
                 self._retired["calls"] += member.calls
@@ -184,6 +211,10 @@ class App:
 
     def _create(self, settings: ProviderSettings) -> Provider:
         provider = create_provider(settings)
+        if isinstance(provider, HttpProvider):
+            # A degradation the provider works around (a model without FIM tokens): the
+            # answer still comes, but the user should know why it is worse.
+            provider.on_notice = lambda error: self._provider_failed(settings.name, error)
         if isinstance(provider, OpenAIProvider):
             # Counted here, not on the provider: a configuration change replaces providers,
             # but the server's counters live as long as the server.
@@ -209,6 +240,67 @@ class App:
             return False
         return True
 
+    # -- what the user is told -------------------------------------------------------------
+
+    def connect_editor(self, editor: EditorChannel) -> None:
+        """The editor is ready for messages and notifications (after ``initialized``)."""
+        self._editor = editor
+        unsent, self._unsent = self._unsent, []
+        for message in unsent:
+            editor.show_warning(message)
+        self.status_feed.connect(editor.send_status)
+
+    def _announce(self, message: str) -> None:
+        if self._editor is not None:
+            self._editor.show_warning(message)
+        elif len(self._unsent) < 10:  # bounded: one per provider problem at start-up
+            self._unsent.append(message)
+
+    def _provider_settings(self, name: str) -> ProviderSettings | None:
+        return next((s for s in self.settings.providers if s.name == name), None)
+
+    def _provider_failed(self, name: str, error: ProviderError) -> None:
+        settings = self._provider_settings(name)
+        if settings is not None:
+            self._last_errors[name] = error
+            self.problems.failed(settings, error)
+
+    def _on_outcome(self, member: Member, error: ProviderError | None) -> None:
+        if error is None:
+            self.problems.recovered(member.name)
+        else:
+            self._provider_failed(member.name, error)
+        self.status_feed.changed()
+
+    def _on_activity(self, active: int) -> None:
+        self._busy = active > 0
+        self.status_feed.changed()
+
+    def _on_transition(self, change: Transition) -> None:
+        if change.to_state is BreakerState.OPEN and self._pool is not None:
+            settings = self._provider_settings(change.name)
+            if settings is not None:
+                others = sum(
+                    1
+                    for m in self._pool.snapshot()
+                    if m.name != change.name and m.health in (Health.READY, Health.SLOW)
+                )
+                self.problems.circuit_opened(settings, self._last_errors.get(change.name), others)
+        self.status_feed.changed()
+
+    def _status_payload(self) -> dict[str, Any]:
+        pool = self._pool.snapshot() if self._pool is not None else ()
+        health = {member.name: member.health for member in pool}
+        return overall(
+            enabled=self.settings.completion.enabled,
+            providers=[
+                ProviderHealth(s.name, health.get(s.name, Health.READY), s.name in health)
+                for s in self.settings.providers
+            ],
+            busy=self._busy,
+            problems=self.problems.current,
+        )
+
     # -- status and lifetime ---------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -217,6 +309,8 @@ class App:
         members = {member.name: member for member in pool}
         return {
             "version": crucible.__version__,
+            # What crucible/didChangeStatus last said, as of now.
+            "status": self._status_payload(),
             **telemetry,
             "scheduling": self.completion.scheduling_snapshot(),
             "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
@@ -248,6 +342,8 @@ class App:
         }
 
     async def aclose(self) -> None:
+        self.status_feed.close()
+        self._editor = None
         await self.completion.aclose()
         if self._pool is not None:
             await self._pool.aclose()
@@ -264,9 +360,18 @@ def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
     """A provider's health for crucible/status; one serving no pool (a role nothing uses yet)
     has made no calls and its circuit is closed."""
     if member is None:
-        return {"state": "closed", "calls": 0, "failures": 0, "last_error": None}
+        return {
+            "state": "closed",
+            "health": str(Health.READY),
+            "calls": 0,
+            "failures": 0,
+            "last_error": None,
+        }
     return {
         "state": member.state,
+        "health": str(member.health),
+        "disabled": member.disabled,
+        "warming": member.warming,
         "calls": member.calls,
         "failures": member.failures,
         "last_error": member.last_error,

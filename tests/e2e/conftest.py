@@ -88,6 +88,7 @@ def lsp_session(tmp_path: Path) -> Session:
         }
         config = ClientServerConfig(server_command=[*SERVER, *args], server_env=server_env)
         client = await config.start()
+        watch_status(client)
         try:
             client.initialize_result = await client.initialize_session(  # type: ignore[attr-defined]
                 types.InitializeParams(
@@ -97,8 +98,13 @@ def lsp_session(tmp_path: Path) -> Session:
                     initialization_options=init_options,
                 )
             )
-            yield client
-            await client.shutdown_session()
+            try:
+                yield client
+            finally:
+                # Also after a failed assertion: without shutdown/exit the server process is
+                # never told to go, and the test would hang until pytest-timeout instead of
+                # reporting the assertion.
+                await asyncio.wait_for(client.shutdown_session(), 10)
         finally:
             await client.stop()
 
@@ -149,6 +155,21 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+def watch_status(client: LanguageClient) -> None:
+    """Collect every ``crucible/didChangeStatus`` payload in ``client.statuses``, in order."""
+    statuses: list[dict[str, Any]] = []
+    client.statuses = statuses  # type: ignore[attr-defined]
+
+    @client.feature("crucible/didChangeStatus")
+    def did_change_status(_: LanguageClient, params: Any) -> None:
+        statuses.append(_plain(params))
+
+
+def statuses(client: LanguageClient) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = client.statuses  # type: ignore[attr-defined]
+    return found
 
 
 async def server_status(client: LanguageClient) -> dict[str, Any]:

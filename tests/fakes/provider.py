@@ -77,6 +77,9 @@ class FakeProvider:
         self.chunk_size = chunk_size
         self.models: list[str] = [model]
         self.require_api_key = require_api_key
+        # False: a model without fill-in-the-middle tokens (llama.cpp's /infill answers 501,
+        # an Ollama generate with a suffix answers 400 "does not support insert").
+        self.fim_supported = True
         # Appended to by the server thread; list.append and list.clear are atomic.
         self.requests: list[RecordedRequest] = []
         self._faults = FaultQueue()

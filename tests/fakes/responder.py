@@ -61,6 +61,13 @@ def _cut(text: str, stop: tuple[str, ...], max_tokens: int | None) -> Choice:
     return Choice(text, "stop", stopping_word)
 
 
+def _asks_fim(record: RecordedRequest) -> bool:
+    """llama.cpp's /infill, or an Ollama generate with a suffix (its FIM)."""
+    if record.path == "/infill":
+        return True
+    return record.path == "/api/generate" and bool(record.body.get("suffix"))
+
+
 def _ollama_name(name: str) -> str:
     # Ollama resolves a name without a tag to its ":latest" tag.
     return name if ":" in name else f"{name}:latest"
@@ -341,6 +348,15 @@ class Responder:
         if endpoint.family != "llamacpp" and not self._knows_model(endpoint.family, model):
             status, message, code = _unknown_model(endpoint.family, model)
             await self._send_error(exchange, record, status, message, code=code)
+            return
+        if not self._provider.fim_supported and _asks_fim(record):
+            # What the real servers answer for a model without fill-in-the-middle tokens.
+            if record.path == "/infill":
+                message = "Infill is not supported by this model"
+                await self._send_error(exchange, record, 501, message)
+            else:
+                message = f"registry.ollama.ai/library/{model} does not support insert"
+                await self._send_error(exchange, record, 400, message)
             return
         generation = self._generation(record, endpoint, params, model)
         if params.stream:

@@ -209,22 +209,30 @@ async def test_no_first_byte_in_time_fails_over() -> None:
     pool = make_pool(time, (a, 0), (b, 1))
     assert await collect(time, pool.stream_fim(FIM)) == ["B"]
     assert time.now - 1000.0 == pytest.approx(1.5)  # fim_first_byte
+    # Cut for the request, not yet judged: it runs on (warming) with its slot...
+    assert a.endings() == ["open"]
+    snap = member(pool, "a")
+    assert (snap.failures, snap.in_flight, snap.warming) == (0, 1, 1)
+    # ...until warm_limit after it started, when no first byte means it failed.
+    await time.advance(15.0)
     assert a.endings() == ["cancelled"]
     snap = member(pool, "a")
     assert (snap.failures, snap.last_error, snap.in_flight) == (1, "FirstByteTimeout", 0)
     assert snap.concurrency_limit == 3  # 4 x 0.9: a timeout is the slowest response
 
 
-async def test_the_deadline_before_any_first_byte_is_not_the_providers_fault() -> None:
+async def test_a_sole_provider_that_never_answers_fails_once_its_warming_ends() -> None:
     time = FakeTime()
     a = ScriptedProvider("a", time, HANG)
     pool = make_pool(time, (a, 0))
     with pytest.raises(DeadlineExceeded):
-        await collect(time, pool.stream_fim(FIM, timeout=1.0))  # shorter than the 1.5 s allowance
+        await collect(time, pool.stream_fim(FIM, timeout=1.0))
     assert time.now - 1000.0 == pytest.approx(1.0)
+    assert member(pool, "a").failures == 0  # maybe slow: the verdict waits for warming
+    await time.advance(14.0)
     assert a.endings() == ["cancelled"]
     snap = member(pool, "a")
-    assert (snap.failures, snap.consecutive_failures, snap.in_flight) == (0, 0, 0)
+    assert (snap.failures, snap.consecutive_failures, snap.in_flight) == (1, 1, 0)
 
 
 async def test_chat_retries_the_same_provider_with_full_jitter_backoff() -> None:
@@ -355,5 +363,7 @@ async def test_first_byte_timeout_in_chat_fails_over_instead_of_retrying() -> No
     b = ScriptedProvider("b", time, Reply(("B",)))
     pool = make_pool(time, (a, 0), (b, 1), chat_first_byte=2.0)
     assert await collect(time, pool.stream_chat(CHAT)) == ["B"]
+    assert len(a.calls) == 1
+    await time.advance(15.0)  # the cut attempt's warming ends without a first byte
     assert len(a.calls) == 1
     assert member(pool, "a").last_error == FirstByteTimeout.__name__

@@ -16,7 +16,7 @@ from crucible.providers.base import ChatMessage, ChatRequest, FimRequest
 from crucible.providers.errors import ProviderUnavailable, RateLimited
 from crucible.resilience.breaker import Transition
 from crucible.resilience.errors import NoProviderAvailable
-from crucible.resilience.member import MemberSnapshot
+from crucible.resilience.member import Health, MemberSnapshot
 from crucible.resilience.policy import BreakerPolicy, LimiterPolicy, ResiliencePolicy, RetryPolicy
 from crucible.resilience.pool import ProviderPool
 
@@ -410,6 +410,9 @@ async def test_snapshot_reports_each_member() -> None:
         failure_rate=0.5,
         cooldown_remaining_s=0.0,
         parked_remaining_s=0.0,
+        health=Health.FAILING,  # its last call failed
+        disabled=None,
+        warming=0,
     )
     assert (snap_b.name, snap_b.calls, snap_b.failures, snap_b.last_error) == ("b", 1, 0, None)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -57,6 +57,7 @@ async def fetch_completion(
                 background=background,
                 timeout=max(ends - loop.time(), 0.001),
                 exclude=frozenset(broke),
+                warm=job.warm,
             )
 
             def first_chunk(started: float = started) -> None:

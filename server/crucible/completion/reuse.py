@@ -8,6 +8,7 @@ the new document is the old one with text typed at the old cursor, and the sugge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crucible.context.snapshot import DocumentSnapshot
@@ -25,6 +26,9 @@ class StreamJob:
     offset: int
     window: ContextWindow
     chunks: list[str] = field(default_factory=list)
+    # Asked if the stream is abandoned before its first byte: whether the provider should go on
+    # processing the prompt (the next request shares it) rather than be cut off.
+    warm: Callable[[], bool] | None = None
 
     @property
     def produced(self) -> str:

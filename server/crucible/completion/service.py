@@ -18,7 +18,11 @@ answered from the cache (or joins that flight).
 
 Streams belong to flights, not to requests: a superseded or cancelled request detaches, and a
 stream nobody waits for any more is cancelled, which closes the HTTP response so the provider
-stops generating.
+stops generating. One exception, with local providers (``warm_prompts``): a stream abandoned
+before its first byte, whose prompt the document's newest request shares up to the old
+cursor's line, is left to run to its first byte (the pool's warming), because a local server
+processing that prompt is filling the prompt cache the next request will hit; cutting it would
+make every request on a slow CPU model start again from nothing.
 
 Every call ends in exactly one of: a result, ``None`` (nothing useful, superseded, provider
 down, deadline passed: logged and counted, never raised), or ``CancelledError`` propagating to
@@ -97,6 +101,9 @@ class CompletionService:
         self._flights: SingleFlight[FlightKey, str] = SingleFlight()
         # The prefetch per document, cancelled when that document needs something else.
         self._prefetches = Prefetches()
+        # The prompt prefix of each document's newest request: does an abandoned stream's
+        # prompt lead into it (warm_prompts)? One string per open document.
+        self._newest_prefix: dict[str, str] = {}
         self.reconfigure(settings, pool, cache=cache, identity=identity, prefetch=prefetch)
 
     def reconfigure(
@@ -107,6 +114,7 @@ class CompletionService:
         cache: TieredCache | None = None,
         identity: Sequence[Any] = (),
         prefetch: bool = False,
+        warm_prompts: bool = False,
     ) -> None:
         """Swap in new settings; requests already running finish with the old ones."""
         self._settings = settings
@@ -114,6 +122,7 @@ class CompletionService:
         self._cache = cache
         self._identity = tuple(identity)  # what in the provider setup determines an answer
         self._prefetch = prefetch
+        self._warm_prompts = warm_prompts
         self._debounce.reconfigure(settings)
 
     @property
@@ -133,6 +142,7 @@ class CompletionService:
     def document_closed(self, uri: str) -> None:
         self._debounce.forget(uri)
         self._latest.forget(uri)
+        self._newest_prefix.pop(uri, None)
         self._prefetches.cancel(uri)
         if self._cache is not None:
             self._cache.forget(uri)
@@ -164,6 +174,7 @@ class CompletionService:
             if joined is None and plan is not None
             else None
         )
+        self._newest_prefix[snapshot.uri] = window.prefix
         ticket = self._latest.begin(request.snapshot.uri)
         work = asyncio.ensure_future(
             self._complete(request, window, typed, plan, joined, reuse, request_id)
@@ -265,9 +276,19 @@ class CompletionService:
             self._telemetry.mark("coalesced")
         else:
             self._prefetches.cancel(snapshot.uri)  # the user went elsewhere: it is not needed
-            flight = self._start_flight(plan, StreamJob(snapshot, request.offset, window))
+            job = StreamJob(snapshot, request.offset, window)
+            if self._warm_prompts:
+                job.warm = lambda: self._leads_to_newest(job)
+            flight = self._start_flight(plan, job)
         raw = await flight.wait()
         return self._shown(raw, window, request, request_id)
+
+    def _leads_to_newest(self, job: StreamJob) -> bool:
+        """Whether the document's newest request shares ``job``'s prompt up to the start of
+        the old cursor's line (the part a server's prompt cache can reuse)."""
+        newest = self._newest_prefix.get(job.snapshot.uri)
+        shared = job.window.prefix[: job.window.prefix.rfind("\n") + 1]
+        return newest is not None and bool(shared) and newest.startswith(shared)
 
     def _window(self, snapshot: DocumentSnapshot, offset: int) -> ContextWindow:
         settings = self._settings

@@ -228,8 +228,11 @@ class ResilienceSettings:
 
     first_byte_timeout_ms: int = doc(
         "A provider that has not started answering an inline completion within this time is"
-        " given up on and the next provider is tried (the completion's deadline,"
-        " completion.timeout_ms, still bounds the whole request).",
+        " given up on and the next provider is tried, when there is one: the last provider"
+        " left is waited for until the completion's deadline (completion.timeout_ms), and a"
+        " provider whose recent first tokens were slower gets twice its usual time. A provider"
+        " given up on still finishes its prompt (warming its prompt cache) and counts as slow,"
+        " not failed, when it answers.",
         bounds=(50, 60_000),
         default=1500,
     )

@@ -32,6 +32,7 @@ from crucible.completion.service import CompletionService
 
 logger = logging.getLogger(__name__)
 
+DID_CHANGE_STATUS = "crucible/didChangeStatus"
 _MAX_RECENT = 64  # recently edited documents remembered for neighbour context
 
 
@@ -51,11 +52,27 @@ class Backend(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def connect_editor(self, editor: EditorChannel) -> None:
+        """The editor is ready: problems and status changes may be pushed to it now."""
+        ...
+
     async def clear_cache(self) -> dict[str, int]:
         """Empty every level of the response cache; returns what each level held."""
         ...
 
     async def aclose(self) -> None: ...
+
+
+class EditorChannel(Protocol):
+    """What the rest of the server may push to the editor."""
+
+    def show_warning(self, message: str) -> None:
+        """window/showMessage, warning."""
+        ...
+
+    def send_status(self, payload: dict[str, Any]) -> None:
+        """crucible/didChangeStatus."""
+        ...
 
 
 class CrucibleProtocol(LanguageServerProtocol):
@@ -123,6 +140,14 @@ class CrucibleLanguageServer(LanguageServer):
         self.window_show_message(
             types.ShowMessageParams(type=types.MessageType(severity), message=message)
         )
+
+    # EditorChannel, for the backend.
+
+    def show_warning(self, message: str) -> None:
+        self.show_message(message, 2)
+
+    def send_status(self, payload: dict[str, Any]) -> None:
+        self.protocol.notify(DID_CHANGE_STATUS, payload)
 
     def serve_stdio(self) -> int:
         """Serve on stdin/stdout until ``exit`` or EOF; returns the process exit code.

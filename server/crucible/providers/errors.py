@@ -9,6 +9,7 @@
     ├── AuthError                    401, 403
     ├── ModelNotFound                404 for the model or route
     ├── BadRequest                   other 4xx: the request will not succeed as sent
+    │   └── FimUnsupported           the model cannot fill in the middle (no FIM tokens)
     └── BadResponse                  malformed JSON, broken or truncated stream
 """
 
@@ -54,3 +55,9 @@ class BadRequest(ProviderError):
 
 class BadResponse(ProviderError):
     pass
+
+
+class FimUnsupported(BadRequest):
+    """The model has no fill-in-the-middle tokens (llama.cpp's ``/infill`` answers 501, Ollama
+    "does not support insert"). Providers that can fall back to a prefix-only completion report
+    it through ``on_notice`` and carry on; it is raised only where no fallback exists."""

@@ -32,8 +32,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -43,6 +43,7 @@ from crucible.providers.errors import (
     AuthError,
     BadRequest,
     BadResponse,
+    FimUnsupported,
     ModelNotFound,
     ProviderError,
     ProviderTimeout,
@@ -201,6 +202,37 @@ class HttpProvider:
         self._settings = settings
         self._client = client or make_client(settings)
         self._owns_client = client is None
+        # Told of a degradation the provider works around instead of failing (a model that
+        # cannot fill in the middle); set by the composition root.
+        self.on_notice: Callable[[ProviderError], None] | None = None
+        self._fim_supported = True  # until the server says the model cannot fill in the middle
+
+    def _notice(self, error: ProviderError) -> None:
+        log.warning("%s", error)
+        if self.on_notice is not None:
+            self.on_notice(error)
+
+    async def _fim_or_prefix_only(
+        self,
+        fim: Callable[[], AsyncGenerator[str, None]],
+        prefix_only: Callable[[], AsyncGenerator[str, None]],
+    ) -> AsyncGenerator[str, None]:
+        """Stream ``fim()``; if the model turns out to have no FIM tokens (``FimUnsupported``,
+        which comes with the status, before any text), say so once and use ``prefix_only()``
+        from then on: a continuation of the code before the cursor is worse than a fill, but
+        far better than no suggestion at all."""
+        if self._fim_supported:
+            try:
+                async with aclosing(fim()) as stream:
+                    async for chunk in stream:
+                        yield chunk
+                return
+            except FimUnsupported as exc:
+                self._fim_supported = False
+                self._notice(exc)
+        async with aclosing(prefix_only()) as stream:
+            async for chunk in stream:
+                yield chunk
 
     @property
     def name(self) -> str:

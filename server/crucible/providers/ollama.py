@@ -3,7 +3,9 @@
 Ollama streams NDJSON, one object per line, the last with ``done: true``. FIM goes through the
 native ``suffix`` field: given a suffix, Ollama renders the model's own FIM template (so no
 ``raw``, and no template of ours), which keeps the prompt right for whatever the user pulled.
-``/api/generate`` has no field for other files, so ``FimRequest.extra`` is not sent.
+``/api/generate`` has no field for other files, so ``FimRequest.extra`` is not sent. A model
+whose template has no FIM answers 400 "does not support insert": the provider says so once
+(``on_notice``) and continues the prefix raw from then on.
 
 Errors are those of ``providers/http.py`` and ``providers/streams.py``: ``ProviderError``
 subclasses, never httpx's.
@@ -16,7 +18,7 @@ from contextlib import aclosing
 from typing import Any, TypeAlias
 
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
-from crucible.providers.errors import BadResponse, ProviderError
+from crucible.providers.errors import BadRequest, BadResponse, FimUnsupported, ProviderError
 from crucible.providers.http import (
     HttpProvider,
     auth_headers,
@@ -24,6 +26,9 @@ from crucible.providers.http import (
     map_errors,
 )
 from crucible.providers.streams import iter_ndjson
+
+# Ollama's error for a generate with a suffix on a model whose template has no FIM.
+_NO_INSERT = "does not support insert"
 
 # Picks the generated text out of one streamed object (it differs between generate and chat).
 _TextOf: TypeAlias = Callable[[str, dict[str, Any]], str]
@@ -33,14 +38,23 @@ class OllamaProvider(HttpProvider):
     """One model on one Ollama server."""
 
     def stream_fim(self, request: FimRequest) -> AsyncGenerator[str, None]:
-        body = {
+        options = _options(request.max_tokens, request.temperature, request.stop)
+        fim = {
             "model": self.model,
             "prompt": request.prefix,
             "suffix": request.suffix,
             "stream": True,
-            "options": _options(request.max_tokens, request.temperature, request.stop),
+            "options": options,
         }
-        return self._stream("api/generate", body, _generated_text)
+        # A model without FIM support answers 400 "... does not support insert"; then the
+        # prefix is continued raw (no chat template around it, or a chat model would chat).
+        prefix_only = {"model": self.model, "prompt": request.prefix, "raw": True}
+        return self._fim_or_prefix_only(
+            lambda: self._stream("api/generate", fim, _generated_text),
+            lambda: self._stream(
+                "api/generate", {**prefix_only, "stream": True, "options": options}, _generated_text
+            ),
+        )
 
     def stream_chat(self, request: ChatRequest) -> AsyncGenerator[str, None]:
         body = {
@@ -78,7 +92,12 @@ class OllamaProvider(HttpProvider):
             map_errors(self.name),
             self._client.stream("POST", path, json=body, headers=headers) as response,
         ):
-            await check_status(self.name, response)
+            try:
+                await check_status(self.name, response)
+            except BadRequest as exc:
+                if _NO_INSERT in exc.message:
+                    raise FimUnsupported(self.name, exc.message) from exc
+                raise
             async with aclosing(iter_ndjson(self.name, response)) as objects:
                 async for obj in objects:
                     text = text_of(self.name, obj)

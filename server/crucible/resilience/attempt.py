@@ -47,6 +47,7 @@ class Attempt:
         self._ticket = ticket
         self._clock = clock
         self.started = clock()
+        # Not fixed: the router lifts it when no other provider is left to fail over to.
         self.first_byte_deadline = self.started + first_byte_timeout
         self.first_byte: float | None = None  # seconds from start, once the first pull returned
         self._gen: AsyncGenerator[str, None] | None = None
@@ -85,6 +86,7 @@ class Attempt:
             self.member.latency.add(elapsed)
         self.member.breaker.record_success(self._ticket)
         self._slot.succeeded(self.first_byte if self.first_byte is not None else elapsed)
+        self.member.note_success()
 
     def fail(self, error: ProviderError) -> None:
         if not self._settle():

@@ -157,7 +157,21 @@ class ResiliencePolicy:
 
     - ``fim_deadline`` 3 s and ``chat_deadline`` 30 s: research §2.6 (completion 3 s, code
       action 30 s; a hover caller passes its 10 s as ``timeout=``).
-    - ``fim_first_byte`` 1.5 s: half the completion deadline, so one failover still fits.
+    - ``fim_first_byte`` 1.5 s: half the completion deadline, so one failover still fits. It is
+      the cut-off for a provider with no history *when another provider can take over*; a
+      provider that is the last candidate left waits until the deadline (there is nothing to
+      fail over to, so cutting it would only throw its answer away), and one whose own recent
+      first bytes are slower gets ``first_byte_factor`` 2 × its p95 (with at least
+      ``first_byte_min_samples`` 3 samples), still within the deadline. A local model on a CPU
+      takes seconds to process a new prompt and milliseconds for the same prompt again (its
+      prompt cache): a constant cut-off would cut every cold prompt and so never warm the cache.
+    - ``warm_limit`` 15 s: an attempt cut before its first byte (failover, the deadline, or a
+      superseded prompt the next one shares) is not closed at once: it keeps its slot until the
+      provider's first byte or this long after it started, so its prompt is processed (the
+      server's prompt cache is warm for the next request) and the provider's verdict is known:
+      a first byte means *slow*, recorded as a success and a latency sample; nothing means
+      *failed*. 15 s covers a cold model load (Ollama loads a model on first use, research §3)
+      and a long prompt on two CPU cores.
     - ``chat_first_byte`` 10 s: a third of the chat deadline; leaves room for a cold model load
       (Ollama loads a model on first use, research §3) and for two failovers.
 
@@ -185,6 +199,9 @@ class ResiliencePolicy:
     chat_deadline: float = 30.0
     fim_first_byte: float = 1.5
     chat_first_byte: float = 10.0
+    first_byte_factor: float = 2.0
+    first_byte_min_samples: int = 3
+    warm_limit: float = 15.0
     hedging: bool = False
     hedge_percentile: float = 0.95
     hedge_floor: float = 0.1
@@ -196,6 +213,9 @@ class ResiliencePolicy:
     def __post_init__(self) -> None:
         for name in ("fim_deadline", "chat_deadline", "fim_first_byte", "chat_first_byte"):
             _check(getattr(self, name) > 0.0, f"{name} must be > 0")
+        _check(self.first_byte_factor >= 1.0, "first_byte_factor must be >= 1")
+        _check(self.first_byte_min_samples >= 1, "first_byte_min_samples must be >= 1")
+        _check(self.warm_limit > 0.0, "warm_limit must be > 0")
         _check(0.0 < self.hedge_percentile <= 1.0, "hedge_percentile must be in (0, 1]")
         _check(self.hedge_floor >= 0.0, "hedge_floor must be >= 0")
         _check(self.hedge_min_samples >= 1, "hedge_min_samples must be >= 1")

@@ -5,9 +5,19 @@ request asks next, and whether a failed attempt retries or fails over, is ``rout
 
 One request. It has a total deadline covering queueing, retries, backoff and the whole stream
 (research §2.5: Envoy's route timeout includes retries). Each attempt also has a first-byte
-timeout: no first chunk in time is a failure and the request moves on. Until the first chunk
-reaches the caller, a failed attempt fails over (inline completions at once, chat after
-retries with backoff: ``routing.py``).
+allowance (``routing.py``: the cut-off when another provider can take over, longer for a
+provider known to be slow, the deadline for the last candidate). Until the first chunk reaches
+the caller, a failed attempt fails over (inline completions at once, chat after retries with
+backoff: ``routing.py``).
+
+Warming. An attempt given up on before its first byte (its allowance passed, the deadline
+passed, or the caller left and its ``warm`` predicate says the next request shares the prompt)
+is not closed: it runs on, holding its slot, until its first byte or ``warm_limit`` after it
+started, and is closed then. The provider finishes processing the prompt, so its prompt cache
+serves the next request in milliseconds instead of seconds, and the verdict is the truth: a
+first byte is *slow*, a success with a latency sample (the next allowance grows with it); no
+first byte, or an error, is a failure. So a slow provider never trips its breaker, and a hung
+one does, a little later.
 
 Once a chunk has been yielded, failover is no longer possible: an error raises to the caller
 (and counts against the provider), and so does the deadline passing mid-stream, so a provider
@@ -42,7 +52,7 @@ from crucible.resilience.breaker import BreakerState, CircuitBreaker, Transition
 from crucible.resilience.clock import Clock
 from crucible.resilience.errors import DeadlineExceeded, FirstByteTimeout, NoProviderAvailable
 from crucible.resilience.limiter import AdaptiveLimiter
-from crucible.resilience.member import Member, MemberSnapshot
+from crucible.resilience.member import Member, MemberSnapshot, OutcomeListener
 from crucible.resilience.policy import ResiliencePolicy
 from crucible.resilience.probes import HealthProbes
 from crucible.resilience.routing import Kind, Request, Router
@@ -73,6 +83,8 @@ class ProviderPool:
         random: Callable[[], float] = _random.random,
         owns_providers: bool = True,
         on_queued: Callable[[float], None] | None = None,
+        on_outcome: OutcomeListener | None = None,
+        on_activity: Callable[[int], None] | None = None,
     ) -> None:
         if not members:
             raise ValueError("a ProviderPool needs at least one provider")
@@ -91,7 +103,14 @@ class ProviderPool:
             )
             limiter = AdaptiveLimiter(provider.name, self._policy.limiter)
             member = Member(
-                provider, priority, index, breaker, limiter, self._policy.latency_window
+                provider,
+                priority,
+                index,
+                breaker,
+                limiter,
+                self._policy.latency_window,
+                slow_after=self._policy.fim_first_byte,
+                on_outcome=on_outcome,
             )
             if self._policy.probes:
                 breaker.add_listener(functools.partial(self._on_transition, member))
@@ -99,6 +118,9 @@ class ProviderPool:
         # Priority order, listed order within a tier: the primary comes first.
         self._members.sort(key=lambda m: (m.priority, m.index))
         self._router = Router(self._members, self._policy, self._clock, random, on_queued)
+        self._warming: set[asyncio.Task[None]] = set()
+        self._on_activity = on_activity
+        self._active = 0  # interactive (not background) requests between start and end
 
     @property
     def name(self) -> str:
@@ -117,6 +139,12 @@ class ProviderPool:
         for member in self._members:
             member.breaker.add_listener(listener)
 
+    def enable_all(self) -> None:
+        """The configuration changed: members disabled by rejected credentials may try again
+        (the user may have fixed the key's variable or the provider's account)."""
+        for member in self._members:
+            member.enable()
+
     def snapshot(self) -> tuple[MemberSnapshot, ...]:
         now = self._clock.now()
         return tuple(member.snapshot(now) for member in self._members)
@@ -128,10 +156,12 @@ class ProviderPool:
         background: bool = False,
         timeout: float | None = None,
         exclude: Collection[str] = (),
+        warm: Callable[[], bool] | None = None,
     ) -> AsyncGenerator[str, None]:
         """Fail over, never retry; ``timeout`` (s) replaces the policy's ``fim_deadline``.
         Members named in ``exclude`` are not asked (a caller starting over after a stream
-        broke mid-way excludes the provider that broke it)."""
+        broke mid-way excludes the provider that broke it). ``warm`` is asked if the caller
+        leaves before the first byte: True lets the prompt run on to warm the server's cache."""
         policy = self._policy
         seconds = _timeout(policy.fim_deadline, timeout)
         return self._stream(
@@ -141,6 +171,7 @@ class ProviderPool:
             seconds,
             policy.fim_first_byte,
             exclude,
+            warm,
         )
 
     def stream_chat(
@@ -166,6 +197,11 @@ class ProviderPool:
             return
         self._closed = True
         await self._probes.aclose(self._members)
+        warming = list(self._warming)
+        for task in warming:
+            task.cancel()
+        if warming:
+            await asyncio.wait(warming)
         if not self._owns_providers:
             return
         for member in self._members:
@@ -184,6 +220,7 @@ class ProviderPool:
         seconds: float,
         first_byte: float,
         exclude: Collection[str] = (),
+        warm: Callable[[], bool] | None = None,
     ) -> AsyncGenerator[str, None]:
         if self._closed:
             raise NoProviderAvailable(self.name, "the provider pool is closed")
@@ -194,20 +231,33 @@ class ProviderPool:
             timeout=seconds,
             first_byte=first_byte,
             exclude=exclude,
+            warm=warm,
         )
-        attempt, chunk = await self._first_chunk(req)
-        timer = asyncio.ensure_future(self._clock.sleep(req.deadline - self._clock.now()))
+        self._activity(+1, background)
         try:
-            while chunk is not None:
-                yield chunk
-                chunk = await self._next_chunk(attempt, req, timer)
-            attempt.succeed(complete=True)
-        except GeneratorExit:
-            attempt.succeed(complete=False)  # the caller has what it wanted
-            raise
+            attempt, chunk = await self._first_chunk(req)
+            timer = asyncio.ensure_future(self._clock.sleep(req.deadline - self._clock.now()))
+            try:
+                while chunk is not None:
+                    yield chunk
+                    chunk = await self._next_chunk(attempt, req, timer)
+                attempt.succeed(complete=True)
+            except GeneratorExit:
+                attempt.succeed(complete=False)  # the caller has what it wanted
+                raise
+            finally:
+                timer.cancel()
+                await attempt.close()
         finally:
-            timer.cancel()
-            await attempt.close()
+            self._activity(-1, background)
+
+    def _activity(self, change: int, background: bool) -> None:
+        """Count the requests a user is waiting for; background work (prefetch) is not news."""
+        if background:
+            return
+        self._active += change
+        if self._on_activity is not None:
+            self._on_activity(self._active)
 
     async def _first_chunk(self, req: Request) -> tuple[Attempt, str | None]:
         """Fail over, retry and hedge until some attempt produces its first chunk (or ends)."""
@@ -238,19 +288,33 @@ class ProviderPool:
                     break
                 now = self._clock.now()
                 if now >= req.deadline:
+                    self._warm_all(live)
+                    live = []
                     raise self._router.deadline_error(req)
                 for attempt in [a for a in live if now >= a.first_byte_deadline]:
+                    if not self._router.has_alternative(req, attempt.member, now):
+                        # The others were excluded meanwhile: nothing to cut it for.
+                        attempt.first_byte_deadline = req.deadline
+                        continue
                     live.remove(attempt)
+                    waited = now - attempt.started
                     timeout = FirstByteTimeout(
-                        attempt.member.name, f"no first byte within {req.first_byte:g} s"
+                        attempt.member.name, f"no first byte within {waited:.3g} s"
                     )
-                    self._router.failed(req, attempt, timeout)
-                    await attempt.close()
+                    self._router.cut(req, attempt, timeout)
+                    self._warm(attempt)
                 if live and now >= hedge_at:
                     hedge = self._router.open_hedge(req, live)
                     if hedge is not None:
                         log.debug("hedging %s with %s", live[0].member.name, hedge.member.name)
                         live.append(hedge)
+        except asyncio.CancelledError:
+            if req.warm is not None and req.warm():
+                self._warm_all(live)
+            else:
+                for attempt in live:
+                    await attempt.close()
+            raise
         except BaseException:
             for attempt in live:
                 await attempt.close()
@@ -284,6 +348,45 @@ class ProviderPool:
         except ProviderError as exc:
             self._router.failed(req, attempt, exc)
             raise
+
+    def _warm_all(self, attempts: Sequence[Attempt]) -> None:
+        for attempt in attempts:
+            self._warm(attempt)
+
+    def _warm(self, attempt: Attempt) -> None:
+        """Let ``attempt`` run on to its first byte in the background (module docstring)."""
+        if self._closed:
+            attempt.abandon()
+            return
+        attempt.member.warming += 1
+        task = asyncio.get_running_loop().create_task(
+            self._run_warming(attempt), name=f"crucible-warm-{attempt.member.name}"
+        )
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def _run_warming(self, attempt: Attempt) -> None:
+        member = attempt.member
+        try:
+            await self._clock.wait([attempt.pull()], attempt.started + self._policy.warm_limit)
+            if not attempt.ready():
+                waited = self._clock.now() - attempt.started
+                attempt.fail(FirstByteTimeout(member.name, f"no first byte within {waited:.3g} s"))
+                return
+            try:
+                attempt.take()  # records the first-byte sample
+            except ProviderError as exc:
+                attempt.fail(exc)
+                return
+            log.info(
+                "provider %s: slow, first byte after %.2f s (the request had moved on)",
+                member.name,
+                attempt.first_byte or 0.0,
+            )
+            attempt.succeed(complete=False)
+        finally:
+            member.warming -= 1
+            await attempt.close()
 
     def _on_transition(self, member: Member, change: Transition) -> None:
         if change.to_state is BreakerState.OPEN:

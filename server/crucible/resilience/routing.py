@@ -19,6 +19,17 @@ provider costs (``consecutive_failures`` requests, then one probe per open windo
 queues for a concurrency slot no longer than its first-byte allowance: a longer queue is a
 failover, like a silent provider.
 
+The first-byte allowance. A provider is cut for not having started to answer only when another
+one can take over: ``first_byte`` (the configured cut-off) for a provider with no history, or
+``first_byte_factor`` × its own recent p95 when that is longer (a provider known to be slow is
+given its usual time), never past the deadline. The last candidate left waits until the
+deadline: cutting it would only throw its answer away. The same allowance bounds how long an
+attempt queues for a slot. A cut attempt gets no verdict here (``cut``): the pool lets it run
+on to its first byte (``pool.py``, warming) and the verdict comes from that.
+
+Rejected credentials (401/403) disable the member: no call of any request can succeed until
+the configuration changes, so none is made (not even a probe).
+
 Hedging (opt-in): with no first byte after the member's recent p95 first-byte latency (with a
 floor, and only once it has enough samples), the same request also goes to the next candidate,
 at most once per request, and only if that candidate has a free slot now: a hedge never queues.
@@ -35,7 +46,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from crucible.providers.errors import ProviderError, RateLimited
+from crucible.providers.errors import AuthError, ProviderError, RateLimited
 from crucible.resilience.attempt import Attempt, Opener
 from crucible.resilience.backoff import RetryBudget, retry_wait
 from crucible.resilience.clock import Clock
@@ -65,6 +76,9 @@ class Request:
     retry: tuple[Member, float] | None = None  # chat: the member to retry and the wait first
     last_error: ProviderError | None = None
     hedged: bool = False
+    # Asked when the caller leaves before any first byte: whether its attempts should run on
+    # to their first byte (a prompt the next request shares, worth the server's prompt cache).
+    warm: Callable[[], bool] | None = None
 
 
 class Router:
@@ -100,6 +114,7 @@ class Router:
         timeout: float,
         first_byte: float,
         exclude: Collection[str] = (),
+        warm: Callable[[], bool] | None = None,
     ) -> Request:
         """A new request, ``timeout`` seconds from now; it counts towards the retry budget."""
         req = Request(
@@ -110,6 +125,7 @@ class Router:
             deadline=self._clock.now() + timeout,
             first_byte=first_byte,
             excluded={m for m in self._members if m.name in exclude},
+            warm=warm,
         )
         self._budget.record_request()
         return req
@@ -158,12 +174,42 @@ class Router:
             return None
         return self._begin(req, member, slot)
 
+    def first_byte_allowance(self, req: Request, member: Member, now: float) -> float:
+        """How long (seconds from ``now``) ``member`` may take to start answering ``req``."""
+        remaining = max(0.0, req.deadline - now)
+        if not self.has_alternative(req, member, now):
+            return remaining
+        allowance = req.first_byte
+        samples = member.first_byte
+        if len(samples) >= self._policy.first_byte_min_samples:
+            p95 = samples.percentile(0.95) or 0.0
+            allowance = max(allowance, self._policy.first_byte_factor * p95)
+        return min(allowance, remaining)
+
+    def has_alternative(self, req: Request, member: Member, now: float) -> bool:
+        """Whether another member could still take ``req`` over from ``member``."""
+        return any(
+            m is not member and m not in req.excluded and m.selectable(now) for m in self._members
+        )
+
+    def cut(self, req: Request, attempt: Attempt, error: ProviderError) -> None:
+        """``attempt`` is given up on for this request (no first byte in its allowance), with
+        no verdict yet: the pool lets it run on to its first byte and settles it then."""
+        req.last_error = error
+        req.excluded.add(attempt.member)
+
     def failed(self, req: Request, attempt: Attempt, error: ProviderError) -> None:
         """Record a failed attempt and decide whether this request may retry its member."""
         member = attempt.member
         attempt.fail(error)
         req.last_error = error
         retry = self._policy.retry
+        if isinstance(error, AuthError):
+            member.disable(f"credentials rejected ({error.message})")
+            log.warning(
+                "provider %s: credentials rejected; no more calls until the configuration changes",
+                member.name,
+            )
         if isinstance(error, RateLimited) and error.retry_after is not None:
             member.park(self._clock.now(), min(error.retry_after, retry.park_cap))
         if req.kind == "chat" and not isinstance(error, FirstByteTimeout):
@@ -201,7 +247,7 @@ class Router:
     async def _start(self, req: Request, member: Member) -> Attempt | None:
         # A queue longer than the first-byte allowance is a failover, like a silent provider.
         asked = self._clock.now()
-        until = min(req.deadline, asked + req.first_byte)
+        until = asked + self.first_byte_allowance(req, member, asked)
         slot = await member.limiter.acquire_until(self._clock, until, background=req.background)
         if slot is None:
             return None
@@ -216,13 +262,14 @@ class Router:
             return None
         member.calls += 1
         req.tried.add(member)
+        now = self._clock.now()
         return Attempt(
             member,
             req.opener,
             slot,
             ticket,
             clock=self._clock.now,
-            first_byte_timeout=req.first_byte,
+            first_byte_timeout=self.first_byte_allowance(req, member, now),
         )
 
     def _exhausted(self, req: Request) -> ProviderError:

@@ -65,6 +65,7 @@ def register(server: CrucibleLanguageServer) -> None:
     async def initialized(ls: CrucibleLanguageServer, params: types.InitializedParams) -> None:
         _report(ls, ls.pending_problems)
         ls.pending_problems = []
+        ls.backend.connect_editor(ls)
         # Start-up garbage (lsprotocol builds ~10^5 objects) would otherwise be scanned by the
         # first full collection, a ~16 ms stall landing on the user's first keystroke.
         gc.collect()
