@@ -164,7 +164,8 @@ class CompletionService:
             if joined is None and plan is not None
             else None
         )
-        ticket = self._latest.begin(request.snapshot.uri)
+        # The same text and cursor asked twice (inline + menu) share, instead of superseding.
+        ticket = self._latest.begin(request.snapshot.uri, (request.offset, request.snapshot.text))
         work = asyncio.ensure_future(
             self._complete(request, window, typed, plan, joined, reuse, request_id)
         )
