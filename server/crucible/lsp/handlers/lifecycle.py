@@ -57,6 +57,7 @@ async def _pull_configuration(server: CrucibleLanguageServer) -> None:
 def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.INITIALIZE)
     def initialize(ls: CrucibleLanguageServer, params: types.InitializeParams) -> None:
+        ls.client_info = params.client_info
         ls.pending_problems = ls.backend.initialize(
             _workspace_root(params), params.initialization_options
         )
