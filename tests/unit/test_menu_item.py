@@ -39,7 +39,17 @@ CLIENTS = {
     "neovim-0.11": (info("Neovim", "0.11.0"), client_capabilities("neovim@v0.11.0")),
     "neovim-0.9": (info("Neovim", "0.9.1"), client_capabilities("neovim@v0.9.1")),
     "eglot": (info("Emacs (eglot)", "29.1"), client_capabilities("emacs@v29.1")),
-    "helix": (info("helix", "25.07"), client_capabilities("neovim@v0.6.1")),
+    # Helix: no inline completion; snippet support (a client that is not Neovim).
+    "helix": (
+        info("helix", "25.07"),
+        types.ClientCapabilities(
+            text_document=types.TextDocumentClientCapabilities(
+                completion=types.CompletionClientCapabilities(
+                    completion_item=types.ClientCompletionItemOptions(snippet_support=True)
+                )
+            )
+        ),
+    ),
     "unknown-with-inline": (None, with_inline("neovim@v0.6.1")),
     "unknown-menu-only": (None, types.ClientCapabilities()),
 }
@@ -53,7 +63,7 @@ CLIENTS = {
         ("neovim-0.11", True, True),
         ("neovim-0.9", True, False),  # no snippet support: plain text, inserted as the word
         ("eglot", True, False),
-        ("helix", True, False),
+        ("helix", True, False),  # snippets, but plain text inserts whole there
         ("unknown-with-inline", False, False),
         ("unknown-menu-only", True, False),
     ],
@@ -72,7 +82,6 @@ def test_traits_read_from_initialize() -> None:
     traits = client_traits(*CLIENTS["vscode"])
     assert traits == ClientTraits(
         name="visual studio code",
-        version="1.104.0",
         inline_completion=True,
         snippets=True,
         markdown=True,
@@ -181,3 +190,14 @@ def test_completion_list_is_incomplete_and_empty_without_a_result() -> None:
     snapshot = DocumentSnapshot("file:///m.py", "/m.py", "python", 1, "x")
     empty = completion_list(snapshot, None, "utf-16", PLAIN)
     assert empty.is_incomplete and empty.items == []
+
+
+def test_neovim_documentation_shows_the_text_as_it_will_read() -> None:
+    doc = item_for("    x = f(", "a,\n        b)", client=NEOVIM).documentation
+    assert isinstance(doc, types.MarkupContent)
+    assert doc.value == "```python\n    x = f(a,\n        b)\n```"
+
+
+def test_the_typed_word_ends_at_the_first_non_identifier_character() -> None:
+    assert edit_of(item_for("x = ünï_2", "x")).new_text == "ünï_2x"
+    assert edit_of(item_for("a" * 200_000 + ".", "b")).new_text == "b"  # and fast

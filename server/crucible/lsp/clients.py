@@ -25,7 +25,6 @@ class ClientTraits:
     """The facts about one client that change what Crucible sends it."""
 
     name: str = ""  # clientInfo.name, lower-cased; "" when the client did not say
-    version: str = ""
     inline_completion: bool = False  # advertises textDocument.inlineCompletion
     snippets: bool = False  # completionItem.snippetSupport
     markdown: bool = False  # completionItem.documentationFormat includes markdown
@@ -47,7 +46,6 @@ def client_traits(
     modes = item.insert_text_mode_support if item else None
     return ClientTraits(
         name=(client_info.name if client_info else "").strip().lower(),
-        version=(client_info.version or "") if client_info else "",
         inline_completion=bool(text_document and text_document.inline_completion),
         snippets=bool(item and item.snippet_support),
         markdown=types.MarkupKind.Markdown in formats,

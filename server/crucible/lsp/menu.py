@@ -27,7 +27,6 @@ from crucible.lsp.convert import offset_to_position
 
 DETAIL = "Crucible"
 LABEL_CHARS = 60  # menus are narrow; the full text is in the documentation popup
-_WORD_BEFORE = re.compile(r"\w*\Z")  # identifier characters just left of the cursor
 _SNIPPET_SPECIAL = re.compile(r"[\\$}]")
 
 
@@ -54,11 +53,14 @@ def menu_item(
     before = text[line_start:cursor]
     word = _typed_word(before)
     suggestion, end = _without_replaced_tail(text, result)
+    shown = before + suggestion
     snippet = menu_uses_snippet(client)
     if snippet:
         # The line as the snippet finds it: the typed word is removed before it expands.
         line = text[line_start : cursor - len(word)] + text[end:line_end]
-        suggestion = _relative_indentation(suggestion, line[: len(line) - len(line.lstrip())])
+        indent = line[: len(line) - len(line.lstrip())]
+        suggestion = _relative_indentation(suggestion, indent)
+        shown = before + suggestion.replace("\n", "\n" + indent)
     inserted = word + suggestion
     edit = types.TextEdit(
         range=types.Range(
@@ -71,7 +73,7 @@ def menu_item(
         label=_label(inserted),
         kind=types.CompletionItemKind.Snippet if snippet else types.CompletionItemKind.Text,
         detail=DETAIL,
-        documentation=_documentation(snapshot.language_id, before + suggestion, client),
+        documentation=_documentation(snapshot.language_id, shown, client),
         sort_text="0000",  # before the language server's items
         filter_text=inserted,
         preselect=True,
@@ -88,8 +90,12 @@ def menu_item(
 
 
 def _typed_word(before_cursor: str) -> str:
-    match = _WORD_BEFORE.search(before_cursor)
-    return match.group(0) if match else ""
+    """The identifier characters just left of the cursor (a backwards scan: a regex search
+    for a word at the end is quadratic on a long line of word characters)."""
+    start = len(before_cursor)
+    while start and (before_cursor[start - 1].isalnum() or before_cursor[start - 1] == "_"):
+        start -= 1
+    return before_cursor[start:]
 
 
 def _without_replaced_tail(text: str, result: CompletionResult) -> tuple[str, int]:
