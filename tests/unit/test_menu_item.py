@@ -142,6 +142,8 @@ def test_label_is_the_first_line_trimmed_shortened_and_never_empty() -> None:
     long = item_for("", "x = " + "a" * 100).label
     assert len(long) == 60 and long.endswith("…") and long.startswith("x = aaa")
     assert item_for("", "\n\n").label == "Crucible"
+    # Neovim puts a snippet item's label in the buffer while it is selected: never shortened.
+    assert item_for("", "x = " + "a" * 100, client=NEOVIM).label == "x = " + "a" * 100
 
 
 def test_documentation_is_fenced_markdown_or_plain_text() -> None:

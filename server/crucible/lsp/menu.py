@@ -70,7 +70,9 @@ def menu_item(
         new_text=escape_snippet(inserted) if snippet else inserted,
     )
     return types.CompletionItem(
-        label=_label(inserted),
+        # Neovim inserts a snippet item's label until the item is accepted (and for good
+        # where no accept handler is registered): it must be the text itself, unshortened.
+        label=_label(inserted, shorten=not snippet),
         kind=types.CompletionItemKind.Snippet if snippet else types.CompletionItemKind.Text,
         detail=DETAIL,
         documentation=_documentation(snapshot.language_id, shown, client),
@@ -143,10 +145,10 @@ def escape_snippet(text: str) -> str:
     return _SNIPPET_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 
 
-def _label(inserted: str) -> str:
-    """The first non-blank line, trimmed and shortened; never empty."""
+def _label(inserted: str, *, shorten: bool) -> str:
+    """The first non-blank line, trimmed and (``shorten``) shortened; never empty."""
     line = next((ln.strip() for ln in inserted.split("\n") if ln.strip()), "")
-    if len(line) > LABEL_CHARS:
+    if shorten and len(line) > LABEL_CHARS:
         line = line[: LABEL_CHARS - 1].rstrip() + "…"
     return line or DETAIL
 
