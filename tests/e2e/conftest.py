@@ -77,6 +77,7 @@ def lsp_session(tmp_path: Path) -> Session:
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
         workspace: Path | None = None,
+        client_info: types.ClientInfo | None = None,
     ) -> AsyncIterator[LanguageClient]:
         root = workspace or tmp_path / "workspace"
         root.mkdir(parents=True, exist_ok=True)
@@ -93,6 +94,7 @@ def lsp_session(tmp_path: Path) -> Session:
             client.initialize_result = await client.initialize_session(  # type: ignore[attr-defined]
                 types.InitializeParams(
                     capabilities=capabilities or inline_capabilities(),
+                    client_info=client_info,
                     root_uri=root.as_uri(),
                     workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="ws")],
                     initialization_options=init_options,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,36 @@ async def test_api_key_is_sent_to_its_provider_and_never_echoed(
     assert fake.generation_requests()[0].headers["authorization"] == f"Bearer {secret}"
     assert secret not in log.read_text()
     assert secret not in repr(status) and secret not in repr(client.messages)
+
+
+async def test_editor_client_keys_are_accepted_silently_and_a_typo_is_not(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    """vscode-languageclient sends ``crucible.trace.server`` with every configuration: no
+    pop-up for it, and the rest of the change applies. A real typo still gets one."""
+    async with lsp_session(provider_options(fake)) as client:
+        uri = open_document(client, TEXT)
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(
+                settings={
+                    "crucible": {
+                        "trace": {"server": "verbose"},
+                        "server": {"path": "/usr/local/bin/crucible-lsp"},
+                        "completion": {"enabled": False},
+                    }
+                }
+            )
+        )
+        disabled = await inline(client, uri, end_of(TEXT))
+        quiet = [m.message for m in client.messages]
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(
+                settings={"crucible": {"trace": {"server": "off"}, "completoin": {}}}
+            )
+        )
+        await asyncio.wait_for(client.wait_for_notification(types.WINDOW_SHOW_MESSAGE), 5)
+        loud = [m.message for m in client.messages]
+
+    assert quiet == []
+    assert not disabled.items and fake.generation_requests() == []
+    assert len(loud) == 1 and "completoin" in loud[0] and "trace" not in loud[0]

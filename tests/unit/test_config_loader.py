@@ -27,7 +27,7 @@ from crucible.config import (
     read_toml,
     unwrap_client_settings,
 )
-from crucible.config.settings import FIM_TEMPLATE_NAMES
+from crucible.config.settings import CLIENT_KEYS, FIM_TEMPLATE_NAMES, CompletionItems
 
 FAKE_KEY = "sk-proj-Zq8Xw3Vt9Ks2Lm4Np6Rb1Yc5Hd7Jf0Ga"
 
@@ -331,6 +331,18 @@ def test_valid_completion_values(raw: dict[str, Any], field: str, value: Any) ->
             id="enum",
         ),
         pytest.param(completion(max_lines=[3]), "completion.max_lines", ["array"], id="array"),
+        pytest.param(
+            completion(completion_items="sometimes"),
+            "completion.completion_items",
+            ['"sometimes"', '"auto", true or false'],
+            id="completion-items-word",
+        ),
+        pytest.param(
+            completion(completion_items=1),
+            "completion.completion_items",
+            ["got 1"],
+            id="completion-items-number",
+        ),
     ],
 )
 def test_bad_completion_value_names_its_key_and_falls_back(
@@ -701,3 +713,50 @@ def test_fuzz_never_raises() -> None:
             assert result.settings.providers
             assert all(isinstance(e.key, str) and e.message for e in result.errors)
             json.dumps(describe(result.settings, {}))
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("auto", CompletionItems.AUTO),
+        (True, CompletionItems.ON),
+        (False, CompletionItems.OFF),
+        ("true", CompletionItems.ON),
+        ("On", CompletionItems.ON),
+        (" off ", CompletionItems.OFF),
+        ("false", CompletionItems.OFF),
+    ],
+)
+def test_completion_items_takes_auto_or_a_switch(given: Any, expected: CompletionItems) -> None:
+    result = build_settings(completion(completion_items=given))
+    assert result.errors == ()
+    assert result.settings.completion.completion_items is expected
+
+
+def test_completion_items_defaults_to_auto() -> None:
+    assert CompletionSettings().completion_items is CompletionItems.AUTO
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"crucible": {"trace": {"server": "verbose"}, "completion": {"debounce_ms": 7}}},
+        {"trace": {"server": "off"}, "completion": {"debounce_ms": 7}},
+        {"crucible": {"server": {"path": "/opt/crucible-lsp"}, "completion": {"debounce_ms": 7}}},
+        {"client": {"statusBar": True}, "trace": "messages", "completion": {"debounce_ms": 7}},
+    ],
+    ids=["vscode-section", "bare", "server-path", "client-keys"],
+)
+def test_editor_client_keys_are_ignored_without_an_error(
+    payload: dict[str, Any], env: dict[str, str]
+) -> None:
+    result = load_settings(client_settings=payload, env=env)
+    assert result.errors == ()
+    assert result.settings.completion.debounce_ms == 7
+
+
+def test_client_keys_are_only_skipped_at_the_top_level() -> None:
+    """``trace`` inside a server section is still a typo worth reporting."""
+    assert set(CLIENT_KEYS) == {"trace", "server", "client"}
+    result = build_settings({"completion": {"trace": "on"}, "tracee": 1})
+    assert keys(result) == ["tracee", "completion.trace"]

@@ -175,7 +175,8 @@ class CompletionService:
             else None
         )
         self._newest_prefix[snapshot.uri] = window.prefix
-        ticket = self._latest.begin(request.snapshot.uri)
+        # The same text and cursor asked twice (inline + menu) share, instead of superseding.
+        ticket = self._latest.begin(request.snapshot.uri, (request.offset, request.snapshot.text))
         work = asyncio.ensure_future(
             self._complete(request, window, typed, plan, joined, reuse, request_id)
         )

@@ -44,6 +44,14 @@ class Prefetch(StrEnum):
     OFF = "off"
 
 
+class CompletionItems(StrEnum):
+    """Whether textDocument/completion (the completion menu) also offers the AI suggestion."""
+
+    AUTO = "auto"  # decided per client: lsp/clients.py (menu_wants_suggestions)
+    ON = "on"  # written `true` in the configuration
+    OFF = "off"  # written `false`
+
+
 class Multiline(StrEnum):
     """When an inline completion may span several lines."""
 
@@ -51,6 +59,13 @@ class Multiline(StrEnum):
     ALWAYS = "always"
     NEVER = "never"
 
+
+# Top-level keys of the ``crucible`` section that belong to editor clients, not to the server:
+# vscode-languageclient adds ``trace.server`` to every extension's settings, and Crucible's own
+# editor clients keep their settings (the server's path and arguments, client behaviour) under
+# ``server`` and ``client``. The loader skips them without a word (DEBUG log), so an editor that
+# sends its whole section never shows an "unknown key" warning.
+CLIENT_KEYS: tuple[str, ...] = ("trace", "server", "client")
 
 # The FIM template names ``fim_template`` accepts besides "auto". context/fim.py owns the
 # templates themselves; the names are repeated here because config/ sits below context/ in the
@@ -138,10 +153,13 @@ class CompletionSettings:
     """``[completion]``: inline completions."""
 
     enabled: bool = doc("Serve inline completions.", default=True)
-    completion_items: bool = doc(
-        "Also answer textDocument/completion with the AI suggestion, for clients that lack"
-        " inline completion (clients that have it are never sent both).",
-        default=True,
+    completion_items: CompletionItems = doc(  # noqa: RUF009 (doc() returns a field())
+        "auto | true | false. Also offer the AI suggestion in the completion menu"
+        " (textDocument/completion). auto: yes for clients without inline completion and for"
+        " Neovim (whose inline completion is opt-in although always advertised), no for"
+        " clients that show inline suggestions by default (VS Code), so the same suggestion"
+        " is not shown twice.",
+        default=CompletionItems.AUTO,
     )
     debounce_mode: DebounceMode = doc(  # noqa: RUF009
         "adaptive | fixed. adaptive learns the wait per document from the typing rhythm, the"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import math
 import re
 import typing
@@ -24,8 +25,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crucible.config.settings import (
+    CLIENT_KEYS,
     FIM_TEMPLATE_NAMES,
     CacheSettings,
+    CompletionItems,
     CompletionSettings,
     ProviderKind,
     ProviderSettings,
@@ -34,6 +37,8 @@ from crucible.config.settings import (
     default_base_url,
 )
 from crucible.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,23 @@ def _enum_tuple(value: Any, enum: type[StrEnum], key: str, errors: list[ConfigEr
     return tuple(good)
 
 
+# Editors write switches their own way: JSON booleans, or strings from a settings UI.
+_SWITCH_WORDS = {"true": True, "on": True, "false": False, "off": False}
+
+
+def _completion_items(value: Any) -> CompletionItems:
+    """``auto``, or a switch: ``true``/``false`` (also ``"true"``, ``"on"``, ``"off"`` …)."""
+    if isinstance(value, bool):
+        return CompletionItems.ON if value else CompletionItems.OFF
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == CompletionItems.AUTO:
+            return CompletionItems.AUTO
+        if word in _SWITCH_WORDS:
+            return CompletionItems.ON if _SWITCH_WORDS[word] else CompletionItems.OFF
+    raise _Invalid(f'expected "auto", true or false, got {_given(value)}')
+
+
 def _base_url(value: Any) -> str:
     expected = "expected an absolute http:// or https:// URL with a host"
     if not isinstance(value, str):
@@ -228,6 +250,7 @@ _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "base_url"): _base_url,
     (ProviderSettings, "api_key_env"): _api_key_env,
     (ProviderSettings, "fim_template"): lambda v: _choice(v, ("auto", *FIM_TEMPLATE_NAMES)),
+    (CompletionSettings, "completion_items"): _completion_items,
 }
 
 
@@ -355,7 +378,10 @@ def build_settings(raw: Mapping[str, Any]) -> LoadResult:
         return LoadResult(Settings(), (error,))
     known = {f.name: f for f in fields(Settings)}
     for key in raw:
-        if key not in known:
+        if key in CLIENT_KEYS:
+            # The editor client's own settings (trace.server, …), sent along with ours.
+            logger.debug("configuration: ignoring the client's key %r", key)
+        elif key not in known:
             errors.append(_unknown(str(key), str(key), known))
     kwargs: dict[str, Any] = {}
     if raw.get("providers") is not None:

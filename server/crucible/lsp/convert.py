@@ -8,8 +8,6 @@ crossing the wire goes through ``position_to_offset`` / ``offset_to_position``.
 
 from __future__ import annotations
 
-import re
-
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
@@ -17,7 +15,6 @@ from crucible.completion.service import CompletionResult
 from crucible.context.snapshot import DocumentSnapshot
 
 _ENCODINGS = ("utf-8", "utf-16", "utf-32")
-_TRAILING_WORD = re.compile(r"\w*$")
 
 
 def _units(char: str, encoding: str) -> int:
@@ -117,42 +114,3 @@ def inline_completion_list(
         + result.text,
     )
     return types.InlineCompletionList(items=[item])
-
-
-def completion_list(
-    snapshot: DocumentSnapshot, result: CompletionResult | None, encoding: str
-) -> types.CompletionList:
-    """The suggestion as a completion item, for clients without inline completion.
-
-    The edit starts at the beginning of the word being typed and re-inserts it, so the client's
-    filter (which matches the text between the edit's start and the cursor) keeps the item.
-    The label is the first line, as menus show one line; the edit inserts all of it.
-    """
-    if result is None:
-        return types.CompletionList(is_incomplete=True, items=[])
-    line_start = snapshot.line_bounds(result.start)[0]
-    typed = snapshot.text[line_start : result.start]
-    match = _TRAILING_WORD.search(typed)
-    word = match.group(0) if match else ""
-    word_start = result.start - len(word)
-    new_text = word + result.text
-    edit_range = types.Range(
-        start=offset_to_position(snapshot.text, word_start, encoding),
-        end=offset_to_position(snapshot.text, result.end, encoding),
-    )
-    item = types.CompletionItem(
-        label=new_text.split("\n", 1)[0].strip() or new_text.strip(),
-        kind=types.CompletionItemKind.Text,
-        detail="Crucible AI suggestion",
-        documentation=types.MarkupContent(
-            kind=types.MarkupKind.Markdown,
-            value=f"```{snapshot.language_id}\n{typed}{result.text}\n```",
-        ),
-        filter_text=new_text,
-        sort_text="0000",
-        preselect=True,
-        insert_text_format=types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(range=edit_range, new_text=new_text),
-    )
-    # Incomplete: the next keystroke must ask again instead of filtering a stale suggestion.
-    return types.CompletionList(is_incomplete=True, items=[item])

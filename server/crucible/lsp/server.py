@@ -113,6 +113,7 @@ class CrucibleLanguageServer(LanguageServer):
         self._last_popup = float("-inf")
         # Configuration problems found at initialize, shown once the client is ready for them.
         self.pending_problems: list[str] = []
+        self.client_info: types.ClientInfo | None = None  # from initialize: per-client defaults
 
     def touch(self, uri: str) -> None:
         self.recent_uris[uri] = None

@@ -8,13 +8,14 @@ from lsprotocol import types
 
 from crucible.completion.service import CompletionRequest
 from crucible.context.snapshot import DocumentSnapshot
+from crucible.lsp.clients import client_traits, menu_wants_suggestions
 from crucible.lsp.convert import (
-    completion_list,
     encoding_of,
     inline_completion_list,
     position_to_offset,
     snapshot_of,
 )
+from crucible.lsp.menu import completion_list
 from crucible.lsp.server import CrucibleLanguageServer
 
 logger = logging.getLogger(__name__)
@@ -53,11 +54,6 @@ def _request(
     return request, encoding
 
 
-def _client_has_inline_completion(ls: CrucibleLanguageServer) -> bool:
-    text_document = ls.client_capabilities.text_document
-    return bool(text_document and text_document.inline_completion)
-
-
 def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -82,8 +78,8 @@ def register(server: CrucibleLanguageServer) -> None:
     async def completion(
         ls: CrucibleLanguageServer, params: types.CompletionParams
     ) -> types.CompletionList:
-        # A client with inline completion asks for both; answering both would double the cost.
-        if _client_has_inline_completion(ls) or not ls.backend.completion.settings.completion_items:
+        client = client_traits(ls.client_info, ls.client_capabilities)
+        if not menu_wants_suggestions(ls.backend.completion.settings.completion_items, client):
             return types.CompletionList(is_incomplete=False, items=[])
         invoked = params.context is None or (
             params.context.trigger_kind == types.CompletionTriggerKind.Invoked
@@ -93,4 +89,4 @@ def register(server: CrucibleLanguageServer) -> None:
             return types.CompletionList(is_incomplete=False, items=[])
         request, encoding = built
         result = await ls.backend.completion.complete(request)
-        return completion_list(request.snapshot, result, encoding)
+        return completion_list(request.snapshot, result, encoding, client)

@@ -57,6 +57,9 @@ async def _pull_configuration(server: CrucibleLanguageServer) -> None:
 def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.INITIALIZE)
     def initialize(ls: CrucibleLanguageServer, params: types.InitializeParams) -> None:
+        ls.client_info = params.client_info
+        if params.client_info:  # decides per-client defaults (completion_items): worth a line
+            logger.info("client: %s %s", params.client_info.name, params.client_info.version or "")
         ls.pending_problems = ls.backend.initialize(
             _workspace_root(params), params.initialization_options
         )
