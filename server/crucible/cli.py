@@ -34,13 +34,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, help="a crucible TOML file, over user/workspace ones"
     )
-    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        help="also write the log here, at --log-level, tracebacks included",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level (default INFO)",
+        help="log level (default INFO) of the editor's log (window/logMessage) and --log-file;"
+        " stderr gets only warnings and errors",
     )
     return parser
 
@@ -48,14 +53,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
-    from crucible.runtime.log import configure_logging
-
-    configure_logging(args.log_level, args.log_file)
+    from crucible.runtime.log import ClientLogHandler, configure_logging
 
     if args.command == "doctor":
+        configure_logging(args.log_level, args.log_file)
         from crucible.doctor import run_doctor
 
         return run_doctor(config_path=args.config, workspace_root=Path.cwd())
+
+    # Records are buffered until the server connects this handler at `initialize`.
+    configure_logging(args.log_level, args.log_file, client=ClientLogHandler())
 
     from crucible.app import App, build_server
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from tests.fakes.provider import FakeProvider
@@ -102,16 +103,20 @@ def _frame(message: dict[str, object]) -> bytes:
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def _read_message(sock: socket.socket) -> dict[str, object]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(4096)
-    header, rest = data.split(b"\r\n\r\n", 1)
-    fields = dict(line.split(b": ", 1) for line in header.split(b"\r\n"))
-    length = int(fields[b"Content-Length"])
-    while len(rest) < length:
-        rest += sock.recv(4096)
-    return json.loads(rest[:length])  # type: ignore[no-any-return]
+def _read_reply(stream: BinaryIO) -> dict[str, object]:
+    """The next response, past the server's notifications (window/logMessage)."""
+    while "id" not in (message := _read_message(stream)):
+        pass
+    return message
+
+
+def _read_message(stream: BinaryIO) -> dict[str, object]:
+    length = 0
+    while (line := stream.readline().strip()) != b"":
+        name, _, value = line.partition(b": ")
+        if name.lower() == b"content-length":
+            length = int(value)
+    return json.loads(stream.read(length))  # type: ignore[no-any-return]
 
 
 def test_tcp_transport_and_log_file(tmp_path: Path) -> None:
@@ -134,7 +139,7 @@ def test_tcp_transport_and_log_file(tmp_path: Path) -> None:
             except OSError:
                 assert time.monotonic() < deadline, "server did not listen"
                 time.sleep(0.05)
-        with conn:
+        with conn, conn.makefile("rb") as replies:
             conn.sendall(
                 _frame(
                     {
@@ -145,11 +150,11 @@ def test_tcp_transport_and_log_file(tmp_path: Path) -> None:
                     }
                 )
             )
-            reply = _read_message(conn)
+            reply = _read_reply(replies)
             assert reply["id"] == 1
             assert "inlineCompletionProvider" in reply["result"]["capabilities"]  # type: ignore[index]
             conn.sendall(_frame({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}))
-            assert _read_message(conn)["id"] == 2
+            assert _read_reply(replies)["id"] == 2
             conn.sendall(_frame({"jsonrpc": "2.0", "method": "exit"}))
         server.wait(timeout=10)
     finally:
