@@ -20,8 +20,8 @@ present or not knowable, a key when it needs one, and the tiny completion answer
 none can; ``cli.py`` exits 2 on a usage error.
 
 Keys: no key, nor any part of one, is printed. Every text shown passes through
-``providers.http.mask_key`` for each key in the environment, so even a server that echoes a
-key in an error message is masked.
+``mask_secrets`` (``providers.http.mask_key`` for each key in the environment, plus any
+key-like run starting like one), so even a server that echoes a key in an error is masked.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -367,16 +368,21 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _masker(providers: Sequence[ProviderSettings], env: Mapping[str, str]) -> Callable[[str], str]:
-    keys = [env.get(p.api_key_env) for p in providers if p.api_key_env]
-    present = [k for k in keys if k]
+def mask_secrets(text: str, keys: Sequence[str]) -> str:
+    """``text`` with each key masked (``providers.http.mask_key``), and with every key-like
+    run that starts like one of them masked too: servers echo keys half-masked, such as
+    OpenAI's ``sk-proj-****abcd``, and even a prefix of a key must not be printed."""
+    for key in keys:
+        text = mask_key(text, key)
+        if len(key) >= 8:
+            text = re.sub(re.escape(key[:4]) + r"[\w\-*.]*", "***", text)
+    return text
 
-    def mask(text: str) -> str:
-        for key in present:
-            text = mask_key(text, key)
-        return text
 
-    return mask
+def _keys_in(providers: Sequence[ProviderSettings], env: Mapping[str, str]) -> list[str]:
+    """The keys of the configured providers that the environment holds."""
+    values = [env.get(p.api_key_env) for p in providers if p.api_key_env]
+    return [value for value in values if value]
 
 
 def run_doctor(
@@ -392,7 +398,7 @@ def run_doctor(
     result = load_settings(workspace_root=where.path, config_path=config_path, env=env)
     checks = asyncio.run(_check_all(result.settings.providers, env))
     view = describe(result.settings, env)
-    mask = _masker(result.settings.providers, env)
+    keys = _keys_in(result.settings.providers, env)
     state, line = verdict(checks)
     if as_json:
         problems = [str(e) for e in result.errors] + [
@@ -407,7 +413,7 @@ def run_doctor(
             "settings": view,
             "problems": problems,
         }
-        print(mask(json.dumps(report, indent=2)))
+        print(mask_secrets(json.dumps(report, indent=2), keys))
     else:
-        print(mask("\n".join(_text(checks, where, result, view))))
+        print(mask_secrets("\n".join(_text(checks, where, result, view)), keys))
     return 0 if state != "not ready" else 1
