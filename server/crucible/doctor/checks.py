@@ -1,56 +1,25 @@
-"""``crucible-lsp doctor``: can Crucible serve completions here, and if not, what to fix.
+"""What doctor finds out about each provider, in words a user can act on, and the verdict.
 
-A command for people: it prints to stdout, in this order,
-
-1. each provider's verdict: reachable (the probe's answer, in words to act on), model present
-   (from the server's model listing), API key present (the variable's NAME from
-   ``api_key_env``, never its value), the first-token latency of ONE tiny real completion
-   (``max_tokens`` 4, skipped when the probe failed), and its roles;
-2. one overall verdict line;
-3. the workspace, found as an editor finds it (``config.loader.find_workspace_root``) unless
-   ``--workspace`` names it, and the configuration files in merge order, each loaded, not
-   found, or in error;
-4. configuration problems, then the effective configuration as TOML, secrets masked.
-
-``--json`` prints one object instead (``verdict``, ``workspace``, ``config_files``,
-``providers``, ``settings``, ``problems``) and nothing else on stdout.
-
-Exit 0 when at least one provider with the completion role can serve (reachable, the model
-present or not knowable, a key when it needs one, and the tiny completion answered), 1 when
-none can; ``cli.py`` exits 2 on a usage error.
-
-Keys: no key, nor any part of one, is printed. Every text shown passes through
-``mask_secrets`` (``providers.http.mask_key`` for each key in the environment, plus any
-key-like run starting like one), so even a server that echoes a key in an error is masked.
+Checks run for all providers at once, each with its own connection pool: ``probe()`` (5 s),
+then, when it passed and a key is there if one is needed, ONE tiny real completion through
+the provider's own ``stream_fim`` (4 tokens, greedy), timed to its first chunk and its end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from crucible.config.loader import (
-    WORKSPACE_MARKERS,
-    ConfigSource,
-    LoadResult,
-    describe,
-    find_workspace_root,
-    load_settings,
-)
-from crucible.config.render import to_toml
+from crucible.config.loader import WORKSPACE_MARKERS, find_workspace_root
 from crucible.config.settings import ProviderKind, ProviderSettings, Role
 from crucible.config.validate import mask_url
 from crucible.providers.base import FimRequest, ProbeResult, Provider
 from crucible.providers.errors import ProviderError
-from crucible.providers.http import mask_key
 from crucible.providers.registry import create_provider
 
 _PROBE_TIMEOUT_S = 5.0
@@ -177,7 +146,7 @@ async def _measure(check: ProviderCheck, provider: Provider) -> ProviderCheck:
     return replace(check, first_token_ms=first, total_ms=total, latency_error=error)
 
 
-async def _check_all(
+async def check_all(
     providers: Sequence[ProviderSettings], env: Mapping[str, str]
 ) -> list[ProviderCheck]:
     return list(await asyncio.gather(*(_check(p, env) for p in providers)))
@@ -255,165 +224,3 @@ def verdict(checks: Sequence[ProviderCheck]) -> tuple[str, str]:
         "degraded",
         f"Degraded: {len(serving)} of {len(completion)} completion providers can serve ({shown}).",
     )
-
-
-def _key_line(check: ProviderCheck) -> str:
-    env = check.settings.api_key_env
-    if env is None:
-        return "needed, none configured (api_key_env)" if check.key_needed else "not needed"
-    return f"{env} is set" if check.key_present else f"{env} is NOT set"
-
-
-def _latency_line(check: ProviderCheck) -> str:
-    if check.first_token_ms is not None and check.total_ms is not None:
-        return f"{check.first_token_ms:.0f} ms (whole 4-token answer {check.total_ms:.0f} ms)"
-    if check.total_ms is not None:
-        return f"no text; the answer took {check.total_ms:.0f} ms"
-    return check.latency_error or check.latency_note or "not measured"
-
-
-# -- output -----------------------------------------------------------------------------------
-
-
-def _text(
-    checks: Sequence[ProviderCheck],
-    workspace: Workspace,
-    result: LoadResult,
-    view: dict[str, Any],
-) -> list[str]:
-    lines = ["Providers:"]
-    for check in checks:
-        s = check.settings
-        mark = "ok  " if check.can_serve else ("FAIL" if check.serves_completion else "--  ")
-        lines.append(
-            f"  [{mark}] {s.name}: {s.kind} {s.model} at {mask_url(s.base_url)}"
-            f" (roles: {', '.join(str(r) for r in s.roles) or 'none'})"
-        )
-        # A failed probe's words are in the problem line below.
-        reach = "yes" if check.reachable else "no"
-        reach += f" ({check.probe.detail})" if check.probe.ok else ""
-        lines.append(f"         reachable:   {reach}")
-        lines.append(f"         model:       {_model_line(check)}")
-        lines.append(f"         API key:     {_key_line(check)}")
-        lines.append(f"         first token: {_latency_line(check)}")
-        lines.extend(f"         problem:     {problem}" for problem in check.problems())
-    lines += ["", verdict(checks)[1], "", f"Workspace: {workspace.path} ({workspace.found_by})"]
-    lines.append("Configuration files, in order (later wins):")
-    for source in result.sources:
-        if source.path is not None:
-            state = f"error: {source.error}" if source.state == "error" else source.state
-            lines.append(f"  {source.label:<15} {source.path}: {state}")
-    if result.errors:
-        lines += ["", "Configuration problems (these keys use their defaults):"]
-        lines.extend(f"  - {error}" for error in result.errors)
-    lines += ["", "Effective configuration (secrets masked):", ""]
-    lines.append(to_toml(_toml_view(view)).rstrip("\n"))
-    return lines
-
-
-def _model_line(check: ProviderCheck) -> str:
-    present = check.probe.model_present
-    if present is None:
-        return "unknown (the server lists no models, or the probe failed)"
-    if present:
-        return "present"
-    return "not listed, but the server answered" if check.answered else "missing"
-
-
-def _toml_view(view: dict[str, Any]) -> dict[str, Any]:
-    """``describe``'s view with ``api_key_env`` back to the plain name a file holds."""
-    providers = []
-    for provider in view.get("providers", []):
-        shown = dict(provider)
-        key = shown.get("api_key_env")
-        shown["api_key_env"] = key.get("name") if isinstance(key, dict) else key
-        providers.append(shown)
-    return {**view, "providers": providers}
-
-
-def _source_json(source: ConfigSource) -> dict[str, Any]:
-    return {
-        "source": source.label,
-        "path": str(source.path) if source.path is not None else None,
-        "state": source.state,
-        "error": source.error,
-    }
-
-
-def _provider_json(check: ProviderCheck) -> dict[str, Any]:
-    s = check.settings
-    return {
-        "name": s.name,
-        "kind": str(s.kind),
-        "model": s.model,
-        "base_url": mask_url(s.base_url),
-        "roles": [str(r) for r in s.roles],
-        "can_serve": check.can_serve,
-        "reachable": check.reachable,
-        "probe": check.probe.detail,
-        "model_present": check.probe.model_present,
-        "api_key": {
-            "env": s.api_key_env,
-            "needed": check.key_needed,
-            "present": check.key_present,
-        },
-        "first_token_ms": _rounded(check.first_token_ms),
-        "total_ms": _rounded(check.total_ms),
-        "latency_note": check.latency_error or check.latency_note or None,
-        "problems": check.problems(),
-    }
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
-
-
-def mask_secrets(text: str, keys: Sequence[str]) -> str:
-    """``text`` with each key masked (``providers.http.mask_key``), and with every key-like
-    run that starts like one of them masked too: servers echo keys half-masked, such as
-    OpenAI's ``sk-proj-****abcd``, and even a prefix of a key must not be printed."""
-    for key in keys:
-        text = mask_key(text, key)
-        if len(key) >= 8:
-            text = re.sub(re.escape(key[:4]) + r"[\w\-*.]*", "***", text)
-    return text
-
-
-def _keys_in(providers: Sequence[ProviderSettings], env: Mapping[str, str]) -> list[str]:
-    """The keys of the configured providers that the environment holds."""
-    values = [env.get(p.api_key_env) for p in providers if p.api_key_env]
-    return [value for value in values if value]
-
-
-def run_doctor(
-    *,
-    config_path: Path | None,
-    cwd: Path,
-    workspace: Path | None = None,
-    as_json: bool = False,
-    env: Mapping[str, str] = os.environ,
-) -> int:
-    """Check, print, and return the exit code (0 can serve, 1 cannot)."""
-    where = locate_workspace(cwd, workspace)
-    result = load_settings(workspace_root=where.path, config_path=config_path, env=env)
-    checks = asyncio.run(_check_all(result.settings.providers, env))
-    view = describe(result.settings, env)
-    keys = _keys_in(result.settings.providers, env)
-    state, line = verdict(checks)
-    if as_json:
-        problems = [str(e) for e in result.errors] + [
-            f"{c.settings.name}: {p}" for c in checks for p in c.problems()
-        ]
-        report = {
-            "verdict": state,
-            "summary": line,
-            "workspace": {"path": str(where.path), "found_by": where.found_by},
-            "config_files": [_source_json(s) for s in result.sources if s.path is not None],
-            "providers": [_provider_json(c) for c in checks],
-            "settings": view,
-            "problems": problems,
-        }
-        print(mask_secrets(json.dumps(report, indent=2), keys))
-    else:
-        print(mask_secrets("\n".join(_text(checks, where, result, view)), keys))
-    return 0 if state != "not ready" else 1
