@@ -34,28 +34,52 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, help="a crucible TOML file, over user/workspace ones"
     )
-    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        metavar="DIR",
+        help="doctor: the workspace whose crucible.toml applies (default: found by walking up"
+        " from the current directory to crucible.toml, else a .git/.hg/.jj/.svn directory)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="doctor: print one JSON object for scripts"
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        help="also write the log here, at --log-level, tracebacks included",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level (default INFO)",
+        help="log level (default INFO) of the editor's log (window/logMessage) and --log-file;"
+        " stderr gets only warnings and errors",
     )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command != "doctor" and (args.json or args.workspace is not None):
+        parser.error("--json and --workspace belong to doctor")  # exits 2
+    if args.workspace is not None and not args.workspace.is_dir():
+        parser.error(f"--workspace {args.workspace}: not a directory")
 
-    from crucible.runtime.log import configure_logging
-
-    configure_logging(args.log_level, args.log_file)
+    from crucible.runtime.log import ClientLogHandler, configure_logging
 
     if args.command == "doctor":
+        configure_logging(args.log_level, args.log_file)
         from crucible.doctor import run_doctor
 
-        return run_doctor(config_path=args.config, workspace_root=Path.cwd())
+        return run_doctor(
+            config_path=args.config, cwd=Path.cwd(), workspace=args.workspace, as_json=args.json
+        )
+
+    # Records are buffered until the server connects this handler at `initialize`.
+    configure_logging(args.log_level, args.log_file, client=ClientLogHandler())
 
     from crucible.app import App, build_server
 

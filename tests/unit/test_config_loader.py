@@ -22,6 +22,7 @@ from crucible.config import (
     default_base_url,
     describe,
     file_layers,
+    find_workspace_root,
     load_settings,
     merge_layers,
     read_toml,
@@ -53,7 +54,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def test_no_configuration_gives_the_defaults(tmp_path: Path, env: dict[str, str]) -> None:
     result = load_settings(workspace_root=tmp_path / "ws", env=env)
-    assert result == LoadResult(Settings(), ())
+    assert (result.settings, result.errors) == (Settings(), ())
     (provider,) = result.settings.providers
     assert (provider.kind, provider.base_url) == (ProviderKind.OLLAMA, "http://127.0.0.1:11434")
 
@@ -162,6 +163,51 @@ def test_missing_config_file_is_an_error(tmp_path: Path, env: dict[str, str]) ->
     assert layers == []
     assert [e.key for e in errors] == [str(missing)]
     assert "does not exist" in errors[0].message
+
+
+def test_sources_say_what_became_of_each_file(tmp_path: Path, env: dict[str, str]) -> None:
+    user = tmp_path / "xdg" / "crucible" / "config.toml"
+    ws = write(tmp_path / "ws" / "crucible.toml", "[completion\n")
+    config = write(tmp_path / "c.toml", CONFIG)
+    result = load_settings(
+        workspace_root=tmp_path / "ws", config_path=config, initialization_options={}, env=env
+    )
+    assert [(s.label, s.path, s.state) for s in result.sources] == [
+        ("user file", user, "not found"),
+        ("workspace file", ws, "error"),
+        ("--config", config, "loaded"),
+        ("initializationOptions", None, "loaded"),
+    ]
+    assert "not valid TOML" in (result.sources[1].error or "")
+
+
+@pytest.mark.parametrize(
+    ("layout", "start", "root"),
+    [
+        pytest.param(["p/crucible.toml", "p/.git/"], "p/src/pkg", "p", id="crucible-toml"),
+        pytest.param(["p/.git/"], "p/src/pkg", "p", id="git"),
+        pytest.param(["p/.git"], "p/src", "p", id="git-file-of-a-worktree"),
+        # crucible.toml wins over a nearer repository root, as Neovim's root_markers order does.
+        pytest.param(["crucible.toml", "p/.git/"], "p/src", ".", id="crucible-toml-first"),
+        pytest.param(["p/src/.hg/"], "p/src", "p/src", id="start-itself"),
+    ],
+)
+def test_find_workspace_root_walks_up_to_the_markers(
+    tmp_path: Path, layout: list[str], start: str, root: str
+) -> None:
+    for entry in layout:
+        path = tmp_path / "t" / entry
+        if entry.endswith("/"):
+            path.mkdir(parents=True)
+        else:
+            write(path, "")
+    (tmp_path / "t" / start).mkdir(parents=True, exist_ok=True)
+    found = find_workspace_root(tmp_path / "t" / start)
+    assert found == (tmp_path / "t" / root).resolve()
+
+
+def test_find_workspace_root_without_markers(tmp_path: Path) -> None:
+    assert find_workspace_root(tmp_path, markers=(("no-such-marker-here",),)) is None
 
 
 def test_missing_optional_files_are_not_errors(tmp_path: Path, env: dict[str, str]) -> None:

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from crucible.config.loader import (
+    ConfigSource,
     LoadResult,
     build_settings,
     describe,
     file_layers,
+    find_workspace_root,
     load_settings,
     merge_layers,
     read_toml,
@@ -25,6 +27,7 @@ from crucible.config.settings import (
 
 __all__ = [
     "CompletionSettings",
+    "ConfigSource",
     "LoadResult",
     "Multiline",
     "ProviderKind",
@@ -35,6 +38,7 @@ __all__ = [
     "default_base_url",
     "describe",
     "file_layers",
+    "find_workspace_root",
     "load_settings",
     "merge_layers",
     "read_toml",

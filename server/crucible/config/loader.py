@@ -10,7 +10,12 @@ Single responsibility: gather the raw tables (TOML files, ``initializationOption
 One schema, snake_case keys, identical in TOML and JSON. Untyped dicts stop in this package:
 everything past ``load_settings`` / ``build_settings`` sees frozen dataclasses. Nothing here
 raises on bad input; every problem is a ``ConfigError`` naming its key (a file's problems name
-the file).
+the file). ``LoadResult.sources`` says which sources were read and what became of each
+(``doctor`` lists them).
+
+Outside an editor (``doctor``), the workspace is found the way an editor finds it:
+``find_workspace_root`` walks up from a directory to the nearest one holding a root marker,
+``crucible.toml`` first, then a version-control directory (``WORKSPACE_MARKERS``).
 """
 
 from __future__ import annotations
@@ -18,20 +23,24 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from crucible.config import validate
 from crucible.config.settings import ProviderSettings, Settings
-from crucible.config.validate import LoadResult, build_settings, looks_like_key, mask_url
+from crucible.config.validate import looks_like_key, mask_url
 from crucible.errors import ConfigError
 
 __all__ = [
+    "WORKSPACE_MARKERS",
+    "ConfigSource",
     "LoadResult",
     "build_settings",
     "describe",
     "file_layers",
+    "find_workspace_root",
     "load_settings",
     "merge_layers",
     "read_toml",
@@ -40,6 +49,65 @@ __all__ = [
 
 SECTION = "crucible"
 WORKSPACE_FILE = "crucible.toml"
+
+# What makes a directory a workspace root, in order of precedence: each group is searched all
+# the way up before the next, as Neovim's ``root_markers = { 'crucible.toml', '.git' }`` does.
+# A crucible.toml marks the root its author meant; otherwise the repository root is what
+# editors open (VS Code's folder, eglot's project.el, Helix). Project files such as
+# pyproject.toml or package.json are left out: they also mark every sub-package of a monorepo.
+WORKSPACE_MARKERS: tuple[tuple[str, ...], ...] = (
+    (WORKSPACE_FILE,),
+    (".git", ".hg", ".jj", ".svn"),
+)
+
+SourceState = Literal["loaded", "not found", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """One configuration source and what became of it.
+
+    ``label`` is ``user file``, ``workspace file``, ``--config``, ``initializationOptions`` or
+    ``didChangeConfiguration``; ``path`` is set for files; ``error`` says why an ``error``
+    source was ignored.
+    """
+
+    label: str
+    path: Path | None
+    state: SourceState
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadResult(validate.LoadResult):
+    """``validate.LoadResult`` (settings and problems) plus the sources read, in merge order.
+
+    The sources live here, not in ``validate``, because validation sees one merged table and
+    knows nothing of files.
+    """
+
+    sources: tuple[ConfigSource, ...] = ()
+
+
+def build_settings(raw: Mapping[str, Any]) -> LoadResult:
+    """``validate.build_settings`` as this module's ``LoadResult`` (a table has no sources)."""
+    result = validate.build_settings(raw)
+    return LoadResult(result.settings, result.errors)
+
+
+def find_workspace_root(
+    start: Path, markers: tuple[tuple[str, ...], ...] = WORKSPACE_MARKERS
+) -> Path | None:
+    """The workspace an editor would open for ``start``: the nearest directory at or above it
+    holding a marker of the first group that any directory holds (``WORKSPACE_MARKERS``);
+    ``None`` when no directory up to the file-system root holds one."""
+    start = start.resolve()
+    chain = [start, *start.parents]
+    for group in markers:
+        for directory in chain:
+            if any(os.path.lexists(directory / marker) for marker in group):
+                return directory
+    return None
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], list[ConfigError]]:
@@ -88,27 +156,48 @@ def file_layers(
     The user and workspace files are optional; a ``--config`` file the user named but that
     does not exist is an error. ``source`` is a label with the path, for logs and ``doctor``.
     """
+    layers, errors, _ = read_files(workspace_root=workspace_root, config_path=config_path, env=env)
+    return layers, errors
+
+
+def read_files(
+    *,
+    workspace_root: Path | None,
+    config_path: Path | None,
+    env: Mapping[str, str] = os.environ,
+) -> tuple[list[tuple[str, dict[str, Any]]], list[ConfigError], list[ConfigSource]]:
+    """``file_layers`` plus a ``ConfigSource`` for every file looked for, read or not."""
     layers: list[tuple[str, dict[str, Any]]] = []
     errors: list[ConfigError] = []
+    sources: list[ConfigSource] = []
     candidates: list[tuple[str, Path]] = []
     user = user_config_path(env)
     if user is not None:
         candidates.append(("user file", user))
     if workspace_root is not None:
         candidates.append(("workspace file", workspace_root / WORKSPACE_FILE))
+    missing_config: ConfigError | None = None
     if config_path is not None:
         if config_path.exists():
             candidates.append(("--config", config_path))
         else:
-            errors.append(
-                ConfigError(str(config_path), "--config names a file that does not exist")
+            missing_config = ConfigError(
+                str(config_path), "--config names a file that does not exist"
             )
+            errors.append(missing_config)
     for label, path in candidates:
         table, problems = read_toml(path)
         errors.extend(problems)
-        if not problems and path.is_file():
+        if problems:
+            sources.append(ConfigSource(label, path, "error", problems[0].message))
+        elif path.is_file():
             layers.append((f"{label} {path}", table))
-    return layers, errors
+            sources.append(ConfigSource(label, path, "loaded"))
+        else:
+            sources.append(ConfigSource(label, path, "not found"))
+    if missing_config is not None and config_path is not None:
+        sources.append(ConfigSource("--config", config_path, "error", missing_config.message))
+    return layers, errors, sources
 
 
 def unwrap_client_settings(value: Any) -> dict[str, Any] | None:
@@ -172,14 +261,20 @@ def load_settings(
     """Every source in order -> ``Settings``. Call again with the new ``client_settings`` on
     ``workspace/didChangeConfiguration``; the files are re-read, which is cheap and picks up
     edits made since start."""
-    layers, errors = file_layers(workspace_root=workspace_root, config_path=config_path, env=env)
+    layers, errors, sources = read_files(
+        workspace_root=workspace_root, config_path=config_path, env=env
+    )
     tables: list[Mapping[str, Any]] = [table for _, table in layers]
-    for payload in (initialization_options, client_settings):
+    for label, payload in (
+        ("initializationOptions", initialization_options),
+        ("didChangeConfiguration", client_settings),
+    ):
         table = unwrap_client_settings(payload)
         if table is not None:
             tables.append(table)
+            sources.append(ConfigSource(label, None, "loaded"))
     result = build_settings(merge_layers(tables))
-    return LoadResult(result.settings, (*errors, *result.errors))
+    return LoadResult(result.settings, (*errors, *result.errors), tuple(sources))
 
 
 def describe(settings: Settings, env: Mapping[str, str] = os.environ) -> dict[str, Any]:

@@ -8,6 +8,14 @@ Two fixes to pygls 2.1.1 live here, both measured in ../shared/research/perf-anc
 * ``serve_stdio`` reads stdin through an asyncio pipe instead of pygls's reader, which hands
   every header line and body to a thread pool: three thread hops per message, about 0.3 ms of
   latency and CPU per keystroke message.
+
+And two about what the editor is shown:
+
+* Error replies carry a one-line message and no traceback: pygls puts the handler's traceback
+  into ``error.data`` (``JsonRpcInternalError.of``), which clients print to the user. The
+  traceback stays in the log (stderr, --log-file).
+* The log's client sink (``runtime/log.py``'s ``ClientLogHandler``) is connected when
+  ``initialize`` arrives: from then on the protocol may send ``window/logMessage``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from concurrent.futures import Future as ThreadFuture
 from typing import Any, Protocol
 
 from lsprotocol import types
+from lsprotocol.types import ResponseError
 from pygls.exceptions import FeatureRequestError, JsonRpcException, PyglsError
 from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
@@ -29,11 +38,16 @@ from pygls.protocol import LanguageServerProtocol
 
 import crucible
 from crucible.completion.service import CompletionService
+from crucible.runtime.log import client_handler
 
 logger = logging.getLogger(__name__)
 
 DID_CHANGE_STATUS = "crucible/didChangeStatus"
 _MAX_RECENT = 64  # recently edited documents remembered for neighbour context
+_ERROR_MESSAGE_LIMIT = 300  # characters of an error reply's message
+# Unsent bytes in a socket transport past which log messages to the client are dropped
+# rather than queued behind a client that does not read.
+_LOG_BACKLOG_LIMIT = 1 << 20
 
 
 class Backend(Protocol):
@@ -76,7 +90,42 @@ class EditorChannel(Protocol):
 
 
 class CrucibleProtocol(LanguageServerProtocol):
-    """pygls's protocol, minus the per-notification future leak."""
+    """pygls's protocol, minus the per-notification future leak and tracebacks in replies,
+    plus the client log sink."""
+
+    def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
+        if method_name == types.INITIALIZE:
+            # The LSP spec allows window/logMessage from the initialize request on.
+            self._connect_client_log()
+        super()._handle_request(msg_id, method_name, params)
+
+    def _send_response(
+        self, msg_id: Any, result: Any | None = None, error: ResponseError | None = None
+    ) -> None:
+        super()._send_response(msg_id, result, None if error is None else _short(error))
+
+    def _connect_client_log(self) -> None:
+        handler = client_handler()
+        if handler is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not serving on a loop (cannot happen with pygls 2's readers)
+            return
+        handler.connect(self._send_log, loop, self._log_backlog_full)
+
+    def _send_log(self, kind: int, text: str) -> None:
+        self.notify(
+            types.WINDOW_LOG_MESSAGE,
+            types.LogMessageParams(type=types.MessageType(kind), message=text),
+        )
+
+    def _log_backlog_full(self) -> bool:
+        # Socket writers (TCP) buffer without bound; stdout's writer blocks instead, which
+        # holds up replies too, so only the former needs a limit here.
+        transport = getattr(self.writer, "transport", None)
+        size = getattr(transport, "get_write_buffer_size", None)
+        return callable(size) and int(size()) > _LOG_BACKLOG_LIMIT
 
     def _execute_handler(
         self,
@@ -188,8 +237,23 @@ class CrucibleLanguageServer(LanguageServer):
             )
         finally:
             # The editor went away (EOF) or asked us to exit: close provider connections.
+            handler = client_handler()
+            if handler is not None:
+                handler.disconnect()
             await self.backend.aclose()
             self.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _short(error: ResponseError) -> ResponseError:
+    """``error`` with a one-line message and without the traceback pygls adds to ``data``."""
+    lines = str(error.message).strip().splitlines()
+    message = (lines[0] if lines else "") or "internal error"
+    if len(message) > _ERROR_MESSAGE_LIMIT:
+        message = message[: _ERROR_MESSAGE_LIMIT - 1] + "…"
+    data = error.data
+    if isinstance(data, dict) and "traceback" in data:
+        data = {key: value for key, value in data.items() if key != "traceback"} or None
+    return ResponseError(code=error.code, message=message, data=data)
 
 
 class _NotAPipe(Exception):

@@ -122,14 +122,14 @@ class AnthropicProvider(HttpProvider):
             detail = f"model {self.model} not found ({exc.message})"
             if self._settings.base_url.rstrip("/").endswith("/v1"):
                 detail += "; base_url is the API root, without /v1"
-            return ProbeResult(False, detail)
+            return ProbeResult(False, detail, model_present=False)
         except AuthError as exc:
             return ProbeResult(False, exc.message + missing_key_hint(self._settings, KEY_ENV))
         except ProviderError as exc:
             return ProbeResult(False, exc.message)
         shown = model.get("display_name")
         named = f" ({shown})" if isinstance(shown, str) and shown != self.model else ""
-        return ProbeResult(True, f"ok: model {self.model}{named} available")
+        return ProbeResult(True, f"ok: model {self.model}{named} available", model_present=True)
 
     def _headers(self) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}

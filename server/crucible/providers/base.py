@@ -45,10 +45,15 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """What a cheap health request found (``crucible-lsp doctor``)."""
+    """What a cheap health request found (``crucible-lsp doctor``).
+
+    ``model_present``: whether the server's model listing has the configured model; ``None``
+    when the probe got no listing (an error) or the server lists none (llama.cpp's health).
+    """
 
     ok: bool
     detail: str
+    model_present: bool | None = None
 
 
 class Provider(Protocol):

@@ -90,13 +90,14 @@ class CodestralProvider(HttpProvider):
         if not ids:
             return ProbeResult(False, "the server lists no models")
         if self.model in ids:
-            return ProbeResult(True, f"ok: model {self.model} available")
+            return ProbeResult(True, f"ok: model {self.model} available", model_present=True)
         for m in models:
             aliases = m.get("aliases")
             if isinstance(aliases, list) and self.model in aliases:
-                return ProbeResult(True, f"ok: model {self.model} available (as {m['id']})")
+                detail = f"ok: model {self.model} available (as {m['id']})"
+                return ProbeResult(True, detail, model_present=True)
         shown = ", ".join(ids[:_LISTED]) + (", …" if len(ids) > _LISTED else "")
-        return ProbeResult(False, f"model {self.model} not found (has: {shown})")
+        return ProbeResult(False, f"model {self.model} not found (has: {shown})", False)
 
     def _stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
         return stream_sse(self._client, self._settings, path, body, _text, error_types=_ERROR_TYPES)

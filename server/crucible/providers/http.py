@@ -320,8 +320,15 @@ def _redact(message: str, request: httpx.Request) -> str:
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
     keys = [bearer if scheme.lower() == "bearer" else "", request.headers.get("x-api-key", "")]
     for key in keys:
-        if len(key) >= 4:
-            message = message.replace(key, "***")
+        message = mask_key(message, key)
+    return message
+
+
+def mask_key(message: str, key: str | None) -> str:
+    """``message`` with every occurrence of ``key`` replaced by ``***`` (keys shorter than 4
+    characters are left alone: masking them would garble ordinary words)."""
+    if key and len(key) >= 4:
+        message = message.replace(key, "***")
     return message
 
 

@@ -77,9 +77,9 @@ class OllamaProvider(HttpProvider):
             m["name"] for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)
         ]
         if any(_same_model(name, self.model) for name in names):
-            return ProbeResult(True, f"ok: model {self.model} available")
+            return ProbeResult(True, f"ok: model {self.model} available", model_present=True)
         have = ", ".join(names) if names else "none"
-        return ProbeResult(False, f"model {self.model} not found (have: {have})")
+        return ProbeResult(False, f"model {self.model} not found (have: {have})", False)
 
     async def _stream(
         self, path: str, body: dict[str, Any], text_of: _TextOf

@@ -85,12 +85,13 @@ class OpenAIProvider(HttpProvider):
         if not ids:
             return ProbeResult(False, "the server lists no models")
         if self.model in ids:
-            return ProbeResult(True, f"ok: model {self.model} available")
+            return ProbeResult(True, f"ok: model {self.model} available", model_present=True)
         # Servers of one model (llama.cpp, some vLLM setups) answer to any name, so an unlisted
         # name is reported, not failed.
         return ProbeResult(
             True,
             f"ok: server answers, but model {self.model} is not listed (has: {', '.join(ids)})",
+            model_present=False,
         )
 
     def _batched(self, waits_ms: tuple[float, ...]) -> None:

@@ -1,27 +1,226 @@
-"""Logging set-up: stderr or a file, never stdout (stdout carries the protocol)."""
+"""Where log records go. Never stdout: stdout carries the protocol.
+
+::
+
+    stderr       WARNING and above only. Editors show everything a server writes on stderr as
+                 errors (Neovim's LSP log, VS Code's output channel), so INFO there would be
+                 read as a failure.
+    --log-file   every record at the chosen --log-level, full tracebacks included.
+    the client   every record at the chosen level as window/logMessage (ClientLogHandler), once
+                 the LSP layer connects it after ``initialize``: one line, no traceback.
+
+``ClientLogHandler`` knows nothing of LSP: the LSP layer hands it a ``send(kind, text)``
+callable and its event loop (``connect``). Until then records are buffered, bounded, and
+flushed on connect. ``emit`` never blocks and never sends: it appends to a bounded queue and
+asks the loop to drain it, so a record logged from any thread, or while a message is being
+written, cannot recurse or wait. A full queue drops the record and counts it; the client is
+told how many were dropped once the queue drains.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import threading
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# LSP MessageType values, kept here as plain ints so this module needs no lsprotocol.
+MESSAGE_ERROR, MESSAGE_WARNING, MESSAGE_INFO, MESSAGE_LOG = 1, 2, 3, 4
 
-def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None:
-    handler: logging.Handler
+# Libraries whose records below WARNING never go to the client: pygls logs every message it
+# sends ("Sending data: ..."), so forwarding them would echo the client's own traffic back to
+# it (document text included) and double every message. They still reach --log-file.
+_NOT_FOR_CLIENT = ("pygls", "httpx", "httpcore")
+
+_TRACEBACK = "Traceback (most recent call last)"
+
+SendLog = Callable[[int, str], None]
+Backlog = Callable[[], bool]
+
+
+def message_type(levelno: int) -> int:
+    """The window/logMessage type for a record's level: DEBUG is ``Log``."""
+    if levelno >= logging.ERROR:
+        return MESSAGE_ERROR
+    if levelno >= logging.WARNING:
+        return MESSAGE_WARNING
+    if levelno >= logging.INFO:
+        return MESSAGE_INFO
+    return MESSAGE_LOG
+
+
+def one_line(record: logging.LogRecord) -> str:
+    """``name: message`` plus ``(ExcType: message)`` for an exception; never a traceback."""
+    lines = record.getMessage().splitlines()
+    # Some libraries (pygls) put a formatted traceback into the message itself: cut from the
+    # first line of it ("Traceback …", "  + Exception Group Traceback …").
+    cut = next((i for i, line in enumerate(lines) if _TRACEBACK in line), len(lines))
+    text = "\n".join(lines[:cut]).rstrip()
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        detail = " ".join(str(exc).split())
+        text += f" ({type(exc).__name__}: {detail})" if detail else f" ({type(exc).__name__})"
+    return f"{record.name}: {text}"
+
+
+class ClientLogHandler(logging.Handler):
+    """Log records to the editor as window/logMessage; see the module docstring."""
+
+    def __init__(self, *, capacity: int = 512, batch: int = 64) -> None:
+        super().__init__()
+        self.capacity = capacity  # records waiting for the client, at most
+        self.batch = batch  # records sent per event-loop turn, so logging never hogs the loop
+        self.dropped = 0  # records never sent (queue full, client congested, send failed)
+        self.sent = 0
+        self._queue: deque[tuple[int, str]] = deque()
+        self._send: SendLog | None = None
+        self._congested: Backlog | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_scheduled = False
+        self._reported_drops = 0
+        self._guard = threading.local()  # .sending: this thread is inside send()
+
+    # -- wiring (the LSP layer) -------------------------------------------------------------
+
+    def connect(
+        self,
+        send: SendLog,
+        loop: asyncio.AbstractEventLoop,
+        congested: Backlog | None = None,
+    ) -> None:
+        """Start sending through ``send`` on ``loop``; records buffered so far go first.
+
+        ``congested`` says whether the transport already holds too much unsent data; while it
+        does, records are dropped (and counted) instead of piling up behind a slow client.
+        """
+        with self._queue_lock():
+            self._send, self._loop, self._congested = send, loop, congested
+            self._schedule()
+
+    def disconnect(self) -> None:
+        """Stop sending (the connection is closing); later records are buffered, bounded."""
+        with self._queue_lock():
+            self._send = self._loop = self._congested = None
+            self._drain_scheduled = False
+
+    # -- logging.Handler ---------------------------------------------------------------------
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._guard, "sending", False):
+            return  # logged by the send itself (pygls, the writer): never through ourselves
+        if record.levelno < logging.WARNING and record.name.startswith(_NOT_FOR_CLIENT):
+            return
+        try:
+            entry = (message_type(record.levelno), one_line(record))
+        except Exception:
+            self.handleError(record)
+            return
+        with self._queue_lock():
+            if len(self._queue) >= self.capacity:
+                self.dropped += 1
+                return
+            self._queue.append(entry)
+            self._schedule()
+
+    # -- draining (on the event loop) ----------------------------------------------------------
+
+    def _queue_lock(self) -> threading.RLock:
+        # logging.Handler's own lock: emit() already holds it when called through handle().
+        assert self.lock is not None
+        return self.lock
+
+    def _schedule(self) -> None:
+        """Ask the loop for a drain, once; the caller holds the lock."""
+        if self._drain_scheduled or self._loop is None or not self._queue:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: the connection is gone
+            self._send = self._loop = self._congested = None
+            return
+        self._drain_scheduled = True
+
+    def _drain(self) -> None:
+        with self._queue_lock():
+            self._drain_scheduled = False
+            send, congested = self._send, self._congested
+            if send is None:
+                return
+            taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+        self._guard.sending = True
+        try:
+            for kind, text in taken:
+                if congested is not None and congested():
+                    with self._queue_lock():
+                        self.dropped += 1
+                    continue
+                send(kind, text)
+                self.sent += 1
+            self._report_drops(send)
+        except Exception:
+            # The transport is broken: stop, rather than fail again for every record. The
+            # log file and stderr still get everything.
+            self.disconnect()
+            return
+        finally:
+            self._guard.sending = False
+        with self._queue_lock():
+            self._schedule()  # the rest on a later turn, after other work
+
+    def _report_drops(self, send: SendLog) -> None:
+        with self._queue_lock():
+            new = self.dropped - self._reported_drops
+            if new <= 0 or self._queue:
+                return
+            self._reported_drops = self.dropped
+        send(
+            MESSAGE_WARNING,
+            f"crucible: {new} log messages were dropped (too many, or the client was"
+            " reading slowly); --log-file keeps every one",
+        )
+
+
+def configure_logging(
+    level: str = "INFO",
+    log_file: Path | None = None,
+    *,
+    client: ClientLogHandler | None = None,
+) -> None:
+    """Route records as the module docstring says; ``client`` for the language server only
+    (``doctor`` prints for people and has no client)."""
+    chosen = logging.getLevelName(level.upper())
+    if not isinstance(chosen, int):
+        chosen = logging.INFO
+    formatter = logging.Formatter(_FORMAT)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(max(logging.WARNING, chosen))
+    handlers: list[logging.Handler] = [stderr]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    if client is not None:
+        handlers.append(client)
+    for handler in handlers:
+        if handler is not client:
+            handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.handlers[:] = handlers
+    root.setLevel(chosen)
     # pygls logs every message it sends at INFO, document text and suggestions included, and
     # httpx logs every request line: both stay quiet unless the user asked for DEBUG.
-    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    quiet = logging.DEBUG if chosen <= logging.DEBUG else logging.WARNING
     for noisy in ("pygls", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(quiet)
+
+
+def client_handler() -> ClientLogHandler | None:
+    """The ClientLogHandler installed on the root logger, if any (the LSP layer connects it)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ClientLogHandler):
+            return handler
+    return None

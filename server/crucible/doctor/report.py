@@ -1,0 +1,140 @@
+"""doctor's report: text for people (verdicts first, configuration last) or JSON for scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from crucible.config.loader import ConfigSource, LoadResult
+from crucible.config.render import to_toml
+from crucible.config.validate import mask_url
+from crucible.doctor.checks import ProviderCheck, Workspace, verdict
+
+
+def _key_line(check: ProviderCheck) -> str:
+    env = check.settings.api_key_env
+    if env is None:
+        return "needed, none configured (api_key_env)" if check.key_needed else "not needed"
+    return f"{env} is set" if check.key_present else f"{env} is NOT set"
+
+
+def _latency_line(check: ProviderCheck) -> str:
+    if check.first_token_ms is not None and check.total_ms is not None:
+        return f"{check.first_token_ms:.0f} ms (whole 4-token answer {check.total_ms:.0f} ms)"
+    if check.total_ms is not None:
+        return f"no text; the answer took {check.total_ms:.0f} ms"
+    return check.latency_error or check.latency_note or "not measured"
+
+
+def text_report(
+    checks: Sequence[ProviderCheck],
+    workspace: Workspace,
+    result: LoadResult,
+    view: dict[str, Any],
+) -> list[str]:
+    lines = ["Providers:"]
+    for check in checks:
+        s = check.settings
+        mark = "ok  " if check.can_serve else ("FAIL" if check.serves_completion else "--  ")
+        lines.append(
+            f"  [{mark}] {s.name}: {s.kind} {s.model} at {mask_url(s.base_url)}"
+            f" (roles: {', '.join(str(r) for r in s.roles) or 'none'})"
+        )
+        # A failed probe's words are in the problem line below.
+        reach = "yes" if check.reachable else "no"
+        reach += f" ({check.probe.detail})" if check.probe.ok else ""
+        lines.append(f"         reachable:   {reach}")
+        lines.append(f"         model:       {_model_line(check)}")
+        lines.append(f"         API key:     {_key_line(check)}")
+        lines.append(f"         first token: {_latency_line(check)}")
+        lines.extend(f"         problem:     {problem}" for problem in check.problems())
+    lines += ["", verdict(checks)[1], "", f"Workspace: {workspace.path} ({workspace.found_by})"]
+    lines.append("Configuration files, in order (later wins):")
+    for source in result.sources:
+        if source.path is not None:
+            state = f"error: {source.error}" if source.state == "error" else source.state
+            lines.append(f"  {source.label:<15} {source.path}: {state}")
+    if result.errors:
+        lines += ["", "Configuration problems (these keys use their defaults):"]
+        lines.extend(f"  - {error}" for error in result.errors)
+    lines += ["", "Effective configuration (secrets masked):", ""]
+    lines.append(to_toml(_toml_view(view)).rstrip("\n"))
+    return lines
+
+
+def _model_line(check: ProviderCheck) -> str:
+    present = check.probe.model_present
+    if present is None:
+        return "unknown (the server lists no models, or the probe failed)"
+    if present:
+        return "present"
+    return "not listed, but the server answered" if check.answered else "missing"
+
+
+def _toml_view(view: dict[str, Any]) -> dict[str, Any]:
+    """``describe``'s view with ``api_key_env`` back to the plain name a file holds."""
+    providers = []
+    for provider in view.get("providers", []):
+        shown = dict(provider)
+        key = shown.get("api_key_env")
+        shown["api_key_env"] = key.get("name") if isinstance(key, dict) else key
+        providers.append(shown)
+    return {**view, "providers": providers}
+
+
+def source_json(source: ConfigSource) -> dict[str, Any]:
+    return {
+        "source": source.label,
+        "path": str(source.path) if source.path is not None else None,
+        "state": source.state,
+        "error": source.error,
+    }
+
+
+def provider_json(check: ProviderCheck) -> dict[str, Any]:
+    s = check.settings
+    return {
+        "name": s.name,
+        "kind": str(s.kind),
+        "model": s.model,
+        "base_url": mask_url(s.base_url),
+        "roles": [str(r) for r in s.roles],
+        "can_serve": check.can_serve,
+        "reachable": check.reachable,
+        "probe": check.probe.detail,
+        "model_present": check.probe.model_present,
+        "api_key": {
+            "env": s.api_key_env,
+            "needed": check.key_needed,
+            "present": check.key_present,
+        },
+        "first_token_ms": _rounded(check.first_token_ms),
+        "total_ms": _rounded(check.total_ms),
+        "latency_note": check.latency_error or check.latency_note or None,
+        "problems": check.problems(),
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def json_report(
+    checks: Sequence[ProviderCheck],
+    workspace: Workspace,
+    result: LoadResult,
+    view: dict[str, Any],
+) -> dict[str, Any]:
+    state, line = verdict(checks)
+    problems = [str(e) for e in result.errors] + [
+        f"{c.settings.name}: {p}" for c in checks for p in c.problems()
+    ]
+    return {
+        "verdict": state,
+        "summary": line,
+        "workspace": {"path": str(workspace.path), "found_by": workspace.found_by},
+        "config_files": [source_json(s) for s in result.sources if s.path is not None],
+        "providers": [provider_json(c) for c in checks],
+        "settings": view,
+        "problems": problems,
+    }
