@@ -36,7 +36,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crucible.cache.tiered import Answer, TieredCache
@@ -71,11 +71,25 @@ class CompletionRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Alternative:
+    """Another suggestion for the same spot: it replaces ``result.start`` to ``end``."""
+
+    text: str
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionResult:
     text: str
     start: int  # offsets into the snapshot's text of the range the text replaces
     end: int
     request_id: int
+    alternatives: tuple[Alternative, ...] = ()  # for editors that cycle (VS Code's Alt+])
+
+
+# Alternatives are samples of the same prompt: with the configured (low) temperature they
+# would mostly repeat the first suggestion.
+_SAMPLE_TEMPERATURE = 0.8
 
 
 class CompletionService:
@@ -178,7 +192,9 @@ class CompletionService:
         # The same text and cursor asked twice (inline + menu) share, instead of superseding.
         ticket = self._latest.begin(request.snapshot.uri, (request.offset, request.snapshot.text))
         work = asyncio.ensure_future(
-            self._complete(request, window, typed, plan, joined, reuse, request_id)
+            self._complete_with_alternatives(
+                request, window, typed, plan, joined, reuse, request_id
+            )
         )
         outcome = "empty"
         try:
@@ -215,6 +231,66 @@ class CompletionService:
             self._latest.end(ticket)
             self._telemetry.request(outcome)
             self._telemetry.stage("total", (self._clock() - started) * 1000)
+
+    async def _complete_with_alternatives(
+        self,
+        request: CompletionRequest,
+        window: ContextWindow,
+        typed: Answer | None,
+        plan: Plan | None,
+        joined: Seat[str] | None,
+        reuse: tuple[Seat[str], str] | None,
+        request_id: int,
+    ) -> CompletionResult | None:
+        """The suggestion, plus up to ``alternatives - 1`` others. Other samples cost provider
+        calls, so they are asked for only when the user asked explicitly (an invoked
+        request, which is also what VS Code sends when the user cycles), concurrently with
+        the first; an automatic request gets the ones already in memory, for free."""
+        extra = self._settings.alternatives - 1
+        samples = (
+            self._sample(request, plan, window, n)
+            for n in range(1, extra + 1)
+            if plan is not None and request.invoked and typed is None
+        )
+        seats = [seat for seat in samples if seat is not None]
+        try:
+            result = await self._complete(request, window, typed, plan, joined, reuse, request_id)
+            if result is None or extra < 1 or self._cache is None:
+                return result
+            if plan is None:  # type-through: samples for this very spot may be in memory
+                plan = self._plan(request.snapshot, window, request.neighbours)
+            texts = [await _result_or_none(seat) for seat in seats]
+            cache = self._cache
+            found = [_answer(postprocess(raw, window)) for raw in texts if raw is not None] + [
+                answer
+                for n in range(1, extra + 1)
+                if (answer := cache.in_memory(_sample_key(plan, n))) is not None
+            ]
+            alternatives: dict[str, Alternative] = {}
+            for answer in found:
+                if answer.text and answer.text != result.text:
+                    end = request.offset + answer.replace_suffix
+                    alternatives.setdefault(answer.text, Alternative(answer.text, end))
+            if not alternatives:
+                return result
+            return replace(result, alternatives=tuple(alternatives.values())[:extra])
+        finally:
+            for seat in seats:
+                seat.leave()
+
+    def _sample(
+        self, request: CompletionRequest, plan: Plan, window: ContextWindow, n: int
+    ) -> Seat[str] | None:
+        """A seat on the flight computing sample ``n`` of ``plan`` (None: already cached)."""
+        key = _sample_key(plan, n)
+        if self._cache is not None and self._cache.in_memory(key) is not None:
+            return None  # picked up from memory with the others
+        flight = self._flights.get(key)
+        if flight is None:
+            fim = replace(plan.fim, temperature=_SAMPLE_TEMPERATURE)
+            job = StreamJob(request.snapshot, request.offset, window)
+            flight = self._start_flight(replace(plan, fim=fim, key=key), job)
+        return flight.join()
 
     async def _complete(
         self,
@@ -390,6 +466,11 @@ async def _result_or_none(seat: Seat[str]) -> str | None:
         return await seat.result()
     except (ProviderError, TimeoutError):
         return None
+
+
+def _sample_key(plan: Plan, n: int) -> str:
+    """The cache and flight key of the ``n``-th other sample of ``plan`` (1, 2 …)."""
+    return f"{plan.key}#sample{n}"
 
 
 def _result(answer: Answer, request: CompletionRequest, request_id: int) -> CompletionResult | None:

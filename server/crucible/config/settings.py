@@ -188,6 +188,14 @@ class CompletionSettings:
     max_lines: int = doc("Most lines in a multi-line suggestion.", bounds=(1, 500), default=16)
     max_tokens: int = doc("Most tokens the provider may generate.", bounds=(1, 8192), default=160)
     temperature: float = doc("Sampling temperature.", bounds=(0.0, 2.0), default=0.2)
+    alternatives: int = doc(
+        "Most inline suggestions per request, for editors that cycle through them (VS Code's"
+        " Alt+] / Alt+[). The others are sampled, concurrently, only when you ask explicitly"
+        " (an invoked trigger); automatic requests get the ones already in memory and never"
+        " cost an extra provider call.",
+        bounds=(1, 3),
+        default=1,
+    )
     max_prefix_chars: int = doc(
         "Text before the cursor sent as context.", bounds=(0, 200_000), default=6000
     )

@@ -8,6 +8,8 @@ crossing the wire goes through ``position_to_offset`` / ``offset_to_position``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
@@ -107,10 +109,14 @@ def inline_completion_list(
 ) -> types.InlineCompletionList:
     if result is None:
         return types.InlineCompletionList(items=[])
-    item = types.InlineCompletionItem(
-        insert_text=result.text,
-        range=result_range(snapshot, result, encoding),
-        filter_text=snapshot.text[snapshot.line_bounds(result.start)[0] : result.start]
-        + result.text,
-    )
-    return types.InlineCompletionList(items=[item])
+    line_before = snapshot.text[snapshot.line_bounds(result.start)[0] : result.start]
+    choices = [(result.text, result.end)] + [(a.text, a.end) for a in result.alternatives]
+    items = [
+        types.InlineCompletionItem(
+            insert_text=text,
+            range=result_range(snapshot, replace(result, end=end), encoding),
+            filter_text=line_before + text,
+        )
+        for text, end in choices
+    ]
+    return types.InlineCompletionList(items=items)
