@@ -233,3 +233,21 @@ def _one_slot() -> Any:
     from crucible.resilience.policy import LimiterPolicy
 
     return LimiterPolicy(initial=1, minimum=1, maximum=1)
+
+
+async def test_a_fast_provider_gone_silent_has_failed_at_once() -> None:
+    time = FakeTime()
+    # Known to answer in 0.1 s, then silent: 1.5 s is 15 times its usual, not "slow".
+    primary = ScriptedProvider("primary", time, [Reply(("P",), first_byte=0.1), HANG])
+    fallback = ScriptedProvider("fallback", time, Reply(("F",)))
+    pool = make_pool(time, (primary, 0), (fallback, 1))
+    assert await collect(time, pool.stream_fim(FIM)) == ["P"]
+    assert await collect(time, pool.stream_fim(FIM)) == ["F"]
+    assert primary.endings() == ["completed", "cancelled"]  # closed at once, not warming
+    snap = snapshot(pool, "primary")
+    assert (snap.failures, snap.last_error, snap.warming, snap.in_flight) == (
+        1,
+        "FirstByteTimeout",
+        0,
+        0,
+    )

@@ -12,8 +12,10 @@ backoff: ``routing.py``).
 
 Warming. An attempt given up on before its first byte (its allowance passed, the deadline
 passed, or the caller left and its ``warm`` predicate says the next request shares the prompt)
-is not closed: it runs on, holding its slot, until its first byte or ``warm_limit`` after it
-started, and is closed then. The provider finishes processing the prompt, so its prompt cache
+is not closed, unless it is overdue by its own history (silent for more than twice its usual
+first byte: a fast provider gone quiet has failed, and is closed and counted at once): it runs
+on, holding its slot, until its first byte or ``warm_limit`` after it started, and is closed
+then. The provider finishes processing the prompt, so its prompt cache
 serves the next request in milliseconds instead of seconds, and the verdict is the truth: a
 first byte is *slow*, a success with a latency sample (the next allowance grows with it); no
 first byte, or an error, is a failure. So a slow provider never trips its breaker, and a hung
@@ -288,7 +290,8 @@ class ProviderPool:
                     break
                 now = self._clock.now()
                 if now >= req.deadline:
-                    self._warm_all(live)
+                    for attempt in live:
+                        await self._give_up(req, attempt, now)
                     live = []
                     raise self._router.deadline_error(req)
                 for attempt in [a for a in live if now >= a.first_byte_deadline]:
@@ -297,12 +300,7 @@ class ProviderPool:
                         attempt.first_byte_deadline = req.deadline
                         continue
                     live.remove(attempt)
-                    waited = now - attempt.started
-                    timeout = FirstByteTimeout(
-                        attempt.member.name, f"no first byte within {waited:.3g} s"
-                    )
-                    self._router.cut(req, attempt, timeout)
-                    self._warm(attempt)
+                    await self._give_up(req, attempt, now)
                 if live and now >= hedge_at:
                     hedge = self._router.open_hedge(req, live)
                     if hedge is not None:
@@ -348,6 +346,18 @@ class ProviderPool:
         except ProviderError as exc:
             self._router.failed(req, attempt, exc)
             raise
+
+    async def _give_up(self, req: Request, attempt: Attempt, now: float) -> None:
+        """``req`` stops waiting for ``attempt``'s first byte: failed if it is overdue by its
+        own history (closed at once, freeing its slot), else left warming for its verdict."""
+        waited = now - attempt.started
+        timeout = FirstByteTimeout(attempt.member.name, f"no first byte within {waited:.3g} s")
+        if self._router.overdue(attempt.member, waited):
+            self._router.failed(req, attempt, timeout)
+            await attempt.close()
+        else:
+            self._router.cut(req, attempt, timeout)
+            self._warm(attempt)
 
     def _warm_all(self, attempts: Sequence[Attempt]) -> None:
         for attempt in attempts:

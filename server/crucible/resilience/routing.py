@@ -24,8 +24,9 @@ one can take over: ``first_byte`` (the configured cut-off) for a provider with n
 ``first_byte_factor`` × its own recent p95 when that is longer (a provider known to be slow is
 given its usual time), never past the deadline. The last candidate left waits until the
 deadline: cutting it would only throw its answer away. The same allowance bounds how long an
-attempt queues for a slot. A cut attempt gets no verdict here (``cut``): the pool lets it run
-on to its first byte (``pool.py``, warming) and the verdict comes from that.
+attempt queues for a slot. A cut attempt that is ``overdue`` (silent for more than twice its
+own usual first byte) has failed; any other gets no verdict here (``cut``): the pool lets it
+run on to its first byte (``pool.py``, warming) and the verdict comes from that.
 
 Rejected credentials (401/403) disable the member: no call of any request can succeed until
 the configuration changes, so none is made (not even a probe).
@@ -191,6 +192,13 @@ class Router:
         return any(
             m is not member and m not in req.excluded and m.selectable(now) for m in self._members
         )
+
+    def overdue(self, member: Member, waited: float) -> bool:
+        """Whether ``member`` has been silent for longer than ``first_byte_factor`` times its
+        own recent p95 first byte. A provider known to answer in 80 ms that is silent after
+        1.5 s has failed; one with no history, or a known slow one, may just be slow."""
+        p95 = member.first_byte.percentile(0.95)
+        return p95 is not None and waited > self._policy.first_byte_factor * p95
 
     def cut(self, req: Request, attempt: Attempt, error: ProviderError) -> None:
         """``attempt`` is given up on for this request (no first byte in its allowance), with
