@@ -176,6 +176,27 @@ def test_doctor_gives_verdicts_first_with_first_token_latency(tmp_path: Path) ->
     assert effective["completion"]["timeout_ms"] == 4000
 
 
+def test_doctor_says_a_slow_first_token_is_slow_and_names_a_model_without_fim(
+    tmp_path: Path,
+) -> None:
+    with FakeProvider(model="qwen2.5-coder:1.5b-base") as fake:
+        fake.fim_supported = False
+        fake.inject(Fault(latency_ms=700))
+        config = write_config(
+            tmp_path / "c.toml",
+            fake.base_url,
+            kind="llamacpp",
+            extra="[resilience]\nfirst_byte_timeout_ms = 500\n",
+        )
+        done = run(
+            "doctor", "--json", "--config", str(config), env={"XDG_CONFIG_HOME": str(tmp_path)}
+        )
+    assert done.returncode == 0, done.stdout + done.stderr  # it still serves, from the prefix
+    provider = json.loads(done.stdout)["providers"][0]
+    assert provider["slow"] is True and provider["first_token_ms"] >= 700
+    assert any("cannot fill in the middle" in p for p in provider["problems"])
+
+
 def test_doctor_json_is_one_object_for_scripts(tmp_path: Path) -> None:
     with FakeProvider(model="qwen2.5-coder:1.5b-base") as fake:
         fake.inject(Fault(latency_ms=200))

@@ -70,7 +70,8 @@ def run_doctor(
     """Check, print, and return the exit code (0 can serve, 1 cannot)."""
     where = locate_workspace(cwd, workspace)
     result = load_settings(workspace_root=where.path, config_path=config_path, env=env)
-    checks = asyncio.run(check_all(result.settings.providers, env))
+    cut_off = result.settings.resilience.first_byte_timeout_ms
+    checks = asyncio.run(check_all(result.settings.providers, env, cut_off))
     view = describe(result.settings, env)
     keys = _keys_in(result.settings.providers, env)
     if as_json:

@@ -20,6 +20,7 @@ from crucible.config.settings import ProviderKind, ProviderSettings, Role
 from crucible.config.validate import mask_url
 from crucible.providers.base import FimRequest, ProbeResult, Provider
 from crucible.providers.errors import ProviderError
+from crucible.providers.http import HttpProvider
 from crucible.providers.registry import create_provider
 
 _PROBE_TIMEOUT_S = 5.0
@@ -34,6 +35,10 @@ _LATENCY_REQUEST = FimRequest(
     path="crucible_doctor.py",
     max_tokens=4,
     temperature=0.0,
+)
+_NO_FIM = (
+    "the model cannot fill in the middle, so suggestions only continue the code before the"
+    " cursor; use a code model with FIM tokens (e.g. a Qwen2.5-Coder base model)"
 )
 # Hosted APIs that never work without a key, whatever api_key_env says.
 _KEYED_KINDS = (ProviderKind.ANTHROPIC, ProviderKind.CODESTRAL)
@@ -59,6 +64,13 @@ class ProviderCheck:
     total_ms: float | None = None
     latency_note: str = ""  # why the latency was not measured
     latency_error: str = ""  # what went wrong with the test completion
+    notices: tuple[str, ...] = ()  # degradations the provider worked around (no FIM)
+    slow_after_ms: float | None = None  # the failover cut-off: a first token past it is slow
+
+    @property
+    def slow(self) -> bool:
+        first, cut_off = self.first_token_ms, self.slow_after_ms
+        return first is not None and cut_off is not None and first > cut_off
 
     @property
     def reachable(self) -> bool:
@@ -95,17 +107,25 @@ class ProviderCheck:
             found.append(f"model {self.settings.model} is not listed by the server")
         if self.latency_error:
             found.append(self.latency_error)
+        found.extend(self.notices)
         return found
 
 
 # -- checking --------------------------------------------------------------------------------
 
 
-async def _check(settings: ProviderSettings, env: Mapping[str, str]) -> ProviderCheck:
+async def _check(
+    settings: ProviderSettings, env: Mapping[str, str], slow_after_ms: float | None
+) -> ProviderCheck:
     named = settings.api_key_env
     key_present = bool(env.get(named)) if named else None
     needed = named is not None or settings.kind in _KEYED_KINDS
     provider = create_provider(settings)
+    notices: list[str] = []
+    if isinstance(provider, HttpProvider):
+        # e.g. a model without fill-in-the-middle: the test completion falls back and works,
+        # but the user should hear why suggestions will be worse.
+        provider.on_notice = lambda error: notices.append(error.message)
     try:
         try:
             async with asyncio.timeout(_PROBE_TIMEOUT_S):
@@ -114,14 +134,15 @@ async def _check(settings: ProviderSettings, env: Mapping[str, str]) -> Provider
             probe = ProbeResult(False, f"no answer within {_PROBE_TIMEOUT_S:.0f} s")
         except ProviderError as exc:
             probe = ProbeResult(False, exc.message)
-        check = ProviderCheck(settings, probe, needed, key_present)
+        check = ProviderCheck(settings, probe, needed, key_present, slow_after_ms=slow_after_ms)
         if Role.COMPLETION not in settings.roles:
             return replace(check, latency_note="not measured: not a completion provider")
         if not probe.ok:
             return replace(check, latency_note="not measured: the probe failed")
         if not check.key_ok:
             return replace(check, latency_note="not measured: no API key")
-        return await _measure(check, provider)
+        measured = await _measure(check, provider)
+        return replace(measured, notices=tuple(f"{n}: {_NO_FIM}" for n in notices))
     finally:
         await provider.aclose()
 
@@ -147,9 +168,12 @@ async def _measure(check: ProviderCheck, provider: Provider) -> ProviderCheck:
 
 
 async def check_all(
-    providers: Sequence[ProviderSettings], env: Mapping[str, str]
+    providers: Sequence[ProviderSettings],
+    env: Mapping[str, str],
+    slow_after_ms: float | None = None,
 ) -> list[ProviderCheck]:
-    return list(await asyncio.gather(*(_check(p, env) for p in providers)))
+    """``slow_after_ms``: the failover cut-off (``resilience.first_byte_timeout_ms``)."""
+    return list(await asyncio.gather(*(_check(p, env, slow_after_ms) for p in providers)))
 
 
 def locate_workspace(cwd: Path, override: Path | None) -> Workspace:

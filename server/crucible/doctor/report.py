@@ -20,7 +20,14 @@ def _key_line(check: ProviderCheck) -> str:
 
 def _latency_line(check: ProviderCheck) -> str:
     if check.first_token_ms is not None and check.total_ms is not None:
-        return f"{check.first_token_ms:.0f} ms (whole 4-token answer {check.total_ms:.0f} ms)"
+        line = f"{check.first_token_ms:.0f} ms (whole 4-token answer {check.total_ms:.0f} ms)"
+        if check.slow and check.slow_after_ms is not None:
+            line += (
+                f"; slow: over the {check.slow_after_ms:.0f} ms failover cut-off. Crucible waits"
+                " for it when no other provider can answer (a repeated prompt is faster: its"
+                " prompt cache)"
+            )
+        return line
     if check.total_ms is not None:
         return f"no text; the answer took {check.total_ms:.0f} ms"
     return check.latency_error or check.latency_note or "not measured"
@@ -109,6 +116,7 @@ def provider_json(check: ProviderCheck) -> dict[str, Any]:
             "present": check.key_present,
         },
         "first_token_ms": _rounded(check.first_token_ms),
+        "slow": check.slow,
         "total_ms": _rounded(check.total_ms),
         "latency_note": check.latency_error or check.latency_note or None,
         "problems": check.problems(),
