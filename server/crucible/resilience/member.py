@@ -178,7 +178,9 @@ class Member:
     def note_failure(self, error: ProviderError) -> None:
         self.failures += 1
         self.last_error = type(error).__name__
-        self.last_failed = True
+        # A request the provider refused as sent says nothing about its health (as for the
+        # breaker, ``counts_against_breaker``).
+        self.last_failed = self.last_failed or counts_against_breaker(error)
         if self._on_outcome is not None:
             self._on_outcome(self, error)
 
