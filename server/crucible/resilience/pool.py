@@ -45,7 +45,8 @@ import functools
 import logging
 import random as _random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import Any
 
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult, Provider
 from crucible.providers.errors import ProviderError
@@ -365,12 +366,13 @@ class ProviderPool:
 
     def _warm(self, attempt: Attempt) -> None:
         """Let ``attempt`` run on to its first byte in the background (module docstring)."""
-        if self._closed:
-            attempt.abandon()
-            return
-        attempt.member.warming += 1
+        if self._closed:  # shutting down: nothing will want the cache, just close it
+            work: Coroutine[Any, Any, None] = attempt.close()
+        else:
+            attempt.member.warming += 1
+            work = self._run_warming(attempt)
         task = asyncio.get_running_loop().create_task(
-            self._run_warming(attempt), name=f"crucible-warm-{attempt.member.name}"
+            work, name=f"crucible-warm-{attempt.member.name}"
         )
         self._warming.add(task)
         task.add_done_callback(self._warming.discard)
