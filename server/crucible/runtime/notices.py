@@ -150,9 +150,9 @@ class ProblemBoard:
         if isinstance(error, FimUnsupported):
             return (
                 f"Crucible: the model {settings.model!r} on {where} cannot fill in the middle"
-                f" ({error.message}), so suggestions see only the code before the cursor. Use a"
-                " code model with fill-in-the-middle tokens (e.g. a Qwen2.5-Coder base model)"
-                f" or set fim_template for {settings.name!r}."
+                f" ({error.message}), so suggestions only continue the code before the cursor."
+                " For suggestions that fit the code after it too, use a code model with"
+                " fill-in-the-middle tokens (e.g. a Qwen2.5-Coder base model)."
             )
         if isinstance(error, AuthError):
             return f"Crucible: {where} {self._key_advice(settings, error)} {_DOCTOR}"
