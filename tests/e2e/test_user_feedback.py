@@ -212,3 +212,38 @@ async def test_a_model_without_fim_is_named_once_and_still_suggests(
 def _subsequence(wanted: list[str], seen: list[str]) -> bool:
     found = iter(seen)
     return all(state in found for state in wanted)
+
+
+async def test_a_superseded_prompt_the_next_one_shares_runs_on_to_warm_the_cache(
+    lsp_session: Session,
+) -> None:
+    # One slot and 800 ms of "prompt processing", like a local model on a CPU. Typing on along
+    # a suggestion would reuse its stream; a backspace cannot, so the first stream is
+    # abandoned before its first byte. (Invoked requests: no debounce to wait out.)
+    with FakeProvider(model=MODEL, reply=REPLY, slots=1) as fake:
+        fake.inject(Fault(latency_ms=800))
+        async with lsp_session(one_provider(fake.base_url)) as client:
+            editor = Editor(client, open_document(client, TEXT), TEXT)
+
+            async def supersede(start: int, end: int, new: str) -> None:
+                first = editor.request(invoked=True)
+                await asyncio.sleep(0.3)  # the provider is "processing" the first prompt
+                editor.edit(start, end, new)
+                second = editor.request(invoked=True)
+                await asyncio.wait_for(asyncio.gather(first, second), 10)
+
+            editor.type("x = 1\n    ret")
+            # A backspace: the new prompt shares the old one up to the start of its line.
+            await supersede(len(editor.text) - 1, len(editor.text), "")
+            # An edit at the top: the new prompt shares nothing a prompt cache could reuse.
+            await supersede(0, 0, "# c\n")
+            assert await fake.wait_for_async(
+                lambda f: (
+                    len(f.generation_requests()) == 4
+                    and all(r.finished_at is not None for r in f.generation_requests())
+                )
+            )
+            warmed, _, cut, _ = fake.generation_requests()
+
+    assert warmed.chunks_sent >= 1  # it went on to its first byte: the prompt was processed
+    assert cut.chunks_sent == 0 and cut.disconnected  # closed while still "processing"
