@@ -79,7 +79,7 @@ def _workspace_lines(result: LoadResult) -> list[str]:
     state = "trusted" if decision.trusted else "not trusted"
     lines = [f"Workspace file: {state} ({decision.why})"]
     if result.refused:
-        lines += ["", "Refused from the workspace file (only your own configuration may set):"]
+        lines += ["", "Refused from the workspace file:"]
         lines.extend(f"  - {refusal}" for refusal in result.refused)
         workspace = next((s.path for s in result.sources if s.label == WORKSPACE_LABEL), None)
         if workspace is not None and not decision.trusted:
