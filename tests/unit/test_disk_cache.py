@@ -610,3 +610,21 @@ async def test_an_unusable_directory_turns_the_cache_off(
     assert (s.enabled, s.hits, s.misses, s.writes, s.entries) == (False, 0, 0, 0, 0)
     await cache.close()
     assert mode(path) is None
+
+
+async def test_a_cache_whose_mark_is_still_in_the_write_ahead_log_is_recognised(
+    make: Make, db: Path
+) -> None:
+    """Another server made the file and has not checkpointed: the main file's header has no
+    application_id yet, the log has it. Still ours, not someone else's."""
+    db.parent.mkdir(parents=True)
+    with raw(db) as other:
+        other.execute("PRAGMA journal_mode = WAL")
+        other.execute("PRAGMA wal_autocheckpoint = 0")
+        for statement in sqlite_file._SCHEMA:
+            other.execute(statement)
+        other.execute("INSERT INTO entries VALUES (?, 'v', 1, 1000.0, 1000.0)", (KEY,))
+        assert db.read_bytes()[68:72] == b"\0\0\0\0"  # noqa: ASYNC240 (only the log has it)
+        cache = await make()
+        assert cache.stats().enabled is True
+        assert await cache.get(KEY) == "v"
