@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import crucible
-from crucible.cache.disk import FILE_NAME, DiskCache, default_cache_dir
+from crucible.cache.disk import FILE_NAME, DiskCache
 from crucible.cache.tiered import TieredCache
 from crucible.completion.service import CompletionService
 from crucible.config.loader import LoadResult, load_settings
+from crucible.config.paths import default_cache_dir
 from crucible.config.settings import CacheSettings, Prefetch, ProviderSettings, Role, Settings
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
@@ -72,6 +73,9 @@ class App:
         # overall state on every change (crucible/didChangeStatus). Both wait for the editor.
         self._editor: EditorChannel | None = None
         self._unsent: list[str] = []  # problems found before the editor could be told
+        # The workspace keys refused by the last load, as last told: said once, not on every
+        # configuration change, and again only when what is refused changes.
+        self._workspace_notice: str | None = None
         self.problems = ProblemBoard(self._announce, env)
         self._last_errors: dict[str, ProviderError] = {}  # per provider, for circuit messages
         self._busy = False
@@ -102,6 +106,11 @@ class App:
 
     def _apply(self, result: LoadResult) -> list[str]:
         self.settings = result.settings
+        if result.workspace_notice != self._workspace_notice:
+            self._workspace_notice = result.workspace_notice
+            if result.workspace_notice is not None:
+                logger.warning("configuration: %s", result.workspace_notice)
+                self._announce(result.workspace_notice)
         # The user may have fixed what was wrong: problems still there are said again, and
         # providers whose key was rejected may be called again.
         self.problems.reset()

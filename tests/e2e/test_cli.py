@@ -126,6 +126,9 @@ def test_doctor_from_a_subfolder_finds_the_workspace_file_and_lists_it(tmp_path:
     workspace = tmp_path / "project"
     (workspace / ".git").mkdir(parents=True)
     (workspace / "src" / "pkg").mkdir(parents=True)
+    user_file = tmp_path / "xdg" / "crucible" / "config.toml"
+    user_file.parent.mkdir(parents=True)
+    user_file.write_text(f"trusted_workspaces = [{json.dumps(str(workspace))}]\n")
     with FakeProvider(model="qwen2.5-coder:1.5b-base") as fake:
         write_config(workspace / "crucible.toml", fake.base_url)
         done = run(
@@ -143,8 +146,8 @@ def test_doctor_from_a_subfolder_finds_the_workspace_file_and_lists_it(tmp_path:
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Workspace: {workspace} (crucible.toml)" in done.stdout
     assert f"workspace file  {workspace / 'crucible.toml'}: loaded" in done.stdout
-    user = tmp_path / "xdg" / "crucible" / "config.toml"
-    assert f"user file       {user}: not found" in done.stdout
+    assert f"user file       {user_file}: loaded" in done.stdout
+    assert "Workspace file: trusted" in done.stdout
     # The file's provider is the one checked, not the default Ollama.
     assert "[ok  ] p1" in done.stdout
     assert named.returncode == 0, named.stdout + named.stderr

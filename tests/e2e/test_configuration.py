@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,13 @@ async def test_invalid_values_are_named_and_fall_back(
 async def test_workspace_file_and_did_change_configuration(
     fake: FakeProvider, lsp_session: Session, tmp_path: Path
 ) -> None:
-    """crucible.toml in the workspace configures the provider; the editor's settings win
-    over it, and a change takes effect without a restart."""
+    """crucible.toml in a workspace the user trusts configures the provider; the editor's
+    settings win over it, and a change takes effect without a restart."""
     workspace = tmp_path / "project"
     workspace.mkdir()
+    user_file = tmp_path / "xdg" / "crucible" / "config.toml"
+    user_file.parent.mkdir(parents=True)
+    user_file.write_text(f"trusted_workspaces = [{json.dumps(str(workspace))}]\n")
     (workspace / "crucible.toml").write_text(
         f'[[providers]]\nname = "from-file"\nkind = "ollama"\n'
         f'base_url = "{fake.base_url}"\nmodel = "qwen2.5-coder:1.5b-base"\n'

@@ -444,15 +444,39 @@ def warnings_naming(caplog: pytest.LogCaptureFixture, path: Path) -> list[str]:
     ]
 
 
-async def test_a_corrupt_file_is_moved_aside_and_recreated_at_open(
+async def test_a_file_that_is_not_a_crucible_cache_is_left_untouched_at_open(
     make: Make, db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     db.parent.mkdir(parents=True)
     garbage = b"this is not sqlite" * 300
     db.write_bytes(garbage)  # noqa: ASYNC240 (setup, before anything runs)
     cache = await make(clock=FakeClock(1_700_000_000.0))
+    assert db.read_bytes() == garbage  # noqa: ASYNC240 (not renamed, truncated or written)
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]
+    (warning,) = warnings_naming(caplog, db)
+    assert "not a Crucible cache" in warning and "move or delete it" in warning
+    s = cache.stats()
+    assert (s.enabled, s.recoveries) == (False, 0)
+    cache.put(KEY, "v")
+    await cache.flush()
+    assert await cache.get(KEY) is None
+
+
+async def test_a_corrupt_cache_of_ours_is_moved_aside_and_recreated_at_open(
+    make: Make, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await make()
+    first.put(KEY, "old")
+    await first.flush()
+    await first.close()
+    checkpoint(db)
+    with open(db, "r+b") as f:  # noqa: ASYNC230 (setup): the header (ours) stays, pages break
+        f.seek(100)
+        f.write(b"\xff" * 8000)
+    broken = db.read_bytes()  # noqa: ASYNC240
+    cache = await make(clock=FakeClock(1_700_000_000.0))
     aside = db.with_name(f"{db.name}.corrupt-1700000000")
-    assert aside.read_bytes() == garbage  # kept for a post-mortem, not deleted
+    assert aside.read_bytes() == broken
     assert len(warnings_naming(caplog, db)) == 1
     s = cache.stats()
     assert (s.enabled, s.recoveries) == (True, 1)
@@ -462,27 +486,44 @@ async def test_a_corrupt_file_is_moved_aside_and_recreated_at_open(
     assert mode(db) == 0o600
 
 
-async def test_someone_elses_sqlite_file_is_moved_aside_not_wiped(
+async def test_someone_elses_sqlite_file_is_left_untouched(
     make: Make, db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     db.parent.mkdir(parents=True)
     with raw(db) as conn:
         conn.execute("CREATE TABLE notes (text TEXT)")
         conn.execute("INSERT INTO notes VALUES ('precious')")
+    before = db.read_bytes()  # noqa: ASYNC240
     cache = await make(clock=FakeClock(1_700_000_000.0))
-    aside = db.with_name(f"{db.name}.corrupt-1700000000")
-    with raw(aside) as conn:
+    assert db.read_bytes() == before  # noqa: ASYNC240
+    with raw(db) as conn:
         assert conn.execute("SELECT text FROM notes").fetchall() == [("precious",)]
     assert len(warnings_naming(caplog, db)) == 1
-    cache.put(KEY, "v")
-    await cache.flush()
-    assert await cache.get(KEY) == "v"
+    assert cache.stats().enabled is False
 
 
-@pytest.mark.parametrize("how", ["replaced", "overwritten"])
-async def test_a_file_broken_while_open_is_recovered_and_serving_goes_on(
-    make: Make, db: Path, caplog: pytest.LogCaptureFixture, how: str
+async def test_a_file_replaced_while_open_by_one_not_ours_is_left_untouched(
+    make: Make, db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    cache = await make(clock=FakeClock(1_700_000_000.0))
+    cache.put("k1", "v")
+    await cache.flush()
+    checkpoint(db)
+    garbage = break_file(db, "replaced")  # a user's mv over the path, a sync tool
+    assert await cache.get("k2") is None  # a miss, not an exception
+    cache.put(KEY, "fresh")
+    await cache.flush()
+    assert db.read_bytes() == garbage  # noqa: ASYNC240
+    assert not [p for p in db.parent.iterdir() if ".corrupt-" in p.name]
+    assert cache.stats().recoveries == 0
+    assert len(warnings_naming(caplog, db)) == 1
+
+
+async def test_a_file_of_ours_broken_while_open_is_recovered_and_serving_goes_on(
+    make: Make, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its bytes destroyed under the open file: still the file this cache created, so moving
+    it aside takes nothing from anyone."""
     cache = await make(clock=FakeClock(1_700_000_000.0))
     other = await make(clock=FakeClock(1_700_000_005.0))  # another server on the same file
     for i in range(50):
@@ -491,7 +532,7 @@ async def test_a_file_broken_while_open_is_recovered_and_serving_goes_on(
     assert await cache.get("k1") == "v" * 100
     assert await other.get("k1") == "v" * 100
     checkpoint(db)
-    garbage = break_file(db, how)
+    garbage = break_file(db, "overwritten")
 
     assert await cache.get("k2") is None  # a miss, not an exception
     assert db.with_name(f"{db.name}.corrupt-1700000000").read_bytes()[:8] == garbage[:8]
@@ -569,3 +610,21 @@ async def test_an_unusable_directory_turns_the_cache_off(
     assert (s.enabled, s.hits, s.misses, s.writes, s.entries) == (False, 0, 0, 0, 0)
     await cache.close()
     assert mode(path) is None
+
+
+async def test_a_cache_whose_mark_is_still_in_the_write_ahead_log_is_recognised(
+    make: Make, db: Path
+) -> None:
+    """Another server made the file and has not checkpointed: the main file's header has no
+    application_id yet, the log has it. Still ours, not someone else's."""
+    db.parent.mkdir(parents=True)
+    with raw(db) as other:
+        other.execute("PRAGMA journal_mode = WAL")
+        other.execute("PRAGMA wal_autocheckpoint = 0")
+        for statement in sqlite_file._SCHEMA:
+            other.execute(statement)
+        other.execute("INSERT INTO entries VALUES (?, 'v', 1, 1000.0, 1000.0)", (KEY,))
+        assert db.read_bytes()[68:72] == b"\0\0\0\0"  # noqa: ASYNC240 (only the log has it)
+        cache = await make()
+        assert cache.stats().enabled is True
+        assert await cache.get(KEY) == "v"

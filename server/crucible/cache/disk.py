@@ -4,7 +4,8 @@ Rows of ``key -> value`` with ``created_at``/``last_used`` survive restarts and 
 every server process of the user. A row costs ``len(key) + len(value as UTF-8)`` bytes; each
 write evicts the least recently used rows until the total is within ``max_bytes``. Rows older
 than ``ttl_s`` (by the injected clock) are misses and get deleted. The file itself (creation,
-schema, connections, moving a broken file aside) is ``sqlite_file.py``.
+schema, connections, moving a broken file aside, refusing a file that is not Crucible's) is
+``sqlite_file.py``.
 
 The event loop never touches the disk: reads run on a reader thread, writes on a writer thread,
 each with its own connection (a read never waits behind a write stuck on another process's
@@ -15,23 +16,26 @@ the same queue.
 Errors: none reaches a caller; the cache is an optimisation and the server keeps serving. A
 failure on a worker is a miss or a dropped batch (counted, logged and recovered from as
 ``sqlite_file.py`` describes). OSError | sqlite3.Error in ``open`` (no directory, not writable)
--> one WARNING; the cache turns itself off and every operation is a no-op.
+-> one WARNING; the cache turns itself off and every operation is a no-op. The same for
+``NotOurFile`` (the path names something that is not a Crucible cache), left untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crucible.cache.sqlite_file import SqliteFile, Worker
+from crucible.cache.sqlite_file import NotOurFile, SqliteFile, Worker
+from crucible.config.paths import default_cache_dir
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["FILE_NAME", "DiskCache", "DiskStats", "default_cache_dir"]
 
 FILE_NAME = "completions.sqlite3"
 _BATCH_ROWS = 256  # a queue this long is flushed at once instead of after flush_delay_s
@@ -42,14 +46,6 @@ _UPSERT = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size,"
     " created_at = excluded.created_at, last_used = excluded.last_used"
 )
-
-
-def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """``$XDG_CACHE_HOME/crucible``, else ``~/.cache/crucible`` (a relative XDG value is ignored,
-    as the XDG spec says)."""
-    xdg = env.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path(env.get("HOME") or Path.home()) / ".cache"
-    return base / "crucible"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +125,10 @@ class DiskCache:
         writer = self._writer
         try:
             await writer.call(lambda: self._totals(writer.connection()))
+        except NotOurFile as exc:  # says what to do itself
+            logger.warning("%s", exc)
+            await self._shutdown()
+            return
         except (OSError, sqlite3.Error) as exc:
             logger.warning("disk cache %s unusable, turning it off: %r", self._file.path, exc)
             await self._shutdown()

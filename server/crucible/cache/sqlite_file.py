@@ -1,18 +1,25 @@
 """The L2 cache's sqlite file and the threads that hold connections to it.
 
-``SqliteFile`` owns the path: it creates the file (0600 whatever the umask), opens it in WAL
-mode (readers run beside the one writer; ``busy_timeout`` queues writers), and makes sure the
-schema is ours and current. ``application_id`` marks the file as ours, ``user_version`` is the
-schema version; triggers keep running totals in a one-row table, so counts cost no scan and
-agree across processes. ``Worker`` is one thread with its own connection; before each use the
-connection checks that the path still names the file it opened (another process may have moved
-a broken file aside) and reopens if not.
+``SqliteFile`` owns the path. It only ever opens a file that is a Crucible cache: one it
+created, or one whose sqlite ``application_id`` is Crucible's. Anything else at the path (a
+text file, another program's database, an empty file, a directory or device) is never
+renamed, truncated or written: the cache refuses it (``NotOurFile``) and the server runs
+without L2. A new file is built under a temporary name (0600 whatever the umask, schema and
+marks written) and linked into place only if the path is still free, so the path never names
+a half-made file. Connections run in WAL mode (readers beside the one writer;
+``busy_timeout`` queues writers); ``user_version`` is the schema version; triggers keep running
+totals in a one-row table, so counts cost no scan and agree across processes. ``Worker`` is
+one thread with its own connection; before each use the connection checks that the path still
+names the file it opened (another process may have moved a broken file aside) and reopens if
+not.
 
 Errors: none leaves ``Worker.run``; the cache is an optimisation and the server keeps serving.
 
     sqlite3.Error | OSError on a worker -> the caller's default (a miss / a dropped batch),
     │                                      ``errors`` + 1, the connection reopened on next use
-    ├── corrupt (SQLITE_CORRUPT, SQLITE_NOTADB) or _ForeignFile (sqlite, but not ours)
+    ├── NotOurFile: the path names something that is not a Crucible cache
+    │       -> left as it is; one WARNING naming the path and what to do (at open: L2 off)
+    ├── corrupt (SQLITE_CORRUPT, SQLITE_NOTADB) in a file that was ours when opened
     │       -> file, -wal, -shm moved to ``<name>.corrupt-<unix time>``, a new file, one
     │          WARNING naming the path, ``recoveries`` + 1 (also when found on first open)
     └── busy/locked past busy_timeout -> DEBUG only (other failures: the first at WARNING)
@@ -26,7 +33,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,8 +72,18 @@ _SCHEMA = (
 Identity = tuple[int, int]  # (st_dev, st_ino): which file a path named when it was opened
 
 
-class _ForeignFile(sqlite3.DatabaseError):
-    """The path holds a sqlite database that is not a Crucible cache: moved aside, not wiped."""
+_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every sqlite database
+_APP_ID_AT = 68  # where the header keeps application_id (4 bytes, big-endian)
+
+
+class NotOurFile(sqlite3.DatabaseError):
+    """The path names something that is not a Crucible cache; it is left as it is."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(
+            f"disk cache: {path} is {what}, not a Crucible cache. It is left untouched and the"
+            " disk cache is off: move or delete it, or set cache.disk_path to another file"
+        )
 
 
 def _code(exc: BaseException) -> int:
@@ -73,7 +92,37 @@ def _code(exc: BaseException) -> int:
 
 
 def _is_corrupt(exc: BaseException) -> bool:
-    return isinstance(exc, _ForeignFile) or _code(exc) in _CORRUPT
+    return not isinstance(exc, NotOurFile) and _code(exc) in _CORRUPT
+
+
+def _examine(path: Path) -> tuple[Identity | None, str | None]:
+    """Which file ``path`` names (None: none), and what it is when it is not a Crucible cache
+    (None: it is one). Reads, never writes: at most the 100-byte header, and for a database
+    whose header has no application_id yet (a write-ahead log may hold it), sqlite's answer
+    through a read-only connection."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None, None
+    ident = (st.st_dev, st.st_ino)
+    if not stat.S_ISREG(st.st_mode):
+        return ident, "not a regular file"  # a directory, a FIFO (opening it would block) …
+    with open(path, "rb") as file:
+        header = file.read(100)
+    if not header:
+        return ident, "an empty file"
+    if len(header) < 100 or not header.startswith(_MAGIC):
+        return ident, "not a sqlite database"
+    app = int.from_bytes(header[_APP_ID_AT : _APP_ID_AT + 4], "big")
+    if app == 0:
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as ro:
+                app = int(ro.execute("PRAGMA application_id").fetchone()[0])
+        except sqlite3.Error:
+            pass  # unreadable and not marked as ours: not ours
+    if app != _APP_ID:
+        return ident, "a sqlite database of another program"
+    return ident, None
 
 
 def _identity(path: Path) -> Identity | None:
@@ -97,14 +146,19 @@ class SqliteFile:
         self._warned = False
 
     def connect(self, busy_s: float) -> tuple[sqlite3.Connection, Identity | None]:
-        """Create the file if needed (0600 whatever the umask), open it in WAL mode, make sure
-        the schema is ours and current; moves a corrupt or foreign file aside and retries once."""
+        """Create the file if there is none, open it in WAL mode, make sure the schema is
+        current; moves a corrupt file of ours aside and retries once. Raises ``NotOurFile``
+        when the path names anything else."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         for retry in (False, True):
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-                os.chmod(self.path, 0o600)  # exactly 0600, whatever the umask took away
-            ident = _identity(self.path)
+            ident, foreign = _examine(self.path)
+            if ident is None:
+                self._create()
+                ident, foreign = _examine(self.path)  # ours, or another process's first
+            if foreign is not None:
+                raise NotOurFile(self.path, foreign)
+            if ident is None:
+                raise FileNotFoundError(f"{self.path} vanished as it was created")
             conn = sqlite3.connect(self.path, timeout=busy_s, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -118,6 +172,28 @@ class SqliteFile:
                     raise
                 self.recover(ident, exc)
         raise AssertionError("unreachable")
+
+    def _create(self) -> None:
+        """A new cache file at the path, unless something got there first (then it stays)."""
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}")
+        os.close(os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            os.chmod(temp, 0o600)  # exactly 0600, whatever the umask took away
+            with contextlib.closing(sqlite3.connect(temp, isolation_level=None)) as conn:
+                conn.execute("BEGIN")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+            try:
+                os.link(temp, self.path)  # fails, atomically, when the path is taken
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links: the same, less atomic
+                if not os.path.lexists(self.path):
+                    os.replace(temp, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         def marks() -> tuple[int, int]:
@@ -133,11 +209,10 @@ class SqliteFile:
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
             )
             names = conn.execute(query).fetchall()
-            if app != _APP_ID and names:
-                raise _ForeignFile(f"not a Crucible cache (application_id {app})")
-            if app == _APP_ID:
-                msg = "disk cache %s has schema version %d, not %d: recreating it"
-                logger.info(msg, self.path, version, SCHEMA_VERSION)
+            if app != _APP_ID:  # changed since _examine looked: not ours to take over
+                raise NotOurFile(self.path, "a sqlite database of another program")
+            msg = "disk cache %s has schema version %d, not %d: recreating it"
+            logger.info(msg, self.path, version, SCHEMA_VERSION)
             for (name,) in names:  # ours, an older or newer layout
                 conn.execute('DROP TABLE IF EXISTS "{}"'.format(name.replace('"', '""')))
             for statement in _SCHEMA:
@@ -171,6 +246,9 @@ class SqliteFile:
             self.recover(bad, exc)
         elif _code(exc) in _BUSY or self._warned:
             logger.debug("disk cache %s failed: %r", self.path, exc)
+        elif isinstance(exc, NotOurFile):
+            self._warned = True
+            logger.warning("%s", exc)
         else:
             self._warned = True
             logger.warning("disk cache %s failed: %r (further failures at DEBUG)", self.path, exc)

@@ -1,5 +1,6 @@
-"""Configuration: the schema (``settings``), its validation (``validate``) and its sources
-(``loader``). Import from here."""
+"""Configuration: the schema (``settings``), its validation (``validate``), its sources
+(``loader``), what a workspace file may set (``trust``) and Crucible's own directories
+(``paths``). Import from here."""
 
 from __future__ import annotations
 

@@ -7,6 +7,14 @@ Single responsibility: gather the raw tables (TOML files, ``initializationOption
     defaults < user file ($XDG_CONFIG_HOME/crucible/config.toml) < workspace crucible.toml
              < --config PATH < initializationOptions < didChangeConfiguration
 
+The workspace file comes with the repository being edited and is not trusted: before it is
+merged, ``trust.screen_workspace`` keeps only what it may set (``trust.py`` says what and why),
+judged against the settings of the user's own sources alone. ``LoadResult.refused`` lists what
+was kept out and ``LoadResult.workspace_notice`` is the one message that names it.
+
+Files are read only when they are regular files of at most ``MAX_FILE_BYTES``: a repository's
+``crucible.toml`` may be a symlink to ``/dev/zero`` or a FIFO.
+
 One schema, snake_case keys, identical in TOML and JSON. Untyped dicts stop in this package:
 everything past ``load_settings`` / ``build_settings`` sees frozen dataclasses. Nothing here
 raises on bad input; every problem is a ``ConfigError`` naming its key (a file's problems name
@@ -21,6 +29,7 @@ Outside an editor (``doctor``), the workspace is found the way an editor finds i
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
@@ -28,8 +37,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from crucible.config import validate
+from crucible.config import trust, validate
+from crucible.config.paths import default_cache_dir
 from crucible.config.settings import ProviderSettings, Settings
+from crucible.config.trust import Refusal, WorkspaceTrust
 from crucible.config.validate import looks_like_key, mask_url
 from crucible.errors import ConfigError
 
@@ -49,6 +60,9 @@ __all__ = [
 
 SECTION = "crucible"
 WORKSPACE_FILE = "crucible.toml"
+WORKSPACE_LABEL = "workspace file"
+# A configuration file is a few hundred bytes; past this it is not one.
+MAX_FILE_BYTES = 1 << 20
 
 # What makes a directory a workspace root, in order of precedence: each group is searched all
 # the way up before the next, as Neovim's ``root_markers = { 'crucible.toml', '.git' }`` does.
@@ -80,13 +94,18 @@ class ConfigSource:
 
 @dataclass(frozen=True)
 class LoadResult(validate.LoadResult):
-    """``validate.LoadResult`` (settings and problems) plus the sources read, in merge order.
+    """``validate.LoadResult`` (settings and problems) plus the sources read, in merge order,
+    and what the workspace file was refused.
 
     The sources live here, not in ``validate``, because validation sees one merged table and
-    knows nothing of files.
+    knows nothing of files. ``workspace_trust`` is set when a workspace file was read;
+    ``workspace_notice`` is the message naming every refused key (``None`` when none was).
     """
 
     sources: tuple[ConfigSource, ...] = ()
+    refused: tuple[Refusal, ...] = ()
+    workspace_trust: WorkspaceTrust | None = None
+    workspace_notice: str | None = None
 
 
 def build_settings(raw: Mapping[str, Any]) -> LoadResult:
@@ -111,13 +130,22 @@ def find_workspace_root(
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], list[ConfigError]]:
-    """The table in ``path``; a missing file is simply empty, a broken one is an error."""
+    """The table in ``path``; a missing file is simply empty, a broken one is an error. Only
+    a regular file of at most ``MAX_FILE_BYTES`` is read: opening a FIFO would block, and
+    ``/dev/zero`` never ends."""
     try:
-        data = path.read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return {}, [ConfigError(str(path), "is not a regular file; file ignored")]
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return {}, []
-    except OSError as exc:  # a directory, no permission, …
-        return {}, [ConfigError(str(path), f"cannot be read: {exc.strerror or exc}")]
+    except (OSError, ValueError) as exc:  # no permission, a symlink loop, a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return {}, [ConfigError(str(path), f"cannot be read: {reason}")]
+    if len(data) > MAX_FILE_BYTES:
+        limit = f"{MAX_FILE_BYTES // 1024} KiB"
+        return {}, [ConfigError(str(path), f"is larger than {limit}; file ignored")]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -175,7 +203,7 @@ def read_files(
     if user is not None:
         candidates.append(("user file", user))
     if workspace_root is not None:
-        candidates.append(("workspace file", workspace_root / WORKSPACE_FILE))
+        candidates.append((WORKSPACE_LABEL, workspace_root / WORKSPACE_FILE))
     missing_config: ConfigError | None = None
     if config_path is not None:
         if config_path.exists():
@@ -258,23 +286,52 @@ def load_settings(
     client_settings: Any = None,
     env: Mapping[str, str] = os.environ,
 ) -> LoadResult:
-    """Every source in order -> ``Settings``. Call again with the new ``client_settings`` on
+    """Every source in order -> ``Settings``, the workspace file screened first (see the
+    module docstring). Call again with the new ``client_settings`` on
     ``workspace/didChangeConfiguration``; the files are re-read, which is cheap and picks up
     edits made since start."""
     layers, errors, sources = read_files(
         workspace_root=workspace_root, config_path=config_path, env=env
     )
-    tables: list[Mapping[str, Any]] = [table for _, table in layers]
+    # (table, comes from the workspace file), in merge order.
+    ordered: list[tuple[Mapping[str, Any], bool]] = [
+        (table, label.startswith(WORKSPACE_LABEL)) for label, table in layers
+    ]
     for label, payload in (
         ("initializationOptions", initialization_options),
         ("didChangeConfiguration", client_settings),
     ):
         table = unwrap_client_settings(payload)
         if table is not None:
-            tables.append(table)
+            ordered.append((table, False))
             sources.append(ConfigSource(label, None, "loaded"))
-    result = build_settings(merge_layers(tables))
-    return LoadResult(result.settings, (*errors, *result.errors), tuple(sources))
+    refused: tuple[Refusal, ...] = ()
+    decision: WorkspaceTrust | None = None
+    notice: str | None = None
+    if workspace_root is not None and any(from_workspace for _, from_workspace in ordered):
+        own = validate.build_settings(merge_layers(t for t, ws in ordered if not ws)).settings
+        decision = trust.decide_trust(own, workspace_root)
+        workspace_table = next(t for t, ws in ordered if ws)
+        screened = trust.screen_workspace(workspace_table, own, decision, default_cache_dir(env))
+        ordered = [(screened.table, True) if ws else (t, ws) for t, ws in ordered]
+        errors.extend(screened.errors)
+        refused = screened.refused
+        if refused:
+            notice = trust.refusal_notice(
+                refused,
+                workspace_file=workspace_root / WORKSPACE_FILE,
+                trust=decision,
+                user_file=user_config_path(env),
+            )
+    result = build_settings(merge_layers(t for t, _ in ordered))
+    return LoadResult(
+        result.settings,
+        (*errors, *result.errors),
+        tuple(sources),
+        refused,
+        decision,
+        notice,
+    )
 
 
 def describe(settings: Settings, env: Mapping[str, str] = os.environ) -> dict[str, Any]:

@@ -328,3 +328,18 @@ class Settings:
         "Failover, circuit breakers, retries and concurrency limits.",
         default_factory=ResilienceSettings,
     )
+    # Read from the user's own configuration only: a workspace crucible.toml cannot trust
+    # itself (config/trust.py).
+    trust_workspace_config: bool = doc(
+        "Let the crucible.toml of EVERY workspace set anything a user file can (providers,"
+        " keys, limits), except paths outside Crucible's cache directory. Only your own"
+        " configuration may set it: user file, --config, the editor's settings.",
+        default=False,
+    )
+    trusted_workspaces: tuple[str, ...] = doc(
+        "Workspace roots (absolute paths, ~ expands) whose crucible.toml is trusted as"
+        " trust_workspace_config trusts every one; a subdirectory of a listed path is trusted"
+        " too, and symlinks are resolved on both sides. Only your own configuration may set"
+        " it.",
+        default=(),
+    )

@@ -16,6 +16,7 @@ import difflib
 import json
 import logging
 import math
+import os
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -240,11 +241,27 @@ def _api_key_env(value: Any) -> str:
     )
 
 
+def _absolute_paths(value: Any, key: str, errors: list[ConfigError]) -> tuple[str, ...]:
+    """An array of absolute paths (``~`` expands); a bad element is reported and left out,
+    the others still count (a typo in one entry must not untrust the rest, nor trust more)."""
+    if not isinstance(value, list | tuple):
+        raise _Invalid(f"expected an array of absolute paths, got {_given(value)}")
+    good: list[str] = []
+    for i, item in enumerate(value):
+        path = os.path.expanduser(item.strip()) if isinstance(item, str) else ""
+        if not os.path.isabs(path):
+            message = f"expected an absolute path, got {_given(item)}; this entry is ignored"
+            errors.append(ConfigError(f"{key}[{i}]", message))
+        elif path not in good:
+            good.append(path)
+    return tuple(good)
+
+
 Checker = Callable[[Any], Any]
 # Resolved once: the annotations are strings under `from __future__ import annotations`.
 _HINTS = {
     cls: typing.get_type_hints(cls)
-    for cls in (ProviderSettings, CompletionSettings, CacheSettings, ResilienceSettings)
+    for cls in (ProviderSettings, CompletionSettings, CacheSettings, ResilienceSettings, Settings)
 }
 _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "base_url"): _base_url,
@@ -258,6 +275,8 @@ def _checker(cls: type[Any], f: Field[Any], key: str, errors: list[ConfigError])
     """The checker for field ``f`` of ``cls``, derived from its annotation and metadata."""
     if (cls, f.name) in _SPECIAL:
         return _SPECIAL[(cls, f.name)]
+    if (cls, f.name) == (Settings, "trusted_workspaces"):
+        return lambda v: _absolute_paths(v, key, errors)
     hint = _HINTS[cls][f.name]
     bounds = f.metadata.get("bounds")
     if hint is bool:
@@ -370,6 +389,35 @@ def _providers(value: Any, errors: list[ConfigError]) -> tuple[ProviderSettings,
     return tuple(built)
 
 
+_SECTIONS: dict[str, type[Any]] = {
+    "completion": CompletionSettings,
+    "cache": CacheSettings,
+    "resilience": ResilienceSettings,
+}
+# Top-level plain keys (the rest of the top level is ``providers`` and the sections).
+_TRUST_KEYS = ("trust_workspace_config", "trusted_workspaces")
+
+
+def check_value(section: str, name: str, value: Any) -> tuple[Any, ConfigError | None]:
+    """``value`` checked as ``[section] name`` would be: ``(clean value, None)``, or
+    ``(None, the problem)`` with no fallback named (the caller decides what applies instead).
+    ``config/trust.py`` uses it to compare a workspace's value with the user's."""
+    cls = _SECTIONS[section]
+    f = next(f for f in fields(cls) if f.name == name)
+    key = f"{section}.{name}"
+    errors: list[ConfigError] = []
+    try:
+        return _checker(cls, f, key, errors)(value), None
+    except (_Invalid, _Reported) as exc:
+        return None, errors[0] if errors else ConfigError(key, str(exc))
+
+
+def section_fields(section: str) -> tuple[str, ...]:
+    """The keys ``[section]`` knows (empty for a name that is no section)."""
+    cls = _SECTIONS.get(section)
+    return tuple(f.name for f in fields(cls)) if cls is not None else ()
+
+
 def build_settings(raw: Mapping[str, Any]) -> LoadResult:
     """Check every field of a merged raw table; never raises, whatever ``raw`` holds."""
     errors: list[ConfigError] = []
@@ -384,14 +432,11 @@ def build_settings(raw: Mapping[str, Any]) -> LoadResult:
         elif key not in known:
             errors.append(_unknown(str(key), str(key), known))
     kwargs: dict[str, Any] = {}
+    trust = {name: raw[name] for name in _TRUST_KEYS if name in raw}
+    kwargs.update(_table(Settings, trust, "", errors, {}))
     if raw.get("providers") is not None:
         kwargs["providers"] = _providers(raw["providers"], errors)
-    sections = (
-        ("completion", CompletionSettings),
-        ("cache", CacheSettings),
-        ("resilience", ResilienceSettings),
-    )
-    for name, cls in sections:
+    for name, cls in _SECTIONS.items():
         section = raw.get(name)
         if isinstance(section, Mapping):
             kwargs[name] = cls(**_table(cls, section, f"{name}.", errors, {}))

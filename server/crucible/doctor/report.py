@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from crucible.config.loader import ConfigSource, LoadResult
+from crucible.config.loader import WORKSPACE_LABEL, ConfigSource, LoadResult, user_config_path
 from crucible.config.render import to_toml
+from crucible.config.trust import trust_hint
 from crucible.config.validate import mask_url
 from crucible.doctor.checks import ProviderCheck, Workspace, verdict
 
@@ -61,11 +62,28 @@ def text_report(
         if source.path is not None:
             state = f"error: {source.error}" if source.state == "error" else source.state
             lines.append(f"  {source.label:<15} {source.path}: {state}")
+    lines.extend(_workspace_lines(result))
     if result.errors:
         lines += ["", "Configuration problems (these keys use their defaults):"]
         lines.extend(f"  - {error}" for error in result.errors)
     lines += ["", "Effective configuration (secrets masked):", ""]
     lines.append(to_toml(_toml_view(view)).rstrip("\n"))
+    return lines
+
+
+def _workspace_lines(result: LoadResult) -> list[str]:
+    """Whether the workspace file is trusted, and what of it was refused."""
+    decision = result.workspace_trust
+    if decision is None:
+        return []
+    state = "trusted" if decision.trusted else "not trusted"
+    lines = [f"Workspace file: {state} ({decision.why})"]
+    if result.refused:
+        lines += ["", "Refused from the workspace file:"]
+        lines.extend(f"  - {refusal}" for refusal in result.refused)
+        workspace = next((s.path for s in result.sources if s.label == WORKSPACE_LABEL), None)
+        if workspace is not None and not decision.trusted:
+            lines.append(f"  {trust_hint(workspace, user_config_path())}")
     return lines
 
 
@@ -140,7 +158,12 @@ def json_report(
     return {
         "verdict": state,
         "summary": line,
-        "workspace": {"path": str(workspace.path), "found_by": workspace.found_by},
+        "workspace": {
+            "path": str(workspace.path),
+            "found_by": workspace.found_by,
+            "trusted": decision.trusted if (decision := result.workspace_trust) else None,
+            "refused": [{"key": r.key, "reason": r.reason} for r in result.refused],
+        },
         "config_files": [source_json(s) for s in result.sources if s.path is not None],
         "providers": [provider_json(c) for c in checks],
         "settings": view,

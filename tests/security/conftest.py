@@ -1,0 +1,5 @@
+"""The security suite runs against the same harness as the end-to-end tests: the real server
+process (pytest-lsp) and loopback fake providers."""
+
+from tests.e2e.conftest import *  # noqa: F403
+from tests.e2e.conftest import fake, lsp_session  # noqa: F401 (fixtures, by name)
