@@ -1,0 +1,131 @@
+"""Every size is bounded: provider responses, suggestions, documents.
+
+A provider is not trusted to keep its answers small: a body with no line break, one gigantic
+event, a "token" of megabytes, a model listing that never ends. Each is cut at a fixed bound
+(``providers/streams.py`` ``LINE_LIMIT``, ``providers/http.py`` ``BODY_LIMIT``, the stop rule's
+character limit from ``max_tokens``), the stream is closed there, and the server's memory stays
+where it was. The fake sends its floods in 64 KiB chunks built once, so the tests themselves
+never hold what they send.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import pytest
+
+from crucible.completion.stopping import char_limit
+from crucible.config.settings import ProviderKind
+from crucible.providers.errors import BadResponse
+from crucible.providers.http import BODY_LIMIT
+from crucible.providers.streams import LINE_LIMIT
+from tests.e2e.conftest import (
+    Session,
+    end_of,
+    inline,
+    open_document,
+    provider_options,
+    server_status,
+    texts,
+)
+from tests.fakes.provider import FakeProvider, Fault
+from tests.providers.conftest import MakeProvider
+from tests.providers.support import FIM, KINDS
+
+TEXT = "def add(a, b):\n    "
+FLOOD = 600 << 20  # the measured case: 600 MB with no newline took the server to 1.3 GB
+BLOCK = 64 << 10  # the fake's flood chunk
+# What may be in flight when the client closes: the kernel's loopback socket buffers (auto-tuned
+# up to a few MB each way) and the chunk being written. Still a small part of the 600 MB.
+IN_FLIGHT = 32 << 20
+
+
+# -- one level down: each wire format against the flooding fake ---------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_body_without_a_line_break_is_refused_after_the_line_limit(
+    make: MakeProvider, fake: FakeProvider, kind: ProviderKind, with_key: str
+) -> None:
+    fake.inject(Fault(flood_bytes=FLOOD))
+    with pytest.raises(BadResponse, match="line over"):
+        async with aclosing(make(kind, api_key_env="CRUCIBLE_TEST_API_KEY").stream_fim(FIM)) as s:
+            async for _ in s:
+                pass
+    # The client left after about LINE_LIMIT bytes, far from the 600 MB offered.
+    assert await fake.wait_for_async(lambda f: f.requests[-1].disconnected, timeout=5)
+    assert fake.requests[-1].chunks_sent * BLOCK < LINE_LIMIT + IN_FLIGHT
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_one_event_over_the_limit_is_refused_one_under_it_is_read(
+    make: MakeProvider, fake: FakeProvider, kind: ProviderKind, with_key: str
+) -> None:
+    provider = make(kind, api_key_env="CRUCIBLE_TEST_API_KEY")
+    fake.inject(Fault(giant_token=20 << 20), times=1)  # the measured 20 MB "token"
+    with pytest.raises(BadResponse, match="over"):
+        async with aclosing(provider.stream_fim(FIM)) as stream:
+            async for _ in stream:
+                pass
+    assert await fake.wait_for_async(lambda f: f.requests[-1].disconnected, timeout=5)
+    # Under the line limit the event is well-formed and its text arrives whole: cutting it to
+    # the suggestion's size is the stop rule's job, one level up.
+    fake.inject(Fault(giant_token=LINE_LIMIT // 2), times=1)
+    async with aclosing(provider.stream_fim(FIM)) as stream:
+        first = await anext(stream)
+    assert len(first) == LINE_LIMIT // 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_model_listing_that_never_ends_fails_the_probe_at_the_body_limit(
+    make: MakeProvider, fake: FakeProvider, kind: ProviderKind, with_key: str
+) -> None:
+    fake.info_flood_bytes = FLOOD
+    result = await make(kind, api_key_env="CRUCIBLE_TEST_API_KEY").probe()
+    assert not result.ok
+    assert "body over" in result.detail
+    assert await fake.wait_for_async(lambda f: f.requests[-1].disconnected, timeout=5)
+    assert fake.requests[-1].chunks_sent * BLOCK < BODY_LIMIT + IN_FLIGHT
+
+
+# -- end to end: the real server against the flooding provider ----------------------------
+
+
+async def test_a_flooding_provider_costs_the_server_no_memory_and_gets_an_empty_answer(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(provider_options(fake), args=("--log-level", "WARNING")) as client:
+        uri = open_document(client, TEXT)
+        assert texts(await inline(client, uri, end_of(TEXT))) == ["return a + b"]
+        before = (await server_status(client))["memory"]["rss_mb"]
+        fake.inject(Fault(flood_bytes=FLOOD), times=1)
+        # Another cursor, so neither the cache nor type-through answers.
+        uri2 = open_document(client, TEXT + "\n", name="other.py")
+        assert texts(await inline(client, uri2, end_of(TEXT + "\n"))) == []
+        after = (await server_status(client))["memory"]["rss_mb"]
+        assert await fake.wait_for_async(lambda f: f.requests[-1].disconnected, timeout=5)
+    assert after - before < 24, (before, after)  # unbounded: +600 MB (1.3 GB measured)
+    assert fake.requests[-1].chunks_sent * BLOCK < LINE_LIMIT + IN_FLIGHT
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        pytest.param(20 << 20, "over the line limit: the stream is refused", id="20MB-token"),
+        pytest.param(LINE_LIMIT // 2, "under it: the stop rule cuts it", id="512KB-token"),
+    ],
+)
+async def test_max_tokens_holds_whatever_the_provider_sends(
+    fake: FakeProvider, lsp_session: Session, token: int, why: str
+) -> None:
+    max_tokens = 32
+    options = provider_options(fake, max_tokens=max_tokens)
+    async with lsp_session(options, args=("--log-level", "WARNING")) as client:
+        fake.inject(Fault(giant_token=token), times=1)
+        uri = open_document(client, TEXT)
+        suggestions = texts(await inline(client, uri, end_of(TEXT)))
+    assert all(len(s) <= char_limit(max_tokens) for s in suggestions), why
+    if token < LINE_LIMIT:  # a well-formed stream: its start is the suggestion, cut to size
+        assert suggestions == ["a" * char_limit(max_tokens)]
+    else:  # refused mid-event: the connection was closed, not read to its end
+        assert fake.requests[-1].disconnected
