@@ -35,9 +35,11 @@ from pygls.exceptions import FeatureRequestError, JsonRpcException, PyglsError
 from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.workspace import Workspace
 
 import crucible
 from crucible.completion.service import CompletionService
+from crucible.lsp.document_text import adopt
 from crucible.runtime.log import client_handler
 
 logger = logging.getLogger(__name__)
@@ -91,7 +93,17 @@ class EditorChannel(Protocol):
 
 class CrucibleProtocol(LanguageServerProtocol):
     """pygls's protocol, minus the per-notification future leak and tracebacks in replies,
-    plus the client log sink."""
+    plus the client log sink and documents edited by offset (``lsp/document_text.py``)."""
+
+    # pygls assigns the workspace it builds in its initialize handler to ``_workspace``; it
+    # passes through ``adopt`` here, so every document it creates is an ``OpenDocument``.
+    @property
+    def _workspace(self) -> Workspace | None:
+        return self._open_documents
+
+    @_workspace.setter
+    def _workspace(self, workspace: Workspace | None) -> None:
+        self._open_documents = adopt(workspace)
 
     def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
         if method_name == types.INITIALIZE:
