@@ -10,9 +10,12 @@ never hold what they send.
 
 from __future__ import annotations
 
+import time
 from contextlib import aclosing
 
 import pytest
+from lsprotocol import types
+from pytest_lsp import LanguageClient
 
 from crucible.completion.stopping import char_limit
 from crucible.config.settings import ProviderKind
@@ -20,6 +23,7 @@ from crucible.providers.errors import BadResponse
 from crucible.providers.http import BODY_LIMIT
 from crucible.providers.streams import LINE_LIMIT
 from tests.e2e.conftest import (
+    Editor,
     Session,
     end_of,
     inline,
@@ -129,3 +133,90 @@ async def test_max_tokens_holds_whatever_the_provider_sends(
         assert suggestions == ["a" * char_limit(max_tokens)]
     else:  # refused mid-event: the connection was closed, not read to its end
         assert fake.requests[-1].disconnected
+
+
+# -- documents -----------------------------------------------------------------------------
+
+MAIN = "import big\n\ndef add(a, b):\n    "
+
+
+def close_document(client: LanguageClient, uri: str) -> None:
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+
+
+async def test_a_document_over_the_size_limit_gets_no_completions_and_one_message(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    big = "x = 1  # a generated table\n" * 8000  # 216,000 characters
+    options = provider_options(fake, max_document_chars=100_000)
+    async with lsp_session(options) as client:
+        big_uri = open_document(client, big, name="table.py")
+        main_uri = open_document(client, MAIN)
+        answers = [texts(await inline(client, big_uri, end_of(big))) for _ in range(3)]
+        assert fake.generation_requests() == []  # answered empty with no provider call
+        # Other files are unaffected, and the big one is not sent as their context either.
+        assert texts(await inline(client, main_uri, end_of(MAIN))) == ["return a + b"]
+        assert "generated table" not in str(fake.generation_requests()[-1].body)
+        told = [m.message for m in client.messages if "table.py" in m.message]
+        # Closing forgets it; opened again, the user is told again (it may be another file).
+        close_document(client, big_uri)
+        big_uri = open_document(client, big, name="table.py")
+        assert texts(await inline(client, big_uri, end_of(big))) == []
+        told_again = [m.message for m in client.messages if "table.py" in m.message]
+    assert answers == [[], [], []]
+    assert told == [
+        "Crucible: table.py is 0.2 MB; completions are off for files over 0.1 MB"
+        " (completion.max_document_chars)"
+    ]
+    assert len(told_again) == 2
+
+
+async def test_typing_in_a_huge_document_costs_little_and_its_memory_returns_on_close(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    # pygls split the whole document into lines on every keystroke: 222 ms per keystroke
+    # measured on 50 MB (2 s on 48 MB of non-ASCII text). 24 MB of non-ASCII code here.
+    line = "def f(x):\n    return x + 1  # é\n"
+    huge = line * (24_000_000 // len(line))
+    middle = huge.count("\n") // 2
+    async with lsp_session(provider_options(fake), args=("--log-level", "WARNING")) as client:
+        main_uri = open_document(client, MAIN)
+        assert texts(await inline(client, main_uri, end_of(MAIN))) == ["return a + b"]
+        before = (await server_status(client))["memory"]["rss_mb"]
+        uri = open_document(client, huge, name="huge.py")
+        await server_status(client)
+        opened = (await server_status(client))["memory"]["rss_mb"]
+        editor = Editor(client, uri, "")
+        started = time.perf_counter()
+        for column in range(100):
+            editor.version += 1
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(
+                        uri=uri, version=editor.version
+                    ),
+                    content_changes=[
+                        types.TextDocumentContentChangePartial(
+                            range=types.Range(
+                                types.Position(middle, 4 + column),
+                                types.Position(middle, 4 + column),
+                            ),
+                            text="y",
+                        )
+                    ],
+                )
+            )
+        await server_status(client)  # answered after every edit was applied
+        typing_s = time.perf_counter() - started
+        # Other documents do not wait for it.
+        started = time.perf_counter()
+        assert texts(await inline(client, main_uri, end_of(MAIN + "\n"))) is not None
+        other_s = time.perf_counter() - started
+        close_document(client, uri)
+        closed = (await server_status(client))["memory"]["rss_mb"]
+    assert typing_s < 3.0, typing_s  # pygls: 100 x ~100-1000 ms
+    assert other_s < 2.0, other_s
+    assert opened - before > 20, (before, opened)  # the document was really held
+    assert closed - before < 0.3 * (opened - before) + 8, (before, opened, closed)

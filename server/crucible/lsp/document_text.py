@@ -27,29 +27,27 @@ from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from crucible.context.snapshot import valid_text
-from crucible.lsp.convert import column_to_index
+from crucible.lsp.convert import column_to_index, position_to_offset
 
 _PIECE = 1 << 15  # characters per piece: an edit copies about this much, whatever the size
 _ENCODINGS = ("utf-8", "utf-16", "utf-32")
 
 
 class PieceText:
-    """A string kept as pieces, so that replacing a range costs one piece, not the string."""
+    """A string kept as pieces, so that replacing a range costs one piece, not the string.
+
+    The text as it was opened stays one string until its first edit (a document that is only
+    read costs its size once); after an edit the joined string is rebuilt on demand and kept
+    until the next edit.
+    """
 
     def __init__(self, text: str = "") -> None:
+        self._joined: str | None = text  # the whole text, until the next edit
+        self._length = len(text)
         self._pieces: list[str] = []
         self._lengths: list[int] = []  # characters per piece
         self._breaks: list[int] = []  # line breaks per piece
-        self._length = 0
-        self._joined: str | None = None  # the whole text, until the next edit
-        self._reset(text)
-
-    def _reset(self, text: str) -> None:
-        self._pieces = _split(text)
-        self._lengths = [len(piece) for piece in self._pieces]
-        self._breaks = [piece.count("\n") for piece in self._pieces]
-        self._length = len(text)
-        self._joined = text
+        self._in_pieces = False  # whether the pieces hold the text (else only ``_joined`` does)
 
     def __len__(self) -> int:
         return self._length
@@ -63,14 +61,15 @@ class PieceText:
     def offset(self, position: types.Position, encoding: str = "utf-16") -> int:
         """The offset of an LSP position, with ``convert.position_to_offset``'s clamping:
         past the last line is the end, past a line's end is that end (before ``\\r\\n``)."""
+        if self._joined is not None:
+            return position_to_offset(self._joined, position, encoding)
         start = self._line_start(position.line)
         if start is None:
             return self._length
         column = max(position.character, 0)
         # One code point per code unit is the most the column can need, plus one to see
         # whether a final CR is the first half of the line break.
-        end = min(start + column + 1, self._length)
-        line = self._slice(start, end)
+        line = self._slice(start, min(start + column + 1, self._length))
         newline = line.find("\n")
         if newline != -1:
             line = line[:newline].removesuffix("\r")
@@ -79,8 +78,11 @@ class PieceText:
     def replace(self, start: int, end: int, text: str) -> None:
         """Replace the characters ``start:end`` (clamped, in either order) with ``text``."""
         start, end = sorted((min(max(start, 0), self._length), min(max(end, 0), self._length)))
+        if not self._in_pieces:
+            self._set_pieces(_split(self.value()))
         if not self._pieces:
-            self._reset(text)
+            self._set_pieces(_split(text))
+            self._length, self._joined = len(text), text
             return
         first, head = self._locate(start)
         last, tail = self._locate(end)
@@ -94,6 +96,12 @@ class PieceText:
         self._breaks[first : last + 1] = [piece.count("\n") for piece in pieces]
         self._length += len(text) - (end - start)
         self._joined = None
+
+    def _set_pieces(self, pieces: list[str]) -> None:
+        self._pieces = pieces
+        self._lengths = [len(piece) for piece in pieces]
+        self._breaks = [piece.count("\n") for piece in pieces]
+        self._in_pieces = True
 
     def _locate(self, offset: int) -> tuple[int, int]:
         """(piece, offset in it) of a text offset; the end of the text is the last piece's."""

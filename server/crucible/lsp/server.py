@@ -45,7 +45,12 @@ from crucible.runtime.log import client_handler
 logger = logging.getLogger(__name__)
 
 DID_CHANGE_STATUS = "crucible/didChangeStatus"
-_MAX_RECENT = 64  # recently edited documents remembered for neighbour context
+# Documents remembered, most recently opened/edited first: the neighbour candidates, and the
+# documents whose per-document state (debounce rhythm, type-through anchors, newest prefix)
+# the services keep. A document pushed out of the list is forgotten as if closed (it stays
+# open: its next edit starts that state afresh), so a client that opens thousands of files
+# and never closes them costs Crucible a bounded amount besides their text, which pygls keeps.
+_MAX_RECENT = 256
 _ERROR_MESSAGE_LIMIT = 300  # characters of an error reply's message
 # Unsent bytes in a socket transport past which log messages to the client are dropped
 # rather than queued behind a client that does not read.
@@ -175,15 +180,20 @@ class CrucibleLanguageServer(LanguageServer):
         # Configuration problems found at initialize, shown once the client is ready for them.
         self.pending_problems: list[str] = []
         self.client_info: types.ClientInfo | None = None  # from initialize: per-client defaults
+        # Documents over completion.max_document_chars whose user was told so (once each).
+        self.told_too_large: set[str] = set()
 
     def touch(self, uri: str) -> None:
         self.recent_uris[uri] = None
         self.recent_uris.move_to_end(uri, last=False)
         while len(self.recent_uris) > _MAX_RECENT:
-            self.recent_uris.popitem()
+            evicted, _ = self.recent_uris.popitem()
+            self.told_too_large.discard(evicted)
+            self.backend.completion.document_closed(evicted)
 
     def forget(self, uri: str) -> None:
         self.recent_uris.pop(uri, None)
+        self.told_too_large.discard(uri)
 
     def report_server_error(
         self, error: Exception, source: type[PyglsError] | type[JsonRpcException]
