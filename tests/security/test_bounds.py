@@ -220,3 +220,35 @@ async def test_typing_in_a_huge_document_costs_little_and_its_memory_returns_on_
     assert other_s < 2.0, other_s
     assert opened - before > 20, (before, opened)  # the document was really held
     assert closed - before < 0.3 * (opened - before) + 8, (before, opened, closed)
+
+
+async def test_per_document_state_is_bounded_by_count_and_forgotten_on_close(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    # Type-through shows the state: a suggestion's anchor answers the typed-through rest with
+    # no provider call. A closed document, or one pushed out by 256 documents opened since,
+    # has no anchor left: its next keystroke asks the provider.
+    async def type_r(editor: Editor) -> list[str]:
+        editor.type("r")
+        return texts(await editor.request())
+
+    async with lsp_session(provider_options(fake)) as client:
+        pushed = Editor(client, open_document(client, MAIN, name="pushed.py"), MAIN)
+        kept = Editor(client, open_document(client, MAIN, name="kept.py"), MAIN)
+        closed = Editor(client, open_document(client, MAIN, name="closed.py"), MAIN)
+        for editor in (kept, pushed, closed):
+            assert texts(await editor.request()) == ["return a + b"]
+        calls = len(fake.generation_requests())
+        # 254 more: 257 documents, the oldest (pushed.py) is one too many.
+        for n in range(254):
+            open_document(client, f"x{n} = {n}\n", name=f"filler{n}.py")
+        close_document(client, closed.uri)
+        closed = Editor(client, open_document(client, MAIN, name="closed.py"), MAIN)
+        assert await type_r(kept) == ["eturn a + b"]  # recent enough: typed through
+        assert len(fake.generation_requests()) == calls
+        # No anchor: a new call, whose fake answer ignores the typed "r".
+        assert await type_r(pushed) == ["return a + b"]
+        assert await type_r(closed) == ["return a + b"]
+        status = await server_status(client)
+    assert len(fake.generation_requests()) == calls + 2
+    assert status["requests"]["type_through"] == 1
