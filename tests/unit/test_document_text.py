@@ -24,7 +24,7 @@ from pygls.workspace import PositionCodec, TextDocument
 
 from crucible.context.snapshot import valid_text
 from crucible.lsp import document_text
-from crucible.lsp.convert import offset_to_position, position_to_offset
+from crucible.lsp.convert import offset_to_position, position_to_offset, snapshot_of
 from crucible.lsp.document_text import OpenDocument, PieceText
 
 # A longer run on demand: CRUCIBLE_FUZZ_EXAMPLES=5000 pytest tests/unit/test_document_text.py
@@ -216,3 +216,16 @@ def test_an_open_document_never_reads_the_disk() -> None:
     # pygls's own document reads its path when it has no text; a document is what was sent.
     document = OpenDocument("file:///etc/hostname")
     assert document.source == ""
+
+
+@FUZZ
+@given(RAW_TEXT)
+def test_a_snapshot_always_holds_text_that_encodes(text: str) -> None:
+    # Whether the document replaced surrogates on the way in (ours) or not (pygls's own).
+    for document in (
+        OpenDocument("file:///a.py", text, 1, "python"),
+        TextDocument("file:///a.py", text, 1, "python"),
+    ):
+        snapshot = snapshot_of(document)
+        snapshot.text.encode("utf-8")
+        assert len(snapshot.text) == len(text)

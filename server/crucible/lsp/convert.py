@@ -14,7 +14,7 @@ from lsprotocol import types
 from pygls.workspace import TextDocument
 
 from crucible.completion.service import CompletionResult
-from crucible.context.snapshot import DocumentSnapshot
+from crucible.context.snapshot import DocumentSnapshot, valid_text
 
 _ENCODINGS = ("utf-8", "utf-16", "utf-32")
 
@@ -117,13 +117,19 @@ def encoding_of(document: TextDocument) -> str:
 
 
 def snapshot_of(document: TextDocument) -> DocumentSnapshot:
-    """An immutable copy of pygls's live document (the text string is shared, not copied)."""
+    """An immutable copy of pygls's live document (the text string is shared, not copied).
+
+    The text is valid Unicode: an ``OpenDocument`` (``lsp/document_text.py``) replaced any
+    surrogate as it arrived; any other document is checked here, so a snapshot never holds
+    text a provider request could fail to encode.
+    """
+    text = document.source
     return DocumentSnapshot(
         uri=document.uri,
         path=document.path or document.uri,
         language_id=document.language_id or "plaintext",
         version=document.version or 0,
-        text=document.source,
+        text=text if getattr(document, "valid_unicode", False) else valid_text(text),
     )
 
 

@@ -179,6 +179,9 @@ class OpenDocument(TextDocument):
         # editor sent is the document.
         return self._text.value()
 
+    # Every text this document took went through ``valid_text`` (``snapshot_of`` relies on it).
+    valid_unicode = True
+
     @property
     def size(self) -> int:
         """Characters in the text, without joining it."""
