@@ -80,6 +80,9 @@ class FakeProvider:
         # False: a model without fill-in-the-middle tokens (llama.cpp's /infill answers 501,
         # an Ollama generate with a suffix answers 400 "does not support insert").
         self.fim_supported = True
+        # Bytes of a model listing or health answer that never ends (no line break, streamed in
+        # 64 KiB chunks): a server whose non-streamed answer is huge. None: the normal answer.
+        self.info_flood_bytes: int | None = None
         # Appended to by the server thread; list.append and list.clear are atomic.
         self.requests: list[RecordedRequest] = []
         self._faults = FaultQueue()

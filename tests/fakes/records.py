@@ -38,6 +38,13 @@ class Fault:
     # then end the body: a generation failing after its 200 status went out.
     error_event: str | None = None
     error_after: int = 0
+    # A provider that never stops: a streamed 200 whose body is this many bytes with no line
+    # break (a data field for SSE formats), sent in 64 KiB chunks made once, so a test can ask
+    # for gigabytes without holding them. ``chunks_sent`` counts the chunks that went out.
+    flood_bytes: int | None = None
+    # One stream event carrying a "token" of this many characters (well-formed, after the
+    # preamble, in 64 KiB pieces), then the format's normal end: a provider ignoring max_tokens.
+    giant_token: int | None = None
 
 
 NO_FAULT = Fault()

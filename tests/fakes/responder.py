@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_FLOOD_BLOCK = b"a" * (64 * 1024)  # one chunk of a flooded body or a giant token
+_GIANT_MARK = "GIANT-TOKEN-MARK"  # where a giant token's text goes in its event
+
 
 def _cut(text: str, stop: tuple[str, ...], max_tokens: int | None) -> Choice:
     """The reply as the request's stop sequences and token limit leave it."""
@@ -204,6 +207,13 @@ class Responder:
         if await self._refuse_unauthorized(exchange, record):
             return
         family = family_of(record.path, record.headers)
+        flood = self._provider.info_flood_bytes
+        if flood is not None and record.method == "GET" and record.path not in ENDPOINTS:
+            if await exchange.start_stream(200, "application/json") and await self._flood(
+                exchange, record, b'{"models": ["', flood
+            ):
+                await _complete(record, exchange.end_stream(b'"]}'))
+            return
         if record.path.startswith("/v1/models/") and record.method == "GET":
             await self._serve_model(exchange, record, family)
             return
@@ -421,12 +431,24 @@ class Responder:
     ) -> None:
         if not await exchange.start_stream(200, endpoint.content_type):
             return
+        if fault.flood_bytes is not None:
+            head = b"" if endpoint.family == "ollama" else b"data: "
+            if await self._flood(exchange, record, head, fault.flood_bytes):
+                await _complete(record, exchange.end_stream())
+            return
         if fault.garbage:
             # Correct HTTP framing around a payload that is not JSON, and no format terminator.
             await _complete(record, exchange.end_stream(endpoint.garbage()))
             return
         for obj in endpoint.preamble(generation):
             if not await exchange.send_chunk(endpoint.frame(obj)):
+                return
+        if fault.giant_token is not None:
+            event = endpoint.frame(endpoint.piece(generation, 0, _GIANT_MARK, _GIANT_MARK))
+            head, _, tail = event.partition(_GIANT_MARK.encode())
+            if not await self._flood(exchange, record, head, fault.giant_token):
+                return
+            if not await exchange.send_chunk(tail):
                 return
         pieces = self._pieces(generation)
         if fault.truncate_after is not None:
@@ -453,6 +475,21 @@ class Responder:
         closing = b"".join(endpoint.frame(obj) for obj in endpoint.closing(generation))
         if await exchange.pause(delay):
             await _complete(record, exchange.end_stream(closing + endpoint.done_marker))
+
+    @staticmethod
+    async def _flood(exchange: Exchange, record: RecordedRequest, head: bytes, size: int) -> bool:
+        """``head``, then ``size`` bytes of ``a`` with no line break; False if the client left."""
+        if head and not await exchange.send_chunk(head):
+            return False
+        sent = 0
+        while sent < size:
+            block = _FLOOD_BLOCK[: size - sent]
+            record.chunks_sent += 1
+            if not await exchange.send_chunk(block):
+                record.chunks_sent -= 1
+                return False
+            sent += len(block)
+        return True
 
     def _pieces(self, generation: Generation) -> list[tuple[int, str, str]]:
         """(choice index, text, text emitted so far) in send order, choices interleaved."""

@@ -13,7 +13,9 @@ import math
 import pytest
 
 from crucible.completion.stopping import (
+    CHARS_PER_TOKEN,
     StopRule,
+    char_limit,
     opens_block,
     scan_brackets,
     suffix_overlap,
@@ -325,3 +327,39 @@ def test_scan_brackets(line: str, open_: str, expected: tuple[str, str]) -> None
 )
 def test_suffix_overlap(last_line: str, line_suffix: str, unmatched: str, expected: int) -> None:
     assert suffix_overlap(last_line, line_suffix, unmatched) == expected
+
+
+# -- the size bound: max_tokens holds whatever the provider sends -----------------------------
+
+
+@pytest.mark.parametrize("multiline", [False, True], ids=["single-line", "multi-line"])
+@pytest.mark.parametrize("size", [1, 7, 1000, 5_000_000], ids=lambda n: f"chunks-of-{n}")
+def test_a_token_flood_without_newline_is_cut_at_the_char_limit(multiline: bool, size: int) -> None:
+    # One gigantic "token" (or many) with no line break: a rule without a size bound would
+    # keep reading (and holding) all of it.
+    limit = char_limit(160)
+    rule = StopRule(window("x = ‸\n"), multiline=multiline, max_lines=16, max_chars=limit)
+    read = feed_all(rule, "a" * 5_000_000, size)
+    assert read is not None and read <= limit + size
+    assert rule.text == "a" * limit
+
+
+def test_the_char_limit_cuts_a_long_block_mid_line_and_judges_it() -> None:
+    # Many short lines under max_lines but over the character bound: the stream ends at the
+    # bound, and the cut line is judged as the stream's last (a dedent would still stop first).
+    rule = StopRule(window("def f():‸\n"), multiline=True, max_lines=500, max_chars=40)
+    generated = "\n" + "    x = 1\n" * 100
+    assert feed_all(rule, generated, 3) is not None
+    assert len(rule.text) <= 40
+    assert rule.text.startswith("\n    x = 1\n    x = 1")
+
+
+def test_an_honest_suggestion_under_the_char_limit_is_untouched() -> None:
+    rule = StopRule(window("x = ‸\n"), multiline=False, max_lines=16, max_chars=char_limit(4))
+    assert feed_all(rule, "compute(a, b)\nmore", 2) is not None
+    assert rule.text == "compute(a, b)"
+
+
+def test_char_limit_scales_with_max_tokens() -> None:
+    assert char_limit(160) == 160 * CHARS_PER_TOKEN
+    assert char_limit(0) == CHARS_PER_TOKEN  # never zero: a suggestion of nothing is no limit

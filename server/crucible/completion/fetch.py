@@ -21,7 +21,7 @@ from contextlib import aclosing
 
 from crucible.completion.plan import Plan
 from crucible.completion.reuse import StreamJob
-from crucible.completion.stopping import StopRule
+from crucible.completion.stopping import StopRule, char_limit
 from crucible.providers.errors import ProviderError, ProviderTimeout
 from crucible.runtime.telemetry import Telemetry
 
@@ -50,7 +50,12 @@ async def fetch_completion(
     broke: set[str] = set()  # providers whose stream broke mid-way for this completion
     async with asyncio.timeout_at(ends + _BACKSTOP_S):
         while True:
-            rule = StopRule(plan.window, multiline=plan.multiline, max_lines=plan.max_lines)
+            rule = StopRule(
+                plan.window,
+                multiline=plan.multiline,
+                max_lines=plan.max_lines,
+                max_chars=char_limit(plan.fim.max_tokens),
+            )
             started = clock()
             stream = plan.provider.stream_fim(
                 plan.fim,

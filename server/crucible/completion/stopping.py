@@ -7,6 +7,10 @@ finished line as it streams in. The rules read indentation and bracket depth, wh
 cover indentation-based languages (Python) and brace-based ones (JS/TS, Go, Rust, C) without a
 parser. ``scan_brackets`` and ``suffix_overlap`` are shared with ``postprocess.py``, which must
 agree with the stop rule on when a closing line duplicates what already follows the cursor.
+
+The rule also bounds the suggestion's size whatever the provider sends: ``max_lines`` lines
+and ``max_chars`` characters (``char_limit(max_tokens)``), so a provider ignoring
+``max_tokens``, or sending one gigantic "token", is cut and its stream closed there.
 """
 
 from __future__ import annotations
@@ -25,6 +29,16 @@ _TRAILING = frozenset(")]}'\"`;,:")
 _OPENER_ENDS = (":", "{", "(", "[", "=>", "->")
 _OPENER_WORDS = ("do", "then", "else", "begin")  # Ruby, Lua, Elixir, shell, Pascal blocks
 _TAB_WIDTH = 4
+# Characters a suggestion may have per token of ``max_tokens``. Code tokenizers average 3-4
+# characters per token; runs of spaces (indentation) are single tokens of up to ~16-80, but
+# they do not make up a whole suggestion. 16 per token leaves a wide margin for honest output
+# and still bounds a dishonest one to a few pages (160 tokens: 2,560 characters).
+CHARS_PER_TOKEN = 16
+
+
+def char_limit(max_tokens: int) -> int:
+    """The most characters a suggestion of ``max_tokens`` tokens may have."""
+    return max(max_tokens, 1) * CHARS_PER_TOKEN
 
 
 def wants_multiline(window: ContextWindow, mode: Multiline) -> bool:
@@ -123,12 +137,22 @@ class StopRule:
 
     Only finished lines (followed by a newline) are judged while streaming; ``text`` judges the
     trailing partial line as if the stream had ended there. ``max_lines`` counts the rest of
-    the cursor line as the first line, blank lines included.
+    the cursor line as the first line, blank lines included. Past ``max_chars`` characters
+    (None: no limit) the stream is taken as ended there, as a provider's own token limit
+    would end it: the text is cut at that character and judged like any other.
     """
 
-    def __init__(self, window: ContextWindow, *, multiline: bool, max_lines: int) -> None:
+    def __init__(
+        self,
+        window: ContextWindow,
+        *,
+        multiline: bool,
+        max_lines: int,
+        max_chars: int | None = None,
+    ) -> None:
         self._multiline = multiline
         self._max_lines = max(max_lines, 1)
+        self._room = max_chars  # characters still accepted (None: no limit)
         self._line_suffix = window.line_suffix
         self._cursor_indent = _indent_width(window.line_prefix)
         before = window.line_prefix.rstrip()
@@ -158,14 +182,30 @@ class StopRule:
         ended = copy.copy(self)
         ended._lines = list(self._lines)
         ended._partial = list(self._partial)
-        if not ended.feed("\n"):
-            ended._complete(ended._lines)
+        ended._end()
         return ended._text
+
+    def _end(self) -> None:
+        """Judge the trailing partial line as if the stream ended now, and complete."""
+        if not self._take("\n"):
+            self._complete(self._lines)
 
     def feed(self, chunk: str) -> bool:
         """Take the next chunk; True once the suggestion is complete (stop reading)."""
         if self._done:
             return True
+        if self._room is not None:
+            if len(chunk) >= self._room:
+                # The size limit: what came so far is the whole stream (one dishonest token
+                # may be megabytes: only the part that fits is ever split or copied).
+                self._take(chunk[: self._room])
+                if not self._done:
+                    self._end()
+                return True
+            self._room -= len(chunk)
+        return self._take(chunk)
+
+    def _take(self, chunk: str) -> bool:
         *finished, rest = chunk.split("\n")
         for piece in finished:
             line = ("".join(self._partial) + piece).removesuffix("\r")

@@ -210,6 +210,14 @@ class CompletionSettings:
     neighbour_chars: int = doc(
         "Characters taken from each other document.", bounds=(0, 50_000), default=1200
     )
+    max_document_chars: int = doc(
+        "Documents larger than this many characters get no completions and are not offered"
+        " as context for others (you are told once per document). Hand-written source files"
+        " stay far below the default of 4 million; past it a file is almost always generated,"
+        " minified or data.",
+        bounds=(10_000, 1_000_000_000),
+        default=4_000_000,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

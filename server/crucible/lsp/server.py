@@ -35,15 +35,22 @@ from pygls.exceptions import FeatureRequestError, JsonRpcException, PyglsError
 from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.workspace import Workspace
 
 import crucible
 from crucible.completion.service import CompletionService
+from crucible.lsp.document_text import adopt
 from crucible.runtime.log import client_handler
 
 logger = logging.getLogger(__name__)
 
 DID_CHANGE_STATUS = "crucible/didChangeStatus"
-_MAX_RECENT = 64  # recently edited documents remembered for neighbour context
+# Documents remembered, most recently opened/edited first: the neighbour candidates, and the
+# documents whose per-document state (debounce rhythm, type-through anchors, newest prefix)
+# the services keep. A document pushed out of the list is forgotten as if closed (it stays
+# open: its next edit starts that state afresh), so a client that opens thousands of files
+# and never closes them costs Crucible a bounded amount besides their text, which pygls keeps.
+_MAX_RECENT = 256
 _ERROR_MESSAGE_LIMIT = 300  # characters of an error reply's message
 # Unsent bytes in a socket transport past which log messages to the client are dropped
 # rather than queued behind a client that does not read.
@@ -91,7 +98,17 @@ class EditorChannel(Protocol):
 
 class CrucibleProtocol(LanguageServerProtocol):
     """pygls's protocol, minus the per-notification future leak and tracebacks in replies,
-    plus the client log sink."""
+    plus the client log sink and documents edited by offset (``lsp/document_text.py``)."""
+
+    # pygls assigns the workspace it builds in its initialize handler to ``_workspace``; it
+    # passes through ``adopt`` here, so every document it creates is an ``OpenDocument``.
+    @property
+    def _workspace(self) -> Workspace | None:
+        return self._open_documents
+
+    @_workspace.setter
+    def _workspace(self, workspace: Workspace | None) -> None:
+        self._open_documents = adopt(workspace)
 
     def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
         if method_name == types.INITIALIZE:
@@ -163,15 +180,20 @@ class CrucibleLanguageServer(LanguageServer):
         # Configuration problems found at initialize, shown once the client is ready for them.
         self.pending_problems: list[str] = []
         self.client_info: types.ClientInfo | None = None  # from initialize: per-client defaults
+        # Documents over completion.max_document_chars whose user was told so (once each).
+        self.told_too_large: set[str] = set()
 
     def touch(self, uri: str) -> None:
         self.recent_uris[uri] = None
         self.recent_uris.move_to_end(uri, last=False)
         while len(self.recent_uris) > _MAX_RECENT:
-            self.recent_uris.popitem()
+            evicted, _ = self.recent_uris.popitem()
+            self.told_too_large.discard(evicted)
+            self.backend.completion.document_closed(evicted)
 
     def forget(self, uri: str) -> None:
         self.recent_uris.pop(uri, None)
+        self.told_too_large.discard(uri)
 
     def report_server_error(
         self, error: Exception, source: type[PyglsError] | type[JsonRpcException]

@@ -15,6 +15,7 @@ statuses into the typed tree of ``providers/errors.py`` (``raise … from exc``)
     other HTTP 4xx                                         -> BadRequest
     an error body whose ``type`` the caller maps           -> the caller's error (``error_types``)
     malformed JSON, an error object in a body or event     -> BadResponse
+    a JSON body over ``BODY_LIMIT`` bytes                  -> BadResponse (body over N bytes)
 
 Errors of a started stream (a transport error while reading it, a stream that ends without its
 terminator) are ``providers/streams.py``'s; with this module it is the only one that knows
@@ -54,6 +55,10 @@ from crucible.providers.errors import (
 log = logging.getLogger(__name__)
 
 ERROR_BODY_LIMIT = 4096  # bytes of an error body read to find the server's message
+# Largest non-streamed JSON body read whole (model listings, health): the biggest listing
+# seen, OpenRouter's ~300 models with descriptions, is under 2 MB; a server sending more is
+# refused after this many bytes instead of being buffered to its end.
+BODY_LIMIT = 8 << 20
 _MESSAGE_LIMIT = 300  # characters of that message kept
 
 
@@ -252,11 +257,25 @@ class HttpProvider:
         return auth_headers(self._settings)
 
     async def _get_object(self, path: str) -> dict[str, Any]:
-        """GET ``path`` and decode its JSON object; errors mapped as everywhere else."""
-        async with map_errors(self.name):
-            response = await self._client.get(path, headers=self._headers())
+        """GET ``path`` and decode its JSON object (at most ``BODY_LIMIT`` bytes); errors
+        mapped as everywhere else."""
+        async with (
+            map_errors(self.name),
+            self._client.stream("GET", path, headers=self._headers()) as response,
+        ):
             await check_status(self.name, response)
-            return decode_object(self.name, response.text)
+            return decode_object(self.name, await read_body(self.name, response))
+
+
+async def read_body(provider: str, response: httpx.Response, limit: int = BODY_LIMIT) -> str:
+    """The body of a streaming ``response`` as text, refused (``BadResponse``) once it passes
+    ``limit`` bytes: httpx would buffer a body of any size."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise BadResponse(provider, f"body over {limit} bytes")
+    return body.decode("utf-8", errors="replace")
 
 
 async def _error_detail(response: httpx.Response) -> tuple[str, str | None]:

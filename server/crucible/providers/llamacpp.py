@@ -28,6 +28,7 @@ from crucible.providers.http import (
     check_status,
     decode_object,
     map_errors,
+    read_body,
 )
 from crucible.providers.openai import stream_openai_chat
 from crucible.providers.streams import iter_sse_objects
@@ -65,12 +66,16 @@ class LlamaCppProvider(HttpProvider):
 
     async def probe(self) -> ProbeResult:
         try:
-            async with map_errors(self.name):
-                response = await self._client.get("health", headers=auth_headers(self._settings))
+            async with (
+                map_errors(self.name),
+                self._client.stream(
+                    "GET", "health", headers=auth_headers(self._settings)
+                ) as response,
+            ):
                 if response.status_code == _LOADING:
                     return ProbeResult(False, "server is loading the model (HTTP 503)")
                 await check_status(self.name, response)
-                health = decode_object(self.name, response.text)
+                health = decode_object(self.name, await read_body(self.name, response))
         except ProviderError as exc:
             return ProbeResult(False, exc.message)
         status = health.get("status")

@@ -8,11 +8,16 @@ on to the end of the body, so that httpx returns the connection to the pool. ``s
 the whole call for the formats that end at ``[DONE]`` (OpenAI-compatible, Codestral): POST,
 check the status, yield the text of each event.
 
+Every size is bounded: a line (an NDJSON object, an SSE field) or an SSE event longer than
+``LINE_LIMIT`` bytes ends the stream, so a provider that sends a body with no newline (or one
+gigantic token) costs at most that much memory, never the whole body.
+
 Errors of a started stream, all ``BadResponse`` (a truncated answer is never taken for a
 complete one)::
 
     httpx transport error while reading the body           -> BadResponse (stream broken)
     a stream that ends without its terminator              -> BadResponse (stream ended early)
+    a line or an SSE event over ``LINE_LIMIT``             -> BadResponse (line over N bytes)
     malformed JSON, an error object in an event            -> BadResponse (``providers/http.py``)
 
 A timeout while reading is left to ``map_errors`` (``ProviderTimeout``), around the caller's
@@ -39,6 +44,11 @@ from crucible.providers.http import (
 )
 
 _DRAIN_S = 0.25  # longest wait for the end of a body after its stream's terminator
+# Longest line or SSE event read from a stream. A streamed event carries one token or a few
+# (OpenAI's chunk objects are ~200-400 bytes; llama.cpp's with probabilities a few KB); 1 MiB
+# is thousands of times that, and small enough that a provider flooding one line costs a
+# bounded amount of memory.
+LINE_LIMIT = 1 << 20
 
 
 async def iter_sse_data(
@@ -53,12 +63,14 @@ async def iter_sse_data(
     the body, and check for themselves (``iter_sse_objects`` does that for JSON events).
     """
     data: list[str] = []
+    size = 0  # characters in ``data``: an event of many short data lines is bounded too
     async with aclosing(_lines(provider, response)) as lines:
         async for line in lines:
             if line == "":
                 if data:
                     payload = "\n".join(data)
                     data.clear()
+                    size = 0
                     if payload == "[DONE]":
                         await _drain(lines)
                         return
@@ -67,6 +79,9 @@ async def iter_sse_data(
             field, _, value = line.partition(":")
             if field == "data":
                 data.append(value.removeprefix(" "))
+                size += len(data[-1]) + 1
+                if size > LINE_LIMIT:
+                    raise BadResponse(provider, f"event over {LINE_LIMIT} characters")
     # An event cut off before its blank line is incomplete and dropped (the SSE rules).
     if until_done:
         raise BadResponse(provider, "stream ended early (no [DONE])")
@@ -136,14 +151,49 @@ async def _drain(lines: AsyncIterator[str]) -> None:
 
 
 async def _lines(provider: str, response: httpx.Response) -> AsyncGenerator[str, None]:
-    """The body's lines; a connection lost mid-body is a truncated stream, not an outage."""
+    """The body's lines, each at most ``LINE_LIMIT`` bytes; a connection lost mid-body is a
+    truncated stream, not an outage.
+
+    httpx's ``aiter_lines`` keeps a line in memory until its newline arrives, however long it
+    grows; this reads bytes and gives up once a line outgrows the limit. Lines end at ``\\n``,
+    ``\\r\\n`` or ``\\r`` (the SSE rules, which also cover NDJSON); text is UTF-8 (what JSON
+    is), an invalid sequence replaced rather than fatal, as httpx did.
+    """
+    pending = bytearray()  # the line being received
+    held_cr = False  # the last chunk ended in CR: an LF starting the next is the same break
     try:
-        async for line in response.aiter_lines():
-            yield line
+        async for chunk in response.aiter_bytes():
+            if held_cr:
+                chunk = b"\r" + chunk
+            held_cr = chunk.endswith(b"\r")
+            if held_cr:
+                chunk = chunk[:-1]
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if b"\n" not in chunk:
+                pending += chunk
+                _check_line(provider, len(pending))
+                continue
+            first, *middle, last = chunk.split(b"\n")
+            pending += first
+            _check_line(provider, len(pending))
+            yield pending.decode("utf-8", "replace")
+            for line in middle:
+                _check_line(provider, len(line))
+                yield line.decode("utf-8", "replace")
+            pending = bytearray(last)
+            _check_line(provider, len(pending))
     except httpx.TimeoutException:
         raise  # map_errors turns it into ProviderTimeout
     except httpx.TransportError as exc:
         raise BadResponse(provider, f"stream broken: {describe_error(exc)}") from exc
+    if pending or held_cr:
+        yield pending.decode("utf-8", "replace")  # the last line, without its line break
+
+
+def _check_line(provider: str, size: int) -> None:
+    if size > LINE_LIMIT:
+        raise BadResponse(provider, f"line over {LINE_LIMIT} bytes")
 
 
 async def stream_sse(

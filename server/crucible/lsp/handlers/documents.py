@@ -1,7 +1,9 @@
 """didOpen / didChange / didClose: pygls keeps the text; we keep which documents are recent.
 
 These are plain functions so they run inline, in arrival order, before any request that
-follows them on the wire.
+follows them on the wire. pygls applies each change before calling them, through
+``lsp/document_text.py``'s ``OpenDocument``. A closed document's memory goes back to the
+operating system (``release_free_memory``), not only to the allocator.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from lsprotocol import types
 
 from crucible.lsp.server import CrucibleLanguageServer
+from crucible.runtime.memory import release_free_memory
 
 
 def register(server: CrucibleLanguageServer) -> None:
@@ -25,3 +28,4 @@ def register(server: CrucibleLanguageServer) -> None:
     def did_close(ls: CrucibleLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.forget(params.text_document.uri)
         ls.backend.completion.document_closed(params.text_document.uri)
+        release_free_memory()

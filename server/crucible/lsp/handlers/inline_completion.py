@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import PurePosixPath
 
 from lsprotocol import types
+from pygls.workspace import TextDocument
 
 from crucible.completion.service import CompletionRequest
 from crucible.context.snapshot import DocumentSnapshot
@@ -15,6 +17,7 @@ from crucible.lsp.convert import (
     position_to_offset,
     snapshot_of,
 )
+from crucible.lsp.document_text import document_size
 from crucible.lsp.menu import completion_list
 from crucible.lsp.server import CrucibleLanguageServer
 
@@ -26,13 +29,34 @@ _TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", ":", "=", " "]
 
 def _neighbours(ls: CrucibleLanguageServer, uri: str, limit: int) -> tuple[DocumentSnapshot, ...]:
     documents = ls.workspace.text_documents
+    max_chars = ls.backend.completion.settings.max_document_chars
     found: list[DocumentSnapshot] = []
     for other in ls.recent_uris:
         if len(found) >= limit:
             break
-        if other != uri and other in documents:
+        # A document too large to complete in is no context either: taking it would join
+        # its pieces (``lsp/document_text.py``) for the few lines a neighbour contributes.
+        if other != uri and other in documents and document_size(documents[other]) <= max_chars:
             found.append(snapshot_of(documents[other]))
     return tuple(found)
+
+
+def _too_large(ls: CrucibleLanguageServer, document: TextDocument) -> bool:
+    """Whether ``document`` is past ``completion.max_document_chars``; the user is told once
+    per document (until it is closed), never per request."""
+    size = document_size(document)
+    limit = ls.backend.completion.settings.max_document_chars
+    if size <= limit:
+        return False
+    if document.uri not in ls.told_too_large:
+        ls.told_too_large.add(document.uri)
+        name = PurePosixPath(document.path or document.uri).name or document.uri
+        logger.info("%s: %d characters, over max_document_chars (%d)", name, size, limit)
+        ls.show_warning(
+            f"Crucible: {name} is {size / 1e6:.1f} MB; completions are off for files over"
+            f" {limit / 1e6:g} MB (completion.max_document_chars)"
+        )
+    return True
 
 
 def _request(
@@ -40,6 +64,8 @@ def _request(
 ) -> tuple[CompletionRequest, str] | None:
     document = ls.workspace.text_documents.get(uri)
     if document is None:  # never opened: nothing we may read
+        return None
+    if _too_large(ls, document):  # answered empty at once: no window, no provider call
         return None
     snapshot = snapshot_of(document)
     encoding = encoding_of(document)

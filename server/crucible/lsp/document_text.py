@@ -1,0 +1,234 @@
+"""The text of open documents: edits spliced in by offset, valid Unicode on the way in.
+
+pygls 2.1.1 applies an incremental edit by splitting the whole document into lines
+(``source.splitlines``), converting the range against that tuple, and writing every line
+into a new string: measured 222 ms per keystroke on a 50 MB document, all of it on the event
+loop, so every other document waited too. Here an open document keeps its text as
+``PieceText``, pieces of about 32 K characters with their lengths and line-break counts: an
+edit finds its line by summing the counts, converts the column on that line only
+(``lsp/convert.py``), and rebuilds one piece. The whole string is joined only when someone
+reads ``source`` (a completion in that document, a neighbour), once per change, not once per
+keystroke.
+
+Every text a client sends (``didOpen``, a full or incremental change) passes through
+``valid_text`` (``context/snapshot.py``): lone surrogates become U+FFFD, one for one, so a
+document's text always encodes, and positions do not move.
+
+pygls builds its ``Workspace`` itself, inside its ``initialize`` handler;
+``CrucibleProtocol`` hands the new workspace to ``adopt``, which makes it an
+``OpenDocuments`` before any document exists. Line breaks are ``\\n`` (and ``\\r\\n``), as in
+``lsp/convert.py``; pygls's ``splitlines`` also broke lines at U+2028, form feeds and others,
+which no editor counts as LSP line breaks.
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+from pygls.workspace import PositionCodec, TextDocument, Workspace
+
+from crucible.context.snapshot import valid_text
+from crucible.lsp.convert import column_to_index, position_to_offset
+
+_PIECE = 1 << 15  # characters per piece: an edit copies about this much, whatever the size
+_ENCODINGS = ("utf-8", "utf-16", "utf-32")
+
+
+class PieceText:
+    """A string kept as pieces, so that replacing a range costs one piece, not the string.
+
+    The text as it was opened stays one string until its first edit (a document that is only
+    read costs its size once); after an edit the joined string is rebuilt on demand and kept
+    until the next edit.
+    """
+
+    def __init__(self, text: str = "") -> None:
+        self._joined: str | None = text  # the whole text, until the next edit
+        self._length = len(text)
+        self._pieces: list[str] = []
+        self._lengths: list[int] = []  # characters per piece
+        self._breaks: list[int] = []  # line breaks per piece
+        self._in_pieces = False  # whether the pieces hold the text (else only ``_joined`` does)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def value(self) -> str:
+        """The whole text (joined once per change, then shared)."""
+        if self._joined is None:
+            self._joined = "".join(self._pieces)
+        return self._joined
+
+    def offset(self, position: types.Position, encoding: str = "utf-16") -> int:
+        """The offset of an LSP position, with ``convert.position_to_offset``'s clamping:
+        past the last line is the end, past a line's end is that end (before ``\\r\\n``)."""
+        if self._joined is not None:
+            return position_to_offset(self._joined, position, encoding)
+        start = self._line_start(position.line)
+        if start is None:
+            return self._length
+        column = max(position.character, 0)
+        # One code point per code unit is the most the column can need, plus one to see
+        # whether a final CR is the first half of the line break.
+        line = self._slice(start, min(start + column + 1, self._length))
+        newline = line.find("\n")
+        if newline != -1:
+            line = line[:newline].removesuffix("\r")
+        return start + column_to_index(line, column, encoding)
+
+    def replace(self, start: int, end: int, text: str) -> None:
+        """Replace the characters ``start:end`` (clamped, in either order) with ``text``."""
+        start, end = sorted((min(max(start, 0), self._length), min(max(end, 0), self._length)))
+        if not self._in_pieces:
+            self._set_pieces(_split(self.value()))
+        if not self._pieces:
+            self._set_pieces(_split(text))
+            self._length, self._joined = len(text), text
+            return
+        first, head = self._locate(start)
+        last, tail = self._locate(end)
+        merged = self._pieces[first][:head] + text + self._pieces[last][tail:]
+        if len(merged) < _PIECE // 4 and last + 1 < len(self._pieces):
+            last += 1  # a small piece joins the next one: deletions do not leave crumbs
+            merged += self._pieces[last]
+        pieces = _split(merged)
+        self._pieces[first : last + 1] = pieces
+        self._lengths[first : last + 1] = [len(piece) for piece in pieces]
+        self._breaks[first : last + 1] = [piece.count("\n") for piece in pieces]
+        self._length += len(text) - (end - start)
+        self._joined = None
+
+    def _set_pieces(self, pieces: list[str]) -> None:
+        self._pieces = pieces
+        self._lengths = [len(piece) for piece in pieces]
+        self._breaks = [piece.count("\n") for piece in pieces]
+        self._in_pieces = True
+
+    def _locate(self, offset: int) -> tuple[int, int]:
+        """(piece, offset in it) of a text offset; the end of the text is the last piece's."""
+        for index, length in enumerate(self._lengths):
+            if offset <= length:
+                return index, offset
+            offset -= length
+        if not self._pieces:
+            return 0, 0
+        return len(self._pieces) - 1, self._lengths[-1]
+
+    def _line_start(self, line: int) -> int | None:
+        """Offset where ``line`` starts; None past the last line."""
+        if line <= 0:
+            return 0
+        seen = base = 0
+        for index, breaks in enumerate(self._breaks):
+            if seen + breaks >= line:
+                piece, at = self._pieces[index], -1
+                for _ in range(line - seen):
+                    at = piece.find("\n", at + 1)
+                return base + at + 1
+            seen += breaks
+            base += self._lengths[index]
+        return None
+
+    def _slice(self, start: int, end: int) -> str:
+        if self._joined is not None:
+            return self._joined[start:end]
+        index, at = self._locate(start)
+        parts: list[str] = []
+        wanted = end - start
+        while wanted > 0 and index < len(self._pieces):
+            part = self._pieces[index][at : at + wanted]
+            parts.append(part)
+            wanted -= len(part)
+            index, at = index + 1, 0
+        return "".join(parts)
+
+
+def _split(text: str) -> list[str]:
+    """``text`` in pieces of ``_PIECE`` characters; one piece when it is under two."""
+    if len(text) < 2 * _PIECE:
+        return [text] if text else []
+    return [text[i : i + _PIECE] for i in range(0, len(text), _PIECE)]
+
+
+class OpenDocument(TextDocument):
+    """pygls's document with its text in a ``PieceText``: the same interface, edits by offset."""
+
+    def __init__(
+        self,
+        uri: str,
+        source: str | None = None,
+        version: int | None = None,
+        language_id: str | None = None,
+        local: bool = True,
+        sync_kind: types.TextDocumentSyncKind = types.TextDocumentSyncKind.Incremental,
+        position_codec: PositionCodec | None = None,
+    ) -> None:
+        super().__init__(
+            uri,
+            None,
+            version,
+            language_id,
+            local,
+            sync_kind,
+            position_codec,
+        )
+        self._text = PieceText(valid_text(source or ""))
+
+    @property
+    def source(self) -> str:
+        # Never read from disk (pygls does for a document it was not sent): only what the
+        # editor sent is the document.
+        return self._text.value()
+
+    # Every text this document took went through ``valid_text`` (``snapshot_of`` relies on it).
+    valid_unicode = True
+
+    @property
+    def size(self) -> int:
+        """Characters in the text, without joining it."""
+        return len(self._text)
+
+    def _encoding(self) -> str:
+        value = str(self.position_codec.encoding or "utf-16").lower()
+        return value if value in _ENCODINGS else "utf-16"
+
+    def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
+        encoding = self._encoding()
+        start = self._text.offset(change.range.start, encoding)
+        end = self._text.offset(change.range.end, encoding)
+        self._text.replace(start, end, valid_text(change.text))
+
+    def _apply_full_change(self, change: types.TextDocumentContentChangeEvent) -> None:
+        self._text = PieceText(valid_text(change.text))
+
+
+def document_size(document: TextDocument) -> int:
+    """Characters in ``document``'s text, without joining an ``OpenDocument``'s pieces."""
+    return document.size if isinstance(document, OpenDocument) else len(document.source)
+
+
+class OpenDocuments(Workspace):
+    """pygls's workspace, creating ``OpenDocument``s; it adds no state of its own."""
+
+    def _create_text_document(
+        self,
+        doc_uri: str,
+        source: str | None = None,
+        version: int | None = None,
+        language_id: str | None = None,
+    ) -> TextDocument:
+        return OpenDocument(
+            doc_uri,
+            source=source,
+            version=version,
+            language_id=language_id,
+            sync_kind=self._sync_kind,
+            position_codec=self._position_codec,
+        )
+
+
+def adopt(workspace: Workspace | None) -> Workspace | None:
+    """The workspace pygls just built, made an ``OpenDocuments`` (its class swapped: it holds
+    no documents yet, and ``OpenDocuments`` changes behaviour, not state)."""
+    if workspace is not None and type(workspace) is Workspace:
+        workspace.__class__ = OpenDocuments
+    return workspace

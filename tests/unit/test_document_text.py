@@ -1,0 +1,231 @@
+"""Property tests: arbitrary Unicode, edits and positions through the pure text functions.
+
+What must hold for any text a client sends and any position it names (UTF-8, UTF-16, UTF-32,
+past a line's end, past the last line, up to the protocol's 2**31 - 1):
+
+- ``valid_text`` never raises, keeps every code point but surrogates, one for one;
+- ``position_to_offset`` / ``offset_to_position`` never raise, agree with a plain reading of
+  the LSP rules, and round-trip every offset that is a position;
+- ``PieceText`` (the open document's text) gives the same offsets and the same text after any
+  sequence of edits as one string spliced by those offsets, with pieces of any size;
+- an ``OpenDocument`` ends with the same text as pygls's own document after the same edits,
+  wherever pygls's line splitting agrees with the LSP's line breaks.
+"""
+
+from __future__ import annotations
+
+import os
+from unittest.mock import patch
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lsprotocol import types
+from pygls.workspace import PositionCodec, TextDocument
+
+from crucible.context.snapshot import valid_text
+from crucible.lsp import document_text
+from crucible.lsp.convert import offset_to_position, position_to_offset, snapshot_of
+from crucible.lsp.document_text import OpenDocument, PieceText
+
+# A longer run on demand: CRUCIBLE_FUZZ_EXAMPLES=5000 pytest tests/unit/test_document_text.py
+EXAMPLES = int(os.environ.get("CRUCIBLE_FUZZ_EXAMPLES", "100"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ENCODINGS = st.sampled_from(["utf-16", "utf-8", "utf-32"])
+MAX_UINT = 2**31 - 1
+
+# Line breaks and the characters around them are drawn often, astral characters (two UTF-16
+# units, four UTF-8 bytes) and lone surrogates too, so that short texts still hit every case.
+SPECIAL = st.sampled_from(
+    ["\n", "\r", "\r\n", "😀", "𝔘", "é", "\u2028", "\x0c", "\ud800", "\udfff"]
+)
+ANY_CHAR = st.characters(exclude_categories=())
+RAW_TEXT = st.lists(st.one_of(SPECIAL, ANY_CHAR), max_size=40).map("".join)
+TEXT = RAW_TEXT.map(valid_text)  # what a document holds: surrogates already replaced
+
+
+def positions(text: str) -> st.SearchStrategy[types.Position]:
+    lines = text.count("\n") + 1
+    return st.builds(
+        types.Position,
+        line=st.one_of(st.integers(0, lines + 2), st.just(MAX_UINT)),
+        character=st.one_of(st.integers(0, 50), st.just(MAX_UINT)),
+    )
+
+
+def reference_offset(text: str, position: types.Position, encoding: str) -> int:
+    """The LSP rules read plainly: lines end at \\n; a line's \\r\\n is not part of it (a lone
+    \\r is an ordinary character); a column counts code units; a column inside a character
+    lands after it; past the end clamps."""
+    lines = text.split("\n")
+    if position.line >= len(lines):
+        return len(text)
+    start = sum(len(line) + 1 for line in lines[: position.line])
+    line = lines[position.line]
+    if position.line < len(lines) - 1:  # a CR before LF is the line break's; a lone CR is not
+        line = line.removesuffix("\r")
+    units = 0
+    for index, char in enumerate(line):
+        if units >= position.character:
+            return start + index
+        units += _width(char, encoding)
+    return start + len(line)
+
+
+def _width(char: str, encoding: str) -> int:
+    if encoding == "utf-32":
+        return 1
+    if encoding == "utf-8":
+        return len(char.encode("utf-8", "surrogatepass"))
+    return len(char.encode("utf-16-le", "surrogatepass")) // 2
+
+
+# -- valid text ----------------------------------------------------------------------------
+
+
+@FUZZ
+@given(RAW_TEXT)
+def test_valid_text_replaces_surrogates_one_for_one_and_always_encodes(text: str) -> None:
+    clean = valid_text(text)
+    assert len(clean) == len(text)
+    clean.encode("utf-8")  # what httpx does with a request body: must not raise
+    for before, after in zip(text, clean, strict=True):
+        assert after == ("\ufffd" if 0xD800 <= ord(before) <= 0xDFFF else before)
+
+
+# -- positions -----------------------------------------------------------------------------
+
+
+@FUZZ
+@given(st.data(), TEXT, ENCODINGS)
+def test_position_to_offset_follows_the_lsp_rules(
+    data: st.DataObject, text: str, encoding: str
+) -> None:
+    position = data.draw(positions(text))
+    assert position_to_offset(text, position, encoding) == reference_offset(
+        text, position, encoding
+    )
+
+
+@FUZZ
+@given(st.data(), TEXT, ENCODINGS)
+def test_every_offset_that_is_a_position_round_trips(
+    data: st.DataObject, text: str, encoding: str
+) -> None:
+    offset = data.draw(st.integers(0, len(text)))
+    position = offset_to_position(text, offset, encoding)
+    if text[offset - 1 : offset + 1] == "\r\n":
+        # Between the halves of a line break is no position: it reads as the line's end.
+        assert position_to_offset(text, position, encoding) == offset - 1
+    else:
+        assert position_to_offset(text, position, encoding) == offset
+
+
+@FUZZ
+@given(st.data(), TEXT, ENCODINGS)
+def test_offset_to_position_never_raises_for_any_offset(
+    data: st.DataObject, text: str, encoding: str
+) -> None:
+    offset = data.draw(st.one_of(st.integers(-5, len(text) + 5), st.just(MAX_UINT)))
+    position = offset_to_position(text, offset, encoding)
+    clamped = min(max(offset, 0), len(text))
+    assert position == offset_to_position(text, clamped, encoding)
+
+
+# -- edits ---------------------------------------------------------------------------------
+
+EDIT_TEXT = st.lists(st.one_of(SPECIAL, ANY_CHAR), max_size=8).map("".join)
+
+
+@FUZZ
+@given(st.data(), TEXT, ENCODINGS, st.sampled_from([1, 2, 3, 8, 1 << 15]))
+def test_piece_text_edits_like_one_spliced_string(
+    data: st.DataObject, text: str, encoding: str, piece: int
+) -> None:
+    with patch.object(document_text, "_PIECE", piece):
+        pieces = PieceText(text)
+        expected = text
+        for _ in range(data.draw(st.integers(1, 12))):
+            start = data.draw(positions(expected))
+            end = data.draw(positions(expected))
+            new = valid_text(data.draw(EDIT_TEXT))
+            a = position_to_offset(expected, start, encoding)
+            b = position_to_offset(expected, end, encoding)
+            assert pieces.offset(start, encoding) == a
+            assert pieces.offset(end, encoding) == b
+            pieces.replace(a, b, new)
+            a, b = sorted((a, b))
+            expected = expected[:a] + new + expected[b:]
+            assert len(pieces) == len(expected)
+            if data.draw(st.booleans()):  # sometimes read it (joined), sometimes keep editing
+                assert pieces.value() == expected
+        assert pieces.value() == expected
+
+
+# pygls breaks lines at every str.splitlines boundary; the LSP only at \n, \r\n and \r. Where
+# the two agree (no \r, no U+2028 and the like), pygls's slow editing is the reference.
+PYGLS_SAFE = st.characters(
+    exclude_categories=("Cs",), exclude_characters="\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+)
+PYGLS_TEXT = st.lists(st.one_of(st.sampled_from(["\n", "😀", "é"]), PYGLS_SAFE), max_size=40)
+
+
+@FUZZ
+@given(st.data(), PYGLS_TEXT.map("".join), st.sampled_from(["utf-16", "utf-8", "utf-32"]))
+def test_open_document_ends_with_the_text_pygls_computes(
+    data: st.DataObject, text: str, encoding: str
+) -> None:
+    codec = PositionCodec(encoding=encoding)
+    ours = OpenDocument("file:///a.py", text, 1, "python", position_codec=codec)
+    theirs = TextDocument("file:///a.py", text, 1, "python", position_codec=codec)
+    for _ in range(data.draw(st.integers(1, 8))):
+        current = theirs.source
+        lines = current.split("\n")
+        start_line = data.draw(st.integers(0, len(lines) - 1))
+        end_line = data.draw(st.integers(start_line, len(lines) - 1))
+        start = _position_in(data, lines, start_line, encoding)
+        end = _position_in(data, lines, end_line, encoding)
+        if end_line == start_line and end.character < start.character:
+            start, end = end, start
+        new = data.draw(PYGLS_TEXT.map("".join))
+        change = types.TextDocumentContentChangePartial(types.Range(start, end), new)
+        ours.apply_change(change)
+        theirs.apply_change(change)
+        assert ours.source == theirs.source
+
+
+def _position_in(data: st.DataObject, lines: list[str], line: int, encoding: str) -> types.Position:
+    """A position on ``line`` at a character boundary (pygls splits pairs otherwise)."""
+    index = data.draw(st.integers(0, len(lines[line])))
+    width = sum(_width(char, encoding) for char in lines[line][:index])
+    return types.Position(line, width)
+
+
+def test_surrogates_sent_by_the_client_never_reach_the_document() -> None:
+    document = OpenDocument("file:///a.py", "x = '\ud800'\n", 1, "python")
+    assert document.source == "x = '\ufffd'\n"
+    change = types.TextDocumentContentChangePartial(
+        types.Range(types.Position(0, 4), types.Position(0, 4)), "\udc00"
+    )
+    document.apply_change(change)
+    assert document.source == "x = \ufffd'\ufffd'\n"
+    document.apply_change(types.TextDocumentContentChangeWholeDocument("\ud83d!"))
+    assert document.source == "\ufffd!"
+
+
+def test_an_open_document_never_reads_the_disk() -> None:
+    # pygls's own document reads its path when it has no text; a document is what was sent.
+    document = OpenDocument("file:///etc/hostname")
+    assert document.source == ""
+
+
+@FUZZ
+@given(RAW_TEXT)
+def test_a_snapshot_always_holds_text_that_encodes(text: str) -> None:
+    # Whether the document replaced surrogates on the way in (ours) or not (pygls's own).
+    for document in (
+        OpenDocument("file:///a.py", text, 1, "python"),
+        TextDocument("file:///a.py", text, 1, "python"),
+    ):
+        snapshot = snapshot_of(document)
+        snapshot.text.encode("utf-8")
+        assert len(snapshot.text) == len(text)
