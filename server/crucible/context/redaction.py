@@ -96,26 +96,25 @@ def _group(pattern: str, *, fold: bool = False) -> Callable[[str, str], Iterator
     return find
 
 
-_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 _-]*PRIVATE KEY(?: BLOCK)?-----")
-_END = re.compile(r"-----END[A-Z0-9 _-]*PRIVATE KEY(?: BLOCK)?-----")
-_ANY_MARKER = re.compile(r"-----(?:BEGIN|END)[A-Z0-9 _-]*PRIVATE KEY(?: BLOCK)?-----")
+_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9_]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_END = re.compile(r"-----END (?:[A-Z0-9_]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_ANY_MARKER = re.compile(r"-----(?:BEGIN|END) (?:[A-Z0-9_]+ )*PRIVATE KEY(?: BLOCK)?-----")
 
 
 def _private_keys(text: str, folded: str) -> Iterator[Span]:
-    """Whole blocks, and blocks cut by the text's edges: from the start to the first END when
-    no BEGIN comes before it, from a BEGIN without END to the end. JSON and PEM strings
-    written on one line with \\n escapes are blocks too."""
-    pos = 0
-    first_end = _END.search(text)
-    first_begin = _BEGIN.search(text)
-    if first_end is not None and (first_begin is None or first_begin.start() > first_end.start()):
-        yield 0, first_end.end()
-        pos = first_end.end()
-    while (begin := _BEGIN.search(text, pos)) is not None:
-        end = _END.search(text, begin.end())
-        stop = len(text) if end is None else end.end()
-        yield begin.start(), stop
-        pos = stop
+    """Whole blocks, and blocks cut by the text's edges: the start up to the last END before
+    the first BEGIN, each BEGIN up to the last END before the next BEGIN (or up to that BEGIN,
+    or the end, when there is none). JSON and PEM strings written on one line with \\n
+    escapes are blocks too."""
+    begins = [match.span() for match in _BEGIN.finditer(text)]
+    ends = [match.span() for match in _END.finditer(text)]
+    limits = [start for start, _ in begins] + [len(text)]
+    head = [end for start, end in ends if end <= limits[0]]
+    if head:
+        yield 0, head[-1]
+    for (start, after), limit in zip(begins, limits[1:], strict=True):
+        inner = [end for s, end in ends if s >= after and end <= limit]
+        yield start, inner[-1] if inner else limit
 
 
 # The key-like word must end the name (``password_hash`` and ``tokenizer`` are not secrets);
