@@ -119,23 +119,30 @@ async def test_an_ignore_file_written_while_running_takes_effect(
 
 
 @pytest.mark.parametrize("kind", CONTEXT_KINDS)
-async def test_an_excluded_neighbour_never_appears_in_a_request(
+async def test_excluded_neighbours_are_never_sent_and_paths_are_relative(
     kind: str, fake: FakeProvider, lsp_session: Session, tmp_path: Path
 ) -> None:
-    root = tmp_path / "ws"
-    root.mkdir()
+    root = tmp_path / "home" / "alice" / "ws"
+    root.mkdir(parents=True)
+    outside = tmp_path / "home" / "alice" / "elsewhere"
     async with lsp_session(provider_options(fake, kind), workspace=root) as client:
         open_at(client, root / ".env", f"OPENAI_API_KEY={ENV_KEY}\nDEBUG=1\n", "dotenv")
         open_at(client, root / "deploy.pem", PRIVATE_KEY, "plaintext")
-        open_at(client, root / "helpers.py", "def helper():\n    return 42\n")
-        uri = open_at(client, root / "main.py", CODE)
+        open_at(client, outside / "shared_utils.py", "def shared():\n    return 1\n")
+        open_at(client, root / "lib" / "helpers.py", "def helper():\n    return 42\n")
+        uri = open_at(client, root / "src" / "pkg" / "main.py", CODE)
         result = await inline(client, uri, end_of(CODE))
         assert result.items  # the request went out and was answered
     body = sent(fake)
     assert len(fake.generation_requests()) == 1
-    assert "def helper()" in body  # neighbours are sent: the test can see one
+    # Neighbours are sent (the test can see one), the excluded ones never.
+    assert "def helper()" in body and "def shared()" in body
     assert ENV_KEY not in body and "DEBUG=1" not in body and ".env" not in body
     assert "b3BlbnNzaC1rZXkt" not in body and "deploy.pem" not in body
+    # Paths: relative inside the workspace, only the name outside it; never absolute.
+    assert "src/pkg/main.py" in body or kind == "llamacpp"  # /infill has no field for it
+    assert "lib/helpers.py" in body and "shared_utils.py" in body
+    assert str(tmp_path) not in body and "/home/" not in body and "alice" not in body
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -168,47 +175,37 @@ async def test_secrets_near_the_cursor_never_reach_a_provider_and_are_counted(
     assert status["privacy"]["redactions"] >= in_window
 
 
-@pytest.mark.parametrize(
-    ("before", "after"),
-    [
-        pytest.param(f"KEY = '''\n{PRIVATE_KEY}'''\n\n{CODE}", "\n", id="whole-block-in-prefix"),
-        pytest.param(CODE, f"\n\nKEY = '''\n{PRIVATE_KEY}'''\n", id="whole-block-in-suffix"),
-        pytest.param(
-            "KEY = '''\n" + PRIVATE_KEY[:60], PRIVATE_KEY[60:] + "'''\n", id="cursor-in-the-key"
-        ),
-        pytest.param(f'token = "{GITHUB[:14]}', f'{GITHUB[14:]}"\n', id="cursor-in-a-token"),
-        pytest.param(f'password = "{PASSWORD[:5]}', "\n", id="typing-a-password"),
-    ],
-)
+WITHHELD = {
+    "whole-block-in-prefix": (f"KEY = '''\n{PRIVATE_KEY}'''\n\n{CODE}", "\n"),
+    "whole-block-in-suffix": (CODE, f"\n\nKEY = '''\n{PRIVATE_KEY}'''\n"),
+    "cursor-in-the-key": ("KEY = '''\n" + PRIVATE_KEY[:60], PRIVATE_KEY[60:] + "'''\n"),
+    "cursor-in-a-token": (f'token = "{GITHUB[:14]}', f'{GITHUB[14:]}"\n'),
+    "typing-a-password": (f'password = "{PASSWORD[:5]}', "\n"),
+}
+
+
 async def test_a_window_with_a_private_key_or_a_cursor_in_a_secret_sends_nothing(
-    before: str, after: str, fake: FakeProvider, lsp_session: Session, tmp_path: Path
+    fake: FakeProvider, lsp_session: Session, tmp_path: Path
 ) -> None:
     root = tmp_path / "ws"
     root.mkdir()
     async with lsp_session(provider_options(fake), workspace=root) as client:
-        uri = open_at(client, root / "main.py", before + after)
-        result = await inline(
-            client, uri, end_of(before), types.InlineCompletionTriggerKind.Invoked
-        )
+        for name, (before, after) in WITHHELD.items():
+            uri = open_at(client, root / f"{name}.py", before + after)
+            invoked = types.InlineCompletionTriggerKind.Invoked
+            result = await inline(client, uri, end_of(before), invoked)
+            assert not result.items, name
+            assert fake.generation_requests() == [], name
         status = await server_status(client)
-    assert not result.items
-    assert fake.generation_requests() == []
-    assert status["privacy"]["withheld_requests"] == 1
-
-
-@pytest.mark.parametrize("kind", CONTEXT_KINDS)
-async def test_paths_in_requests_are_relative_to_the_workspace(
-    kind: str, fake: FakeProvider, lsp_session: Session, tmp_path: Path
-) -> None:
-    root = tmp_path / "home" / "alice" / "ws"
-    root.mkdir(parents=True)
-    outside = tmp_path / "home" / "alice" / "elsewhere"
-    async with lsp_session(provider_options(fake, kind), workspace=root) as client:
-        open_at(client, outside / "shared_utils.py", "def shared():\n    return 1\n")
-        open_at(client, root / "lib" / "helpers.py", "def helper():\n    return 42\n")
-        uri = open_at(client, root / "src" / "pkg" / "main.py", CODE)
-        assert (await inline(client, uri, end_of(CODE))).items
-    body = sent(fake)
-    assert "src/pkg/main.py" in body or kind == "llamacpp"  # /infill has no field for it
-    assert "lib/helpers.py" in body and "shared_utils.py" in body
-    assert str(tmp_path) not in body and "/home/" not in body and "alice" not in body
+        assert status["privacy"]["withheld_requests"] == len(WITHHELD)
+        assert status["requests"]["withheld"] == len(WITHHELD)
+        # Past the key block, with the whole block out of the window, completions come back.
+        text = f"KEY = '''\n{PRIVATE_KEY}'''\n" + "\n" * 5 + CODE
+        uri = open_at(client, root / "after.py", text)
+        options = provider_options(fake, max_prefix_chars=len(CODE) + 4)
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"crucible": options})
+        )
+        await server_status(client)
+        result = await inline(client, uri, end_of(text), types.InlineCompletionTriggerKind.Invoked)
+        assert [item.insert_text for item in result.items] == ["return a + b"]
