@@ -88,13 +88,14 @@ async def ask_once(client: Any, tmp_path: Path) -> types.InlineCompletionList:
     return await inline(client, uri, end_of(CODE), types.InlineCompletionTriggerKind.Invoked)
 
 
-REDIRECTS = [(kind, status) for kind in BASES for status in (302, 307, 308)]
+# Every kind, the statuses shared out among them (check_status's own test takes each status).
+REDIRECTS = list(zip(BASES, (302, 307, 308, 301, 307), strict=True))
 
 
 async def test_a_redirect_to_another_origin_carries_no_key(
     fake: FakeProvider, lsp_session: Session, tmp_path: Path
 ) -> None:
-    # Every kind, each answering 302, 307 and 308 (a provider per pair), pointing at the fake.
+    # A provider per kind, each redirecting to the fake.
     with contextlib.ExitStack() as stack:
         hostiles = [
             stack.enter_context(HostileProvider(status=status, redirect_to=fake.base_url))
@@ -131,7 +132,8 @@ async def test_a_key_echoed_by_a_provider_is_masked_everywhere(
     log = tmp_path / "crucible.log"
     args = ("--log-level", "DEBUG", "--log-file", str(log))
     # Bearer (openai) and x-api-key (anthropic) providers, each echoing the key one way.
-    cases = [(kind, echo) for kind in ("openai", "anthropic") for echo in ECHOES]
+    cases = [("openai", "whole"), ("openai", "prefix"), ("anthropic", "tail")]
+    cases.append(("anthropic", "quoted-middle"))
     with contextlib.ExitStack() as stack:
         hostiles = [
             stack.enter_context(HostileProvider(status=401, echo=ECHOES[echo])) for _, echo in cases
@@ -173,6 +175,26 @@ async def test_a_debug_log_of_a_session_with_a_key_holds_no_key(
     assert "HTTP Request: POST" in text  # httpx's own DEBUG lines are in the log
     shown = [m.message for m in client.log_messages]
     assert leaked("\n".join([text, json.dumps(status_now), *shown])) == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_every_redirect_status_is_an_error_naming_only_the_origin(status: int) -> None:
+    from crucible.providers.errors import ProviderUnavailable
+    from crucible.providers.http import check_status
+
+    async def run() -> str:
+        request = httpx.Request("POST", "http://127.0.0.1:1/v1/x", headers={"x-api-key": KEY})
+        location = "http://127.0.0.1:2/steal?key=abc#frag"
+        response = httpx.Response(status, request=request, headers={"location": location})
+        try:
+            await check_status("p", response)
+        except ProviderUnavailable as exc:
+            return str(exc)
+        raise AssertionError("no error")
+
+    message = asyncio.run(run())
+    assert f"HTTP {status}: redirected to http://127.0.0.1:2, not followed" in message
+    assert "steal" not in message and "abc" not in message
 
 
 @pytest.mark.parametrize(
