@@ -21,7 +21,15 @@ from crucible.cache.tiered import TieredCache
 from crucible.completion.service import CompletionService
 from crucible.config.loader import LoadResult, load_settings
 from crucible.config.paths import default_cache_dir
-from crucible.config.settings import CacheSettings, Prefetch, ProviderSettings, Role, Settings
+from crucible.config.settings import (
+    CacheSettings,
+    Prefetch,
+    PrivacySettings,
+    ProviderSettings,
+    Role,
+    Settings,
+)
+from crucible.context.privacy import WorkspacePrivacy
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
@@ -68,6 +76,10 @@ class App:
         # policy change, so circuit state and latency history survive unrelated changes.
         self._pool: ProviderPool | None = None
         self._pool_key: tuple[Any, ...] | None = None
+        # Exclusions for this workspace (built-in, [privacy] exclude, .crucibleignore),
+        # rebuilt when the root or the configured list changes.
+        self._privacy: WorkspacePrivacy | None = None
+        self._privacy_key: tuple[Path | None, PrivacySettings] | None = None
         self._retired: Counter[str] = Counter()  # calls and failures of replaced pools
         # What the user is told: each provider problem once (window/showMessage), and the
         # overall state on every change (crucible/didChangeStatus). Both wait for the editor.
@@ -134,6 +146,8 @@ class App:
             # A local server's prompt cache is worth a superseded prompt's few seconds; a
             # hosted API's capacity is not ours to spend.
             warm_prompts=all(is_local(s) for s in completion_settings),
+            privacy=self._workspace_privacy(result.settings.privacy),
+            redact=result.settings.privacy.redact,
         )
         if self._pool is not None:
             self._pool.enable_all()
@@ -143,6 +157,13 @@ class App:
         )
         self.status_feed.changed()
         return [str(error) for error in result.errors]
+
+    def _workspace_privacy(self, settings: PrivacySettings) -> WorkspacePrivacy:
+        key = (self._workspace_root, settings)
+        if self._privacy is None or key != self._privacy_key:
+            self._privacy = WorkspacePrivacy(self._workspace_root, settings.exclude)
+            self._privacy_key = key
+        return self._privacy
 
     def _apply_pool(self, members: tuple[ProviderSettings, ...], settings: Settings) -> None:
         policy = (
@@ -322,6 +343,7 @@ class App:
             "status": self._status_payload(),
             **telemetry,
             "scheduling": self.completion.scheduling_snapshot(),
+            "privacy": self.completion.privacy_snapshot(),
             "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
             "upstream": self._upstream(members),
             "providers": [

@@ -60,10 +60,13 @@ def write_config(path: Path, base_url: str, kind: str = "ollama", extra: str = "
 
 def test_doctor_reports_a_healthy_provider_and_masks_secrets(tmp_path: Path) -> None:
     with FakeProvider(model="qwen2.5-coder:1.5b-base") as fake:
+        # A base_url carrying credentials is refused (keys live in the environment only), and
+        # shown masked; the healthy provider beside it is still checked.
         config = write_config(
             tmp_path / "c.toml",
-            fake.base_url.replace("http://", "http://user:hunter2@"),
-            extra='api_key_env = "DOCTOR_KEY"\n',
+            fake.base_url,
+            extra='api_key_env = "DOCTOR_KEY"\n\n[[providers]]\nname = "p2"\n'
+            f'base_url = "{fake.base_url.replace("http://", "http://user:hunter2@")}"\n',
         )
         done = run(
             "doctor",
@@ -76,6 +79,7 @@ def test_doctor_reports_a_healthy_provider_and_masks_secrets(tmp_path: Path) -> 
     assert "[ok  ] p1" in done.stdout
     assert "hunter2" not in done.stdout and "sk-doctor-secret-123" not in done.stdout
     assert "DOCTOR_KEY" in done.stdout
+    assert "providers[1].base_url: must not carry credentials" in done.stdout
 
 
 def test_doctor_fails_when_no_provider_answers_and_says_why(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from crucible.config import load_settings
 from crucible.config.settings import (
     CacheSettings,
     CompletionSettings,
+    PrivacySettings,
     ProviderSettings,
     ResilienceSettings,
     Settings,
@@ -77,8 +78,19 @@ def refused_keys(screened: Screened) -> list[str]:
     return [r.key for r in screened.refused]
 
 
+def test_a_workspace_may_only_add_exclusions_and_never_turn_redaction_off() -> None:
+    user = dataclasses.replace(Settings(), privacy=PrivacySettings(exclude=("secrets/**",)))
+    screened = screen({"privacy": {"exclude": ["fixtures/*.json"], "redact": False}}, user)
+    assert screened.table == {"privacy": {"exclude": ["secrets/**", "fixtures/*.json"]}}
+    assert refused_keys(screened) == ["privacy.redact"]
+
+
 def test_every_allow_listed_key_exists_in_the_schema() -> None:
-    sections = {"completion": CompletionSettings, "cache": CacheSettings}
+    sections = {
+        "completion": CompletionSettings,
+        "cache": CacheSettings,
+        "privacy": PrivacySettings,
+    }
     for section, name in ALLOWED:
         assert name in {f.name for f in dataclasses.fields(sections[section])}, (section, name)
     assert not PATH_KEYS & set(ALLOWED)
@@ -88,6 +100,7 @@ SCHEMA_SECTIONS = {
     "completion": CompletionSettings,
     "cache": CacheSettings,
     "resilience": ResilienceSettings,
+    "privacy": PrivacySettings,
 }
 
 

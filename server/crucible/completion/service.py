@@ -41,11 +41,12 @@ from typing import Any
 
 from crucible.cache.tiered import Answer, TieredCache
 from crucible.completion.fetch import fetch_completion
-from crucible.completion.plan import Plan, plan_completion
+from crucible.completion.plan import Plan, PromptPrivacy, plan_completion
 from crucible.completion.postprocess import Suggestion, postprocess
 from crucible.completion.prefetch import Prefetches, accepted
 from crucible.completion.reuse import StreamJob, find_reusable
 from crucible.config.settings import CompletionSettings
+from crucible.context.privacy import WorkspacePrivacy
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow, cut_window
 from crucible.providers.errors import ProviderError, ProviderTimeout
@@ -104,6 +105,7 @@ class CompletionService:
         cache: TieredCache | None = None,
         identity: Sequence[Any] = (),
         prefetch: bool = False,
+        privacy: WorkspacePrivacy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -118,7 +120,12 @@ class CompletionService:
         # The prompt prefix of each document's newest request: does an abandoned stream's
         # prompt lead into it (warm_prompts)? One string per open document.
         self._newest_prefix: dict[str, str] = {}
-        self.reconfigure(settings, pool, cache=cache, identity=identity, prefetch=prefetch)
+        # What privacy kept from providers: requests for excluded files, prompts not sent
+        # (a private key, a cursor inside a secret), secrets replaced in prompts sent.
+        self._privacy_counts = {"redactions": 0, "excluded_requests": 0, "withheld_requests": 0}
+        self.reconfigure(
+            settings, pool, cache=cache, identity=identity, prefetch=prefetch, privacy=privacy
+        )
 
     def reconfigure(
         self,
@@ -129,6 +136,8 @@ class CompletionService:
         identity: Sequence[Any] = (),
         prefetch: bool = False,
         warm_prompts: bool = False,
+        privacy: WorkspacePrivacy | None = None,
+        redact: bool = True,
     ) -> None:
         """Swap in new settings; requests already running finish with the old ones."""
         self._settings = settings
@@ -137,6 +146,9 @@ class CompletionService:
         self._identity = tuple(identity)  # what in the provider setup determines an answer
         self._prefetch = prefetch
         self._warm_prompts = warm_prompts
+        # Without a workspace, the built-in exclusions still apply.
+        self._privacy = privacy if privacy is not None else WorkspacePrivacy(None)
+        self._redact = redact
         self._debounce.reconfigure(settings)
 
     @property
@@ -167,8 +179,10 @@ class CompletionService:
         request_id = next(_request_ids)
         started = self._clock()
         window = self._window(request.snapshot, request.offset)
-        enabled = self._settings.enabled and self._pool is not None
         snapshot, cache = request.snapshot, self._cache
+        # An excluded file gets nothing, not even a type-through of an earlier suggestion.
+        excluded = self._privacy.rules().excludes(snapshot.path)
+        enabled = self._settings.enabled and self._pool is not None and not excluded
         # Type-through first: it needs no plan (a key costs ~60 µs on a full window).
         typed = (
             cache.type_through(snapshot.uri, snapshot.text, request.offset, window.suffix)
@@ -178,6 +192,7 @@ class CompletionService:
         plan = (
             self._plan(snapshot, window, request.neighbours) if enabled and typed is None else None
         )
+        withheld = enabled and typed is None and plan is None
         # Take a seat on a stream this request can use before superseding the request that
         # started it, so the stream is not abandoned in between: the identical request
         # (single-flight), or one whose suggestion starts with what was typed since (reuse).
@@ -229,6 +244,9 @@ class CompletionService:
                 if seat is not None:
                     seat.leave()
             self._latest.end(ticket)
+            if outcome == "empty" and (excluded or withheld):
+                outcome = "excluded" if excluded else "withheld"
+                self._privacy_counts[f"{outcome}_requests"] += 1
             self._telemetry.request(outcome)
             self._telemetry.stage("total", (self._clock() - started) * 1000)
 
@@ -259,6 +277,8 @@ class CompletionService:
                 return result
             if plan is None:  # type-through: samples for this very spot may be in memory
                 plan = self._plan(request.snapshot, window, request.neighbours)
+                if plan is None:
+                    return result
             texts = [await _result_or_none(seat) for seat in seats]
             cache = self._cache
             found = [_answer(postprocess(raw, window)) for raw in texts if raw is not None] + [
@@ -381,15 +401,24 @@ class CompletionService:
         snapshot: DocumentSnapshot,
         window: ContextWindow,
         neighbours: Sequence[DocumentSnapshot],
-    ) -> Plan:
+    ) -> Plan | None:
+        """The plan, or None when nothing of this window may be sent (``plan.py``)."""
         assert self._pool is not None  # only planned while enabled
         return plan_completion(
-            self._settings, self._pool, self._identity, snapshot, window, neighbours
+            self._settings,
+            self._pool,
+            self._identity,
+            snapshot,
+            window,
+            neighbours,
+            PromptPrivacy(self._privacy.rules(), self._redact),
         )
 
     def _start_flight(
         self, plan: Plan, job: StreamJob, *, background: bool = False
     ) -> Flight[FlightKey, str]:
+        # Counted per prompt sent: a cache hit or a joined flight sends nothing again.
+        self._privacy_counts["redactions"] += plan.redactions
         return self._flights.start(plan.key, self._fetch(plan, job, background), job)
 
     async def _fetch(self, plan: Plan, job: StreamJob, background: bool) -> str:
@@ -444,7 +473,9 @@ class CompletionService:
         window = self._window(after, cursor)
         plan = self._plan(after, window, request.neighbours)
         cache = self._cache
-        if cache is None or self._flights.get(plan.key) or await cache.lookup(plan.key):
+        if plan is None or cache is None or self._flights.get(plan.key):
+            return
+        if await cache.lookup(plan.key):
             return
         self._telemetry.mark("prefetched")
         flight = self._start_flight(plan, StreamJob(after, cursor, window), background=True)
@@ -453,6 +484,10 @@ class CompletionService:
     async def aclose(self) -> None:
         """Stop background work (prefetches) before the providers it uses are closed."""
         await self._prefetches.aclose()
+
+    def privacy_snapshot(self) -> dict[str, int]:
+        """What privacy kept from providers, for crucible/status."""
+        return dict(self._privacy_counts)
 
     def scheduling_snapshot(self) -> dict[str, int]:
         """Live state for crucible/status."""

@@ -319,6 +319,26 @@ class ResilienceSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PrivacySettings:
+    """``[privacy]``: what never reaches a provider (``context/privacy.py``,
+    ``context/redaction.py``)."""
+
+    exclude: tuple[str, ...] = doc(
+        "Files that get no completions and are never sent as context, in gitignore syntax"
+        " (relative to the workspace root), on top of the built-in list (.env files, private"
+        " keys, credential files, lock and minified files) and the workspace's"
+        " .crucibleignore. A pattern can only add exclusions: `!` re-includes only what this"
+        " list excluded.",
+        default=(),
+    )
+    redact: bool = doc(
+        "Replace obvious secrets (API tokens, AWS keys, passwords in assignments and URLs,"
+        " private-key blocks) in every prompt with <redacted> before it is sent.",
+        default=True,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """The whole configuration."""
 
@@ -350,4 +370,8 @@ class Settings:
         " too, and symlinks are resolved on both sides. Only your own configuration may set"
         " it.",
         default=(),
+    )
+    privacy: PrivacySettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "Files never sent, and redaction of secrets in prompts.",
+        default_factory=PrivacySettings,
     )

@@ -58,6 +58,7 @@ class Rule(Enum):
     ANY = "any valid value"
     LOWER = "at most the user's value"  # more of it costs more, or sends more code
     NOT_BELOW = "at least the user's value"  # less of it (a shorter wait) costs more
+    ADD = "added to the user's list"  # a list that only protects: the workspace may extend it
 
 
 # The keys an untrusted workspace may set. Everything here changes how suggestions look or
@@ -85,6 +86,9 @@ ALLOWED: Mapping[tuple[str, str], Rule] = {
     ("completion", "neighbour_chars"): Rule.LOWER,
     # Prefetch computes suggestions nobody asked for yet: off < auto < on.
     ("cache", "prefetch"): Rule.LOWER,
+    # A repository may keep more of its files from providers, never fewer (privacy.redact,
+    # which could turn redaction off, stays the user's).
+    ("privacy", "exclude"): Rule.ADD,
 }
 
 # Never from a workspace file, trusted or not.
@@ -215,6 +219,9 @@ def _screen_section(
                 errors.append(ConfigError(key, message))
                 continue
             theirs = getattr(getattr(reference, section), name)
+            if rule is Rule.ADD:  # lists replace each other when merged: add to the user's
+                kept[name] = list(dict.fromkeys([*theirs, *clean]))
+                continue
             problem = _breaks(rule, clean, theirs)
             if problem is None:
                 kept[name] = value

@@ -31,6 +31,7 @@ from crucible.config.settings import (
     CacheSettings,
     CompletionItems,
     CompletionSettings,
+    PrivacySettings,
     ProviderKind,
     ProviderSettings,
     ResilienceSettings,
@@ -223,7 +224,25 @@ def _base_url(value: Any) -> str:
         # A URL is shown with its secrets masked; anything else might be a pasted key.
         shown = json.dumps(mask_url(url)) if "://" in url else _given(url)
         raise _Invalid(f"{expected}, got {shown}")
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        # Credentials in a URL end up in logs and error messages, and httpx would send a
+        # user:password as Basic auth; a query string would swallow the API paths httpx
+        # appends (base/v1?x=1 + completions -> base/v1?x=1/completions).
+        raise _Invalid(
+            "must not carry credentials or a query string (keys go in the environment"
+            f" variable api_key_env names), got {json.dumps(mask_url(url))}"
+        )
     return url.rstrip("/")
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    """Gitignore-style patterns: an array of non-empty strings (a lone string is one)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(
+        isinstance(item, str) and item.strip() and "\n" not in item for item in items
+    ):
+        raise _Invalid(f"expected an array of glob patterns (strings), got {_given(value)}")
+    return tuple(item.strip() for item in items)
 
 
 def _api_key_env(value: Any) -> str:
@@ -261,13 +280,21 @@ Checker = Callable[[Any], Any]
 # Resolved once: the annotations are strings under `from __future__ import annotations`.
 _HINTS = {
     cls: typing.get_type_hints(cls)
-    for cls in (ProviderSettings, CompletionSettings, CacheSettings, ResilienceSettings, Settings)
+    for cls in (
+        ProviderSettings,
+        CompletionSettings,
+        CacheSettings,
+        ResilienceSettings,
+        PrivacySettings,
+        Settings,
+    )
 }
 _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "base_url"): _base_url,
     (ProviderSettings, "api_key_env"): _api_key_env,
     (ProviderSettings, "fim_template"): lambda v: _choice(v, ("auto", *FIM_TEMPLATE_NAMES)),
     (CompletionSettings, "completion_items"): _completion_items,
+    (PrivacySettings, "exclude"): _patterns,
 }
 
 
@@ -393,6 +420,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "completion": CompletionSettings,
     "cache": CacheSettings,
     "resilience": ResilienceSettings,
+    "privacy": PrivacySettings,
 }
 # Top-level plain keys (the rest of the top level is ``providers`` and the sections).
 _TRUST_KEYS = ("trust_workspace_config", "trusted_workspaces")

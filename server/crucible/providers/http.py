@@ -7,6 +7,7 @@ statuses into the typed tree of ``providers/errors.py`` (``raise … from exc``)
 
     httpx.TimeoutException (connect, read, write, pool)   -> ProviderTimeout
     httpx transport error before the response              -> ProviderUnavailable
+    HTTP 3xx (redirects are never followed)                -> ProviderUnavailable
     HTTP 401, 403                                          -> AuthError
     HTTP 404                                               -> ModelNotFound
     HTTP 408                                               -> ProviderTimeout
@@ -69,7 +70,11 @@ def make_client(settings: ProviderSettings) -> httpx.AsyncClient:
     per-request deadline is the caller's (``asyncio.timeout`` around the whole stream), because
     it depends on the feature (an inline completion is worth far less time than a chat answer).
     ``trust_env=False``: local traffic must never go through a proxy from the environment, and
-    an API key must never be sent to one.
+    an API key must never be sent to one. ``follow_redirects=False`` (httpx's default, pinned):
+    a redirect would carry the request, and every header set on it, to wherever the provider
+    points; httpx drops ``Authorization`` on a cross-origin redirect but not ``x-api-key``
+    (Anthropic's header), so the key goes only to the configured origin, and a redirect is
+    an error naming where it pointed.
     """
     return httpx.AsyncClient(
         base_url=settings.base_url,
@@ -82,6 +87,7 @@ def make_client(settings: ProviderSettings) -> httpx.AsyncClient:
             connect=settings.connect_timeout_ms / 1000, read=30, write=10, pool=5
         ),
         trust_env=False,
+        follow_redirects=False,
     )
 
 
@@ -145,6 +151,8 @@ async def check_status(
     special = error_types.get(kind) if error_types and kind else None
     if special is not None:
         raise special(provider, message)
+    if response.is_redirect:
+        raise ProviderUnavailable(provider, _redirect_message(status, response))
     if status in (401, 403):
         raise AuthError(provider, message)
     if status == 404:
@@ -334,6 +342,19 @@ def _type_of(obj: dict[str, Any]) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+def _redirect_message(status: int, response: httpx.Response) -> str:
+    """Where a redirect pointed (its origin only: a path or query may hold anything)."""
+    try:
+        target = response.request.url.join(response.headers.get("location", ""))
+        where = f"{target.scheme}://{target.netloc.decode('ascii', errors='replace')}"
+    except (httpx.InvalidURL, ValueError):
+        where = "an address that is not a URL"
+    return (
+        f"HTTP {status}: redirected to {where}, not followed (the API key goes only to the"
+        " configured address); set base_url to the address the provider answers at"
+    )
+
+
 def _redact(message: str, request: httpx.Request) -> str:
     """Mask the request's API key should the server have echoed it back."""
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
@@ -343,12 +364,27 @@ def _redact(message: str, request: httpx.Request) -> str:
     return message
 
 
+_ECHO_MIN = 8  # characters of a key shared with a word of a message that mask the word
+
+
 def mask_key(message: str, key: str | None) -> str:
-    """``message`` with every occurrence of ``key`` replaced by ``***`` (keys shorter than 4
-    characters are left alone: masking them would garble ordinary words)."""
-    if key and len(key) >= 4:
-        message = message.replace(key, "***")
-    return message
+    """``message`` with every occurrence of ``key`` replaced by ``***``, and every word that
+    shares 8 or more consecutive characters with it (a prefix or a tail of the key, as some
+    providers echo: "Incorrect API key provided: sk-proj-abcd****wxyz") replaced by ``***``
+    too. Keys shorter than 4 characters are left alone: masking them would garble ordinary
+    words."""
+    if not key or len(key) < 4:
+        return message
+    message = message.replace(key, "***")
+    if len(key) < _ECHO_MIN:
+        return message
+    words = message.split(" ")
+    for i, word in enumerate(words):
+        if len(word) >= _ECHO_MIN and any(
+            word[start : start + _ECHO_MIN] in key for start in range(len(word) - _ECHO_MIN + 1)
+        ):
+            words[i] = "***"
+    return " ".join(words)
 
 
 _TIMEOUTS: dict[type[httpx.TimeoutException], str] = {
