@@ -167,3 +167,14 @@ async def test_the_feed_sends_changes_only_and_at_most_one_per_interval() -> Non
     await asyncio.sleep(0.1)
     assert sent == ["ready", "busy", "offline", "ready"]
     feed.close()
+
+
+def test_no_first_byte_even_after_warming_is_told_at_once() -> None:
+    from crucible.resilience.errors import NoFirstByte
+
+    problems, told = board()
+    problems.failed(OLLAMA, NoFirstByte("local", "no first byte within 15 s"))
+    assert told == [
+        "Crucible: Ollama at http://127.0.0.1:11434 has not started answering a completion (no"
+        " first byte within 15 s). Is it stuck or overloaded? (crucible-lsp doctor for details)"
+    ]

@@ -23,7 +23,7 @@ from crucible.providers.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from crucible.resilience.errors import DeadlineExceeded, FirstByteTimeout, NoProviderAvailable
+from crucible.resilience.errors import DeadlineExceeded, NoFirstByte, NoProviderAvailable
 from crucible.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryPolicy
 from crucible.resilience.pool import ProviderPool
 
@@ -217,7 +217,7 @@ async def test_no_first_byte_in_time_fails_over() -> None:
     await time.advance(15.0)
     assert a.endings() == ["cancelled"]
     snap = member(pool, "a")
-    assert (snap.failures, snap.last_error, snap.in_flight) == (1, "FirstByteTimeout", 0)
+    assert (snap.failures, snap.last_error, snap.in_flight) == (1, "NoFirstByte", 0)
     assert snap.concurrency_limit == 3  # 4 x 0.9: a timeout is the slowest response
 
 
@@ -366,4 +366,4 @@ async def test_first_byte_timeout_in_chat_fails_over_instead_of_retrying() -> No
     assert len(a.calls) == 1
     await time.advance(15.0)  # the cut attempt's warming ends without a first byte
     assert len(a.calls) == 1
-    assert member(pool, "a").last_error == FirstByteTimeout.__name__
+    assert member(pool, "a").last_error == NoFirstByte.__name__

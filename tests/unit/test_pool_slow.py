@@ -123,19 +123,39 @@ async def test_hung_attempts_trip_the_breaker_when_their_warming_ends() -> None:
     hung = ScriptedProvider("hung", time, HANG)
     hosted = ScriptedProvider("hosted", time, Reply(("H",)))
     pool = make_pool(time, (hung, 0), (hosted, 1))
-    for _ in range(5):
+    for _ in range(3):
         assert await collect(time, pool.stream_fim(FIM)) == ["H"]
-    # Four warming attempts hold all four slots: the fifth request queued for its allowance,
-    # then failed over without calling it (a hung server gets no more work piled on).
-    assert (len(hung.calls), snapshot(pool, "hung").warming) == (4, 4)
+    # One warming at a time: the later cut attempts are closed at once, with no verdict,
+    # so they do not queue on the server behind the first.
+    assert hung.endings() == ["open", "cancelled", "cancelled"]
+    assert (snapshot(pool, "hung").warming, snapshot(pool, "hung").failures) == (1, 0)
     await time.advance(15.0)
-    assert (snapshot(pool, "hung").failures, snapshot(pool, "hung").state) == (4, "closed")
-    assert await collect(time, pool.stream_fim(FIM)) == ["H"]
-    await time.advance(15.0)
+    assert snapshot(pool, "hung").failures == 1  # NoFirstByte: the warming ran out
+    for _ in range(4):
+        assert await collect(time, pool.stream_fim(FIM)) == ["H"]
+        await time.advance(15.0)
     snap = snapshot(pool, "hung")
     assert (snap.state, snap.failures, snap.warming, snap.in_flight) == ("open", 5, 0, 0)
-    assert hung.endings() == ["cancelled"] * 5
+    assert snap.last_error == "NoFirstByte"
     assert snap.health is Health.OFFLINE
+
+
+async def test_only_one_abandoned_prompt_warms_at_a_time() -> None:
+    time = FakeTime()
+    local = ScriptedProvider("local", time, Reply(("S",), first_byte=5.0))
+    pool = make_pool(time, (local, 0))
+
+    async def abandon_three() -> None:
+        for _ in range(3):
+            stream = pool.stream_fim(FIM, warm=lambda: True)
+            task = asyncio.ensure_future(anext(stream))
+            await time.sleep(0.5)
+            task.cancel()
+            await asyncio.wait((task,))
+
+    await time.run(abandon_three())
+    assert local.endings() == ["open", "cancelled", "cancelled"]
+    assert snapshot(pool, "local").warming == 1
 
 
 async def test_an_abandoned_prompt_runs_on_to_its_first_byte_when_asked_to_warm() -> None:

@@ -13,13 +13,14 @@ backoff: ``routing.py``).
 Warming. An attempt given up on before its first byte (its allowance passed, the deadline
 passed, or the caller left and its ``warm`` predicate says the next request shares the prompt)
 is not closed, unless it is overdue by its own history (silent for more than twice its usual
-first byte: a fast provider gone quiet has failed, and is closed and counted at once): it runs
-on, holding its slot, until its first byte or ``warm_limit`` after it started, and is closed
-then. The provider finishes processing the prompt, so its prompt cache
-serves the next request in milliseconds instead of seconds, and the verdict is the truth: a
-first byte is *slow*, a success with a latency sample (the next allowance grows with it); no
-first byte, or an error, is a failure. So a slow provider never trips its breaker, and a hung
-one does, a little later.
+first byte: a fast provider gone quiet has failed, and is closed and counted at once) or its
+provider is already warming another (one at a time: closed, no verdict). It runs on, holding
+its slot, until its first byte or ``warm_limit`` after it started, and is closed then. The
+provider finishes processing the prompt, so its prompt cache serves the next request in
+milliseconds instead of seconds, and the verdict is the truth: a first byte is *slow*, a
+success with a latency sample (the next allowance grows with it); no first byte
+(``NoFirstByte``), or an error, is a failure. So a slow provider never trips its breaker, and
+a hung one does, a little later.
 
 Once a chunk has been yielded, failover is no longer possible: an error raises to the caller
 (and counts against the provider), and so does the deadline passing mid-stream, so a provider
@@ -53,7 +54,12 @@ from crucible.providers.errors import ProviderError
 from crucible.resilience.attempt import Attempt, Opener
 from crucible.resilience.breaker import BreakerState, CircuitBreaker, Transition, TransitionListener
 from crucible.resilience.clock import Clock
-from crucible.resilience.errors import DeadlineExceeded, FirstByteTimeout, NoProviderAvailable
+from crucible.resilience.errors import (
+    DeadlineExceeded,
+    FirstByteTimeout,
+    NoFirstByte,
+    NoProviderAvailable,
+)
 from crucible.resilience.limiter import AdaptiveLimiter
 from crucible.resilience.member import Member, MemberSnapshot, OutcomeListener
 from crucible.resilience.policy import ResiliencePolicy
@@ -365,8 +371,12 @@ class ProviderPool:
             self._warm(attempt)
 
     def _warm(self, attempt: Attempt) -> None:
-        """Let ``attempt`` run on to its first byte in the background (module docstring)."""
-        if self._closed:  # shutting down: nothing will want the cache, just close it
+        """Let ``attempt`` run on to its first byte in the background (module docstring),
+        unless its provider is already warming one: a local server works through one prompt
+        at a time, so a second one would only queue there, delaying the prompt the user is
+        waiting for (measured on a one-slot llama.cpp server: four warming at once took the
+        first-token p95 from ~1 s to ~11 s). It is closed instead, with no verdict."""
+        if self._closed or attempt.member.warming:
             work: Coroutine[Any, Any, None] = attempt.close()
         else:
             attempt.member.warming += 1
@@ -383,7 +393,7 @@ class ProviderPool:
             await self._clock.wait([attempt.pull()], attempt.started + self._policy.warm_limit)
             if not attempt.ready():
                 waited = self._clock.now() - attempt.started
-                attempt.fail(FirstByteTimeout(member.name, f"no first byte within {waited:.3g} s"))
+                attempt.fail(NoFirstByte(member.name, f"no first byte within {waited:.3g} s"))
                 return
             try:
                 attempt.take()  # records the first-byte sample

@@ -10,7 +10,8 @@ it, and deserves to hear that they did not).
 Which failures are worth a message at once, and which only when the provider's circuit opens:
 
     at once        connection refused / cannot connect, credentials rejected (401/403), model
-                   missing, the model cannot fill in the middle (a fallback is in use)
+                   missing, the model cannot fill in the middle (a fallback is in use), no
+                   first byte even after warming (15 s)
     circuit opens  timeouts, 5xx, malformed answers, rate limits: one failure of these is
                    weather, a circuit opening is a problem
 
@@ -40,6 +41,7 @@ from crucible.providers.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from crucible.resilience.errors import NoFirstByte
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,11 @@ class ProblemBoard:
                 else "Set `model` to one it serves."
             )
             return f"Crucible: {where} has no model {settings.model!r}. {fix} {_DOCTOR}"
+        if isinstance(error, NoFirstByte):
+            return (
+                f"Crucible: {where} has not started answering a completion ({error.message})."
+                f" Is it stuck or overloaded? {_DOCTOR}"
+            )
         if _refused(error):
             verb = (
                 "refused the connection"
