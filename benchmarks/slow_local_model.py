@@ -77,8 +77,9 @@ SAMPLE = Path(__file__).with_name("samples") / "shop.py"
 MAX_PREFIX, MAX_SUFFIX, MAX_TOKENS, TEMPERATURE = 6000, 2000, 160, 0.2
 MODEL_NAME = "crucible-slow-bigram"
 # The model: 4 layers of width 384 (FFN 1152), 6 heads of 64, 3 KV heads: ~35 MB F32. On this
-# machine's two cores, shared with other work (load 2-4), a ~1700-2000-token /infill prompt took
-# 2-5 s, the same prompt again tens of ms. --embed/--layers/--ffn change it.
+# machine's two cores, shared with other work, a ~1700-2000-token /infill prompt took from 0.8 s
+# (idle) to 7 s (load average 5), typically 2-5 s; the same prompt again 5-70 ms. --embed,
+# --layers and --ffn change it (--embed 640: about 2.5 times slower).
 MODEL = {"embed": 384, "layers": 4, "ffn": 1152, "heads": 6, "kv_heads": 3}
 MERGES = 2000  # BPE merges learnt from Crucible's own sources: ~3 characters per token
 CTX = 8192  # one slot: the whole context is its own
