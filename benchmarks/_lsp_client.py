@@ -80,6 +80,7 @@ class _BenchClient(LanguageClient):
     def __init__(self) -> None:
         super().__init__("crucible-typing-replay", "1")
         self.messages: list[str] = []
+        self.statuses: list[Any] = []  # crucible/didChangeStatus notifications, in order
 
         @self.feature(types.WINDOW_SHOW_MESSAGE)  # type: ignore[untyped-decorator]  # pygls
         def show_message(params: types.ShowMessageParams) -> None:
@@ -88,6 +89,10 @@ class _BenchClient(LanguageClient):
         @self.feature(types.WINDOW_LOG_MESSAGE)  # type: ignore[untyped-decorator]  # pygls
         def log_message(params: types.LogMessageParams) -> None:
             pass  # the log file has it; without a handler pygls warns on every message
+
+        @self.feature("crucible/didChangeStatus")  # type: ignore[untyped-decorator]  # pygls
+        def status_changed(params: Any) -> None:
+            self.statuses.append(params)
 
 
 class CrucibleSession:
@@ -165,6 +170,26 @@ class CrucibleSession:
         )
         return self._client.text_document_inline_completion(params)
 
+    def inline_completion_with_id(
+        self, uri: str, position: types.Position, msg_id: str
+    ) -> Future[Any]:
+        """An automatic inline completion request sent with the id ``msg_id``, so that it can be
+        cancelled (:meth:`cancel`) the way VS Code cancels the previous one on a keystroke."""
+        params = types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=position,
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+        )
+        return self._client.protocol.send_request(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id
+        )
+
+    def cancel(self, msg_id: str) -> None:
+        """``$/cancelRequest`` for the request sent with ``msg_id``."""
+        self._client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+
     async def status(self) -> Any:
         """``crucible/status`` as plain JSON values, or None if the server does not answer it."""
         try:
@@ -185,9 +210,14 @@ def _plain(value: Any) -> Any:
 
 @contextlib.asynccontextmanager
 async def crucible_session(
-    workdir: Path, initialization_options: dict[str, Any], *, log_level: str = "INFO"
+    workdir: Path,
+    initialization_options: dict[str, Any],
+    *,
+    log_level: str = "INFO",
+    python_path: str | None = None,
 ) -> AsyncIterator[CrucibleSession]:
-    """Start the server in ``workdir`` (a scratch directory), initialize it, shut it down after."""
+    """Start the server in ``workdir`` (a scratch directory), initialize it, shut it down after.
+    ``python_path``, when given, is the server's ``PYTHONPATH`` (another checkout of it)."""
     workspace = workdir / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
     env = {
@@ -195,6 +225,8 @@ async def crucible_session(
         "XDG_CONFIG_HOME": str(workdir / "config"),
         "XDG_CACHE_HOME": str(workdir / "cache"),
     }
+    if python_path is not None:
+        env["PYTHONPATH"] = python_path
     client = _BenchClient()
     session = CrucibleSession(client, workdir)
     command = ["-m", "crucible", "--stdio", "--log-file", str(session.log_file)]

@@ -49,9 +49,12 @@ def cpu_flags() -> str:
 class LlamaServerProcess:
     """One llama.cpp server serving ``model`` with ``parallel`` slots."""
 
-    def __init__(self, model: Path, workdir: Path, *, parallel: int = 2, ctx: int = 8192) -> None:
+    def __init__(
+        self, model: Path, workdir: Path, *, parallel: int = 2, ctx: int = 8192, threads: int = 1
+    ) -> None:
         self.model = model
         self.parallel = parallel
+        self.threads = threads
         self.log_path = workdir / "llama-server.log"
         self._address_file = workdir / "llama-server.address"
         self._ctx = ctx
@@ -68,7 +71,8 @@ class LlamaServerProcess:
             str(self._address_file),
             f"--parallel={self.parallel}",
             f"--ctx={self._ctx}",
-            "--threads=1",  # tests and the client share two cores; OpenMP spinning hurts
+            # Tests and the client share two cores: one thread, as OpenMP spinning hurts.
+            f"--threads={self.threads}",
         ]
         self._address_file.unlink(missing_ok=True)
         self._log = self.log_path.open("wb")
