@@ -15,7 +15,7 @@ before pygls dispatches to the handlers:
     `exit`                                ends serving: exit code 0 after shutdown, else 1
     the parent process (processId) ends   ends serving, exit code 1
 
-Two fixes to pygls 2.1.1 live here, both measured in ../shared/research/perf-anchors.md:
+Two measured fixes to pygls 2.1.1 live here too:
 
 * ``CrucibleProtocol`` drops the bookkeeping future pygls keeps for every notification. pygls
   stores one per handler run under a fresh uuid and only pops it for requests, so each
