@@ -363,7 +363,7 @@ async def test_the_server_exits_when_its_parent_process_dies(server: RawServer) 
     )
     try:
         await server.initialize(processId=parent.pid)
-        await asyncio.sleep(1.5)  # a poll or two with the parent alive: still serving
+        await asyncio.sleep(0.5)  # the watch is armed and the parent alive: still serving
         await server.alive_and_serving("parent-alive")
         parent.kill()
         await parent.wait()
