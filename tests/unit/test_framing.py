@@ -11,7 +11,7 @@ from lsprotocol.types import ResponseError
 
 from crucible.lsp import jsonrpc
 from crucible.lsp.framing import Frame, FrameError, FrameFault, FrameReader, frame_start
-from crucible.lsp.server import _short
+from crucible.lsp.protocol import _short
 
 
 def _frame(message: object) -> bytes:
