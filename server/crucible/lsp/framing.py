@@ -89,7 +89,9 @@ def frame_start(data: bytes | bytearray, start: int = 0, before: int | None = No
     before = len(data) if before is None else before
     position = start
     while position < before:
-        hits = [hit for hint in _HINTS if (hit := data.find(hint, position)) >= 0]
+        # A start before ``before`` has its hint ("ontent-", one byte in) before ``before + 8``:
+        # searching further would rescan the frames already buffered behind this one.
+        hits = [hit for hint in _HINTS if (hit := data.find(hint, position, before + 8)) >= 0]
         if not hits or min(hits) - 1 >= before:
             return -1
         hit = min(hits) - 1  # the "C"/"c" before "ontent-"
