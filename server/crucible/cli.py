@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     server = build_server(App(config_path=args.config))
     if args.tcp:
-        server.start_tcp(args.host, args.port)
-        return 0
+        return server.serve_tcp(args.host, args.port)
     return server.serve_stdio()
 
 

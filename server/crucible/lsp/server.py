@@ -1,46 +1,44 @@
-"""CrucibleLanguageServer: pygls wiring, the transport, and the Backend seam to the services.
+"""CrucibleLanguageServer: pygls wiring, the transport loop, and the Backend seam to the
+services.
 
-Two fixes to pygls 2.1.1 live here, both measured in ../shared/research/perf-anchors.md:
+The transport is Crucible's own, not pygls's reader: ``_serve`` reads stdin (an asyncio pipe;
+a daemon thread for a regular file) or one TCP client through ``lsp/framing.py`` and hands each
+frame to ``CrucibleProtocol.handle_frame`` (``lsp/protocol.py``), which applies the JSON-RPC
+2.0 and LSP rules before pygls dispatches to the handlers. Serving ends on ``exit``, at end of
+input, or when the editor process named by ``initialize.processId`` ends
+(``runtime/parent.py``); ``serve_stdio``/``serve_tcp`` return the exit code.
 
-* ``CrucibleProtocol`` drops the bookkeeping future pygls keeps for every notification. pygls
-  stores one per handler run under a fresh uuid and only pops it for requests, so each
-  ``didChange`` (one per keystroke) leaked about 2 KB: 40 MB per 20k keystrokes.
-* ``serve_stdio`` reads stdin through an asyncio pipe instead of pygls's reader, which hands
-  every header line and body to a thread pool: three thread hops per message, about 0.3 ms of
-  latency and CPU per keystroke message.
-
-And two about what the editor is shown:
-
-* Error replies carry a one-line message and no traceback: pygls puts the handler's traceback
-  into ``error.data`` (``JsonRpcInternalError.of``), which clients print to the user. The
-  traceback stays in the log (stderr, --log-file).
-* The log's client sink (``runtime/log.py``'s ``ClientLogHandler``) is connected when
-  ``initialize`` arrives: from then on the protocol may send ``window/logMessage``.
+The asyncio pipe is also a measured fix: pygls's reader hands every header line and body to a
+thread pool, three thread hops per message, about 0.3 ms of latency and CPU per keystroke.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future as ThreadFuture
 from typing import Any, Protocol
 
 from lsprotocol import types
-from lsprotocol.types import ResponseError
 from pygls.exceptions import FeatureRequestError, JsonRpcException, PyglsError
-from pygls.io_ import StdoutWriter, run_async
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
-from pygls.workspace import Workspace
 
 import crucible
 from crucible.completion.service import CompletionService
-from crucible.lsp.document_text import adopt
+from crucible.lsp.framing import CHUNK, FrameReader
+from crucible.lsp.protocol import (
+    EXIT_AFTER_SHUTDOWN,
+    EXIT_WITHOUT_SHUTDOWN,
+    MAX_MESSAGE_BYTES,
+    CrucibleProtocol,
+)
 from crucible.runtime.log import client_handler
+from crucible.runtime.parent import ParentWatch
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +49,6 @@ DID_CHANGE_STATUS = "crucible/didChangeStatus"
 # open: its next edit starts that state afresh), so a client that opens thousands of files
 # and never closes them costs Crucible a bounded amount besides their text, which pygls keeps.
 _MAX_RECENT = 256
-_ERROR_MESSAGE_LIMIT = 300  # characters of an error reply's message
-# Unsent bytes in a socket transport past which log messages to the client are dropped
-# rather than queued behind a client that does not read.
-_LOG_BACKLOG_LIMIT = 1 << 20
 
 
 class Backend(Protocol):
@@ -96,80 +90,10 @@ class EditorChannel(Protocol):
         ...
 
 
-class CrucibleProtocol(LanguageServerProtocol):
-    """pygls's protocol, minus the per-notification future leak and tracebacks in replies,
-    plus the client log sink and documents edited by offset (``lsp/document_text.py``)."""
-
-    # pygls assigns the workspace it builds in its initialize handler to ``_workspace``; it
-    # passes through ``adopt`` here, so every document it creates is an ``OpenDocument``.
-    @property
-    def _workspace(self) -> Workspace | None:
-        return self._open_documents
-
-    @_workspace.setter
-    def _workspace(self, workspace: Workspace | None) -> None:
-        self._open_documents = adopt(workspace)
-
-    def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
-        if method_name == types.INITIALIZE:
-            # The LSP spec allows window/logMessage from the initialize request on.
-            self._connect_client_log()
-        super()._handle_request(msg_id, method_name, params)
-
-    def _send_response(
-        self, msg_id: Any, result: Any | None = None, error: ResponseError | None = None
-    ) -> None:
-        super()._send_response(msg_id, result, None if error is None else _short(error))
-
-    def _connect_client_log(self) -> None:
-        handler = client_handler()
-        if handler is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not serving on a loop (cannot happen with pygls 2's readers)
-            return
-        handler.connect(self._send_log, loop, self._log_backlog_full)
-
-    def _send_log(self, kind: int, text: str) -> None:
-        self.notify(
-            types.WINDOW_LOG_MESSAGE,
-            types.LogMessageParams(type=types.MessageType(kind), message=text),
-        )
-
-    def _log_backlog_full(self) -> bool:
-        # Socket writers (TCP) buffer without bound; stdout's writer blocks instead, which
-        # holds up replies too, so only the former needs a limit here.
-        transport = getattr(self.writer, "transport", None)
-        size = getattr(transport, "get_write_buffer_size", None)
-        return callable(size) and int(size()) > _LOG_BACKLOG_LIMIT
-
-    def _execute_handler(
-        self,
-        msg_id: Any,
-        handler: Any,
-        callback: Any,
-        args: tuple[Any, ...] | None = None,
-        kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        super()._execute_handler(msg_id, handler, callback, args, kwargs)
-        future = self._request_futures.get(msg_id)
-        if future is not None:
-            future.add_done_callback(lambda done: self._forget(msg_id, done))
-
-    def _forget(self, msg_id: Any, future: asyncio.Future[Any] | ThreadFuture[Any]) -> None:
-        # Deferred to the next loop turn: pygls iterates _request_futures while cancelling them
-        # on shutdown, and a cancelled concurrent future runs its callbacks synchronously.
-        asyncio.get_running_loop().call_soon(self._drop, msg_id, future)
-
-    def _drop(self, msg_id: Any, future: asyncio.Future[Any] | ThreadFuture[Any]) -> None:
-        # Requests are popped by pygls when it sends the response; notifications never were.
-        if self._request_futures.get(msg_id) is future:
-            del self._request_futures[msg_id]
-
-
 class CrucibleLanguageServer(LanguageServer):
     """The language server: pygls plus the backend and a little per-session state."""
+
+    protocol: CrucibleProtocol
 
     def __init__(self, backend: Backend) -> None:
         super().__init__("crucible", crucible.__version__, protocol_cls=CrucibleProtocol)
@@ -182,6 +106,7 @@ class CrucibleLanguageServer(LanguageServer):
         self.client_info: types.ClientInfo | None = None  # from initialize: per-client defaults
         # Documents over completion.max_document_chars whose user was told so (once each).
         self.told_too_large: set[str] = set()
+        self._parent_watch: ParentWatch | None = None
 
     def touch(self, uri: str) -> None:
         self.recent_uris[uri] = None
@@ -221,62 +146,130 @@ class CrucibleLanguageServer(LanguageServer):
     def send_status(self, payload: dict[str, Any]) -> None:
         self.protocol.notify(DID_CHANGE_STATUS, payload)
 
-    def serve_stdio(self) -> int:
-        """Serve on stdin/stdout until ``exit`` or EOF; returns the process exit code.
+    def watch_parent(self, pid: int | None) -> None:
+        """Exit when process ``pid`` (initialize's processId) ends or does not exist."""
+        if pid is None:
+            return
+        if pid <= 0:  # names no process; os.kill(0, …) would mean our own process group
+            logger.warning("initialize: processId %d names no process; not watched", pid)
+            return
+        if self._parent_watch is not None:
+            self._parent_watch.stop()
+        watch = ParentWatch(pid, lambda: self._parent_gone(pid))
+        if watch.start():
+            self._parent_watch = watch
+        else:
+            logger.info("the editor process (%d) cannot be watched on this platform", pid)
 
-        Uses an asyncio pipe reader, falling back to pygls's reader when stdin is not a pipe
-        (a file or a terminal).
-        """
+    def _parent_gone(self, pid: int) -> None:
+        logger.warning("the editor process (%d) is gone: exiting", pid)
+        self.protocol.stop(EXIT_WITHOUT_SHUTDOWN)
+
+    def serve_stdio(self) -> int:
+        """Serve on stdin/stdout until ``exit``, EOF or the parent's end; returns the exit code."""
         try:
-            asyncio.run(self._serve_pipe())
+            return asyncio.run(self._serve_stdio())
         except KeyboardInterrupt:
             return 130
-        except SystemExit as exc:  # pygls raises it on `exit`: 0 after shutdown, else 1
-            return exc.code if isinstance(exc.code, int) else 0
-        except _NotAPipe:
-            logger.info("stdin is not a pipe; using pygls's threaded reader")
-            self.start_io()
-        return 0
 
-    async def _serve_pipe(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 20)
-        try:
-            await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer
-            )
-        except ValueError as exc:
-            raise _NotAPipe from exc
-        self._stop_event = threading.Event()
+    async def _serve_stdio(self) -> int:
         self.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+        return await self._serve(await _stdin_stream())
+
+    def serve_tcp(self, host: str, port: int) -> int:
+        """Serve one client on TCP until ``exit``, its disconnection or the parent's end;
+        returns the exit code. A second client while one is served is turned away."""
         try:
-            await run_async(
-                stop_event=self._stop_event,
-                reader=reader,
-                protocol=self.protocol,
-                logger=logger,
-                error_handler=self.report_server_error,
-            )
+            return asyncio.run(self._serve_tcp(host, port))
+        except KeyboardInterrupt:
+            return 130
+
+    async def _serve_tcp(self, host: str, port: int) -> int:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        busy = False
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal busy
+            if busy:
+                writer.close()
+                return
+            busy = True
+            self.protocol.set_writer(writer)
+            try:
+                code = await self._serve(reader)
+            finally:
+                writer.close()
+            if not done.done():
+                done.set_result(code)
+
+        server = await asyncio.start_server(connection, host, port)
+        logger.info("serving on %s:%d", host, port)
+        async with server:
+            return await done
+
+    async def _serve(self, stream: asyncio.StreamReader) -> int:
+        """Read frames and hand them to the protocol until the end; then close the backend."""
+        protocol = self.protocol
+        reading = asyncio.ensure_future(self._read_frames(FrameReader(stream, MAX_MESSAGE_BYTES)))
+        stopping = asyncio.ensure_future(protocol.stopping.wait())
+        try:
+            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            # The editor went away (EOF) or asked us to exit: close provider connections.
+            for task in (reading, stopping):
+                task.cancel()
+            await asyncio.gather(reading, stopping, return_exceptions=True)
+            if self._parent_watch is not None:
+                self._parent_watch.stop()
+            # The editor went away (EOF), asked us to exit, or died: close provider connections.
             handler = client_handler()
             if handler is not None:
                 handler.disconnect()
             await self.backend.aclose()
             self.shutdown()  # type: ignore[no-untyped-call]
+        return EXIT_AFTER_SHUTDOWN if protocol.exit_code is None else protocol.exit_code
+
+    async def _read_frames(self, frames: FrameReader) -> None:
+        protocol = self.protocol
+        while (item := await frames.next()) is not None:
+            try:
+                protocol.handle_frame(item)
+            except BrokenPipeError:
+                logger.info("the client closed its end: exiting")
+                return
+            except Exception:  # one bad frame must never end the session
+                logger.exception("could not handle a message")
+            if protocol.stopping.is_set():
+                return
+        if frames.junk_bytes:
+            logger.warning("dropped %d bytes outside any message", frames.junk_bytes)
 
 
-def _short(error: ResponseError) -> ResponseError:
-    """``error`` with a one-line message and without the traceback pygls adds to ``data``."""
-    lines = str(error.message).strip().splitlines()
-    message = (lines[0] if lines else "") or "internal error"
-    if len(message) > _ERROR_MESSAGE_LIMIT:
-        message = message[: _ERROR_MESSAGE_LIMIT - 1] + "…"
-    data = error.data
-    if isinstance(data, dict) and "traceback" in data:
-        data = {key: value for key, value in data.items() if key != "traceback"} or None
-    return ResponseError(code=error.code, message=message, data=data)
+async def _stdin_stream() -> asyncio.StreamReader:
+    """stdin as an asyncio stream: a pipe transport, or a daemon thread for a regular file."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=CHUNK)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    except ValueError:  # not a pipe, socket or terminal: a thread that may block does the reads
+        logger.info("stdin is not a pipe; reading it in a thread")
+        threading.Thread(
+            target=_pump, args=(sys.stdin.buffer.fileno(), reader, loop), daemon=True
+        ).start()
+    return reader
 
 
-class _NotAPipe(Exception):
-    """stdin cannot be read through an asyncio pipe transport."""
+def _pump(fd: int, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
+    while True:
+        try:
+            data = os.read(fd, CHUNK)
+        except OSError:
+            data = b""
+        try:
+            if data:
+                loop.call_soon_threadsafe(reader.feed_data, data)
+            else:
+                loop.call_soon_threadsafe(reader.feed_eof)
+        except RuntimeError:  # the loop is closed: the server is done
+            return
+        if not data:
+            return

@@ -1,4 +1,6 @@
-"""initialize, initialized, shutdown and configuration changes."""
+"""initialize (and the watch on the editor process it names), initialized, shutdown and
+configuration changes. `exit` and the lifecycle rules (-32002 before initialize, -32600 after
+shutdown) are the protocol's, in ``lsp/server.py``."""
 
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ def register(server: CrucibleLanguageServer) -> None:
         ls.pending_problems = ls.backend.initialize(
             _workspace_root(params), params.initialization_options
         )
+        # LSP: "If the parent process is not alive then the server should exit".
+        ls.watch_parent(params.process_id)
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: CrucibleLanguageServer, params: types.InitializedParams) -> None:

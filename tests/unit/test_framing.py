@@ -1,0 +1,107 @@
+"""lsp/framing.py and lsp/jsonrpc.py: frames cut from a byte stream, what a body is as a
+JSON-RPC message, and the paths taken out of error replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from lsprotocol.types import ResponseError
+
+from crucible.lsp import jsonrpc
+from crucible.lsp.framing import Frame, FrameError, FrameFault, FrameReader, frame_start
+from crucible.lsp.protocol import _short
+
+
+def _frame(message: object) -> bytes:
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def _read_all(data: bytes, max_body: int = 1 << 20) -> list[Frame | FrameError]:
+    stream = asyncio.StreamReader()
+    stream.feed_data(data)
+    stream.feed_eof()
+    reader = FrameReader(stream, max_body)
+    items: list[Frame | FrameError] = []
+    while (item := await reader.next()) is not None:
+        items.append(item)
+    return items
+
+
+GOOD = {"jsonrpc": "2.0", "id": 1, "method": "crucible/status"}
+
+
+async def test_frames_with_extra_headers_and_any_case_are_read() -> None:
+    data = (
+        b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n"
+        + _frame(GOOD)
+        + b"content-length: 2\n\n{}"
+    )
+    assert await _read_all(data) == [Frame(json.dumps(GOOD).encode()), Frame(b"{}")]
+
+
+async def test_a_length_that_lies_long_is_cut_at_the_next_frame() -> None:
+    data = b'Content-Length: 900\r\n\r\n{"jsonrpc": "2.0", "id": 3, "method"' + _frame(GOOD)
+    first, second = await _read_all(data)
+    assert first == FrameError(FrameFault.CUT_SHORT, 3, 900)
+    assert second == Frame(json.dumps(GOOD).encode())
+
+
+async def test_an_oversized_body_is_dropped_and_its_request_id_kept() -> None:
+    body = b'{"jsonrpc": "2.0", "id": "big", "method": "x", "params": "' + b"a" * 5000 + b'"}'
+    data = b"Content-Length: %d\r\n\r\n" % len(body) + body + _frame(GOOD)
+    first, second = await _read_all(data, max_body=1000)
+    assert first == FrameError(FrameFault.TOO_LARGE, "big", len(body))
+    assert second == Frame(json.dumps(GOOD).encode())
+
+
+async def test_junk_between_frames_is_skipped_and_counted() -> None:
+    stream = asyncio.StreamReader()
+    stream.feed_data(b"garbage\x00\xff" + _frame(GOOD) + b"tail")
+    stream.feed_eof()
+    reader = FrameReader(stream, 1 << 20)
+    assert await reader.next() == Frame(json.dumps(GOOD).encode())
+    assert await reader.next() is None
+    assert reader.junk_bytes == len(b"garbage\x00\xff") + len(b"tail")
+
+
+def test_a_frame_start_is_never_found_inside_a_valid_json_body() -> None:
+    # Inside a JSON string the line break is escaped, so the bytes never match.
+    body = json.dumps({"text": "Content-Length: 12\r\n\r\nContent-Length: 5\n"}).encode()
+    assert frame_start(body) == -1
+    assert frame_start(b"xx\r\nContent-Length: 12\r\n") == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"jsonrpc":"2.0","id":1,"method":"m"}', jsonrpc.Request(1, "m", None, False)),
+        (b'{"jsonrpc":"2.0","method":"m","params":[]}', jsonrpc.Notification("m", [], True)),
+        (b'{"jsonrpc":"2.0","id":true,"method":"m"}', jsonrpc.INVALID_REQUEST),
+        (b'{"jsonrpc":"2.0","id":2,"method":"m","params":3}', jsonrpc.INVALID_REQUEST),
+        (b"\xff", jsonrpc.PARSE_ERROR),
+        (b'{"a": Infinity}', jsonrpc.PARSE_ERROR),
+    ],
+)
+def test_parse_body(body: bytes, expected: object) -> None:
+    parsed = jsonrpc.parse_body(body)
+    if isinstance(expected, int):
+        assert isinstance(parsed, jsonrpc.Invalid) and parsed.code == expected
+    else:
+        assert parsed == expected
+
+
+def test_file_paths_are_taken_out_of_error_replies() -> None:
+    error = ResponseError(
+        code=-32603,
+        message="OSError: [Errno 13] Permission denied: '/home/ada/.cache/crucible/x.db'\nmore",
+        data={"traceback": ['File "/usr/lib/x.py"'], "uri": "file:///home/ada/secret.py"},
+    )
+    short = _short(error)
+    assert short.message == "OSError: [Errno 13] Permission denied: '<path>'"
+    assert short.data == {"uri": "<path>"}
+    assert jsonrpc.redact(r"C:\Users\ada\x.py and ~/notes.txt") == "<path> and <path>"
+    kept = "crucible/status after shutdown; expected int @ $.params.position.line; a/b"
+    assert jsonrpc.redact(kept) == kept
