@@ -815,3 +815,17 @@ def test_client_keys_are_only_skipped_at_the_top_level() -> None:
     assert set(CLIENT_KEYS) == {"trace", "server", "client"}
     result = build_settings({"completion": {"trace": "on"}, "tracee": 1})
     assert keys(result) == ["tracee", "completion.trace"]
+
+
+def test_the_number_of_providers_is_bounded() -> None:
+    from crucible.config.validate import MAX_PROVIDERS, build_settings
+
+    tables = [
+        {"name": f"p{i}", "kind": "ollama", "base_url": f"http://127.0.0.1:{11000 + i}"}
+        for i in range(MAX_PROVIDERS + 5)
+    ]
+    result = build_settings({"providers": tables})
+    settings, errors = result.settings, result.errors
+    assert [p.name for p in settings.providers] == [f"p{i}" for i in range(MAX_PROVIDERS)]
+    assert [e.key for e in errors] == ["providers"]
+    assert f"at most {MAX_PROVIDERS}" in errors[0].message

@@ -369,6 +369,12 @@ def _provider_kind(raw: Mapping[Any, Any]) -> ProviderKind:
     return ProviderKind(kind) if isinstance(kind, str) and kind in values else ProviderKind.OLLAMA
 
 
+# Each provider is a connection pool, a breaker, a limiter and a probe task, and a request
+# may fail over through all of them: far more than any setup needs (a local server, a hosted
+# fallback or two), and few enough that a configuration cannot make a request try hundreds.
+MAX_PROVIDERS = 16
+
+
 def _providers(value: Any, errors: list[ConfigError]) -> tuple[ProviderSettings, ...]:
     default: tuple[ProviderSettings, ...] = (ProviderSettings(),)
     fallback = f"using the default provider (ollama at {default[0].base_url})"
@@ -379,6 +385,15 @@ def _providers(value: Any, errors: list[ConfigError]) -> tuple[ProviderSettings,
             )
         )
         return default
+    if len(value) > MAX_PROVIDERS:
+        errors.append(
+            ConfigError(
+                "providers",
+                f"{len(value)} providers, at most {MAX_PROVIDERS} are used; the ones after"
+                f" providers[{MAX_PROVIDERS - 1}] are dropped",
+            )
+        )
+        value = value[:MAX_PROVIDERS]
     tables: list[tuple[int, Mapping[Any, Any]]] = []
     for i, entry in enumerate(value):
         if isinstance(entry, Mapping):
