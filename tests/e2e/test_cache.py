@@ -242,6 +242,12 @@ async def test_prefetch_makes_accepting_a_suggestion_instant(
         prefetched = fake.generation_requests()[1].body
         editor.edit(len(editor.text), len(editor.text), "total = a")  # accept it
         await fake.wait_for_async(lambda f: all(r.completed for r in f.generation_requests()))
+        # The fake marks a response complete before its bytes leave: wait until the server
+        # has finished the prefetch too, or the next prefetch sees a stream still running.
+        for _ in range(200):
+            if (await server_status(client))["scheduling"]["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.01)
         after_accept = await ask(editor)
         assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 3)
         status = await server_status(client)
