@@ -94,6 +94,13 @@ async def test_default_level_keeps_info_off_stderr_and_sends_it_to_the_editor(
         uri = open_document(client, TEXT)
         result = await inline(client, uri, end_of(TEXT))
         change_configuration(client, {"completion": {"debounce_ms": 10}})
+        # Notifications editor clients send: the diagnostics Crucible's own clients forward,
+        # and one of another client's extensions; neither is an error.
+        client.protocol.notify(
+            "crucible/didChangeDiagnostics",
+            {"textDocument": {"uri": uri, "version": 1}, "diagnostics": []},
+        )
+        client.protocol.notify("$/someClient/extension", {"x": 1})
         applied = await logged(client, "configuration applied")
         # A request after the change, so the change has been handled before shutdown.
         await inline(client, uri, end_of(TEXT))

@@ -193,7 +193,24 @@ class CrucibleProtocol(LanguageServerProtocol):
         params = getattr(message, "params", None)
         if isinstance(params, types.DidChangeTextDocumentParams) and self._out_of_order(params):
             return
+        if not self._expected(method, params):
+            return
         contextvars.copy_context().run(self._handle_notification, method, params)
+
+    def _expected(self, method: str, params: Any) -> bool:
+        """Whether a notification has something to act on. The spec lets a server ignore
+        notifications it does not know (`$/…` ones, other clients' extensions), and a cancel
+        of a request already answered is an everyday race; pygls says both at WARNING, on
+        stderr, which editors show as errors. Here they are DEBUG."""
+        if method == types.CANCEL_REQUEST:
+            if getattr(params, "id", None) in self._request_futures:
+                return True
+            logger.debug("ignored a cancel of a request already answered")
+            return False
+        if method in self.fm.builtin_features or method in self.fm.features:
+            return True
+        logger.debug("ignored a notification of unknown method %s", method)
+        return False
 
     def _out_of_order(self, params: types.DidChangeTextDocumentParams) -> bool:
         """A change older than the document pygls holds: applying it would put stale text over

@@ -8,10 +8,15 @@ operating system (``release_free_memory``), not only to the allocator.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lsprotocol import types
 
 from crucible.lsp.server import CrucibleLanguageServer
 from crucible.runtime.memory import release_free_memory
+
+# Client -> server: {textDocument: {uri, version}, diagnostics: Diagnostic[]} (the map's contract).
+DID_CHANGE_DIAGNOSTICS = "crucible/didChangeDiagnostics"
 
 
 def register(server: CrucibleLanguageServer) -> None:
@@ -29,3 +34,9 @@ def register(server: CrucibleLanguageServer) -> None:
         ls.forget(params.text_document.uri)
         ls.backend.completion.document_closed(params.text_document.uri)
         release_free_memory()
+
+    @server.feature(DID_CHANGE_DIAGNOSTICS)
+    def did_change_diagnostics(ls: CrucibleLanguageServer, params: Any) -> None:
+        """Crucible's editor clients forward other servers' diagnostics so that hover can
+        explain them; accepted (part of the wire contract) and not kept until hover uses
+        them."""
