@@ -207,8 +207,11 @@ class CompletionService:
         # The same text and cursor asked twice (inline + menu) share, instead of superseding.
         ticket = self._latest.begin(request.snapshot.uri, (request.offset, request.snapshot.text))
         work = asyncio.ensure_future(
-            self._complete_with_alternatives(
-                request, window, typed, plan, joined, reuse, request_id
+            self._with_alternatives(
+                request,
+                window,
+                plan if typed is None else None,
+                self._complete(request, window, typed, plan, joined, reuse, request_id),
             )
         )
         outcome = "empty"
@@ -250,29 +253,27 @@ class CompletionService:
             self._telemetry.request(outcome)
             self._telemetry.stage("total", (self._clock() - started) * 1000)
 
-    async def _complete_with_alternatives(
+    async def _with_alternatives(
         self,
         request: CompletionRequest,
         window: ContextWindow,
-        typed: Answer | None,
         plan: Plan | None,
-        joined: Seat[str] | None,
-        reuse: tuple[Seat[str], str] | None,
-        request_id: int,
+        first: Awaitable[CompletionResult | None],
     ) -> CompletionResult | None:
-        """The suggestion, plus up to ``alternatives - 1`` others. Other samples cost provider
-        calls, so they are asked for only when the user asked explicitly (an invoked
-        request, which is also what VS Code sends when the user cycles), concurrently with
-        the first; an automatic request gets the ones already in memory, for free."""
+        """The ``first`` suggestion, plus up to ``alternatives - 1`` others. Other samples
+        cost provider calls, so they are asked for only when the user asked explicitly (an
+        invoked request, which is also what VS Code sends when the user cycles), concurrently
+        with the first; an automatic request gets the ones already in memory, for free.
+        ``plan`` is None when no provider is asked (type-through, completion off)."""
         extra = self._settings.alternatives - 1
         samples = (
             self._sample(request, plan, window, n)
             for n in range(1, extra + 1)
-            if plan is not None and request.invoked and typed is None
+            if plan is not None and request.invoked
         )
         seats = [seat for seat in samples if seat is not None]
         try:
-            result = await self._complete(request, window, typed, plan, joined, reuse, request_id)
+            result = await first
             if result is None or extra < 1 or self._cache is None:
                 return result
             if plan is None:  # type-through: samples for this very spot may be in memory
