@@ -1,4 +1,5 @@
-"""Full-jitter backoff, Retry-After, and the retry budget (research RES-14, RES-05, RES-04)."""
+"""Full-jitter backoff, Retry-After, and the retry budget (RES-14, RES-05, RES-04 in
+docs/reliability.md)."""
 
 from __future__ import annotations
 

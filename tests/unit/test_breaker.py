@@ -1,4 +1,5 @@
-"""CircuitBreaker on a fake clock: every transition, cooldown growth and cap (research RES-01)."""
+"""CircuitBreaker on a fake clock: every transition, cooldown growth and cap (RES-01 in
+docs/reliability.md)."""
 
 from __future__ import annotations
 

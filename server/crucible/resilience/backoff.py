@@ -1,16 +1,16 @@
 """Retry pacing: which errors are worth a retry, how long to wait, and the retry budget.
 
-Waits are full jitter (AWS "Exponential Backoff And Jitter", gRPC A6; research §2.2): for retry
+Waits are full jitter (AWS "Exponential Backoff And Jitter", gRPC A6; reliability §2.2): for retry
 n (1-based) the wait is uniform in ``[0, min(cap, base·2^(n−1)))``. Full jitter spreads clients
 that failed together over the whole interval, so they do not come back in lockstep; it beats
 "no jitter" on both total work and completion time under contention.
 
 A Retry-After the provider sent is honoured (the backoff is then only a floor) up to
 ``RetryPolicy.retry_after_cap``; a longer one means "not this provider, not now", and the caller
-moves on instead of waiting (research §2.6).
+moves on instead of waiting (reliability §2.6).
 
 :class:`RetryBudget` caps retries as a share of requests over a sliding window, plus a small
-floor per second (Envoy ``retry_budget``, Finagle's RetryBudget; research §2.1/§2.6), so an
+floor per second (Envoy ``retry_budget``, Finagle's RetryBudget; reliability §2.1/§2.6), so an
 outage of every provider cannot multiply the load by the number of attempts.
 
 No exceptions of its own: decisions are values (``None`` = do not retry, ``False`` = no budget).

@@ -14,7 +14,7 @@ counts only in the state its ticket was issued in: a call admitted while closed 
 the circuit opened tells nothing new, and only the trial decides a half-open circuit.
 
 The breaker raises nothing of its own; refusal is ``acquire() -> None``. Time comes from an
-injected monotonic clock and cooldown jitter from an injected random source (research §2.4:
+injected monotonic clock and cooldown jitter from an injected random source (reliability §2.4:
 Polly and Resilience4j test their breakers on a fake clock the same way). Defaults and their
 sources: :class:`crucible.resilience.policy.BreakerPolicy`.
 """

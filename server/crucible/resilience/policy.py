@@ -1,9 +1,9 @@
 """ResiliencePolicy: every knob of the provider pool, with its default and where it comes from.
 
-The reference numbers are collected in ``/work/shared/research/anchors-reliability.md`` (cited
-below as "research §n"). Library defaults there are built for high-traffic services; one editor
-makes a few provider calls per second at most, so the values here follow the research's own
-proposal for an interactive, single-user server (research §2.6) unless a field says otherwise.
+The reference numbers, each with its source, are collected in ``docs/reliability.md`` (cited
+below as "reliability §n"). Library defaults there are built for high-traffic services; one
+editor makes a few provider calls per second at most, so the values here follow the choices for
+an interactive, single-user server (reliability §2.6) unless a field says otherwise.
 Durations are seconds of the injected monotonic clock.
 
 Invalid combinations raise ``ValueError`` at construction, so a bad value is caught where the
@@ -26,23 +26,23 @@ def _check(condition: bool, message: str) -> None:
 class BreakerPolicy:
     """When a provider's circuit opens and how long it stays open.
 
-    - ``consecutive_failures`` 5: Envoy outlier detection ``consecutive_5xx`` = 5 (research §2.1),
-      kept by research §2.6.
+    - ``consecutive_failures`` 5: Envoy outlier detection ``consecutive_5xx`` = 5
+      (reliability §2.1, kept in §2.6).
     - ``failure_rate`` 0.5: Resilience4j ``failureRateThreshold`` 50 %, Hystrix
-      ``errorThresholdPercentage`` 50 % (research §2.1).
-    - ``window_size`` 20 calls: Hystrix ``requestVolumeThreshold`` 20 (research §2.1); a count
+      ``errorThresholdPercentage`` 50 % (reliability §2.1).
+    - ``window_size`` 20 calls: Hystrix ``requestVolumeThreshold`` 20 (reliability §2.1); a count
       window, because one editor's traffic comes in bursts that a time window would misread.
-    - ``minimum_calls`` 10: research §2.6 ("min 10"); Resilience4j's 100 is for servers.
-    - ``cooldown`` 5 s: Hystrix ``sleepWindow`` 5000 ms, Polly ``BreakDuration`` 5 s (research
-      §2.1). Research §2.6 proposes Envoy's 30 s; we start lower because background probes
+    - ``minimum_calls`` 10: reliability §2.6 ("min 10"); Resilience4j's 100 is for servers.
+    - ``cooldown`` 5 s: Hystrix ``sleepWindow`` 5000 ms, Polly ``BreakDuration`` 5 s
+      (reliability §2.1). Envoy's base ejection is 30 s; we start lower because background probes
       (``ResiliencePolicy.probes``) keep a dead provider away from user traffic anyway, and a
       local server the user just restarted should be back in seconds.
-    - ``cooldown_multiplier`` 2: "×2 per re-open" (research §2.6; Envoy multiplies its base
+    - ``cooldown_multiplier`` 2: "×2 per re-open" (reliability §2.6; Envoy multiplies its base
       ejection time by the number of ejections).
-    - ``cooldown_cap`` 60 s: Resilience4j ``waitDurationInOpenState`` 60 s (research §2.1); below
+    - ``cooldown_cap`` 60 s: Resilience4j ``waitDurationInOpenState`` 60 s (reliability §2.1); below
       Envoy's 300 s cap for the same reason as the base. Staying closed for this long also resets
       the growth, as Envoy decays its ejection multiplier while a host is healthy.
-    - ``cooldown_jitter`` 0.1: "±10 % jitter" (research §2.6), so members that tripped together
+    - ``cooldown_jitter`` 0.1: "±10 % jitter" (reliability §2.6), so members that tripped together
       are not probed in lockstep.
     """
 
@@ -71,20 +71,20 @@ class RetryPolicy:
 
     - ``max_retries`` 2 per provider and request: the Stainless SDKs' ``DEFAULT_MAX_RETRIES`` 2,
       i.e. the SRE book's "at most 3 attempts" and AWS standard mode's ``max_attempts`` 3
-      (research §2.2).
-    - ``base`` 100 ms: AWS SDK base delay (research §2.2). ``cap`` 2 s: research §2.6.
+      (reliability §2.2).
+    - ``base`` 100 ms: AWS SDK base delay (reliability §2.2). ``cap`` 2 s: reliability §2.6.
       The delay is full jitter, ``random(0, min(cap, base·2^(n−1)))`` for retry n (AWS
-      "Exponential Backoff And Jitter", gRPC A6; research §2.2).
+      "Exponential Backoff And Jitter", gRPC A6; reliability §2.2).
     - ``retry_after_cap`` 10 s: a Retry-After up to this is waited out (with the backoff as a
-      floor). The Stainless SDKs honour up to 60 s with a 600 s timeout (research §2.2); our chat
+      floor). The Stainless SDKs honour up to 60 s with a 600 s timeout (reliability §2.2); our chat
       deadline is 30 s, so anything past a third of it is better spent on another provider.
-      Longer values park the provider for that long (research §2.6: "beyond that → mark
+      Longer values park the provider for that long (reliability §2.6: "beyond that → mark
       provider down until then") and the request fails over.
     - ``park_cap`` 300 s: the longest a Retry-After can park a provider; Envoy's
-      ``max_ejection_time`` 300 s (research §2.1).
+      ``max_ejection_time`` 300 s (reliability §2.1).
     - ``budget_ratio`` 0.2 over ``budget_window`` 10 s, plus ``budget_min_per_second`` 0.3:
-      Envoy ``retry_budget`` 20 % with a minimum of 3 (research §2.1/§2.6), as a Finagle-style
-      floor of 0.3 retries/s (3 per 10 s window, the Hystrix rolling window, research §2.1), so
+      Envoy ``retry_budget`` 20 % with a minimum of 3 (reliability §2.1/§2.6), as a Finagle-style
+      floor of 0.3 retries/s (3 per 10 s window, the Hystrix rolling window, reliability §2.1), so
       an idle editor's one failing request can still retry while a storm cannot multiply load
       past 1.2× plus the floor. Retries of an already-tried provider and hedges spend it; a
       failover to an untried provider does not (``pool.py`` says why).
@@ -112,9 +112,9 @@ class RetryPolicy:
 class LimiterPolicy:
     """Adaptive concurrency per provider (AIMD).
 
-    The research file has no AIMD anchor; the shape is TCP congestion avoidance (RFC 5681:
+    docs/reliability.md has no AIMD anchor; the shape is TCP congestion avoidance (RFC 5681:
     about +1 per window of successes, halve on loss), and the bounds come from what the
-    endpoints do (research §3):
+    endpoints do (reliability §3):
 
     - ``minimum`` 1: Ollama's ``OLLAMA_NUM_PARALLEL`` defaults to 1 per model, so a local server
       may only ever serve one request at a time; the limit must be able to get there.
@@ -152,10 +152,10 @@ class LimiterPolicy:
 class ResiliencePolicy:
     """All the pool's knobs.
 
-    Deadlines (research §2.5/§2.6: the request is the root deadline, it covers every retry and
+    Deadlines (reliability §2.5/§2.6: the request is the root deadline, it covers every retry and
     the whole stream, and "first-token deadline separate from total"):
 
-    - ``fim_deadline`` 3 s and ``chat_deadline`` 30 s: research §2.6 (completion 3 s, code
+    - ``fim_deadline`` 3 s and ``chat_deadline`` 30 s: reliability §2.6 (completion 3 s, code
       action 30 s; a hover caller passes its 10 s as ``timeout=``).
     - ``fim_first_byte`` 1.5 s: half the completion deadline, so one failover still fits. It is
       the cut-off for a provider with no history *when another provider can take over*; a
@@ -170,12 +170,12 @@ class ResiliencePolicy:
       provider's first byte or this long after it started, so its prompt is processed (the
       server's prompt cache is warm for the next request) and the provider's verdict is known:
       a first byte means *slow*, recorded as a success and a latency sample; nothing means
-      *failed*. 15 s covers a cold model load (Ollama loads a model on first use, research §3)
+      *failed*. 15 s covers a cold model load (Ollama loads a model on first use, reliability §3)
       and a long prompt on two CPU cores.
     - ``chat_first_byte`` 10 s: a third of the chat deadline; leaves room for a cold model load
-      (Ollama loads a model on first use, research §3) and for two failovers.
+      (Ollama loads a model on first use, reliability §3) and for two failovers.
 
-    Hedging (research §2.3, "The Tail at Scale"; off by default per research §2.6):
+    Hedging (reliability §2.3, "The Tail at Scale"; off by default per reliability §2.6):
 
     - ``hedging`` False. When on, a request that has no first byte after the member's recent
       ``hedge_percentile`` 0.95 first-byte latency goes to the next candidate too (p95 limits
@@ -187,8 +187,8 @@ class ResiliencePolicy:
     Health and statistics:
 
     - ``probes`` True: while a circuit is open, ``provider.probe()`` runs once per open window,
-      when the cooldown ends (research RES-01/RES-02: one probe per break window).
-    - ``probe_timeout`` 5 s: httpx's default inactivity timeout (research §2.3).
+      when the cooldown ends (reliability RES-01/RES-02: one probe per break window).
+    - ``probe_timeout`` 5 s: httpx's default inactivity timeout (reliability §2.3).
     - ``latency_window`` 50: the "recent" latency samples kept per member for percentiles.
     """
 

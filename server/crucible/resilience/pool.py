@@ -4,7 +4,7 @@ The pool builds its members (``member.py``) and drives each request's streams; w
 request asks next, and whether a failed attempt retries or fails over, is ``routing.py``'s.
 
 One request. It has a total deadline covering queueing, retries, backoff and the whole stream
-(research §2.5: Envoy's route timeout includes retries). Each attempt also has a first-byte
+(reliability §2.5: Envoy's route timeout includes retries). Each attempt also has a first-byte
 allowance (``routing.py``: the cut-off when another provider can take over, longer for a
 provider known to be slow, the deadline for the last candidate). Until the first chunk reaches
 the caller, a failed attempt fails over (inline completions at once, chat after retries with

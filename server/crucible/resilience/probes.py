@@ -1,7 +1,7 @@
 """HealthProbes: bring a provider whose circuit is open back without spending user requests.
 
 When a member's circuit opens, an owned task sleeps out the cooldown and then runs
-``provider.probe()`` as the half-open trial (research RES-01/RES-02: one probe per open window):
+``provider.probe()`` as the half-open trial (reliability RES-01/RES-02: one probe per open window):
 
 - probe failed (or no answer within ``probe_timeout``): the circuit re-opens with a longer
   cooldown and the loop waits for the next window, so a long outage costs one cheap request per
