@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from crucible.cache.tiered import Answer, TieredCache
+from crucible.completion.alternatives import Alternative, distinct, sample_key, sample_plan
 from crucible.completion.fetch import fetch_completion
 from crucible.completion.plan import Plan, PromptPrivacy, plan_completion
 from crucible.completion.postprocess import Suggestion, postprocess
@@ -72,25 +73,12 @@ class CompletionRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Alternative:
-    """Another suggestion for the same spot: it replaces ``result.start`` to ``end``."""
-
-    text: str
-    end: int
-
-
-@dataclass(frozen=True, slots=True)
 class CompletionResult:
     text: str
     start: int  # offsets into the snapshot's text of the range the text replaces
     end: int
     request_id: int
     alternatives: tuple[Alternative, ...] = ()  # for editors that cycle (VS Code's Alt+])
-
-
-# Alternatives are samples of the same prompt: with the configured (low) temperature they
-# would mostly repeat the first suggestion.
-_SAMPLE_TEMPERATURE = 0.8
 
 
 class CompletionService:
@@ -285,16 +273,10 @@ class CompletionService:
             found = [_answer(postprocess(raw, window)) for raw in texts if raw is not None] + [
                 answer
                 for n in range(1, extra + 1)
-                if (answer := cache.in_memory(_sample_key(plan, n))) is not None
+                if (answer := cache.in_memory(sample_key(plan, n))) is not None
             ]
-            alternatives: dict[str, Alternative] = {}
-            for answer in found:
-                if answer.text and answer.text != result.text:
-                    end = request.offset + answer.replace_suffix
-                    alternatives.setdefault(answer.text, Alternative(answer.text, end))
-            if not alternatives:
-                return result
-            return replace(result, alternatives=tuple(alternatives.values())[:extra])
+            others = distinct(result.text, found, request.offset, extra)
+            return replace(result, alternatives=others) if others else result
         finally:
             for seat in seats:
                 seat.leave()
@@ -303,14 +285,12 @@ class CompletionService:
         self, request: CompletionRequest, plan: Plan, window: ContextWindow, n: int
     ) -> Seat[str] | None:
         """A seat on the flight computing sample ``n`` of ``plan`` (None: already cached)."""
-        key = _sample_key(plan, n)
-        if self._cache is not None and self._cache.in_memory(key) is not None:
+        sample = sample_plan(plan, n)
+        if self._cache is not None and self._cache.in_memory(sample.key) is not None:
             return None  # picked up from memory with the others
-        flight = self._flights.get(key)
+        flight = self._flights.get(sample.key)
         if flight is None:
-            fim = replace(plan.fim, temperature=_SAMPLE_TEMPERATURE)
-            job = StreamJob(request.snapshot, request.offset, window)
-            flight = self._start_flight(replace(plan, fim=fim, key=key), job)
+            flight = self._start_flight(sample, StreamJob(request.snapshot, request.offset, window))
         return flight.join()
 
     async def _complete(
@@ -502,11 +482,6 @@ async def _result_or_none(seat: Seat[str]) -> str | None:
         return await seat.result()
     except (ProviderError, TimeoutError):
         return None
-
-
-def _sample_key(plan: Plan, n: int) -> str:
-    """The cache and flight key of the ``n``-th other sample of ``plan`` (1, 2 …)."""
-    return f"{plan.key}#sample{n}"
 
 
 def _result(answer: Answer, request: CompletionRequest, request_id: int) -> CompletionResult | None:

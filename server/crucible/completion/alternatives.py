@@ -1,0 +1,48 @@
+"""Alternatives: other suggestions for the same spot, for editors that cycle through them.
+
+They are samples of the same plan at a higher temperature (at the configured, low one they
+would mostly repeat the first suggestion), each its own flight and cache entry under the plan's
+key plus ``#sampleN``. When they are asked for (only on an explicit request) is the completion
+service's decision; this module names them and picks the ones worth showing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from crucible.cache.tiered import Answer
+from crucible.completion.plan import Plan
+
+SAMPLE_TEMPERATURE = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """Another suggestion for the same spot: it replaces ``result.start`` to ``end``."""
+
+    text: str
+    end: int
+
+
+def sample_key(plan: Plan, n: int) -> str:
+    """The cache and flight key of the ``n``-th other sample of ``plan`` (1, 2 …)."""
+    return f"{plan.key}#sample{n}"
+
+
+def sample_plan(plan: Plan, n: int) -> Plan:
+    """``plan`` asked again, hotter, under its own key."""
+    fim = replace(plan.fim, temperature=SAMPLE_TEMPERATURE)
+    return replace(plan, fim=fim, key=sample_key(plan, n))
+
+
+def distinct(
+    first: str, answers: Iterable[Answer], offset: int, limit: int
+) -> tuple[Alternative, ...]:
+    """At most ``limit`` answers that differ from ``first`` and from each other, in order;
+    empty ones dropped. ``offset`` is the cursor the answers' ranges start at."""
+    found: dict[str, Alternative] = {}
+    for answer in answers:
+        if answer.text and answer.text != first:
+            found.setdefault(answer.text, Alternative(answer.text, offset + answer.replace_suffix))
+    return tuple(found.values())[:limit]
