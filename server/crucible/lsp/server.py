@@ -30,6 +30,7 @@ from pygls.lsp.server import LanguageServer
 
 import crucible
 from crucible.completion.service import CompletionService
+from crucible.lsp.clients import ClientTraits
 from crucible.lsp.framing import CHUNK, FrameReader
 from crucible.lsp.protocol import (
     EXIT_AFTER_SHUTDOWN,
@@ -103,7 +104,9 @@ class CrucibleLanguageServer(LanguageServer):
         self._last_popup = float("-inf")
         # Configuration problems found at initialize, shown once the client is ready for them.
         self.pending_problems: list[str] = []
-        self.client_info: types.ClientInfo | None = None  # from initialize: per-client defaults
+        # What the client is (clientInfo, capabilities), read once at initialize: per-client
+        # decisions (menu items, snippets) use it on every request.
+        self.client = ClientTraits()
         # Documents over completion.max_document_chars whose user was told so (once each).
         self.told_too_large: set[str] = set()
         self._parent_watch: ParentWatch | None = None

@@ -10,7 +10,7 @@ from pygls.workspace import TextDocument
 
 from crucible.completion.service import CompletionRequest
 from crucible.context.snapshot import DocumentSnapshot
-from crucible.lsp.clients import client_traits, menu_wants_suggestions
+from crucible.lsp.clients import menu_wants_suggestions
 from crucible.lsp.convert import (
     encoding_of,
     inline_completion_list,
@@ -104,7 +104,7 @@ def register(server: CrucibleLanguageServer) -> None:
     async def completion(
         ls: CrucibleLanguageServer, params: types.CompletionParams
     ) -> types.CompletionList:
-        client = client_traits(ls.client_info, ls.client_capabilities)
+        client = ls.client
         if not menu_wants_suggestions(ls.backend.completion.settings.completion_items, client):
             return types.CompletionList(is_incomplete=False, items=[])
         invoked = params.context is None or (
