@@ -143,3 +143,24 @@ def test_policy_rejects_nonsense() -> None:
         RetryPolicy(base=3.0, cap=2.0)
     with pytest.raises(ValueError):
         RetryPolicy(retry_after_cap=400.0)
+
+
+async def test_budget_forgets_requests_that_left_the_window_without_being_asked() -> None:
+    # Completions never retry, so only record_request runs: 5,000 of them, 10 ms apart, used
+    # to leave 5,000 timestamps where the 10 s window holds about 1,000.
+    time = FakeTime()
+    budget = RetryBudget(ratio=0.2, min_per_second=0.3, window=10.0, clock=time.clock)
+    for _ in range(5000):
+        budget.record_request()
+        await time.advance(0.01)
+    assert budget.held <= 1001
+    assert budget.allowance() == pytest.approx(0.2 * budget.held + 3.0)
+
+
+def test_budget_holds_a_bounded_count_within_one_window() -> None:
+    time = FakeTime()
+    budget = RetryBudget(ratio=0.2, min_per_second=0.3, window=10.0, clock=time.clock, max_held=64)
+    for _ in range(10_000):
+        budget.record_request()
+        budget.try_spend()
+    assert budget.held <= 128

@@ -72,7 +72,10 @@ class RetryBudget:
 
     Every request calls :meth:`record_request` once; every attempt that adds load a provider
     would not otherwise see (a retry of a provider the request already tried, a hedge) must win
-    :meth:`try_spend`. Memory is one timestamp per request and per retry in the window.
+    :meth:`try_spend`. Memory is one timestamp per request and per retry in the window, and
+    at most ``max_held`` of each: both are expired on every record, since most requests never
+    retry and so never read the allowance. Past ``max_held`` requests in one window (hundreds
+    a second, far beyond one editor) the oldest are forgotten, which only lowers the allowance.
     """
 
     def __init__(
@@ -82,13 +85,14 @@ class RetryBudget:
         min_per_second: float,
         window: float,
         clock: Callable[[], float] = time.monotonic,
+        max_held: int = 4096,
     ) -> None:
         self._ratio = ratio
         self._floor = min_per_second * window
         self._window = window
         self._clock = clock
-        self._requests: deque[float] = deque()
-        self._retries: deque[float] = deque()
+        self._requests: deque[float] = deque(maxlen=max_held)
+        self._retries: deque[float] = deque(maxlen=max_held)
 
     @classmethod
     def from_policy(
@@ -101,7 +105,13 @@ class RetryBudget:
             clock=clock,
         )
 
+    @property
+    def held(self) -> int:
+        """Timestamps held (requests and retries), for tests and status: bounded."""
+        return len(self._requests) + len(self._retries)
+
     def record_request(self) -> None:
+        self._expire()
         self._requests.append(self._clock())
 
     def allowance(self) -> float:
