@@ -73,7 +73,7 @@ class Attempt:
         chunk = task.result()
         if self.first_byte is None:
             self.first_byte = self._clock() - self.started
-            self.member.first_byte.add(self.first_byte)
+            self.member.first_byte.add(max(0.0, self.first_byte))
         return chunk
 
     def succeed(self, *, complete: bool) -> None:
@@ -83,7 +83,7 @@ class Attempt:
             return
         elapsed = self._clock() - self.started
         if complete:
-            self.member.latency.add(elapsed)
+            self.member.latency.add(max(0.0, elapsed))
         self.member.breaker.record_success(self._ticket)
         self._slot.succeeded(self.first_byte if self.first_byte is not None else elapsed)
         self.member.note_success()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,33 +31,7 @@ from crucible.providers.base import Provider
 from crucible.providers.errors import BadRequest, ProviderError
 from crucible.resilience.breaker import BreakerState, CircuitBreaker
 from crucible.resilience.limiter import AdaptiveLimiter
-
-
-class LatencyWindow:
-    """The last ``size`` samples (seconds) and their nearest-rank percentiles."""
-
-    __slots__ = ("_samples",)
-
-    def __init__(self, size: int) -> None:
-        self._samples: deque[float] = deque(maxlen=size)
-
-    def __len__(self) -> int:
-        return len(self._samples)
-
-    def add(self, seconds: float) -> None:
-        self._samples.append(max(0.0, seconds))
-
-    def percentile(self, q: float) -> float | None:
-        """The smallest sample with at least ``q`` of the samples at or below it; None if empty.
-
-        The window is small (tens of samples), so sorting on read is cheaper than keeping order
-        on every write of a hot path.
-        """
-        if not self._samples:
-            return None
-        ordered = sorted(self._samples)
-        rank = max(1, math.ceil(q * len(ordered)))
-        return ordered[rank - 1]
+from crucible.runtime.samples import RecentSamples
 
 
 class Health(StrEnum):
@@ -131,8 +104,8 @@ class Member:
         self.index = index  # listed order: the tie-break after priority and latency
         self.breaker = breaker
         self.limiter = limiter
-        self.latency = LatencyWindow(latency_window)
-        self.first_byte = LatencyWindow(latency_window)
+        self.latency = RecentSamples(latency_window)
+        self.first_byte = RecentSamples(latency_window)
         self.calls = 0
         self.failures = 0
         self.last_error: str | None = None

@@ -8,26 +8,21 @@ recent behaviour, which is what a user looking at a slow editor wants to know.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
+
+from crucible.runtime.samples import RecentSamples
 
 _WINDOW = 512  # recent samples kept per latency series
 _OUTCOMES = ("served", "empty", "superseded", "cancelled", "error", "timeout")
 _MARKS = ("coalesced", "reused", "batched", "cache_hit", "type_through", "prefetched")
 
 
-def percentiles(
-    samples: Iterable[float], points: tuple[int, ...] = (50, 95, 99)
-) -> dict[str, float]:
-    """Nearest-rank percentiles of ``samples``, rounded to 0.1 ms; empty when no samples."""
-    ordered = sorted(samples)
-    if not ordered:
-        return {}
-    last = len(ordered) - 1
-    return {
-        f"p{p}": round(ordered[min(last, (p * len(ordered) + 99) // 100 - 1)], 1) for p in points
-    }
+def percentiles(samples: RecentSamples, points: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:
+    """The samples' percentiles (``runtime/samples.py``), rounded to 0.1 ms; empty when none."""
+    found = {f"p{p}": samples.percentile(p / 100) for p in points}
+    return {name: round(value, 1) for name, value in found.items() if value is not None}
 
 
 class Telemetry:
@@ -39,7 +34,7 @@ class Telemetry:
         self._started = clock()
         self._requests: Counter[str] = Counter()
         self._marks: Counter[str] = Counter()
-        self._stages: dict[str, deque[float]] = {}
+        self._stages: dict[str, RecentSamples] = {}
 
     def uptime_s(self) -> float:
         return self._clock() - self._started
@@ -57,8 +52,8 @@ class Telemetry:
         """One timing sample for a stage of the completion path (debounce, first_byte, total…)."""
         series = self._stages.get(name)
         if series is None:
-            series = self._stages[name] = deque(maxlen=_WINDOW)
-        series.append(ms)
+            series = self._stages[name] = RecentSamples(_WINDOW)
+        series.add(ms)
 
     def snapshot(self) -> dict[str, Any]:
         return {

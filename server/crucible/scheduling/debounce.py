@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 import re
 import time
-from bisect import bisect_left, insort
-from collections import deque
 from collections.abc import Callable
 
 from crucible.config.settings import CompletionSettings, DebounceMode
+from crucible.runtime.samples import RecentSamples
 
 # Typing rhythm. Gaps longer than a second are thinking, not typing; gaps under 5 ms are edits
 # the editor made by itself (auto-closed pairs, multi-cursor, formatters), not keys.
@@ -63,48 +62,21 @@ _KEYWORDS = frozenset(_KEYWORD_WORDS.split())
 _LAST_WORD = re.compile(r"\w+$")
 
 
-class _RollingWindow:
-    """The last ``size`` samples, in arrival order and sorted: adding costs one bisect and a
-    shift of at most ``size`` slots, and a quantile is read without sorting."""
-
-    __slots__ = ("_order", "_sorted")
-
-    def __init__(self, size: int) -> None:
-        self._order: deque[float] = deque(maxlen=size)
-        self._sorted: list[float] = []
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def add(self, value: float) -> None:
-        if len(self._order) == self._order.maxlen:
-            del self._sorted[bisect_left(self._sorted, self._order[0])]
-        self._order.append(value)
-        insort(self._sorted, value)
-
-    def quantile(self, q: float) -> float:
-        """Linear interpolation between the closest ranks; the window must not be empty."""
-        position = q * (len(self._sorted) - 1)
-        low = math.floor(position)
-        high = min(low + 1, len(self._sorted) - 1)
-        return self._sorted[low] + (self._sorted[high] - self._sorted[low]) * (position - low)
-
-
 class _DocumentRhythm:
     __slots__ = ("gaps", "last_delay", "last_keystroke")
 
     def __init__(self) -> None:
-        self.gaps = _RollingWindow(_GAP_WINDOW)
+        self.gaps = RecentSamples(_GAP_WINDOW)
         self.last_keystroke: float | None = None
         self.last_delay = 0.0
 
 
-def _shrunk(gaps: _RollingWindow, prior: float) -> float:
+def _shrunk(gaps: RecentSamples, prior: float) -> float:
     """The typical gap of ``gaps``, weighed against ``prior`` as ``_PRIOR_WEIGHT`` samples."""
     samples = len(gaps)
     if samples == 0:
         return prior
-    typical = gaps.quantile(_GAP_QUANTILE)
+    typical = gaps.percentile(_GAP_QUANTILE) or 0.0
     return (samples * typical + _PRIOR_WEIGHT * prior) / (samples + _PRIOR_WEIGHT)
 
 
@@ -132,8 +104,8 @@ class AdaptiveDebounce:
         self._documents: dict[str, _DocumentRhythm] = {}
         # The same person types in every document: a document with few keystrokes of its own
         # starts from the user's rhythm, not from the configured guess.
-        self._user_gaps = _RollingWindow(_GAP_WINDOW)
-        self._latency = _RollingWindow(_LATENCY_WINDOW)
+        self._user_gaps = RecentSamples(_GAP_WINDOW)
+        self._latency = RecentSamples(_LATENCY_WINDOW)
         self.reconfigure(settings)
 
     def reconfigure(self, settings: CompletionSettings) -> None:
@@ -206,4 +178,4 @@ class AdaptiveDebounce:
         return _shrunk(rhythm.gaps, user)
 
     def _latency_ms(self) -> float:
-        return self._latency.quantile(0.5) if self._latency else 0.0
+        return self._latency.percentile(0.5) or 0.0
