@@ -166,15 +166,7 @@ class App:
         return self._privacy
 
     def _apply_pool(self, members: tuple[ProviderSettings, ...], settings: Settings) -> None:
-        policy = (
-            policy_for(
-                settings.resilience,
-                fim_deadline_ms=settings.completion.timeout_ms,
-                max_connections=min(s.max_connections for s in members),
-            )
-            if members
-            else None
-        )
+        policy = policy_for(settings) if members else None
         key = (members, policy)
         if key == self._pool_key:
             return
@@ -188,6 +180,8 @@ class App:
                 on_queued=lambda seconds: self.telemetry.stage("queue", seconds * 1000),
                 on_outcome=self._on_outcome,
                 on_activity=self._on_activity,
+                # Each provider's own connection pool caps its concurrency, not the smallest.
+                max_connections={s.name: s.max_connections for s in members},
             )
             if members
             else None

@@ -39,6 +39,7 @@ def make_pool(
 ) -> ProviderPool:
     policy.setdefault("probes", False)
     policy.setdefault("retry", ROOMY)
+    policy.setdefault("fim_deadline", 3.0)  # the figures below are worked out for 3 s
     return ProviderPool(
         list(members),
         ResiliencePolicy(**policy),

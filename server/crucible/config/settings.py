@@ -144,7 +144,10 @@ class ProviderSettings:
     )
     batch_max: int = doc("Most prompts in one batched call.", bounds=(1, 64), default=8)
     max_connections: int = doc(
-        "Connection pool size for this provider.", bounds=(1, 256), default=4
+        "Connection pool size for this provider, and so the most requests in flight to it"
+        " (resilience.max_concurrency caps it too).",
+        bounds=(1, 256),
+        default=4,
     )
 
 
@@ -257,9 +260,17 @@ class CacheSettings:
 class ResilienceSettings:
     """``[resilience]``: how providers serving one role are routed around failures.
 
-    Defaults and their sources are in ``resilience/policy.py``.
+    Each default says where its number comes from; the figures and their sources are in
+    ``docs/reliability.md`` (cited as "reliability §n"). Library defaults there are built for
+    high-traffic services; one editor makes a few provider calls a second at most, so the values
+    follow the choices for an interactive, single-user server (reliability §2.6). The pool's
+    numbers that are not settings are in :class:`ResilienceConstants` below;
+    ``resilience/policy.py`` turns both into its policy.
     """
 
+    # Reliability §2.5/§2.6: a first-byte deadline separate from the total; half the 3 s
+    # completion deadline of §2.6, so one failover still fits. Cold prompts on a local CPU take
+    # seconds: the last candidate waits until the deadline, a known slow one 2 x its p95.
     first_byte_timeout_ms: int = doc(
         "A provider that has not started answering an inline completion within this time is"
         " given up on and the next provider is tried, when there is one: the last provider"
@@ -270,52 +281,133 @@ class ResilienceSettings:
         bounds=(50, 60_000),
         default=1500,
     )
+    # Envoy outlier detection consecutive_5xx = 5 (reliability §2.1, kept in §2.6).
     failure_threshold: int = doc(
         "Consecutive failures that open a provider's circuit (it is then skipped).",
         bounds=(1, 100),
         default=5,
     )
+    # Resilience4j failureRateThreshold 50 %, Hystrix errorThresholdPercentage 50 %
+    # (reliability §2.1); over ResilienceConstants.breaker_window calls.
     failure_rate: float = doc(
         "Failure share over the last 20 calls (at least 10) that opens the circuit too.",
         bounds=(0.05, 1.0),
         default=0.5,
     )
+    # Hystrix sleepWindow 5000 ms, Polly BreakDuration 5 s (reliability §2.1, §2.6). Envoy's
+    # base ejection is 30 s; lower here because background probes keep a dead provider away
+    # from user traffic anyway, and a local server the user just restarted should be back soon.
     cooldown_ms: int = doc(
         "How long an open circuit waits before letting one trial request through; doubles on"
         " each new trip, up to cooldown_max_ms. A health probe may close it sooner.",
         bounds=(100, 600_000),
         default=5000,
     )
+    # Resilience4j waitDurationInOpenState 60 s (reliability §2.1); below Envoy's 300 s cap for
+    # the same reason as the base. Staying closed this long also resets the growth.
     cooldown_max_ms: int = doc("The longest cooldown.", bounds=(100, 3_600_000), default=60_000)
+    # The Tail at Scale (reliability §2.3); off by default (reliability §2.6): it costs calls.
     hedging: bool = doc(
         "When the first provider has not answered by its recent p95 first-byte time, also ask"
         " the next one; the first answer wins and the other is cancelled. Costs extra calls.",
         default=False,
     )
+    # The Stainless SDKs' DEFAULT_MAX_RETRIES 2, i.e. the SRE book's "at most 3 attempts" and
+    # AWS standard mode's max_attempts 3 (reliability §2.2).
     max_retries: int = doc(
         "Retries of the same provider for chat requests (inline completions fail over"
         " instead), with exponential backoff and full jitter, honouring Retry-After.",
         bounds=(0, 10),
         default=2,
     )
+    # Envoy retry_budget budget_percent 20 % (reliability §2.1, §2.6).
     retry_budget: float = doc(
         "Retries allowed as a share of requests (over 10 s), so failures cannot become a"
         " retry storm.",
         bounds=(0.0, 1.0),
         default=0.2,
     )
+    # An editor rarely has more streams worth running at once (reliability §3: a local server
+    # often serves one). Each provider's own max_connections caps it further: more would only
+    # queue inside httpx, unseen; ProviderSettings.max_connections (4) is also where the
+    # adaptive limit starts.
     max_concurrency: int = doc(
-        "Most requests in flight per provider; the limit adapts below it (it halves on"
-        " HTTP 429 and shrinks when latency climbs). Queued inline completions go before"
-        " background work.",
+        "Most requests in flight per provider, never above that provider's max_connections;"
+        " the limit adapts below it (it halves on HTTP 429 and shrinks when latency climbs)."
+        " Queued inline completions go before background work.",
         bounds=(1, 256),
         default=8,
     )
+    # One probe per open window (reliability §2.4, tests RES-01/RES-02).
     health_probes: bool = doc(
         "While a provider's circuit is open, probe it in the background so it comes back"
         " without a user request having to fail first.",
         default=True,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResilienceConstants:
+    """The provider pool's numbers that are not settings: researched figures no user has had a
+    reason to change. They live here so that every default Crucible runs with has one home;
+    they are not part of :class:`Settings`, so no file sets them. Sources: reliability §n.
+    """
+
+    # Hystrix requestVolumeThreshold 20 (reliability §2.1); a count window, because one
+    # editor's traffic comes in bursts that a time window would misread.
+    breaker_window: int = 20
+    # Reliability §2.6 ("at least 10"); Resilience4j's 100 is for servers.
+    breaker_minimum_calls: int = 10
+    # "x 2 per re-open" (reliability §2.6; Envoy multiplies its ejection time per ejection).
+    cooldown_multiplier: float = 2.0
+    # "+/- 10 % jitter" (reliability §2.6), so members that tripped together are not probed
+    # in lockstep.
+    cooldown_jitter: float = 0.1
+    # Full jitter with the AWS SDK's base delay 100 ms (reliability §2.2), capped at 2 s
+    # (reliability §2.6): random(0, min(cap, base * 2^(n-1))) before retry n.
+    retry_base_s: float = 0.1
+    retry_cap_s: float = 2.0
+    # A Retry-After up to this is waited out; the SDKs honour up to 60 s with a 600 s timeout
+    # (reliability §2.2), a chat deadline here is 30 s, so past a third of it another provider
+    # is better. Longer parks the provider (reliability §2.6).
+    retry_after_cap_s: float = 10.0
+    # The longest a Retry-After parks a provider: Envoy max_ejection_time 300 s (§2.1).
+    park_cap_s: float = 300.0
+    # Envoy retry_budget's minimum of 3 as a Finagle-style floor of 0.3 retries/s over the
+    # Hystrix 10 s rolling window (reliability §2.1, §2.6).
+    budget_min_per_second: float = 0.3
+    budget_window_s: float = 10.0
+    # AIMD (TCP congestion avoidance, RFC 5681; reliability has no AIMD anchor): Ollama's
+    # OLLAMA_NUM_PARALLEL defaults to 1 (reliability §3), so the limit must reach 1; +1 per
+    # window of fast successes; halve on 429; x 0.9 when the first byte took over 2 x its
+    # baseline (an EWMA weighing the last ~20 calls), since latency is a noisier signal.
+    concurrency_minimum: int = 1
+    concurrency_increase: float = 1.0
+    concurrency_decrease: float = 0.5
+    concurrency_slow_decrease: float = 0.9
+    concurrency_slow_factor: float = 2.0
+    concurrency_baseline_weight: float = 0.05
+    # Chat (code actions) deadline 30 s (reliability §2.6); a third of it for the first byte,
+    # room for a cold model load (reliability §3) and two failovers.
+    chat_deadline_s: float = 30.0
+    chat_first_byte_s: float = 10.0
+    # A provider known to be slow gets 2 x its recent first-byte p95 (with at least 3
+    # samples) before it is cut; the same factor marks one silent for longer as failed.
+    first_byte_factor: float = 2.0
+    first_byte_min_samples: int = 3
+    # A cut attempt runs on to its first byte for up to 15 s (warming the server's prompt
+    # cache): a cold model load (Ollama loads a model on first use, reliability §3) and a long
+    # prompt on two CPU cores.
+    warm_limit_s: float = 15.0
+    # Hedge after the member's p95 first byte (about 5 % extra load; The Tail at Scale,
+    # reliability §2.3), at least 100 ms, and only with 10 samples behind that p95.
+    hedge_percentile: float = 0.95
+    hedge_floor_s: float = 0.1
+    hedge_min_samples: int = 10
+    # httpx's default inactivity timeout (reliability §2.3).
+    probe_timeout_s: float = 5.0
+    # The recent latency samples kept per provider for its percentiles.
+    latency_window: int = 50
 
 
 @dataclass(frozen=True, kw_only=True)

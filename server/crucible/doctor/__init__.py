@@ -5,7 +5,8 @@ A command for people: it prints to stdout, in this order,
 1. each provider's verdict: reachable (the probe's answer, in words to act on), model present
    (from the server's model listing), API key present (the variable's NAME from
    ``api_key_env``, never its value), the first-token latency of ONE tiny real completion
-   (``max_tokens`` 4, skipped when the probe failed), and its roles;
+   (``max_tokens`` 4, skipped when the probe failed), its roles, and the concurrency in force
+   (``max_concurrency``: ``resilience.max_concurrency`` capped by its own ``max_connections``);
 2. one overall verdict line;
 3. the workspace, found as an editor finds it (``config.loader.find_workspace_root``) unless
    ``--workspace`` names it, and the configuration files in merge order, each loaded, not

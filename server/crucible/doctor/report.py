@@ -7,9 +7,11 @@ from typing import Any
 
 from crucible.config.loader import WORKSPACE_LABEL, ConfigSource, LoadResult, user_config_path
 from crucible.config.render import to_toml
+from crucible.config.settings import Settings
 from crucible.config.trust import trust_hint
 from crucible.config.validate import mask_url
 from crucible.doctor.checks import ProviderCheck, Workspace, verdict
+from crucible.resilience.policy import policy_for
 
 
 def _key_line(check: ProviderCheck) -> str:
@@ -34,6 +36,21 @@ def _latency_line(check: ProviderCheck) -> str:
     return check.latency_error or check.latency_note or "not measured"
 
 
+def max_concurrency(check: ProviderCheck, settings: Settings) -> int:
+    """The most requests Crucible runs at once at this provider: ``resilience.max_concurrency``
+    capped by the provider's own ``max_connections``, as the pool applies it."""
+    limiter = policy_for(settings).limiter
+    return limiter.for_connections(check.settings.max_connections).maximum
+
+
+def _concurrency_line(check: ProviderCheck, settings: Settings) -> str:
+    return (
+        f"{max_concurrency(check, settings)} at once (max_connections"
+        f" {check.settings.max_connections}, resilience.max_concurrency"
+        f" {settings.resilience.max_concurrency})"
+    )
+
+
 def text_report(
     checks: Sequence[ProviderCheck],
     workspace: Workspace,
@@ -55,6 +72,7 @@ def text_report(
         lines.append(f"         model:       {_model_line(check)}")
         lines.append(f"         API key:     {_key_line(check)}")
         lines.append(f"         first token: {_latency_line(check)}")
+        lines.append(f"         max_concurrency: {_concurrency_line(check, result.settings)}")
         lines.extend(f"         problem:     {problem}" for problem in check.problems())
     lines += ["", verdict(checks)[1], "", f"Workspace: {workspace.path} ({workspace.found_by})"]
     lines.append("Configuration files, in order (later wins):")
@@ -116,7 +134,7 @@ def source_json(source: ConfigSource) -> dict[str, Any]:
     }
 
 
-def provider_json(check: ProviderCheck) -> dict[str, Any]:
+def provider_json(check: ProviderCheck, settings: Settings) -> dict[str, Any]:
     s = check.settings
     return {
         "name": s.name,
@@ -137,6 +155,7 @@ def provider_json(check: ProviderCheck) -> dict[str, Any]:
         "slow": check.slow,
         "total_ms": _rounded(check.total_ms),
         "latency_note": check.latency_error or check.latency_note or None,
+        "max_concurrency": max_concurrency(check, settings),
         "problems": check.problems(),
     }
 
@@ -165,7 +184,7 @@ def json_report(
             "refused": [{"key": r.key, "reason": r.reason} for r in result.refused],
         },
         "config_files": [source_json(s) for s in result.sources if s.path is not None],
-        "providers": [provider_json(c) for c in checks],
+        "providers": [provider_json(c, result.settings) for c in checks],
         "settings": view,
         "problems": problems,
     }

@@ -1,10 +1,14 @@
-"""ResiliencePolicy: every knob of the provider pool, with its default and where it comes from.
+"""ResiliencePolicy: every knob of the provider pool, as the pool reads it.
 
-The reference numbers, each with its source, are collected in ``docs/reliability.md`` (cited
-below as "reliability §n"). Library defaults there are built for high-traffic services; one
-editor makes a few provider calls per second at most, so the values here follow the choices for
-an interactive, single-user server (reliability §2.6) unless a field says otherwise.
-Durations are seconds of the injected monotonic clock.
+The numbers are not here: every default lives in ``config/settings.py``, next to the reference
+it comes from (``ResilienceSettings`` for the ones a user may set, ``ResilienceConstants`` for
+the rest; the figures and their sources are in ``docs/reliability.md``). The dataclasses below
+take their defaults from there, so ``ResiliencePolicy()`` is the policy default settings give,
+and :func:`policy_for` builds the policy a configuration asks for. Durations are seconds of the
+injected monotonic clock.
+
+Concurrency is per provider: :meth:`LimiterPolicy.for_connections` caps a member's limiter at
+its own provider's ``max_connections``.
 
 Invalid combinations raise ``ValueError`` at construction, so a bad value is caught where the
 policy is built from settings, not in the middle of a request.
@@ -12,9 +16,18 @@ policy is built from settings, not in the middle of a request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from crucible.config.settings import ResilienceSettings
+from crucible.config.settings import (
+    CompletionSettings,
+    ProviderSettings,
+    ResilienceConstants,
+    ResilienceSettings,
+    Settings,
+)
+
+_SET = ResilienceSettings()
+_FIX = ResilienceConstants()
 
 
 def _check(condition: bool, message: str) -> None:
@@ -24,36 +37,19 @@ def _check(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BreakerPolicy:
-    """When a provider's circuit opens and how long it stays open.
+    """When a provider's circuit opens (``consecutive_failures``, or ``failure_rate`` over the
+    last ``window_size`` calls once there are ``minimum_calls``) and how long it stays open
+    (``cooldown``, × ``cooldown_multiplier`` per re-open up to ``cooldown_cap``, ±
+    ``cooldown_jitter``)."""
 
-    - ``consecutive_failures`` 5: Envoy outlier detection ``consecutive_5xx`` = 5
-      (reliability §2.1, kept in §2.6).
-    - ``failure_rate`` 0.5: Resilience4j ``failureRateThreshold`` 50 %, Hystrix
-      ``errorThresholdPercentage`` 50 % (reliability §2.1).
-    - ``window_size`` 20 calls: Hystrix ``requestVolumeThreshold`` 20 (reliability §2.1); a count
-      window, because one editor's traffic comes in bursts that a time window would misread.
-    - ``minimum_calls`` 10: reliability §2.6 ("min 10"); Resilience4j's 100 is for servers.
-    - ``cooldown`` 5 s: Hystrix ``sleepWindow`` 5000 ms, Polly ``BreakDuration`` 5 s
-      (reliability §2.1). Envoy's base ejection is 30 s; we start lower because background probes
-      (``ResiliencePolicy.probes``) keep a dead provider away from user traffic anyway, and a
-      local server the user just restarted should be back in seconds.
-    - ``cooldown_multiplier`` 2: "×2 per re-open" (reliability §2.6; Envoy multiplies its base
-      ejection time by the number of ejections).
-    - ``cooldown_cap`` 60 s: Resilience4j ``waitDurationInOpenState`` 60 s (reliability §2.1); below
-      Envoy's 300 s cap for the same reason as the base. Staying closed for this long also resets
-      the growth, as Envoy decays its ejection multiplier while a host is healthy.
-    - ``cooldown_jitter`` 0.1: "±10 % jitter" (reliability §2.6), so members that tripped together
-      are not probed in lockstep.
-    """
-
-    consecutive_failures: int = 5
-    failure_rate: float = 0.5
-    window_size: int = 20
-    minimum_calls: int = 10
-    cooldown: float = 5.0
-    cooldown_multiplier: float = 2.0
-    cooldown_cap: float = 60.0
-    cooldown_jitter: float = 0.1
+    consecutive_failures: int = _SET.failure_threshold
+    failure_rate: float = _SET.failure_rate
+    window_size: int = _FIX.breaker_window
+    minimum_calls: int = _FIX.breaker_minimum_calls
+    cooldown: float = _SET.cooldown_ms / 1000
+    cooldown_multiplier: float = _FIX.cooldown_multiplier
+    cooldown_cap: float = _SET.cooldown_max_ms / 1000
+    cooldown_jitter: float = _FIX.cooldown_jitter
 
     def __post_init__(self) -> None:
         _check(self.consecutive_failures >= 1, "consecutive_failures must be >= 1")
@@ -67,37 +63,21 @@ class BreakerPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """Backoff between chat retries, Retry-After, and the retry budget shared by the pool.
+    """Backoff between chat retries (full jitter from ``base`` up to ``cap``; at most
+    ``max_retries`` per provider and request), Retry-After (waited out up to
+    ``retry_after_cap``, a longer one parks the provider up to ``park_cap``), and the retry
+    budget shared by the pool (``budget_ratio`` of the requests over ``budget_window`` plus
+    ``budget_min_per_second``). Retries of an already-tried provider and hedges spend the
+    budget; a failover to an untried provider does not (``pool.py`` says why)."""
 
-    - ``max_retries`` 2 per provider and request: the Stainless SDKs' ``DEFAULT_MAX_RETRIES`` 2,
-      i.e. the SRE book's "at most 3 attempts" and AWS standard mode's ``max_attempts`` 3
-      (reliability §2.2).
-    - ``base`` 100 ms: AWS SDK base delay (reliability §2.2). ``cap`` 2 s: reliability §2.6.
-      The delay is full jitter, ``random(0, min(cap, base·2^(n−1)))`` for retry n (AWS
-      "Exponential Backoff And Jitter", gRPC A6; reliability §2.2).
-    - ``retry_after_cap`` 10 s: a Retry-After up to this is waited out (with the backoff as a
-      floor). The Stainless SDKs honour up to 60 s with a 600 s timeout (reliability §2.2); our chat
-      deadline is 30 s, so anything past a third of it is better spent on another provider.
-      Longer values park the provider for that long (reliability §2.6: "beyond that → mark
-      provider down until then") and the request fails over.
-    - ``park_cap`` 300 s: the longest a Retry-After can park a provider; Envoy's
-      ``max_ejection_time`` 300 s (reliability §2.1).
-    - ``budget_ratio`` 0.2 over ``budget_window`` 10 s, plus ``budget_min_per_second`` 0.3:
-      Envoy ``retry_budget`` 20 % with a minimum of 3 (reliability §2.1/§2.6), as a Finagle-style
-      floor of 0.3 retries/s (3 per 10 s window, the Hystrix rolling window, reliability §2.1), so
-      an idle editor's one failing request can still retry while a storm cannot multiply load
-      past 1.2× plus the floor. Retries of an already-tried provider and hedges spend it; a
-      failover to an untried provider does not (``pool.py`` says why).
-    """
-
-    max_retries: int = 2
-    base: float = 0.1
-    cap: float = 2.0
-    retry_after_cap: float = 10.0
-    park_cap: float = 300.0
-    budget_ratio: float = 0.2
-    budget_min_per_second: float = 0.3
-    budget_window: float = 10.0
+    max_retries: int = _SET.max_retries
+    base: float = _FIX.retry_base_s
+    cap: float = _FIX.retry_cap_s
+    retry_after_cap: float = _FIX.retry_after_cap_s
+    park_cap: float = _FIX.park_cap_s
+    budget_ratio: float = _SET.retry_budget
+    budget_min_per_second: float = _FIX.budget_min_per_second
+    budget_window: float = _FIX.budget_window_s
 
     def __post_init__(self) -> None:
         _check(self.max_retries >= 0, "max_retries must be >= 0")
@@ -110,34 +90,22 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LimiterPolicy:
-    """Adaptive concurrency per provider (AIMD).
+    """Adaptive concurrency of one provider (AIMD): it starts at ``initial``, stays within
+    ``[minimum, maximum]``, grows by ``increase`` per window of fast successes, and shrinks
+    ×``decrease`` on a 429 and ×``slow_decrease`` when a first byte took more than
+    ``slow_factor`` × its baseline (an EWMA with weight ``baseline_weight``) or never came.
 
-    docs/reliability.md has no AIMD anchor; the shape is TCP congestion avoidance (RFC 5681:
-    about +1 per window of successes, halve on loss), and the bounds come from what the
-    endpoints do (reliability §3):
+    The pool's policy holds the template (``maximum`` is ``resilience.max_concurrency``);
+    each member gets :meth:`for_connections` of its own provider."""
 
-    - ``minimum`` 1: Ollama's ``OLLAMA_NUM_PARALLEL`` defaults to 1 per model, so a local server
-      may only ever serve one request at a time; the limit must be able to get there.
-    - ``initial`` 4: the default ``max_connections`` of a provider's httpx pool.
-    - ``maximum`` 8: an editor rarely has more streams worth running at once; keep it at or below
-      the provider's ``max_connections``, or the extra requests queue inside httpx instead.
-    - ``increase`` 1 per window of ``limit`` fast successes, and only while at least half the
-      limit is in use (a limit that was never the constraint has not been tested).
-    - ``decrease`` 0.5 on RateLimited (429): TCP halving.
-    - ``slow_decrease`` 0.9 when the first byte took more than ``slow_factor`` 2× the baseline
-      (an EWMA of first-byte latency with weight ``baseline_weight`` 0.05, about the last 20
-      calls) or never came: latency is a noisier overload signal than a 429, so it backs off
-      gently.
-    """
-
-    initial: int = 4
-    minimum: int = 1
-    maximum: int = 8
-    increase: float = 1.0
-    decrease: float = 0.5
-    slow_decrease: float = 0.9
-    slow_factor: float = 2.0
-    baseline_weight: float = 0.05
+    initial: int = min(ProviderSettings().max_connections, _SET.max_concurrency)
+    minimum: int = _FIX.concurrency_minimum
+    maximum: int = _SET.max_concurrency
+    increase: float = _FIX.concurrency_increase
+    decrease: float = _FIX.concurrency_decrease
+    slow_decrease: float = _FIX.concurrency_slow_decrease
+    slow_factor: float = _FIX.concurrency_slow_factor
+    baseline_weight: float = _FIX.concurrency_baseline_weight
 
     def __post_init__(self) -> None:
         _check(1 <= self.minimum <= self.initial <= self.maximum, "need 1 <= min <= initial <= max")
@@ -147,68 +115,49 @@ class LimiterPolicy:
         _check(self.slow_factor > 1.0, "slow_factor must be > 1")
         _check(0.0 < self.baseline_weight <= 1.0, "baseline_weight must be in (0, 1]")
 
+    def for_connections(self, max_connections: int) -> LimiterPolicy:
+        """This policy for a provider whose connection pool holds ``max_connections``: never
+        more in flight than that (extra requests would queue inside httpx, unseen), and
+        starting there, the size the user gave that provider."""
+        limit = max(self.minimum, min(self.maximum, max_connections))
+        return replace(self, initial=limit, maximum=limit)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResiliencePolicy:
     """All the pool's knobs.
 
-    Deadlines (reliability §2.5/§2.6: the request is the root deadline, it covers every retry and
-    the whole stream, and "first-token deadline separate from total"):
-
-    - ``fim_deadline`` 3 s and ``chat_deadline`` 30 s: reliability §2.6 (completion 3 s, code
-      action 30 s; a hover caller passes its 10 s as ``timeout=``).
-    - ``fim_first_byte`` 1.5 s: half the completion deadline, so one failover still fits. It is
-      the cut-off for a provider with no history *when another provider can take over*; a
-      provider that is the last candidate left waits until the deadline (there is nothing to
-      fail over to, so cutting it would only throw its answer away), and one whose own recent
-      first bytes are slower gets ``first_byte_factor`` 2 × its p95 (with at least
-      ``first_byte_min_samples`` 3 samples), still within the deadline. A local model on a CPU
-      takes seconds to process a new prompt and milliseconds for the same prompt again (its
-      prompt cache): a constant cut-off would cut every cold prompt and so never warm the cache.
-    - ``warm_limit`` 15 s: an attempt cut before its first byte (failover, the deadline, or a
-      superseded prompt the next one shares) is not closed at once: it keeps its slot until the
-      provider's first byte or this long after it started, so its prompt is processed (the
-      server's prompt cache is warm for the next request) and the provider's verdict is known:
-      a first byte means *slow*, recorded as a success and a latency sample; nothing means
-      *failed*. 15 s covers a cold model load (Ollama loads a model on first use, reliability §3)
-      and a long prompt on two CPU cores.
-    - ``chat_first_byte`` 10 s: a third of the chat deadline; leaves room for a cold model load
-      (Ollama loads a model on first use, reliability §3) and for two failovers.
-
-    Hedging (reliability §2.3, "The Tail at Scale"; off by default per reliability §2.6):
-
-    - ``hedging`` False. When on, a request that has no first byte after the member's recent
-      ``hedge_percentile`` 0.95 first-byte latency goes to the next candidate too (p95 limits
-      the extra load to about 5 %); at most one hedge per request (Polly
-      ``MaxHedgedAttempts`` 1).
-    - ``hedge_floor`` 0.1 s so noise on a very fast member does not hedge every call, and
-      ``hedge_min_samples`` 10, below which a p95 means nothing and there is no hedge.
-
-    Health and statistics:
-
-    - ``probes`` True: while a circuit is open, ``provider.probe()`` runs once per open window,
-      when the cooldown ends (reliability RES-01/RES-02: one probe per break window).
-    - ``probe_timeout`` 5 s: httpx's default inactivity timeout (reliability §2.3).
-    - ``latency_window`` 50: the "recent" latency samples kept per member for percentiles.
+    - Deadlines (reliability §2.5): ``fim_deadline`` (``completion.timeout_ms``) and
+      ``chat_deadline`` cover queueing, every retry and the whole stream.
+    - ``fim_first_byte`` / ``chat_first_byte``: the cut-off for a provider with no history
+      *when another provider can take over*; the last candidate waits until the deadline, and
+      one whose recent first bytes are slower gets ``first_byte_factor`` × its p95 (with at
+      least ``first_byte_min_samples``), still within the deadline.
+    - ``warm_limit``: how long an attempt cut before its first byte runs on to it (``pool.py``,
+      warming).
+    - Hedging (opt-in, ``hedging``): after the member's ``hedge_percentile`` first byte (at least
+      ``hedge_floor``, only with ``hedge_min_samples``), at most once per request.
+    - ``probes`` while a circuit is open, each bounded by ``probe_timeout``.
+    - ``latency_window``: the recent samples kept per member for its percentiles.
     """
 
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     limiter: LimiterPolicy = field(default_factory=LimiterPolicy)
-    fim_deadline: float = 3.0
-    chat_deadline: float = 30.0
-    fim_first_byte: float = 1.5
-    chat_first_byte: float = 10.0
-    first_byte_factor: float = 2.0
-    first_byte_min_samples: int = 3
-    warm_limit: float = 15.0
-    hedging: bool = False
-    hedge_percentile: float = 0.95
-    hedge_floor: float = 0.1
-    hedge_min_samples: int = 10
-    probes: bool = True
-    probe_timeout: float = 5.0
-    latency_window: int = 50
+    fim_deadline: float = CompletionSettings().timeout_ms / 1000
+    chat_deadline: float = _FIX.chat_deadline_s
+    fim_first_byte: float = _SET.first_byte_timeout_ms / 1000
+    chat_first_byte: float = _FIX.chat_first_byte_s
+    first_byte_factor: float = _FIX.first_byte_factor
+    first_byte_min_samples: int = _FIX.first_byte_min_samples
+    warm_limit: float = _FIX.warm_limit_s
+    hedging: bool = _SET.hedging
+    hedge_percentile: float = _FIX.hedge_percentile
+    hedge_floor: float = _FIX.hedge_floor_s
+    hedge_min_samples: int = _FIX.hedge_min_samples
+    probes: bool = _SET.health_probes
+    probe_timeout: float = _FIX.probe_timeout_s
+    latency_window: int = _FIX.latency_window
 
     def __post_init__(self) -> None:
         for name in ("fim_deadline", "chat_deadline", "fim_first_byte", "chat_first_byte"):
@@ -223,27 +172,25 @@ class ResiliencePolicy:
         _check(self.latency_window >= 1, "latency_window must be >= 1")
 
 
-def policy_for(
-    settings: ResilienceSettings, *, fim_deadline_ms: int, max_connections: int
-) -> ResiliencePolicy:
-    """The policy a ``[resilience]`` table asks for. Values the loader accepted one by one but
-    that contradict each other are reconciled here, never refused: a cooldown above its cap
-    raises the cap, and no provider is given more concurrency than its connection pool
-    (``max_connections``), or extra requests would queue inside httpx, unseen."""
-    cooldown = settings.cooldown_ms / 1000
-    maximum = max(1, min(settings.max_concurrency, max_connections))
-    fim_deadline = fim_deadline_ms / 1000
+def policy_for(settings: Settings) -> ResiliencePolicy:
+    """The policy a configuration asks for. Values the loader accepted one by one but that
+    contradict each other are reconciled here, never refused: a cooldown above its cap raises
+    the cap, and a first-byte cut-off past the completion deadline is the deadline."""
+    resilience = settings.resilience
+    cooldown = resilience.cooldown_ms / 1000
+    fim_deadline = settings.completion.timeout_ms / 1000
+    maximum = resilience.max_concurrency
     return ResiliencePolicy(
         breaker=BreakerPolicy(
-            consecutive_failures=settings.failure_threshold,
-            failure_rate=settings.failure_rate,
+            consecutive_failures=resilience.failure_threshold,
+            failure_rate=resilience.failure_rate,
             cooldown=cooldown,
-            cooldown_cap=max(cooldown, settings.cooldown_max_ms / 1000),
+            cooldown_cap=max(cooldown, resilience.cooldown_max_ms / 1000),
         ),
-        retry=RetryPolicy(max_retries=settings.max_retries, budget_ratio=settings.retry_budget),
+        retry=RetryPolicy(max_retries=resilience.max_retries, budget_ratio=resilience.retry_budget),
         limiter=LimiterPolicy(initial=min(LimiterPolicy().initial, maximum), maximum=maximum),
         fim_deadline=fim_deadline,
-        fim_first_byte=min(settings.first_byte_timeout_ms / 1000, fim_deadline),
-        hedging=settings.hedging,
-        probes=settings.health_probes,
+        fim_first_byte=min(resilience.first_byte_timeout_ms / 1000, fim_deadline),
+        hedging=resilience.hedging,
+        probes=resilience.health_probes,
     )

@@ -46,7 +46,15 @@ import functools
 import logging
 import random as _random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult, Provider
@@ -80,6 +88,8 @@ class ProviderPool:
     more than a provider object does (address, template). ``clock`` (monotonic seconds),
     ``sleep`` and ``random`` are injected so tests run on fake time. ``on_queued``, when
     given, is told how long (seconds) each attempt waited for a concurrency slot.
+    ``max_connections`` names each provider's connection pool size, which caps that member's
+    concurrency (``LimiterPolicy.for_connections``); a member not named takes the policy's.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class ProviderPool:
         on_queued: Callable[[float], None] | None = None,
         on_outcome: OutcomeListener | None = None,
         on_activity: Callable[[int], None] | None = None,
+        max_connections: Mapping[str, int] | None = None,
     ) -> None:
         if not members:
             raise ValueError("a ProviderPool needs at least one provider")
@@ -110,7 +121,10 @@ class ProviderPool:
             breaker = CircuitBreaker(
                 provider.name, self._policy.breaker, clock=clock, random=random
             )
-            limiter = AdaptiveLimiter(provider.name, self._policy.limiter)
+            limits = self._policy.limiter
+            if max_connections is not None and provider.name in max_connections:
+                limits = limits.for_connections(max_connections[provider.name])
+            limiter = AdaptiveLimiter(provider.name, limits)
             member = Member(
                 provider,
                 priority,
