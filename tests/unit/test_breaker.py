@@ -9,9 +9,9 @@ import pytest
 from tests.fakes.clock import FakeTime
 
 from crucible.resilience.breaker import (
+    BreakerAdmission,
     BreakerState,
     CircuitBreaker,
-    Ticket,
     Transition,
 )
 from crucible.resilience.policy import BreakerPolicy
@@ -119,7 +119,7 @@ async def test_open_refuses_until_the_cooldown_then_half_open_allows_one_trial()
     await time.advance(0.5)
     assert breaker.available()
     trial = breaker.acquire()
-    assert isinstance(trial, Ticket) and trial.trial
+    assert isinstance(trial, BreakerAdmission) and trial.trial
     assert breaker.state is HALF_OPEN
     # Concurrent callers while the trial is out are refused.
     assert breaker.acquire() is None

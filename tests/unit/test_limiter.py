@@ -8,7 +8,7 @@ import pytest
 from tests.fakes.clock import FakeTime
 
 from crucible.resilience.clock import Clock
-from crucible.resilience.limiter import AdaptiveLimiter, LimiterStatus, Slot
+from crucible.resilience.limiter import AdaptiveLimiter, ConcurrencyPermit, LimiterStatus
 from crucible.resilience.policy import LimiterPolicy
 
 
@@ -21,7 +21,7 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def hold(lim: AdaptiveLimiter, n: int) -> list[Slot]:
+def hold(lim: AdaptiveLimiter, n: int) -> list[ConcurrencyPermit]:
     slots = [lim.try_acquire() for _ in range(n)]
     assert all(slots), "expected free slots"
     return [s for s in slots if s is not None]

@@ -7,16 +7,17 @@
     half_open ──(trial succeeded)──▶ closed
     half_open ──(trial failed)──▶ open, with a longer cooldown (×multiplier, up to the cap)
 
-A call asks :meth:`CircuitBreaker.acquire` for a :class:`Ticket` and reports how it went with
-exactly one of :meth:`~CircuitBreaker.record_success`, :meth:`~CircuitBreaker.record_failure` or
-:meth:`~CircuitBreaker.release` (no verdict: cancelled, or a request-specific error). A verdict
-counts only in the state its ticket was issued in: a call admitted while closed that fails after
-the circuit opened tells nothing new, and only the trial decides a half-open circuit.
+A call asks :meth:`CircuitBreaker.acquire` for a :class:`BreakerAdmission` and reports how it
+went with exactly one of :meth:`~CircuitBreaker.record_success`,
+:meth:`~CircuitBreaker.record_failure` or :meth:`~CircuitBreaker.release` (no verdict:
+cancelled, or a request-specific error). A verdict counts only in the state its admission was
+issued in: a call admitted while closed that fails after the circuit opened tells nothing new,
+and only the trial decides a half-open circuit.
 
 The breaker raises nothing of its own; refusal is ``acquire() -> None``. Time comes from an
 injected monotonic clock and cooldown jitter from an injected random source (reliability §2.4:
 Polly and Resilience4j test their breakers on a fake clock the same way). Defaults and their
-sources: :class:`crucible.resilience.policy.BreakerPolicy`.
+sources: ``config/settings.py`` (``ResilienceSettings``, ``ResilienceConstants``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class BreakerState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Ticket:
+class BreakerAdmission:
     """Permission for one call; ``trial`` is the single call a half-open circuit lets through."""
 
     generation: int
@@ -90,7 +91,7 @@ class CircuitBreaker:
         self._clock = clock
         self._random = random
         self._state = BreakerState.CLOSED
-        # Bumped on every transition: tickets from an earlier generation carry no verdict.
+        # Bumped on every transition: admissions from an earlier generation carry no verdict.
         self._generation = 0
         self._window: deque[bool] = deque(maxlen=self._policy.window_size)  # True = failure
         self._consecutive = 0
@@ -119,21 +120,21 @@ class CircuitBreaker:
         return max(0.0, self._open_until - self._clock())
 
     def available(self) -> bool:
-        """Whether :meth:`acquire` would grant a ticket now; changes nothing."""
+        """Whether :meth:`acquire` would grant an admission now; changes nothing."""
         if self._state is BreakerState.CLOSED:
             return True
         if self._state is BreakerState.OPEN:
             return self._clock() >= self._open_until
         return not self._trial_out
 
-    def acquire(self) -> Ticket | None:
-        """A ticket for one call, or None while the circuit refuses calls.
+    def acquire(self) -> BreakerAdmission | None:
+        """An admission for one call, or None while the circuit refuses calls.
 
         After the cooldown, the first caller moves the circuit to half-open and gets the trial;
         everyone else is refused until the trial has a verdict or is released.
         """
         if self._state is BreakerState.CLOSED:
-            return Ticket(self._generation, trial=False)
+            return BreakerAdmission(self._generation, trial=False)
         if self._state is BreakerState.OPEN:
             if self._clock() < self._open_until:
                 return None
@@ -141,10 +142,10 @@ class CircuitBreaker:
         if self._trial_out:
             return None
         self._trial_out = True
-        return Ticket(self._generation, trial=True)
+        return BreakerAdmission(self._generation, trial=True)
 
-    def record_success(self, ticket: Ticket) -> None:
-        if ticket.generation != self._generation:
+    def record_success(self, admission: BreakerAdmission) -> None:
+        if admission.generation != self._generation:
             return
         if self._state is BreakerState.HALF_OPEN:
             self._close("trial succeeded")
@@ -152,9 +153,9 @@ class CircuitBreaker:
             self._consecutive = 0
             self._window.append(False)
 
-    def record_failure(self, ticket: Ticket, reason: str) -> None:
+    def record_failure(self, admission: BreakerAdmission, reason: str) -> None:
         """``reason`` is logged: an error type name or a short phrase, never a message text."""
-        if ticket.generation != self._generation:
+        if admission.generation != self._generation:
             return
         if self._state is BreakerState.HALF_OPEN:
             self._open(f"trial failed ({reason})")
@@ -173,9 +174,9 @@ class CircuitBreaker:
                 f" (last: {reason})"
             )
 
-    def release(self, ticket: Ticket) -> None:
+    def release(self, admission: BreakerAdmission) -> None:
         """The call ended without a verdict; a trial's slot goes to the next caller."""
-        if ticket.trial and ticket.generation == self._generation:
+        if admission.trial and admission.generation == self._generation:
             self._trial_out = False
 
     def status(self) -> BreakerStatus:

@@ -6,11 +6,11 @@ multiplicatively on an explicit overload signal (RateLimited: ×``decrease``) or
 byte took more than ``slow_factor`` × the provider's baseline, or never came
 (×``slow_decrease``). It stays within ``[minimum, maximum]``. The baseline is an EWMA of
 first-byte latency, the part of a call that reflects the provider's queue rather than the
-length of the answer. Defaults and reasoning: :class:`crucible.resilience.policy.LimiterPolicy`.
+length of the answer. Defaults and reasoning: ``config/settings.py`` (``ResilienceConstants``).
 
 Waiters queue in two classes: interactive work (an inline completion the user is waiting for)
 is always admitted before background work (prefetch, reviews); FIFO within a class. A waiter
-that is cancelled leaves the queue, and one cancelled just after being admitted hands its slot
+that is cancelled leaves the queue, and one cancelled just after being admitted hands its permit
 back, so cancellation never leaks capacity.
 
 Raises nothing of its own; ``CancelledError`` propagates from :meth:`AdaptiveLimiter.acquire`
@@ -37,8 +37,9 @@ class LimiterStatus:
     queued: int
 
 
-class Slot:
-    """One unit of concurrency, held for the whole of a call (the stream included).
+class ConcurrencyPermit:
+    """One unit of a provider's concurrency (a slot), held for the whole of a call, stream
+    included.
 
     End it with exactly one of :meth:`succeeded`, :meth:`throttled`, :meth:`timed_out` or
     :meth:`release`; the first call wins and later ones do nothing, so cleanup paths may call
@@ -120,14 +121,14 @@ class AdaptiveLimiter:
     def status(self) -> LimiterStatus:
         return LimiterStatus(self.limit, self._in_flight, self.queued)
 
-    def try_acquire(self) -> Slot | None:
+    def try_acquire(self) -> ConcurrencyPermit | None:
         """A slot now if one is free (nobody can be queued then), else None. Never waits."""
         if self._in_flight >= self.limit:
             return None
         self._in_flight += 1
-        return Slot(self)
+        return ConcurrencyPermit(self)
 
-    async def acquire(self, *, background: bool = False) -> Slot:
+    async def acquire(self, *, background: bool = False) -> ConcurrencyPermit:
         """Wait for a slot; interactive callers are admitted before any background caller."""
         slot = self.try_acquire()
         if slot is not None:
@@ -143,11 +144,11 @@ class AdaptiveLimiter:
             else:
                 queue.remove(waiter)
             raise
-        return Slot(self)
+        return ConcurrencyPermit(self)
 
     async def acquire_until(
         self, clock: Clock, until: float, *, background: bool = False
-    ) -> Slot | None:
+    ) -> ConcurrencyPermit | None:
         """:meth:`acquire`, giving up (None) when ``clock`` reaches ``until``."""
         slot = self.try_acquire()
         if slot is not None:

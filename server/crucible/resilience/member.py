@@ -1,10 +1,12 @@
-"""Member: one provider inside a ProviderPool, with everything the pool knows about it.
+"""Member: what a ProviderPool knows about one of its providers, as a plain record.
 
-A member owns its provider's circuit breaker, adaptive concurrency limiter, recent latencies
-(whole call and first byte), counters, a "parked until" time set by a long Retry-After, and a
-"disabled" reason once the provider rejected its credentials (401/403: no call can succeed
-until the configuration changes, so none is made). It records outcomes and tells the pool's
-``on_outcome`` listener; it does not decide routing (``routing.py``) and raises nothing.
+A member holds its provider, its circuit breaker and concurrency limiter (each with its own
+rules), its recent latencies (whole call and first byte, ``runtime/samples.py``), counters, a
+"parked until" time set by a long Retry-After, a "disabled" reason once the provider rejected
+its credentials, and how many of its attempts are warming. The pool (``pool.py``) is the only
+writer of these fields, from one place per event; this module only reads them: whether the
+member can be asked now (:meth:`Member.selectable`), its place in the order of candidates
+(:meth:`Member.rank`), its :class:`Health` and its :class:`MemberSnapshot`. It raises nothing.
 
 Its health, as status pages and the editor's status bar show it (:class:`Health`)::
 
@@ -20,15 +22,13 @@ only: messages can quote the server, and status must never carry a secret.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from crucible.providers.base import Provider
-from crucible.providers.errors import BadRequest, ProviderError
+from crucible.providers.errors import ProviderError
 from crucible.resilience.breaker import BreakerState, CircuitBreaker
 from crucible.resilience.limiter import AdaptiveLimiter
 from crucible.runtime.samples import RecentSamples
@@ -76,46 +76,25 @@ class MemberSnapshot:
     warming: int
 
 
-def counts_against_breaker(error: ProviderError) -> bool:
-    """BadRequest is about this request (too long, bad parameter), not the provider's health.
-
-    Auth and model errors do count: the provider is unusable as configured, the circuit routes
-    around it, and the background probe (which checks the key and the model) lets it back in
-    once the configuration is fixed.
-    """
-    return not isinstance(error, BadRequest)
-
-
+@dataclass(eq=False, slots=True, kw_only=True)
 class Member:
-    def __init__(
-        self,
-        provider: Provider,
-        priority: int,
-        index: int,
-        breaker: CircuitBreaker,
-        limiter: AdaptiveLimiter,
-        latency_window: int,
-        *,
-        slow_after: float = math.inf,
-        on_outcome: OutcomeListener | None = None,
-    ) -> None:
-        self.provider = provider
-        self.priority = priority
-        self.index = index  # listed order: the tie-break after priority and latency
-        self.breaker = breaker
-        self.limiter = limiter
-        self.latency = RecentSamples(latency_window)
-        self.first_byte = RecentSamples(latency_window)
-        self.calls = 0
-        self.failures = 0
-        self.last_error: str | None = None
-        self.parked_until = 0.0
-        self.probe_task: asyncio.Task[Any] | None = None
-        self.disabled: str | None = None  # why no call is made until the configuration changes
-        self.last_failed = False
-        self.warming = 0  # attempts cut before their first byte, still running to it
-        self._slow_after = slow_after  # a first-byte p50 above this (seconds) is "slow"
-        self._on_outcome = on_outcome
+    """One provider in the pool. Identity equality: members are keys of per-request sets."""
+
+    provider: Provider
+    priority: int
+    index: int  # listed order: the tie-break after priority and latency
+    breaker: CircuitBreaker
+    limiter: AdaptiveLimiter
+    latency: RecentSamples  # whole successful calls, seconds
+    first_byte: RecentSamples  # seconds from the start of an attempt to its first chunk
+    slow_after: float = math.inf  # a first-byte p50 above this (seconds) is "slow"
+    calls: int = 0
+    failures: int = 0
+    last_error: str | None = None  # the type name of the last error
+    last_failed: bool = False  # the last verdict was a failure that says something of health
+    parked_until: float = 0.0  # a long Retry-After: not asked before this time
+    disabled: str | None = None  # why no call is made until the configuration changes
+    warming: int = 0  # attempts cut before their first byte, still running to it
 
     @property
     def name(self) -> str:
@@ -133,30 +112,6 @@ class Member:
         p50 = self.first_byte.percentile(0.5)
         return (self.priority, self.limiter.saturated(), -1.0 if p50 is None else p50, self.index)
 
-    def park(self, now: float, seconds: float) -> None:
-        self.parked_until = max(self.parked_until, now + seconds)
-
-    def disable(self, reason: str) -> None:
-        """No more calls (a rejected key): until the pool is rebuilt or :meth:`enable`."""
-        self.disabled = reason
-
-    def enable(self) -> None:
-        self.disabled = None
-
-    def note_success(self) -> None:
-        self.last_failed = False
-        if self._on_outcome is not None:
-            self._on_outcome(self, None)
-
-    def note_failure(self, error: ProviderError) -> None:
-        self.failures += 1
-        self.last_error = type(error).__name__
-        # A request the provider refused as sent says nothing about its health (as for the
-        # breaker, ``counts_against_breaker``).
-        self.last_failed = self.last_failed or counts_against_breaker(error)
-        if self._on_outcome is not None:
-            self._on_outcome(self, error)
-
     def health(self, now: float) -> Health:
         if self.disabled is not None:
             return Health.DISABLED
@@ -165,7 +120,7 @@ class Member:
         if self.last_failed:
             return Health.FAILING
         p50 = self.first_byte.percentile(0.5)
-        if p50 is not None and p50 > self._slow_after:
+        if p50 is not None and p50 > self.slow_after:
             return Health.SLOW
         return Health.READY
 

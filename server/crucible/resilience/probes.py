@@ -32,16 +32,18 @@ class HealthProbes:
         self._clock = clock
         self._timeout = timeout
         self._closed = False
+        self._loops: dict[str, asyncio.Task[None]] = {}  # by member name: one loop each
 
     def watch(self, member: Member) -> None:
         """Start probing ``member`` (its circuit just opened) unless a probe loop already runs."""
-        if self._closed or (member.probe_task is not None and not member.probe_task.done()):
+        running = self._loops.get(member.name)
+        if self._closed or (running is not None and not running.done()):
             return  # a running loop handles every re-open, including its own
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop (a synchronous caller): the cooldown alone brings it back
-        member.probe_task = loop.create_task(
+        self._loops[member.name] = loop.create_task(
             self._loop(member), name=f"crucible-probe-{member.name}"
         )
 
@@ -62,9 +64,9 @@ class HealthProbes:
             return False, type(exc).__name__
         return result.ok, result.detail
 
-    async def aclose(self, members: list[Member]) -> None:
+    async def aclose(self) -> None:
         self._closed = True
-        tasks = [m.probe_task for m in members if m.probe_task is not None]
+        tasks = list(self._loops.values())
         for task in tasks:
             task.cancel()
         if tasks:
@@ -74,17 +76,17 @@ class HealthProbes:
         breaker = member.breaker
         while breaker.state is BreakerState.OPEN:
             await self._clock.sleep(breaker.cooldown_remaining())
-            ticket = breaker.acquire()
-            if ticket is None:
+            admission = breaker.acquire()
+            if admission is None:
                 continue  # woke a hair early, or a request took the trial (then the loop ends)
             try:
                 ok, detail = await self.run(member)
             except BaseException:
-                breaker.release(ticket)  # cancelled (aclose): the trial goes back unused
+                breaker.release(admission)  # cancelled (aclose): the trial goes back unused
                 raise
             if ok:
-                breaker.release(ticket)
+                breaker.release(admission)
                 log.info("provider %s: probe ok; the next request is the trial", member.name)
                 return
             log.debug("provider %s: probe failed: %s", member.name, detail)
-            breaker.record_failure(ticket, "probe failed")
+            breaker.record_failure(admission, "probe failed")
