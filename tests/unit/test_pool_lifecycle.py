@@ -427,3 +427,23 @@ async def test_pool_probe_reports_every_member() -> None:
     result = await pool.probe()
     assert result.ok
     assert result.detail == "a: down; b: ok"
+
+
+# -- bounded history ---------------------------------------------------------------------------
+
+
+async def test_what_the_pool_remembers_per_request_stays_bounded_over_many_requests() -> None:
+    # Every completion used to leave a timestamp in the retry budget for good: it expired only
+    # when a retry or a hedge asked for the budget, which completions never do.
+    time = FakeTime()
+    a = ScriptedProvider("a", time, Reply(("ok",), first_byte=0.005))
+    pool = make_pool(time, (a, 0))
+    for _ in range(1500):
+        assert await collect(time, pool.stream_fim(FIM)) == ["ok"]
+        await time.advance(0.005)
+    # 10 ms a request: the 10 s budget window holds about 1,000 of the 1,500.
+    assert pool._budget.held <= 1001  # private: no status shows the budget's memory
+    snap = member(pool, "a")
+    assert snap.calls == 1500
+    assert (snap.in_flight, snap.queued, snap.warming) == (0, 0, 0)
+    assert len(pool._warming) == 0
