@@ -30,6 +30,7 @@ from crucible.config.settings import (
     Settings,
 )
 from crucible.context.privacy import WorkspacePrivacy
+from crucible.context.recent import RecentDocuments
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
@@ -94,6 +95,8 @@ class App:
         self.status_feed = StatusFeed(self._status_payload)
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
+        # Open documents, most recently opened/edited first: neighbour candidates.
+        self.recent = RecentDocuments()
         self._apply(self._load())
 
     # -- configuration ---------------------------------------------------------------------
