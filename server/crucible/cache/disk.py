@@ -56,8 +56,6 @@ class DiskStats:
 
     enabled: bool
     path: str
-    hits: int
-    misses: int
     entries: int
     bytes: int
     evictions: int
@@ -116,7 +114,7 @@ class DiskCache:
         self._inflight: list[dict[str, tuple[str, float, int]]] = []  # being written
         self._timer: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task[None] | None = None
-        self._hits = self._misses = self._dropped = 0
+        self._dropped = 0
 
     async def open(self) -> None:
         if not self._wanted or self._opened:
@@ -148,12 +146,10 @@ class DiskCache:
             reader = self._reader
             found = await reader.call(reader.run, lambda conn: _select(conn, key), None)
         if found is None or found[1] + self._ttl_s < now:
-            self._misses += 1
             if found is not None:
                 self._batch.expired[key] = now - self._ttl_s
                 self._kick()
             return None
-        self._hits += 1
         self._batch.touched[key] = now
         self._kick()
         return found[0]
@@ -199,7 +195,7 @@ class DiskCache:
     def stats(self) -> DiskStats:
         f = self._file
         return DiskStats(
-            enabled=self._enabled, path=str(f.path), hits=self._hits, misses=self._misses,
+            enabled=self._enabled, path=str(f.path),
             entries=f.entries, bytes=f.bytes, evictions=f.evictions, writes=f.writes,
             errors=f.errors, recoveries=f.recoveries, pending=len(self._batch.puts),
             dropped=self._dropped,
