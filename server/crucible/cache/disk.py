@@ -114,12 +114,14 @@ class DiskCache:
         self._inflight: list[dict[str, tuple[str, float, int]]] = []  # being written
         self._timer: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one open() ran on
         self._dropped = 0
 
     async def open(self) -> None:
         if not self._wanted or self._opened:
             return
         self._opened = True
+        self._loop = asyncio.get_running_loop()  # flushes are scheduled there
         writer = self._writer
         try:
             await writer.call(lambda: self._totals(writer.connection()))
@@ -221,12 +223,10 @@ class DiskCache:
         """Make sure a flush will come: soon, or at once when the queue is large."""
         if self._drainer is not None and not self._drainer.done():
             return  # it loops until the queue is empty
-        now = len(self._batch) >= _BATCH_ROWS
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop (a sync caller): flush() or close() writes the queue
-        if now or self._flush_delay_s <= 0:
+        loop = self._loop
+        if loop is None:
+            return  # never opened: nothing is enabled, nothing queued
+        if len(self._batch) >= _BATCH_ROWS or self._flush_delay_s <= 0:
             self._start_drain()
         elif self._timer is None:
             self._timer = loop.call_later(self._flush_delay_s, self._start_drain)
@@ -238,10 +238,8 @@ class DiskCache:
 
     def _start_drain(self) -> None:
         self._timer = None
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(
-                self._drain(), name="crucible-disk-cache-flush"
-            )
+        if self._loop is not None and (self._drainer is None or self._drainer.done()):
+            self._drainer = self._loop.create_task(self._drain(), name="crucible-disk-cache-flush")
 
     async def _drain(self) -> None:
         while self._enabled and self._batch:

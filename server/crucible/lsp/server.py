@@ -62,6 +62,10 @@ class Backend(Protocol):
         """Load configuration for this workspace; returns the problems to show the user."""
         ...
 
+    async def start(self) -> None:
+        """Start what needs the event loop, on the running one; once, after ``initialize``."""
+        ...
+
     def change_configuration(self, client_settings: object) -> list[str]:
         """Apply editor settings (didChangeConfiguration / workspace/configuration)."""
         ...
