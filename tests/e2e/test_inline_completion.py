@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lsprotocol import types
 from tests.e2e.conftest import (
+    Editor,
     Session,
     end_of,
     inline,
@@ -195,3 +196,26 @@ async def test_a_same_language_neighbour_is_found_behind_other_recent_files(
     assert names[0] == "helpers.py"
     assert sent.body["input_extra"][0]["text"] == "def helper():\n    return 42\n"
     assert sorted(names[1:]) == ["config.json", "todo.txt"]  # the two most recent of the rest
+
+
+async def test_an_edited_neighbour_is_sent_as_edited(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    """A neighbour's head is read once per version: after an edit, the next prompt has the
+    new text."""
+    async with lsp_session(provider_options(fake, "llamacpp")) as client:
+        helpers_text = "def helper():\n    return 42\n"
+        helpers = Editor(
+            client, open_document(client, helpers_text, name="helpers.py"), helpers_text
+        )
+        uri = open_document(client, PREFIX)
+        await inline(client, uri, end_of(PREFIX))
+        helpers.edit(len("def "), len("def helper"), "assist")
+        other = open_document(client, "x = ", name="other.py")
+        await inline(client, other, end_of("x = "))
+
+    first, second = fake.generation_requests()
+    assert first.body["input_extra"][0]["text"] == "def helper():\n    return 42\n"
+    names = [e["filename"].rpartition("/")[2] for e in second.body["input_extra"]]
+    assert names == ["helpers.py", "main.py"]  # the edit made it the most recent
+    assert second.body["input_extra"][0]["text"] == "def assist():\n    return 42\n"
