@@ -413,8 +413,7 @@ class App:
         if self.cache is not None:
             await self.cache.aclose()
         waiting, self._unstarted = self._unstarted, []  # never started: close them now
-        for work, _ in waiting:
-            await work
+        await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
         if self._tasks is not None:
             await self._tasks.aclose()
 
