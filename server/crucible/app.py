@@ -4,10 +4,19 @@
 initializationOptions, its later settings) and rebuilds what a change affects: providers whose
 settings did not change keep their connection pools; the others are replaced and the old ones
 closed in the background.
+
+Its life has three steps, in this order: ``App()`` (no event loop needed: the process builds
+it before the loop exists), ``initialize`` (the workspace and the editor's options, applied
+as a configuration change), then ``await start()`` on the loop that serves, which opens the
+disk cache in the background and from then on runs background work (closing what a change
+replaced) on that loop. Before ``start`` nothing that needs a loop is attempted: what a change
+replaced waits, unclosed and unused, and is closed at ``start`` (or by ``aclose`` if the App
+never started). ``aclose`` ends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections import Counter
@@ -30,6 +39,7 @@ from crucible.config.settings import (
     Settings,
 )
 from crucible.context.privacy import WorkspacePrivacy
+from crucible.context.recent import RecentDocuments
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
@@ -68,7 +78,9 @@ class App:
         self._init_options: object = None
         self._client_settings: object = None
         self.telemetry = Telemetry()
-        self._tasks = BackgroundTasks()
+        # Background work, on the loop ``start`` found; before it, the work waits here.
+        self._tasks: BackgroundTasks | None = None
+        self._unstarted: list[tuple[Coroutine[Any, Any, None], str]] = []
         self._providers: dict[ProviderSettings, Provider] = {}
         self.cache: TieredCache | None = None
         self._cache_settings: CacheSettings | None = None
@@ -94,7 +106,28 @@ class App:
         self.status_feed = StatusFeed(self._status_payload)
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
+        # Open documents, most recently opened/edited first: neighbour candidates.
+        self.recent = RecentDocuments()
         self._apply(self._load())
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._tasks is not None
+
+    async def start(self) -> None:
+        """Start what needs the event loop, on the running one (after ``initialize``): open
+        the disk cache in the background, and close what configurations applied so far
+        replaced. Later calls do nothing."""
+        if self._tasks is not None:
+            return
+        self._tasks = BackgroundTasks(asyncio.get_running_loop())
+        if self.cache is not None:
+            self.cache.start()
+        waiting, self._unstarted = self._unstarted, []
+        for work, name in waiting:
+            self._tasks.spawn(work, name=name)
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -196,17 +229,15 @@ class App:
 
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
-        carry everything else that changes an answer); open it once a loop runs."""
+        carry everything else that changes an answer); open it once started (``start``
+        opens one built before)."""
         if settings != self._cache_settings:
             old, self.cache = self.cache, self._build_cache(settings)
             self._cache_settings = settings
             if old is not None:
                 self._spawn(old.aclose(), "close the old cache")
-        if self.cache is not None:
-            try:
-                self.cache.start()  # once: later calls find it started
-            except RuntimeError:  # no running loop yet (start-up): initialize() comes back
-                pass
+        if self.cache is not None and self.started:
+            self.cache.start()  # once: later calls find it started
 
     def _build_cache(self, settings: CacheSettings) -> TieredCache | None:
         if not settings.enabled:
@@ -254,15 +285,12 @@ class App:
     def _close_later(self, provider: Provider) -> None:
         self._spawn(provider.aclose(), f"close {provider.name}")
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> bool:
-        """Run ``work`` in the background; False (and ``work`` dropped) before a loop runs,
-        at start-up, when nothing can be open yet."""
-        try:
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` in the background; before ``start``, once started."""
+        if self._tasks is None:
+            self._unstarted.append((work, name))
+        else:
             self._tasks.spawn(work, name=name)
-        except RuntimeError:
-            work.close()
-            return False
-        return True
 
     # -- what the user is told -------------------------------------------------------------
 
@@ -378,7 +406,10 @@ class App:
             await provider.aclose()
         if self.cache is not None:
             await self.cache.aclose()
-        await self._tasks.aclose()
+        waiting, self._unstarted = self._unstarted, []  # never started: close them now
+        await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
+        if self._tasks is not None:
+            await self._tasks.aclose()
 
 
 def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:

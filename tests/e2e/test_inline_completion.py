@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lsprotocol import types
 from tests.e2e.conftest import (
+    Editor,
     Session,
     end_of,
     inline,
@@ -175,3 +176,46 @@ async def test_completion_items_can_be_turned_off(fake: FakeProvider, lsp_sessio
         )
     assert isinstance(result, types.CompletionList) and not result.items
     assert fake.generation_requests() == []
+
+
+async def test_a_same_language_neighbour_is_found_behind_other_recent_files(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    """Three files of other languages opened after a Python file still leave it the first
+    neighbour of another Python file (``neighbour_files`` is 3 by default)."""
+    async with lsp_session(provider_options(fake, "llamacpp")) as client:
+        open_document(client, "def helper():\n    return 42\n", name="helpers.py")
+        open_document(client, "# Notes\n", name="notes.md", language="markdown")
+        open_document(client, '{"debug": true}\n', name="config.json", language="json")
+        open_document(client, "buy milk\n", name="todo.txt", language="plaintext")
+        uri = open_document(client, PREFIX)
+        await inline(client, uri, end_of(PREFIX))
+
+    [sent] = fake.generation_requests()
+    names = [e["filename"].rpartition("/")[2] for e in sent.body["input_extra"]]
+    assert names[0] == "helpers.py"
+    assert sent.body["input_extra"][0]["text"] == "def helper():\n    return 42\n"
+    assert sorted(names[1:]) == ["config.json", "todo.txt"]  # the two most recent of the rest
+
+
+async def test_an_edited_neighbour_is_sent_as_edited(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    """A neighbour's head is read once per version: after an edit, the next prompt has the
+    new text."""
+    async with lsp_session(provider_options(fake, "llamacpp")) as client:
+        helpers_text = "def helper():\n    return 42\n"
+        helpers = Editor(
+            client, open_document(client, helpers_text, name="helpers.py"), helpers_text
+        )
+        uri = open_document(client, PREFIX)
+        await inline(client, uri, end_of(PREFIX))
+        helpers.edit(len("def "), len("def helper"), "assist")
+        other = open_document(client, "x = ", name="other.py")
+        await inline(client, other, end_of("x = "))
+
+    first, second = fake.generation_requests()
+    assert first.body["input_extra"][0]["text"] == "def helper():\n    return 42\n"
+    names = [e["filename"].rpartition("/")[2] for e in second.body["input_extra"]]
+    assert names == ["helpers.py", "main.py"]  # the edit made it the most recent
+    assert second.body["input_extra"][0]["text"] == "def assist():\n    return 42\n"

@@ -9,6 +9,7 @@ import pytest
 
 from crucible.completion.plan import PromptPrivacy, plan_completion
 from crucible.config.settings import CompletionSettings
+from crucible.context.neighbours import OpenFile
 from crucible.context.privacy import PrivacyRules, WorkspacePrivacy
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import cut_window
@@ -139,7 +140,7 @@ def _plan(text: str, neighbours: tuple[DocumentSnapshot, ...] = (), *, redact: b
         ["id"],
         snapshot,
         window,
-        neighbours,
+        tuple(OpenFile.of(doc) for doc in neighbours),
         privacy,  # type: ignore[arg-type]
     )
 

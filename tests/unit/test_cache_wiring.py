@@ -3,6 +3,7 @@ providers only), what goes into keys, where the disk file lives, and turning lev
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,41 @@ def test_levels_can_be_turned_off(tmp_path: Path) -> None:
     assert no_cache.cache is None
     assert no_cache.status()["cache"]["enabled"] is False
     assert not no_cache.completion.prefetching
+
+
+def test_nothing_needs_a_loop_before_start_and_start_runs_what_waited_for_it(
+    tmp_path: Path,
+) -> None:
+    """Built and configured before any event loop exists (as the process does); ``start`` on
+    the serving loop opens the disk cache and closes what the configuration replaced."""
+    app = app_with(tmp_path, "")
+    replaced_provider = next(iter(app._providers.values()))
+    replaced_cache = app.cache
+    other = {"name": "other", "kind": "ollama", "base_url": "http://127.0.0.1:9"}
+    app.initialize(str(tmp_path), {"providers": [other], "cache": {"memory_mb": 2}})
+    assert app.cache is not replaced_cache and not app.started
+    assert app.status()["cache"]["levels"]["l2"]["enabled"] is False  # not opened yet
+    assert not replaced_provider._client.is_closed  # waits for the loop
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        await app.start()
+        await app.start()  # once
+        assert app.started and app._tasks is not None and app._tasks._loop is loop
+        assert app.cache is not None
+        await app.cache.open()  # the opening start() began
+        assert app.status()["cache"]["levels"]["l2"]["enabled"] is True
+        await asyncio.sleep(0)  # the closes run in the background
+        assert replaced_provider._client.is_closed
+        await app.aclose()
+
+    asyncio.run(serve())
+
+
+def test_an_app_that_never_started_closes_what_waited_in_aclose(tmp_path: Path) -> None:
+    app = app_with(tmp_path, "")
+    replaced_provider = next(iter(app._providers.values()))
+    other = {"name": "other", "kind": "ollama", "base_url": "http://127.0.0.1:9"}
+    app.initialize(str(tmp_path), {"providers": [other]})
+    asyncio.run(app.aclose())
+    assert replaced_provider._client.is_closed and not app.started

@@ -156,7 +156,7 @@ async def test_values_survive_a_restart(make: Make, db: Path) -> None:
     assert await second.get(KEY) == "def f():\n    return 1 → ✓"
     assert await second.get("cd" * 32) is None
     s = second.stats()
-    assert (s.enabled, s.path, s.hits, s.misses, s.entries) == (True, str(db), 1, 1, 1)
+    assert (s.enabled, s.path, s.entries) == (True, str(db), 1)
 
 
 async def test_a_put_is_readable_at_once_before_it_reaches_the_file(make: Make, db: Path) -> None:
@@ -183,7 +183,7 @@ async def test_expired_rows_are_misses_and_are_deleted(make: Make, db: Path) -> 
     assert await cache.get(KEY) is None
     await cache.flush()
     assert rows(db) == {}
-    assert (cache.stats().hits, cache.stats().misses, cache.stats().entries) == (1, 1, 0)
+    assert cache.stats().entries == 0
 
 
 async def test_eviction_drops_least_recently_used_first_and_honours_reads(
@@ -257,7 +257,7 @@ async def test_stats_count_what_happened(make: Make) -> None:
     assert await cache.get("zz") is None
     assert await cache.get("zz") is None
     s = cache.stats()
-    assert (s.hits, s.misses, s.entries, s.bytes, s.writes, s.evictions) == (1, 2, 2, 11, 2, 0)
+    assert (s.entries, s.bytes, s.writes, s.evictions) == (2, 11, 2, 0)
     assert (s.errors, s.recoveries, s.pending) == (0, 0, 0)
 
 
@@ -607,7 +607,7 @@ async def test_an_unusable_directory_turns_the_cache_off(
     assert await cache.get(KEY) is None
     assert await cache.clear() == 0
     s = cache.stats()
-    assert (s.enabled, s.hits, s.misses, s.writes, s.entries) == (False, 0, 0, 0, 0)
+    assert (s.enabled, s.writes, s.entries) == (False, 0, 0)
     await cache.close()
     assert mode(path) is None
 

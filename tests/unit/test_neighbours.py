@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from crucible.context.neighbours import select_neighbours
+from crucible.context.neighbours import OpenFile, select_neighbours
 from crucible.context.snapshot import ContextFile, DocumentSnapshot
 
 
-def doc(name: str, language_id: str, text: str) -> DocumentSnapshot:
+def snapshot(name: str, language_id: str, text: str) -> DocumentSnapshot:
     return DocumentSnapshot(f"file:///src/{name}", f"/src/{name}", language_id, 1, text)
 
 
-CURRENT = doc("app.py", "python", "from models import User\n\nuser = User(")
-MODELS = doc("models.py", "python", "class User:\n    def __init__(self, name):\n        ...\n")
+def doc(name: str, language_id: str, text: str) -> OpenFile:
+    return OpenFile.of(snapshot(name, language_id, text))
+
+
+CURRENT = snapshot("app.py", "python", "from models import User\n\nuser = User(")
+MODELS_TEXT = "class User:\n    def __init__(self, name):\n        ...\n"
+MODELS = doc("models.py", "python", MODELS_TEXT)
 DB = doc("db.py", "python", "import sqlite3\n\nDB = sqlite3.connect(':memory:')\n")
 README = doc("README.md", "markdown", "# App\n\nRun `python app.py`.\n")
 STYLE = doc("style.css", "css", "body { margin: 0; }\n")
@@ -26,7 +31,7 @@ def paths(files: tuple[ContextFile, ...]) -> list[str]:
 def test_same_language_first_then_the_rest_in_the_given_order() -> None:
     files = select_neighbours(CURRENT, [README, MODELS, STYLE, DB], max_files=4, max_chars=1000)
     assert paths(files) == ["/src/models.py", "/src/db.py", "/src/README.md", "/src/style.css"]
-    assert files[0] == ContextFile("/src/models.py", MODELS.text)
+    assert files[0] == ContextFile("/src/models.py", MODELS_TEXT)
 
 
 def test_current_document_is_never_its_own_neighbour() -> None:
@@ -74,9 +79,47 @@ def test_empty_and_blank_documents_are_skipped() -> None:
 
 
 def test_reading_stops_once_same_language_files_fill_the_quota() -> None:
-    def most_recent_first() -> Iterator[DocumentSnapshot]:
+    def most_recent_first() -> Iterator[OpenFile]:
         yield MODELS
         yield DB
         raise AssertionError("read past the quota")
 
     assert len(select_neighbours(CURRENT, most_recent_first(), max_files=2, max_chars=100)) == 2
+
+
+def test_a_file_reads_only_its_head_and_only_once() -> None:
+    reads: list[int] = []
+
+    def read(n: int) -> str:
+        reads.append(n)
+        return MODELS_TEXT[:n]
+
+    models = OpenFile("file:///src/models.py", "/src/models.py", "python", len(MODELS_TEXT), read)
+    for _ in range(3):  # one request planned three times (first, alternatives, prefetch)
+        select_neighbours(CURRENT, [models], max_files=1, max_chars=20)
+    assert reads == [21]  # the budget and one character to see whether the text goes on
+
+
+def test_a_text_exactly_the_budget_long_is_kept_whole() -> None:
+    text = "x = 1\ny = 2"  # no final line break: the last line is whole only at the end
+    (whole,) = select_neighbours(CURRENT, [doc("xy.py", "python", text)], max_files=1,
+                                 max_chars=len(text))  # fmt: skip
+    assert whole.text == text
+    (cut,) = select_neighbours(CURRENT, [doc("xy.py", "python", text + "3")], max_files=1,
+                               max_chars=len(text))  # fmt: skip
+    assert cut.text == "x = 1\n"
+
+
+def test_excluded_files_are_skipped_unread() -> None:
+    def secret_read(n: int) -> str:
+        raise AssertionError("an excluded file was read")
+
+    secret = OpenFile("file:///src/.env.py", "/src/.env.py", "python", 10, secret_read)
+    files = select_neighbours(
+        CURRENT,
+        [secret, MODELS],
+        max_files=1,
+        max_chars=100,
+        excluded=lambda path: path.endswith(".env.py"),
+    )
+    assert paths(files) == ["/src/models.py"]

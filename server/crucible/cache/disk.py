@@ -56,8 +56,6 @@ class DiskStats:
 
     enabled: bool
     path: str
-    hits: int
-    misses: int
     entries: int
     bytes: int
     evictions: int
@@ -116,12 +114,14 @@ class DiskCache:
         self._inflight: list[dict[str, tuple[str, float, int]]] = []  # being written
         self._timer: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task[None] | None = None
-        self._hits = self._misses = self._dropped = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one open() ran on
+        self._dropped = 0
 
     async def open(self) -> None:
         if not self._wanted or self._opened:
             return
         self._opened = True
+        self._loop = asyncio.get_running_loop()  # flushes are scheduled there
         writer = self._writer
         try:
             await writer.call(lambda: self._totals(writer.connection()))
@@ -148,12 +148,10 @@ class DiskCache:
             reader = self._reader
             found = await reader.call(reader.run, lambda conn: _select(conn, key), None)
         if found is None or found[1] + self._ttl_s < now:
-            self._misses += 1
             if found is not None:
                 self._batch.expired[key] = now - self._ttl_s
                 self._kick()
             return None
-        self._hits += 1
         self._batch.touched[key] = now
         self._kick()
         return found[0]
@@ -199,7 +197,7 @@ class DiskCache:
     def stats(self) -> DiskStats:
         f = self._file
         return DiskStats(
-            enabled=self._enabled, path=str(f.path), hits=self._hits, misses=self._misses,
+            enabled=self._enabled, path=str(f.path),
             entries=f.entries, bytes=f.bytes, evictions=f.evictions, writes=f.writes,
             errors=f.errors, recoveries=f.recoveries, pending=len(self._batch.puts),
             dropped=self._dropped,
@@ -225,12 +223,10 @@ class DiskCache:
         """Make sure a flush will come: soon, or at once when the queue is large."""
         if self._drainer is not None and not self._drainer.done():
             return  # it loops until the queue is empty
-        now = len(self._batch) >= _BATCH_ROWS
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop (a sync caller): flush() or close() writes the queue
-        if now or self._flush_delay_s <= 0:
+        loop = self._loop
+        if loop is None:
+            return  # never opened: nothing is enabled, nothing queued
+        if len(self._batch) >= _BATCH_ROWS or self._flush_delay_s <= 0:
             self._start_drain()
         elif self._timer is None:
             self._timer = loop.call_later(self._flush_delay_s, self._start_drain)
@@ -242,10 +238,8 @@ class DiskCache:
 
     def _start_drain(self) -> None:
         self._timer = None
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(
-                self._drain(), name="crucible-disk-cache-flush"
-            )
+        if self._loop is not None and (self._drainer is None or self._drainer.done()):
+            self._drainer = self._loop.create_task(self._drain(), name="crucible-disk-cache-flush")
 
     async def _drain(self) -> None:
         while self._enabled and self._batch:

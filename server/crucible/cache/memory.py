@@ -31,8 +31,6 @@ class MemoryStats:
     bytes: int
     budget_bytes: int
     max_bytes: int
-    hits: int
-    misses: int
     evictions: int  # pushed out to stay within the budget (expiry is not eviction)
     expirations: int
 
@@ -70,18 +68,12 @@ class MemoryCache(Generic[V]):
             timer=clock,
             getsizeof=lambda item: item[1],
         )
-        self._hits = 0
-        self._misses = 0
         self._expirations = 0
 
     def get(self, key: str) -> V | None:
         self._expire()
         item = self._entries.get(key)
-        if item is None:
-            self._misses += 1
-            return None
-        self._hits += 1
-        return item[0]
+        return None if item is None else item[0]
 
     def put(self, key: str, value: V) -> None:
         size = self._size_of(key, value)
@@ -119,8 +111,6 @@ class MemoryCache(Generic[V]):
             bytes=int(self._entries.currsize),
             budget_bytes=self._budget,
             max_bytes=self._max_bytes,
-            hits=self._hits,
-            misses=self._misses,
             evictions=self._entries.evictions,
             expirations=self._expirations,
         )

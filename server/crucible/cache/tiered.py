@@ -12,6 +12,11 @@ ended normally and passed the post-processing); errors, timeouts, cancellations 
 streams never reach it. An answer with empty text is a real answer ("nothing worth suggesting
 here") and is cached like any other, so the provider is not asked again at that spot.
 
+Hits and misses are counted here, once, where ``crucible/status`` reads them (``stats``): an
+L1 hit, an L2 hit (a row that decodes into an answer), a miss (a ``lookup`` neither level could
+answer; ``in_memory`` alone counts no miss), and type-through hits (``TypeThrough.hits``). The
+levels count only what is theirs (entries, bytes, evictions, errors).
+
 Errors: none raised to callers. L2 failures are handled (and counted) inside ``DiskCache``.
 """
 

@@ -21,7 +21,7 @@ from typing import Any
 from crucible.cache.keys import completion_key
 from crucible.completion.stopping import wants_multiline
 from crucible.config.settings import CompletionSettings
-from crucible.context.neighbours import select_neighbours
+from crucible.context.neighbours import OpenFile, select_neighbours
 from crucible.context.privacy import PrivacyRules
 from crucible.context.redaction import contains_private_key, redact, redact_window
 from crucible.context.snapshot import ContextFile, DocumentSnapshot
@@ -57,7 +57,7 @@ def plan_completion(
     identity: Sequence[Any],
     snapshot: DocumentSnapshot,
     window: ContextWindow,
-    neighbours: Sequence[DocumentSnapshot],
+    neighbours: Sequence[OpenFile],
     privacy: PromptPrivacy,
 ) -> Plan | None:
     """The plan for ``window`` of ``snapshot``; ``identity`` describes the providers (every
@@ -71,13 +71,13 @@ def plan_completion(
             return None
         prefix, suffix, redactions = redacted.prefix, redacted.suffix, redacted.count
     rules = privacy.rules
-    allowed = [doc for doc in neighbours if not rules.excludes(doc.path)]
     extra: list[ContextFile] = []
     for other in select_neighbours(
         snapshot,
-        allowed,
+        neighbours,
         max_files=settings.neighbour_files,
         max_chars=settings.neighbour_chars,
+        excluded=rules.excludes,
     ):
         if contains_private_key(other.text):
             continue  # a key block cut by the head's end cannot be delimited: leave it out

@@ -47,6 +47,7 @@ from crucible.completion.postprocess import Suggestion, postprocess
 from crucible.completion.prefetch import Prefetches, accepted
 from crucible.completion.reuse import StreamJob, find_reusable
 from crucible.config.settings import CompletionSettings
+from crucible.context.neighbours import OpenFile
 from crucible.context.privacy import WorkspacePrivacy
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow, cut_window
@@ -69,7 +70,7 @@ class CompletionRequest:
     snapshot: DocumentSnapshot
     offset: int  # cursor, as an index into snapshot.text
     invoked: bool = False  # the user asked explicitly: skip the debounce
-    neighbours: tuple[DocumentSnapshot, ...] = ()  # other open documents, most recent first
+    neighbours: tuple[OpenFile, ...] = ()  # other open documents, most recent first
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +382,7 @@ class CompletionService:
         self,
         snapshot: DocumentSnapshot,
         window: ContextWindow,
-        neighbours: Sequence[DocumentSnapshot],
+        neighbours: Sequence[OpenFile],
     ) -> Plan | None:
         """The plan, or None when nothing of this window may be sent (``plan.py``)."""
         assert self._pool is not None  # only planned while enabled

@@ -284,13 +284,9 @@ class CrucibleProtocol(LanguageServerProtocol):
 
     def _connect_client_log(self) -> None:
         handler = client_handler()
-        if handler is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not serving on a loop (cannot happen with pygls 2's readers)
-            return
-        handler.connect(self._send_log, loop, self._log_backlog_full)
+        if handler is not None:
+            # Frames are handled on the serving loop (``_read_frames``): the drains go there.
+            handler.connect(self._send_log, asyncio.get_running_loop(), self._log_backlog_full)
 
     def _send_log(self, kind: int, text: str) -> None:
         self.notify(

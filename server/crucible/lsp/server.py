@@ -20,7 +20,6 @@ import os
 import sys
 import threading
 import time
-from collections import OrderedDict
 from typing import Any, Protocol
 
 from lsprotocol import types
@@ -30,6 +29,8 @@ from pygls.lsp.server import LanguageServer
 
 import crucible
 from crucible.completion.service import CompletionService
+from crucible.context.neighbours import OpenFile
+from crucible.context.recent import RecentDocuments
 from crucible.lsp.clients import ClientTraits
 from crucible.lsp.framing import CHUNK, FrameReader
 from crucible.lsp.protocol import (
@@ -44,12 +45,6 @@ from crucible.runtime.parent import ParentWatch
 logger = logging.getLogger(__name__)
 
 DID_CHANGE_STATUS = "crucible/didChangeStatus"
-# Documents remembered, most recently opened/edited first: the neighbour candidates, and the
-# documents whose per-document state (debounce rhythm, type-through anchors, newest prefix)
-# the services keep. A document pushed out of the list is forgotten as if closed (it stays
-# open: its next edit starts that state afresh), so a client that opens thousands of files
-# and never closes them costs Crucible a bounded amount besides their text, which pygls keeps.
-_MAX_RECENT = 256
 
 
 class Backend(Protocol):
@@ -58,8 +53,17 @@ class Backend(Protocol):
     @property
     def completion(self) -> CompletionService: ...
 
+    @property
+    def recent(self) -> RecentDocuments:
+        """Open documents, most recently opened/edited first (``context/recent.py``)."""
+        ...
+
     def initialize(self, workspace_root: str | None, init_options: object) -> list[str]:
         """Load configuration for this workspace; returns the problems to show the user."""
+        ...
+
+    async def start(self) -> None:
+        """Start what needs the event loop, on the running one; once, after ``initialize``."""
         ...
 
     def change_configuration(self, client_settings: object) -> list[str]:
@@ -99,8 +103,6 @@ class CrucibleLanguageServer(LanguageServer):
     def __init__(self, backend: Backend) -> None:
         super().__init__("crucible", crucible.__version__, protocol_cls=CrucibleProtocol)
         self.backend = backend
-        # Most recently opened/edited documents first: the neighbour context for completions.
-        self.recent_uris: OrderedDict[str, None] = OrderedDict()
         self._last_popup = float("-inf")
         # Configuration problems found at initialize, shown once the client is ready for them.
         self.pending_problems: list[str] = []
@@ -111,16 +113,16 @@ class CrucibleLanguageServer(LanguageServer):
         self.told_too_large: set[str] = set()
         self._parent_watch: ParentWatch | None = None
 
-    def touch(self, uri: str) -> None:
-        self.recent_uris[uri] = None
-        self.recent_uris.move_to_end(uri, last=False)
-        while len(self.recent_uris) > _MAX_RECENT:
-            evicted, _ = self.recent_uris.popitem()
+    def touch(self, file: OpenFile) -> None:
+        """``file`` was opened or edited; a document the recency list pushes out is
+        forgotten as if closed (it stays open: its next edit starts afresh)."""
+        for evicted in self.backend.recent.touch(file):
             self.told_too_large.discard(evicted)
             self.backend.completion.document_closed(evicted)
 
     def forget(self, uri: str) -> None:
-        self.recent_uris.pop(uri, None)
+        """``uri`` was closed."""
+        self.backend.recent.forget(uri)
         self.told_too_large.discard(uri)
 
     def report_server_error(

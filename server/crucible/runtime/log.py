@@ -140,7 +140,7 @@ class ClientLogHandler(logging.Handler):
             return
         try:
             self._loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop is closed: the connection is gone
+        except RuntimeError:  # the loop has closed (a record from another thread at exit)
             self._send = self._loop = self._congested = None
             return
         self._drain_scheduled = True

@@ -91,6 +91,7 @@ class StatusFeed:
         self._min_interval = min_interval
         self._clock = clock
         self._send: Callable[[dict[str, Any]], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one connect() was called on
         self._last: dict[str, Any] | None = None
         self._last_at = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
@@ -101,24 +102,22 @@ class StatusFeed:
         return self._last
 
     def connect(self, send: Callable[[dict[str, Any]], None]) -> None:
-        """The editor is ready for notifications: tell it the state now."""
+        """The editor is ready for notifications: tell it the state now. Called on the event
+        loop that serves, where a deferred send will run."""
+        self._loop = asyncio.get_running_loop()
         self._send = send
         self._last = None
         self._flush()
 
     def changed(self) -> None:
         """Something the state depends on changed: send if the state did, when allowed."""
-        if self._send is None or self._timer is not None:
+        if self._send is None or self._loop is None or self._timer is not None:
             return  # not connected yet, or a send is already due (it reads the state then)
         wait = self._last_at + self._min_interval - self._clock()
         if wait <= 0:
             self._flush()
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: nothing can be sent anyway
-        self._timer = loop.call_later(wait, self._flush)
+        self._timer = self._loop.call_later(wait, self._flush)
 
     def close(self) -> None:
         if self._timer is not None:

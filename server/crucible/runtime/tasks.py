@@ -1,7 +1,8 @@
 """BackgroundTasks: fire-and-forget work that is still owned.
 
 A bare ``asyncio.create_task`` can be garbage-collected mid-flight and its exception is lost;
-this keeps a strong reference until the task ends and logs any failure.
+this keeps a strong reference until the task ends and logs any failure. It is made for one
+event loop, the one its owner started on, and runs every task there.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ logger = logging.getLogger(__name__)
 
 
 class BackgroundTasks:
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        """Run ``coro`` on the loop (call from that loop's thread)."""
+        task = self._loop.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task

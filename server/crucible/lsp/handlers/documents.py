@@ -1,9 +1,12 @@
-"""didOpen / didChange / didClose: pygls keeps the text; we keep which documents are recent.
+"""didOpen / didChange / didClose: pygls keeps the text; ``context/recent.py`` keeps which
+documents are recent.
 
 These are plain functions so they run inline, in arrival order, before any request that
 follows them on the wire. pygls applies each change before calling them, through
-``lsp/document_text.py``'s ``OpenDocument``. A closed document's memory goes back to the
-operating system (``release_free_memory``), not only to the allocator.
+``lsp/document_text.py``'s ``OpenDocument``; each opened or edited document then becomes the
+most recent ``OpenFile``, a neighbour candidate whose text is read only if a completion chooses
+it. A closed document's memory goes back to the operating system (``release_free_memory``),
+not only to the allocator.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from lsprotocol import types
+from pygls.workspace import TextDocument
 
+from crucible.context.neighbours import OpenFile
+from crucible.context.snapshot import valid_text
+from crucible.lsp.document_text import document_size
 from crucible.lsp.server import CrucibleLanguageServer
 from crucible.runtime.memory import release_free_memory
 
@@ -19,14 +26,38 @@ from crucible.runtime.memory import release_free_memory
 DID_CHANGE_DIAGNOSTICS = "crucible/didChangeDiagnostics"
 
 
+def open_file(document: TextDocument) -> OpenFile:
+    """``document`` as it is now, as a neighbour candidate: its size without joining its
+    pieces, its text read only if a completion chooses it (then joined once per change)."""
+    checked = getattr(document, "valid_unicode", False)  # see ``convert.snapshot_of``
+
+    def read(n: int) -> str:
+        head = document.source[:n]
+        return head if checked else valid_text(head)
+
+    return OpenFile(
+        document.uri,
+        document.path or document.uri,
+        document.language_id or "plaintext",
+        document_size(document),
+        read,
+    )
+
+
+def _touch(ls: CrucibleLanguageServer, uri: str) -> None:
+    document = ls.workspace.text_documents.get(uri)
+    if document is not None:
+        ls.touch(open_file(document))
+
+
 def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CrucibleLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
-        ls.touch(params.text_document.uri)
+        _touch(ls, params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CrucibleLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-        ls.touch(params.text_document.uri)
+        _touch(ls, params.text_document.uri)
         ls.backend.completion.document_changed(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)

@@ -9,7 +9,6 @@ from lsprotocol import types
 from pygls.workspace import TextDocument
 
 from crucible.completion.service import CompletionRequest
-from crucible.context.snapshot import DocumentSnapshot
 from crucible.lsp.clients import menu_wants_suggestions
 from crucible.lsp.convert import (
     encoding_of,
@@ -25,20 +24,6 @@ logger = logging.getLogger(__name__)
 
 # Characters after which a completion-menu client should ask even without a word typed.
 _TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", ":", "=", " "]
-
-
-def _neighbours(ls: CrucibleLanguageServer, uri: str, limit: int) -> tuple[DocumentSnapshot, ...]:
-    documents = ls.workspace.text_documents
-    max_chars = ls.backend.completion.settings.max_document_chars
-    found: list[DocumentSnapshot] = []
-    for other in ls.recent_uris:
-        if len(found) >= limit:
-            break
-        # A document too large to complete in is no context either: taking it would join
-        # its pieces (``lsp/document_text.py``) for the few lines a neighbour contributes.
-        if other != uri and other in documents and document_size(documents[other]) <= max_chars:
-            found.append(snapshot_of(documents[other]))
-    return tuple(found)
 
 
 def _too_large(ls: CrucibleLanguageServer, document: TextDocument) -> bool:
@@ -70,12 +55,16 @@ def _request(
     snapshot = snapshot_of(document)
     encoding = encoding_of(document)
     offset = position_to_offset(snapshot.text, position, encoding)
-    limit = ls.backend.completion.settings.neighbour_files
+    settings = ls.backend.completion.settings
+    # Every other open document is a candidate, its text unread: which of them the prompt
+    # carries is ``context/neighbours.py``'s choice.
+    neighbours = (
+        ls.backend.recent.candidates(uri, max_size=settings.max_document_chars)
+        if settings.neighbour_files > 0
+        else ()
+    )
     request = CompletionRequest(
-        snapshot=snapshot,
-        offset=offset,
-        invoked=invoked,
-        neighbours=_neighbours(ls, uri, limit) if limit else (),
+        snapshot=snapshot, offset=offset, invoked=invoked, neighbours=neighbours
     )
     return request, encoding
 

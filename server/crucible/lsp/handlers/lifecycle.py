@@ -1,6 +1,7 @@
-"""initialize (and the watch on the editor process it names), initialized, shutdown and
-configuration changes. `exit` and the lifecycle rules (-32002 before initialize, -32600 after
-shutdown) are the protocol's, in ``lsp/server.py``."""
+"""initialize (which starts the backend on the serving loop, and the watch on the editor
+process it names), initialized, shutdown and configuration changes. `exit` and the lifecycle
+rules (-32002 before initialize, -32600 after shutdown) are the protocol's, in
+``lsp/protocol.py``."""
 
 from __future__ import annotations
 
@@ -59,13 +60,16 @@ async def _pull_configuration(server: CrucibleLanguageServer) -> None:
 
 def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.INITIALIZE)
-    def initialize(ls: CrucibleLanguageServer, params: types.InitializeParams) -> None:
+    async def initialize(ls: CrucibleLanguageServer, params: types.InitializeParams) -> None:
         ls.client = client_traits(params.client_info, params.capabilities)
         if params.client_info:  # decides per-client defaults (completion_items): worth a line
             logger.info("client: %s %s", params.client_info.name, params.client_info.version or "")
         ls.pending_problems = ls.backend.initialize(
             _workspace_root(params), params.initialization_options
         )
+        # Configured for this workspace: what needs the loop starts now (the disk cache opens
+        # in the background), before the answer lets the client send requests.
+        await ls.backend.start()
         # LSP: "If the parent process is not alive then the server should exit".
         ls.watch_parent(params.process_id)
 
