@@ -39,11 +39,8 @@ class HealthProbes:
         running = self._loops.get(member.name)
         if self._closed or (running is not None and not running.done()):
             return  # a running loop handles every re-open, including its own
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop (a synchronous caller): the cooldown alone brings it back
-        self._loops[member.name] = loop.create_task(
+        # A circuit opens on a request's failure, and requests run on the loop.
+        self._loops[member.name] = asyncio.get_running_loop().create_task(
             self._loop(member), name=f"crucible-probe-{member.name}"
         )
 
