@@ -211,6 +211,8 @@ class CompletionService:
     # -- one request -------------------------------------------------------------------------
 
     async def complete(self, request: CompletionRequest) -> CompletionResult | None:
+        """One request through the stages (module docstring); never raises but for
+        ``CancelledError``."""
         state = self._prepare(request)
         # Seats are taken before superseding the request that started a stream, so the
         # stream is not abandoned in between.
@@ -221,8 +223,7 @@ class CompletionService:
         ticket = self._latest.begin(document, (request.offset, request.snapshot.text))
         work = asyncio.ensure_future(self._answer(state))
         try:
-            racing: set[asyncio.Future[Any]] = {work, ticket.superseded}
-            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((work, ticket.superseded), return_when=asyncio.FIRST_COMPLETED)
             if not ticket.is_current:
                 # A newer request for this document exists: this text is already stale.
                 state.outcome = "superseded"
@@ -430,7 +431,9 @@ class CompletionService:
         logger.warning("completion %d: no answer within %d ms", state.id, timeout_ms)
         return "timeout"
 
-    def _finish(self, state: _RequestState, work: asyncio.Future[Any], ticket: Ticket) -> None:
+    def _finish(
+        self, state: _RequestState, work: asyncio.Future[CompletionResult | None], ticket: Ticket
+    ) -> None:
         if not work.done():
             work.cancel()
             work.add_done_callback(_retrieve)

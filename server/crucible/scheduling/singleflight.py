@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Hashable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -81,7 +81,7 @@ class SingleFlight(Generic[K, T, J]):
     def get(self, key: K) -> Flight[K, T, J] | None:
         return self._flights.get(key)
 
-    def start(self, key: K, work: Coroutine[Any, Any, T], job: J) -> Flight[K, T, J]:
+    def start(self, key: K, work: Coroutine[object, None, T], job: J) -> Flight[K, T, J]:
         """Run ``work`` as the flight for ``key`` (which must not be in flight already)."""
         task = asyncio.get_running_loop().create_task(work, name=f"flight {key!r:.60}")
         flight = Flight(self, key, task, job)
