@@ -42,7 +42,7 @@ def pool_of(time: FakeTime, *providers: ScriptedProvider) -> ProviderPool:
 
 
 def service_on(
-    time: FakeTime, provider: ScriptedProvider
+    time: FakeTime, provider: ScriptedProvider, *, prefetch: bool = False
 ) -> tuple[CompletionService, TieredCache, Telemetry]:
     cache = TieredCache(memory_bytes=1 << 20, ttl_s=600, disk=None, clock=time.clock)
     telemetry = Telemetry(time.clock)
@@ -51,6 +51,7 @@ def service_on(
         pool_of(time, provider),
         telemetry,
         cache=cache,
+        prefetch=prefetch,
         sleep=time.sleep,
         clock=time.clock,
     )
@@ -112,6 +113,26 @@ async def test_stream_reuse_takes_the_rest_of_the_raw_text_after_what_was_typed(
     assert continued is not None and continued.text == "urn a + b"
     assert len(provider.calls) == 1
     assert telemetry.snapshot()["requests"]["reused"] == 1
+
+
+async def test_a_shown_suggestion_is_followed_by_a_prefetch_of_the_document_once_accepted() -> None:
+    time = FakeTime()
+    replies = [Reply(chunks=("return a + b",)), Reply(chunks=("  # the sum",))]
+    provider = ScriptedProvider("local", time, replies)
+    service, _, telemetry = service_on(time, provider, prefetch=True)
+
+    shown = await time.run(service.complete(CompletionRequest(snapshot(SOURCE), len(SOURCE))))
+    await time.advance(1.0)  # the prefetch runs in the background
+    assert shown is not None and shown.text == "return a + b"
+    assert [call.request.prefix for call in provider.calls] == [SOURCE, SOURCE + "return a + b"]
+    assert telemetry.snapshot()["requests"]["prefetched"] == 1
+
+    accepted = SOURCE + "return a + b"
+    following = CompletionRequest(snapshot(accepted, 2), len(accepted))
+    next_one = await time.run(service.complete(following))
+
+    assert next_one is not None and next_one.text == "  # the sum"
+    assert telemetry.snapshot()["requests"]["cache_hit"] == 1
 
 
 async def test_a_stream_broken_mid_way_starts_over_on_the_other_provider() -> None:
