@@ -50,10 +50,15 @@ class Prefetches:
     """When and what to prefetch, and the background tasks doing it (one per document)."""
 
     def __init__(
-        self, flights: CompletionFlights, start_flight: StartFlight, telemetry: Telemetry
+        self,
+        flights: CompletionFlights,
+        start_flight: StartFlight,
+        cache: Callable[[], TieredCache | None],  # the service's, as it is configured now
+        telemetry: Telemetry,
     ) -> None:
         self._flights = flights
         self._start_flight = start_flight
+        self._cache = cache
         self._telemetry = telemetry
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -62,15 +67,13 @@ class Prefetches:
         snapshot: DocumentSnapshot,
         offset: int,
         shown: Suggestion,
-        *,
-        cache: TieredCache,
         plan_at: PlanAt,
     ) -> None:
         """``shown`` was served at ``offset``: prefetch what follows it, if the time is right."""
         document = snapshot.uri
         if document in self._tasks or self._flights.running():
             return  # the provider is busy: prefetch is only ever background work
-        work = self._prefetch(snapshot, offset, shown, cache, plan_at)
+        work = self._prefetch(snapshot, offset, shown, plan_at)
         task = asyncio.get_running_loop().create_task(work, name=f"prefetch {document}")
         self._tasks[document] = task
         task.add_done_callback(lambda done: self._done(document, done))
@@ -80,12 +83,11 @@ class Prefetches:
         snapshot: DocumentSnapshot,
         offset: int,
         shown: Suggestion,
-        cache: TieredCache,
         plan_at: PlanAt,
     ) -> None:
         after, cursor = accepted(snapshot, offset, shown)
-        plan = plan_at(after, cursor)
-        if plan is None or self._flights.get(plan.key) is not None:
+        plan, cache = plan_at(after, cursor), self._cache()
+        if plan is None or cache is None or self._flights.get(plan.key) is not None:
             return
         if await cache.lookup(plan.key) is not None:
             return

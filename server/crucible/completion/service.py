@@ -150,6 +150,7 @@ class CompletionService:
         self._prefetches = Prefetches(
             self._flights,
             lambda plan, job: self._start_flight(plan, job, background=True),
+            lambda: self._cache,
             telemetry,
         )
         # The prompt prefix of each document's newest request: does an abandoned stream's
@@ -377,7 +378,6 @@ class CompletionService:
                 request.snapshot,
                 request.offset,
                 suggestion,
-                cache=cache,
                 plan_at=lambda after, cursor: self._plan(
                     after, self._window(after, cursor), neighbours
                 ),
