@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 
 from crucible.cache.keys import completion_key
 from crucible.cache.memory import MemoryCache
-from crucible.cache.tiered import Answer, TieredCache
+from crucible.cache.tiered import TieredCache
+from crucible.completion.suggestion import Suggestion
 from crucible.providers.base import FimRequest
 
 _IDENTITY = [["bench", "ollama", "qwen2.5-coder:1.5b-base", "http://127.0.0.1:11434", "native"]]
@@ -73,15 +74,15 @@ def measure(*, quick: bool) -> dict[str, float]:
 
     keys = [f"{rng.getrandbits(128):032x}" for _ in range(entries)]
     absent = [f"{rng.getrandbits(128):032x}" for _ in range(entries)]
-    answers = [Answer(f"suggestion number {n} = compute(values)", 0) for n in range(entries)]
+    answers = [Suggestion(f"suggestion number {n} = compute(values)", 0) for n in range(entries)]
     order = keys[:]
     rng.shuffle(order)
 
     tiered = TieredCache(memory_bytes=32 * 1024 * 1024, ttl_s=3600, disk=None)
-    memory: MemoryCache[Answer] = MemoryCache(
+    memory: MemoryCache[Suggestion] = MemoryCache(
         32 * 1024 * 1024, 3600, size_of=lambda key, answer: len(key) + len(answer.text) + 256
     )
-    plain: dict[str, Answer] = {}
+    plain: dict[str, Suggestion] = {}
     for key, answer in zip(keys, answers, strict=True):
         tiered.store(key, answer)
         memory.put(key, answer)
@@ -103,7 +104,7 @@ def measure(*, quick: bool) -> dict[str, float]:
     # Type-through: one shown suggestion, looked up while typing through it (6000-char prefix).
     before, after = _window(6000, 1), _window(2000, 2)
     suggestion = "by_station: dict[str, list[float]] = {}"
-    tiered.shown("file:///bench/t.py", len(before), before, after, Answer(suggestion))
+    tiered.shown("file:///bench/t.py", len(before), before, after, Suggestion(suggestion))
     texts = [before + suggestion[:typed] + after for typed in range(1, len(suggestion))]
 
     def type_through() -> int:

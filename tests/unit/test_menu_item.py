@@ -103,7 +103,7 @@ def item_for(
     client: ClientTraits = PLAIN,
 ) -> types.CompletionItem:
     snapshot = DocumentSnapshot("file:///m.py", "/m.py", "python", 1, before + after)
-    result = CompletionResult(suggestion, len(before), len(before) + replaces, 1)
+    result = CompletionResult(suggestion, len(before), len(before) + replaces)
     return menu_item(snapshot, result, "utf-16", client)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from crucible.completion.postprocess import (
-    Suggestion,
     cut_repeated_lines,
     detect_indent_unit,
     drop_echo,
@@ -16,6 +15,7 @@ from crucible.completion.postprocess import (
     strip_special_tokens,
     trim_whitespace,
 )
+from crucible.completion.suggestion import Suggestion
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow, cut_window
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from crucible.cache.disk import DiskCache
-from crucible.cache.tiered import Answer, TieredCache
+from crucible.cache.tiered import TieredCache
+from crucible.completion.suggestion import Suggestion
 
 
 def tiered(path: Path, memory_bytes: int = 1_000_000) -> TieredCache:
@@ -17,15 +18,15 @@ def tiered(path: Path, memory_bytes: int = 1_000_000) -> TieredCache:
 async def test_an_answer_is_found_in_memory_then_on_disk_after_a_restart(tmp_path: Path) -> None:
     first = tiered(tmp_path / "c.sqlite3")
     await first.open()
-    first.store("k", Answer("return a + b", 1))
-    assert await first.lookup("k") == Answer("return a + b", 1)
+    first.store("k", Suggestion("return a + b", 1))
+    assert await first.lookup("k") == Suggestion("return a + b", 1)
     await first.aclose()
 
     second = tiered(tmp_path / "c.sqlite3")
     await second.open()
     assert second.in_memory("k") is None
-    assert await second.lookup("k") == Answer("return a + b", 1)  # from disk, promoted
-    assert second.in_memory("k") == Answer("return a + b", 1)
+    assert await second.lookup("k") == Suggestion("return a + b", 1)  # from disk, promoted
+    assert second.in_memory("k") == Suggestion("return a + b", 1)
     stats = second.stats()
     assert (stats["levels"]["l1"]["hits"], stats["levels"]["l2"]["hits"]) == (1, 1)
     assert await second.lookup("missing") is None
@@ -36,16 +37,16 @@ async def test_an_answer_is_found_in_memory_then_on_disk_after_a_restart(tmp_pat
 async def test_an_empty_answer_is_an_answer(tmp_path: Path) -> None:
     cache = tiered(tmp_path / "c.sqlite3")
     await cache.open()
-    cache.store("k", Answer(""))
-    assert await cache.lookup("k") == Answer("")
+    cache.store("k", Suggestion(""))
+    assert await cache.lookup("k") == Suggestion("")
     await cache.aclose()
 
 
 def test_answers_decode_only_from_what_encode_wrote() -> None:
-    assert Answer.decode(Answer("x\n", 2).encode()) == Answer("x\n", 2)
-    assert Answer.decode("not json") is None
-    assert Answer.decode('{"text": 1}') is None
-    assert Answer.decode("[1, 2]") is None
+    assert Suggestion.decode(Suggestion("x\n", 2).encode()) == Suggestion("x\n", 2)
+    assert Suggestion.decode("not json") is None
+    assert Suggestion.decode('{"text": 1}') is None
+    assert Suggestion.decode("[1, 2]") is None
 
 
 async def test_type_through_gives_the_remainder_with_the_same_replaced_suffix(
@@ -53,9 +54,9 @@ async def test_type_through_gives_the_remainder_with_the_same_replaced_suffix(
 ) -> None:
     cache = TieredCache(memory_bytes=1_000_000, ttl_s=3600, disk=None)
     before, after = "foo(", ")\n"
-    cache.shown("doc", len(before), before, after, Answer("a, b)", 1))
+    cache.shown("doc", len(before), before, after, Suggestion("a, b)", 1))
     text = before + "a, " + after
-    assert cache.type_through("doc", text, len(before) + 3, after) == Answer("b)", 1)
+    assert cache.type_through("doc", text, len(before) + 3, after) == Suggestion("b)", 1)
     assert cache.stats()["type_through_hits"] == 1
     cache.forget("doc")
     assert cache.type_through("doc", text, len(before) + 3, after) is None
@@ -63,16 +64,16 @@ async def test_type_through_gives_the_remainder_with_the_same_replaced_suffix(
 
 def test_type_through_over_an_auto_closed_bracket_replaces_it() -> None:
     cache = TieredCache(memory_bytes=1_000_000, ttl_s=3600, disk=None)
-    cache.shown("doc", 0, "", "\n", Answer("call(a, b)"))
+    cache.shown("doc", 0, "", "\n", Suggestion("call(a, b)"))
     text = "call(" + ")" + "\n"
-    assert cache.type_through("doc", text, 5, ")\n") == Answer("a, b)", 1)
+    assert cache.type_through("doc", text, 5, ")\n") == Suggestion("a, b)", 1)
 
 
 async def test_clear_empties_every_level(tmp_path: Path) -> None:
     cache = tiered(tmp_path / "c.sqlite3")
     await cache.open()
-    cache.store("k", Answer("x"))
-    cache.shown("doc", 0, "", "", Answer("x"))
+    cache.store("k", Suggestion("x"))
+    cache.shown("doc", 0, "", "", Suggestion("x"))
     assert await cache.clear() == {"l1": 1, "type_through": 1, "l2": 1}
     assert await cache.lookup("k") is None
     await cache.aclose()
@@ -81,7 +82,7 @@ async def test_clear_empties_every_level(tmp_path: Path) -> None:
 async def test_the_memory_budget_shrinks_and_restores_at_runtime(tmp_path: Path) -> None:
     cache = TieredCache(memory_bytes=100_000, ttl_s=3600, disk=None)
     for index in range(100):
-        cache.store(f"key-{index}", Answer("x" * 200))
+        cache.store(f"key-{index}", Suggestion("x" * 200))
     full = cache.stats()["levels"]["l1"]
     assert full["bytes"] <= 100_000 and full["entries"] > 50
     cache.set_memory_budget(10_000)
@@ -91,14 +92,14 @@ async def test_the_memory_budget_shrinks_and_restores_at_runtime(tmp_path: Path)
     assert cache.in_memory("key-0") is None
     cache.restore_memory_budget()
     for index in range(100, 200):
-        cache.store(f"key-{index}", Answer("x" * 200))
+        cache.store(f"key-{index}", Suggestion("x" * 200))
     assert cache.stats()["levels"]["l1"]["bytes"] > 10_000
 
 
 async def test_without_a_disk_level_the_cache_still_works(tmp_path: Path) -> None:
     cache = TieredCache(memory_bytes=1_000, ttl_s=3600, disk=None)
     await cache.open()
-    cache.store("k", Answer("x"))
-    assert await cache.lookup("k") == Answer("x")
+    cache.store("k", Suggestion("x"))
+    assert await cache.lookup("k") == Suggestion("x")
     assert cache.stats()["levels"]["l2"]["enabled"] is False
     await cache.aclose()

@@ -23,17 +23,16 @@ Errors: none raised to callers. L2 failures are handled (and counted) inside ``D
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from crucible.cache.disk import DiskCache
 from crucible.cache.memory import MemoryCache
 from crucible.cache.typethrough import TypeThrough
+from crucible.completion.suggestion import Suggestion
 
 logger = logging.getLogger(__name__)
 
@@ -42,30 +41,7 @@ logger = logging.getLogger(__name__)
 _ENTRY_OVERHEAD = 256
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A finished suggestion: ``text`` to insert (empty: nothing worth suggesting) replacing
-    ``replace_suffix`` characters after the cursor."""
-
-    text: str
-    replace_suffix: int = 0
-
-    def encode(self) -> str:
-        return json.dumps([self.text, self.replace_suffix], ensure_ascii=False)
-
-    @classmethod
-    def decode(cls, stored: str) -> Answer | None:
-        """None for anything that is not an encoded answer (a foreign or damaged row)."""
-        try:
-            text, replace_suffix = json.loads(stored)
-        except (ValueError, TypeError):
-            return None
-        if not isinstance(text, str) or not isinstance(replace_suffix, int):
-            return None
-        return cls(text, replace_suffix)
-
-
-def _size_of(key: str, answer: Answer) -> int:
+def _size_of(key: str, answer: Suggestion) -> int:
     return sys.getsizeof(key) + sys.getsizeof(answer.text) + _ENTRY_OVERHEAD
 
 
@@ -80,10 +56,10 @@ class TieredCache:
         disk: DiskCache | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._memory: MemoryCache[Answer] = MemoryCache(
+        self._memory: MemoryCache[Suggestion] = MemoryCache(
             memory_bytes, ttl_s, size_of=_size_of, clock=clock
         )
-        self._typed: TypeThrough[Answer] = TypeThrough(ttl_s=ttl_s, clock=clock)
+        self._typed: TypeThrough[Suggestion] = TypeThrough(ttl_s=ttl_s, clock=clock)
         self._disk = disk
         self._opening: asyncio.Task[None] | None = None
         self._hits = {"l1": 0, "l2": 0}
@@ -114,22 +90,22 @@ class TieredCache:
 
     # -- lookups --------------------------------------------------------------------------
 
-    def type_through(self, document: str, text: str, offset: int, after: str) -> Answer | None:
+    def type_through(self, document: str, text: str, offset: int, after: str) -> Suggestion | None:
         """The rest of a recent suggestion that the document now types through."""
         found = self._typed.find(document, text, offset, after)
         if found is None:
             return None
         rest = found.value.text[found.typed :]
-        return Answer(rest, found.value.replace_suffix + found.closer)
+        return Suggestion(rest, found.value.replace_suffix + found.closer)
 
-    def in_memory(self, key: str) -> Answer | None:
+    def in_memory(self, key: str) -> Suggestion | None:
         """An L1 hit (counted) or None (not counted: the caller may go on to ``lookup``)."""
         answer = self._memory.get(key)
         if answer is not None:
             self._hits["l1"] += 1
         return answer
 
-    async def lookup(self, key: str) -> Answer | None:
+    async def lookup(self, key: str) -> Suggestion | None:
         """L1, then L2 (promoted to L1 on a hit); a miss of both is counted."""
         answer = self.in_memory(key)
         if answer is not None:
@@ -137,7 +113,7 @@ class TieredCache:
         if self._disk is not None:
             await self._disk_ready()
             stored = await self._disk.get(key)
-            answer = Answer.decode(stored) if stored is not None else None
+            answer = Suggestion.decode(stored) if stored is not None else None
             if answer is not None:
                 self._hits["l2"] += 1
                 self._memory.put(key, answer)
@@ -147,13 +123,15 @@ class TieredCache:
 
     # -- updates --------------------------------------------------------------------------
 
-    def store(self, key: str, answer: Answer) -> None:
+    def store(self, key: str, answer: Suggestion) -> None:
         """A complete, post-processed answer: into L1 now, into L2 in the next write batch."""
         self._memory.put(key, answer)
         if self._disk is not None:
             self._disk.put(key, answer.encode())
 
-    def shown(self, document: str, offset: int, before: str, after: str, answer: Answer) -> None:
+    def shown(
+        self, document: str, offset: int, before: str, after: str, answer: Suggestion
+    ) -> None:
         """``answer`` was suggested at ``offset`` with ``before``/``after`` as the model's
         window: typing it through is answered from here."""
         self._typed.record(document, offset, before, after, answer.text, answer)

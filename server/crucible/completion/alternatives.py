@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from crucible.cache.tiered import Answer
 from crucible.completion.plan import Plan
+from crucible.completion.suggestion import Suggestion
 
 SAMPLE_TEMPERATURE = 0.8
 
@@ -37,12 +37,12 @@ def sample_plan(plan: Plan, n: int) -> Plan:
 
 
 def distinct(
-    first: str, answers: Iterable[Answer], offset: int, limit: int
+    first: str, suggestions: Iterable[Suggestion], offset: int, limit: int
 ) -> tuple[Alternative, ...]:
-    """At most ``limit`` answers that differ from ``first`` and from each other, in order;
-    empty ones dropped. ``offset`` is the cursor the answers' ranges start at."""
+    """At most ``limit`` suggestions that differ from ``first`` and from each other, in order;
+    empty ones dropped. ``offset`` is the cursor their ranges start at."""
     found: dict[str, Alternative] = {}
-    for answer in answers:
-        if answer.text and answer.text != first:
-            found.setdefault(answer.text, Alternative(answer.text, offset + answer.replace_suffix))
+    for other in suggestions:
+        if other.text and other.text != first:
+            found.setdefault(other.text, Alternative(other.text, offset + other.replace_suffix))
     return tuple(found.values())[:limit]

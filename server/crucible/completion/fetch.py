@@ -1,10 +1,14 @@
 """fetch_completion: one inline completion's text from the provider pool, within a deadline.
 
+This is the work of a flight (``scheduling/singleflight.py``). What the flight shares while it
+runs is its ``StreamJob``: what the stream was asked for (document, cursor, window) and its
+``StreamProgress``, which only this module writes and stream reuse (``reuse.py``) reads.
+
 The pool fails over until a provider starts answering; after that it cannot (the text has
 reached the caller). But nothing has reached the editor yet, so when a stream breaks mid-way
-the completion starts over on the other providers (``exclude``), within the same deadline.
-Each pass reads only until the stop rule is satisfied, then closes the stream, which closes
-the HTTP response so the provider stops generating.
+the completion starts over on the other providers (``StreamProgress.broke``), within the same
+deadline. Each pass reads only until the stop rule is satisfied, then closes the stream, which
+closes the HTTP response so the provider stops generating.
 
 Errors: the pool's ``ProviderError`` (a ``ProviderTimeout`` when the deadline passed, or the
 last provider's error when none could finish), ``TimeoutError`` from the backstop, and
@@ -18,12 +22,16 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from dataclasses import dataclass, field
 
 from crucible.completion.plan import Plan
-from crucible.completion.reuse import StreamJob
 from crucible.completion.stopping import StopRule, char_limit
+from crucible.completion.suggestion import Suggestion
+from crucible.context.snapshot import DocumentSnapshot
+from crucible.context.window import ContextWindow
 from crucible.providers.errors import ProviderError, ProviderTimeout
 from crucible.runtime.telemetry import Telemetry
+from crucible.scheduling.singleflight import Flight, SingleFlight
 
 logger = logging.getLogger(__name__)
 
@@ -32,22 +40,62 @@ logger = logging.getLogger(__name__)
 _BACKSTOP_S = 0.05
 
 
+@dataclass(slots=True)
+class StreamProgress:
+    """How far one flight's provider stream got. A *pass* is one provider stream; a stream
+    that breaks mid-way is followed by a pass on the other providers."""
+
+    produced: str = ""  # the current pass's raw text so far, every chunk as it came
+    first_chunk_came: bool = False  # in the current pass: a break after it is a break mid-way
+    broke: frozenset[str] = frozenset()  # providers whose stream broke mid-way: not asked again
+    raw: str | None = None  # the whole raw text as the stop rule cut it, once the stream ended
+
+    def chunk(self, text: str) -> bool:
+        """Add a chunk of the current pass; True when it is the pass's first."""
+        first = not self.first_chunk_came
+        self.first_chunk_came = True
+        self.produced += text
+        return first
+
+    def broke_mid_way(self, provider: str) -> None:
+        """``provider``'s stream broke after its first chunk: the next pass starts from
+        nothing, without it."""
+        self.broke |= {provider}
+        self.produced, self.first_chunk_came = "", False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamJob:
+    """What a flight shares while it runs: what its stream was asked for, and how far it got."""
+
+    snapshot: DocumentSnapshot
+    offset: int  # the cursor
+    window: ContextWindow
+    progress: StreamProgress = field(default_factory=StreamProgress)
+
+
+# The completion service's flights: keyed by the plan's cache key, computing the suggestion.
+CompletionFlights = SingleFlight[str, Suggestion, StreamJob]
+CompletionFlight = Flight[str, Suggestion, StreamJob]
+
+
 async def fetch_completion(
     plan: Plan,
-    job: StreamJob,
+    progress: StreamProgress,
     *,
     deadline_s: float,
     background: bool,
+    warm: Callable[[], bool] | None,
     telemetry: Telemetry,
     on_latency: Callable[[float], None],
     clock: Callable[[], float] = time.perf_counter,
 ) -> str:
-    """The raw text of ``plan``'s completion, cut by its stop rule; ``job.chunks`` receives
-    the chunks as they come (stream reuse reads them). ``on_latency`` is told each pass's
-    time (ms)."""
+    """The raw text of ``plan``'s completion, cut by its stop rule; ``progress`` follows the
+    stream as it comes. ``warm`` is asked if the stream is abandoned before its first byte:
+    whether the provider should go on processing the prompt (the next request shares it).
+    ``on_latency`` is told each pass's time (ms)."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + deadline_s
-    broke: set[str] = set()  # providers whose stream broke mid-way for this completion
     async with asyncio.timeout_at(ends + _BACKSTOP_S):
         while True:
             rule = StopRule(
@@ -61,42 +109,40 @@ async def fetch_completion(
                 plan.fim,
                 background=background,
                 timeout=max(ends - loop.time(), 0.001),
-                exclude=frozenset(broke),
-                warm=job.warm,
+                exclude=progress.broke,
+                warm=warm,
             )
 
             def first_chunk(started: float = started) -> None:
                 telemetry.stage("first_byte", (clock() - started) * 1000)
 
             try:
-                text = await _read(stream, rule, job, first_chunk)
+                progress.raw = await _read(stream, rule, progress, first_chunk)
             except ProviderError as exc:
-                if isinstance(exc, ProviderTimeout) or not job.chunks:
+                if isinstance(exc, ProviderTimeout) or not progress.first_chunk_came:
                     raise  # out of time, or the pool already tried everyone it could
                 logger.info(
                     "%s broke mid-stream (%s); asking another provider",
                     exc.provider,
                     type(exc).__name__,
                 )
-                broke.add(exc.provider)
-                job.chunks.clear()
+                progress.broke_mid_way(exc.provider)
                 continue
             on_latency((clock() - started) * 1000)
-            return text
+            return progress.raw
 
 
 async def _read(
     stream: AsyncGenerator[str, None],
     rule: StopRule,
-    job: StreamJob,
+    progress: StreamProgress,
     first_chunk: Callable[[], None],
 ) -> str:
     """One pass: read until the stop rule is satisfied, then close the stream."""
     async with aclosing(stream):
         async for chunk in stream:
-            if not job.chunks:
+            if progress.chunk(chunk):
                 first_chunk()
-            job.chunks.append(chunk)
             if rule.feed(chunk):
                 break
     return rule.text

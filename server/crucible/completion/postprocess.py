@@ -15,18 +15,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import pairwise
 
 from crucible.completion.stopping import scan_brackets, suffix_overlap
+from crucible.completion.suggestion import Suggestion
 from crucible.context.window import ContextWindow
-
-
-@dataclass(frozen=True, slots=True)
-class Suggestion:
-    text: str  # text to insert at the cursor
-    replace_suffix: int = 0  # how many chars of line_suffix the insertion replaces
-
 
 Filter = Callable[[Suggestion, ContextWindow, str], Suggestion | None]
 

@@ -1,52 +1,99 @@
 """Prefetch: the next suggestion, computed in the background as if the shown one were accepted.
 
-``accepted`` gives the document and cursor after accepting a suggestion; ``Prefetches`` owns
-the background tasks, at most one per document: a document that already has one gets no
-other, a document the user moved away from has its task cancelled (which abandons its flight
-unless a request joined it), and ``aclose`` stops them all before providers close.
+When: after a suggestion from a provider or the cache key was shown (``after_shown``; a
+type-through is not followed by one), only while no provider stream runs (prefetch is only
+ever background work), and at most one per document: a document that already has one gets no
+other. What: the suggestion for the document with the shown one accepted (``accepted``), unless
+it is in flight or cached already. It runs as a background flight of its own, which stores its
+answer in the cache like any flight, so accepting and typing on is answered from the cache (or
+joins that flight).
 
-What to prefetch and when (only while no provider stream runs) is the service's decision.
+A document the user moved away from has its prefetch cancelled (``cancel``, by the service),
+which abandons its flight unless a request joined it; ``aclose`` stops them all before the
+providers close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
+from crucible.cache.tiered import TieredCache
+from crucible.completion.fetch import CompletionFlight, CompletionFlights, StreamJob
+from crucible.completion.plan import Plan
+from crucible.completion.suggestion import Suggestion
 from crucible.context.snapshot import DocumentSnapshot
+from crucible.runtime.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
+PlanAt = Callable[[DocumentSnapshot, int], Plan | None]  # the plan at a cursor, if any
+StartFlight = Callable[[Plan, StreamJob], CompletionFlight]  # a background flight for a plan
+
 
 def accepted(
-    snapshot: DocumentSnapshot, offset: int, text: str, replace_suffix: int
+    snapshot: DocumentSnapshot, offset: int, suggestion: Suggestion
 ) -> tuple[DocumentSnapshot, int]:
-    """The document once ``text`` (replacing ``replace_suffix`` characters after ``offset``)
-    is accepted, and the cursor after it."""
+    """The document once ``suggestion`` shown at ``offset`` is accepted, and the cursor after
+    it."""
     document = snapshot.text
-    after = document[:offset] + text + document[offset + replace_suffix :]
-    return replace(snapshot, text=after, version=snapshot.version + 1), offset + len(text)
+    end = offset + suggestion.replace_suffix
+    after = document[:offset] + suggestion.text + document[end:]
+    return replace(snapshot, text=after, version=snapshot.version + 1), offset + len(
+        suggestion.text
+    )
 
 
 class Prefetches:
-    """At most one background prefetch task per document."""
+    """When and what to prefetch, and the background tasks doing it (one per document)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        flights: CompletionFlights,
+        start_flight: StartFlight,
+        cache: Callable[[], TieredCache | None],  # the service's, as it is configured now
+        telemetry: Telemetry,
+    ) -> None:
+        self._flights = flights
+        self._start_flight = start_flight
+        self._cache = cache
+        self._telemetry = telemetry
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def __contains__(self, document: str) -> bool:
-        return document in self._tasks
-
-    def start(self, document: str, work: Coroutine[Any, Any, None]) -> None:
-        if document in self._tasks:
-            work.close()
-            return
+    def after_shown(
+        self,
+        snapshot: DocumentSnapshot,
+        offset: int,
+        shown: Suggestion,
+        plan_at: PlanAt,
+    ) -> None:
+        """``shown`` was served at ``offset``: prefetch what follows it, if the time is right."""
+        document = snapshot.uri
+        if document in self._tasks or self._flights.running():
+            return  # the provider is busy: prefetch is only ever background work
+        work = self._prefetch(snapshot, offset, shown, plan_at)
         task = asyncio.get_running_loop().create_task(work, name=f"prefetch {document}")
         self._tasks[document] = task
         task.add_done_callback(lambda done: self._done(document, done))
+
+    async def _prefetch(
+        self,
+        snapshot: DocumentSnapshot,
+        offset: int,
+        shown: Suggestion,
+        plan_at: PlanAt,
+    ) -> None:
+        after, cursor = accepted(snapshot, offset, shown)
+        plan, cache = plan_at(after, cursor), self._cache()
+        if plan is None or cache is None or self._flights.get(plan.key) is not None:
+            return
+        if await cache.lookup(plan.key) is not None:
+            return
+        self._telemetry.mark("prefetched")
+        flight = self._start_flight(plan, StreamJob(after, cursor, plan.window))
+        await flight.wait()  # a seat of its own: a joining request leaving does not cancel it
 
     def cancel(self, document: str) -> None:
         task = self._tasks.pop(document, None)

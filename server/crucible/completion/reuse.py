@@ -4,35 +4,27 @@ When the user types the characters a still-streaming suggestion starts with, the
 can take the rest of that suggestion instead of asking the provider again. That holds when
 the new document is the old one with text typed at the old cursor, and the suggestion
 (so far) agrees with what was typed.
+
+It needs from a flight exactly its ``StreamJob``: what the stream was asked for (to see what
+was typed since), the raw text produced so far (to see whether it still agrees), and, once the
+stream ended, its whole raw text (``StreamProgress.raw``), from which the typed text is cut.
+The flight's own result is post-processed for the old cursor, so it is no use here.
+
+Errors: none. A flight that fails means "no reuse": the request can still ask on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from crucible.completion.fetch import CompletionFlights, StreamJob
+from crucible.completion.suggestion import Suggestion
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow
-from crucible.scheduling.singleflight import Seat, SingleFlight
+from crucible.providers.errors import ProviderError
+from crucible.scheduling.singleflight import Seat
 
 _MAX_TYPED = 256  # past this, the old suggestion's context is too stale to trust
-
-
-@dataclass(slots=True)
-class StreamJob:
-    """What one provider stream was asked for, and what it has produced so far."""
-
-    snapshot: DocumentSnapshot
-    offset: int
-    window: ContextWindow
-    chunks: list[str] = field(default_factory=list)
-    # Asked if the stream is abandoned before its first byte: whether the provider should go on
-    # processing the prompt (the next request shares it) rather than be cut off.
-    warm: Callable[[], bool] | None = None
-
-    @property
-    def produced(self) -> str:
-        return "".join(self.chunks)
 
 
 def typed_since(
@@ -60,15 +52,36 @@ def agrees(produced: str, typed: str, *, finished: bool) -> bool:
     return not finished and typed.startswith(produced)
 
 
+@dataclass(frozen=True, slots=True)
+class Reuse:
+    """A seat on an in-flight stream that the request continues, and what was typed since."""
+
+    seat: Seat[Suggestion]
+    job: StreamJob
+    typed: str
+
+    async def rest(self) -> str | None:
+        """The raw rest of the stream's text after what was typed, once the stream ended;
+        None when it failed or does not continue the typed text after all."""
+        try:
+            await self.seat.result()
+        except (ProviderError, TimeoutError):
+            return None
+        raw = self.job.progress.raw
+        if raw is None or not raw.startswith(self.typed) or len(raw) <= len(self.typed):
+            return None
+        return raw[len(self.typed) :]
+
+
 def find_reusable(
-    flights: SingleFlight[str, str], snapshot: DocumentSnapshot, offset: int, window: ContextWindow
-) -> tuple[Seat[str], str] | None:
-    """A seat on an in-flight stream whose suggestion starts with what the user typed since
-    it was asked for, and the typed text; the seat is taken at once, so the stream cannot be
-    abandoned before the caller waits on it."""
+    flights: CompletionFlights, snapshot: DocumentSnapshot, offset: int, window: ContextWindow
+) -> Reuse | None:
+    """An in-flight stream whose suggestion starts with what the user typed since it was
+    asked for; the seat is taken at once, so the stream cannot be abandoned before the caller
+    waits on it."""
     for flight in flights:
-        job: StreamJob = flight.job
+        job = flight.job
         typed = typed_since(job, snapshot, offset, window)
-        if typed is not None and agrees(job.produced, typed, finished=flight.task.done()):
-            return flight.join(), typed
+        if typed is not None and agrees(job.progress.produced, typed, finished=flight.done):
+            return Reuse(flight.join(), job, typed)
     return None

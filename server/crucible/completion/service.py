@@ -1,32 +1,45 @@
 """CompletionService: the one orchestrator of an inline completion.
 
-A request for a document supersedes the older ones for that document (answered empty at
-once), then is answered by the first of
+One request becomes one ``_RequestState``, which carries it through these stages (``complete``
+reads them top to bottom):
 
-* the cache's type-through: the rest of a recent suggestion the user is typing (zero calls),
-* an in-flight stream whose suggestion starts with what the user has typed since (stream
-  reuse: zero new provider calls),
-* the cache by key, memory then disk (zero calls, no debounce),
-* after the adaptive debounce, an identical in-flight request (single-flight) or one new
-  provider stream, read only until the suggestion is complete; its post-processed answer is
-  stored in the cache by the flight itself, so it is kept even if every requester left.
+1. prepare: the window around the cursor, the privacy rules (an excluded file gets nothing),
+   the cache's type-through (the rest of a recent suggestion the user is typing: zero calls)
+   and otherwise the plan (``plan.py``: what is asked, under which key; none when nothing of
+   the window may be sent);
+2. seats: before superseding anything, a seat on an in-flight stream this request can use,
+   the identical one (single-flight) or one whose suggestion starts with what the user typed
+   since it was asked for (stream reuse, ``reuse.py``);
+3. supersede: the request takes the document's ticket (``scheduling/latest.py``); an older
+   request still waiting is answered empty at once, and this one is answered only while it
+   is the newest;
+4. the first suggestion, from the first stage that has one: type-through, the joined stream,
+   the continued stream, the cache by key (memory then disk, no debounce), then after the
+   adaptive debounce a look in memory (a flight may have finished meanwhile) and a flight:
+   the identical in-flight one, or a new provider stream (``fetch.py``). A flight
+   post-processes its answer once, stores it in the cache once (so it is kept even if every
+   requester left), and hands the same ``Suggestion`` to everyone who waited;
+5. shown: a suggestion from a provider or the cache is remembered for type-through and may be
+   followed by a prefetch (``prefetch.py`` decides when and what);
+6. alternatives (``alternatives.py``): other samples, asked for alongside the first only by an
+   invoked request, and those already in memory;
+7. finish: seats given up, ticket ended, outcome counted.
 
-After a suggestion from a provider or the cache key is shown, and when no provider stream is
-running, the service may prefetch: compute, as a flight of its own, the suggestion for the
-document as it would be once this one is accepted, so that accepting and typing on is
-answered from the cache (or joins that flight).
+Streams belong to flights, not to requests: a superseded or cancelled request gives up its
+seats, and a stream nobody waits for any more is cancelled, which closes the HTTP response so
+the provider stops generating. One exception, with local providers (``warm_prompts``): a
+stream abandoned before its first byte, whose prompt the document's newest request shares up
+to the old cursor's line, is left to run to its first byte (the pool's warming), because a
+local server processing that prompt is filling the prompt cache the next request will hit;
+cutting it would make every request on a slow CPU model start again from nothing.
 
-Streams belong to flights, not to requests: a superseded or cancelled request detaches, and a
-stream nobody waits for any more is cancelled, which closes the HTTP response so the provider
-stops generating. One exception, with local providers (``warm_prompts``): a stream abandoned
-before its first byte, whose prompt the document's newest request shares up to the old
-cursor's line, is left to run to its first byte (the pool's warming), because a local server
-processing that prompt is filling the prompt cache the next request will hit; cutting it would
-make every request on a slow CPU model start again from nothing.
+Errors: every call ends in exactly one of
 
-Every call ends in exactly one of: a result, ``None`` (nothing useful, superseded, provider
-down, deadline passed: logged and counted, never raised), or ``CancelledError`` propagating to
-the caller (``$/cancelRequest``).
+* a ``CompletionResult``;
+* ``None``: nothing useful, superseded, excluded or withheld by privacy, or a failure that is
+  expected degradation, logged in one line and counted, never raised: ``ProviderError``
+  (``ProviderTimeout`` when the deadline passed) and ``TimeoutError`` (the backstop);
+* ``CancelledError`` propagating to the caller (``$/cancelRequest``).
 """
 
 from __future__ import annotations
@@ -36,16 +49,22 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from crucible.cache.tiered import Answer, TieredCache
+from crucible.cache.tiered import TieredCache
 from crucible.completion.alternatives import Alternative, distinct, sample_key, sample_plan
-from crucible.completion.fetch import fetch_completion
+from crucible.completion.fetch import (
+    CompletionFlight,
+    CompletionFlights,
+    StreamJob,
+    fetch_completion,
+)
 from crucible.completion.plan import Plan, PromptPrivacy, plan_completion
-from crucible.completion.postprocess import Suggestion, postprocess
-from crucible.completion.prefetch import Prefetches, accepted
-from crucible.completion.reuse import StreamJob, find_reusable
+from crucible.completion.postprocess import postprocess
+from crucible.completion.prefetch import Prefetches
+from crucible.completion.reuse import Reuse, find_reusable
+from crucible.completion.suggestion import Suggestion
 from crucible.config.settings import CompletionSettings
 from crucible.context.neighbours import OpenFile
 from crucible.context.privacy import WorkspacePrivacy
@@ -55,14 +74,12 @@ from crucible.providers.errors import ProviderError, ProviderTimeout
 from crucible.resilience.pool import ProviderPool
 from crucible.runtime.telemetry import Telemetry
 from crucible.scheduling.debounce import AdaptiveDebounce
-from crucible.scheduling.latest import LatestWins
-from crucible.scheduling.singleflight import Flight, Seat, SingleFlight
+from crucible.scheduling.latest import LatestWins, Ticket
+from crucible.scheduling.singleflight import Seat, SingleFlight
 
 logger = logging.getLogger(__name__)
 
 _request_ids = itertools.count(1)
-
-FlightKey = str  # the cache key of the answer the flight computes
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +92,37 @@ class CompletionRequest:
 
 @dataclass(frozen=True, slots=True)
 class CompletionResult:
+    """A suggestion placed in the document: ``text`` replaces ``start`` to ``end``."""
+
     text: str
-    start: int  # offsets into the snapshot's text of the range the text replaces
+    start: int  # offsets into the snapshot's text
     end: int
-    request_id: int
     alternatives: tuple[Alternative, ...] = ()  # for editors that cycle (VS Code's Alt+])
+
+
+@dataclass(slots=True)
+class _RequestState:
+    """One request on its way through the stages: what is known of it so far."""
+
+    request: CompletionRequest
+    id: int  # for the log
+    started: float
+    window: ContextWindow
+    excluded: bool  # the privacy rules exclude the document: it gets nothing
+    withheld: bool = False  # nothing of this window may be sent (a private key, a secret)
+    typed: Suggestion | None = None  # the type-through answer, when there is one
+    plan: Plan | None = None  # None: no provider is asked (off, excluded, withheld, typed)
+    joined: Seat[Suggestion] | None = None  # on the identical in-flight stream
+    reuse: Reuse | None = None  # on an in-flight stream this request continues
+    samples: list[Seat[Suggestion]] = field(default_factory=list)  # alternatives' flights
+    outcome: str = "empty"
+
+    def seats(self) -> list[Seat[Suggestion]]:
+        held = [self.joined, self.reuse.seat if self.reuse is not None else None, *self.samples]
+        return [seat for seat in held if seat is not None]
+
+
+Stage = Callable[[_RequestState, Plan], Awaitable[Suggestion | None]]
 
 
 class CompletionService:
@@ -103,9 +146,14 @@ class CompletionService:
         self._clock = clock
         self._debounce = AdaptiveDebounce(settings)
         self._latest = LatestWins()
-        self._flights: SingleFlight[FlightKey, str] = SingleFlight()
+        self._flights: CompletionFlights = SingleFlight()
         # The prefetch per document, cancelled when that document needs something else.
-        self._prefetches = Prefetches()
+        self._prefetches = Prefetches(
+            self._flights,
+            lambda plan, job: self._start_flight(plan, job, background=True),
+            lambda: self._cache,
+            telemetry,
+        )
         # The prompt prefix of each document's newest request: does an abandoned stream's
         # prompt lead into it (warm_prompts)? One string per open document.
         self._newest_prefix: dict[str, str] = {}
@@ -165,202 +213,273 @@ class CompletionService:
     # -- one request -------------------------------------------------------------------------
 
     async def complete(self, request: CompletionRequest) -> CompletionResult | None:
-        request_id = next(_request_ids)
-        started = self._clock()
-        window = self._window(request.snapshot, request.offset)
-        snapshot, cache = request.snapshot, self._cache
-        # An excluded file gets nothing, not even a type-through of an earlier suggestion.
-        excluded = self._privacy.rules().excludes(snapshot.path)
-        enabled = self._settings.enabled and self._pool is not None and not excluded
-        # Type-through first: it needs no plan (a key costs ~60 µs on a full window).
-        typed = (
-            cache.type_through(snapshot.uri, snapshot.text, request.offset, window.suffix)
-            if enabled and cache is not None
-            else None
-        )
-        plan = (
-            self._plan(snapshot, window, request.neighbours) if enabled and typed is None else None
-        )
-        withheld = enabled and typed is None and plan is None
-        # Take a seat on a stream this request can use before superseding the request that
-        # started it, so the stream is not abandoned in between: the identical request
-        # (single-flight), or one whose suggestion starts with what was typed since (reuse).
-        flight = self._flights.get(plan.key) if plan is not None else None
-        joined = flight.join() if flight is not None else None
-        reuse = (
-            find_reusable(self._flights, request.snapshot, request.offset, window)
-            if joined is None and plan is not None
-            else None
-        )
-        self._newest_prefix[snapshot.uri] = window.prefix
+        """One request through the stages (module docstring); never raises but for
+        ``CancelledError``."""
+        state = self._prepare(request)
+        # Seats are taken before superseding the request that started a stream, so the
+        # stream is not abandoned in between.
+        self._take_seats(state)
+        document = request.snapshot.uri
+        self._newest_prefix[document] = state.window.prefix
         # The same text and cursor asked twice (inline + menu) share, instead of superseding.
-        ticket = self._latest.begin(request.snapshot.uri, (request.offset, request.snapshot.text))
-        work = asyncio.ensure_future(
-            self._with_alternatives(
-                request,
-                window,
-                plan if typed is None else None,
-                self._complete(request, window, typed, plan, joined, reuse, request_id),
-            )
-        )
-        outcome = "empty"
+        ticket = self._latest.begin(document, (request.offset, request.snapshot.text))
+        work = asyncio.ensure_future(self._answer(state))
         try:
-            racing: set[asyncio.Future[Any]] = {work, ticket.superseded}
-            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((work, ticket.superseded), return_when=asyncio.FIRST_COMPLETED)
             if not ticket.is_current:
                 # A newer request for this document exists: this text is already stale.
-                outcome = "superseded"
+                state.outcome = "superseded"
                 return None
             result = work.result()
-            outcome = "served" if result else "empty"
+            state.outcome = "served" if result else "empty"
             return result
         except asyncio.CancelledError:
-            outcome = "cancelled"
+            state.outcome = "cancelled"
             raise
-        except ProviderError as exc:
-            # Expected degradation: the editor gets an empty answer, the log gets one line.
-            outcome = "timeout" if isinstance(exc, ProviderTimeout) else "error"
-            logger.warning("completion %d: %s (%s)", request_id, exc, type(exc).__name__)
-            return None
-        except TimeoutError:
-            outcome = "timeout"
-            logger.warning(
-                "completion %d: no answer within %d ms", request_id, self._settings.timeout_ms
-            )
+        except (ProviderError, TimeoutError) as exc:
+            state.outcome = self._failed(state, exc)
             return None
         finally:
-            if not work.done():
-                work.cancel()
-                work.add_done_callback(_retrieve)
-            for seat in (joined, reuse[0] if reuse is not None else None):
-                if seat is not None:
-                    seat.leave()
-            self._latest.end(ticket)
-            if outcome == "empty" and (excluded or withheld):
-                outcome = "excluded" if excluded else "withheld"
-                self._privacy_counts[f"{outcome}_requests"] += 1
-            self._telemetry.request(outcome)
-            self._telemetry.stage("total", (self._clock() - started) * 1000)
+            self._finish(state, work, ticket)
 
-    async def _with_alternatives(
-        self,
-        request: CompletionRequest,
-        window: ContextWindow,
-        plan: Plan | None,
-        first: Awaitable[CompletionResult | None],
-    ) -> CompletionResult | None:
-        """The ``first`` suggestion, plus up to ``alternatives - 1`` others. Other samples
-        cost provider calls, so they are asked for only when the user asked explicitly (an
-        invoked request, which is also what VS Code sends when the user cycles), concurrently
-        with the first; an automatic request gets the ones already in memory, for free.
-        ``plan`` is None when no provider is asked (type-through, completion off)."""
-        extra = self._settings.alternatives - 1
-        samples = (
-            self._sample(request, plan, window, n)
-            for n in range(1, extra + 1)
-            if plan is not None and request.invoked
-        )
-        seats = [seat for seat in samples if seat is not None]
-        try:
-            result = await first
-            if result is None or extra < 1 or self._cache is None:
-                return result
-            if plan is None:  # type-through: samples for this very spot may be in memory
-                plan = self._plan(request.snapshot, window, request.neighbours)
-                if plan is None:
-                    return result
-            texts = [await _result_or_none(seat) for seat in seats]
-            cache = self._cache
-            found = [_answer(postprocess(raw, window)) for raw in texts if raw is not None] + [
-                answer
-                for n in range(1, extra + 1)
-                if (answer := cache.in_memory(sample_key(plan, n))) is not None
-            ]
-            others = distinct(result.text, found, request.offset, extra)
-            return replace(result, alternatives=others) if others else result
-        finally:
-            for seat in seats:
-                seat.leave()
-
-    def _sample(
-        self, request: CompletionRequest, plan: Plan, window: ContextWindow, n: int
-    ) -> Seat[str] | None:
-        """A seat on the flight computing sample ``n`` of ``plan`` (None: already cached)."""
-        sample = sample_plan(plan, n)
-        if self._cache is not None and self._cache.in_memory(sample.key) is not None:
-            return None  # picked up from memory with the others
-        flight = self._flights.get(sample.key)
-        if flight is None:
-            flight = self._start_flight(sample, StreamJob(request.snapshot, request.offset, window))
-        return flight.join()
-
-    async def _complete(
-        self,
-        request: CompletionRequest,
-        window: ContextWindow,
-        typed: Answer | None,
-        plan: Plan | None,
-        joined: Seat[str] | None,
-        reuse: tuple[Seat[str], str] | None,
-        request_id: int,
-    ) -> CompletionResult | None:
-        if typed is not None:
-            self._telemetry.mark("type_through")
-            return _result(typed, request, request_id)
-        if plan is None:
-            return None  # completion is off, or no provider serves it
+    def _prepare(self, request: CompletionRequest) -> _RequestState:
+        """The window, the privacy verdict, and the type-through answer or else the plan."""
+        started = self._clock()
         snapshot = request.snapshot
-        cache = self._cache
-
-        if joined is not None:
-            self._telemetry.mark("coalesced")
-            return self._shown(await joined.result(), window, request, request_id)
-
-        if reuse is not None:
-            seat, typed_text = reuse
-            raw = await _result_or_none(seat)
-            if raw is not None and raw.startswith(typed_text) and len(raw) > len(typed_text):
-                self._telemetry.mark("reused")
-                logger.debug("completion %d: reused an in-flight stream", request_id)
-                return self._shown(raw[len(typed_text) :], window, request, request_id)
-
-        if cache is not None:
-            answer = await cache.lookup(plan.key)
-            if answer is not None:
-                self._telemetry.mark("cache_hit")
-                return self._served(answer, window, request, request_id)
-
-        if not request.invoked:
-            delay = self._debounce.delay_ms(
-                snapshot.uri, window.line_prefix, window.line_suffix, invoked=request.invoked
+        window = self._window(snapshot, request.offset)
+        # An excluded file gets nothing, not even a type-through of an earlier suggestion.
+        excluded = self._privacy.rules().excludes(snapshot.path)
+        state = _RequestState(request, next(_request_ids), started, window, excluded)
+        if excluded or not self._settings.enabled or self._pool is None:
+            return state
+        # Type-through first: it needs no plan (a key costs ~60 µs on a full window).
+        if self._cache is not None:
+            state.typed = self._cache.type_through(
+                snapshot.uri, snapshot.text, request.offset, window.suffix
             )
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "completion %d: debounce %.0f ms %s",
-                    request_id,
-                    delay,
-                    self._debounce.describe(snapshot.uri),
-                )
-            waited = self._clock()
-            await self._sleep(delay / 1000)
-            self._telemetry.stage("debounce", (self._clock() - waited) * 1000)
-            # A flight for this very text may have finished while we waited.
-            answer = cache.in_memory(plan.key) if cache is not None else None
-            if answer is not None:
-                self._telemetry.mark("cache_hit")
-                return self._served(answer, window, request, request_id)
+        if state.typed is None:
+            state.plan = self._plan(snapshot, window, request.neighbours)
+            state.withheld = state.plan is None
+        return state
 
+    def _take_seats(self, state: _RequestState) -> None:
+        """A seat on the identical in-flight stream (single-flight), else on one whose
+        suggestion starts with what was typed since it was asked for (stream reuse)."""
+        if state.plan is None:
+            return
+        flight = self._flights.get(state.plan.key)
+        if flight is not None:
+            state.joined = flight.join()
+        else:
+            request = state.request
+            state.reuse = find_reusable(
+                self._flights, request.snapshot, request.offset, state.window
+            )
+
+    async def _answer(self, state: _RequestState) -> CompletionResult | None:
+        """The first suggestion, placed at the cursor, with its alternatives."""
+        self._ask_for_alternatives(state)  # concurrently with the first
+        first = await self._first(state)
+        if first is None or not first.text:
+            return None
+        alternatives = await self._alternatives(state, first)
+        offset = state.request.offset
+        return CompletionResult(first.text, offset, offset + first.replace_suffix, alternatives)
+
+    async def _first(self, state: _RequestState) -> Suggestion | None:
+        """From the first stage that has one; a suggestion from a provider or the cache is
+        shown (remembered for type-through, perhaps followed by a prefetch)."""
+        if state.typed is not None:
+            self._telemetry.mark("type_through")
+            return state.typed
+        if state.plan is None:
+            return None  # completion is off, or nothing may be sent
+        stages: tuple[Stage, ...] = (
+            self._joined,
+            self._continued,
+            self._cached,
+            self._after_debounce,
+            self._flown,
+        )
+        for stage in stages:
+            found = await stage(state, state.plan)
+            if found is not None:
+                if found.text:
+                    self._shown(state, found)
+                return found
+        return None
+
+    # -- the stages of the first suggestion: None means "not here, go on" -------------------
+
+    async def _joined(self, state: _RequestState, plan: Plan) -> Suggestion | None:
+        if state.joined is None:
+            return None
+        self._telemetry.mark("coalesced")
+        return await state.joined.result()
+
+    async def _continued(self, state: _RequestState, plan: Plan) -> Suggestion | None:
+        rest = await state.reuse.rest() if state.reuse is not None else None
+        if rest is None:
+            return None
+        self._telemetry.mark("reused")
+        logger.debug("completion %d: reused an in-flight stream", state.id)
+        return _processed(rest, state.window)
+
+    async def _cached(self, state: _RequestState, plan: Plan) -> Suggestion | None:
+        found = await self._cache.lookup(plan.key) if self._cache is not None else None
+        if found is not None:
+            self._telemetry.mark("cache_hit")
+        return found
+
+    async def _after_debounce(self, state: _RequestState, plan: Plan) -> Suggestion | None:
+        """Wait out the adaptive debounce (an invoked request does not), then look in memory:
+        a flight for this very text may have finished meanwhile."""
+        request, window = state.request, state.window
+        if request.invoked:
+            return None
+        document = request.snapshot.uri
+        delay = self._debounce.delay_ms(
+            document, window.line_prefix, window.line_suffix, invoked=request.invoked
+        )
+        if logger.isEnabledFor(logging.DEBUG):
+            described = self._debounce.describe(document)
+            logger.debug("completion %d: debounce %.0f ms %s", state.id, delay, described)
+        waited = self._clock()
+        await self._sleep(delay / 1000)
+        self._telemetry.stage("debounce", (self._clock() - waited) * 1000)
+        found = self._cache.in_memory(plan.key) if self._cache is not None else None
+        if found is not None:
+            self._telemetry.mark("cache_hit")
+        return found
+
+    async def _flown(self, state: _RequestState, plan: Plan) -> Suggestion:
+        """The identical in-flight stream's suggestion, or a new stream's."""
         flight = self._flights.get(plan.key)
         if flight is not None:
             self._telemetry.mark("coalesced")
         else:
-            self._prefetches.cancel(snapshot.uri)  # the user went elsewhere: it is not needed
-            job = StreamJob(snapshot, request.offset, window)
-            if self._warm_prompts:
-                job.warm = lambda: self._leads_to_newest(job)
-            flight = self._start_flight(plan, job)
-        raw = await flight.wait()
-        return self._shown(raw, window, request, request_id)
+            request, window = state.request, state.window
+            self._prefetches.cancel(request.snapshot.uri)  # the user went elsewhere
+            job = StreamJob(request.snapshot, request.offset, window)
+            warm = (lambda: self._leads_to_newest(job)) if self._warm_prompts else None
+            flight = self._start_flight(plan, job, warm=warm)
+        return await flight.wait()
+
+    # -- after the first suggestion ----------------------------------------------------------
+
+    def _shown(self, state: _RequestState, suggestion: Suggestion) -> None:
+        """Remember ``suggestion`` for type-through, and prefetch what comes after it."""
+        request, window, cache = state.request, state.window, self._cache
+        if cache is None:
+            return
+        cache.shown(request.snapshot.uri, request.offset, window.prefix, window.suffix, suggestion)
+        if self._prefetch:
+            neighbours = request.neighbours
+            self._prefetches.after_shown(
+                request.snapshot,
+                request.offset,
+                suggestion,
+                plan_at=lambda after, cursor: self._plan(
+                    after, self._window(after, cursor), neighbours
+                ),
+            )
+
+    def _ask_for_alternatives(self, state: _RequestState) -> None:
+        """Seats on flights computing other samples of the plan. They cost provider calls,
+        so only the user asking explicitly (an invoked request, which is also what VS Code
+        sends when the user cycles) starts them, concurrently with the first suggestion."""
+        plan, request = state.plan, state.request
+        if plan is None or not request.invoked:
+            return
+        for n in range(1, self._settings.alternatives):
+            sample = sample_plan(plan, n)
+            if self._cache is not None and self._cache.in_memory(sample.key) is not None:
+                continue  # picked up from memory with the others
+            flight = self._flights.get(sample.key)
+            if flight is None:
+                job = StreamJob(request.snapshot, request.offset, state.window)
+                flight = self._start_flight(sample, job)
+            state.samples.append(flight.join())
+
+    async def _alternatives(
+        self, state: _RequestState, first: Suggestion
+    ) -> tuple[Alternative, ...]:
+        """Up to ``alternatives - 1`` others: the samples asked for, and those in memory for
+        this very plan (free: the automatic request VS Code sends after cycling has them)."""
+        extra, cache, request = self._settings.alternatives - 1, self._cache, state.request
+        if extra < 1 or cache is None:
+            return ()
+        plan = state.plan
+        if plan is None:  # type-through: samples for this very spot may be in memory
+            plan = self._plan(request.snapshot, state.window, request.neighbours)
+            if plan is None:
+                return ()
+        asked = [await _suggestion_or_none(seat) for seat in state.samples]
+        found = [suggestion for suggestion in asked if suggestion is not None]
+        found += [
+            suggestion
+            for n in range(1, extra + 1)
+            if (suggestion := cache.in_memory(sample_key(plan, n))) is not None
+        ]
+        return distinct(first.text, found, request.offset, extra)
+
+    def _failed(self, state: _RequestState, exc: ProviderError | TimeoutError) -> str:
+        """Expected degradation: the editor gets an empty answer, the log gets one line."""
+        if isinstance(exc, ProviderError):
+            logger.warning("completion %d: %s (%s)", state.id, exc, type(exc).__name__)
+            return "timeout" if isinstance(exc, ProviderTimeout) else "error"
+        timeout_ms = self._settings.timeout_ms
+        logger.warning("completion %d: no answer within %d ms", state.id, timeout_ms)
+        return "timeout"
+
+    def _finish(
+        self, state: _RequestState, work: asyncio.Future[CompletionResult | None], ticket: Ticket
+    ) -> None:
+        if not work.done():
+            work.cancel()
+            work.add_done_callback(_retrieve)
+        for seat in state.seats():
+            seat.leave()
+        self._latest.end(ticket)
+        if state.outcome == "empty" and (state.excluded or state.withheld):
+            state.outcome = "excluded" if state.excluded else "withheld"
+            self._privacy_counts[f"{state.outcome}_requests"] += 1
+        self._telemetry.request(state.outcome)
+        self._telemetry.stage("total", (self._clock() - state.started) * 1000)
+
+    # -- flights -----------------------------------------------------------------------------
+
+    def _start_flight(
+        self,
+        plan: Plan,
+        job: StreamJob,
+        *,
+        background: bool = False,
+        warm: Callable[[], bool] | None = None,
+    ) -> CompletionFlight:
+        # Counted per prompt sent: a cache hit or a joined flight sends nothing again.
+        self._privacy_counts["redactions"] += plan.redactions
+        return self._flights.start(plan.key, self._fly(plan, job, background, warm), job)
+
+    async def _fly(
+        self, plan: Plan, job: StreamJob, background: bool, warm: Callable[[], bool] | None
+    ) -> Suggestion:
+        """A flight's work: one completion from the pool, post-processed once and stored
+        once; everyone waiting on the flight gets this same suggestion."""
+        raw = await fetch_completion(
+            plan,
+            job.progress,
+            deadline_s=self._settings.timeout_ms / 1000,
+            background=background,
+            warm=warm,
+            telemetry=self._telemetry,
+            on_latency=self._debounce.observe_latency,
+            clock=self._clock,
+        )
+        suggestion = _processed(raw, plan.window)
+        if self._cache is not None:
+            self._cache.store(plan.key, suggestion)
+        return suggestion
 
     def _leads_to_newest(self, job: StreamJob) -> bool:
         """Whether the document's newest request shares ``job``'s prompt up to the start of
@@ -368,6 +487,8 @@ class CompletionService:
         newest = self._newest_prefix.get(job.snapshot.uri)
         shared = job.window.prefix[: job.window.prefix.rfind("\n") + 1]
         return newest is not None and bool(shared) and newest.startswith(shared)
+
+    # -- window and plan ---------------------------------------------------------------------
 
     def _window(self, snapshot: DocumentSnapshot, offset: int) -> ContextWindow:
         settings = self._settings
@@ -396,72 +517,7 @@ class CompletionService:
             PromptPrivacy(self._privacy.rules(), self._redact),
         )
 
-    def _start_flight(
-        self, plan: Plan, job: StreamJob, *, background: bool = False
-    ) -> Flight[FlightKey, str]:
-        # Counted per prompt sent: a cache hit or a joined flight sends nothing again.
-        self._privacy_counts["redactions"] += plan.redactions
-        return self._flights.start(plan.key, self._fetch(plan, job, background), job)
-
-    async def _fetch(self, plan: Plan, job: StreamJob, background: bool) -> str:
-        """The flight: one completion from the pool, its complete answer stored in the cache."""
-        raw = await fetch_completion(
-            plan,
-            job,
-            deadline_s=self._settings.timeout_ms / 1000,
-            background=background,
-            telemetry=self._telemetry,
-            on_latency=self._debounce.observe_latency,
-            clock=self._clock,
-        )
-        if self._cache is not None:
-            self._cache.store(plan.key, _answer(postprocess(raw, plan.window)))
-        return raw
-
-    def _shown(
-        self, raw: str, window: ContextWindow, request: CompletionRequest, request_id: int
-    ) -> CompletionResult | None:
-        """Post-process a provider's answer for this request and serve it."""
-        return self._served(_answer(postprocess(raw, window)), window, request, request_id)
-
-    def _served(
-        self, answer: Answer, window: ContextWindow, request: CompletionRequest, request_id: int
-    ) -> CompletionResult | None:
-        """Serve ``answer`` at the request's cursor: remember it for type-through, and
-        prefetch what comes after it."""
-        if not answer.text:
-            return None
-        if self._cache is not None:
-            self._cache.shown(
-                request.snapshot.uri, request.offset, window.prefix, window.suffix, answer
-            )
-            if self._prefetch:
-                self._maybe_prefetch(request, answer)
-        return _result(answer, request, request_id)
-
-    # -- prefetch ----------------------------------------------------------------------------
-
-    def _maybe_prefetch(self, request: CompletionRequest, answer: Answer) -> None:
-        """When no provider stream runs, compute the suggestion that follows ``answer``."""
-        uri = request.snapshot.uri
-        if uri in self._prefetches or any(not f.task.done() for f in self._flights):
-            return  # the provider is busy: prefetch is only ever background work
-        self._prefetches.start(uri, self._prefetch_after(request, answer))
-
-    async def _prefetch_after(self, request: CompletionRequest, answer: Answer) -> None:
-        after, cursor = accepted(
-            request.snapshot, request.offset, answer.text, answer.replace_suffix
-        )
-        window = self._window(after, cursor)
-        plan = self._plan(after, window, request.neighbours)
-        cache = self._cache
-        if plan is None or cache is None or self._flights.get(plan.key):
-            return
-        if await cache.lookup(plan.key):
-            return
-        self._telemetry.mark("prefetched")
-        flight = self._start_flight(plan, StreamJob(after, cursor, window), background=True)
-        await flight.wait()  # a seat of its own: a joining request leaving does not cancel it
+    # -- lifecycle and status ----------------------------------------------------------------
 
     async def aclose(self) -> None:
         """Stop background work (prefetches) before the providers it uses are closed."""
@@ -476,28 +532,20 @@ class CompletionService:
         return {"in_flight": len(self._flights), "pending_documents": len(self._latest)}
 
 
-async def _result_or_none(seat: Seat[str]) -> str | None:
-    """Wait for a flight this request did not start; its failure means "no reuse", not an
-    error for this request (which can still ask on its own)."""
+def _processed(raw: str, window: ContextWindow) -> Suggestion:
+    """``raw`` post-processed for ``window``; nothing worth showing is the empty suggestion,
+    which is an answer too (cached, so the provider is not asked again at that spot)."""
+    suggestion = postprocess(raw, window)
+    return suggestion if suggestion is not None else Suggestion("")
+
+
+async def _suggestion_or_none(seat: Seat[Suggestion]) -> Suggestion | None:
+    """Wait for a flight this request did not start; its failure means "left out", not an
+    error for this request."""
     try:
         return await seat.result()
     except (ProviderError, TimeoutError):
         return None
-
-
-def _result(answer: Answer, request: CompletionRequest, request_id: int) -> CompletionResult | None:
-    if not answer.text:
-        return None
-    end = request.offset + answer.replace_suffix
-    return CompletionResult(answer.text, request.offset, end, request_id)
-
-
-def _answer(suggestion: Suggestion | None) -> Answer:
-    """A post-processed suggestion as the cache keeps it; None (nothing worth showing) is
-    the empty answer, which is an answer too."""
-    if suggestion is None:
-        return Answer("")
-    return Answer(suggestion.text, suggestion.replace_suffix)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
