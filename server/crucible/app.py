@@ -44,7 +44,7 @@ from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
 from crucible.providers.errors import ProviderError
-from crucible.providers.http import HttpProvider
+from crucible.providers.http_provider import HttpProvider
 from crucible.providers.openai import OpenAIProvider
 from crucible.providers.registry import create_provider, identity, is_local, ordered_for_role
 from crucible.resilience.breaker import BreakerState, Transition

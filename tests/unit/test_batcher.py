@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from crucible.scheduling.batcher import MicroBatcher, Slot
+from crucible.scheduling.batcher import MicroBatcher, Submission
 
 WINDOW = 0.02
 
@@ -44,28 +44,28 @@ class Flush:
 
     def __init__(self, hold: bool = False, error: Exception | None = None) -> None:
         self.batches: list[list[str]] = []
-        self.slots: list[list[Slot[str, str]]] = []
+        self.submissions: list[list[Submission[str, str]]] = []
         self.gate: asyncio.Event | None = asyncio.Event() if hold else None
         self.error = error
         self.cancelled = False
         self.task: asyncio.Task[object] | None = None  # the last flush's task
 
-    async def __call__(self, slots: list[Slot[str, str]]) -> None:
+    async def __call__(self, submissions: list[Submission[str, str]]) -> None:
         self.task = asyncio.current_task()
-        self.batches.append([slot.item for slot in slots])
-        self.slots.append(slots)
+        self.batches.append([submission.item for submission in submissions])
+        self.submissions.append(submissions)
         if self.error is not None:
             raise self.error
-        for slot in slots:
-            slot.send(f"{slot.item}!")
+        for submission in submissions:
+            submission.send(f"{submission.item}!")
         if self.gate is not None:
             try:
                 await self.gate.wait()
             except asyncio.CancelledError:
                 self.cancelled = True
                 raise
-        for slot in slots:
-            slot.send(f"{slot.item}?")
+        for submission in submissions:
+            submission.send(f"{submission.item}?")
 
     def release(self) -> None:
         assert self.gate is not None
@@ -111,7 +111,7 @@ async def test_items_within_the_window_share_one_flush() -> None:
     assert flush.batches == [["a", "b", "c"]]
 
 
-async def test_each_slot_knows_how_long_it_waited_for_its_flush() -> None:
+async def test_each_submission_knows_how_long_it_waited_for_its_flush() -> None:
     flush, sleep = Flush(), ManualSleep()
     now = [10.0]
     batcher = MicroBatcher(flush, window_s=WINDOW, max_size=8, sleep=sleep, clock=lambda: now[0])
@@ -123,8 +123,8 @@ async def test_each_slot_knows_how_long_it_waited_for_its_flush() -> None:
     now[0] = 10.02
     sleep.elapse()
     await asyncio.gather(a, b)
-    (slots,) = flush.slots
-    assert [round(slot.waited_s, 6) for slot in slots] == [0.02, 0.005]
+    (submissions,) = flush.submissions
+    assert [round(submission.waited_s, 6) for submission in submissions] == [0.02, 0.005]
 
 
 async def test_reaching_max_size_flushes_at_once() -> None:
@@ -207,8 +207,8 @@ async def test_cancelled_after_the_flush_only_that_submitter_detaches() -> None:
     a.cancel()
     with pytest.raises(asyncio.CancelledError):
         await a
-    a_slot, b_slot = flush.slots[0]
-    assert not a_slot.active and b_slot.active
+    a_sub, b_sub = flush.submissions[0]
+    assert not a_sub.active and b_sub.active
     flush.release()
     assert await b == ["b!", "b?"]
     assert not flush.cancelled
@@ -233,9 +233,9 @@ async def test_when_every_submitter_detaches_the_flush_is_cancelled() -> None:
 async def test_a_submitter_whose_results_ended_does_not_keep_the_flush_alive() -> None:
     stopped = asyncio.Event()
 
-    async def finish_a_first(slots: list[Slot[str, str]]) -> None:
-        slots[0].send("a!")
-        slots[0].finish()
+    async def finish_a_first(submissions: list[Submission[str, str]]) -> None:
+        submissions[0].send("a!")
+        submissions[0].finish()
         try:
             await asyncio.Event().wait()  # b's results would come later
         finally:
@@ -271,8 +271,8 @@ async def test_a_flush_error_reaches_every_submitter_of_the_batch() -> None:
 
 
 async def test_results_sent_before_an_error_arrive_first() -> None:
-    async def partial(slots: list[Slot[str, str]]) -> None:
-        slots[0].send("a!")
+    async def partial(submissions: list[Submission[str, str]]) -> None:
+        submissions[0].send("a!")
         raise ValueError("broken stream")
 
     sleep = ManualSleep()
@@ -318,7 +318,7 @@ async def test_back_to_back_batches() -> None:
 
 
 def test_rejects_a_batch_size_below_one() -> None:
-    async def flush(slots: list[Slot[str, str]]) -> None:
+    async def flush(submissions: list[Submission[str, str]]) -> None:
         pass
 
     with pytest.raises(ValueError, match="max_size"):

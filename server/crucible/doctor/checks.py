@@ -20,7 +20,7 @@ from crucible.config.settings import ProviderKind, ProviderSettings, Role
 from crucible.config.validate import mask_url
 from crucible.providers.base import FimRequest, ProbeResult, Provider
 from crucible.providers.errors import ProviderError
-from crucible.providers.http import HttpProvider
+from crucible.providers.http_provider import HttpProvider
 from crucible.providers.registry import create_provider
 
 _PROBE_TIMEOUT_S = 5.0

@@ -44,6 +44,8 @@ from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from crucible.providers.base import ChatMessage, ChatRequest, FimRequest, ProbeResult
 from crucible.providers.errors import (
     AuthError,
@@ -55,14 +57,8 @@ from crucible.providers.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from crucible.providers.http import (
-    HttpProvider,
-    api_key,
-    check_status,
-    map_errors,
-    missing_key_hint,
-    parse_object,
-)
+from crucible.providers.http import api_key, missing_key_hint, parse_object
+from crucible.providers.http_provider import HttpProvider
 from crucible.providers.streams import iter_sse_objects
 
 API_VERSION = "2023-06-01"
@@ -118,18 +114,21 @@ class AnthropicProvider(HttpProvider):
     async def probe(self) -> ProbeResult:
         try:
             model = await self._get_object(f"v1/models/{quote(self.model, safe='')}")
-        except ModelNotFound as exc:
-            detail = f"model {self.model} not found ({exc.message})"
-            if self._settings.base_url.rstrip("/").endswith("/v1"):
-                detail += "; base_url is the API root, without /v1"
-            return ProbeResult(False, detail, model_present=False)
-        except AuthError as exc:
-            return ProbeResult(False, exc.message + missing_key_hint(self._settings, KEY_ENV))
         except ProviderError as exc:
-            return ProbeResult(False, exc.message)
+            return self._probe_failed(exc)
         shown = model.get("display_name")
         named = f" ({shown})" if isinstance(shown, str) and shown != self.model else ""
         return ProbeResult(True, f"ok: model {self.model}{named} available", model_present=True)
+
+    def _probe_failed(self, error: ProviderError) -> ProbeResult:
+        if isinstance(error, ModelNotFound):
+            detail = f"model {self.model} not found ({error.message})"
+            if self._settings.base_url.rstrip("/").endswith("/v1"):
+                detail += "; base_url is the API root, without /v1"
+            return ProbeResult(False, detail, model_present=False)
+        if isinstance(error, AuthError):
+            return ProbeResult(False, error.message + missing_key_hint(self._settings, KEY_ENV))
+        return super()._probe_failed(error)
 
     def _headers(self) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
@@ -161,32 +160,29 @@ class AnthropicProvider(HttpProvider):
             body["stop_sequences"] = stop
         return body
 
-    async def _stream(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        # ``async with client.stream`` ties the HTTP response to this generator: closing it
-        # (early stop, cancellation) closes the connection, and Anthropic stops generating.
-        headers = self._headers()
-        async with (
-            map_errors(self.name),
-            self._client.stream("POST", "v1/messages", json=body, headers=headers) as response,
-        ):
-            await check_status(self.name, response)
-            # Error events are mapped by their type below, hence ``parse_object``.
-            events = iter_sse_objects(
-                self.name,
-                response,
-                is_last=_is_message_stop,
-                terminator="message_stop",
-                decode=parse_object,
-            )
-            async with aclosing(events):
-                async for event in events:
-                    kind = event.get("type")
-                    if kind == "content_block_delta":
-                        text = _delta_text(self.name, event)
-                        if text:
-                            yield text
-                    elif kind == "error":
-                        raise _stream_error(self.name, event)
+    def _stream(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+        # Closing the stream closes the connection, and Anthropic stops generating.
+        return self._stream_text("v1/messages", body, _events, _text)
+
+
+def _events(provider: str, response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
+    # Error events are mapped by their type (``_text``), hence ``parse_object``.
+    return iter_sse_objects(
+        provider,
+        response,
+        is_last=_is_message_stop,
+        terminator="message_stop",
+        decode=parse_object,
+    )
+
+
+def _text(provider: str, event: dict[str, Any]) -> str:
+    kind = event.get("type")
+    if kind == "content_block_delta":
+        return _delta_text(provider, event)
+    if kind == "error":
+        raise _stream_error(provider, event)
+    return ""
 
 
 def _is_message_stop(event: dict[str, Any]) -> bool:

@@ -26,22 +26,17 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
-from crucible.providers.errors import (
-    AuthError,
-    BadResponse,
-    ModelNotFound,
-    ProviderError,
-)
-from crucible.providers.http import (
-    HttpProvider,
-    missing_key_hint,
-)
-from crucible.providers.streams import stream_sse
+from crucible.providers.errors import AuthError, BadResponse, ModelNotFound, ProviderError
+from crucible.providers.http import missing_key_hint
+from crucible.providers.http_provider import HttpProvider
+from crucible.providers.listing import ModelListing
+from crucible.providers.openai import first_choice
+from crucible.providers.streams import iter_sse_json
 
 KEY_ENV = "MISTRAL_API_KEY"  # the variable Mistral's SDKs read; named in hints only
 _MAX_TEMPERATURE = 1.0
 _ERROR_TYPES: dict[str, type[ProviderError]] = {"invalid_model": ModelNotFound}
-_LISTED = 10  # model names quoted when the configured one is not among them
+_LISTING = ModelListing(path="models")  # entries name their aliases; ModelListing reads them
 
 
 class CodestralProvider(HttpProvider):
@@ -73,34 +68,20 @@ class CodestralProvider(HttpProvider):
         return self._stream("chat/completions", body)
 
     async def probe(self) -> ProbeResult:
-        try:
-            listing = await self._get_object("models")
-        except ModelNotFound as exc:
-            detail = exc.message
+        return await self._probe_models(_LISTING)
+
+    def _probe_failed(self, error: ProviderError) -> ProbeResult:
+        if isinstance(error, ModelNotFound):
+            detail = error.message
             if not self._settings.base_url.rstrip("/").endswith("/v1"):
                 detail += "; base_url includes /v1 (https://codestral.mistral.ai/v1)"
             return ProbeResult(False, detail)
-        except AuthError as exc:
-            return ProbeResult(False, exc.message + missing_key_hint(self._settings, KEY_ENV))
-        except ProviderError as exc:
-            return ProbeResult(False, exc.message)
-        data = listing.get("data")
-        models = [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
-        ids = [m["id"] for m in models if isinstance(m.get("id"), str)]
-        if not ids:
-            return ProbeResult(False, "the server lists no models")
-        if self.model in ids:
-            return ProbeResult(True, f"ok: model {self.model} available", model_present=True)
-        for m in models:
-            aliases = m.get("aliases")
-            if isinstance(aliases, list) and self.model in aliases:
-                detail = f"ok: model {self.model} available (as {m['id']})"
-                return ProbeResult(True, detail, model_present=True)
-        shown = ", ".join(ids[:_LISTED]) + (", …" if len(ids) > _LISTED else "")
-        return ProbeResult(False, f"model {self.model} not found (has: {shown})", False)
+        if isinstance(error, AuthError):
+            return ProbeResult(False, error.message + missing_key_hint(self._settings, KEY_ENV))
+        return super()._probe_failed(error)
 
     def _stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        return stream_sse(self._client, self._settings, path, body, _text, error_types=_ERROR_TYPES)
+        return self._stream_text(path, body, iter_sse_json, _text, error_types=_ERROR_TYPES)
 
 
 def _text(provider: str, event: dict[str, Any]) -> str:
@@ -112,12 +93,8 @@ def _text(provider: str, event: dict[str, Any]) -> str:
 
 
 def _delta_text(provider: str, event: dict[str, Any]) -> str:
-    choices = event.get("choices")
-    if not choices:
-        return ""  # a usage-only or keep-alive event
-    if not isinstance(choices, list) or not isinstance(choices[0], dict):
-        raise BadResponse(provider, "'choices' is not a list of objects")
-    delta = choices[0].get("delta")
+    choice = first_choice(provider, event)  # None: a usage-only or keep-alive event
+    delta = None if choice is None else choice.get("delta")
     content = delta.get("content") if isinstance(delta, dict) else None
     if content is None:
         return ""  # the first chunk carries the role and no content

@@ -1,8 +1,8 @@
 """The shared HTTP plumbing of every wire format: client, auth, error mapping, JSON bodies.
 
 This module owns the connection pool (``make_client``), the API key and its headers, the
-``HttpProvider`` base, the decoding of one JSON object (a body, or an event once
-``providers/streams.py`` has framed it), and the translation of httpx's exceptions and HTTP
+decoding of one JSON object (a body, or an event once ``providers/streams.py`` has framed it),
+and the translation of httpx's exceptions and HTTP
 statuses into the typed tree of ``providers/errors.py`` (``raise … from exc``)::
 
     httpx.TimeoutException (connect, read, write, pool)   -> ProviderTimeout
@@ -20,7 +20,8 @@ statuses into the typed tree of ``providers/errors.py`` (``raise … from exc``)
 
 Errors of a started stream (a transport error while reading it, a stream that ends without its
 terminator) are ``providers/streams.py``'s; with this module it is the only one that knows
-httpx's exceptions.
+httpx's exceptions. The requests themselves are ``HttpProvider``'s (``providers/http_provider.py``),
+built on these functions.
 
 Messages name the server's origin and quote the server's own error text, never request headers,
 and any API key the server echoes back (``Authorization: Bearer`` or ``x-api-key``) is masked,
@@ -34,8 +35,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -45,7 +46,6 @@ from crucible.providers.errors import (
     AuthError,
     BadRequest,
     BadResponse,
-    FimUnsupported,
     ModelNotFound,
     ProviderError,
     ProviderTimeout,
@@ -205,74 +205,6 @@ def decode_object(provider: str, text: str) -> dict[str, Any]:
     if obj.get("error"):
         raise BadResponse(provider, f"error in stream: {_message_of(obj) or 'unspecified'}")
     return obj
-
-
-class HttpProvider:
-    """What every HTTP provider shares: its settings, one connection pool (closed by
-    ``aclose`` only when the provider created it) and a GET of one JSON object."""
-
-    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
-        self._settings = settings
-        self._client = client or make_client(settings)
-        self._owns_client = client is None
-        # Told of a degradation the provider works around instead of failing (a model that
-        # cannot fill in the middle); set by the composition root.
-        self.on_notice: Callable[[ProviderError], None] | None = None
-        self._fim_supported = True  # until the server says the model cannot fill in the middle
-
-    def _notice(self, error: ProviderError) -> None:
-        log.warning("%s", error)
-        if self.on_notice is not None:
-            self.on_notice(error)
-
-    async def _fim_or_prefix_only(
-        self,
-        fim: Callable[[], AsyncGenerator[str, None]],
-        prefix_only: Callable[[], AsyncGenerator[str, None]],
-    ) -> AsyncGenerator[str, None]:
-        """Stream ``fim()``; if the model turns out to have no FIM tokens (``FimUnsupported``,
-        which comes with the status, before any text), say so once and use ``prefix_only()``
-        from then on: a continuation of the code before the cursor is worse than a fill, but
-        far better than no suggestion at all."""
-        if self._fim_supported:
-            try:
-                async with aclosing(fim()) as stream:
-                    async for chunk in stream:
-                        yield chunk
-                return
-            except FimUnsupported as exc:
-                self._fim_supported = False
-                self._notice(exc)
-        async with aclosing(prefix_only()) as stream:
-            async for chunk in stream:
-                yield chunk
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def model(self) -> str:
-        return self._settings.model
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    def _headers(self) -> dict[str, str]:
-        """Headers every request carries: ``Authorization: Bearer`` when a key is configured.
-        Formats that authenticate otherwise (Anthropic's ``x-api-key``) override this."""
-        return auth_headers(self._settings)
-
-    async def _get_object(self, path: str) -> dict[str, Any]:
-        """GET ``path`` and decode its JSON object (at most ``BODY_LIMIT`` bytes); errors
-        mapped as everywhere else."""
-        async with (
-            map_errors(self.name),
-            self._client.stream("GET", path, headers=self._headers()) as response,
-        ):
-            await check_status(self.name, response)
-            return decode_object(self.name, await read_body(self.name, response))
 
 
 async def read_body(provider: str, response: httpx.Response, limit: int = BODY_LIMIT) -> str:

@@ -7,7 +7,7 @@ FIM tokens answers 501 there: the provider says so once (``on_notice``) and cont
 prefix through ``/completion`` from then on. It streams
 server-sent events without ``[DONE]``: the last event carries ``stop: true``, and a stream that
 ends before it is a ``BadResponse``. Chat goes to the same server's OpenAI-compatible
-``/v1/chat/completions`` (the streaming code is ``openai.py``'s). ``base_url`` is the server
+``/v1/chat/completions`` (the body and its text are ``openai.py``'s). ``base_url`` is the server
 root, e.g. ``http://127.0.0.1:8080``.
 
 Errors are those of ``providers/http.py`` and ``providers/streams.py``: ``ProviderError``
@@ -17,21 +17,16 @@ subclasses, never httpx's.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any
+
+import httpx
 
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
 from crucible.providers.errors import BadResponse, FimUnsupported, ProviderError
-from crucible.providers.http import (
-    HttpProvider,
-    auth_headers,
-    check_status,
-    decode_object,
-    map_errors,
-    read_body,
-)
-from crucible.providers.openai import stream_openai_chat
-from crucible.providers.streams import iter_sse_objects
+from crucible.providers.http import check_status, decode_object, read_body
+from crucible.providers.http_provider import HttpProvider
+from crucible.providers.openai import chat_body, delta_text
+from crucible.providers.streams import iter_sse_json, iter_sse_objects
 
 _LOADING = 503  # /health answers 503 while the model is still loading
 # /infill for a model without FIM tokens: 501 {"error": {"type": "not_supported_error", ...}}
@@ -56,53 +51,45 @@ class LlamaCppProvider(HttpProvider):
             **sampling,
         }
         # A model without FIM tokens gets 501 from /infill; /completion continues the prefix.
+        # Closing the stream closes the connection, and llama.cpp cancels the task.
         return self._fim_or_prefix_only(
-            lambda: self._stream_events("infill", infill),
-            lambda: self._stream_events("completion", {"prompt": request.prefix, **sampling}),
+            lambda: self._generate("infill", infill),
+            lambda: self._generate("completion", {"prompt": request.prefix, **sampling}),
         )
 
     def stream_chat(self, request: ChatRequest) -> AsyncGenerator[str, None]:
-        return stream_openai_chat(self._client, self._settings, "v1/chat/completions", request)
+        body = chat_body(self.model, request)
+        return self._stream_text("v1/chat/completions", body, iter_sse_json, delta_text)
 
     async def probe(self) -> ProbeResult:
         try:
-            async with (
-                map_errors(self.name),
-                self._client.stream(
-                    "GET", "health", headers=auth_headers(self._settings)
-                ) as response,
-            ):
+            async with self._open("GET", "health") as response:
                 if response.status_code == _LOADING:
                     return ProbeResult(False, "server is loading the model (HTTP 503)")
                 await check_status(self.name, response)
                 health = decode_object(self.name, await read_body(self.name, response))
         except ProviderError as exc:
-            return ProbeResult(False, exc.message)
+            return self._probe_failed(exc)
         status = health.get("status")
         if status != "ok":
             return ProbeResult(False, f"server health is {status!r}")
         return ProbeResult(True, f"ok: server ready (model {self.model})")
 
-    async def _stream_events(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        # ``async with client.stream`` ties the HTTP response to this generator: closing it
-        # (early stop, cancellation) closes the connection, and llama.cpp cancels the task.
-        headers = auth_headers(self._settings)
-        async with (
-            map_errors(self.name),
-            self._client.stream("POST", path, json=body, headers=headers) as response,
-        ):
-            await check_status(self.name, response, error_types=_ERROR_TYPES)
-            events = iter_sse_objects(
-                self.name, response, is_last=_is_stop, terminator="stop: true"
-            )
-            async with aclosing(events):
-                async for event in events:
-                    text = event.get("content", "")
-                    if not isinstance(text, str):
-                        raise BadResponse(self.name, "'content' is not a string")
-                    if text:
-                        yield text
+    def _generate(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+        return self._stream_text(path, body, _events, _content, error_types=_ERROR_TYPES)
+
+
+def _events(provider: str, response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
+    """The native routes' events: no ``[DONE]``, the last one carries ``stop: true``."""
+    return iter_sse_objects(provider, response, is_last=_is_stop, terminator="stop: true")
 
 
 def _is_stop(event: dict[str, Any]) -> bool:
     return event.get("stop") is True
+
+
+def _content(provider: str, event: dict[str, Any]) -> str:
+    text = event.get("content", "")
+    if not isinstance(text, str):
+        raise BadResponse(provider, "'content' is not a string")
+    return text

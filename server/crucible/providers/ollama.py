@@ -13,25 +13,27 @@ subclasses, never httpx's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
-from typing import Any, TypeAlias
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import httpx
 
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
 from crucible.providers.errors import BadRequest, BadResponse, FimUnsupported, ProviderError
-from crucible.providers.http import (
-    HttpProvider,
-    auth_headers,
-    check_status,
-    map_errors,
-)
+from crucible.providers.http_provider import HttpProvider, TextOf
+from crucible.providers.listing import ModelListing
 from crucible.providers.streams import iter_ndjson
 
 # Ollama's error for a generate with a suffix on a model whose template has no FIM.
 _NO_INSERT = "does not support insert"
 
-# Picks the generated text out of one streamed object (it differs between generate and chat).
-_TextOf: TypeAlias = Callable[[str, dict[str, Any]], str]
+
+def _same_model(listed: str, wanted: str) -> bool:
+    """Ollama names carry a tag; ``qwen`` and ``qwen:latest`` are the same model."""
+    return listed.removesuffix(":latest") == wanted.removesuffix(":latest")
+
+
+_LISTING = ModelListing(path="api/tags", key="models", field="name", same=_same_model, has="have")
 
 
 class OllamaProvider(HttpProvider):
@@ -66,43 +68,23 @@ class OllamaProvider(HttpProvider):
         return self._stream("api/chat", body, _message_text)
 
     async def probe(self) -> ProbeResult:
-        try:
-            listing = await self._get_object("api/tags")
-        except ProviderError as exc:
-            return ProbeResult(False, exc.message)
-        models = listing.get("models")
-        if not isinstance(models, list):
-            return ProbeResult(False, "unexpected /api/tags answer (no models list)")
-        names = [
-            m["name"] for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)
-        ]
-        if any(_same_model(name, self.model) for name in names):
-            return ProbeResult(True, f"ok: model {self.model} available", model_present=True)
-        have = ", ".join(names) if names else "none"
-        return ProbeResult(False, f"model {self.model} not found (have: {have})", False)
+        return await self._probe_models(_LISTING)
 
-    async def _stream(
-        self, path: str, body: dict[str, Any], text_of: _TextOf
+    def _stream(
+        self, path: str, body: dict[str, Any], text_of: TextOf
     ) -> AsyncGenerator[str, None]:
-        # ``async with client.stream`` ties the HTTP response to this generator: closing the
-        # generator (early stop, cancellation) closes the connection, and Ollama then stops
-        # generating for it.
-        headers = auth_headers(self._settings)
-        async with (
-            map_errors(self.name),
-            self._client.stream("POST", path, json=body, headers=headers) as response,
-        ):
-            try:
-                await check_status(self.name, response)
-            except BadRequest as exc:
-                if _NO_INSERT in exc.message:
-                    raise FimUnsupported(self.name, exc.message) from exc
-                raise
-            async with aclosing(iter_ndjson(self.name, response)) as objects:
-                async for obj in objects:
-                    text = text_of(self.name, obj)
-                    if text:
-                        yield text
+        # Closing the stream closes the connection, and Ollama then stops generating for it.
+        return self._stream_text(path, body, iter_ndjson, text_of)
+
+    async def _check_status(
+        self, response: httpx.Response, error_types: Mapping[str, type[ProviderError]] | None
+    ) -> None:
+        try:
+            await super()._check_status(response, error_types)
+        except BadRequest as exc:
+            if _NO_INSERT in exc.message:
+                raise FimUnsupported(self.name, exc.message) from exc
+            raise
 
 
 def _options(max_tokens: int, temperature: float, stop: tuple[str, ...]) -> dict[str, Any]:
@@ -129,8 +111,3 @@ def _message_text(provider: str, obj: dict[str, Any]) -> str:
     if not isinstance(text, str):
         raise BadResponse(provider, "'message.content' is not a string")
     return text
-
-
-def _same_model(listed: str, wanted: str) -> bool:
-    """Ollama names carry a tag; ``qwen`` and ``qwen:latest`` are the same model."""
-    return listed.removesuffix(":latest") == wanted.removesuffix(":latest")

@@ -8,8 +8,9 @@ and its special tokens are sent as stop sequences.
 
 Streams are server-sent events ending with ``data: [DONE]``; a stream that closes without it
 is a ``BadResponse``. Other errors are those of ``providers/http.py`` and
-``providers/streams.py``. The chat streaming code is shared with ``llamacpp.py``, whose server
-speaks this format for chat.
+``providers/streams.py``. The chat body and its text (``chat_body``, ``delta_text``) are shared
+with ``llamacpp.py``, whose server speaks this format for chat, and ``first_choice`` with
+``codestral.py``, whose events have this shape.
 
 With ``batch_window_ms > 0`` FIM calls are micro-batched (``openai_batch.py``): concurrent
 prompts with equal sampling parameters go out as one call with a prompt list. Chat is never
@@ -26,12 +27,15 @@ import httpx
 from crucible.config.settings import ProviderSettings
 from crucible.context.fim import resolve_template
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
-from crucible.providers.errors import BadResponse, ProviderError
-from crucible.providers.http import (
-    HttpProvider,
-)
+from crucible.providers.errors import BadResponse
+from crucible.providers.http_provider import HttpProvider
+from crucible.providers.listing import ModelListing
 from crucible.providers.openai_batch import BatchedCompletions, Sampling
-from crucible.providers.streams import stream_sse
+from crucible.providers.streams import iter_sse_json
+
+# Servers of one model (llama.cpp, some vLLM setups) answer to any name, so an unlisted name is
+# reported, not failed.
+_LISTING = ModelListing(path="models", answers_any_name=True)
 
 
 class OpenAIProvider(HttpProvider):
@@ -46,7 +50,7 @@ class OpenAIProvider(HttpProvider):
         # batch of one included). Never called without batching.
         self.on_batch: Callable[[tuple[float, ...]], None] | None = None
         self._batches = (
-            BatchedCompletions(self._client, settings, self._batched)
+            BatchedCompletions(settings, self._completion_events, self._batched)
             if settings.batch_window_ms > 0
             else None
         )
@@ -69,30 +73,18 @@ class OpenAIProvider(HttpProvider):
             "stop": list(stop),
             "stream": True,
         }
-        return stream_sse(self._client, self._settings, "completions", body, _completion_text)
+        return self._stream_text("completions", body, iter_sse_json, _completion_text)
 
     def stream_chat(self, request: ChatRequest) -> AsyncGenerator[str, None]:
-        return stream_openai_chat(self._client, self._settings, "chat/completions", request)
+        body = chat_body(self.model, request)
+        return self._stream_text("chat/completions", body, iter_sse_json, delta_text)
 
     async def probe(self) -> ProbeResult:
-        try:
-            listing = await self._get_object("models")
-        except ProviderError as exc:
-            return ProbeResult(False, exc.message)
-        data = listing.get("data")
-        models = data if isinstance(data, list) else []
-        ids = [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
-        if not ids:
-            return ProbeResult(False, "the server lists no models")
-        if self.model in ids:
-            return ProbeResult(True, f"ok: model {self.model} available", model_present=True)
-        # Servers of one model (llama.cpp, some vLLM setups) answer to any name, so an unlisted
-        # name is reported, not failed.
-        return ProbeResult(
-            True,
-            f"ok: server answers, but model {self.model} is not listed (has: {', '.join(ids)})",
-            model_present=False,
-        )
+        return await self._probe_models(_LISTING)
+
+    def _completion_events(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """The events of one (batched) ``completions`` call."""
+        return self._events("completions", body, iter_sse_json)
 
     def _batched(self, waits_ms: tuple[float, ...]) -> None:
         # Looked up per call, so that the hook may be set after construction.
@@ -100,12 +92,10 @@ class OpenAIProvider(HttpProvider):
             self.on_batch(waits_ms)
 
 
-def stream_openai_chat(
-    client: httpx.AsyncClient, settings: ProviderSettings, path: str, request: ChatRequest
-) -> AsyncGenerator[str, None]:
-    """Stream a chat answer from an OpenAI-compatible ``chat/completions`` route at ``path``."""
+def chat_body(model: str, request: ChatRequest) -> dict[str, Any]:
+    """The body of a streamed OpenAI-compatible ``chat/completions`` call."""
     body: dict[str, Any] = {
-        "model": settings.model,
+        "model": model,
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         # max_tokens, not max_completion_tokens: every compatible server understands it.
         "max_tokens": request.max_tokens,
@@ -114,11 +104,12 @@ def stream_openai_chat(
     }
     if request.stop:
         body["stop"] = list(request.stop)
-    return stream_sse(client, settings, path, body, _delta_text)
+    return body
 
 
-def _first_choice(provider: str, event: dict[str, Any]) -> dict[str, Any] | None:
-    """``choices[0]``; None for events without choices (usage, keep-alive)."""
+def first_choice(provider: str, event: dict[str, Any]) -> dict[str, Any] | None:
+    """``choices[0]`` of an OpenAI-style event; None for events without choices (usage,
+    keep-alive)."""
     choices = event.get("choices")
     if not choices:
         return None
@@ -129,15 +120,16 @@ def _first_choice(provider: str, event: dict[str, Any]) -> dict[str, Any] | None
 
 
 def _completion_text(provider: str, event: dict[str, Any]) -> str:
-    choice = _first_choice(provider, event)
+    choice = first_choice(provider, event)
     text = "" if choice is None else choice.get("text") or ""
     if not isinstance(text, str):
         raise BadResponse(provider, "'choices[0].text' is not a string")
     return text
 
 
-def _delta_text(provider: str, event: dict[str, Any]) -> str:
-    choice = _first_choice(provider, event)
+def delta_text(provider: str, event: dict[str, Any]) -> str:
+    """The text of a chat chunk (``choices[0].delta.content``)."""
+    choice = first_choice(provider, event)
     delta = None if choice is None else choice.get("delta")
     # The first delta of a chat stream carries the role and a null content.
     text = delta.get("content") or "" if isinstance(delta, dict) else ""

@@ -14,6 +14,9 @@ is ``scheduling/batcher.py``'s; the rendering of each prompt is ``openai.py``'s.
   caller of a batch has stopped, the flush is cancelled and the HTTP response closed at once,
   so the server stops generating.
 
+The call itself (headers, status, error mapping, framing) is the provider's
+(``HttpProvider._events``), as for every other request.
+
 Errors: those of ``providers/http.py`` (HTTP status, transport, timeout, malformed JSON) and
 ``providers/streams.py`` (a broken stream, a stream without ``[DONE]``), plus ``BadResponse``
 for a choice ``index`` that names no prompt of the batch; each reaches every caller of the
@@ -25,20 +28,15 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import Any, TypeAlias
 
 from crucible.config.settings import ProviderSettings
 from crucible.providers.errors import BadResponse
-from crucible.providers.http import (
-    auth_headers,
-    check_status,
-    decode_object,
-    map_errors,
-)
-from crucible.providers.streams import iter_sse_data
-from crucible.scheduling.batcher import MicroBatcher, Slot
+from crucible.scheduling.batcher import MicroBatcher, Submission
+
+# The events of one streamed ``completions`` call of this body: the provider's own request
+# (``HttpProvider._events``: its headers, its status check, its error mapping).
+CompletionEvents: TypeAlias = Callable[[dict[str, Any]], AsyncGenerator[dict[str, Any], None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +59,12 @@ class BatchedCompletions:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
         settings: ProviderSettings,
+        events: CompletionEvents,
         on_batch: Callable[[tuple[float, ...]], None],
     ) -> None:
-        self._client = client
         self._settings = settings
+        self._events = events
         # Told, as each call goes out, how long each of its prompts waited for it (ms).
         self._on_batch = on_batch
         self._batcher: MicroBatcher[_Prompt, str] = MicroBatcher(
@@ -80,11 +78,11 @@ class BatchedCompletions:
         """The completion of ``prompt``, chunk by chunk; close it to stop reading."""
         return self._batcher.stream(_Prompt(prompt, sampling))
 
-    async def _send(self, slots: list[Slot[_Prompt, str]]) -> None:
-        """One call for the whole batch; each choice's text goes to its caller's slot."""
+    async def _send(self, submissions: list[Submission[_Prompt, str]]) -> None:
+        """One call for the whole batch; each choice's text goes to its submitter."""
         name = self._settings.name
-        sampling = slots[0].item.sampling  # the batcher's key: the same for every slot
-        prompts = [slot.item.text for slot in slots]
+        sampling = submissions[0].item.sampling  # the batcher's key: the same for every one
+        prompts = [submission.item.text for submission in submissions]
         body: dict[str, Any] = {
             "model": self._settings.model,
             "prompt": prompts[0] if len(prompts) == 1 else prompts,
@@ -93,22 +91,16 @@ class BatchedCompletions:
             "stop": list(sampling.stop),
             "stream": True,
         }
-        self._on_batch(tuple(slot.waited_s * 1000 for slot in slots))
-        headers = auth_headers(self._settings)
-        async with (
-            map_errors(name),
-            self._client.stream("POST", "completions", json=body, headers=headers) as response,
-        ):
-            await check_status(name, response)
-            async with aclosing(iter_sse_data(name, response)) as events:
-                async for data in events:
-                    for index, text, finished in _choices(name, decode_object(name, data)):
-                        if index >= len(slots):
-                            raise BadResponse(name, f"choice index {index} names no prompt")
-                        if text:
-                            slots[index].send(text)
-                        if finished:
-                            slots[index].finish()
+        self._on_batch(tuple(submission.waited_s * 1000 for submission in submissions))
+        async with aclosing(self._events(body)) as events:
+            async for event in events:
+                for index, text, finished in _choices(name, event):
+                    if index >= len(submissions):
+                        raise BadResponse(name, f"choice index {index} names no prompt")
+                    if text:
+                        submissions[index].send(text)
+                    if finished:
+                        submissions[index].finish()
 
 
 def _choices(provider: str, event: dict[str, Any]) -> list[tuple[int, str, bool]]:

@@ -1,12 +1,13 @@
 """Stream framing: the lines, server-sent events and NDJSON objects of a streamed body.
 
 Each wire format's streaming code reads its events here: ``iter_sse_data`` (SSE data payloads,
-up to OpenAI's ``data: [DONE]``), ``iter_sse_objects`` (decoded SSE events, up to the one the
-format marks as its last, as Anthropic's ``message_stop`` or llama.cpp's ``stop: true``) and
-``iter_ndjson`` (newline-delimited JSON, up to ``done: true``). After its terminator each reads
-on to the end of the body, so that httpx returns the connection to the pool. ``stream_sse`` is
-the whole call for the formats that end at ``[DONE]`` (OpenAI-compatible, Codestral): POST,
-check the status, yield the text of each event.
+up to OpenAI's ``data: [DONE]``), ``iter_sse_json`` (those payloads decoded: the
+OpenAI-compatible formats and Codestral), ``iter_sse_objects`` (decoded SSE events, up to the
+one the format marks as its last, as Anthropic's ``message_stop`` or llama.cpp's ``stop:
+true``) and ``iter_ndjson`` (newline-delimited JSON, up to ``done: true``). After its
+terminator each reads on to the end of the body, so that httpx returns the connection to the
+pool. The request around a stream (POST, headers, status) is ``HttpProvider``'s
+(``providers/http_provider.py``), which hands the response to one of these.
 
 Every size is bounded: a line (an NDJSON object, an SSE field) or an SSE event longer than
 ``LINE_LIMIT`` bytes ends the stream, so a provider that sends a body with no newline (or one
@@ -27,21 +28,14 @@ A timeout while reading is left to ``map_errors`` (``ProviderTimeout``), around 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 
-from crucible.config.settings import ProviderSettings
-from crucible.providers.errors import BadResponse, ProviderError
-from crucible.providers.http import (
-    auth_headers,
-    check_status,
-    decode_object,
-    describe_error,
-    map_errors,
-)
+from crucible.providers.errors import BadResponse
+from crucible.providers.http import decode_object, describe_error
 
 _DRAIN_S = 0.25  # longest wait for the end of a body after its stream's terminator
 # Longest line or SSE event read from a stream. A streamed event carries one token or a few
@@ -85,6 +79,15 @@ async def iter_sse_data(
     # An event cut off before its blank line is incomplete and dropped (the SSE rules).
     if until_done:
         raise BadResponse(provider, "stream ended early (no [DONE])")
+
+
+async def iter_sse_json(
+    provider: str, response: httpx.Response
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Each server-sent event decoded to an object, up to OpenAI's ``data: [DONE]``."""
+    async with aclosing(iter_sse_data(provider, response)) as events:
+        async for data in events:
+            yield decode_object(provider, data)
 
 
 async def iter_sse_objects(
@@ -194,31 +197,3 @@ async def _lines(provider: str, response: httpx.Response) -> AsyncGenerator[str,
 def _check_line(provider: str, size: int) -> None:
     if size > LINE_LIMIT:
         raise BadResponse(provider, f"line over {LINE_LIMIT} bytes")
-
-
-async def stream_sse(
-    client: httpx.AsyncClient,
-    settings: ProviderSettings,
-    path: str,
-    body: dict[str, Any],
-    text_of: Callable[[str, dict[str, Any]], str],
-    *,
-    error_types: Mapping[str, type[ProviderError]] | None = None,
-) -> AsyncGenerator[str, None]:
-    """POST ``body`` and yield the text ``text_of`` finds in each event, up to ``[DONE]``.
-
-    ``async with client.stream`` ties the HTTP response to this generator: closing it (early
-    stop, cancellation) closes the connection, and the server stops generating.
-    """
-    name = settings.name
-    headers = auth_headers(settings)
-    async with (
-        map_errors(name),
-        client.stream("POST", path, json=body, headers=headers) as response,
-    ):
-        await check_status(name, response, error_types=error_types)
-        async with aclosing(iter_sse_data(name, response)) as events:
-            async for data in events:
-                text = text_of(name, decode_object(name, data))
-                if text:
-                    yield text

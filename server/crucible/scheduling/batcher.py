@@ -9,8 +9,8 @@ the caller's. Pure asyncio; the window's sleep is injected so that tests never s
   ``max_size`` items. The next item after a flush opens a new window. Items of different keys
   never share a batch.
 - Each submitter reads its own results, streamed, from ``MicroBatcher.stream(item)``; the flush
-  gets one ``Slot`` per item, in submission order, and ``send``s results into it, then
-  ``finish``es it (or lets the flush return, which finishes every slot still open).
+  gets one ``Submission`` per item, in submission order, and ``send``s results into it, then
+  ``finish``es it (or lets the flush return, which finishes every submission still open).
 - A submitter that leaves (``aclose``, cancellation) before the flush withdraws its item: it is
   never flushed, and a batch left empty is dropped. After the flush it only detaches: its
   results are dropped, the others carry on. When every submitter of a flushed batch has
@@ -35,7 +35,7 @@ R = TypeVar("R")
 
 
 class _End:
-    """The last entry of a slot's queue: the results ended, normally or with ``error``."""
+    """The last entry of a submission's queue: the results ended, normally or with ``error``."""
 
     __slots__ = ("error",)
 
@@ -46,11 +46,12 @@ class _End:
 _FINISHED = _End(None)
 
 
-class Slot(Generic[T, R]):
+class Submission(Generic[T, R]):
     """One submitted item as the flush sees it: the item and its submitter's result channel.
+    (Not a ``resilience/`` limiter slot: nothing here is held or counted.)
 
     ``send``/``finish``/``fail`` never block (the queue is unbounded: a slow reader holds at
-    most one answer's results) and do nothing once the slot is no longer ``active``.
+    most one answer's results) and do nothing once the submission is no longer ``active``.
     """
 
     __slots__ = ("_detached", "_ended", "_queue", "item", "submitted", "waited_s")
@@ -92,12 +93,15 @@ class Slot(Generic[T, R]):
         return await self._queue.get()
 
 
-class _Batch(Generic[T, R]):
-    __slots__ = ("key", "slots", "task", "timer")
+class _FlushGroup(Generic[T, R]):
+    """The submissions of one key that one flush carries: first its open window, then the
+    flush task."""
+
+    __slots__ = ("key", "submissions", "task", "timer")
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
-        self.slots: list[Slot[T, R]] = []
+        self.submissions: list[Submission[T, R]] = []
         self.timer: asyncio.Task[None] | None = None  # the open window
         self.task: asyncio.Task[None] | None = None  # the flush; set once, when it starts
 
@@ -107,7 +111,7 @@ class MicroBatcher(Generic[T, R]):
 
     def __init__(
         self,
-        flush: Callable[[list[Slot[T, R]]], Awaitable[None]],
+        flush: Callable[[list[Submission[T, R]]], Awaitable[None]],
         *,
         window_s: float,
         max_size: int,
@@ -123,7 +127,7 @@ class MicroBatcher(Generic[T, R]):
         self._key = key
         self._sleep = sleep
         self._clock = clock
-        self._open: dict[Hashable, _Batch[T, R]] = {}  # batches still taking items, by key
+        self._open: dict[Hashable, _FlushGroup[T, R]] = {}  # batches still taking items, by key
         # Strong references: the event loop keeps only weak ones to running tasks.
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -132,57 +136,57 @@ class MicroBatcher(Generic[T, R]):
 
         The item is submitted when the stream is first iterated, not when it is created.
         """
-        batch, slot = self._join(item)
+        batch, submission = self._join(item)
         try:
             while True:
-                entry = await slot._next()
+                entry = await submission._next()
                 if isinstance(entry, _End):
                     if entry.error is not None:
                         raise entry.error
                     return
                 yield entry
         finally:
-            self._leave(batch, slot)
+            self._leave(batch, submission)
 
-    def _join(self, item: T) -> tuple[_Batch[T, R], Slot[T, R]]:
+    def _join(self, item: T) -> tuple[_FlushGroup[T, R], Submission[T, R]]:
         key = self._key(item)
         batch = self._open.get(key)
         if batch is None:
-            batch = self._open[key] = _Batch(key)
+            batch = self._open[key] = _FlushGroup(key)
             batch.timer = self._spawn(self._close_window(batch), "batch window")
-        slot: Slot[T, R] = Slot(item, self._clock())
-        batch.slots.append(slot)
-        if len(batch.slots) >= self._max_size:
+        submission: Submission[T, R] = Submission(item, self._clock())
+        batch.submissions.append(submission)
+        if len(batch.submissions) >= self._max_size:
             self._start(batch)
-        return batch, slot
+        return batch, submission
 
-    def _leave(self, batch: _Batch[T, R], slot: Slot[T, R]) -> None:
+    def _leave(self, batch: _FlushGroup[T, R], submission: Submission[T, R]) -> None:
         if batch.task is None:
             # Not flushed yet: withdraw the item, so it is never sent.
-            batch.slots.remove(slot)
-            if not batch.slots:
+            batch.submissions.remove(submission)
+            if not batch.submissions:
                 self._close(batch)
             return
-        if not slot.active:
+        if not submission.active:
             return  # its results had ended: nothing upstream works for it any more
-        slot._detach()
-        if not any(s.active for s in batch.slots):
+        submission._detach()
+        if not any(s.active for s in batch.submissions):
             batch.task.cancel()  # nobody reads: stop the flush (and its upstream call)
 
-    async def _close_window(self, batch: _Batch[T, R]) -> None:
+    async def _close_window(self, batch: _FlushGroup[T, R]) -> None:
         await self._sleep(self._window_s)
         batch.timer = None  # ending by itself: _start must not cancel this very task
         self._start(batch)
 
-    def _start(self, batch: _Batch[T, R]) -> None:
+    def _start(self, batch: _FlushGroup[T, R]) -> None:
         """Stop taking items into ``batch`` and flush it."""
         self._close(batch)
         now = self._clock()
-        for slot in batch.slots:
-            slot.waited_s = now - slot.submitted
-        batch.task = self._spawn(self._run(list(batch.slots)), "batch flush")
+        for submission in batch.submissions:
+            submission.waited_s = now - submission.submitted
+        batch.task = self._spawn(self._run(list(batch.submissions)), "batch flush")
 
-    def _close(self, batch: _Batch[T, R]) -> None:
+    def _close(self, batch: _FlushGroup[T, R]) -> None:
         """Stop taking items into ``batch``: the next item of its key opens a new window."""
         if batch.timer is not None:
             batch.timer.cancel()
@@ -190,22 +194,22 @@ class MicroBatcher(Generic[T, R]):
         if self._open.get(batch.key) is batch:
             del self._open[batch.key]
 
-    async def _run(self, slots: list[Slot[T, R]]) -> None:
+    async def _run(self, submissions: list[Submission[T, R]]) -> None:
         try:
-            await self._flush(slots)
+            await self._flush(submissions)
         except Exception as exc:
             # Delivered to the submitters, not re-raised: nobody awaits this task itself.
-            for slot in slots:
-                slot.fail(exc)
+            for submission in submissions:
+                submission.fail(exc)
         except BaseException:
             # Cancelled (or the interpreter is exiting): no more results will come. Slots
             # detached by _leave are inactive and unaffected.
-            for slot in slots:
-                slot.fail(asyncio.CancelledError())
+            for submission in submissions:
+                submission.fail(asyncio.CancelledError())
             raise
         else:
-            for slot in slots:
-                slot.finish()
+            for submission in submissions:
+                submission.finish()
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work, name=name)
