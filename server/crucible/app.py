@@ -440,9 +440,11 @@ def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
         "trips": member.trips,
         "consecutive_failures": member.consecutive_failures,
         "failure_rate": round(member.failure_rate, 3),
+        "calls_in_window": member.calls_in_window,
         "cooldown_remaining_s": round(member.cooldown_remaining_s, 3),
         "parked_remaining_s": round(member.parked_remaining_s, 3),
         "concurrency_limit": member.concurrency_limit,
+        "first_byte_baseline_ms": member.first_byte_baseline_ms,
         "in_flight": member.in_flight,
         "queued": member.queued,
     }

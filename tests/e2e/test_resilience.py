@@ -74,6 +74,10 @@ async def test_a_healthy_primary_serves_and_the_secondary_is_not_asked(
     assert answers == [["return a + b  # primary"]] * 3
     assert (len(primary.generation_requests()), len(secondary.generation_requests())) == (3, 0)
     assert member(status, "primary")["state"] == "closed"
+    # The failure rate's sample and the latency the limiter judges "slow" against.
+    assert member(status, "primary")["calls_in_window"] == 3
+    assert member(status, "primary")["first_byte_baseline_ms"] > 0
+    assert member(status, "secondary")["first_byte_baseline_ms"] is None  # never asked
     assert status["upstream"] == {"calls": 3, "errors": 0}
     assert "queue" in status["stages_ms"]
 

@@ -9,10 +9,10 @@ import pytest
 
 from crucible.completion.plan import PromptPrivacy, plan_completion
 from crucible.config.settings import CompletionSettings
-from crucible.context.neighbours import OpenFile
 from crucible.context.privacy import PrivacyRules, WorkspacePrivacy
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import cut_window
+from tests.fakes.documents import open_file
 
 ROOT = Path("/home/alice/project")
 
@@ -140,7 +140,7 @@ def _plan(text: str, neighbours: tuple[DocumentSnapshot, ...] = (), *, redact: b
         ["id"],
         snapshot,
         window,
-        tuple(OpenFile.of(doc) for doc in neighbours),
+        tuple(open_file(doc) for doc in neighbours),
         privacy,  # type: ignore[arg-type]
     )
 

@@ -156,7 +156,7 @@ async def test_trial_failure_reopens_and_cooldowns_grow_to_the_cap() -> None:
         assert breaker.state is OPEN
         cooldowns.append(breaker.cooldown_remaining())
     assert cooldowns == pytest.approx([5.0, 10.0, 20.0, 40.0, 60.0, 60.0, 60.0])
-    assert breaker.trips == 7
+    assert breaker.status().trips == 7
     assert seen[-1].from_state is HALF_OPEN and seen[-1].to_state is OPEN
     assert seen[-1].reason.startswith("trial failed (ProviderUnavailable)")
 

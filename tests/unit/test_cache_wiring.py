@@ -65,10 +65,10 @@ def test_prefetch_auto_is_on_for_a_local_provider_and_off_for_a_hosted_one(
         '[cache]\nprefetch = "on"\n',
     )
     off = app_with(tmp_path, '[cache]\nprefetch = "off"\n')
-    assert local.completion.prefetching
-    assert not hosted.completion.prefetching
-    assert forced.completion.prefetching
-    assert not off.completion.prefetching
+    assert local.status()["scheduling"]["prefetch"] is True
+    assert hosted.status()["scheduling"]["prefetch"] is False
+    assert forced.status()["scheduling"]["prefetch"] is True
+    assert off.status()["scheduling"]["prefetch"] is False
 
 
 def test_the_disk_file_defaults_under_xdg_cache_home_and_can_be_moved(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_levels_can_be_turned_off(tmp_path: Path) -> None:
     assert no_disk.status()["cache"]["enabled"] is True
     assert no_cache.cache is None
     assert no_cache.status()["cache"]["enabled"] is False
-    assert not no_cache.completion.prefetching
+    assert no_cache.status()["scheduling"]["prefetch"] is False
 
 
 def test_nothing_needs_a_loop_before_start_and_start_runs_what_waited_for_it(

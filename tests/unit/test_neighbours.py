@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from tests.fakes.documents import open_file
+
 from crucible.context.neighbours import OpenFile, select_neighbours
 from crucible.context.snapshot import ContextFile, DocumentSnapshot
 
@@ -13,7 +15,7 @@ def snapshot(name: str, language_id: str, text: str) -> DocumentSnapshot:
 
 
 def doc(name: str, language_id: str, text: str) -> OpenFile:
-    return OpenFile.of(snapshot(name, language_id, text))
+    return open_file(snapshot(name, language_id, text))
 
 
 CURRENT = snapshot("app.py", "python", "from models import User\n\nuser = User(")

@@ -3,6 +3,8 @@ selection finds among them."""
 
 from __future__ import annotations
 
+from tests.fakes.documents import open_file
+
 from crucible.context.neighbours import OpenFile, select_neighbours
 from crucible.context.recent import RecentDocuments
 from crucible.context.snapshot import DocumentSnapshot
@@ -58,7 +60,7 @@ def test_a_same_language_file_is_found_behind_more_recent_files_of_other_languag
         snapshot("todo.txt", "plaintext", "buy milk\n"),
         current,
     ):
-        recent.touch(OpenFile.of(document))
+        recent.touch(open_file(document))
 
     candidates = recent.candidates(current.uri, max_size=1000)
     files = select_neighbours(current, candidates, max_files=3, max_chars=1000)

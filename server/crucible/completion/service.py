@@ -192,11 +192,6 @@ class CompletionService:
     def settings(self) -> CompletionSettings:
         return self._settings
 
-    @property
-    def prefetching(self) -> bool:
-        """Whether shown suggestions are followed by a prefetch of the next one."""
-        return self._prefetch and self._cache is not None
-
     # -- document events (from didChange / didClose) ----------------------------------------
 
     def document_changed(self, uri: str) -> None:
@@ -527,9 +522,14 @@ class CompletionService:
         """What privacy kept from providers, for crucible/status."""
         return dict(self._privacy_counts)
 
-    def scheduling_snapshot(self) -> dict[str, int]:
-        """Live state for crucible/status."""
-        return {"in_flight": len(self._flights), "pending_documents": len(self._latest)}
+    def scheduling_snapshot(self) -> dict[str, int | bool]:
+        """Live state for crucible/status; ``prefetch``: whether shown suggestions are followed
+        by a prefetch of the next one (``[cache] prefetch``, "auto" decided for this setup)."""
+        return {
+            "in_flight": len(self._flights),
+            "pending_documents": len(self._latest),
+            "prefetch": self._prefetch and self._cache is not None,
+        }
 
 
 def _processed(raw: str, window: ContextWindow) -> Suggestion:

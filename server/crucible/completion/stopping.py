@@ -171,10 +171,6 @@ class StopRule:
         self._text = ""
 
     @property
-    def done(self) -> bool:
-        return self._done
-
-    @property
     def text(self) -> str:
         """The accepted suggestion: cut at the stop point, or everything so far if not done."""
         if self._done:

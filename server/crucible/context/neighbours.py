@@ -39,12 +39,6 @@ class OpenFile:
         self._read = read
         self._head: tuple[int, str] | None = None  # (max_chars, the head read for it)
 
-    @classmethod
-    def of(cls, snapshot: DocumentSnapshot) -> OpenFile:
-        """A snapshot as a candidate (its text is already in hand)."""
-        text = snapshot.text
-        return cls(snapshot.uri, snapshot.path, snapshot.language_id, len(text), lambda n: text[:n])
-
     def head(self, max_chars: int) -> str:
         """The whole lines of the text that fit in ``max_chars``; a longer first line is cut
         hard."""

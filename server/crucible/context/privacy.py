@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 IGNORE_FILE = ".crucibleignore"
 
+# How often (seconds) WorkspacePrivacy looks at IGNORE_FILE again: one ``stat`` a second at
+# most, however fast requests come, and an edit to the file applies within a second.
+_CHECK_INTERVAL_S = 1.0
+
 # Sources: gitleaks's default configuration (its global path allowlist: lock files, minified
 # vendor code, .git), Continue's DEFAULT_IGNORE_FILETYPES (*.env, *.lock, *-lock.json), and the
 # credential files each tool documents as holding a token or password.
@@ -192,19 +196,17 @@ def read_ignore_file(root: Path | None) -> tuple[str, ...]:
 
 class WorkspacePrivacy:
     """``PrivacyRules`` kept in step with ``.crucibleignore``: the file is looked at (one
-    ``stat``) at most once per ``check_interval_s``, and re-read when it changed."""
+    ``stat``) at most once per ``_CHECK_INTERVAL_S``, and re-read when it changed."""
 
     def __init__(
         self,
         root: Path | None,
         exclude: Sequence[str] = (),
         *,
-        check_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root = root
         self._exclude = tuple(exclude)
-        self._interval = check_interval_s
         self._clock = clock
         self._checked_at = clock()
         self._stamp = self._file_stamp()
@@ -212,7 +214,7 @@ class WorkspacePrivacy:
 
     def rules(self) -> PrivacyRules:
         now = self._clock()
-        if now - self._checked_at >= self._interval:
+        if now - self._checked_at >= _CHECK_INTERVAL_S:
             self._checked_at = now
             stamp = self._file_stamp()
             if stamp != self._stamp:

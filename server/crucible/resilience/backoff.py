@@ -105,11 +105,6 @@ class RetryBudget:
             clock=clock,
         )
 
-    @property
-    def held(self) -> int:
-        """Timestamps held (requests and retries), for tests and status: bounded."""
-        return len(self._requests) + len(self._retries)
-
     def record_request(self) -> None:
         self._expire()
         self._requests.append(self._clock())

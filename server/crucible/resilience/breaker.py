@@ -69,7 +69,7 @@ class BreakerStatus:
     cooldown_remaining: float
     consecutive_failures: int
     failure_rate: float
-    calls_in_window: int
+    calls_in_window: int  # the calls ``failure_rate`` is over
 
 
 TransitionListener = Callable[[Transition], None]
@@ -105,10 +105,6 @@ class CircuitBreaker:
     @property
     def state(self) -> BreakerState:
         return self._state
-
-    @property
-    def trips(self) -> int:
-        return self._trips
 
     def add_listener(self, listener: TransitionListener) -> None:
         """Called after every transition, synchronously; it must not raise (it is logged)."""

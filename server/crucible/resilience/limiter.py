@@ -35,6 +35,9 @@ class LimiterStatus:
     limit: int
     in_flight: int
     queued: int
+    # The EWMA of first-byte latency, seconds (None before the first success): a first byte
+    # over ``slow_factor`` times this lowers the limit, so status shows it next to the limit.
+    baseline: float | None
 
 
 class ConcurrencyPermit:
@@ -51,10 +54,6 @@ class ConcurrencyPermit:
     def __init__(self, limiter: AdaptiveLimiter) -> None:
         self._limiter = limiter
         self._done = False
-
-    @property
-    def held(self) -> bool:
-        return not self._done
 
     def succeeded(self, first_byte: float) -> None:
         """The call succeeded and its first byte took ``first_byte`` seconds."""
@@ -110,16 +109,11 @@ class AdaptiveLimiter:
     def queued(self) -> int:
         return len(self._interactive) + len(self._background)
 
-    @property
-    def baseline(self) -> float | None:
-        """The EWMA of first-byte latency, seconds; None before the first success."""
-        return self._baseline
-
     def saturated(self) -> bool:
         return self._in_flight >= self.limit
 
     def status(self) -> LimiterStatus:
-        return LimiterStatus(self.limit, self._in_flight, self.queued)
+        return LimiterStatus(self.limit, self._in_flight, self.queued, self._baseline)
 
     def try_acquire(self) -> ConcurrencyPermit | None:
         """A slot now if one is free (nobody can be queued then), else None. Never waits."""

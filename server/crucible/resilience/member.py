@@ -64,11 +64,13 @@ class MemberSnapshot:
     first_byte_p95_ms: float | None
     first_byte_p99_ms: float | None
     concurrency_limit: int
+    first_byte_baseline_ms: float | None  # what the limiter calls slow is a multiple of this
     in_flight: int
     queued: int
     trips: int
     consecutive_failures: int
     failure_rate: float
+    calls_in_window: int  # the calls ``failure_rate`` is over
     cooldown_remaining_s: float
     parked_remaining_s: float
     health: Health
@@ -142,11 +144,13 @@ class Member:
             first_byte_p95_ms=_ms(self.first_byte.percentile(0.95)),
             first_byte_p99_ms=_ms(self.first_byte.percentile(0.99)),
             concurrency_limit=limiter.limit,
+            first_byte_baseline_ms=_ms(limiter.baseline),
             in_flight=limiter.in_flight,
             queued=limiter.queued,
             trips=status.trips,
             consecutive_failures=status.consecutive_failures,
             failure_rate=status.failure_rate,
+            calls_in_window=status.calls_in_window,
             cooldown_remaining_s=status.cooldown_remaining,
             parked_remaining_s=max(0.0, self.parked_until - now),
             health=self.health(now),

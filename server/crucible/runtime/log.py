@@ -39,6 +39,10 @@ _NOT_FOR_CLIENT = ("pygls", "httpx", "httpcore")
 
 _TRACEBACK = "Traceback (most recent call last)"
 
+# Records sent per event-loop turn; the rest wait for a later turn, after other work, so a
+# burst of logging never holds the loop.
+_BATCH = 64
+
 SendLog = Callable[[int, str], None]
 Backlog = Callable[[], bool]
 
@@ -71,12 +75,10 @@ def one_line(record: logging.LogRecord) -> str:
 class ClientLogHandler(logging.Handler):
     """Log records to the editor as window/logMessage; see the module docstring."""
 
-    def __init__(self, *, capacity: int = 512, batch: int = 64) -> None:
+    def __init__(self, *, capacity: int = 512) -> None:
         super().__init__()
         self.capacity = capacity  # records waiting for the client, at most
-        self.batch = batch  # records sent per event-loop turn, so logging never hogs the loop
         self.dropped = 0  # records never sent (queue full, client congested, send failed)
-        self.sent = 0
         self._queue: deque[tuple[int, str]] = deque()
         self._send: SendLog | None = None
         self._congested: Backlog | None = None
@@ -151,7 +153,7 @@ class ClientLogHandler(logging.Handler):
             send, congested = self._send, self._congested
             if send is None:
                 return
-            taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+            taken = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
         self._guard.sending = True
         try:
             for kind, text in taken:
@@ -160,7 +162,6 @@ class ClientLogHandler(logging.Handler):
                         self.dropped += 1
                     continue
                 send(kind, text)
-                self.sent += 1
             self._report_drops(send)
         except Exception:
             # The transport is broken: stop, rather than fail again for every record. The
