@@ -650,7 +650,8 @@ def _report(
         " fault cleared -> an answer from the primary; over: slowest answer minus deadline)\n"
     )
     print(
-        "Against the naive client: served (system vs naive), calls to the primary (system vs"
+        "Against the naive client (single has its one provider: the like-for-like comparison;"
+        " pool adds a second one):\nserved (system vs naive), calls to the primary (system vs"
         " naive, ratio naive / system:\nhigher is better), latency of served answers (ratios over"
         " the naive client's on the healthy primary:\nlower is better):"
     )
