@@ -1,5 +1,10 @@
 """The typing replay's figures: one sample per burst run, aggregated per burst, printed as a table.
 
+Crucible is compared with two baselines measured in the same run (:data:`BASELINES`): the good
+client (a plugin talking straight to the provider with a fixed debounce and cancel-previous: the
+fair comparison, what a user could run instead) and the naive client (no debounce, no
+cancellation: the worst case a provider can be given). Every ratio says which one it is against.
+
 Percentiles are nearest-rank over the samples, with a *miss* (no fitting suggestion before the
 deadline) counted as infinitely slow rather than left out: leaving misses out would make a server
 that answers less often look faster.
@@ -12,14 +17,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-SYSTEMS = ("crucible", "naive")
+SYSTEMS = ("crucible", "good-client", "naive")
+BASELINES = SYSTEMS[1:]  # what Crucible is compared with, the fair one first
 
 
 @dataclass(frozen=True)
 class Sample:
     """One run of one burst against one system."""
 
-    sent: int  # inline completion requests sent (one per keystroke)
+    sent: int  # requests for a suggestion (one per keystroke) the client did not withdraw itself
     answered: int  # of those, answered (result, empty result or error) before the deadline
     errors: int  # answers that were errors (a crash or RequestCancelled, say)
     latency_ms: float | None  # last keystroke -> first fitting suggestion; None: a miss
@@ -27,6 +33,8 @@ class Sample:
     calls: int  # generation requests the provider received
     abandoned: int  # of those, closed by the client before the answer ended
     max_concurrent: int  # most generation requests the provider served at once
+    stale: int = 0  # suggestions that arrived not fitting the text on screen by then
+    withdrawn: int = 0  # requests the client cancelled itself (the good client's cancel-previous)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class Figures:
     p50_ms: float  # math.inf when the percentile falls on a miss
     p95_ms: float
     own_p50_ms: float  # p50 of Sample.own_ms, misses as math.inf
+    stale: int  # Sample.stale, summed
+    withdrawn: int
 
 
 def percentile(values: Sequence[float], point: int) -> float:
@@ -68,6 +78,8 @@ def summarize(samples: Sequence[Sample]) -> Figures:
         p50_ms=percentile(latencies, 50),
         p95_ms=percentile(latencies, 95),
         own_p50_ms=percentile([_or_inf(s.own_ms) for s in samples], 50),
+        stale=sum(s.stale for s in samples),
+        withdrawn=sum(s.withdrawn for s in samples),
     )
 
 
@@ -84,23 +96,22 @@ def _cells(figures: Figures) -> str:
     return (
         f"{figures.calls_mean:6.1f} {figures.calls_max:4d} {answered:>9} "
         f"{_ms(figures.p50_ms):>6} {_ms(figures.p95_ms):>6} {figures.misses:4d} "
-        f"{_ms(figures.own_p50_ms):>6}"
+        f"{_ms(figures.own_p50_ms):>6} {figures.stale:5d}"
     )
 
 
 def table(rows: Sequence[tuple[str, dict[str, Figures]]]) -> str:
-    """One line per burst: each system's calls (mean, max), answered/sent, p50, p95, misses, and
-    the p50 of the last request's own answer."""
+    """One line per burst and system: calls (mean, max), answered/sent, p50, p95, misses, the
+    p50 of the last request's own answer, and stale suggestions."""
     width = max(len(name) for name, _ in rows)
-    group = "calls  max  answered    p50    p95 miss   last"
-    title = " | ".join(f"{system:^{len(group)}}" for system in SYSTEMS)
-    lines = [
-        f"{'':{width}} | {title}",
-        f"{'burst':{width}} | " + " | ".join(group for _ in SYSTEMS),
-        "-" * (width + 3 + len(SYSTEMS) * (len(group) + 3) - 3),
-    ]
+    system_width = max(len(system) for system in SYSTEMS)
+    head = "calls  max  answered    p50    p95 miss   last stale"
+    lines = [f"{'burst':{width}}  {'system':{system_width}}  {head}"]
+    lines.append("-" * len(lines[0]))
     for name, by_system in rows:
-        lines.append(f"{name:{width}} | " + " | ".join(_cells(by_system[s]) for s in SYSTEMS))
+        for index, system in enumerate(SYSTEMS):
+            label = name if index == 0 else ""
+            lines.append(f"{label:{width}}  {system:{system_width}}  {_cells(by_system[system])}")
     return "\n".join(lines)
 
 
@@ -112,18 +123,28 @@ def _ratio(numerator: float, denominator: float) -> str:
 
 
 def summary(total: dict[str, Figures]) -> list[str]:
-    crucible, naive = total["crucible"], total["naive"]
-    return [
-        f"upstream calls per burst: crucible {crucible.calls_mean:.1f}, naive "
-        f"{naive.calls_mean:.1f} -> naive/crucible {_ratio(naive.calls_mean, crucible.calls_mean)}",
-        f"last keystroke -> fitting suggestion p50: crucible {_ms(crucible.p50_ms)} ms, naive "
-        f"{_ms(naive.p50_ms)} ms -> naive/crucible {_ratio(naive.p50_ms, crucible.p50_ms)}",
-        f"p95: crucible {_ms(crucible.p95_ms)} ms, naive {_ms(naive.p95_ms)} ms -> "
-        f"naive/crucible {_ratio(naive.p95_ms, crucible.p95_ms)}",
-        f"last keystroke -> its own request's answer p50: crucible {_ms(crucible.own_p50_ms)} ms, "
-        f"naive {_ms(naive.own_p50_ms)} ms -> naive/crucible "
-        f"{_ratio(naive.own_p50_ms, crucible.own_p50_ms)}",
-    ]
+    """Crucible against each baseline in turn, the ratio named by who it is against."""
+    crucible = total["crucible"]
+    lines = []
+    for name in BASELINES:
+        base = total[name]
+        lines += [
+            f"crucible vs {name}:",
+            f"  upstream calls per burst: crucible {crucible.calls_mean:.1f}, {name} "
+            f"{base.calls_mean:.1f} -> {name}/crucible "
+            f"{_ratio(base.calls_mean, crucible.calls_mean)}",
+            f"  last keystroke -> fitting suggestion p50: crucible {_ms(crucible.p50_ms)} ms, "
+            f"{name} {_ms(base.p50_ms)} ms -> {name}/crucible "
+            f"{_ratio(base.p50_ms, crucible.p50_ms)}",
+            f"  p95: crucible {_ms(crucible.p95_ms)} ms, {name} {_ms(base.p95_ms)} ms -> "
+            f"{name}/crucible {_ratio(base.p95_ms, crucible.p95_ms)}",
+            f"  last keystroke -> its own request's answer p50: crucible "
+            f"{_ms(crucible.own_p50_ms)} ms, {name} {_ms(base.own_p50_ms)} ms -> {name}/crucible "
+            f"{_ratio(base.own_p50_ms, crucible.own_p50_ms)}",
+            f"  stale suggestions (arrived not fitting the text on screen): crucible "
+            f"{crucible.stale}, {name} {base.stale}",
+        ]
+    return lines
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,30 @@
-"""Typing replay: what a fast typist's keystroke storm costs, Crucible against a naive server.
+"""Typing replay: what a fast typist's keystroke storm costs, Crucible against two baselines.
 
 A client types realistic code bursts (20-60 ms between keys, pauses between bursts, one burst of
 exactly 40 keys at 30 ms) and asks for an inline completion on every keystroke, against the
 loopback fake provider (Ollama wire format) with ``--latency-ms`` of prompt processing and
 ``--slots`` parallel slots, like a local llama.cpp / Ollama server. The same bursts, with the same
-key timing, are then sent by a naive server that forwards every keystroke to the provider (no
-debounce, no coalescing), measured in the same run against the same provider.
+key timing, are typed into three systems in the same run, against the same provider:
+
+- **crucible**: the real server over LSP, asked on every keystroke (no client-side debounce:
+  the most an editor can send it);
+- **good-client**, the fair baseline: a plugin talking straight to the provider, no Crucible,
+  with a fixed ``--client-debounce-ms`` (150) debounce and cancel-previous: the question it
+  answers is "what does Crucible change for someone who could run a good plugin instead?";
+- **naive**, the worst case: straight to the provider on every keystroke, no debounce, no
+  cancellation: "what does Crucible protect a provider from when nothing in front of it
+  debounces?". Not what a good client costs.
 
 Per burst and system: upstream calls; requests answered out of requests sent; p50 and p95 time
 from the last keystroke to the first answer whose suggestion fits the final text (it extends what
-the user has typed by then). Targets from the issue are judged from the figures and printed.
+the user has typed by then); stale suggestions (answers that arrived not fitting the text on
+screen at that moment). Targets from the issue are judged from the figures and printed.
 
 Run from the repository root::
 
     python -m benchmarks.typing_replay [--quick] [--repeat 5] [--latency-ms 150] [--slots 2]
-                                       [--debounce-ms 150] [--json PATH]
+                                       [--debounce-ms 150] [--client-debounce-ms 150]
+                                       [--json PATH]
 
 The exit status is non-zero only when the run itself breaks (the server crashes or cannot start);
 poor figures are figures.
@@ -43,7 +53,7 @@ from benchmarks import _figures
 from benchmarks._figures import Figures, Sample
 from benchmarks._lsp_client import CrucibleSession, ServerExited, crucible_session, end_position
 from benchmarks._snippets import BURSTS, QUICK_BURSTS, Burst, continuation, header
-from benchmarks._typists import Answer, CrucibleTypist, NaiveTypist, Typist
+from benchmarks._typists import Answer, CrucibleTypist, GoodClientTypist, NaiveTypist, Typist
 
 MODEL = "qwen2.5-coder:1.5b-base"
 MAX_TOKENS = 160  # Crucible's default completion.max_tokens; the naive server asks for as many
@@ -68,6 +78,11 @@ class Typed:
     answers: list[Answer | None]
     final: str  # the document after the last keystroke
     last: float  # time.perf_counter() of the last keystroke
+    screen: list[tuple[float, str]]  # (time of each keystroke, the document after it)
+
+    def on_screen(self, at: float) -> str:
+        """The document as the user saw it at ``at`` (after every keystroke sent by then)."""
+        return next((text for sent, text in reversed(self.screen) if sent <= at), "")
 
 
 async def _type_burst(
@@ -76,10 +91,12 @@ async def _type_burst(
     """Type the burst on schedule, asking on every keystroke, then wait for the answers."""
     typist.open(uri, burst.snippet.language_id, text)
     keystrokes = []
+    screen = []
     due = time.perf_counter()
     for number, char in enumerate(burst.typed):
         keystrokes.append(typist.type(uri, number + 2, text, char))
         text += char
+        screen.append((keystrokes[-1].at, text))
         if number < len(gaps):
             # Sleep to an absolute schedule, so the loop's own overhead does not stretch the gaps.
             due += gaps[number]
@@ -88,7 +105,7 @@ async def _type_burst(
     answers = [k.answered.result() if k.answered.done() else None for k in keystrokes]
     await typist.abandon()
     typist.close(uri)
-    return Typed(answers, text, keystrokes[-1].at)
+    return Typed(answers, text, keystrokes[-1].at, screen)
 
 
 def _fit(answer: Answer, final: str) -> bool:
@@ -97,12 +114,16 @@ def _fit(answer: Answer, final: str) -> bool:
 
 
 def _sample(typed: Typed, calls: Sequence[RecordedRequest], max_concurrent: int) -> Sample:
-    answered = [a for a in typed.answers if a is not None]
+    withdrawn = sum(a is not None and a.withdrawn for a in typed.answers)
+    answered = [a for a in typed.answers if a is not None and not a.withdrawn]
     # Any answer counts, even one to an older keystroke: what it proposes may fit the final text.
     fitting = [a.arrived for a in answered if a.arrived >= typed.last and _fit(a, typed.final)]
+    # A suggestion is stale when it no longer fits what the user sees as it arrives: a client
+    # that shows what arrives shows something wrong, or must know to drop it.
+    stale = [a for a in answered if a.proposals and not _fit(a, typed.on_screen(a.arrived))]
     own = typed.answers[-1]
     return Sample(
-        sent=len(typed.answers),
+        sent=len(typed.answers) - withdrawn,
         answered=len(answered),
         errors=sum(a.error is not None for a in answered),
         latency_ms=(min(fitting) - typed.last) * 1000 if fitting else None,
@@ -110,6 +131,8 @@ def _sample(typed: Typed, calls: Sequence[RecordedRequest], max_concurrent: int)
         calls=len(calls),
         abandoned=sum(r.disconnected for r in calls),
         max_concurrent=max_concurrent,
+        stale=len(stale),
+        withdrawn=withdrawn,
     )
 
 
@@ -167,14 +190,16 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=fake.base_url, limits=limits, timeout=None, trust_env=False)
         )
-        crucible, naive = CrucibleTypist(session), NaiveTypist(http, MODEL, MAX_TOKENS)
+        naive = NaiveTypist(http, MODEL, MAX_TOKENS)
+        good = GoodClientTypist(http, MODEL, MAX_TOKENS, settings.client_debounce_ms / 1000)
+        typists: list[Typist] = [CrucibleTypist(session), good, naive]
         await _warm_up(session, naive)
         for repetition in range(settings.repeat):
             for index, burst in enumerate(bursts):
                 gaps = burst.gaps(random.Random(f"{settings.seed}/{index}/{repetition}"))
-                # Alternate who goes first, so neither system always follows the other's pause.
-                order = (crucible, naive) if repetition % 2 == 0 else (naive, crucible)
-                for typist in order:
+                # Rotate who goes first, so no system always follows another's pause.
+                shift = repetition % len(typists)
+                for typist in typists[shift:] + typists[:shift]:
                     sample = await replay(typist, fake, burst, (index, repetition), gaps, settings)
                     samples.setdefault((burst.name, typist.name), []).append(sample)
                     session.check_alive()
@@ -219,6 +244,10 @@ def _report(
         f"Typing replay: provider latency {settings.latency_ms} ms, {settings.slots} slots, "
         f"debounce {settings.debounce_ms} ms ({settings.debounce_mode or 'server default mode'}), "
         f"{settings.repeat} repetition(s), seed {settings.seed}\n"
+        "Systems: crucible = the server over LSP, asked on every keystroke; good-client = a plugin"
+        f" straight to the provider, {settings.client_debounce_ms} ms debounce + cancel-previous"
+        " (the fair baseline); naive = straight to the provider on every keystroke, no debounce,"
+        " no cancel (the worst case)\n"
     )
     print(_figures.table(rows))
     print()
@@ -246,6 +275,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--slots", type=int, default=2, help="provider parallel slots (default 2)")
     add("--debounce-ms", type=int, default=150, help="completion.debounce_ms (default 150)")
     add("--debounce-mode", choices=["fixed", "adaptive"], help="completion.debounce_mode")
+    add(
+        "--client-debounce-ms",
+        type=int,
+        default=150,
+        help="the good client's fixed debounce (default 150)",
+    )
     add("--pause-ms", type=int, default=800, help="pause after each burst (default 800)")
     add("--deadline-s", type=float, default=10.0, help="wait for answers after a burst (10)")
     add("--seed", type=int, default=7, help="seed of the key-timing jitter")
