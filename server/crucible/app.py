@@ -17,6 +17,7 @@ never started). ``aclose`` ends it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections import Counter
@@ -84,10 +85,12 @@ class App:
         self._providers: dict[ProviderSettings, Provider] = {}
         self.cache: TieredCache | None = None
         self._cache_settings: CacheSettings | None = None
-        # The completion providers as one failover pool, rebuilt only when its members or
+        # One failover pool per role (completion, chat), rebuilt only when its members or
         # policy change, so circuit state and latency history survive unrelated changes.
-        self._pool: ProviderPool | None = None
-        self._pool_key: tuple[Any, ...] | None = None
+        # A provider serving both roles is in both pools, with a breaker in each: its
+        # /api/generate and /api/chat can fail apart (a model without a chat template).
+        self._pools: dict[Role, ProviderPool] = {}
+        self._pool_keys: dict[Role, tuple[Any, ...]] = {}
         # Exclusions for this workspace (built-in, [privacy] exclude, .crucibleignore),
         # rebuilt when the root or the configured list changes.
         self._privacy: WorkspacePrivacy | None = None
@@ -103,6 +106,7 @@ class App:
         self.problems = ProblemBoard(self._announce, env)
         self._last_errors: dict[str, ProviderError] = {}  # per provider, for circuit messages
         self._busy = False
+        self._active: dict[Role, int] = {}  # requests a user waits on, per role's pool
         self.status_feed = StatusFeed(self._status_payload)
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
@@ -166,12 +170,13 @@ class App:
         for provider in stale:
             self._close_later(provider)
         completion_settings = ordered_for_role(wanted, Role.COMPLETION)
-        self._apply_pool(completion_settings, result.settings)
+        for role in Role:
+            self._apply_pool(role, ordered_for_role(wanted, role), result.settings)
         self._apply_cache(result.settings.cache)
         prefetch = result.settings.cache.prefetch
         self.completion.reconfigure(
             result.settings.completion,
-            self._pool,
+            self.pool(Role.COMPLETION),
             cache=self.cache,
             identity=[identity(s) for s in completion_settings],
             prefetch=prefetch is Prefetch.ON
@@ -182,8 +187,8 @@ class App:
             privacy=self._workspace_privacy(result.settings.privacy),
             redact=result.settings.privacy.redact,
         )
-        if self._pool is not None:
-            self._pool.enable_all()
+        for pool in self._pools.values():
+            pool.enable_all()
         logger.info(
             "configuration applied: completion providers %s",
             [s.name for s in completion_settings] or "none",
@@ -198,29 +203,32 @@ class App:
             self._privacy_key = key
         return self._privacy
 
-    def _apply_pool(self, members: tuple[ProviderSettings, ...], settings: Settings) -> None:
+    def pool(self, role: Role) -> ProviderPool | None:
+        """The failover pool of the providers serving ``role``; None when none does."""
+        return self._pools.get(role)
+
+    def _apply_pool(
+        self, role: Role, members: tuple[ProviderSettings, ...], settings: Settings
+    ) -> None:
         policy = policy_for(settings) if members else None
         key = (members, policy)
-        if key == self._pool_key:
+        if key == self._pool_keys.get(role):
             return
-        old = self._pool
-        self._pool_key = key
-        self._pool = (
-            ProviderPool(
+        old = self._pools.pop(role, None)
+        self._pool_keys[role] = key
+        if members:
+            pool = ProviderPool(
                 [(self._providers[s], s.priority) for s in members],
                 policy,
                 owns_providers=False,  # shared with the next pool; closed by _apply / aclose
                 on_queued=lambda seconds: self.telemetry.stage("queue", seconds * 1000),
                 on_outcome=self._on_outcome,
-                on_activity=self._on_activity,
+                on_activity=functools.partial(self._on_activity, role),
                 # Each provider's own connection pool caps its concurrency, not the smallest.
                 max_connections={s.name: s.max_connections for s in members},
             )
-            if members
-            else None
-        )
-        if self._pool is not None:
-            self._pool.add_listener(self._on_transition)
+            pool.add_listener(functools.partial(self._on_transition, pool))
+            self._pools[role] = pool
         if old is not None:
             for member in old.snapshot():
                 self._retired["calls"] += member.calls
@@ -324,25 +332,35 @@ class App:
             self._provider_failed(member.name, error)
         self.status_feed.changed()
 
-    def _on_activity(self, active: int) -> None:
-        self._busy = active > 0
+    def _on_activity(self, role: Role, active: int) -> None:
+        """Busy while a user waits on any role's pool (a completion, a code action)."""
+        self._active[role] = active
+        self._busy = any(self._active.values())
         self.status_feed.changed()
 
-    def _on_transition(self, change: Transition) -> None:
-        if change.to_state is BreakerState.OPEN and self._pool is not None:
+    def _on_transition(self, pool: ProviderPool, change: Transition) -> None:
+        if change.to_state is BreakerState.OPEN:
             settings = self._provider_settings(change.name)
             if settings is not None:
                 others = sum(
                     1
-                    for m in self._pool.snapshot()
+                    for m in pool.snapshot()
                     if m.name != change.name and m.health in (Health.READY, Health.SLOW)
                 )
                 self.problems.circuit_opened(settings, self._last_errors.get(change.name), others)
         self.status_feed.changed()
 
+    def _members(self) -> dict[str, MemberSnapshot]:
+        """Each provider as its pools see it: the completion pool's view where it serves
+        completions (the role users feel on every keystroke), else the chat pool's."""
+        members: dict[str, MemberSnapshot] = {}
+        for role in (Role.CHAT, Role.COMPLETION):
+            pool = self._pools.get(role)
+            members.update((m.name, m) for m in (pool.snapshot() if pool is not None else ()))
+        return members
+
     def _status_payload(self) -> dict[str, Any]:
-        pool = self._pool.snapshot() if self._pool is not None else ()
-        health = {member.name: member.health for member in pool}
+        health = {name: member.health for name, member in self._members().items()}
         return overall(
             enabled=self.settings.completion.enabled,
             providers=[
@@ -357,8 +375,7 @@ class App:
 
     def status(self) -> dict[str, Any]:
         telemetry = self.telemetry.snapshot()
-        pool = self._pool.snapshot() if self._pool is not None else ()
-        members = {member.name: member for member in pool}
+        members = self._members()
         return {
             "version": crucible.__version__,
             # What crucible/didChangeStatus last said, as of now.
@@ -367,7 +384,7 @@ class App:
             "scheduling": self.completion.scheduling_snapshot(),
             "privacy": self.completion.privacy_snapshot(),
             "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
-            "upstream": self._upstream(members),
+            "upstream": self._upstream(),
             "providers": [
                 {
                     "name": s.name,
@@ -387,19 +404,22 @@ class App:
             },
         }
 
-    def _upstream(self, members: Mapping[str, MemberSnapshot]) -> dict[str, int]:
-        """Provider calls (attempts: a failover is two) and failed ones, since start-up."""
+    def _upstream(self) -> dict[str, int]:
+        """Provider calls (attempts: a failover is two) and failed ones, since start-up,
+        of every role."""
+        live = [m for pool in self._pools.values() for m in pool.snapshot()]
         return {
-            "calls": self._retired["calls"] + sum(m.calls for m in members.values()),
-            "errors": self._retired["errors"] + sum(m.failures for m in members.values()),
+            "calls": self._retired["calls"] + sum(m.calls for m in live),
+            "errors": self._retired["errors"] + sum(m.failures for m in live),
         }
 
     async def aclose(self) -> None:
         self.status_feed.close()
         self._editor = None
         await self.completion.aclose()
-        if self._pool is not None:
-            await self._pool.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
         providers = list(self._providers.values())
         self._providers = {}
         for provider in providers:

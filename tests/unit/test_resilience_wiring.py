@@ -17,6 +17,7 @@ from crucible.config.settings import (
     ProviderSettings,
     ResilienceConstants,
     ResilienceSettings,
+    Role,
     Settings,
 )
 from crucible.providers.base import FimRequest
@@ -76,7 +77,7 @@ def providers_status(app: App) -> dict[str, dict[str, Any]]:
 async def test_the_app_runs_the_policy_of_its_settings(tmp_path: Path) -> None:
     app = app_with(tmp_path, "")  # default settings: one local provider
     try:
-        pool = app._pool
+        pool = app.pool(Role.COMPLETION)
         assert pool is not None
         # The completion deadline in force is completion.timeout_ms (4 s), not a 3 s of
         # resilience's own; the concurrency in force is the provider's max_connections (4)
@@ -190,3 +191,31 @@ async def test_excluded_members_are_not_asked() -> None:
     assert await time.run(read(frozenset())) == ["1"]
     assert await time.run(read(frozenset({"first"}))) == ["2"]
     assert (len(first.calls), len(second.calls)) == (1, 1)
+
+
+async def test_each_role_has_a_pool_of_the_providers_that_serve_it(tmp_path: Path) -> None:
+    app = app_with(
+        tmp_path,
+        '[[providers]]\nname = "fim"\nroles = ["completion"]\n'
+        '[[providers]]\nname = "both"\nkind = "openai"\nbase_url = "https://api.example.com/v1"\n'
+        'model = "m"\npriority = 1\n'
+        '[[providers]]\nname = "talker"\nkind = "anthropic"\nmodel = "m"\nroles = ["chat"]\n',
+    )
+    try:
+        completion, chat = app.pool(Role.COMPLETION), app.pool(Role.CHAT)
+        assert completion is not None and chat is not None
+        assert [m.name for m in completion.snapshot()] == ["fim", "both"]
+        assert [m.name for m in chat.snapshot()] == ["talker", "both"]  # by priority
+        # Every provider has a status entry, a chat-only one too.
+        assert set(providers_status(app)) == {"fim", "both", "talker"}
+    finally:
+        await app.aclose()
+
+
+async def test_no_chat_pool_without_a_chat_provider(tmp_path: Path) -> None:
+    app = app_with(tmp_path, '[[providers]]\nname = "fim"\nroles = ["completion"]\n')
+    try:
+        assert app.pool(Role.CHAT) is None
+        assert app.pool(Role.COMPLETION) is not None
+    finally:
+        await app.aclose()
