@@ -29,9 +29,10 @@
 ;; Works with Emacs 28 + eglot 1.9 (Debian's elpa-eglot) and newer eglot / Emacs 29+.  It
 ;; uses these eglot/jsonrpc internals, present from eglot 1.9 / jsonrpc 1.0.14 on:
 ;; `eglot--TextDocumentPositionParams', `eglot--signal-textDocument/didChange',
-;; `eglot--versioned-identifier', `eglot--lookup-mode', `eglot--pos-to-lsp-position',
-;; `eglot--lsp-position-to-point' and `jsonrpc--async-request-1' (for the request id that
-;; `$/cancelRequest' needs).
+;; `eglot--VersionedTextDocumentIdentifier', `eglot--recent-changes',
+;; `eglot--pos-to-lsp-position', `eglot--lsp-position-to-point' and
+;; `jsonrpc--async-request-1' (for the request id that `$/cancelRequest' needs; without it
+;; stale requests are dropped on arrival but not cancelled).
 
 ;;; Code:
 
@@ -170,7 +171,7 @@ INTERACTIVE as eglot passes it to a contact function."
       theirs)
      (t
       (let ((options (crucible--initialization-options (cdr split))))
-        (append (list rass (crucible--rass-preset) "--quiet-server" "--")
+        (append (list rass (crucible--rass-preset) "--quiet-server" "--log-level" "warn" "--")
                 (car split) (list "--") crucible-server-command
                 (when options (list :initializationOptions options))))))))
 
@@ -224,10 +225,15 @@ changes nothing more.  Also turns `crucible-mode' on in eglot buffers."
                       (delq entry eglot-server-programs)))))))
   (add-hook 'eglot-managed-mode-hook #'crucible-eglot-managed))
 
+(defun crucible--capable (&rest feats)
+  "Whether the current server offers FEATS (eglot 1.16 made the function public)."
+  (apply (if (fboundp 'eglot-server-capable) 'eglot-server-capable 'eglot--server-capable)
+         feats))
+
 (defun crucible-eglot-managed ()
-  "Turn `crucible-mode' on in a buffer eglot manages with a server offering inline completion."
-  (crucible-mode (if (and (eglot-managed-p)
-                          (eglot--server-capable :inlineCompletionProvider))
+  "Turn `crucible-mode' on in an eglot buffer whose server offers inline completion.
+For `eglot-managed-mode-hook' (`crucible-eglot-setup' adds it)."
+  (crucible-mode (if (and (eglot-managed-p) (crucible--capable :inlineCompletionProvider))
                      1 -1)))
 
 (cl-defmethod eglot-client-capabilities :around (_server)
@@ -281,6 +287,9 @@ typed into it since."
   items (index 0) start size (typed 0))
 
 (defvar-local crucible--shown nil "The `crucible--shown' on screen, or nil.")
+
+(defvar-local crucible--want-next nil
+  "Non-nil: the user asked for another alternative; show the reply's second item.")
 
 (defvar-local crucible--suggestion-active nil
   "Non-nil while a suggestion shows: turns `crucible-suggestion-map' on.")
@@ -361,8 +370,6 @@ was typed at its start, and point is after that text."
 
 (defvar-local crucible--timer nil "The idle timer of the next request.")
 
-(defvar-local crucible--want-next nil
-  "Non-nil: the user asked for another alternative; show the second item of the reply.")
 
 (defun crucible--cancel ()
   "Forget the request in flight and tell the server (`$/cancelRequest')."

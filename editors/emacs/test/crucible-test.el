@@ -76,6 +76,14 @@ buffer, except RequestCancelled (-32800: a stale request the editor cancelled)."
   "The text of SERVER's eglot events buffer."
   (with-current-buffer (jsonrpc-events-buffer server) (buffer-string)))
 
+(defun crucible-test--sent (server method)
+  "The entries of SERVER's events buffer that the client sent with METHOD, as text."
+  (cl-remove-if-not
+   (lambda (entry) (and (string-prefix-p "client-" entry)
+                        (string-match-p (format ":method \"%s\"" (regexp-quote method))
+                                        entry)))
+   (split-string (crucible-test--events server) "^\\[" t)))
+
 (defmacro crucible-test--with-buffer (spec &rest body)
   "Open a Python file with TEXT in a new project, connect eglot, run BODY there.
 SPEC is (TEXT &key contact crucible): CONTACT overrides the server program list (default:
@@ -103,9 +111,7 @@ through eglot's hook.  Binds `server' in BODY.  Afterwards: no errors, server sh
            (progn
              (python-mode)
              (goto-char (point-max))
-             (let ((guess (eglot--guess-contact)))
-               (message "contact: %S" (nth 3 guess))
-               (apply #'eglot guess))
+             (apply #'eglot (eglot--guess-contact))
              (setq server (crucible-test--wait #'eglot-current-server 20))
              (should server)
              (should (crucible-test--wait (lambda () (eglot-managed-p)) 10))
@@ -242,6 +248,58 @@ shows a suggestion made for another line than the current one."
                             (with-current-buffer "*crucible status*" (buffer-string))))
     (crucible-clear-cache)))
 
+;;;; Alternatives
+
+(ert-deftest crucible-next-and-previous-cycle-alternatives ()
+  "M-n asks for alternatives (an explicit request) and shows the next; M-p goes back;
+TAB accepts the one shown."
+  (crucible-test--with-buffer ("def add(a, b):\n" :crucible t)
+    (crucible-test--type "SPC SPC SPC SPC")
+    (crucible-test--shown "return a + b")
+    (crucible-test--type "M-n")
+    (should (equal (crucible-test--shown "return sum((a, b))") "return sum((a, b))"))
+    (crucible-test--type "M-p")
+    (should (equal (crucible-suggestion) "return a + b"))
+    (crucible-test--type "M-n")
+    (should (equal (crucible-suggestion) "return sum((a, b))"))
+    (crucible-test--type "TAB")
+    (should (equal (buffer-string) "def add(a, b):\n    return sum((a, b))"))))
+
+;;;; Set-up
+
+(ert-deftest crucible-eglot-setup-maps-modes-beside-their-server ()
+  "python-mode and python-ts-mode share one entry whose contact runs the user's server
+and Crucible through rass; a mode without a server gets Crucible alone; twice is once."
+  (let ((eglot-server-programs '((python-mode . ("pylsp")) (go-mode . ("gopls"))))
+        (crucible-major-modes '((python-mode (python-ts-mode :language-id "python"))
+                                (lua-mode)))
+        (crucible-multiplexer "rass")
+        (eglot-managed-mode-hook nil))
+    (crucible-eglot-setup)
+    (crucible-eglot-setup)
+    (should (= 3 (length eglot-server-programs)))
+    (let* ((python (cl-find-if (lambda (e) (memq 'python-mode (ensure-list (car e))))
+                               eglot-server-programs))
+           (lua (cl-find-if (lambda (e) (memq 'lua-mode (ensure-list (car e))))
+                            eglot-server-programs)))
+      (should (equal (car python) '(python-mode (python-ts-mode :language-id "python"))))
+      (should (functionp (cdr python)))
+      (should (equal (assq 'go-mode eglot-server-programs) '(go-mode . ("gopls"))))
+      (cl-letf (((symbol-function 'executable-find)
+                 (lambda (name &rest _) (and (member name '("pylsp" "rass")) (concat "/bin/" name)))))
+        (should (equal (funcall (cdr python) nil)
+                       (list "/bin/rass" (crucible--rass-preset) "--quiet-server"
+                             "--log-level" "warn" "--" "pylsp" "--" "crucible-lsp" "--stdio")))
+        (should (equal (funcall (cdr lua) nil) '("crucible-lsp" "--stdio"))))
+      ;; Without rass the user's server stays, alone (and the user is told once).
+      (cl-letf (((symbol-function 'executable-find)
+                 (lambda (name &rest _) (and (equal name "pylsp") "/bin/pylsp")))
+                (crucible--told nil))
+        (should (equal (funcall (cdr python) nil) '("pylsp"))))
+      ;; Without the user's server: Crucible alone.
+      (cl-letf (((symbol-function 'executable-find) (lambda (&rest _) nil)))
+        (should (equal (funcall (cdr python) nil) '("crucible-lsp" "--stdio")))))))
+
 ;;;; Diagnostics forwarding
 
 (defun crucible-test--flymake-backend (report-fn &rest _)
@@ -263,17 +321,15 @@ shows a suggestion made for another line than the current one."
       (add-hook 'flymake-diagnostic-functions #'crucible-test--flymake-backend nil t)
       (flymake-start)
       (should (crucible-test--wait
-               (lambda () (string-match-p "crucible/didChangeDiagnostics"
-                                          (crucible-test--events server)))
+               (lambda () (crucible-test--sent server "crucible/didChangeDiagnostics"))
                5))
       (crucible-test--pause 0.3)
-      (let ((events (crucible-test--events server)))
-        (should (string-match-p "test: x is unused" events))
-        (should-not (string-match-p "crucible's own explanation" events))
+      (let ((sent (crucible-test--sent server "crucible/didChangeDiagnostics")))
         ;; debounced and sent on change only: one notification for these reports
-        (should (= 1 (cl-count-if (lambda (line)
-                                    (string-match-p ":method \"crucible/didChangeDiagnostics\"" line))
-                                  (split-string events "\n"))))))))
+        (should (= 1 (length sent)))
+        (should (string-match-p "test: x is unused" (car sent)))
+        (should (string-match-p (regexp-quote (eglot--path-to-uri buffer-file-name)) (car sent)))
+        (should-not (string-match-p "crucible's own explanation" (car sent)))))))
 
 ;;;; Beside another language server, through rass
 
@@ -298,8 +354,12 @@ shows a suggestion made for another line than the current one."
                             (flymake-diagnostics)))
                  15))
         (should (crucible-test--wait
-                 (lambda () (string-match-p "didChangeDiagnostics.*F401"
-                                            (crucible-test--events server)))
-                 5))))))
+                 (lambda () (cl-some (lambda (entry) (string-match-p "F401" entry))
+                                     (crucible-test--sent server "crucible/didChangeDiagnostics")))
+                 5))
+        ;; crucible/status goes to Crucible, not to ruff (the preset's routing).
+        (crucible-status)
+        (should (string-match-p "\"requests\""
+                                (with-current-buffer "*crucible status*" (buffer-string))))))))
 
 ;;; crucible-test.el ends here

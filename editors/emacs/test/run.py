@@ -52,8 +52,11 @@ def reply(request: RecordedRequest) -> str:
     body = request.body if isinstance(request.body, dict) else {}
     prompt = str(body.get("prompt", ""))
     line = prompt.rsplit("\n", 1)[-1]
+    options = body.get("options")
+    sampled = isinstance(options, dict) and options.get("temperature", 0) > 0.5
     if prompt.rstrip().endswith("def add(a, b):"):
-        return "return a + b"
+        # An alternative (a sample at temperature 0.8) differs from the first suggestion.
+        return "return sum((a, b))" if sampled else "return a + b"
     if prompt.rstrip().endswith("def scale(values, factor):"):
         return "result = [v * factor for v in values]"
     if line.startswith("n = "):
@@ -74,6 +77,7 @@ def write_config(home: Path, fake: FakeProvider) -> None:
         "\n[completion]\n"
         'debounce_mode = "fixed"\n'
         "debounce_ms = 0\n"
+        "alternatives = 2\n"
         "\n[cache]\n"
         'prefetch = "off"\n'
     )
