@@ -621,6 +621,10 @@ suggestion starts with one)."
 
 ;;;; The minor mode
 
+(defvar crucible-mode-map (make-sparse-keymap)
+  "Keys of `crucible-mode' at all times (none by default; see
+`crucible-suggestion-map' for those active while a suggestion shows).")
+
 ;;;###autoload
 (define-minor-mode crucible-mode
   "Crucible's suggestions after the cursor in an eglot buffer.

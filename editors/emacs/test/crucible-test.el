@@ -50,7 +50,7 @@ buffer, except RequestCancelled (-32800: a stale request the editor cancelled)."
      (cl-loop for line in (split-string (buffer-substring-no-properties
                                          (min messages-start (point-max)) (point-max))
                                         "\n" t)
-              when (string-match-p "error\\|warn\\|timed out\\|unknown" (downcase line))
+              when (string-match-p "error\\|warn\\|timed out\\|unknown\\|server reports" (downcase line))
               collect (concat "*Messages*: " line)))
    (when (and server (buffer-live-p (jsonrpc-events-buffer server)))
      (with-current-buffer (jsonrpc-events-buffer server)
@@ -198,10 +198,12 @@ through eglot's hook.  Binds `server' in BODY.  Afterwards: no errors, server sh
     (crucible-test--type "SPC")
     (crucible-test--type "DEL")
     (crucible-test--shown "return a + b")
+    (should (eq (key-binding (kbd "TAB")) 'crucible-accept))
     (crucible-test--type "C-a")
     (should-not (crucible-suggestion))
     ;; TAB without a suggestion is TAB again (python-mode indents).
-    (should-not crucible--suggestion-active)))
+    (should-not crucible--suggestion-active)
+    (should (eq (key-binding (kbd "TAB")) 'indent-for-tab-command))))
 
 (ert-deftest crucible-never-shows-a-stale-suggestion ()
   "With a provider answering after 300 ms and keys every 0-400 ms, the overlay never
