@@ -54,8 +54,9 @@
   :type '(repeat string))
 
 (defcustom crucible-multiplexer "rass"
-  "The LSP multiplexer that runs Crucible beside another server (PyPI: rassumfrassum).
-nil: never multiplex; modes with a server of their own then keep it without Crucible."
+  "The LSP multiplexer running Crucible beside another server (rassumfrassum).
+nil: never multiplex; modes with a server of their own then keep it, without
+Crucible."
   :type '(choice (const :tag "None" nil) string))
 
 (defcustom crucible-settings nil
@@ -77,13 +78,14 @@ nil: never multiplex; modes with a server of their own then keep it without Cruc
     (sh-mode (bash-ts-mode :language-id "shellscript"))
     (lua-mode (lua-ts-mode :language-id "lua")))
   "Groups of major modes `crucible-eglot-setup' gives Crucible.
-Each group joins the `eglot-server-programs' entry that serves one of its modes (one
-server for the group), or gets an entry of its own.  A mode is a symbol or
-\(MODE :language-id ID), as in `eglot-server-programs'."
+Each group joins the `eglot-server-programs' entry that serves one of its
+modes (one server for the group), or gets an entry of its own.  A mode is a
+symbol or (MODE :language-id ID), as in `eglot-server-programs'."
   :type '(repeat (repeat sexp)))
 
 (defcustom crucible-idle-delay 0.03
-  "Seconds after an edit before asking for a suggestion (the server debounces too)."
+  "Seconds after an edit before asking for a suggestion.
+The server waits a little more itself, adapted to the typing rhythm."
   :type 'number)
 
 (defcustom crucible-diagnostics-delay 0.5
@@ -91,14 +93,14 @@ server for the group), or gets an entry of its own.  A mode is a symbol or
   :type 'number)
 
 (defcustom crucible-own-diagnostic-source "\\`crucible"
-  "Diagnostics whose LSP source matches this regexp are Crucible's own: never sent back."
+  "Regexp of the LSP sources of Crucible's own diagnostics, never sent back."
   :type 'regexp)
 
 (defcustom crucible-advertise-inline-completion t
   "Whether eglot tells servers it shows inline completions.
-With t, Crucible keeps its suggestion out of the completion menu (the overlay shows
-it); with nil the menu offers it too, for use without `crucible-mode'.  Read when eglot
-connects."
+With t, Crucible keeps its suggestion out of the completion menu (the
+overlay shows it); with nil the menu offers it too, for use without
+`crucible-mode'.  Read when eglot connects."
   :type 'boolean)
 
 (defface crucible-suggestion-face '((t :inherit shadow))
@@ -115,14 +117,14 @@ connects."
   (expand-file-name "crucible-rass.py" crucible--directory))
 
 (defun crucible--program-args (contact)
-  "Split CONTACT (PROGRAM ARGS... [:initializationOptions OPTS]) into (ARGS . PLIST)."
+  "Split CONTACT (PROGRAM ARGS... [:KEY VALUE...]) into (ARGS . PLIST)."
   (let ((tail (cl-position-if #'keywordp contact)))
     (cons (cl-subseq contact 0 tail) (and tail (cl-subseq contact tail)))))
 
 (defun crucible--initialization-options (plist)
-  "initializationOptions for a contact: PLIST's own, plus `crucible-settings'.
-Crucible reads its settings bare or under a `crucible' key; the key keeps them apart
-from another server's options."
+  "The initializationOptions of PLIST, plus `crucible-settings'.
+Crucible reads its settings bare or under a `crucible' key; the key keeps
+them apart from another server's options."
   (let ((theirs (plist-get plist :initializationOptions)))
     (cond ((null crucible-settings) theirs)
           ((null theirs) crucible-settings)
@@ -136,7 +138,8 @@ from another server's options."
   (append crucible-server-command
           (when crucible-settings (list :initializationOptions crucible-settings))))
 
-(defvar crucible--told nil "Modes already told that Crucible is not beside their server.")
+(defvar crucible--told nil
+  "Modes already told that Crucible is not beside their server.")
 
 (defun crucible--tell-once (mode format &rest args)
   "Say FORMAT with ARGS once for MODE."
@@ -145,8 +148,9 @@ from another server's options."
     (apply #'message (concat "[crucible] " format) args)))
 
 (defun crucible--beside (original interactive)
-  "The eglot contact for Crucible beside ORIGINAL (an `eglot-server-programs' value).
-INTERACTIVE as eglot passes it to a contact function."
+  "The eglot contact for Crucible beside ORIGINAL.
+ORIGINAL is an `eglot-server-programs' value; INTERACTIVE as eglot passes
+it to a contact function."
   (let* ((theirs (if (functionp original)
                      (condition-case nil (funcall original interactive) (error nil))
                    original))
@@ -161,13 +165,16 @@ INTERACTIVE as eglot passes it to a contact function."
       ;; start): with no program found, Crucible alone; otherwise leave theirs.
       (if (or (null theirs) (functionp original))
           (crucible--alone)
-        (crucible--tell-once major-mode "%s: its server is not a program rass can start; no Crucible here" major-mode)
+        (crucible--tell-once
+         major-mode "%s: its server is not a program rass can start; no Crucible here"
+         major-mode)
         theirs))
      ((not (or (file-name-absolute-p program) (executable-find program)))
       (crucible--alone))
      ((null rass)
-      (crucible--tell-once major-mode "%s keeps %s without Crucible: install rassumfrassum (`rass') to run both"
-                           major-mode program)
+      (crucible--tell-once
+       major-mode "%s keeps %s without Crucible: install rassumfrassum (`rass') to run both"
+       major-mode program)
       theirs)
      (t
       (let ((options (crucible--initialization-options (cdr split))))
@@ -176,7 +183,7 @@ INTERACTIVE as eglot passes it to a contact function."
                 (when options (list :initializationOptions options))))))))
 
 (defvar crucible--contacts (make-hash-table :test #'eq :weakness 'key)
-  "Contact functions made by `crucible-eglot-setup', to their original contact.")
+  "Contact functions made by `crucible-eglot-setup', to their original.")
 
 (defun crucible--contact (original)
   "A contact function for Crucible beside ORIGINAL (nil: Crucible alone)."
@@ -196,12 +203,13 @@ INTERACTIVE as eglot passes it to a contact function."
 
 ;;;###autoload
 (defun crucible-eglot-setup ()
-  "Give every group of `crucible-major-modes' Crucible in `eglot-server-programs'.
-An entry that already serves one of a group's modes keeps its server: its contact is
-wrapped so that eglot runs that server and Crucible together through `rass' (decided
-when eglot connects, so installing either later needs no new set-up), and the group's
-other modes join it.  A group without an entry gets Crucible alone.  Running it twice
-changes nothing more.  Also turns `crucible-mode' on in eglot buffers."
+  "Give each group of `crucible-major-modes' Crucible in `eglot-server-programs'.
+An entry that already serves one of a group's modes keeps its server: its
+contact is wrapped so that eglot runs that server and Crucible together
+through `rass' (decided when eglot connects, so installing either later
+needs no new set-up), and the group's other modes join it.  A group without
+an entry gets Crucible alone.  Running it twice changes nothing more.  Also
+turns `crucible-mode' on in eglot buffers (`crucible-eglot-managed')."
   (interactive)
   (dolist (group crucible-major-modes)
     (let* ((names (mapcar #'crucible--mode-symbol group))
@@ -226,18 +234,18 @@ changes nothing more.  Also turns `crucible-mode' on in eglot buffers."
   (add-hook 'eglot-managed-mode-hook #'crucible-eglot-managed))
 
 (defun crucible--capable (&rest feats)
-  "Whether the current server offers FEATS (eglot 1.16 made the function public)."
+  "Whether the current server offers FEATS (public from eglot 1.16)."
   (apply (if (fboundp 'eglot-server-capable) 'eglot-server-capable 'eglot--server-capable)
          feats))
 
 (defun crucible-eglot-managed ()
-  "Turn `crucible-mode' on in an eglot buffer whose server offers inline completion.
+  "Turn `crucible-mode' on where the eglot server offers inline completion.
 For `eglot-managed-mode-hook' (`crucible-eglot-setup' adds it)."
   (crucible-mode (if (and (eglot-managed-p) (crucible--capable :inlineCompletionProvider))
                      1 -1)))
 
 (cl-defmethod eglot-client-capabilities :around (_server)
-  "Say that the client shows inline completions (`crucible-advertise-inline-completion')."
+  "Announce inline completions (`crucible-advertise-inline-completion')."
   (let ((caps (cl-call-next-method)))
     (if (not crucible-advertise-inline-completion)
         caps
@@ -280,10 +288,11 @@ For `eglot-managed-mode-hook' (`crucible-eglot-setup' adds it)."
 (defvar-local crucible--overlay nil "The overlay showing the suggestion, or nil.")
 
 (cl-defstruct (crucible--shown (:constructor crucible--shown-make) (:copier nil))
-  "A suggestion on screen: ITEMS (each (TEXT . REPLACES), TEXT the part after the
-cursor, REPLACES how many characters after the cursor it replaces), INDEX the one shown,
-START a marker where it begins, SIZE the buffer size when shown, TYPED the characters
-typed into it since."
+  "A suggestion on screen.
+ITEMS: each (TEXT . REPLACES), TEXT the part after the cursor, REPLACES how
+many characters after the cursor it replaces; INDEX: the one shown; START:
+a marker where it begins; SIZE: the buffer size when shown; TYPED: the
+characters typed into it since."
   items (index 0) start size (typed 0))
 
 (defvar-local crucible--shown nil "The `crucible--shown' on screen, or nil.")
@@ -348,8 +357,9 @@ typed into it since."
     (substring-no-properties (or (overlay-get crucible--overlay 'after-string) ""))))
 
 (defun crucible--still-fits ()
-  "Whether the buffer still fits `crucible--shown': since it was drawn only text from it
-was typed at its start, and point is after that text."
+  "Whether the buffer still fits `crucible--shown'.
+Since it was drawn, only its own next characters were typed at its start,
+and point is after them."
   (let* ((shown crucible--shown)
          (start (crucible--shown-start shown))
          (typed (- (point) start))
@@ -382,8 +392,8 @@ was typed at its start, and point is after that text."
   (setq crucible--pending nil))
 
 (defun crucible--items (result point)
-  "The items of an InlineCompletion RESULT that fit the buffer at POINT, as
-\(TEXT . REPLACES): TEXT is what goes after POINT."
+  "The items of an InlineCompletion RESULT that fit the buffer at POINT.
+Each is (TEXT . REPLACES): TEXT is what goes after POINT."
   (let ((items (if (vectorp result) result (plist-get result :items))))
     (cl-loop
      for item across (or items [])
@@ -401,8 +411,9 @@ was typed at its start, and point is after that text."
      collect (cons (substring text before) (- end point)))))
 
 (defun crucible--on-result (buffer generation tick point result)
-  "Show RESULT in BUFFER if it is still the newest request (GENERATION) and the buffer
-\(TICK, its `buffer-chars-modified-tick') and point (POINT) are as when it was asked."
+  "Show RESULT in BUFFER if nothing changed since it was asked for.
+That is: GENERATION is still the newest request, TICK is still the
+`buffer-chars-modified-tick' and POINT still point."
   (when (buffer-live-p buffer)
     (with-current-buffer buffer
       (when (= generation crucible--generation)
@@ -421,7 +432,8 @@ was typed at its start, and point is after that text."
               (crucible--draw))))))))
 
 (defun crucible--request (&optional invoked)
-  "Ask the server for a suggestion at point (INVOKED: the user asked explicitly)."
+  "Ask the server for a suggestion at point.
+INVOKED: the user asked explicitly."
   (crucible--cancel)
   (when-let ((server (eglot-current-server)))
     ;; eglot sends changes when idle; the server must have them before it is asked.
@@ -448,8 +460,8 @@ was typed at its start, and point is after that text."
 
 (defun crucible--schedule ()
   "Ask for a suggestion `crucible-idle-delay' seconds from now.
-Each command cancels the previous timer, so a key typed within the delay replaces the
-request.  (A plain timer, not an idle one: idle timers never run in `--batch'.)"
+Each command cancels the previous timer, so a key typed within the delay
+replaces the request.  (A plain timer: idle ones never run in `--batch'.)"
   (when crucible--timer (cancel-timer crucible--timer))
   (let ((buffer (current-buffer)))
     (setq crucible--timer
@@ -462,11 +474,12 @@ request.  (A plain timer, not an idle one: idle timers never run in `--batch'.)"
                  (when (and crucible-mode (eq buffer (window-buffer (selected-window))))
                    (crucible--request)))))))))
 
-(defvar-local crucible--last-tick nil "`buffer-chars-modified-tick' after the last command.")
+(defvar-local crucible--last-tick nil
+  "`buffer-chars-modified-tick' after the last command.")
 (defvar-local crucible--last-point nil "Point after the last command.")
 
 (defun crucible--post-command ()
-  "After each command: keep, shorten or clear the suggestion, and ask for the next."
+  "After each command: keep, shorten or clear the suggestion; ask again."
   (let ((changed (not (eql crucible--last-tick (buffer-chars-modified-tick))))
         (moved (not (eql crucible--last-point (point)))))
     (setq crucible--last-tick (buffer-chars-modified-tick)
@@ -486,8 +499,8 @@ request.  (A plain timer, not an idle one: idle timers never run in `--batch'.)"
 ;;;; Commands
 
 (defun crucible--insert (text)
-  "Insert TEXT of the shown suggestion at point, replacing what it replaces when TEXT
-is all of what is left."
+  "Insert TEXT of the shown suggestion at point.
+When TEXT is all that is left, also replace what the item replaces."
   (let* ((shown crucible--shown)
          (item (nth (crucible--shown-index shown) (crucible--shown-items shown)))
          (all (string= text (crucible--rest))))
@@ -503,7 +516,7 @@ is all of what is left."
     (crucible-clear)))
 
 (defun crucible--accept-part (regexp)
-  "Insert the start of the suggestion that REGEXP matches; keep showing the rest."
+  "Insert the start of the suggestion that REGEXP matches; show the rest."
   (when-let ((rest (crucible--rest)))
     (let ((part (if (string-match regexp rest) (match-string 0 rest) rest)))
       (when (string-empty-p part) (setq part rest))
@@ -516,8 +529,8 @@ is all of what is left."
   (crucible--accept-part "\\`\\(?:\n[ \t]*\\|[ \t]*\\(?:\\(?:\\sw\\|\\s_\\)+\\|[^[:space:]]\\)\\)"))
 
 (defun crucible-accept-line ()
-  "Insert the suggestion up to the end of its first line (the line break too when the
-suggestion starts with one)."
+  "Insert the suggestion up to the end of its first line.
+When it starts with a line break, insert that and the next indentation."
   (interactive)
   (crucible--accept-part "\\`\\(?:\n[ \t]*\\|[^\n]+\\)"))
 
@@ -528,7 +541,8 @@ suggestion starts with one)."
   (crucible-clear))
 
 (defun crucible-next (&optional step)
-  "Show the next alternative (STEP: -1 the previous); ask for some when there are none."
+  "Show the next alternative (STEP -1: the previous).
+With none yet, ask for some (an explicit request)."
   (interactive)
   (let ((count (and crucible--shown (length (crucible--shown-items crucible--shown)))))
     (if (and count (> count 1))
@@ -572,10 +586,11 @@ suggestion starts with one)."
 ;;;; Diagnostics, sent to Crucible
 
 (defvar-local crucible--diagnostics-timer nil)
-(defvar-local crucible--diagnostics-sent nil "The last diagnostics sent (to send changes only).")
+(defvar-local crucible--diagnostics-sent nil
+  "The last diagnostics sent (only changes are sent).")
 
 (defun crucible--lsp-diagnostic (diag)
-  "DIAG (a flymake diagnostic) as an LSP Diagnostic plist, or nil when it is Crucible's."
+  "Flymake diagnostic DIAG as an LSP Diagnostic, or nil when it is Crucible's."
   (let ((lsp (alist-get 'eglot-lsp-diag (ignore-errors (flymake-diagnostic-data diag)))))
     (if lsp
         (unless (and (stringp (plist-get lsp :source))
@@ -604,7 +619,7 @@ suggestion starts with one)."
                               :diagnostics diagnostics))))))
 
 (defun crucible--diagnostics-changed (&rest _)
-  "Flymake reported: send the diagnostics after `crucible-diagnostics-delay' of quiet."
+  "Flymake reported: send the diagnostics after `crucible-diagnostics-delay'."
   (when crucible-mode
     (when crucible--diagnostics-timer (cancel-timer crucible--diagnostics-timer))
     (let ((buffer (current-buffer)))
@@ -628,8 +643,9 @@ suggestion starts with one)."
 ;;;###autoload
 (define-minor-mode crucible-mode
   "Crucible's suggestions after the cursor in an eglot buffer.
-\\<crucible-suggestion-map>While one shows: \\[crucible-accept] accepts it, \\[crucible-accept-word] one word, \
-\\[crucible-accept-line] one line, \\[crucible-next] / \\[crucible-previous] cycle alternatives, \
+\\<crucible-suggestion-map>While one shows: \\[crucible-accept] accepts it,
+\\[crucible-accept-word] one word, \\[crucible-accept-line] one line,
+\\[crucible-next] / \\[crucible-previous] cycle alternatives,
 \\[crucible-dismiss] dismisses."
   :lighter (:eval (crucible--lighter))
   (crucible-clear)

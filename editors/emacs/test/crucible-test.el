@@ -269,6 +269,20 @@ TAB accepts the one shown."
 
 ;;;; Set-up
 
+(ert-deftest crucible-byte-compiles-without-warnings ()
+  "crucible.el compiles on this Emacs with every warning an error."
+  (let* ((source (expand-file-name "../crucible.el" (file-name-directory
+                                                     (symbol-file 'crucible-test--wait))))
+         (target (make-temp-file "crucible-" nil ".elc"))
+         (byte-compile-dest-file-function (lambda (_) target))
+         (byte-compile-error-on-warn t)
+         (messages-start (with-current-buffer (messages-buffer) (point-max))))
+    (unwind-protect
+        (should (byte-compile-file source))
+      (delete-file target))
+    (should-not (with-current-buffer (messages-buffer)
+                  (string-match-p "Warning" (buffer-substring messages-start (point-max)))))))
+
 (ert-deftest crucible-eglot-setup-maps-modes-beside-their-server ()
   "python-mode and python-ts-mode share one entry whose contact runs the user's server
 and Crucible through rass; a mode without a server gets Crucible alone; twice is once."
