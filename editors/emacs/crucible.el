@@ -327,20 +327,31 @@ characters typed into it since."
                           (crucible--shown-items crucible--shown)))))
       (substring text (min (length text) (crucible--shown-typed crucible--shown))))))
 
+(defun crucible--replaced ()
+  "How many characters after point the shown item replaces, on this line."
+  (let* ((shown crucible--shown)
+         (item (nth (crucible--shown-index shown) (crucible--shown-items shown))))
+    (min (cdr item) (- (line-end-position) (point)))))
+
 (defun crucible--draw ()
-  "Draw `crucible--shown' at point, or clear when nothing is left of it."
+  "Draw `crucible--shown' at point, or clear when nothing is left of it.
+The ghost text goes after point; when the item replaces characters after
+point (a closing bracket the editor inserted), it is drawn over them, so
+that the screen shows the line as accepting would leave it."
   (let ((rest (crucible--rest)))
     (if (or (null rest) (string-empty-p rest))
         (crucible-clear)
-      (let ((ghost (propertize rest 'face 'crucible-suggestion-face)))
+      (let ((ghost (propertize rest 'face 'crucible-suggestion-face))
+            (replaced (crucible--replaced)))
         ;; The cursor stays before the ghost text, where typing goes.
         (put-text-property 0 1 'cursor t ghost)
         (unless (overlayp crucible--overlay)
           (setq crucible--overlay (make-overlay (point) (point) nil nil t))
           (overlay-put crucible--overlay 'crucible t)
           (overlay-put crucible--overlay 'priority 100))
-        (move-overlay crucible--overlay (point) (point))
-        (overlay-put crucible--overlay 'after-string ghost)
+        (move-overlay crucible--overlay (point) (+ (point) replaced))
+        (overlay-put crucible--overlay (if (> replaced 0) 'display 'after-string) ghost)
+        (overlay-put crucible--overlay (if (> replaced 0) 'after-string 'display) nil)
         (setq crucible--suggestion-active t)))))
 
 (defun crucible-clear ()
@@ -354,7 +365,9 @@ characters typed into it since."
 (defun crucible-suggestion ()
   "The suggestion shown after point (without text properties), or nil."
   (when (overlayp crucible--overlay)
-    (substring-no-properties (or (overlay-get crucible--overlay 'after-string) ""))))
+    (substring-no-properties (or (overlay-get crucible--overlay 'after-string)
+                                 (overlay-get crucible--overlay 'display)
+                                 ""))))
 
 (defun crucible--still-fits ()
   "Whether the buffer still fits `crucible--shown'.

@@ -173,6 +173,34 @@ through eglot's hook.  Binds `server' in BODY.  Afterwards: no errors, server sh
                    "def scale(values, factor):\n    result = [v * factor for v in values]"))
     (should-not (crucible-suggestion))))
 
+(ert-deftest crucible-multi-line-suggestion-line-by-line ()
+  "A two-line suggestion shows whole; C-e takes its first line, then the line
+break with the indentation, then the last line."
+  (crucible-test--with-buffer ("def pair(a, b):\n" :crucible t)
+    (crucible-test--type "SPC SPC SPC SPC")
+    (should (equal (crucible-test--shown "first = a\n    return first, b")
+                   "first = a\n    return first, b"))
+    (crucible-test--type "C-e")
+    (should (equal (crucible-suggestion) "\n    return first, b"))
+    (crucible-test--type "C-e")
+    (should (equal (crucible-suggestion) "return first, b"))
+    (crucible-test--type "TAB")
+    (should (equal (buffer-string) "def pair(a, b):\n    first = a\n    return first, b"))))
+
+(ert-deftest crucible-suggestion-over-an-auto-closed-bracket ()
+  "The item replaces the `)' after the cursor: drawn over it, one `)' after TAB."
+  (crucible-test--with-buffer ("x = 1\n" :crucible t)
+    (insert ")")
+    (backward-char)
+    (crucible-test--type "t o t a l SPC = SPC a d d (")
+    (should (equal (buffer-substring (line-beginning-position) (line-end-position))
+                   "total = add()"))
+    (should (equal (crucible-test--shown "1, 2)") "1, 2)"))
+    (should (= (overlay-end crucible--overlay) (1+ (point))))  ; covers the `)'
+    (crucible-test--type "TAB")
+    (should (equal (buffer-substring (line-beginning-position) (line-end-position))
+                   "total = add(1, 2)"))))
+
 (ert-deftest crucible-typing-a-matching-character-keeps-the-rest ()
   (crucible-test--with-buffer ("def add(a, b):\n" :crucible t)
     (crucible-test--type "SPC SPC SPC SPC")

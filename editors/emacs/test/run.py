@@ -59,6 +59,10 @@ def reply(request: RecordedRequest) -> str:
         return "return sum((a, b))" if sampled else "return a + b"
     if prompt.rstrip().endswith("def scale(values, factor):"):
         return "result = [v * factor for v in values]"
+    if prompt.rstrip().endswith("def pair(a, b):"):
+        return "first = a\n    return first, b"
+    if line.endswith("total = add("):
+        return "1, 2)"
     if line.startswith("n = "):
         # Names the line it was made for: a suggestion shown on another line is visible.
         return f" + 0  # after {line}"
