@@ -19,7 +19,12 @@ Emacs finds eglot itself (built in from Emacs 29; Debian's ``elpa-eglot`` on Ema
 by ``package-initialize``). The ``rass`` test runs when ``rass`` and ``ruff`` are on PATH (the
 folder of this Python is put first, so a venv's are found) and is skipped otherwise, saying so.
 
-The last line is ``emacs: N passed, N failed``; the exit status is Emacs's (0: all passed).
+Then, when tmux is there, one check in a real terminal (``emacs -nw`` in tmux), set up the way
+the README tells a user (its plain init.el snippet, in ``~/.emacs.d/init.el``, with ruff as the
+user's own server): the mode line says ``Crucible:ready``, typing shows the suggestion on
+screen, TAB accepts it and the saved file has it.
+
+The last line is ``emacs: N passed, N failed``; the exit status is 0 when all passed.
 """
 
 from __future__ import annotations
@@ -100,6 +105,83 @@ def write_server_shim(bin_dir: Path) -> None:
     shim.chmod(0o755)
 
 
+INIT_EL = """\
+;; The README's plain set-up, with ruff as the user's own Python server.
+(setq native-comp-async-report-warnings-errors 'silent)   ; Debian's packages warn at startup
+(with-eval-after-load 'eglot
+  (add-to-list 'eglot-server-programs '(python-mode . ("ruff" "server"))))
+(add-to-list 'load-path "{emacs_dir}")
+(with-eval-after-load 'eglot
+  (require 'crucible)
+  (crucible-eglot-setup))
+(add-hook 'python-mode-hook #'eglot-ensure)
+"""
+
+
+def screen(session: str, *, colours: bool = False) -> str:
+    flags = ["-e"] if colours else []
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", *flags, "-t", session],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+
+
+def wait_for_screen(session: str, text: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if text in screen(session):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def terminal_check(emacs: str, root: Path, env: dict[str, str]) -> list[str]:
+    """The README's set-up in ``emacs -nw`` under tmux; returns the failures."""
+    home = Path(env["HOME"])
+    (home / ".emacs.d").mkdir(parents=True, exist_ok=True)
+    (home / ".emacs.d" / "init.el").write_text(INIT_EL.format(emacs_dir=HERE.parent))
+    project = root / "terminal-project"
+    (project / ".git").mkdir(parents=True)
+    source = project / "main.py"
+    source.write_text("import os\n\ndef add(a, b):\n")
+    session = f"crucible-emacs-{os.getpid()}"
+    tmux_env = [f"{key}={value}" for key, value in env.items() if key != "TMUX"]
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "24",
+         "env", *tmux_env, "TERM=xterm-256color", emacs, "-nw", str(source)],
+        check=True,
+    )  # fmt: skip
+    failures: list[str] = []
+    try:
+        if not wait_for_screen(session, "Crucible:ready", 30):
+            return [f"no Crucible:ready in the mode line:\n{screen(session)}"]
+        for keys in (["M->"], ["    "]):
+            subprocess.run(["tmux", "send-keys", "-t", session, *keys], check=True)
+            time.sleep(0.2)
+        if not wait_for_screen(session, "    return a + b", 10):
+            failures.append(f"no suggestion on screen:\n{screen(session)}")
+        elif "return a + b" in source.read_text():
+            failures.append("the suggestion is in the file before it was accepted")
+        # shadow-grey ghost text: the suggestion's line carries a colour escape before it
+        shown = screen(session, colours=True).splitlines()
+        line = next((row for row in shown if "return a" in row), "")
+        if "\x1b[" not in line.split("return")[0]:
+            failures.append(f"the suggestion is not drawn in a colour of its own: {line!r}")
+        for keys in (["Tab"], ["C-x", "C-s"]):
+            subprocess.run(["tmux", "send-keys", "-t", session, *keys], check=True)
+            time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while "    return a + b" not in source.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if "    return a + b" not in source.read_text():
+            failures.append(f"TAB + save did not write the suggestion:\n{screen(session)}")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    return failures
+
+
 def summary(output: str) -> tuple[int, int]:
     """(passed, failed) from ERT's closing "Ran N tests, M results as expected, K unexpected"."""
     found = re.search(r"Ran (\d+) tests?, (\d+) results? as expected, (\d+) unexpected", output)
@@ -169,13 +251,23 @@ def main(argv: list[str] | None = None) -> int:
             output = expired.stdout if isinstance(expired.stdout, str) else ""
             output += f"\nemacs did not finish within {TIMEOUT_S} s\n"
             status = 1
-    print(output, end="")
-    passed, failed = summary(output)
-    if status != 0 and failed == 0:
-        failed = 1
+        print(output, end="")
+        passed, failed = summary(output)
+        if status != 0 and failed == 0:
+            failed = 1
+        tools = [shutil.which(tool, path=env["PATH"]) for tool in ("tmux", "rass", "ruff")]
+        if args.selector != "t":
+            print("terminal check skipped: an ERT selector was given")
+        elif all(tools):
+            failures = terminal_check(emacs, root, env)
+            print("terminal check (emacs -nw in tmux, the README's set-up):", end=" ")
+            print("passed" if not failures else "FAILED\n" + "\n".join(failures))
+            passed, failed = passed + (not failures), failed + bool(failures)
+        else:
+            print("terminal check skipped: needs tmux, rass and ruff on PATH")
     print(f"(wall time {time.monotonic() - started:.1f} s)")
     print(f"emacs: {passed} passed, {failed} failed")
-    return status
+    return 0 if status == 0 and failed == 0 else 1
 
 
 if __name__ == "__main__":
