@@ -124,10 +124,11 @@ overlay shows it); with nil the menu offers it too, for use without
 (defun crucible--initialization-options (plist)
   "The initializationOptions of PLIST, plus `crucible-settings'.
 Crucible reads its settings bare or under a `crucible' key; the key keeps
-them apart from another server's options."
+them apart from another server's options (the rass preset removes it from
+what the other server gets)."
   (let ((theirs (plist-get plist :initializationOptions)))
     (cond ((null crucible-settings) theirs)
-          ((null theirs) crucible-settings)
+          ((null theirs) (list :crucible crucible-settings))
           ((functionp theirs)
            (lambda (server)
              (append (funcall theirs server) (list :crucible crucible-settings))))

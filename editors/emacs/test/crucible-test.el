@@ -334,7 +334,15 @@ and Crucible through rass; a mode without a server gets Crucible alone; twice is
         (should (equal (funcall (cdr python) nil)
                        (list "/bin/rass" (crucible--rass-preset) "--quiet-server"
                              "--log-level" "warn" "--" "pylsp" "--" "crucible-lsp" "--stdio")))
-        (should (equal (funcall (cdr lua) nil) '("crucible-lsp" "--stdio"))))
+        (should (equal (funcall (cdr lua) nil) '("crucible-lsp" "--stdio")))
+        ;; Crucible's settings go under a `crucible' key beside another server
+        ;; (the preset keeps that key from it); alone, bare.
+        (let ((crucible-settings '(:completion (:debounce_ms 90))))
+          (should (equal (last (funcall (cdr python) nil) 2)
+                         '(:initializationOptions (:crucible (:completion (:debounce_ms 90))))))
+          (should (equal (funcall (cdr lua) nil)
+                         '("crucible-lsp" "--stdio"
+                           :initializationOptions (:completion (:debounce_ms 90)))))))
       ;; Without rass the user's server stays, alone (and the user is told once).
       (cl-letf (((symbol-function 'executable-find)
                  (lambda (name &rest _) (and (equal name "pylsp") "/bin/pylsp")))
