@@ -56,7 +56,7 @@ buffer, except RequestCancelled (-32800: a stale request the editor cancelled)."
      (with-current-buffer (jsonrpc-events-buffer server)
        (save-excursion
          (goto-char (point-min))
-         (cl-loop while (re-search-forward ":error (:code \\(-?[0-9]+\\)" nil t)
+         (cl-loop while (re-search-forward ":error[ \t\n]*(:code[ \t\n]+\\(-?[0-9]+\\)" nil t)
                   unless (equal (match-string 1) "-32800")
                   collect (concat "events: "
                                   (buffer-substring-no-properties
