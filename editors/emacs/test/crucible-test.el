@@ -60,7 +60,9 @@ buffer, except RequestCancelled (-32800: a stale request the editor cancelled)."
                   unless (equal (match-string 1) "-32800")
                   collect (concat "events: "
                                   (buffer-substring-no-properties
-                                   (line-beginning-position) (line-end-position)))))))))
+                                   (save-excursion (re-search-backward "^\\[" nil t)
+                                                   (point))
+                                   (line-end-position)))))))))
 
 (defun crucible-test--dump (server)
   "Print the ends of SERVER's events buffer and of every eglot stderr buffer."
@@ -100,7 +102,10 @@ through eglot's hook.  Binds `server' in BODY.  Afterwards: no errors, server sh
             (eglot-server-programs (copy-sequence eglot-server-programs))
             (eglot-managed-mode-hook (if ,crucible '(crucible-eglot-managed) nil))
             server passed)
-       (make-directory (expand-file-name ".git" dir) t)
+       (make-directory dir t)
+       ;; A real repository: project.el lists its files through git (eglot asks it when a
+       ;; server watches files, as ruff does).
+       (should (= 0 (call-process "git" nil nil nil "init" "-q" dir)))
        (with-temp-file file (insert ,text))
        (let ((contact ,contact))
          (if contact

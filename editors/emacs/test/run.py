@@ -143,7 +143,8 @@ def terminal_check(emacs: str, root: Path, env: dict[str, str]) -> list[str]:
     (home / ".emacs.d").mkdir(parents=True, exist_ok=True)
     (home / ".emacs.d" / "init.el").write_text(INIT_EL.format(emacs_dir=HERE.parent))
     project = root / "terminal-project"
-    (project / ".git").mkdir(parents=True)
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
     source = project / "main.py"
     source.write_text("import os\n\ndef add(a, b):\n")
     session = f"crucible-emacs-{os.getpid()}"
