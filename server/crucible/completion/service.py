@@ -255,6 +255,10 @@ class CompletionService:
         if state.typed is None:
             state.plan = self._plan(snapshot, window, request.neighbours)
             state.withheld = state.plan is None
+        elif request.invoked and self._settings.alternatives > 1:
+            # The user asks for more at a shown suggestion (cycling): the type-through stays
+            # the first, and the plan lets alternatives be sampled beside it.
+            state.plan = self._plan(snapshot, window, request.neighbours)
         return state
 
     def _take_seats(self, state: _RequestState) -> None:
