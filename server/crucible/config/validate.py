@@ -31,6 +31,7 @@ from crucible.config.settings import (
     CacheSettings,
     CompletionItems,
     CompletionSettings,
+    HoverSettings,
     PrivacySettings,
     ProviderKind,
     ProviderSettings,
@@ -286,6 +287,7 @@ _HINTS = {
         CacheSettings,
         ResilienceSettings,
         PrivacySettings,
+        HoverSettings,
         Settings,
     )
 }
@@ -436,6 +438,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "cache": CacheSettings,
     "resilience": ResilienceSettings,
     "privacy": PrivacySettings,
+    "hover": HoverSettings,
 }
 # Top-level plain keys (the rest of the top level is ``providers`` and the sections).
 _TRUST_KEYS = ("trust_workspace_config", "trusted_workspaces")

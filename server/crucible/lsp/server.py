@@ -31,6 +31,7 @@ import crucible
 from crucible.completion.service import CompletionService
 from crucible.context.neighbours import OpenFile
 from crucible.context.recent import RecentDocuments
+from crucible.hover.service import HoverService
 from crucible.lsp.clients import ClientTraits
 from crucible.lsp.framing import CHUNK, FrameReader
 from crucible.lsp.protocol import (
@@ -52,6 +53,11 @@ class Backend(Protocol):
 
     @property
     def completion(self) -> CompletionService: ...
+
+    @property
+    def hover(self) -> HoverService:
+        """Hover explanations, and the diagnostics store they read (``hover/``)."""
+        ...
 
     @property
     def recent(self) -> RecentDocuments:
