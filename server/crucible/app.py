@@ -54,6 +54,7 @@ from crucible.resilience.breaker import BreakerState, Transition
 from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
+from crucible.review.service import ReviewService
 from crucible.runtime.memory import rss_mb
 from crucible.runtime.notices import ProblemBoard
 from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
@@ -114,6 +115,7 @@ class App:
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
         # Diagnostics other tools reported, and their explanations on hover.
         self.hover = HoverService(self.settings.hover, DiagnosticsStore())
+        self.review = ReviewService(self.settings.review)  # on save, off by default
         # Open documents, most recently opened/edited first: neighbour candidates.
         self.recent = RecentDocuments()
         self._apply(self._load())
@@ -191,7 +193,7 @@ class App:
             privacy=self._workspace_privacy(result.settings.privacy),
             redact=result.settings.privacy.redact,
         )
-        self._apply_hover(result.settings)
+        self._apply_chat_features(result.settings)
         for pool in self._pools.values():
             pool.enable_all()
         logger.info(
@@ -201,7 +203,7 @@ class App:
         self.status_feed.changed()
         return [str(error) for error in result.errors]
 
-    def _apply_hover(self, settings: Settings) -> None:
+    def _apply_chat_features(self, settings: Settings) -> None:
         chat = ordered_for_role(settings.providers, Role.CHAT)
         prefetch = settings.hover.prefetch
         self.hover.reconfigure(
@@ -215,6 +217,14 @@ class App:
             privacy=self._workspace_privacy(settings.privacy),
             redact=settings.privacy.redact,
             busy=lambda: self._active.get(Role.COMPLETION, 0) > 0,
+        )
+        self.review.reconfigure(
+            settings.review,
+            self.pool(Role.CHAT),
+            cache=self.cache,
+            identity=[identity(s) for s in chat],
+            privacy=self._workspace_privacy(settings.privacy),
+            redact=settings.privacy.redact,
         )
 
     def _workspace_privacy(self, settings: PrivacySettings) -> WorkspacePrivacy:
@@ -406,6 +416,7 @@ class App:
             "privacy": self.completion.privacy_snapshot(),
             "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
             "hover": self.hover.snapshot(),
+            "review": self.review.snapshot(),
             "upstream": self._upstream(),
             "providers": [
                 {

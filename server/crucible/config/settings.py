@@ -459,6 +459,32 @@ class HoverSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReviewSettings:
+    """``[review]``: an AI review of the changed functions on save (``review/``)."""
+
+    enabled: bool = doc(
+        "On save, review the functions you changed with the chat model and show its findings"
+        " as diagnostics (source crucible), each with a suggested fix. Off by default: every"
+        " save with changes costs provider calls.",
+        default=False,
+    )
+    timeout_ms: int = doc(
+        "Deadline of one function's review.", bounds=(1000, 300_000), default=30_000
+    )
+    debounce_ms: int = doc(
+        "Wait after a save before reviewing; a later save of the same file restarts it.",
+        bounds=(0, 60_000),
+        default=1500,
+    )
+    max_functions: int = doc(
+        "Most functions (or changed regions, outside Python) reviewed per save.",
+        bounds=(1, 50),
+        default=5,
+    )
+    max_findings: int = doc("Most findings shown per file.", bounds=(1, 100), default=10)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """The whole configuration."""
 
@@ -497,4 +523,7 @@ class Settings:
     )
     hover: HoverSettings = doc(  # noqa: RUF009 (doc() returns a field())
         "Hover explanations of diagnostics.", default_factory=HoverSettings
+    )
+    review: ReviewSettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "AI review on save.", default_factory=ReviewSettings
     )

@@ -36,6 +36,7 @@ from crucible.config.settings import (
     ProviderKind,
     ProviderSettings,
     ResilienceSettings,
+    ReviewSettings,
     Settings,
     default_base_url,
 )
@@ -288,6 +289,7 @@ _HINTS = {
         ResilienceSettings,
         PrivacySettings,
         HoverSettings,
+        ReviewSettings,
         Settings,
     )
 }
@@ -439,6 +441,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "resilience": ResilienceSettings,
     "privacy": PrivacySettings,
     "hover": HoverSettings,
+    "review": ReviewSettings,
 }
 # Top-level plain keys (the rest of the top level is ``providers`` and the sections).
 _TRUST_KEYS = ("trust_workspace_config", "trusted_workspaces")

@@ -40,6 +40,7 @@ from crucible.lsp.protocol import (
     MAX_MESSAGE_BYTES,
     CrucibleProtocol,
 )
+from crucible.review.service import ReviewService
 from crucible.runtime.log import client_handler
 from crucible.runtime.parent import ParentWatch
 
@@ -57,6 +58,11 @@ class Backend(Protocol):
     @property
     def hover(self) -> HoverService:
         """Hover explanations, and the diagnostics store they read (``hover/``)."""
+        ...
+
+    @property
+    def review(self) -> ReviewService:
+        """AI review on save (``review/``), off by default."""
         ...
 
     @property

@@ -8,11 +8,12 @@ from crucible.lsp.handlers import (
     hover,
     inline_completion,
     lifecycle,
+    review,
     status,
 )
 from crucible.lsp.server import CrucibleLanguageServer
 
 
 def register_all(server: CrucibleLanguageServer) -> None:
-    for module in (lifecycle, documents, inline_completion, status, commands, hover):
+    for module in (lifecycle, documents, inline_completion, status, commands, hover, review):
         module.register(server)

@@ -1,6 +1,7 @@
 """didOpen / didChange / didClose: pygls keeps the text; ``context/recent.py`` keeps which
 documents are recent; ``context/diagnostics.py`` keeps the diagnostics other tools reported
-(``crucible/didChangeDiagnostics``), moved or dropped as edits arrive and forgotten on close.
+(``crucible/didChangeDiagnostics``), moved or dropped as edits arrive and forgotten on close;
+the review (``review/``) keeps each document's text at open, and its findings go on close.
 
 These are plain functions so they run inline, in arrival order, before any request that
 follows them on the wire. pygls applies each change before calling them, through
@@ -22,6 +23,7 @@ from crucible.context.snapshot import valid_text
 from crucible.lsp.diagnostics import known_diagnostics, line_edits, notification_target
 from crucible.lsp.document_text import document_size
 from crucible.lsp.handlers.hover import hover_document
+from crucible.lsp.handlers.review import publish
 from crucible.lsp.server import CrucibleLanguageServer
 from crucible.runtime.memory import release_free_memory
 
@@ -57,6 +59,7 @@ def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CrucibleLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
         _touch(ls, params.text_document.uri)
+        ls.backend.review.opened(params.text_document.uri, params.text_document.text)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CrucibleLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -73,6 +76,8 @@ def register(server: CrucibleLanguageServer) -> None:
         ls.forget(params.text_document.uri)
         ls.backend.completion.document_closed(params.text_document.uri)
         ls.backend.hover.store.forget(params.text_document.uri)
+        if ls.backend.review.closed(params.text_document.uri):
+            publish(ls, params.text_document.uri, [])  # its review findings go with it
         release_free_memory()
 
     @server.feature(DID_CHANGE_DIAGNOSTICS)
