@@ -118,7 +118,7 @@ async def test_no_diagnostic_there_no_provider_call(
 async def test_a_slow_provider_is_answered_in_time_then_from_cache(
     fake: FakeProvider, lsp_session: Session
 ) -> None:
-    fake.inject(Fault(latency_ms=700), times=1)
+    fake.inject(Fault(latency_ms=1000), times=1)
     async with lsp_session(options(fake, timeout_ms=200)) as client:
         uri = open_document(client, TEXT)
         send_diagnostics(client, uri, [DIAGNOSTIC])
@@ -218,3 +218,16 @@ async def test_prefetch_explains_errors_when_diagnostics_arrive(
     assert found is not None and EXPLANATION in found
     assert chat_calls(fake) == 1
     assert status["hover"]["prefetched"] == 1
+
+
+async def test_explain_code_explains_the_code_under_the_cursor_when_asked(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(options(fake, explain_code=True)) as client:
+        uri = open_document(client, TEXT)
+        found = await hover(client, uri, types.Position(3, 6))
+
+    assert found is not None and EXPLANATION in found
+    assert "Quick fix" not in found  # no diagnostic, no fix to point at
+    assert chat_calls(fake) == 1
+    assert "def area(radius):" in str(fake.generation_requests()[0].body)

@@ -247,8 +247,15 @@ class HoverService:
             self._generate(key, subject, path, background), name="hover explanation"
         )
         self._flights[key] = flight
-        flight.add_done_callback(lambda _: self._flights.pop(key, None))
+        flight.add_done_callback(lambda done: self._landed(key, done))
         return flight
+
+    def _landed(self, key: str, flight: asyncio.Task[str | None]) -> None:
+        self._flights.pop(key, None)
+        if not flight.cancelled() and (exc := flight.exception()) is not None:
+            # A bug, not a provider failure (those end as None): said here, since a prefetch
+            # flight has nobody awaiting it.
+            logger.error("hover explanation failed: %r", exc)
 
     async def _generate(
         self, key: str, subject: Subject, path: str, background: bool
