@@ -190,6 +190,14 @@ class CrucibleSession:
         """``$/cancelRequest`` for the request sent with ``msg_id``."""
         self._client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
 
+    def notify(self, method: str, params: Any) -> None:
+        """A notification of Crucible's own (``crucible/didChangeDiagnostics``, say)."""
+        self._client.protocol.notify(method, params)
+
+    async def hover(self, uri: str, position: types.Position) -> types.Hover | None:
+        params = types.HoverParams(types.TextDocumentIdentifier(uri=uri), position)
+        return await self._client.text_document_hover_async(params)
+
     async def status(self) -> Any:
         """``crucible/status`` as plain JSON values, or None if the server does not answer it."""
         try:

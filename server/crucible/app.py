@@ -39,8 +39,10 @@ from crucible.config.settings import (
     Role,
     Settings,
 )
+from crucible.context.diagnostics import DiagnosticsStore
 from crucible.context.privacy import WorkspacePrivacy
 from crucible.context.recent import RecentDocuments
+from crucible.hover.service import HoverService
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
@@ -52,6 +54,7 @@ from crucible.resilience.breaker import BreakerState, Transition
 from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
+from crucible.review.service import ReviewService
 from crucible.runtime.memory import rss_mb
 from crucible.runtime.notices import ProblemBoard
 from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
@@ -110,6 +113,9 @@ class App:
         self.status_feed = StatusFeed(self._status_payload)
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
+        # Diagnostics other tools reported, and their explanations on hover.
+        self.hover = HoverService(self.settings.hover, DiagnosticsStore())
+        self.review = ReviewService(self.settings.review)  # on save, off by default
         # Open documents, most recently opened/edited first: neighbour candidates.
         self.recent = RecentDocuments()
         self._apply(self._load())
@@ -187,6 +193,7 @@ class App:
             privacy=self._workspace_privacy(result.settings.privacy),
             redact=result.settings.privacy.redact,
         )
+        self._apply_chat_features(result.settings)
         for pool in self._pools.values():
             pool.enable_all()
         logger.info(
@@ -195,6 +202,30 @@ class App:
         )
         self.status_feed.changed()
         return [str(error) for error in result.errors]
+
+    def _apply_chat_features(self, settings: Settings) -> None:
+        chat = ordered_for_role(settings.providers, Role.CHAT)
+        prefetch = settings.hover.prefetch
+        self.hover.reconfigure(
+            settings.hover,
+            self.pool(Role.CHAT),
+            cache=self.cache,
+            identity=[identity(s) for s in chat],
+            # As cache.prefetch: a local server's time is free, a hosted API's is billed.
+            prefetch=prefetch is Prefetch.ON
+            or (prefetch is Prefetch.AUTO and bool(chat) and all(is_local(s) for s in chat)),
+            privacy=self._workspace_privacy(settings.privacy),
+            redact=settings.privacy.redact,
+            busy=lambda: self._active.get(Role.COMPLETION, 0) > 0,
+        )
+        self.review.reconfigure(
+            settings.review,
+            self.pool(Role.CHAT),
+            cache=self.cache,
+            identity=[identity(s) for s in chat],
+            privacy=self._workspace_privacy(settings.privacy),
+            redact=settings.privacy.redact,
+        )
 
     def _workspace_privacy(self, settings: PrivacySettings) -> WorkspacePrivacy:
         key = (self._workspace_root, settings)
@@ -384,6 +415,8 @@ class App:
             "scheduling": self.completion.scheduling_snapshot(),
             "privacy": self.completion.privacy_snapshot(),
             "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
+            "hover": self.hover.snapshot(),
+            "review": self.review.snapshot(),
             "upstream": self._upstream(),
             "providers": [
                 {
@@ -417,6 +450,7 @@ class App:
         self.status_feed.close()
         self._editor = None
         await self.completion.aclose()
+        await self.hover.aclose()
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.aclose()

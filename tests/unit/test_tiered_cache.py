@@ -103,3 +103,26 @@ async def test_without_a_disk_level_the_cache_still_works(tmp_path: Path) -> Non
     assert await cache.lookup("k") == Suggestion("x")
     assert cache.stats()["levels"]["l2"]["enabled"] is False
     await cache.aclose()
+
+
+async def test_text_answers_live_beside_completions_under_their_own_keys(tmp_path: Path) -> None:
+    first = tiered(tmp_path / "c.sqlite3")
+    await first.open()
+    first.store("k", Suggestion("return a + b"))
+    first.store_text("hover:k", "an explanation")
+    assert first.text_in_memory("hover:k") == "an explanation"
+    # Neither kind is read as the other.
+    assert first.in_memory("hover:k") is None
+    assert first.text_in_memory("k") is None
+    before = first.stats()
+    assert await first.lookup_text("hover:k") == "an explanation"
+    assert first.stats()["hits"] == before["hits"]  # completion counts stay completions'
+    await first.aclose()
+
+    second = tiered(tmp_path / "c.sqlite3")
+    await second.open()
+    assert second.text_in_memory("hover:k") is None
+    assert await second.lookup_text("hover:k") == "an explanation"  # from disk, promoted
+    assert second.text_in_memory("hover:k") == "an explanation"
+    assert await second.lookup_text("hover:missing") is None
+    await second.aclose()

@@ -6,7 +6,9 @@ context, max_tokens, temperature, stop) and the stop-rule parameters (multi-line
 Changing any of them, by editing or by reconfiguring, gives a different key, so a cache never
 answers with what another model or template would have said.
 
-Keys are hex strings, usable both as L1 dictionary keys and as L2 primary keys. ``KEY_VERSION``
+Keys are hex strings, usable both as L1 dictionary keys and as L2 primary keys. Other kinds
+of answers (hover explanations: text) have keys of their own, ``text_key``: the kind's name, a
+colon, then a digest; a completion key is hex alone, so the two can never collide. ``KEY_VERSION``
 is part of the hashed material: changing how keys are built invalidates old disk entries
 instead of misreading them.
 """
@@ -40,3 +42,13 @@ def _plain(value: Any) -> Any:
             return [_plain(item) for item in value]
         return value
     return [type(value).__name__, *(_plain(getattr(value, name)) for name in fields)]
+
+
+def text_key(kind: str, material: Any) -> str:
+    """The key of a text answer of ``kind`` (``"hover"``), from JSON-able ``material`` (every
+    input of the answer); namespaced by ``kind`` so it never equals a completion key."""
+    encoded = json.dumps(
+        [KEY_VERSION, kind, material], ensure_ascii=False, separators=(",", ":"), default=_plain
+    )
+    digest = hashlib.blake2b(encoded.encode("utf-8", "surrogatepass"), digest_size=16)
+    return f"{kind}:{digest.hexdigest()}"

@@ -17,6 +17,11 @@ L1 hit, an L2 hit (a row that decodes into an answer), a miss (a ``lookup`` neit
 answer; ``in_memory`` alone counts no miss), and type-through hits (``TypeThrough.hits``). The
 levels count only what is theirs (entries, bytes, evictions, errors).
 
+The same two levels also keep text answers under their own keys (``cache/keys.py``'s
+``text_key``, namespaced, so never a completion's): ``store_text`` / ``lookup_text``, used by
+hover explanations. They share L1's byte budget and L2's file; their hits and misses are the
+caller's to count, so the completion counts above stay about completions.
+
 Errors: none raised to callers. L2 failures are handled (and counted) inside ``DiskCache``.
 """
 
@@ -41,8 +46,9 @@ logger = logging.getLogger(__name__)
 _ENTRY_OVERHEAD = 256
 
 
-def _size_of(key: str, answer: Suggestion) -> int:
-    return sys.getsizeof(key) + sys.getsizeof(answer.text) + _ENTRY_OVERHEAD
+def _size_of(key: str, answer: Suggestion | str) -> int:
+    text = answer if isinstance(answer, str) else answer.text
+    return sys.getsizeof(key) + sys.getsizeof(text) + _ENTRY_OVERHEAD
 
 
 class TieredCache:
@@ -56,7 +62,8 @@ class TieredCache:
         disk: DiskCache | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._memory: MemoryCache[Suggestion] = MemoryCache(
+        # Completion answers (``Suggestion``) and text answers (``str``) under disjoint keys.
+        self._memory: MemoryCache[Suggestion | str] = MemoryCache(
             memory_bytes, ttl_s, size_of=_size_of, clock=clock
         )
         self._typed: TypeThrough[Suggestion] = TypeThrough(ttl_s=ttl_s, clock=clock)
@@ -101,8 +108,9 @@ class TieredCache:
     def in_memory(self, key: str) -> Suggestion | None:
         """An L1 hit (counted) or None (not counted: the caller may go on to ``lookup``)."""
         answer = self._memory.get(key)
-        if answer is not None:
-            self._hits["l1"] += 1
+        if not isinstance(answer, Suggestion):
+            return None
+        self._hits["l1"] += 1
         return answer
 
     async def lookup(self, key: str) -> Suggestion | None:
@@ -121,7 +129,32 @@ class TieredCache:
         self._misses += 1
         return None
 
+    async def lookup_text(self, key: str) -> str | None:
+        """A text answer stored under ``key`` (a ``text_key``): L1, then L2 (promoted)."""
+        answer = self._memory.get(key)
+        if isinstance(answer, str):
+            return answer
+        if self._disk is None:
+            return None
+        await self._disk_ready()
+        stored = await self._disk.get(key)
+        if stored is not None:
+            self._memory.put(key, stored)
+        return stored
+
+    def text_in_memory(self, key: str) -> str | None:
+        """A text answer in L1, without waiting for the disk."""
+        answer = self._memory.get(key)
+        return answer if isinstance(answer, str) else None
+
     # -- updates --------------------------------------------------------------------------
+
+    def store_text(self, key: str, text: str) -> None:
+        """A complete text answer under ``key`` (a ``text_key``): L1 now, L2 in the next
+        write batch."""
+        self._memory.put(key, text)
+        if self._disk is not None:
+            self._disk.put(key, text)
 
     def store(self, key: str, answer: Suggestion) -> None:
         """A complete, post-processed answer: into L1 now, into L2 in the next write batch."""

@@ -431,6 +431,60 @@ class PrivacySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HoverSettings:
+    """``[hover]``: explanations of diagnostics on hover (``hover/``)."""
+
+    enabled: bool = doc(
+        "Explain the diagnostic under the mouse (source, code, message, then the chat"
+        " model's explanation and how to fix it).",
+        default=True,
+    )
+    timeout_ms: int = doc(
+        "How long a hover waits for the explanation; past it the hover shows the diagnostic"
+        " and 'explanation on its way, hover again' while it is generated in the background.",
+        bounds=(100, 60_000),
+        default=2500,
+    )
+    prefetch: Prefetch = doc(  # noqa: RUF009 (doc() returns a field())
+        "auto | on | off: explain a document's errors (at most 3 per document) as soon as"
+        " its diagnostics arrive, so the first hover is instant. auto: only when every chat"
+        " provider is local (loopback), since a hosted API bills each call.",
+        default=Prefetch.AUTO,
+    )
+    explain_code: bool = doc(
+        "Hovering code with no diagnostic explains that code (a provider call per new"
+        " spot). Off: such a hover makes no provider call and shows nothing.",
+        default=False,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewSettings:
+    """``[review]``: an AI review of the changed functions on save (``review/``)."""
+
+    enabled: bool = doc(
+        "On save, review the functions you changed with the chat model and show its findings"
+        " as diagnostics (source crucible), each with a suggested fix. Off by default: every"
+        " save with changes costs provider calls.",
+        default=False,
+    )
+    timeout_ms: int = doc(
+        "Deadline of one function's review.", bounds=(1000, 300_000), default=30_000
+    )
+    debounce_ms: int = doc(
+        "Wait after a save before reviewing; a later save of the same file restarts it.",
+        bounds=(0, 60_000),
+        default=1500,
+    )
+    max_functions: int = doc(
+        "Most functions (or changed regions, outside Python) reviewed per save.",
+        bounds=(1, 50),
+        default=5,
+    )
+    max_findings: int = doc("Most findings shown per file.", bounds=(1, 100), default=10)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """The whole configuration."""
 
@@ -466,4 +520,10 @@ class Settings:
     privacy: PrivacySettings = doc(  # noqa: RUF009 (doc() returns a field())
         "Files never sent, and redaction of secrets in prompts.",
         default_factory=PrivacySettings,
+    )
+    hover: HoverSettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "Hover explanations of diagnostics.", default_factory=HoverSettings
+    )
+    review: ReviewSettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "AI review on save.", default_factory=ReviewSettings
     )

@@ -31,10 +31,12 @@ from crucible.config.settings import (
     CacheSettings,
     CompletionItems,
     CompletionSettings,
+    HoverSettings,
     PrivacySettings,
     ProviderKind,
     ProviderSettings,
     ResilienceSettings,
+    ReviewSettings,
     Settings,
     default_base_url,
 )
@@ -286,6 +288,8 @@ _HINTS = {
         CacheSettings,
         ResilienceSettings,
         PrivacySettings,
+        HoverSettings,
+        ReviewSettings,
         Settings,
     )
 }
@@ -436,6 +440,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "cache": CacheSettings,
     "resilience": ResilienceSettings,
     "privacy": PrivacySettings,
+    "hover": HoverSettings,
+    "review": ReviewSettings,
 }
 # Top-level plain keys (the rest of the top level is ``providers`` and the sections).
 _TRUST_KEYS = ("trust_workspace_config", "trusted_workspaces")

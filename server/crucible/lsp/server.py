@@ -31,6 +31,7 @@ import crucible
 from crucible.completion.service import CompletionService
 from crucible.context.neighbours import OpenFile
 from crucible.context.recent import RecentDocuments
+from crucible.hover.service import HoverService
 from crucible.lsp.clients import ClientTraits
 from crucible.lsp.framing import CHUNK, FrameReader
 from crucible.lsp.protocol import (
@@ -39,6 +40,7 @@ from crucible.lsp.protocol import (
     MAX_MESSAGE_BYTES,
     CrucibleProtocol,
 )
+from crucible.review.service import ReviewService
 from crucible.runtime.log import client_handler
 from crucible.runtime.parent import ParentWatch
 
@@ -52,6 +54,16 @@ class Backend(Protocol):
 
     @property
     def completion(self) -> CompletionService: ...
+
+    @property
+    def hover(self) -> HoverService:
+        """Hover explanations, and the diagnostics store they read (``hover/``)."""
+        ...
+
+    @property
+    def review(self) -> ReviewService:
+        """AI review on save (``review/``), off by default."""
+        ...
 
     @property
     def recent(self) -> RecentDocuments:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from crucible.lsp.handlers import commands, documents, inline_completion, lifecycle, status
+from crucible.lsp.handlers import (
+    commands,
+    documents,
+    hover,
+    inline_completion,
+    lifecycle,
+    review,
+    status,
+)
 from crucible.lsp.server import CrucibleLanguageServer
 
 
 def register_all(server: CrucibleLanguageServer) -> None:
-    for module in (lifecycle, documents, inline_completion, status, commands):
+    for module in (lifecycle, documents, inline_completion, status, commands, hover, review):
         module.register(server)

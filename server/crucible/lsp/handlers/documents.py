@@ -1,5 +1,7 @@
 """didOpen / didChange / didClose: pygls keeps the text; ``context/recent.py`` keeps which
-documents are recent.
+documents are recent; ``context/diagnostics.py`` keeps the diagnostics other tools reported
+(``crucible/didChangeDiagnostics``), moved or dropped as edits arrive and forgotten on close;
+the review (``review/``) keeps each document's text at open, and its findings go on close.
 
 These are plain functions so they run inline, in arrival order, before any request that
 follows them on the wire. pygls applies each change before calling them, through
@@ -18,7 +20,10 @@ from pygls.workspace import TextDocument
 
 from crucible.context.neighbours import OpenFile
 from crucible.context.snapshot import valid_text
+from crucible.lsp.diagnostics import known_diagnostics, line_edits, notification_target
 from crucible.lsp.document_text import document_size
+from crucible.lsp.handlers.hover import hover_document
+from crucible.lsp.handlers.review import publish
 from crucible.lsp.server import CrucibleLanguageServer
 from crucible.runtime.memory import release_free_memory
 
@@ -54,20 +59,43 @@ def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CrucibleLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
         _touch(ls, params.text_document.uri)
+        ls.backend.review.opened(params.text_document.uri, params.text_document.text)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CrucibleLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
         _touch(ls, params.text_document.uri)
         ls.backend.completion.document_changed(params.text_document.uri)
+        ls.backend.hover.store.edited(
+            params.text_document.uri,
+            params.text_document.version,
+            line_edits(params.content_changes),
+        )
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CrucibleLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.forget(params.text_document.uri)
         ls.backend.completion.document_closed(params.text_document.uri)
+        ls.backend.hover.store.forget(params.text_document.uri)
+        if ls.backend.review.closed(params.text_document.uri):
+            publish(ls, params.text_document.uri, [])  # its review findings go with it
         release_free_memory()
 
     @server.feature(DID_CHANGE_DIAGNOSTICS)
     def did_change_diagnostics(ls: CrucibleLanguageServer, params: Any) -> None:
         """Crucible's editor clients forward other servers' diagnostics so that hover can
-        explain them; accepted (part of the wire contract) and not kept until hover uses
-        them."""
+        explain them: they replace what the store had for the document; then, if on, its
+        errors are explained ahead (``hover.prefetch``)."""
+        target = notification_target(params)
+        if target is None:
+            return
+        uri, version = target
+        diagnostics = known_diagnostics(_field(params, "diagnostics"))
+        if not ls.backend.hover.store.replace(uri, version, diagnostics):
+            return
+        document = ls.workspace.text_documents.get(uri)
+        if document is not None and diagnostics:
+            ls.backend.hover.diagnostics_changed(hover_document(document))
+
+
+def _field(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
