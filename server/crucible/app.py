@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import crucible
+from crucible.actions.service import CodeActionService
 from crucible.cache.disk import FILE_NAME, DiskCache
 from crucible.cache.tiered import TieredCache
 from crucible.completion.service import CompletionService
@@ -110,6 +111,7 @@ class App:
         self.status_feed = StatusFeed(self._status_payload)
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
+        self.code_actions = CodeActionService(self.settings.code_actions, None)
         # Open documents, most recently opened/edited first: neighbour candidates.
         self.recent = RecentDocuments()
         self._apply(self._load())
@@ -184,6 +186,12 @@ class App:
             # A local server's prompt cache is worth a superseded prompt's few seconds; a
             # hosted API's capacity is not ours to spend.
             warm_prompts=all(is_local(s) for s in completion_settings),
+            privacy=self._workspace_privacy(result.settings.privacy),
+            redact=result.settings.privacy.redact,
+        )
+        self.code_actions.reconfigure(
+            result.settings.code_actions,
+            self.pool(Role.CHAT),
             privacy=self._workspace_privacy(result.settings.privacy),
             redact=result.settings.privacy.redact,
         )
@@ -385,6 +393,7 @@ class App:
             "privacy": self.completion.privacy_snapshot(),
             "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
             "upstream": self._upstream(),
+            "code_actions": self.code_actions.snapshot(),
             "providers": [
                 {
                     "name": s.name,

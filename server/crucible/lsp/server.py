@@ -28,6 +28,7 @@ from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 
 import crucible
+from crucible.actions.service import CodeActionService
 from crucible.completion.service import CompletionService
 from crucible.context.neighbours import OpenFile
 from crucible.context.recent import RecentDocuments
@@ -52,6 +53,9 @@ class Backend(Protocol):
 
     @property
     def completion(self) -> CompletionService: ...
+
+    @property
+    def code_actions(self) -> CodeActionService: ...
 
     @property
     def recent(self) -> RecentDocuments:
