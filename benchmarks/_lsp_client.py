@@ -190,6 +190,14 @@ class CrucibleSession:
         """``$/cancelRequest`` for the request sent with ``msg_id``."""
         self._client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
 
+    def request(self, method: str, params: Any) -> Future[Any]:
+        """Any request, sent now; the future resolves with the structured answer."""
+        return self._client.protocol.send_request(method, params)
+
+    def on_request(self, method: str, answer: Any) -> None:
+        """Answer the server's ``method`` requests with ``answer(params)``."""
+        self._client.feature(method)(answer)
+
     async def status(self) -> Any:
         """``crucible/status`` as plain JSON values, or None if the server does not answer it."""
         try:
@@ -215,6 +223,7 @@ async def crucible_session(
     *,
     log_level: str = "INFO",
     python_path: str | None = None,
+    capabilities: types.ClientCapabilities | None = None,
 ) -> AsyncIterator[CrucibleSession]:
     """Start the server in ``workdir`` (a scratch directory), initialize it, shut it down after.
     ``python_path``, when given, is the server's ``PYTHONPATH`` (another checkout of it)."""
@@ -237,7 +246,7 @@ async def crucible_session(
     try:
         params = types.InitializeParams(
             process_id=os.getpid(),
-            capabilities=_capabilities(),
+            capabilities=capabilities or _capabilities(),
             root_uri=workspace.as_uri(),
             workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name="bench")],
             initialization_options=initialization_options,
