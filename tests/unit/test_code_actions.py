@@ -1,4 +1,4 @@
-"""The pure parts of code actions: tickets, the catalog, code extraction, edits, validation,
+"""The pure parts of code actions: listed actions, the catalog, code extraction, edits, validation,
 prompts; and the service's refusals and retry on a scripted provider."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from tests.fakes.scripted import Reply, ScriptedProvider
 from crucible.actions.answer import extract_code, is_prose
 from crucible.actions.catalog import ListingRequest, list_actions
 from crucible.actions.edits import apply_edits, fit_to_target, minimal_edits, widen_to_echo
+from crucible.actions.listed import Intent, ListedAction, MalformedAction, Problem, digest_of
 from crucible.actions.prompt import PromptInput, build_messages, fence_for
 from crucible.actions.service import ActionJob, CodeActionService
-from crucible.actions.ticket import ActionTicket, Intent, MalformedAction, Problem, digest_of
 from crucible.actions.validation import balance_problem, check_edit
 from crucible.config.settings import ActionScope, CodeActionsSettings, CustomActionSettings
 from crucible.context.privacy import WorkspacePrivacy
@@ -49,11 +49,11 @@ def listing(
     )
 
 
-# -- tickets -----------------------------------------------------------------------------------
+# -- listed actions on the wire ---------------------------------------------------------------
 
 
-def test_a_ticket_survives_the_wire_and_bad_data_names_its_field() -> None:
-    ticket = ActionTicket(
+def test_a_listed_action_survives_the_wire_and_bad_data_names_its_field() -> None:
+    listed = ListedAction(
         uri="file:///w/a.py",
         version=4,
         intent=Intent.FIX,
@@ -63,8 +63,8 @@ def test_a_ticket_survives_the_wire_and_bad_data_names_its_field() -> None:
         problems=(RADUS,),
         title="fix it",
     )
-    assert ActionTicket.from_wire(ticket.to_wire()) == ticket
-    wire = ticket.to_wire()
+    assert ListedAction.from_wire(listed.to_wire()) == listed
+    wire = listed.to_wire()
     cases: list[tuple[Any, str]] = [
         (None, "data: expected an object"),
         ({**wire, "crucible": 2}, "not a Crucible code action"),
@@ -79,7 +79,7 @@ def test_a_ticket_survives_the_wire_and_bad_data_names_its_field() -> None:
     ]
     for data, message in cases:
         with pytest.raises(MalformedAction, match=message):
-            ActionTicket.from_wire(data)
+            ListedAction.from_wire(data)
 
 
 # -- the catalog -------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_quick_fixes_for_touching_diagnostics_and_fix_all_for_several() -> None:
         ("Crucible: fix “line too long”", "quickfix", (2,)),
         ("Crucible: fix all 2 problems here", "quickfix", (1, 2)),
     ]
-    assert offers[0].ticket.digest == digest_of("    return math.pi * radus**2\n")
+    assert offers[0].listed.digest == digest_of("    return math.pi * radus**2\n")
     assert not any(o.preferred for o in offers)
 
 
@@ -104,7 +104,7 @@ def test_rewrites_need_a_selection_and_annotations_a_typed_language() -> None:
     titles = [o.title for o in list_actions(listing((3, 0), (5, 0), language="go"), settings)]
     assert titles == ["Crucible: simplify", "Crucible: add documentation", "Crucible: fix bugs"]
     [offer, *_] = list_actions(listing((3, 0), (5, 0)), settings)
-    assert (offer.ticket.first_line, offer.ticket.last_line) == (3, 4)  # column 0 of 5 excluded
+    assert (offer.listed.first_line, offer.listed.last_line) == (3, 4)  # column 0 of 5 excluded
 
 
 def test_only_filters_by_kind_hierarchy_and_custom_actions_by_scope() -> None:
@@ -119,7 +119,7 @@ def test_only_filters_by_kind_hierarchy_and_custom_actions_by_scope() -> None:
     )
     none_selected = list_actions(listing((4, 25), (4, 25)), settings)
     assert [o.title for o in none_selected] == ["Crucible: tests"]
-    assert none_selected[0].ticket.whole_file
+    assert none_selected[0].listed.whole_file
     only_source = list_actions(listing((3, 0), (5, 0), (RADUS,), ("source",)), settings)
     assert [o.title for o in only_source] == ["Crucible: sel"]
     only_fix = list_actions(listing((4, 0), (4, 30), (RADUS,), ("quickfix",)), settings)
@@ -127,7 +127,7 @@ def test_only_filters_by_kind_hierarchy_and_custom_actions_by_scope() -> None:
         "Crucible: fix “undefined name 'radus'”",
         "Crucible: why",
     ]
-    assert only_fix[1].ticket.problems == (RADUS,) and only_fix[1].ticket.custom == 1
+    assert only_fix[1].listed.problems == (RADUS,) and only_fix[1].listed.custom == 1
 
 
 # -- the answer --------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def make_service(
 def job(text: str = TEXT, path: str = "/w/geometry.py", first: int = 4) -> ActionJob:
     start = sum(len(line) for line in text.splitlines(keepends=True)[:first])
     end = start + len(text.splitlines(keepends=True)[first])
-    ticket = ActionTicket(
+    listed = ListedAction(
         uri="file://" + path,
         version=1,
         intent=Intent.FIX,
@@ -285,7 +285,7 @@ def job(text: str = TEXT, path: str = "/w/geometry.py", first: int = 4) -> Actio
         problems=(RADUS,),
     )
     return ActionJob(
-        ticket, DocumentSnapshot("file://" + path, path, "python", 1, text), start, end
+        listed, DocumentSnapshot("file://" + path, path, "python", 1, text), start, end
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from crucible.actions.ticket import MAX_PROBLEMS, ActionTicket, Intent, Problem, digest_of
+from crucible.actions.listed import MAX_PROBLEMS, Intent, ListedAction, Problem, digest_of
 from crucible.config.settings import ActionScope, CodeActionsSettings
 
 QUICKFIX = "quickfix"
@@ -57,7 +57,7 @@ class ListingRequest:
 class ActionOffer:
     title: str
     kind: str
-    ticket: ActionTicket
+    listed: ListedAction
     problems: tuple[int, ...] = ()  # indexes into the request's diagnostics it fixes
     preferred: bool = False
 
@@ -83,26 +83,26 @@ def list_actions(request: ListingRequest, settings: CodeActionsSettings) -> tupl
         for intent, name in _REWRITES:
             if intent is Intent.ANNOTATE and request.language_id not in TYPED_LANGUAGES:
                 continue
-            ticket = lines.ticket(intent, *selection, title=name)
-            offers.append(ActionOffer(f"Crucible: {name}", REWRITE, ticket))
+            listed = lines.action(intent, *selection, title=name)
+            offers.append(ActionOffer(f"Crucible: {name}", REWRITE, listed))
     for index, custom in enumerate(settings.custom):
         if not wanted(custom.kind, request.only):
             continue
         if custom.scope is ActionScope.SELECTION and selection is not None:
-            ticket = lines.ticket(Intent.CUSTOM, *selection, custom=index, title=custom.title)
+            listed = lines.action(Intent.CUSTOM, *selection, custom=index, title=custom.title)
         elif custom.scope is ActionScope.DIAGNOSTIC and touching:
             picked = tuple(request.problems[i] for i in touching[:MAX_PROBLEMS])
             first, last = _span(picked)
-            ticket = lines.ticket(
+            listed = lines.action(
                 Intent.CUSTOM, first, last, problems=picked, custom=index, title=custom.title
             )
         elif custom.scope is ActionScope.FILE:
-            ticket = lines.ticket(
+            listed = lines.action(
                 Intent.CUSTOM, 0, 0, whole_file=True, custom=index, title=custom.title
             )
         else:
             continue
-        offers.append(ActionOffer(f"Crucible: {custom.title}", custom.kind, ticket))
+        offers.append(ActionOffer(f"Crucible: {custom.title}", custom.kind, listed))
     return tuple(offers)
 
 
@@ -113,20 +113,20 @@ def _fixes(request: ListingRequest, touching: list[int], lines: _Lines) -> list[
         message = " ".join(problem.message.split())
         if len(message) > _TITLE_MESSAGE:
             message = message[: _TITLE_MESSAGE - 1] + "…"
-        ticket = lines.ticket(
+        listed = lines.action(
             Intent.FIX, problem.start[0], _last_line(problem.start, problem.end),
             problems=(problem,), title=f"fix “{message}”",
         )  # fmt: skip
         offers.append(
-            ActionOffer(f"Crucible: fix “{message}”", QUICKFIX, ticket, (i,), len(touching) == 1)
+            ActionOffer(f"Crucible: fix “{message}”", QUICKFIX, listed, (i,), len(touching) == 1)
         )
     if len(touching) > 1:
         picked = tuple(request.problems[i] for i in touching[:MAX_PROBLEMS])
         first, last = _span(picked)
         name = f"fix all {len(touching)} problems here"
-        ticket = lines.ticket(Intent.FIX_ALL, first, last, problems=picked, title=name)
+        listed = lines.action(Intent.FIX_ALL, first, last, problems=picked, title=name)
         offers.append(
-            ActionOffer(f"Crucible: {name}", QUICKFIX, ticket, tuple(touching[:MAX_PROBLEMS]))
+            ActionOffer(f"Crucible: {name}", QUICKFIX, listed, tuple(touching[:MAX_PROBLEMS]))
         )
     return offers
 
@@ -147,12 +147,12 @@ def _span(problems: Sequence[Problem]) -> tuple[int, int]:
 
 
 class _Lines:
-    """Tickets for one request: the target's digest from its lines' text."""
+    """The listed actions of one request: the target's digest from its lines' text."""
 
     def __init__(self, request: ListingRequest) -> None:
         self._request = request
 
-    def ticket(
+    def action(
         self,
         intent: Intent,
         first: int,
@@ -162,14 +162,14 @@ class _Lines:
         whole_file: bool = False,
         custom: int = -1,
         title: str = "",
-    ) -> ActionTicket:
+    ) -> ListedAction:
         request = self._request
         digest = ""
         if not whole_file:
             start, end = request.line_offset(first), request.line_offset(last + 1)
             if end - start <= MAX_TARGET_CHARS:  # a longer one is refused at resolve
                 digest = digest_of(request.text[start:end])
-        return ActionTicket(
+        return ListedAction(
             uri=request.uri,
             version=request.version,
             intent=intent,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from crucible.actions.ticket import Intent, Problem
+from crucible.actions.listed import Intent, Problem
 from crucible.providers.base import ChatMessage
 
 SYSTEM = (

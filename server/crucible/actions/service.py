@@ -1,7 +1,7 @@
 """The code-action service: the cheap list, and the resolve that asks the model for an edit.
 
 ``list`` is ``catalog.list_actions`` plus the privacy rule (an excluded document gets no
-action) and a count. ``resolve`` turns one ticket, on the document as it is now, into an
+action) and a count. ``resolve`` turns one listed, on the document as it is now, into an
 ``ActionResult``: edits, or a refusal the user reads. Its steps:
 
 1. refuse at once, with no call: code actions off, no provider serving chat, an excluded
@@ -40,8 +40,8 @@ from crucible.actions.edits import (
     minimal_edits,
     widen_to_echo,
 )
+from crucible.actions.listed import Intent, ListedAction
 from crucible.actions.prompt import PromptInput, build_messages, retry_messages
-from crucible.actions.ticket import ActionTicket, Intent
 from crucible.actions.validation import check_edit
 from crucible.config.settings import CodeActionsSettings
 from crucible.context.privacy import WorkspacePrivacy
@@ -60,9 +60,9 @@ COUNTS = ("listed", "resolved", "applied", "refused", "cancelled", "errors")
 
 @dataclass(frozen=True, slots=True)
 class ActionJob:
-    """One resolve: the ticket, the document now, and the target's offsets in it."""
+    """One resolve: the listed, the document now, and the target's offsets in it."""
 
-    ticket: ActionTicket
+    listed: ListedAction
     snapshot: DocumentSnapshot
     start: int
     end: int
@@ -122,12 +122,12 @@ class CodeActionService:
         of the command path; a resolved edit's fate is the client's and unseen)."""
         self._counts[what] += 1
 
-    def custom_template(self, ticket: ActionTicket) -> str | None:
-        """The prompt of the custom action a ticket names, if it is still configured as it
+    def custom_template(self, listed: ListedAction) -> str | None:
+        """The prompt of the custom action ``listed`` names, if it is still configured as it
         was listed (same index and title)."""
         custom = self.settings.custom
-        if 0 <= ticket.custom < len(custom) and custom[ticket.custom].title == ticket.title:
-            return custom[ticket.custom].prompt
+        if 0 <= listed.custom < len(custom) and custom[listed.custom].title == listed.title:
+            return custom[listed.custom].prompt
         return None
 
     # -- resolve -----------------------------------------------------------------------------
@@ -200,17 +200,17 @@ class CodeActionService:
             target, before, after = (redact(t).text for t in (target, before, after))
         path = job.snapshot.path
         shown = self._privacy.rules().prompt_path(path) if self._privacy is not None else path
-        ticket = job.ticket
+        listed = job.listed
         return PromptInput(
-            intent=ticket.intent,
+            intent=listed.intent,
             language_id=job.snapshot.language_id,
             path=shown,
             target=target,
             before=before,
             after=after,
             first_line=job.snapshot.text.count("\n", 0, job.start),
-            problems=ticket.problems,
-            template=job.template if ticket.intent is Intent.CUSTOM else "",
+            problems=listed.problems,
+            template=job.template if listed.intent is Intent.CUSTOM else "",
         )
 
     async def _ask(

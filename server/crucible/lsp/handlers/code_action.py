@@ -2,7 +2,7 @@
 
 Listing is a plain function, answered inline from the request and the document (no provider
 call): ``actions/catalog.py`` decides, this module converts. Each action carries its
-``ActionTicket`` as ``data``; a client that resolves edits (``resolveSupport.properties`` has
+``ListedAction`` as ``data``; a client that resolves edits (``resolveSupport.properties`` has
 "edit") gets the edit from ``codeAction/resolve``, any other client gets a command,
 ``crucible.applyCodeAction``, that computes the edit and applies it with
 ``workspace/applyEdit``.
@@ -12,7 +12,7 @@ target's lines must still hold the text they held (their digest) and the edit is
 the current text, else it is refused. While the model runs, a work-done progress (for clients
 that show server-created progress) is open and cancellable; its cancel, like
 ``$/cancelRequest``, cancels the resolve, which closes the upstream stream. Data a client sends
-back that is no ticket of ours is answered with InvalidParams naming the bad field.
+back that is no action of ours is answered with InvalidParams naming the bad field.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
 from crucible.actions.catalog import ListingRequest
+from crucible.actions.listed import Intent, ListedAction, MalformedAction, Problem, digest_of
 from crucible.actions.service import ActionJob, ActionResult, refusal
-from crucible.actions.ticket import ActionTicket, Intent, MalformedAction, Problem, digest_of
 from crucible.lsp.clients import CodeActionTraits, code_action_traits
 from crucible.lsp.convert import encoding_of, position_to_offset, snapshot_of, workspace_edit
 from crucible.lsp.document_text import document_size
@@ -86,7 +86,7 @@ def list_code_actions(
     )
     actions = []
     for offer in service.list(request, document.path or document.uri):
-        data = offer.ticket.to_wire()
+        data = offer.listed.to_wire()
         action = types.CodeAction(
             title=offer.title,
             kind=offer.kind,
@@ -102,9 +102,9 @@ def list_code_actions(
     return actions
 
 
-def _ticket(data: object) -> ActionTicket:
+def _listed(data: object) -> ListedAction:
     try:
-        return ActionTicket.from_wire(data)
+        return ListedAction.from_wire(data)
     except MalformedAction as exc:
         logger.info("code action data refused: %s", exc)
         raise JsonRpcInvalidParams(
@@ -112,39 +112,39 @@ def _ticket(data: object) -> ActionTicket:
         ) from exc
 
 
-def _job(ls: CrucibleLanguageServer, ticket: ActionTicket) -> ActionJob | ActionResult:
+def _job(ls: CrucibleLanguageServer, listed: ListedAction) -> ActionJob | ActionResult:
     """The resolve's work on the document as it is now, or why there is none."""
-    document = ls.workspace.text_documents.get(ticket.uri)
+    document = ls.workspace.text_documents.get(listed.uri)
     if document is None:
         return refusal("the document is no longer open")
     snapshot = snapshot_of(document)
     text = snapshot.text
     template = ""
-    if ticket.intent is Intent.CUSTOM:
-        found = ls.backend.code_actions.custom_template(ticket)
+    if listed.intent is Intent.CUSTOM:
+        found = ls.backend.code_actions.custom_template(listed)
         if found is None:
-            return refusal(f"the custom action “{ticket.title}” is no longer configured")
+            return refusal(f"the custom action “{listed.title}” is no longer configured")
         template = found
-    if ticket.whole_file:
-        return ActionJob(ticket, snapshot, 0, len(text), template)
-    start = position_to_offset(text, types.Position(ticket.first_line, 0))
-    end = position_to_offset(text, types.Position(ticket.last_line + 1, 0))
-    if snapshot.version != ticket.version and (
-        not ticket.digest or digest_of(text[start:end]) != ticket.digest
+    if listed.whole_file:
+        return ActionJob(listed, snapshot, 0, len(text), template)
+    start = position_to_offset(text, types.Position(listed.first_line, 0))
+    end = position_to_offset(text, types.Position(listed.last_line + 1, 0))
+    if snapshot.version != listed.version and (
+        not listed.digest or digest_of(text[start:end]) != listed.digest
     ):
         return refusal("the code changed since this action was offered; ask again")
-    return ActionJob(ticket, snapshot, start, end, template)
+    return ActionJob(listed, snapshot, start, end, template)
 
 
 async def _compute(
-    ls: CrucibleLanguageServer, ticket: ActionTicket
+    ls: CrucibleLanguageServer, listed: ListedAction
 ) -> tuple[ActionResult, ActionJob | None]:
-    job = _job(ls, ticket)
+    job = _job(ls, listed)
     if isinstance(job, ActionResult):
         ls.backend.code_actions.note("refused")
         return job, None
     work = asyncio.ensure_future(ls.backend.code_actions.resolve(job))
-    token = await _begin_progress(ls, ticket, work)
+    token = await _begin_progress(ls, listed, work)
     try:
         result = await work
     except asyncio.CancelledError:
@@ -158,7 +158,7 @@ async def _compute(
 
 
 async def _begin_progress(
-    ls: CrucibleLanguageServer, ticket: ActionTicket, work: asyncio.Future[Any]
+    ls: CrucibleLanguageServer, listed: ListedAction, work: asyncio.Future[Any]
 ) -> str | None:
     if not _traits(ls).work_done_progress:
         return None
@@ -172,7 +172,7 @@ async def _begin_progress(
     progress.begin(
         token,
         types.WorkDoneProgressBegin(
-            title="Crucible", message=f"asking the model: {ticket.title}", cancellable=True
+            title="Crucible", message=f"asking the model: {listed.title}", cancellable=True
         ),
     )
     # pygls cancels this future on window/workDoneProgress/cancel for the token.
@@ -215,8 +215,8 @@ def register(server: CrucibleLanguageServer) -> None:
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def resolve(ls: CrucibleLanguageServer, action: types.CodeAction) -> types.CodeAction:
-        ticket = _ticket(action.data)
-        result, job = await _compute(ls, ticket)
+        listed = _listed(action.data)
+        result, job = await _compute(ls, listed)
         if job is not None and result.ok:
             action.edit = _edit_of(ls, result, job)
         elif result.message:
@@ -225,15 +225,15 @@ def register(server: CrucibleLanguageServer) -> None:
 
     @server.command(APPLY_COMMAND)
     async def apply(ls: CrucibleLanguageServer, *args: Any) -> dict[str, Any]:
-        ticket = _ticket(args[0] if args else None)
-        result, job = await _compute(ls, ticket)
+        listed = _listed(args[0] if args else None)
+        result, job = await _compute(ls, listed)
         if job is None or not result.ok:
             if result.message:
                 ls.show_message(result.message, 3)
             return {"applied": False, "message": result.message}
         answer = await ls.workspace_apply_edit_async(
             types.ApplyWorkspaceEditParams(
-                edit=_edit_of(ls, result, job), label=f"Crucible: {ticket.title}"
+                edit=_edit_of(ls, result, job), label=f"Crucible: {listed.title}"
             )
         )
         if answer.applied:

@@ -1,11 +1,12 @@
-"""What a listed code action carries to its resolve: a ticket, bounded and checked on return.
+"""What a listed code action carries to its resolve: ``ListedAction``, bounded and checked
+on return.
 
 ``codeAction/resolve`` and the ``crucible.applyCodeAction`` command get back whatever the
-client sends, so the data is treated as input: ``ActionTicket.from_wire`` checks every field's
+client sends, so the data is treated as input: ``ListedAction.from_wire`` checks every field's
 type and bound and raises ``MalformedAction`` with a message naming the field; nothing in it
 is trusted to index a document (the resolve re-reads the document and re-checks the target).
 
-A ticket names its target by whole lines (``first_line`` to ``last_line``, 0-based,
+It names its target by whole lines (``first_line`` to ``last_line``, 0-based,
 inclusive; ``whole_file`` for the document), never by character offsets, so it means the
 same whatever the position encoding, and a digest of the target's text as listed tells a
 resolve whether the lines still hold that text when the document's version moved on.
@@ -30,7 +31,7 @@ MAX_CUSTOM = 32  # config/validate.py MAX_CUSTOM_ACTIONS
 
 
 class MalformedAction(ValueError):
-    """The data a client sent back is not a ticket this server wrote; the message says why."""
+    """The data a client sent back is not an action this server listed; the message says why."""
 
 
 class Intent(StrEnum):
@@ -62,7 +63,7 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
-class ActionTicket:
+class ListedAction:
     uri: str
     version: int
     intent: Intent
@@ -97,8 +98,8 @@ class ActionTicket:
         }
 
     @classmethod
-    def from_wire(cls, data: object) -> ActionTicket:
-        """The ticket in ``data``; ``MalformedAction`` naming the first bad field."""
+    def from_wire(cls, data: object) -> ListedAction:
+        """The listed action in ``data``; ``MalformedAction`` naming the first bad field."""
         wire = _mapping(data, "data")
         if wire.get("crucible") != WIRE_VERSION:
             raise MalformedAction("data: not a Crucible code action (no 'crucible': 1)")
