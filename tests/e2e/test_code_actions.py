@@ -212,15 +212,16 @@ async def test_rewrite_of_a_selection_and_a_custom_file_action_resolve(
     assert "Upper-case python file geometry.py" in custom_prompt
 
 
+@pytest.mark.parametrize("kind", list(CHAT_ROUTES))
 async def test_a_client_without_resolve_gets_a_command_that_applies_the_edit(
-    fake: FakeProvider, lsp_session: Session
+    kind: str, fake: FakeProvider, lsp_session: Session
 ) -> None:
     capabilities = inline_capabilities()
     assert capabilities.text_document and capabilities.text_document.code_action
     capabilities.text_document.code_action.resolve_support = None
     fake.reply = ANSWER
     applied: list[types.ApplyWorkspaceEditParams] = []
-    async with lsp_session(options(fake), capabilities=capabilities) as client:
+    async with lsp_session(options(fake, kind), capabilities=capabilities) as client:
         read_commands_in_actions(client)
 
         @client.feature(types.WORKSPACE_APPLY_EDIT)
