@@ -137,7 +137,7 @@ async def test_quick_fix_lists_without_a_call_and_resolves_a_minimal_edit(
 
     assert calls_after_listing == 0
     assert fix.title == "Crucible: fix “undefined name 'radus'”"
-    assert list(fix.diagnostics or []) == [RADUS] and fix.is_preferred
+    assert list(fix.diagnostics or []) == [RADUS] and not fix.is_preferred
     [edit] = only_edits(resolved)
     assert edit.new_text == FIXED_LINE  # only the changed line, and only code
     assert (edit.range.start, edit.range.end) == (types.Position(4, 0), types.Position(5, 0))

@@ -95,7 +95,6 @@ def test_quick_fixes_for_touching_diagnostics_and_fix_all_for_several() -> None:
         ("Crucible: fix all 2 problems here", "quickfix", (1, 2)),
     ]
     assert offers[0].listed.digest == digest_of("    return math.pi * radus**2\n")
-    assert not any(o.preferred for o in offers)
 
 
 def test_rewrites_need_a_selection_and_annotations_a_typed_language() -> None:
@@ -290,6 +289,29 @@ def job(text: str = TEXT, path: str = "/w/geometry.py", first: int = 4) -> Actio
 
 
 ANSWER = "```python\n    return math.pi * radius**2\n```"
+
+
+def test_no_action_is_listed_without_a_chat_provider_nor_for_an_excluded_file() -> None:
+    time = FakeTime()
+    service = make_service(ScriptedProvider("chat", time), time, Path("/w"))
+    request = listing((4, 25), (4, 25), (RADUS,))
+    assert len(service.list(request, "/w/geometry.py")) == 1
+    assert service.list(request, "/w/secret/geometry.py") == ()
+    service.reconfigure(CodeActionsSettings(), None, privacy=None, redact=True)
+    assert service.list(request, "/w/geometry.py") == ()
+    assert service.snapshot()["listed"] == 1
+
+
+def test_a_custom_action_resolves_only_while_configured_as_listed() -> None:
+    long_title = "t" * 300
+    settings = CodeActionsSettings(
+        custom=(CustomActionSettings(title=long_title, prompt="{code}", scope=ActionScope.FILE),)
+    )
+    [offer] = list_actions(listing((0, 0), (0, 0)), settings)
+    service = CodeActionService(settings, None)
+    assert service.custom_template(ListedAction.from_wire(offer.listed.to_wire())) == "{code}"
+    service.reconfigure(CodeActionsSettings(), None, privacy=None, redact=True)
+    assert service.custom_template(offer.listed) is None
 
 
 async def test_resolve_returns_minimal_edits_and_counts() -> None:

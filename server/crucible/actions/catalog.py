@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from crucible.actions.listed import MAX_PROBLEMS, Intent, ListedAction, Problem, digest_of
+from crucible.actions.listed import (
+    MAX_PROBLEMS,
+    MAX_TITLE,
+    Intent,
+    ListedAction,
+    Problem,
+    digest_of,
+)
 from crucible.config.settings import ActionScope, CodeActionsSettings
 
 QUICKFIX = "quickfix"
@@ -58,8 +65,9 @@ class ActionOffer:
     title: str
     kind: str
     listed: ListedAction
-    problems: tuple[int, ...] = ()  # indexes into the request's diagnostics it fixes
-    preferred: bool = False
+    # Indexes into the request's diagnostics it fixes. Never marked preferred: an editor may
+    # apply a preferred fix unseen (VS Code's auto fix), and a model's guess is no such fix.
+    problems: tuple[int, ...] = ()
 
 
 def wanted(kind: str, only: Sequence[str] | None) -> bool:
@@ -117,9 +125,7 @@ def _fixes(request: ListingRequest, touching: list[int], lines: _Lines) -> list[
             Intent.FIX, problem.start[0], _last_line(problem.start, problem.end),
             problems=(problem,), title=f"fix “{message}”",
         )  # fmt: skip
-        offers.append(
-            ActionOffer(f"Crucible: fix “{message}”", QUICKFIX, listed, (i,), len(touching) == 1)
-        )
+        offers.append(ActionOffer(f"Crucible: fix “{message}”", QUICKFIX, listed, (i,)))
     if len(touching) > 1:
         picked = tuple(request.problems[i] for i in touching[:MAX_PROBLEMS])
         first, last = _span(picked)
@@ -179,5 +185,5 @@ class _Lines:
             digest=digest,
             problems=problems,
             custom=custom,
-            title=title[:200],
+            title=title[:MAX_TITLE],
         )

@@ -40,7 +40,7 @@ from crucible.actions.edits import (
     minimal_edits,
     widen_to_echo,
 )
-from crucible.actions.listed import Intent, ListedAction
+from crucible.actions.listed import MAX_TITLE, Intent, ListedAction
 from crucible.actions.prompt import PromptInput, build_messages, retry_messages
 from crucible.actions.validation import check_edit
 from crucible.config.settings import CodeActionsSettings
@@ -111,8 +111,8 @@ class CodeActionService:
         return self._privacy is not None and self._privacy.rules().excludes(path)
 
     def list(self, request: ListingRequest, path: str) -> tuple[ActionOffer, ...]:
-        if not self.settings.enabled or self.excluded(path):
-            return ()
+        if not self.settings.enabled or self._pool is None or self.excluded(path):
+            return ()  # no chat provider: nothing to offer that could work
         offers = list_actions(request, self.settings)
         self._counts["listed"] += len(offers)
         return offers
@@ -126,7 +126,8 @@ class CodeActionService:
         """The prompt of the custom action ``listed`` names, if it is still configured as it
         was listed (same index and title)."""
         custom = self.settings.custom
-        if 0 <= listed.custom < len(custom) and custom[listed.custom].title == listed.title:
+        index = listed.custom
+        if 0 <= index < len(custom) and custom[index].title[:MAX_TITLE] == listed.title:
             return custom[listed.custom].prompt
         return None
 

@@ -91,7 +91,6 @@ def list_code_actions(
             title=offer.title,
             kind=offer.kind,
             diagnostics=[diagnostics[i] for i in offer.problems] or None,
-            is_preferred=offer.preferred or None,
             data=data,
         )
         if not _traits(ls).resolves_edits:
@@ -143,8 +142,12 @@ async def _compute(
     if isinstance(job, ActionResult):
         ls.backend.code_actions.note("refused")
         return job, None
+    # The progress first: a resolve cancelled while it is being created has started nothing.
+    token = await _begin_progress(ls, listed)
     work = asyncio.ensure_future(ls.backend.code_actions.resolve(job))
-    token = await _begin_progress(ls, listed, work)
+    if token is not None:
+        # pygls cancels this future on window/workDoneProgress/cancel for the token.
+        ls.work_done_progress.tokens[token].add_done_callback(lambda _: work.cancel())
     try:
         result = await work
     except asyncio.CancelledError:
@@ -157,15 +160,15 @@ async def _compute(
     return result, job
 
 
-async def _begin_progress(
-    ls: CrucibleLanguageServer, listed: ListedAction, work: asyncio.Future[Any]
-) -> str | None:
+async def _begin_progress(ls: CrucibleLanguageServer, listed: ListedAction) -> str | None:
     if not _traits(ls).work_done_progress:
         return None
     token = f"crucible/codeAction/{next(_tokens)}"
     progress = ls.work_done_progress
     try:
         await asyncio.wait_for(progress.create_async(token), 5)
+    except asyncio.CancelledError:
+        raise
     except Exception as exc:  # a client refusing progress still gets its edit
         logger.debug("no progress for a code action: %s", exc)
         return None
@@ -175,8 +178,6 @@ async def _begin_progress(
             title="Crucible", message=f"asking the model: {listed.title}", cancellable=True
         ),
     )
-    # pygls cancels this future on window/workDoneProgress/cancel for the token.
-    progress.tokens[token].add_done_callback(lambda _: work.cancel())
     return token
 
 
