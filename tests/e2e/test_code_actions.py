@@ -362,6 +362,39 @@ async def test_a_changed_target_is_refused_without_a_call(
 
 
 @pytest.mark.parametrize(
+    ("line", "pinned"), [(7, True), (0, False)], ids=["after-the-edit", "before-the-edit"]
+)
+async def test_a_document_edited_while_the_model_writes(
+    line: int, pinned: bool, fake: FakeProvider, lsp_session: Session
+) -> None:
+    """An edit below what the edit touches leaves it valid (pinned to the new version); an
+    edit above it moves its lines, so it is refused rather than applied to other text."""
+    fake.reply = ANSWER
+    fake.inject(Fault(latency_ms=600), times=1)
+    async with lsp_session(options(fake)) as client:
+        uri = open_text(client, BUGGY)
+        [fix] = await actions_at(client, uri, (4, 25), (4, 25), [RADUS], ["quickfix"])
+        pending = asyncio.wrap_future(client.protocol.send_request(types.CODE_ACTION_RESOLVE, fix))
+        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 1)
+        change(client, uri, 2, line, "# typed while waiting\n")
+        resolved = await asyncio.wait_for(pending, 10)
+        await asyncio.sleep(0.05)
+        shown = messages_shown(client)
+        status = await server_status(client)
+
+    if pinned:
+        assert resolved.edit is not None and resolved.edit.document_changes
+        [change_] = resolved.edit.document_changes
+        assert isinstance(change_, types.TextDocumentEdit)
+        assert change_.text_document.version == 2
+        assert [(e.range.start.line, e.new_text) for e in change_.edits] == [(4, FIXED_LINE)]
+    else:
+        assert resolved.edit is None
+        assert any("changed while the model was writing" in m for m in shown), shown
+        assert status["code_actions"]["stale"] == 1
+
+
+@pytest.mark.parametrize(
     ("reply", "fault", "message"),
     [
         ("", None, "the answer was empty"),

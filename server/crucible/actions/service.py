@@ -55,7 +55,9 @@ logger = logging.getLogger(__name__)
 
 _PLACEHOLDER = "<redacted"  # what redaction leaves (context/redaction.py)
 MAX_CONTEXT_CHARS = 6000  # each side of the target, whatever context_lines says
-COUNTS = ("listed", "resolved", "applied", "refused", "cancelled", "errors")
+# resolved: edits computed; stale: of those, dropped because the document changed under them
+# while the model wrote (lsp/handlers/code_action.py); applied: command-path edits applied.
+COUNTS = ("listed", "resolved", "applied", "refused", "cancelled", "errors", "stale")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,9 @@ class CodeActionService:
 
     def note(self, what: str) -> None:
         """Count an outcome seen by the LSP layer (``applied``: the client applied the edit
-        of the command path; a resolved edit's fate is the client's and unseen)."""
+        of the command path, a resolved edit's fate being the client's and unseen; ``stale``:
+        an edit dropped because the document changed under it; ``refused``: refused before
+        the service was asked)."""
         self._counts[what] += 1
 
     def custom_template(self, listed: ListedAction) -> str | None:

@@ -191,17 +191,40 @@ def _end_progress(ls: CrucibleLanguageServer, token: str | None) -> None:
 
 def _edit_of(
     ls: CrucibleLanguageServer, result: ActionResult, job: ActionJob
-) -> types.WorkspaceEdit:
+) -> types.WorkspaceEdit | ActionResult:
+    """The edit as the document is now; a refusal when it changed under the edit.
+
+    The model may take seconds, and the user may type meanwhile. Edits computed on the
+    snapshot still mean the same on the current text when everything up to the last edit's
+    end is unchanged (positions there count the same characters): they are pinned to the
+    current version. Any other change refuses the edit, so nothing is applied to text it was
+    not computed for, by clients with versioned edits or without.
+    """
     document = ls.workspace.text_documents.get(job.snapshot.uri)
-    encoding = encoding_of(document) if document is not None else "utf-16"
+    if document is None:
+        ls.backend.code_actions.note("stale")
+        return refusal("the document was closed while the model was writing")
+    version, text = result.version, job.snapshot.text
+    if (document.version or 0) != version:
+        current = snapshot_of(document)
+        reach = max(edit.end for edit in result.edits)
+        if current.text[:reach] != text[:reach]:
+            ls.backend.code_actions.note("stale")
+            return refusal("the code changed while the model was writing; ask again")
+        version, text = current.version, current.text
     return workspace_edit(
-        job.snapshot.text,
+        text,
         job.snapshot.uri,
-        result.version,
+        version,
         result.edits,
-        encoding,
+        encoding_of(document),
         versioned=_traits(ls).versioned_edits,
     )
+
+
+def _refused(ls: CrucibleLanguageServer, result: ActionResult) -> None:
+    if result.message:
+        ls.show_message(result.message, 3)
 
 
 def register(server: CrucibleLanguageServer) -> None:
@@ -218,24 +241,23 @@ def register(server: CrucibleLanguageServer) -> None:
     async def resolve(ls: CrucibleLanguageServer, action: types.CodeAction) -> types.CodeAction:
         listed = _listed(action.data)
         result, job = await _compute(ls, listed)
-        if job is not None and result.ok:
-            action.edit = _edit_of(ls, result, job)
-        elif result.message:
-            ls.show_message(result.message, 3)
+        edit = _edit_of(ls, result, job) if job is not None and result.ok else result
+        if isinstance(edit, ActionResult):
+            _refused(ls, edit)
+        else:
+            action.edit = edit
         return action
 
     @server.command(APPLY_COMMAND)
     async def apply(ls: CrucibleLanguageServer, *args: Any) -> dict[str, Any]:
         listed = _listed(args[0] if args else None)
         result, job = await _compute(ls, listed)
-        if job is None or not result.ok:
-            if result.message:
-                ls.show_message(result.message, 3)
-            return {"applied": False, "message": result.message}
+        edit = _edit_of(ls, result, job) if job is not None and result.ok else result
+        if isinstance(edit, ActionResult):
+            _refused(ls, edit)
+            return {"applied": False, "message": edit.message}
         answer = await ls.workspace_apply_edit_async(
-            types.ApplyWorkspaceEditParams(
-                edit=_edit_of(ls, result, job), label=f"Crucible: {listed.title}"
-            )
+            types.ApplyWorkspaceEditParams(edit=edit, label=f"Crucible: {listed.title}")
         )
         if answer.applied:
             ls.backend.code_actions.note("applied")
