@@ -291,12 +291,15 @@ def job(text: str = TEXT, path: str = "/w/geometry.py", first: int = 4) -> Actio
 ANSWER = "```python\n    return math.pi * radius**2\n```"
 
 
-def test_no_action_is_listed_without_a_chat_provider_nor_for_an_excluded_file() -> None:
+def test_no_action_is_listed_when_off_without_a_chat_provider_or_for_an_excluded_file() -> None:
     time = FakeTime()
     service = make_service(ScriptedProvider("chat", time), time, Path("/w"))
     request = listing((4, 25), (4, 25), (RADUS,))
     assert len(service.list(request, "/w/geometry.py")) == 1
     assert service.list(request, "/w/secret/geometry.py") == ()
+    pool = service._pool
+    service.reconfigure(CodeActionsSettings(enabled=False), pool, privacy=None, redact=True)
+    assert service.list(request, "/w/geometry.py") == ()
     service.reconfigure(CodeActionsSettings(), None, privacy=None, redact=True)
     assert service.list(request, "/w/geometry.py") == ()
     assert service.snapshot()["listed"] == 1
