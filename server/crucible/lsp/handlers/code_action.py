@@ -85,6 +85,7 @@ def list_code_actions(
         only=tuple(params.context.only) if params.context.only is not None else None,
     )
     actions = []
+    resolves_edits = _traits(ls).resolves_edits
     for offer in service.list(request, document.path or document.uri):
         data = offer.listed.to_wire()
         action = types.CodeAction(
@@ -93,7 +94,7 @@ def list_code_actions(
             diagnostics=[diagnostics[i] for i in offer.problems] or None,
             data=data,
         )
-        if not _traits(ls).resolves_edits:
+        if not resolves_edits:
             action.command = types.Command(
                 title=offer.title, command=APPLY_COMMAND, arguments=[data]
             )
