@@ -198,6 +198,14 @@ class CrucibleSession:
         params = types.HoverParams(types.TextDocumentIdentifier(uri=uri), position)
         return await self._client.text_document_hover_async(params)
 
+    def request(self, method: str, params: Any) -> Future[Any]:
+        """Any request, sent now; the future resolves with the structured answer."""
+        return self._client.protocol.send_request(method, params)
+
+    def on_request(self, method: str, answer: Any) -> None:
+        """Answer the server's ``method`` requests with ``answer(params)``."""
+        self._client.feature(method)(answer)
+
     async def status(self) -> Any:
         """``crucible/status`` as plain JSON values, or None if the server does not answer it."""
         try:
@@ -223,6 +231,7 @@ async def crucible_session(
     *,
     log_level: str = "INFO",
     python_path: str | None = None,
+    capabilities: types.ClientCapabilities | None = None,
 ) -> AsyncIterator[CrucibleSession]:
     """Start the server in ``workdir`` (a scratch directory), initialize it, shut it down after.
     ``python_path``, when given, is the server's ``PYTHONPATH`` (another checkout of it)."""
@@ -245,7 +254,7 @@ async def crucible_session(
     try:
         params = types.InitializeParams(
             process_id=os.getpid(),
-            capabilities=_capabilities(),
+            capabilities=capabilities or _capabilities(),
             root_uri=workspace.as_uri(),
             workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name="bench")],
             initialization_options=initialization_options,

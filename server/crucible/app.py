@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import crucible
+from crucible.actions.service import CodeActionService
 from crucible.cache.disk import FILE_NAME, DiskCache
 from crucible.cache.tiered import TieredCache
 from crucible.completion.service import CompletionService
@@ -116,6 +117,7 @@ class App:
         # Diagnostics other tools reported, and their explanations on hover.
         self.hover = HoverService(self.settings.hover, DiagnosticsStore())
         self.review = ReviewService(self.settings.review)  # on save, off by default
+        self.code_actions = CodeActionService(self.settings.code_actions, None)
         # Open documents, most recently opened/edited first: neighbour candidates.
         self.recent = RecentDocuments()
         self._apply(self._load())
@@ -204,6 +206,7 @@ class App:
         return [str(error) for error in result.errors]
 
     def _apply_chat_features(self, settings: Settings) -> None:
+        """Code actions, hover and review: the features the chat pool serves."""
         chat = ordered_for_role(settings.providers, Role.CHAT)
         prefetch = settings.hover.prefetch
         self.hover.reconfigure(
@@ -223,6 +226,12 @@ class App:
             self.pool(Role.CHAT),
             cache=self.cache,
             identity=[identity(s) for s in chat],
+            privacy=self._workspace_privacy(settings.privacy),
+            redact=settings.privacy.redact,
+        )
+        self.code_actions.reconfigure(
+            settings.code_actions,
+            self.pool(Role.CHAT),
             privacy=self._workspace_privacy(settings.privacy),
             redact=settings.privacy.redact,
         )
@@ -418,6 +427,7 @@ class App:
             "hover": self.hover.snapshot(),
             "review": self.review.snapshot(),
             "upstream": self._upstream(),
+            "code_actions": self.code_actions.snapshot(),
             "providers": [
                 {
                     "name": s.name,

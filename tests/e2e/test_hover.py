@@ -231,3 +231,35 @@ async def test_explain_code_explains_the_code_under_the_cursor_when_asked(
     assert "Quick fix" not in found  # no diagnostic, no fix to point at
     assert chat_calls(fake) == 1
     assert "def area(radius):" in str(fake.generation_requests()[0].body)
+
+
+async def test_diagnostics_seen_in_a_code_action_request_are_explained_on_hover(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    # An editor that never sends crucible/didChangeDiagnostics still asks for code actions
+    # with the diagnostics under the cursor: hover learns them from there.
+    async with lsp_session(options(fake)) as client:
+        uri = open_document(client, TEXT)
+        before = await hover(client, uri, ON_THE_ERROR)
+        diagnostic = types.Diagnostic(
+            range=types.Range(types.Position(4, 21), types.Position(4, 26)),
+            message="undefined name 'radus'",
+            severity=types.DiagnosticSeverity.Error,
+            source="Pyflakes",
+            code="F821",
+        )
+        await asyncio.wait_for(
+            client.text_document_code_action_async(
+                types.CodeActionParams(
+                    types.TextDocumentIdentifier(uri),
+                    diagnostic.range,
+                    types.CodeActionContext(diagnostics=[diagnostic]),
+                )
+            ),
+            10,
+        )
+        after = await hover(client, uri, ON_THE_ERROR)
+
+    assert before is None
+    assert after is not None and EXPLANATION in after
+    assert chat_calls(fake) == 1

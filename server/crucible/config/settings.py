@@ -430,6 +430,58 @@ class PrivacySettings:
     )
 
 
+class ActionScope(StrEnum):
+    """What a custom code action rewrites (``[[code_actions.custom]]``)."""
+
+    SELECTION = "selection"  # the selected lines; offered on a non-empty selection
+    DIAGNOSTIC = "diagnostic"  # the lines of the diagnostics touching the range
+    FILE = "file"  # the whole document; offered everywhere
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomActionSettings:
+    """One user-defined code action; ``[[code_actions.custom]]`` in TOML."""
+
+    title: str = doc('Shown in the editor\'s menu after "Crucible: ".', default="")
+    kind: str = doc(
+        "LSP code action kind: quickfix, refactor, refactor.rewrite, refactor.extract,"
+        " refactor.inline, source, or one of those followed by .something.",
+        default="refactor.rewrite",
+    )
+    prompt: str = doc(
+        "What to ask the model. Placeholders: {code} (the target), {language}, {file}"
+        " (relative to the workspace), {diagnostics}, {before} and {after} (the surrounding"
+        " text). The answer must be the replacement in one fenced code block; the prompt"
+        " says so.",
+        default="",
+    )
+    scope: ActionScope = doc(  # noqa: RUF009 (doc() returns a field())
+        "selection | diagnostic | file: what the action rewrites and when it is offered.",
+        default=ActionScope.SELECTION,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeActionsSettings:
+    """``[code_actions]``: AI quick fixes and rewrites (``actions/``)."""
+
+    enabled: bool = doc("Offer Crucible's code actions.", default=True)
+    timeout_ms: int = doc(
+        "Deadline of one resolve (the model writing an edit), retries and failover included.",
+        bounds=(1000, 600_000),
+        default=60_000,
+    )
+    context_lines: int = doc(
+        "Lines before and after the target sent with it as context.",
+        bounds=(0, 500),
+        default=40,
+    )
+    custom: tuple[CustomActionSettings, ...] = doc(
+        "User-defined actions, [[code_actions.custom]] tables (title, kind, prompt, scope).",
+        default=(),
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class HoverSettings:
     """``[hover]``: explanations of diagnostics on hover (``hover/``)."""
@@ -526,4 +578,8 @@ class Settings:
     )
     review: ReviewSettings = doc(  # noqa: RUF009 (doc() returns a field())
         "AI review on save.", default_factory=ReviewSettings
+    )
+    code_actions: CodeActionsSettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "AI code actions: quick fixes, rewrites, custom actions.",
+        default_factory=CodeActionsSettings,
     )

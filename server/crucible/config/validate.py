@@ -29,8 +29,10 @@ from crucible.config.settings import (
     CLIENT_KEYS,
     FIM_TEMPLATE_NAMES,
     CacheSettings,
+    CodeActionsSettings,
     CompletionItems,
     CompletionSettings,
+    CustomActionSettings,
     HoverSettings,
     PrivacySettings,
     ProviderKind,
@@ -279,6 +281,52 @@ def _absolute_paths(value: Any, key: str, errors: list[ConfigError]) -> tuple[st
 
 
 Checker = Callable[[Any], Any]
+# The kinds a custom code action may have: LSP's base kinds the server advertises, or one of
+# them followed by a sub-kind (``refactor.rewrite.tests``).
+_ACTION_KIND = re.compile(
+    r"(quickfix|refactor|refactor\.rewrite|refactor\.extract|refactor\.inline|source)"
+    r"(\.[A-Za-z0-9_-]+)*"
+)
+MAX_CUSTOM_ACTIONS = 32  # each is a menu entry on every request that offers it
+
+
+def _action_kind(value: Any) -> str:
+    text = _text(value).strip()
+    if not _ACTION_KIND.fullmatch(text):
+        raise _Invalid(
+            f"expected a code action kind (quickfix, refactor, refactor.rewrite,"
+            f" refactor.extract, refactor.inline, source, or one of them followed by"
+            f" .name), got {_given(value)}"
+        )
+    return text
+
+
+def _custom_actions(
+    value: Any, key: str, errors: list[ConfigError]
+) -> tuple[CustomActionSettings, ...]:
+    """``[[code_actions.custom]]``: each table checked; one without a title or a prompt is
+    dropped with its own message, the others kept."""
+    if not isinstance(value, list | tuple):
+        raise _Invalid(f"expected an array of tables, got {_given(value)}")
+    if len(value) > MAX_CUSTOM_ACTIONS:
+        errors.append(
+            ConfigError(key, f"{len(value)} actions, the first {MAX_CUSTOM_ACTIONS} are used")
+        )
+    built: list[CustomActionSettings] = []
+    for i, entry in enumerate(value[:MAX_CUSTOM_ACTIONS]):
+        where = f"{key}[{i}]"
+        if not isinstance(entry, Mapping):
+            errors.append(ConfigError(where, f"expected a table, got {_given(entry)}; dropped"))
+            continue
+        kwargs = _table(CustomActionSettings, entry, f"{where}.", errors, {})
+        missing = [name for name in ("title", "prompt") if not str(kwargs.get(name, "")).strip()]
+        if missing:
+            errors.append(ConfigError(where, f"no {' and no '.join(missing)}; dropped"))
+            continue
+        built.append(CustomActionSettings(**kwargs))
+    return tuple(built)
+
+
 # Resolved once: the annotations are strings under `from __future__ import annotations`.
 _HINTS = {
     cls: typing.get_type_hints(cls)
@@ -291,6 +339,8 @@ _HINTS = {
         HoverSettings,
         ReviewSettings,
         Settings,
+        CodeActionsSettings,
+        CustomActionSettings,
     )
 }
 _SPECIAL: dict[tuple[type[Any], str], Checker] = {
@@ -299,6 +349,7 @@ _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "fim_template"): lambda v: _choice(v, ("auto", *FIM_TEMPLATE_NAMES)),
     (CompletionSettings, "completion_items"): _completion_items,
     (PrivacySettings, "exclude"): _patterns,
+    (CustomActionSettings, "kind"): _action_kind,
 }
 
 
@@ -308,6 +359,8 @@ def _checker(cls: type[Any], f: Field[Any], key: str, errors: list[ConfigError])
         return _SPECIAL[(cls, f.name)]
     if (cls, f.name) == (Settings, "trusted_workspaces"):
         return lambda v: _absolute_paths(v, key, errors)
+    if (cls, f.name) == (CodeActionsSettings, "custom"):
+        return lambda v: _custom_actions(v, key, errors)
     hint = _HINTS[cls][f.name]
     bounds = f.metadata.get("bounds")
     if hint is bool:
@@ -442,6 +495,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "privacy": PrivacySettings,
     "hover": HoverSettings,
     "review": ReviewSettings,
+    "code_actions": CodeActionsSettings,
 }
 # Top-level plain keys (the rest of the top level is ``providers`` and the sections).
 _TRUST_KEYS = ("trust_workspace_config", "trusted_workspaces")

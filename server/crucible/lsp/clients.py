@@ -80,3 +80,28 @@ def menu_uses_snippet(client: ClientTraits) -> bool:
     accepting the item. So Neovim gets a snippet when it supports them (0.11+).
     """
     return client.is_neovim and client.snippets
+
+
+@dataclass(frozen=True)
+class CodeActionTraits:
+    """What a client can do with a code action (read from its capabilities when asked)."""
+
+    resolves_edits: bool = False  # codeAction.resolveSupport.properties has "edit"
+    versioned_edits: bool = False  # workspace.workspaceEdit.documentChanges
+    work_done_progress: bool = False  # window.workDoneProgress (server-created progress)
+
+
+def code_action_traits(capabilities: types.ClientCapabilities | None) -> CodeActionTraits:
+    """Whether a client resolves an action's edit lazily (else it gets a command), takes a
+    versioned edit, and shows the server's progress."""
+    text_document = capabilities.text_document if capabilities else None
+    action = text_document.code_action if text_document else None
+    resolve = action.resolve_support if action else None
+    workspace = capabilities.workspace if capabilities else None
+    edit = workspace.workspace_edit if workspace else None
+    window = capabilities.window if capabilities else None
+    return CodeActionTraits(
+        resolves_edits=bool(resolve and "edit" in resolve.properties),
+        versioned_edits=bool(edit and edit.document_changes),
+        work_done_progress=bool(window and window.work_done_progress),
+    )

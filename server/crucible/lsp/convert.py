@@ -13,6 +13,7 @@ from dataclasses import replace
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
+from crucible.actions.edits import TextEdit
 from crucible.completion.service import CompletionResult
 from crucible.context.snapshot import DocumentSnapshot, valid_text
 
@@ -159,3 +160,32 @@ def inline_completion_list(
         for text, end in choices
     ]
     return types.InlineCompletionList(items=items)
+
+
+def workspace_edit(
+    text: str,
+    uri: str,
+    version: int,
+    edits: tuple[TextEdit, ...],
+    encoding: str,
+    *,
+    versioned: bool,
+) -> types.WorkspaceEdit:
+    """Edits computed on ``text`` (version ``version``) as a WorkspaceEdit: pinned to that
+    version (``documentChanges``) for clients that take one, else plain ``changes``."""
+    lsp_edits = [
+        types.TextEdit(
+            range=types.Range(
+                start=offset_to_position(text, edit.start, encoding),
+                end=offset_to_position(text, edit.end, encoding),
+            ),
+            new_text=edit.new_text,
+        )
+        for edit in edits
+    ]
+    if versioned:
+        document = types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version)
+        return types.WorkspaceEdit(
+            document_changes=[types.TextDocumentEdit(text_document=document, edits=[*lsp_edits])]
+        )
+    return types.WorkspaceEdit(changes={uri: lsp_edits})

@@ -28,6 +28,7 @@ from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 
 import crucible
+from crucible.actions.service import CodeActionService
 from crucible.completion.service import CompletionService
 from crucible.context.neighbours import OpenFile
 from crucible.context.recent import RecentDocuments
@@ -64,6 +65,9 @@ class Backend(Protocol):
     def review(self) -> ReviewService:
         """AI review on save (``review/``), off by default."""
         ...
+
+    @property
+    def code_actions(self) -> CodeActionService: ...
 
     @property
     def recent(self) -> RecentDocuments:

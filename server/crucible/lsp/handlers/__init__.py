@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crucible.lsp.handlers import (
+    code_action,
     commands,
     documents,
     hover,
@@ -15,5 +16,14 @@ from crucible.lsp.server import CrucibleLanguageServer
 
 
 def register_all(server: CrucibleLanguageServer) -> None:
-    for module in (lifecycle, documents, inline_completion, status, commands, hover, review):
+    for module in (
+        lifecycle,
+        documents,
+        inline_completion,
+        status,
+        commands,
+        code_action,
+        hover,
+        review,
+    ):
         module.register(server)
