@@ -11,7 +11,7 @@ import type { SwitchView } from "./statusPresentation";
 
 export interface Store {
   get(key: string): unknown;
-  update(key: string, value: unknown): Thenable<void>;
+  update(key: string, value: unknown): PromiseLike<void>;
 }
 
 export const SNOOZE_MS = 5 * 60 * 1000;
