@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from tests.fakes.provider import Fault, FakeProvider  # noqa: E402
+from tests.fakes.provider import FakeProvider, Fault
 
 MODEL = "fake-coder"
 
