@@ -97,9 +97,28 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
     assert.match(text, /def greet\(name\):\n    text = 'hi ' \+ name\n?$/);
   });
 
-  test("the status bar shows busy while a slow provider answers, then ready; the late answer still shows", async () => {
-    await fake.send({ reply: "compute()", latency_ms: 2500 });
+  test("a slow answer VS Code gave up on still shows: the extension asks again when it is ready", async () => {
+    // First of the slow tests: VS Code spaces its requests out after slow answers.
+    await fake.send({ reply: "fetch_all()", latency_ms: 2500 });
     await editor.page.keyboard.press("Escape");
+    await editor.page.keyboard.press("End");
+    await editor.page.keyboard.press("Enter");
+    await editor.type("rows = ");
+    await sleep(700); // the request reaches the provider
+    // A glance at the command palette while the provider thinks: VS Code cancels the pending
+    // inline request (as it does when its own suggest widget opens) and does not ask again.
+    // The server finishes the answer anyway; on busy -> ready, with the cursor where it was,
+    // the extension triggers inline suggestions once (readyRetrigger.ts).
+    await editor.page.keyboard.press("F1");
+    await sleep(300);
+    await editor.page.keyboard.press("Escape");
+    assert.equal(await editor.waitForGhost("fetch_all()", 10_000), "fetch_all()");
+    assert.match(editor.crucibleLog(), /the answer VS Code gave up on is ready: asking for it again/);
+  });
+
+  test("the status bar shows busy while a slow provider answers, then ready, and the answer shows", async () => {
+    await fake.send({ reply: "compute()" });
+    await editor.page.keyboard.press("Tab"); // takes fetch_all()
     await editor.page.keyboard.press("End");
     await editor.page.keyboard.press("Enter");
     await editor.type("result = ");
@@ -111,10 +130,8 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
       return seen.includes("busy") && seen.at(-1) === "ready";
     }, 20_000, 40);
     assert.deepEqual(seen.slice(seen.indexOf("busy")), ["busy", "ready"]);
-    // VS Code gave up on the request after ~0.75 s; the extension asks again once the server
-    // has the answer (readyRetrigger.ts), without a keystroke.
-    const ghost = await editor.waitForGhost("compute()", 10_000);
-    assert.equal(ghost, "compute()");
+    // With quick suggestions off (as the README advises) VS Code waits for the slow answer.
+    assert.equal(await editor.waitForGhost("compute()", 10_000), "compute()");
     await fake.send({ latency_ms: 0 });
   });
 
