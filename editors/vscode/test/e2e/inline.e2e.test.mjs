@@ -11,6 +11,19 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
 
   before(async () => {
     fake = await FakeProvider.start();
+    // What the provider answers at each spot the tests type at (by the code before the
+    // cursor), nothing elsewhere: no test races the editor's own requests.
+    await fake.send({
+      reply: "",
+      replies: [
+        ["def add", "_numbers(a, b):"],
+        ["def add_numbers\\(a, b\\):\\n    ", "total = a + b\n    return total"],
+        ["message = ", "alpha + beta + gamma"],
+        ["def greet\\(name\\):\\n    ", "text = 'hi ' + name\n    return text"],
+        ["rows = ", "fetch_all()"],
+        ["result = ", "compute()"],
+      ],
+    });
     editor = await startEditor({
       name: "inline",
       fake,
@@ -39,7 +52,6 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
   });
 
   test("typing shows the provider's answer as ghost text; Tab inserts exactly it", async () => {
-    await fake.send({ reply: "_numbers(a, b):" });
     await editor.open("demo.py");
     await editor.type("def add");
     const ghost = await editor.waitForGhost("_numbers(a, b):");
@@ -51,7 +63,6 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
   });
 
   test("a multi-line suggestion shows and inserts all its lines", async () => {
-    await fake.send({ reply: "total = a + b\n    return total" });
     await editor.page.keyboard.press("End");
     await editor.page.keyboard.press("Enter"); // VS Code indents the block's first line
     const ghost = await editor.waitForGhost("return total");
@@ -63,7 +74,6 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
   });
 
   test("accept-word (Ctrl+Right) inserts one word and leaves the rest visible", async () => {
-    await fake.send({ reply: "alpha + beta + gamma" });
     await editor.open("words.py");
     await editor.type("message = ");
     await editor.waitForGhost("alpha + beta + gamma");
@@ -82,7 +92,6 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
     await editor.page.keyboard.press("End");
     await editor.page.keyboard.press("Enter");
     await editor.type("def greet(name):");
-    await fake.send({ reply: "text = 'hi ' + name\n    return text" });
     await editor.page.keyboard.press("Escape");
     await editor.page.keyboard.press("End");
     await editor.page.keyboard.press("Enter");
@@ -99,7 +108,7 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
 
   test("a slow answer VS Code gave up on still shows: the extension asks again when it is ready", async () => {
     // First of the slow tests: VS Code spaces its requests out after slow answers.
-    await fake.send({ reply: "fetch_all()", latency_ms: 2500 });
+    await fake.send({ latency_ms: 2500 });
     await editor.page.keyboard.press("Escape");
     await editor.page.keyboard.press("End");
     await editor.page.keyboard.press("Enter");
@@ -117,7 +126,6 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
   });
 
   test("the status bar shows busy while a slow provider answers, then ready, and the answer shows", async () => {
-    await fake.send({ reply: "compute()" });
     await editor.page.keyboard.press("Tab"); // takes fetch_all()
     await editor.page.keyboard.press("End");
     await editor.page.keyboard.press("Enter");
