@@ -194,7 +194,7 @@ export class Editor {
   async waitForStatus(state, timeoutMs = 30_000) {
     return until(`status "${state}"`, async () => {
       const label = await this.status();
-      return label?.startsWith(`Crucible: ${state}`) ? label : null;
+      return label?.startsWith(`Crucible: ${state} - `) ? label : null;
     }, timeoutMs, 50);
   }
 

@@ -167,6 +167,24 @@ describe("VS Code, server from crucible.server.path", { timeout: 180_000 }, () =
     await fake.send({ start: true });
   });
 
+  test("the status bar menu turns suggestions off (none are asked for) and the palette turns them on", async () => {
+    await editor.page.locator('.statusbar [aria-label^="Crucible: "]').first().click();
+    const off = editor.page.locator(".quick-input-list .monaco-list-row", { hasText: "Turn inline suggestions off" }).first();
+    await off.waitFor({ timeout: 10_000 });
+    await editor.screenshot("menu");
+    await off.click();
+    assert.match(await editor.waitForStatus("off", 10_000), /Inline suggestions are off/);
+    const before = (await fake.send({ requests: true })).requests;
+    await editor.open("words.py");
+    await editor.page.keyboard.press("Enter");
+    await editor.type("result = ");
+    await sleep(2000);
+    assert.equal(await editor.ghostText(), "");
+    assert.equal((await fake.send({ requests: true })).requests, before);
+    await editor.command("Crucible: Turn Inline Suggestions On/Off");
+    await until("the switch back on", async () => !(await editor.status())?.startsWith("Crucible: off - "), 10_000);
+  });
+
   test("trace.server logs the traffic; other diagnostics are forwarded and accepted silently", async () => {
     await editor.open("bad.json");
     const log = await until("didChangeDiagnostics in the trace", () => {
