@@ -105,3 +105,52 @@ async def test_review_is_off_by_default(fake: FakeProvider, lsp_session: Session
 
     assert uri not in client.diagnostics
     assert fake.generation_requests() == []
+
+
+async def code_actions(
+    client: LanguageClient, uri: str, diagnostic: types.Diagnostic
+) -> list[types.CodeAction]:
+    found = await asyncio.wait_for(
+        client.text_document_code_action_async(
+            types.CodeActionParams(
+                types.TextDocumentIdentifier(uri),
+                diagnostic.range,
+                types.CodeActionContext(diagnostics=[diagnostic], only=["quickfix"]),
+            )
+        ),
+        10,
+    )
+    return [a for a in found or [] if isinstance(a, types.CodeAction)]
+
+
+async def test_a_finding_is_fixed_from_the_quick_fix_menu_for_its_version_only(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    async with lsp_session(options(fake)) as client:
+        uri = open_document(client, TEXT)
+        edit_and_save(client, uri, 2)
+        [finding] = await published(client, uri, 1)
+        offered = await code_actions(client, uri, finding)
+        calls = len(fake.generation_requests())
+        # One more keystroke elsewhere: the finding's line may no longer say the same.
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(types.Position(5, 0), types.Position(5, 0)), text="#"
+                    )
+                ],
+            )
+        )
+        later = await code_actions(client, uri, finding)
+
+    [fix] = [a for a in offered if a.title.startswith("Crucible: apply review fix")]
+    assert fix.kind == types.CodeActionKind.QuickFix and fix.edit is not None
+    assert calls == 1  # listing the fix asked no model
+    edits = fix.edit.document_changes or []
+    assert len(edits) == 1 and isinstance(edits[0], types.TextDocumentEdit)
+    assert edits[0].text_document.version == 2  # pinned to the text it was computed for
+    [edit] = edits[0].edits
+    assert edit.new_text == "    return n // 2" and edit.range == finding.range
+    assert not [a for a in later if a.title.startswith("Crucible: apply review fix")]

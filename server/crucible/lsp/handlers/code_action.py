@@ -25,13 +25,14 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from crucible.actions.catalog import ListingRequest
+from crucible.actions.catalog import QUICKFIX, ListingRequest, wanted
 from crucible.actions.listed import Intent, ListedAction, MalformedAction, Problem, digest_of
 from crucible.actions.service import ActionJob, ActionResult, refusal
 from crucible.lsp.clients import CodeActionTraits, code_action_traits
 from crucible.lsp.convert import encoding_of, position_to_offset, snapshot_of, workspace_edit
 from crucible.lsp.diagnostics import known_diagnostics
 from crucible.lsp.document_text import document_size
+from crucible.lsp.handlers.review import review_fixes
 from crucible.lsp.server import CrucibleLanguageServer
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,22 @@ def list_code_actions(
     ls.backend.hover.store.learn(
         document.uri, document.version, known_diagnostics(params.context.diagnostics)
     )
+    # Fixes of Crucible's own review findings: no model call, offered even with AI code
+    # actions off (they belong to [review]).
+    only = params.context.only
+    review = (
+        review_fixes(
+            document.uri,
+            document.version,
+            params.context.diagnostics,
+            versioned=_traits(ls).versioned_edits,
+        )
+        if wanted(QUICKFIX, only)
+        else []
+    )
     service = ls.backend.code_actions
     if not service.settings.enabled:
-        return None
+        return review or None
     if document_size(document) > ls.backend.completion.settings.max_document_chars:
         return None
     text = document.source
@@ -105,7 +119,7 @@ def list_code_actions(
                 title=offer.title, command=APPLY_COMMAND, arguments=[data]
             )
         actions.append(action)
-    return actions
+    return review + actions
 
 
 def _listed(data: object) -> ListedAction:

@@ -3,9 +3,10 @@ as diagnostics (``textDocument/publishDiagnostics``, ``source: "crucible"``).
 
 Each finding covers its line (end in the client's position encoding) and carries its quick
 fix in ``data``: ``{"kind": "crucible.review", "replacement": <the corrected line>, "range":
-<the range to replace>, "version": <the document version it was computed for>}``. A code
-action handler turns it into a "Crucible: apply review fix" quick fix by replacing ``range``
-with ``replacement`` when the document is still at ``version`` (the lead wires that at merge).
+<the range to replace>, "version": <the document version it was computed for>}``.
+``review_fixes`` turns it into a "Crucible: apply review fix" quick fix (listed by the
+code-action handler, with its edit: no model call) while the document is still at ``version``;
+once the text moved on, the finding's line may say something else, and no fix is offered.
 Registering didSave also advertises ``save`` in ``textDocumentSync``.
 """
 
@@ -59,6 +60,65 @@ def diagnostics_of(
             )
         )
     return found
+
+
+def review_fixes(
+    document_uri: str,
+    document_version: int | None,
+    diagnostics: Sequence[types.Diagnostic],
+    *,
+    versioned: bool,
+) -> list[types.CodeAction]:
+    """The quick fix of each of Crucible's own review findings among ``diagnostics`` (a
+    code-action request's context), for the version it was computed for only."""
+    fixes: list[types.CodeAction] = []
+    for diagnostic in diagnostics:
+        fix = _fix_of(diagnostic, document_version)
+        if fix is None:
+            continue
+        range_, replacement = fix
+        edit = types.TextEdit(range=range_, new_text=replacement)
+        if versioned and document_version is not None:
+            pinned = types.OptionalVersionedTextDocumentIdentifier(
+                uri=document_uri, version=document_version
+            )
+            workspace_edit = types.WorkspaceEdit(
+                document_changes=[types.TextDocumentEdit(text_document=pinned, edits=[edit])]
+            )
+        else:
+            workspace_edit = types.WorkspaceEdit(changes={document_uri: [edit]})
+        fixes.append(
+            types.CodeAction(
+                title=f"Crucible: apply review fix ({diagnostic.message[:60]})",
+                kind=types.CodeActionKind.QuickFix,
+                diagnostics=[diagnostic],
+                edit=workspace_edit,
+            )
+        )
+    return fixes
+
+
+def _fix_of(diagnostic: types.Diagnostic, version: int | None) -> tuple[types.Range, str] | None:
+    """The range and replacement a finding's ``data`` carries, if it is ours, well formed and
+    computed for ``version``. ``data`` comes back from the client: read it field by field."""
+    data = diagnostic.data
+    if diagnostic.source != SOURCE or not isinstance(data, dict):
+        return None
+    replacement, where = data.get("replacement"), data.get("range")
+    if data.get("kind") != FIX_KIND or not isinstance(replacement, str):
+        return None
+    if version is None or data.get("version") != version or "\n" in replacement:
+        return None
+    if not isinstance(where, dict):
+        return None
+    try:
+        start, end = where["start"], where["end"]
+        numbers = [start["line"], start["character"], end["line"], end["character"]]
+    except (KeyError, TypeError):
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+        return None
+    return types.Range(types.Position(*numbers[:2]), types.Position(*numbers[2:])), replacement
 
 
 def publish(ls: CrucibleLanguageServer, uri: str, diagnostics: list[types.Diagnostic]) -> None:
