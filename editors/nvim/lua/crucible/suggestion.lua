@@ -33,6 +33,13 @@ local function cursor()
   return pos[1] - 1, pos[2]
 end
 
+-- Identifies the buffer state a change handler saw (buffer, changedtick, cursor).
+local function state_key()
+  local row, col = cursor()
+  local buf = api.nvim_get_current_buf()
+  return table.concat({ buf, api.nvim_buf_get_changedtick(buf), row, col }, ':')
+end
+
 local function in_insert_mode()
   return api.nvim_get_mode().mode:sub(1, 1) == 'i'
 end
@@ -277,6 +284,9 @@ function M.request(invoked, select_next)
   if ok and id then
     anchor.request_id = id
     pending = { client = client, id = id, buf = buf }
+    -- The change events still queued for this same state (a trigger typed right after a
+    -- character) must not cancel this request.
+    last_seen = state_key()
   end
 end
 
@@ -287,9 +297,8 @@ function M.on_change()
     return
   end
   local buf = api.nvim_get_current_buf()
-  local row, col = cursor()
   local tick = api.nvim_buf_get_changedtick(buf)
-  local seen = table.concat({ buf, tick, row, col }, ':')
+  local seen = state_key()
   if seen == last_seen then
     return
   end
