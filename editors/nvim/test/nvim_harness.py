@@ -171,7 +171,7 @@ class Editor:
         return text
 
     def lsp_log(self) -> str:
-        path = Path(self.lua("return vim.lsp.get_log_path()"))
+        path = Path(self.lua("return require('vim.lsp.log').get_filename()"))
         return path.read_text(errors="replace") if path.exists() else ""
 
     def close(self) -> None:

@@ -31,6 +31,16 @@ function M.command(opts)
   return nil, 'crucible-lsp is not on PATH (pip install crucible-lsp, or set the cmd option)'
 end
 
+--- `crucible-lsp doctor ...` with the editor's settings as its --config file.
+function M.doctor_command(args, opts)
+  opts = opts or options or {}
+  local argv = { 'doctor' }
+  if opts.settings and next(opts.settings) ~= nil then
+    vim.list_extend(argv, { '--config', require('crucible.toml').write_temp(opts.settings) })
+  end
+  return M.tool_command(vim.list_extend(argv, args), opts)
+end
+
 --- The same program with other arguments (doctor, --version): argv without --stdio.
 function M.tool_command(args, opts)
   local cmd, why = M.command(opts)
@@ -50,7 +60,8 @@ end
 function M.root_dir(bufnr)
   local name = vim.api.nvim_buf_get_name(bufnr)
   local start = name ~= '' and vim.fn.fnamemodify(name, ':p:h') or vim.fn.getcwd()
-  for _, marker in ipairs(options.root_markers) do
+  local markers = (options or require('crucible.config').defaults).root_markers
+  for _, marker in ipairs(markers) do
     local found = vim.fn.findfile(marker, start .. ';')
     if found == '' then
       found = vim.fn.finddir(marker, start .. ';')
@@ -187,7 +198,12 @@ end
 function M.update_settings(settings)
   options.settings = settings
   for _, client in ipairs(M.all()) do
+    -- Where workspace/configuration answers come from: client.settings from 0.11,
+    -- client.config.settings before.
     client.config.settings = { crucible = settings }
+    if client.settings ~= nil then
+      client.settings = { crucible = settings }
+    end
     compat.notify(client, 'workspace/didChangeConfiguration', { settings = { crucible = settings } })
   end
 end

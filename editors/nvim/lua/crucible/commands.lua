@@ -142,7 +142,7 @@ end
 --- `crucible-lsp doctor` for this buffer's workspace, in a scratch window.
 function M.doctor()
   local root = client.root_dir(api.nvim_get_current_buf())
-  local argv, why = client.tool_command({ 'doctor', '--workspace', root })
+  local argv, why = client.doctor_command({ '--workspace', root })
   if not argv then
     notify(why, vim.log.levels.ERROR)
     return
@@ -183,7 +183,7 @@ end
 
 --- Neovim's LSP log, where the server's log lines (window/logMessage) go.
 function M.log()
-  vim.cmd('botright split ' .. vim.fn.fnameescape(vim.lsp.get_log_path()))
+  vim.cmd('botright split ' .. vim.fn.fnameescape(require('vim.lsp.log').get_filename()))
   vim.cmd('normal! G')
 end
 

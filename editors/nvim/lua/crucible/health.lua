@@ -105,7 +105,8 @@ local function providers(h)
     end
     h.warn('crucible/status did not answer: ' .. vim.inspect(response and response.err))
   end
-  local argv = client.tool_command({ 'doctor', '--json' }, require('crucible').options() or {})
+  local root = client.root_dir(vim.api.nvim_get_current_buf())
+  local argv = client.doctor_command({ '--json', '--workspace', root }, require('crucible').options())
   local out, code = run(argv, 20000)
   local ok, report = pcall(vim.json.decode, out or '')
   if not ok or type(report) ~= 'table' then
