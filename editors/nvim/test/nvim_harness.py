@@ -25,7 +25,8 @@ MODEL = "qwen2.5-coder:1.5b-base"
 # first line, then each virtual line. Also the line and cursor, in the same main-loop tick,
 # so that what is compared was on screen at the same time.
 SNAPSHOT_LUA = r"""
-local ns = vim.api.nvim_create_namespace('crucible')
+local ns_name, hl = ...
+local ns = vim.api.nvim_create_namespace(ns_name)
 local buf = vim.api.nvim_get_current_buf()
 local pos = vim.api.nvim_win_get_cursor(0)
 local line = vim.api.nvim_buf_get_lines(buf, pos[1] - 1, pos[1], false)[1] or ''
@@ -36,12 +37,12 @@ for _, m in ipairs(marks) do
   local d = m[4]
   local text = ''
   for _, c in ipairs(d.virt_text or {}) do
-    if c[2] == 'CrucibleSuggestion' then text = text .. c[1] end
+    if c[2] == hl then text = text .. c[1] end
   end
   for _, l in ipairs(d.virt_lines or {}) do
     text = text .. '\n'
     for _, c in ipairs(l) do
-      if c[2] == 'CrucibleSuggestion' then text = text .. c[1] end
+      if c[2] == hl then text = text .. c[1] end
     end
   end
   ghost = (ghost or '') .. text
@@ -137,8 +138,12 @@ class Editor:
     def input(self, keys: str) -> None:
         self.nvim.input(keys)
 
-    def snapshot(self) -> dict[str, Any]:
-        found: dict[str, Any] = self.lua(SNAPSHOT_LUA)
+    def snapshot(
+        self, namespace: str = "crucible", highlight: str = "CrucibleSuggestion"
+    ) -> dict[str, Any]:
+        """The ghost text drawn in ``namespace`` (its chunks in ``highlight``), with the line and
+        cursor at that moment."""
+        found: dict[str, Any] = self.lua(SNAPSHOT_LUA, namespace, highlight)
         found.setdefault("ghost", None)  # a nil in a Lua table is no key at all
         found.setdefault("at", None)
         return found
