@@ -83,6 +83,20 @@ def settings_for(fake: FakeProvider, **completion: Any) -> dict[str, Any]:
     }
 
 
+def line_length_answer(line: str) -> str:
+    """What the fake answers in the stale-suggestion checks: the length of the line before the
+    cursor it was asked about, so that a suggestion tells which text it was computed for."""
+    return f"  # {len(line)}"
+
+
+def fits(before: str, ghost: str) -> bool:
+    """Whether ``ghost``, shown after ``before`` (the line up to the cursor), is the rest of a
+    ``line_length_answer`` computed for this line: for the line as it is, or for an earlier
+    state of it that the user has since typed the start of the answer over (type-through)."""
+    shown = before + ghost
+    return any(before[:k] + line_length_answer(before[:k]) == shown for k in range(len(before) + 1))
+
+
 def prompt_line(body: Any) -> str:
     """The line before the cursor as the provider saw it (Ollama's ``prompt``)."""
     prompt = body.get("prompt", "") if isinstance(body, dict) else ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import time
 
-from nvim_harness import Editor, prompt_line, settings_for
+from nvim_harness import Editor, fits, line_length_answer, prompt_line, settings_for
 from tests.fakes.provider import FakeProvider, Fault, RecordedRequest
 
 SOURCE = "import os\n\n"
@@ -141,13 +141,14 @@ def test_typing_a_character_that_does_not_match_clears_it_at_once(
 def test_slow_provider_and_slow_typing_never_show_text_that_does_not_fit(
     editor: Editor, fake: FakeProvider
 ) -> None:
-    """The provider answers each request with the length of the line it was asked about,
-    300 ms late; the user types a character every 60-200 ms, pausing 250-600 ms now and then
-    (so that answers arrive while they type). Any ghost text on screen must be the answer for
-    the line as it is now: one that arrives for a line typed past is never drawn."""
+    """The provider answers each request with the length of the line it was asked about
+    (``line_length_answer``), 300 ms late; the user types a character every 60-200 ms,
+    pausing 250-600 ms now and then (so that answers arrive while they type). Any ghost text
+    on screen must fit the line as it is now (``fits``: the answer for it, or the rest of one
+    the user typed through): one that arrives for a line typed past is never drawn."""
 
     def answer(request: RecordedRequest) -> str:
-        return f"  # {len(prompt_line(request.body))}"
+        return line_length_answer(prompt_line(request.body))
 
     fake.reply = answer
     fake.inject(Fault(latency_ms=300), times=None)
@@ -165,11 +166,11 @@ def test_slow_provider_and_slow_typing_never_show_text_that_does_not_fit(
             samples += 1
             if s["ghost"] is not None:
                 shown += 1
-                if s["ghost"] != f"  # {len(s['before'])}":
+                if not fits(s["before"], s["ghost"]):
                     stale += 1
             time.sleep(0.005)
     final = editor.wait_ghost(5)
-    assert final["ghost"] == f"  # {len(text)}"
+    assert final["ghost"] == line_length_answer(text)
     assert samples >= 200, samples
     assert stale == 0, f"{stale} of {samples} samples showed a suggestion for other text"
     assert shown > 0  # some suggestions did arrive while typing (the check saw them)

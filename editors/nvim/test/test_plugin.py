@@ -116,6 +116,9 @@ def test_crucible_commands(editor: Editor, fake: FakeProvider) -> None:
     )
     assert any("Ready: 1 of 1" in line for line in editor.nvim.current.buffer[:])
 
+    editor.nvim.command("help crucible-keys")  # doc/tags ships with the plugin
+    assert editor.nvim.current.buffer.name.endswith("editors/nvim/doc/crucible.txt")
+
 
 def test_checkhealth_ok_with_the_fake_provider(editor: Editor, fake: FakeProvider) -> None:
     # Before any buffer: the report comes from `crucible-lsp doctor --json`, given the
