@@ -80,3 +80,20 @@ async def test_the_default_is_one_suggestion_even_when_invoked(
 
     assert len(items(invoked)) == 1
     assert len(sampling.generation_requests()) == 1
+
+
+async def test_an_invoked_request_where_a_suggestion_is_shown_still_gets_alternatives(
+    sampling: FakeProvider, lsp_session: Session
+) -> None:
+    """Cycling after an automatic suggestion (VS Code's Alt+], Neovim's next): the invoked
+    request at the very spot of the shown suggestion must not be answered by type-through
+    (nothing typed yet), which has no alternatives."""
+    async with lsp_session(provider_options(sampling, alternatives=3)) as client:
+        uri = open_document(client, TEXT)
+        automatic = await inline(client, uri, end_of(TEXT))
+        invoked = await inline(client, uri, end_of(TEXT), INVOKED)
+
+    assert len(items(automatic)) == 1
+    assert len(items(invoked)) == 3 and len(set(items(invoked))) == 3
+    assert items(invoked)[0] == items(automatic)[0]  # the shown one stays first
+    assert len(sampling.generation_requests()) == 3  # the first from memory, two samples

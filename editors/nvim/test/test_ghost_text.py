@@ -177,26 +177,27 @@ def test_slow_provider_and_slow_typing_never_show_text_that_does_not_fit(
 
 
 def test_next_and_previous_cycle_through_alternatives(editor: Editor, fake: FakeProvider) -> None:
-    """Alternatives come with an invoked request (the manual trigger). (After an automatic
-    suggestion at the same spot the server answers an invoked request by type-through, with
-    no alternatives: a server limitation, reported.)"""
+    """The suggestion shown while typing, then the user cycles: the first next asks again
+    explicitly (the server samples alternatives only then), later ones cycle locally."""
 
     def answer(request: RecordedRequest) -> str:
         sampled = (request.body.get("options") or {}).get("temperature", 0) > 0.5
         return "return b + a" if sampled else "return a + b"
 
     fake.reply = answer
-    editor.setup(settings=settings_for(fake, alternatives=2), auto_trigger=False)
-    editor.edit(editor.workspace / "demo.py", SOURCE)
-    editor.wait_attached()
-    editor.input("Godef add(a, b):<CR><M-\\>")
+    start(editor, fake, alternatives=2)
+    editor.input("Godef add(a, b):<CR>")
     assert editor.wait_ghost()["ghost"] == "return a + b"
     editor.input("<M-]>")
     editor.wait(lambda: editor.snapshot()["ghost"] == "return b + a", what="the alternative")
+    calls = len(fake.generation_requests())
     editor.input("<M-[>")
     editor.wait(lambda: editor.snapshot()["ghost"] == "return a + b", what="the first again")
+    editor.input("<M-]>")
+    editor.wait(lambda: editor.snapshot()["ghost"] == "return b + a", what="the alternative")
+    assert len(fake.generation_requests()) == calls  # cycling itself asks nothing
     editor.input("<Tab>")
-    editor.wait(lambda: editor.snapshot()["line"] == "    return a + b", what="accepted")
+    editor.wait(lambda: editor.snapshot()["line"] == "    return b + a", what="accepted")
 
 
 def test_manual_trigger_without_auto_trigger(editor: Editor, fake: FakeProvider) -> None:

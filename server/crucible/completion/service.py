@@ -247,8 +247,11 @@ class CompletionService:
         state = _RequestState(request, next(_request_ids), started, window, excluded)
         if excluded or not self._settings.enabled or self._pool is None:
             return state
-        # Type-through first: it needs no plan (a key costs ~60 µs on a full window).
-        if self._cache is not None:
+        # Type-through first: it needs no plan (a key costs ~60 µs on a full window). Not for
+        # an invoked request that wants alternatives: the user cycling where a suggestion is
+        # shown would get it back alone; planned, its first comes from memory all the same.
+        wants_alternatives = request.invoked and self._settings.alternatives > 1
+        if self._cache is not None and not wants_alternatives:
             state.typed = self._cache.type_through(
                 snapshot.uri, snapshot.text, request.offset, window.suffix
             )
