@@ -79,7 +79,7 @@ def session(binary: str, version: str, renderer: str, seed: int) -> dict[str, fl
                     editor.input(char)
                     last_key = time.monotonic()
                     pause = (
-                        0.9  # a word done: long enough for its suggestion
+                        1.5  # a word done: long enough for its suggestion
                         if char == " "
                         else rng.uniform(0.25, 0.6)
                         if rng.random() < 0.3

@@ -126,19 +126,29 @@ function M.base_config()
   }
 end
 
--- 0.11+: register once, so the user's vim.lsp.config('crucible', ...) merges into ours.
-local function registered_config()
-  if not (vim.lsp.config and vim.fn.has('nvim-0.11') == 1) then
+local function uses_lsp_config()
+  return vim.lsp.config ~= nil and vim.fn.has('nvim-0.11') == 1
+end
+
+-- 0.11+: the configuration as vim.lsp.config resolves it, so that the user's own
+-- vim.lsp.config('crucible', {...}) after setup() is merged over the plugin's.
+local function resolved_config()
+  if not uses_lsp_config() then
     return M.base_config()
   end
-  vim.lsp.config(M.NAME, M.base_config())
   local resolved = vim.deepcopy(vim.lsp.config[M.NAME])
   resolved.name = M.NAME
+  -- The server settings are the plugin's (setup, update_settings): always the newest.
+  resolved.init_options = options.settings
+  resolved.settings = { crucible = options.settings }
   return resolved
 end
 
 function M.configure(opts)
   options = opts
+  if uses_lsp_config() then
+    vim.lsp.config(M.NAME, M.base_config())
+  end
 end
 
 function M.options()
@@ -177,7 +187,7 @@ function M.attach(bufnr)
   end
   local root = M.root_dir(bufnr)
   if vim.lsp.start then
-    local config = registered_config()
+    local config = resolved_config()
     config.cmd = config.cmd or cmd
     config.root_dir = root
     return vim.lsp.start(config, { bufnr = bufnr }) ~= nil
