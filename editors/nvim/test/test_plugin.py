@@ -75,6 +75,13 @@ def test_status_line_follows_the_server_and_settings_apply_on_change(
     time.sleep(0.3)
     assert editor.snapshot()["ghost"] is None
     assert fake.generation_requests() == []
+    # setup() called again (a re-sourced config) is a change of settings too.
+    editor.input("<Esc>")
+    editor.setup(settings=settings_for(fake))
+    editor.wait(
+        lambda: editor.lua("return require('crucible').status()") == "Crucible: ready",
+        what="status ready after setup() again",
+    )
 
 
 def test_crucible_commands(editor: Editor, fake: FakeProvider) -> None:

@@ -85,6 +85,9 @@ end
 function M.setup(opts)
   options = config.merge(opts)
   client.configure(options)
+  if #client.all() > 0 then -- called again: running servers get the new settings now
+    client.update_settings(options.settings)
+  end
   define_highlight()
   group = api.nvim_create_augroup('crucible', { clear = true })
   api.nvim_create_autocmd('ColorScheme', { group = group, callback = define_highlight })

@@ -4,8 +4,9 @@
 -- for. Each suggestion keeps its anchor, the buffer as it was when it was asked for (row,
 -- byte column, the line before and after the cursor, changedtick). Before anything is drawn,
 -- on an answer and on every change or cursor move, `rest()` checks the buffer against the
--- anchor: same buffer, the line still starts with the anchor's prefix, what was typed since
--- is the start of the suggestion, and the text after the cursor is unchanged. Then the rest
+-- anchor: same buffer; the same changedtick and cursor (nothing changed), or else the line
+-- still starts with the anchor's prefix, what was typed since is the start of the
+-- suggestion, and the text after the cursor is unchanged. Then the rest
 -- of the suggestion is drawn at once, with no new request; otherwise the ghost text is
 -- cleared synchronously, inside the autocommand, before Neovim redraws, and a new request
 -- goes out (the previous one is cancelled with $/cancelRequest). Answers to any request but
@@ -76,6 +77,9 @@ local function rest(s)
   end
   local item = s.items[s.index]
   local row, col = cursor()
+  if api.nvim_buf_get_changedtick(s.buf) == s.tick and row == s.row and col == s.col then
+    return item.text, item.replace -- nothing changed since it was asked for
+  end
   if row < s.row then
     return nil
   end
