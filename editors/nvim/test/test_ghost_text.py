@@ -43,6 +43,15 @@ def test_ghost_text_is_the_providers_answer_and_tab_inserts_exactly_it(
     assert after["mode"] == "i"
 
 
+def test_keys_typed_while_the_server_starts_get_a_suggestion(
+    editor: Editor, fake: FakeProvider
+) -> None:
+    editor.setup(settings=settings_for(fake))
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.input("Godef add(a, b):<CR>")  # at once: the server is still starting
+    assert editor.wait_ghost()["ghost"] == "return a + b"  # with no further keystroke
+
+
 def test_multi_line_ghost_text_and_accept_line(editor: Editor, fake: FakeProvider) -> None:
     fake.reply = "if a > b:\n        return a\n    return b"
     start(editor, fake)

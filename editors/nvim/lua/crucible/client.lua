@@ -122,6 +122,12 @@ function M.base_config()
     settings = { crucible = options.settings },
     capabilities = capabilities(),
     handlers = { ['crucible/didChangeStatus'] = on_status },
+    on_init = function()
+      -- Keys typed while the server started asked nothing: ask now.
+      vim.schedule(function()
+        require('crucible.suggestion').on_ready()
+      end)
+    end,
     on_exit = on_exit,
   }
 end

@@ -319,6 +319,14 @@ function M.on_change()
   M.request(false)
 end
 
+--- A server finished starting: if the user is typing in one of its buffers, ask now.
+function M.on_ready()
+  if in_insert_mode() and client_mod.get(api.nvim_get_current_buf()) then
+    last_seen = nil
+    M.on_change()
+  end
+end
+
 --- InsertLeave / BufLeave: nothing stays on screen, nothing stays in flight.
 function M.reset()
   cancel_pending()
