@@ -20,8 +20,20 @@ local function use_builtin()
   return options and options.renderer == 'builtin' and builtin.available()
 end
 
+-- CrucibleSuggestion links to Comment, unless Comment would leave ghost text uncoloured:
+-- Neovim's default colorscheme from 0.10 gives Comment a GUI colour only, so in a 256-colour
+-- terminal without 'termguicolors' the suggestion would look like real text. Then it gets
+-- Comment's GUI colour and a grey for the terminal. `default`: a user's own definition wins.
 local function define_highlight()
-  vim.cmd('highlight default link CrucibleSuggestion Comment')
+  local comment = vim.fn.synIDtrans(vim.fn.hlID('Comment'))
+  if vim.o.termguicolors or vim.fn.synIDattr(comment, 'fg', 'cterm') ~= '' then
+    vim.cmd('highlight default link CrucibleSuggestion Comment')
+    return
+  end
+  local gui = vim.fn.synIDattr(comment, 'fg#', 'gui')
+  vim.cmd(
+    'highlight default CrucibleSuggestion ctermfg=244' .. (gui ~= '' and (' guifg=' .. gui) or '')
+  )
 end
 
 local function attach_buffer_events(buf)
@@ -91,6 +103,14 @@ function M.setup(opts)
   define_highlight()
   group = api.nvim_create_augroup('crucible', { clear = true })
   api.nvim_create_autocmd('ColorScheme', { group = group, callback = define_highlight })
+  api.nvim_create_autocmd('OptionSet', {
+    group = group,
+    pattern = 'termguicolors',
+    callback = function()
+      vim.cmd('highlight clear CrucibleSuggestion')
+      define_highlight()
+    end,
+  })
   api.nvim_create_autocmd({ 'BufEnter', 'FileType' }, {
     group = group,
     callback = function(args)
