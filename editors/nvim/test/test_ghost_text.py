@@ -236,3 +236,25 @@ def test_leaving_insert_mode_clears(editor: Editor, fake: FakeProvider) -> None:
     editor.input("<Esc>")
     editor.wait(lambda: editor.snapshot()["mode"] == "n", what="normal mode")
     assert editor.snapshot()["marks"] == 0
+
+
+def test_the_builtin_renderer_on_0_12(editor: Editor, fake: FakeProvider) -> None:
+    """renderer = 'builtin' hands the drawing to vim.lsp.inline_completion (0.12+); Tab
+    accepts through it. Before 0.12 the option falls back to the plugin's own."""
+    editor.setup(settings=settings_for(fake), renderer="builtin")
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.wait_attached()
+    editor.input("Godef add(a, b):<CR>")
+    if editor.major_minor < (0, 12):
+        assert editor.wait_ghost()["ghost"] == "return a + b"
+    else:
+        shown = editor.wait(
+            lambda: (
+                (s := editor.snapshot("nvim.lsp.inline_completion", "ComplHint"))["ghost"] and s
+            ),
+            what="the built-in's ghost text",
+        )
+        assert shown["ghost"] == "return a + b"
+        assert editor.snapshot()["marks"] == 0  # the plugin draws nothing itself
+    editor.input("<Tab>")
+    editor.wait(lambda: editor.snapshot()["line"] == "    return a + b", what="accepted")
