@@ -60,6 +60,23 @@ async def test_an_invoked_request_gets_alternatives_sampled_concurrently(
     assert ranges == {(4, 4)}
 
 
+async def test_cycling_from_a_shown_suggestion_samples_alternatives(
+    sampling: FakeProvider, lsp_session: Session
+) -> None:
+    """The user sees the automatic suggestion and asks for the next one: the invoked request
+    at the same spot (VS Code's Alt+] on a single item, crucible.el's M-n) must sample
+    alternatives, not only hand back the shown suggestion as a type-through of nothing."""
+    async with lsp_session(provider_options(sampling, alternatives=3)) as client:
+        uri = open_document(client, TEXT)
+        automatic = await inline(client, uri, end_of(TEXT))
+        invoked = await inline(client, uri, end_of(TEXT), INVOKED)
+
+    assert items(automatic) == ["return a + b + 0"]
+    assert items(invoked)[0] == "return a + b + 0"  # the shown one stays first
+    assert len(set(items(invoked))) == 3
+    assert len(sampling.generation_requests()) == 3
+
+
 async def test_automatic_requests_never_cost_an_extra_call(
     sampling: FakeProvider, lsp_session: Session
 ) -> None:
@@ -80,20 +97,3 @@ async def test_the_default_is_one_suggestion_even_when_invoked(
 
     assert len(items(invoked)) == 1
     assert len(sampling.generation_requests()) == 1
-
-
-async def test_an_invoked_request_where_a_suggestion_is_shown_still_gets_alternatives(
-    sampling: FakeProvider, lsp_session: Session
-) -> None:
-    """Cycling after an automatic suggestion (VS Code's Alt+], Neovim's next): the invoked
-    request at the very spot of the shown suggestion must not be answered by type-through
-    (nothing typed yet), which has no alternatives."""
-    async with lsp_session(provider_options(sampling, alternatives=3)) as client:
-        uri = open_document(client, TEXT)
-        automatic = await inline(client, uri, end_of(TEXT))
-        invoked = await inline(client, uri, end_of(TEXT), INVOKED)
-
-    assert len(items(automatic)) == 1
-    assert len(items(invoked)) == 3 and len(set(items(invoked))) == 3
-    assert items(invoked)[0] == items(automatic)[0]  # the shown one stays first
-    assert len(sampling.generation_requests()) == 3  # the first from memory, two samples

@@ -247,17 +247,18 @@ class CompletionService:
         state = _RequestState(request, next(_request_ids), started, window, excluded)
         if excluded or not self._settings.enabled or self._pool is None:
             return state
-        # Type-through first: it needs no plan (a key costs ~60 µs on a full window). Not for
-        # an invoked request that wants alternatives: the user cycling where a suggestion is
-        # shown would get it back alone; planned, its first comes from memory all the same.
-        wants_alternatives = request.invoked and self._settings.alternatives > 1
-        if self._cache is not None and not wants_alternatives:
+        # Type-through first: it needs no plan (a key costs ~60 µs on a full window).
+        if self._cache is not None:
             state.typed = self._cache.type_through(
                 snapshot.uri, snapshot.text, request.offset, window.suffix
             )
         if state.typed is None:
             state.plan = self._plan(snapshot, window, request.neighbours)
             state.withheld = state.plan is None
+        elif request.invoked and self._settings.alternatives > 1:
+            # The user asks for more at a shown suggestion (cycling): the type-through stays
+            # the first, and the plan lets alternatives be sampled beside it.
+            state.plan = self._plan(snapshot, window, request.neighbours)
         return state
 
     def _take_seats(self, state: _RequestState) -> None:
