@@ -1,0 +1,240 @@
+-- Finding, starting and attaching crucible-lsp, one client per workspace root, on every
+-- Neovim from 0.7.2: vim.lsp.start (0.8+) with the configuration registered through
+-- vim.lsp.config where it exists (0.11+, so `vim.lsp.config('crucible', {...})` overrides
+-- apply and :checkhealth vim.lsp lists it), vim.lsp.start_client + buf_attach_client on 0.7.
+-- Attaching is this module's own (BufEnter/FileType autocommands), not vim.lsp.enable's:
+-- enable attaches on FileType only, so a file without a filetype would get no suggestions.
+local compat = require('crucible.compat')
+
+local M = {}
+
+M.NAME = 'crucible'
+
+local options -- set by M.configure
+local roots = {} -- 0.7 only: root_dir -> client id
+local statuses = {} -- client id -> last crucible/didChangeStatus params
+local warned_missing = false
+
+--- The argv that starts the server, or nil and why not.
+function M.command(opts)
+  opts = opts or options or {}
+  if opts.cmd then
+    local cmd = type(opts.cmd) == 'string' and { opts.cmd } or opts.cmd
+    if vim.fn.executable(cmd[1]) == 1 then
+      return cmd
+    end
+    return nil, string.format('%s (from the cmd option) is not executable', cmd[1])
+  end
+  if vim.fn.executable('crucible-lsp') == 1 then
+    return { 'crucible-lsp', '--stdio' }
+  end
+  return nil, 'crucible-lsp is not on PATH (pip install crucible-lsp, or set the cmd option)'
+end
+
+--- `crucible-lsp doctor ...` with the editor's settings as its --config file.
+function M.doctor_command(args, opts)
+  opts = opts or options or {}
+  local argv = { 'doctor' }
+  if opts.settings and next(opts.settings) ~= nil then
+    vim.list_extend(argv, { '--config', require('crucible.toml').write_temp(opts.settings) })
+  end
+  return M.tool_command(vim.list_extend(argv, args), opts)
+end
+
+--- The same program with other arguments (doctor, --version): argv without --stdio.
+function M.tool_command(args, opts)
+  local cmd, why = M.command(opts)
+  if not cmd then
+    return nil, why
+  end
+  local argv = {}
+  for _, arg in ipairs(cmd) do
+    if arg ~= '--stdio' then
+      argv[#argv + 1] = arg
+    end
+  end
+  vim.list_extend(argv, args)
+  return argv
+end
+
+function M.root_dir(bufnr)
+  local name = vim.api.nvim_buf_get_name(bufnr)
+  local start = name ~= '' and vim.fn.fnamemodify(name, ':p:h') or vim.fn.getcwd()
+  local markers = (options or require('crucible.config').defaults).root_markers
+  for _, marker in ipairs(markers) do
+    local found = vim.fn.findfile(marker, start .. ';')
+    if found == '' then
+      found = vim.fn.finddir(marker, start .. ';')
+    end
+    if found ~= '' then
+      return vim.fn.fnamemodify(vim.fn.fnamemodify(found, ':p'):gsub('/$', ''), ':h')
+    end
+  end
+  return vim.fn.getcwd()
+end
+
+--- Whether the plugin attaches to this buffer: a file buffer whose filetype passes the lists.
+function M.wanted(bufnr)
+  if not vim.api.nvim_buf_is_valid(bufnr) or vim.bo[bufnr].buftype ~= '' then
+    return false
+  end
+  if vim.api.nvim_buf_get_name(bufnr) == '' then
+    return false
+  end
+  local ft = vim.bo[bufnr].filetype
+  local lists = options.filetypes
+  if #lists.include > 0 and not vim.tbl_contains(lists.include, ft) then
+    return false
+  end
+  return not vim.tbl_contains(lists.exclude, ft)
+end
+
+local function on_status(_, params, ctx)
+  statuses[ctx.client_id] = params
+  pcall(vim.api.nvim_exec_autocmds, 'User', { pattern = 'CrucibleStatus', modeline = false })
+  pcall(vim.cmd, 'redrawstatus')
+end
+
+local function capabilities()
+  local caps = vim.lsp.protocol.make_client_capabilities()
+  caps.textDocument = caps.textDocument or {}
+  -- 0.12 announces it itself; before that the plugin is the client that renders it.
+  caps.textDocument.inlineCompletion = caps.textDocument.inlineCompletion
+    or { dynamicRegistration = false }
+  return caps
+end
+
+local function on_exit(_, _, client_id)
+  statuses[client_id] = nil
+  for root, id in pairs(roots) do
+    if id == client_id then
+      roots[root] = nil
+    end
+  end
+end
+
+function M.base_config()
+  return {
+    name = M.NAME,
+    cmd = M.command(),
+    init_options = options.settings,
+    -- Answers the server's workspace/configuration pull for the `crucible` section.
+    settings = { crucible = options.settings },
+    capabilities = capabilities(),
+    handlers = { ['crucible/didChangeStatus'] = on_status },
+    on_init = function()
+      -- Keys typed while the server started asked nothing: ask now.
+      vim.schedule(function()
+        require('crucible.suggestion').on_ready()
+      end)
+    end,
+    on_exit = on_exit,
+  }
+end
+
+local function uses_lsp_config()
+  return vim.lsp.config ~= nil and vim.fn.has('nvim-0.11') == 1
+end
+
+-- 0.11+: the configuration as vim.lsp.config resolves it, so that the user's own
+-- vim.lsp.config('crucible', {...}) after setup() is merged over the plugin's.
+local function resolved_config()
+  if not uses_lsp_config() then
+    return M.base_config()
+  end
+  local resolved = vim.deepcopy(vim.lsp.config[M.NAME])
+  resolved.name = M.NAME
+  -- The server settings are the plugin's (setup, update_settings): always the newest.
+  resolved.init_options = options.settings
+  resolved.settings = { crucible = options.settings }
+  return resolved
+end
+
+function M.configure(opts)
+  options = opts
+  if uses_lsp_config() then
+    vim.lsp.config(M.NAME, M.base_config())
+  end
+end
+
+function M.options()
+  return options
+end
+
+--- The Crucible client attached to bufnr, if any.
+function M.get(bufnr)
+  for _, client in ipairs(compat.clients({ name = M.NAME, bufnr = bufnr })) do
+    if not compat.is_stopped(client) then
+      return client
+    end
+  end
+end
+
+function M.all()
+  return compat.clients({ name = M.NAME })
+end
+
+--- Start (or reuse) the client for bufnr's root and attach it. True when the buffer is
+--- Crucible's (attached now or before; the client may still be initializing).
+function M.attach(bufnr)
+  if not options or not M.wanted(bufnr) then
+    return false
+  end
+  if M.get(bufnr) then
+    return true
+  end
+  local cmd, why = M.command()
+  if not cmd then
+    if not warned_missing then
+      warned_missing = true
+      vim.notify('Crucible: ' .. why .. '. See :checkhealth crucible', vim.log.levels.ERROR)
+    end
+    return false
+  end
+  local root = M.root_dir(bufnr)
+  if vim.lsp.start then
+    local config = resolved_config()
+    config.cmd = config.cmd or cmd
+    config.root_dir = root
+    return vim.lsp.start(config, { bufnr = bufnr }) ~= nil
+  end
+  local id = roots[root]
+  if not id or not vim.lsp.get_client_by_id(id) then
+    local config = M.base_config()
+    config.cmd = cmd
+    config.root_dir = root
+    config.workspace_folders = { { uri = vim.uri_from_fname(root), name = root } }
+    id = vim.lsp.start_client(config)
+    roots[root] = id
+  end
+  return id ~= nil and vim.lsp.buf_attach_client(bufnr, id)
+end
+
+--- New settings: sent to every running client (didChangeConfiguration) and used by the next.
+function M.update_settings(settings)
+  options.settings = settings
+  for _, client in ipairs(M.all()) do
+    -- Where workspace/configuration answers come from: client.settings from 0.11,
+    -- client.config.settings before.
+    client.config.settings = { crucible = settings }
+    if client.settings ~= nil then
+      client.settings = { crucible = settings }
+    end
+    compat.notify(client, 'workspace/didChangeConfiguration', { settings = { crucible = settings } })
+  end
+end
+
+--- The last crucible/didChangeStatus of the client attached to bufnr (or of any client).
+function M.status(bufnr)
+  local client = bufnr and M.get(bufnr)
+  if client then
+    return statuses[client.id]
+  end
+  for _, c in ipairs(M.all()) do
+    if statuses[c.id] then
+      return statuses[c.id]
+    end
+  end
+end
+
+return M

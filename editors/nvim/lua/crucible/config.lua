@@ -1,0 +1,61 @@
+-- The options of require('crucible').setup(opts): defaults, and the merge with the user's.
+local M = {}
+
+M.defaults = {
+  -- How to start the server: a list (argv). nil: `crucible-lsp --stdio` from PATH.
+  cmd = nil,
+  -- Which buffers get Crucible: every file buffer (buftype ''), unless its filetype is in
+  -- `exclude`; when `include` is a non-empty list, only those filetypes.
+  filetypes = { include = {}, exclude = {} },
+  -- Files that mark a workspace root, nearest first; else the current directory.
+  root_markers = { 'crucible.toml', '.git', '.hg', '.jj', '.svn' },
+  -- Sent as initializationOptions and, on update_settings(), as didChangeConfiguration.
+  -- Same schema as crucible.toml (providers, completion, cache, ...).
+  settings = {},
+  -- Ghost text: 'own' (drawn by this plugin on every version) or 'builtin'
+  -- (vim.lsp.inline_completion, Neovim 0.12+ only; falls back to 'own' elsewhere).
+  renderer = 'own',
+  -- Ask for a suggestion on insert-mode changes and cursor moves (false: only on trigger()).
+  auto_trigger = true,
+  -- Insert-mode keys; false leaves a key unmapped (the <Plug> mappings and Lua functions stay).
+  keymaps = {
+    accept = '<Tab>', -- a normal Tab when no suggestion is shown
+    accept_word = '<M-w>',
+    accept_line = '<M-l>',
+    dismiss = '<C-]>',
+    next = '<M-]>',
+    previous = '<M-[>',
+    trigger = '<M-\\>',
+  },
+  -- Forward other servers' diagnostics to Crucible (crucible/didChangeDiagnostics).
+  diagnostics = { forward = true, debounce_ms = 500 },
+}
+
+-- Settings the plugin sends unless the user says otherwise: the suggestion is shown as ghost
+-- text, so it stays out of the completion menu (nvim-cmp / blink.cmp would show it twice).
+M.default_settings = { completion = { completion_items = false } }
+
+function M.merge(opts)
+  local merged = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
+  -- Lists replace, they do not merge element by element.
+  if opts and opts.cmd then
+    merged.cmd = opts.cmd
+  end
+  if opts and opts.root_markers then
+    merged.root_markers = opts.root_markers
+  end
+  if opts and opts.filetypes then
+    merged.filetypes = {
+      include = opts.filetypes.include or {},
+      exclude = opts.filetypes.exclude or {},
+    }
+  end
+  merged.settings = M.server_settings(opts and opts.settings)
+  return merged
+end
+
+function M.server_settings(settings)
+  return vim.tbl_deep_extend('force', vim.deepcopy(M.default_settings), settings or {})
+end
+
+return M

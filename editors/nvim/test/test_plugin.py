@@ -1,0 +1,209 @@
+"""The rest of what a user meets: which buffers get the server, settings, the status line,
+:Crucible, :checkhealth crucible and diagnostics forwarding."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+from nvim_harness import Editor, settings_for
+from tests.fakes.provider import FakeProvider
+
+SOURCE = "import os\n\n"
+
+
+def start(editor: Editor, fake: FakeProvider) -> None:
+    editor.setup(settings=settings_for(fake))
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.wait_attached()
+
+
+def attached(editor: Editor) -> bool:
+    return bool(editor.lua("return require('crucible.client').get(0) ~= nil"))
+
+
+def checkhealth(editor: Editor) -> str:
+    editor.nvim.command("checkhealth crucible")
+    text = "\n".join(editor.nvim.current.buffer[:])
+    editor.nvim.command("bwipeout!")
+    return text
+
+
+def test_every_file_buffer_by_default_and_the_filetype_lists(
+    editor: Editor, fake: FakeProvider
+) -> None:
+    editor.setup(settings=settings_for(fake), filetypes={"exclude": ["markdown"]})
+    editor.edit(editor.workspace / "notes.md", "# notes\n")
+    time.sleep(0.3)
+    assert not attached(editor)
+    editor.edit(editor.workspace / "data.unknownext", "x\n")  # no filetype at all: attached
+    editor.wait_attached()
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.wait_attached()
+    # One server for the workspace, whatever the number of buffers.
+    assert editor.lua("return #require('crucible.client').all()") == 1
+    root = editor.lua("return require('crucible.client').get(0).config.root_dir")
+    assert Path(root) == editor.workspace
+
+    editor.setup(settings=settings_for(fake), filetypes={"include": ["lua"]})
+    editor.edit(editor.workspace / "other.py", SOURCE)
+    time.sleep(0.3)
+    assert not attached(editor)
+
+
+def test_status_line_follows_the_server_and_settings_apply_on_change(
+    editor: Editor, fake: FakeProvider
+) -> None:
+    start(editor, fake)
+    editor.wait(
+        lambda: editor.lua("return require('crucible').status()") == "Crucible: ready",
+        what="status ready",
+    )
+    # initializationOptions carried the provider; a change of settings goes out at once.
+    settings = settings_for(fake)
+    settings["completion"]["enabled"] = False
+    editor.lua("require('crucible').update_settings(...)", settings)
+    editor.wait(
+        lambda: editor.lua("return require('crucible').status()") == "Crucible: disabled",
+        what="status disabled after the settings change",
+    )
+    assert editor.lua("return require('crucible').status_data().state") == "disabled"
+    editor.input("Godef add(a, b):<CR>")
+    editor.settle()
+    time.sleep(0.3)
+    assert editor.snapshot()["ghost"] is None
+    assert fake.generation_requests() == []
+    # setup() called again (a re-sourced config) is a change of settings too.
+    editor.input("<Esc>")
+    editor.setup(settings=settings_for(fake))
+    editor.wait(
+        lambda: editor.lua("return require('crucible').status()") == "Crucible: ready",
+        what="status ready after setup() again",
+    )
+
+
+def test_crucible_commands(editor: Editor, fake: FakeProvider) -> None:
+    start(editor, fake)
+    editor.nvim.command("Crucible status")
+    editor.wait(
+        lambda: editor.lua("return vim.b.crucible_title") == "crucible/status",
+        what="the status window",
+    )
+    shown = editor.nvim.current.buffer[:]
+    assert re.match(r"Crucible \S+: ready$", shown[0]), shown[:3]
+    assert any("fake (ollama" in line and "ready" in line for line in shown), shown[:6]
+    assert editor.lua("return vim.api.nvim_win_get_config(0).relative") == "editor"  # floating
+    editor.nvim.command("close")
+
+    editor.nvim.command("Crucible clearCache")
+    editor.wait(lambda: "cache cleared" in editor.messages(), what="clearCache's answer")
+
+    editor.nvim.command("Crucible toggle")
+    assert editor.lua("return require('crucible').status()") == "Crucible: off"
+    editor.input("Godef add(a, b):<CR>")
+    editor.settle()
+    time.sleep(0.3)
+    assert editor.snapshot()["ghost"] is None
+    editor.input("<Esc>")
+    editor.nvim.command("Crucible toggle")
+    assert editor.lua("return require('crucible').status()") != "Crucible: off"
+
+    editor.nvim.command("Crucible log")
+    log = editor.lua("return require('vim.lsp.log').get_filename()")
+    assert editor.nvim.current.buffer.name == log
+    editor.nvim.command("close")
+
+    editor.nvim.command("Crucible doctor")  # with the editor's settings as its --config
+    editor.wait(
+        lambda: any("(exit status 0)" in line for line in editor.nvim.current.buffer[:]),
+        timeout=30,
+        what="doctor's report",
+    )
+    assert any("Ready: 1 of 1" in line for line in editor.nvim.current.buffer[:])
+
+    editor.nvim.command("help crucible-keys")  # doc/tags ships with the plugin
+    assert editor.nvim.current.buffer.name.endswith("editors/nvim/doc/crucible.txt")
+
+
+def test_checkhealth_ok_with_the_fake_provider(editor: Editor, fake: FakeProvider) -> None:
+    # Before any buffer: the report comes from `crucible-lsp doctor --json`, given the
+    # editor's settings as its --config file.
+    editor.setup(settings=settings_for(fake))
+    report = checkhealth(editor)
+    assert "ERROR" not in report, report
+    assert re.search(r"OK.*version: crucible-lsp", report), report
+    assert re.search(r"OK.*doctor: ready", report), report
+    assert re.search(r"OK.*Neovim " + re.escape(editor.version), report), report
+
+    # With a running server: its crucible/status.
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.wait_attached()
+    report = checkhealth(editor)
+    assert "ERROR" not in report, report
+    assert re.search(r"OK.*server state: ready", report), report
+    assert re.search(r"OK.*provider fake \(ollama .*\): ready", report), report
+
+
+def test_checkhealth_error_without_a_server(editor: Editor, tmp_path: Path) -> None:
+    editor.setup(cmd=[str(tmp_path / "no-such-crucible-lsp"), "--stdio"])
+    report = checkhealth(editor)
+    assert re.search(
+        r"ERROR.*no-such-crucible-lsp \(from the cmd option\) is not executable", report
+    )
+    # What the user is told (vim.notify, recorded here rather than shown).
+    editor.lua("_G.told = {} vim.notify = function(m, l) table.insert(_G.told, {m, l}) end")
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.edit(editor.workspace / "other.py", SOURCE)
+    told = editor.lua("return _G.told")
+    assert len(told) == 1 and told[0][1] == 4, told  # vim.log.levels.ERROR, once
+    assert "is not executable. See :checkhealth crucible" in told[0][0]
+    assert not attached(editor)
+
+
+def test_checkhealth_error_when_the_server_fails(editor: Editor, tmp_path: Path) -> None:
+    editor.setup(cmd=[sys.executable, "-c", "raise SystemExit(3)"])
+    report = checkhealth(editor)
+    assert "ERROR" in report and "failed" in report, report
+
+
+def test_diagnostics_are_forwarded_debounced_without_crucibles_own(
+    editor: Editor, fake: FakeProvider
+) -> None:
+    editor.lua("require('vim.lsp.log').set_level('debug')")  # the log then shows every message sent
+    start(editor, fake)
+    editor.lua(
+        """
+        local buf = vim.api.nvim_get_current_buf()
+        local other = vim.api.nvim_create_namespace('some_linter')
+        local own = vim.lsp.diagnostic.get_namespace(require('crucible.client').get(0).id)
+        for i = 1, 3 do
+          vim.diagnostic.set(other, buf, {
+            { lnum = 0, col = 7, end_lnum = 0, end_col = 9, severity = 1,
+              message = 'unused import ' .. i, source = 'linter' },
+          })
+        end
+        vim.diagnostic.set(own, buf, {
+          { lnum = 1, col = 0, severity = 3, message = 'crucible own note' },
+        })
+        """
+    )
+
+    def sent() -> list[str]:
+        return [
+            line
+            for line in editor.lsp_log().splitlines()
+            if "rpc.send" in line and "crucible/didChangeDiagnostics" in line
+        ]
+
+    editor.wait(sent, timeout=5, what="a crucible/didChangeDiagnostics notification")
+    time.sleep(0.7)  # longer than the debounce: nothing more comes
+    lines = sent()
+    assert len(lines) == 1, lines
+    assert "unused import 3" in lines[0] and "unused import 1" not in lines[0]
+    assert "crucible own note" not in lines[0]
+    # The server takes it silently: no stderr line, no error (checked after every test).
+    assert "didChangeDiagnostics" not in "".join(
+        line for line in editor.lsp_log().splitlines() if '"stderr"' in line
+    )
