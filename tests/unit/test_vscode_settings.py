@@ -15,6 +15,7 @@ import importlib.util
 import json
 import re
 import sys
+import typing
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from types import ModuleType
@@ -31,11 +32,12 @@ EXTENSION = ROOT / "editors" / "vscode"
 PACKAGE = json.loads((EXTENSION / "package.json").read_text(encoding="utf-8"))
 PROPERTIES: dict[str, dict[str, Any]] = PACKAGE["contributes"]["configuration"]["properties"]
 CLIENT = tuple(f"crucible.{key}." for key in schema.CLIENT_KEYS)
+# Every table of the schema ([completion], [hover], ...): a field of Settings whose type is a
+# dataclass. Derived, so a section added to the schema is checked (and synced) at once.
 SECTIONS: dict[str, type[Any]] = {
-    "completion": schema.CompletionSettings,
-    "cache": schema.CacheSettings,
-    "resilience": schema.ResilienceSettings,
-    "privacy": schema.PrivacySettings,
+    name: hint
+    for name, hint in typing.get_type_hints(schema.Settings).items()
+    if isinstance(hint, type) and is_dataclass(hint)
 }
 
 

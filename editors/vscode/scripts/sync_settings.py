@@ -36,11 +36,12 @@ from crucible.config.trust import ALLOWED, PATH_KEYS, TRUST_KEYS  # noqa: E402
 
 PACKAGE_JSON = ROOT / "editors" / "vscode" / "package.json"
 CLIENT_PREFIXES = tuple(f"crucible.{key}." for key in schema.CLIENT_KEYS)
-SECTIONS = {
-    "completion": schema.CompletionSettings,
-    "cache": schema.CacheSettings,
-    "resilience": schema.ResilienceSettings,
-    "privacy": schema.PrivacySettings,
+# Every table of the schema ([completion], [hover], ...): a field of Settings whose type is a
+# dataclass. Derived, so a section added to the schema is checked (and synced) at once.
+SECTIONS: dict[str, type[Any]] = {
+    name: hint
+    for name, hint in typing.get_type_hints(schema.Settings).items()
+    if isinstance(hint, type) and is_dataclass(hint)
 }
 
 
@@ -92,7 +93,9 @@ def value_schema(owner: type[Any], f: Field[Any]) -> dict[str, Any]:
         out["type"] = ["string", "null"]
     elif typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
-        if isinstance(item, type) and issubclass(item, StrEnum):
+        if is_dataclass(item) and isinstance(item, type):
+            out["items"] = object_items(item)
+        elif isinstance(item, type) and issubclass(item, StrEnum):
             out["items"] = {"type": "string", "enum": [member.value for member in item]}
         else:
             out["items"] = {"type": "string"}
@@ -107,20 +110,24 @@ def value_schema(owner: type[Any], f: Field[Any]) -> dict[str, Any]:
     return out
 
 
-def provider_items() -> dict[str, Any]:
+def object_items(owner: type[Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON schema of one table of an array of tables (``[[providers]]``, ...)."""
     properties = {}
-    for f in fields(schema.ProviderSettings):
+    for f in fields(owner):
         properties[f.name] = {
-            **value_schema(schema.ProviderSettings, f),
+            **value_schema(owner, f),
             "default": default_of(f),
             "description": f.metadata["doc"],
         }
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": ["name", "kind"],
-        "additionalProperties": False,
-    }
+    out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = list(required)
+    out["additionalProperties"] = False
+    return out
+
+
+def provider_items() -> dict[str, Any]:
+    return object_items(schema.ProviderSettings, ("name", "kind"))
 
 
 def schema_properties() -> dict[str, dict[str, Any]]:
