@@ -54,7 +54,7 @@ describe("VS Code, a diagnostic explained on hover and fixed by Crucible's quick
   test("hovering the error shows the provider's explanation; a second hover is instant, from the cache", async (t) => {
     await editor.open("config.json");
     const squiggle = await editor.errorSquiggle();
-    await fake.send({ latency_ms: 1500 });
+    await fake.send({ latency_ms: 3000 });
     // The diagnostics reach the server 500 ms after VS Code publishes them (debounced): until
     // then a hover shows VS Code's part alone, and asks the provider nothing.
     const first = await until("the explanation in the hover", async () => {
@@ -74,8 +74,9 @@ describe("VS Code, a diagnostic explained on hover and fixed by Crucible's quick
     const elapsed = Date.now() - started;
     assert.ok(second.includes(EXPLANATION));
     assert.equal(await chats(), 1, "the second hover asked the provider again");
-    // VS Code waits 300 ms (editor.hover.delay) before asking; the provider takes 1500.
-    assert.ok(elapsed < 1_200, `the second hover took ${elapsed} ms`);
+    // The provider alone takes 3 s; VS Code waits 300 ms (editor.hover.delay) before asking,
+    // then draws (about 0.9 s from pointing to the explanation on the shared CI machine).
+    assert.ok(elapsed < 2_000, `the second hover took ${elapsed} ms`);
     t.diagnostic(`second hover: ${elapsed} ms from pointing to the explanation`);
     await fake.send({ latency_ms: 0 });
   });
