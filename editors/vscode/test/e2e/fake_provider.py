@@ -6,10 +6,15 @@ suite: one JSON object per line, answered with one JSON line on stdout.
                             the text for a request whose prompt (the code before the cursor)
                             matches the regex at its end, first match wins; "reply" otherwise
                             (a test that says what each spot gets does not race the editor)
+    {"chat_replies": [["regex", "text"], ...]}
+                            the answer to a chat request (hover explanations, code actions)
+                            whose messages (system and user, joined) contain a match of the
+                            regex, first match wins; "reply" otherwise
     {"latency_ms": 1500}    delay before every answer from now on (0: none)
     {"stop": true}          close the listener and every connection (the provider is "down")
     {"start": true}         serve again on the same port
-    {"requests": true}      how many generation requests were served so far
+    {"requests": true}      how many generation requests were served so far ("requests",
+                            chat ones included) and how many of them were chat ("chat")
 
 The first line printed is {"base_url": "http://127.0.0.1:PORT"}. Ends at EOF on stdin.
 Run from the repository root: python editors/vscode/test/e2e/fake_provider.py
@@ -30,19 +35,31 @@ from tests.fakes.provider import FakeProvider, Fault, RecordedRequest
 MODEL = "fake-coder"
 
 
+def is_chat(request: RecordedRequest) -> bool:
+    return isinstance(request.body, dict) and isinstance(request.body.get("messages"), list)
+
+
 class Replies:
-    """The answer for each request: by what comes before the cursor, else the default."""
+    """The answer for each request: a completion's by what comes before the cursor, a chat's
+    by what its messages say, else the default."""
 
     def __init__(self) -> None:
         self.default = "pass"
         self.rules: list[tuple[re.Pattern[str], str]] = []
+        self.chat_rules: list[tuple[re.Pattern[str], str]] = []
 
     def __call__(self, request: RecordedRequest) -> str:
         body = request.body if isinstance(request.body, dict) else {}
-        prompt = str(body.get("prompt", ""))
-        for pattern, text in self.rules:
-            if pattern.search(prompt):
-                return text
+        if is_chat(request):
+            said = "\n".join(
+                str(m.get("content", "")) for m in body["messages"] if isinstance(m, dict)
+            )
+            rules, text = self.chat_rules, said
+        else:
+            rules, text = self.rules, str(body.get("prompt", ""))
+        for pattern, answer in rules:
+            if pattern.search(text):
+                return answer
         return self.default
 
 
@@ -59,6 +76,8 @@ def main() -> int:
             replies.default = str(command["reply"])
         if "replies" in command:
             replies.rules = [(re.compile(rf"{p}\Z"), str(t)) for p, t in command["replies"]]
+        if "chat_replies" in command:
+            replies.chat_rules = [(re.compile(p), str(t)) for p, t in command["chat_replies"]]
         if "latency_ms" in command:
             latency_ms = int(command["latency_ms"])
             fake.clear_faults()
@@ -71,7 +90,9 @@ def main() -> int:
             if latency_ms:
                 fake.inject(Fault(latency_ms=latency_ms))
         if command.get("requests"):
-            answer["requests"] = len(fake.generation_requests())
+            served = fake.generation_requests()
+            answer["requests"] = len(served)
+            answer["chat"] = sum(1 for r in served if is_chat(r))
         print(json.dumps(answer), flush=True)
     fake.stop()
     return 0

@@ -113,8 +113,9 @@ const BASE_SETTINGS = {
 /**
  * code-server on a free loopback port, with a fresh profile, the .vsix installed, the user's
  * Crucible config file naming the fake provider, and `settings` in the user settings.
+ * `crucibleToml` is appended to the workspace's crucible.toml (after its `[completion]`).
  */
-export async function startEditor({ name, fake, settings, machineSettings = {}, env = {}, files = {} }) {
+export async function startEditor({ name, fake, settings, machineSettings = {}, env = {}, files = {}, crucibleToml = "" }) {
   const runDir = fs.mkdtempSync(path.join(os.tmpdir(), `crucible-vscode-${name}-`));
   const userData = path.join(runDir, "user");
   const extensions = path.join(runDir, "extensions");
@@ -136,7 +137,7 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
   fs.writeFileSync(
     path.join(workspace, "crucible.toml"),
     `[[providers]]\nname = "fake"\nkind = "ollama"\nbase_url = "${fake.baseUrl}"\nmodel = "${fake.model}"\n\n` +
-      "[completion]\ndebounce_ms = 60\n",
+      "[completion]\ndebounce_ms = 60\n" + crucibleToml,
   );
   for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(workspace, file), text);
 
@@ -239,6 +240,42 @@ export class Editor {
       const shown = await this.ghostText();
       return shown.includes(expected) ? shown : null;
     }, timeoutMs, 50);
+  }
+
+  /** The active editor's visible lines as text (VS Code draws spaces as NBSP). */
+  async visibleText() {
+    const lines = this.page.locator(".editor-instance .monaco-editor .view-lines").first();
+    return (await lines.innerText()).replace(/\u00a0/g, " ");
+  }
+
+  /** The first error squiggle in the editor, once one is drawn. */
+  async errorSquiggle(timeoutMs = 30_000) {
+    const squiggle = this.page.locator(".editor-instance .monaco-editor .squiggly-error").first();
+    await squiggle.waitFor({ state: "attached", timeout: timeoutMs });
+    return squiggle;
+  }
+
+  /** Points the mouse at the middle of `element` (a hover needs the mouse to rest there). */
+  async pointAt(element) {
+    const box = await element.boundingBox();
+    if (!box) throw new Error("nothing to point at: the element is not drawn");
+    await this.page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
+    return box;
+  }
+
+  /** Hides any hover: Escape, and the mouse over the Explorer, away from the editor. */
+  async unhover() {
+    await this.page.keyboard.press("Escape");
+    await this.page.mouse.move(60, 400, { steps: 4 });
+    await this.page.locator(".monaco-editor .monaco-hover").first()
+      .waitFor({ state: "hidden", timeout: 5_000 }).catch(() => {});
+  }
+
+  /** The visible editor hover's text, once it contains `expected`. */
+  async waitForHover(expected, timeoutMs = 10_000) {
+    const hover = this.page.locator(".monaco-editor .monaco-hover:visible", { hasText: expected }).first();
+    await hover.waitFor({ state: "visible", timeout: timeoutMs });
+    return (await hover.innerText()).replace(/\u00a0/g, " ");
   }
 
   /** Saves the active editor and returns the file's text on disk. */
