@@ -3,7 +3,7 @@
  * `crucible/didChangeDiagnostics` {textDocument: {uri, version}, diagnostics} per open
  * document whose diagnostics changed, debounced (a linter publishing on every keystroke
  * sends one notification per pause, not per change), without Crucible's own diagnostics.
- * The server accepts the notification silently until hover uses it.
+ * The server keeps them per document (replace semantics) and explains them on hover.
  */
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
