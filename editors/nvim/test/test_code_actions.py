@@ -77,7 +77,10 @@ def path(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def buggy(editor: Editor, fake: FakeProvider, request: pytest.FixtureRequest) -> Editor:
+def buggy(fake: FakeProvider, editor: Editor, request: pytest.FixtureRequest) -> Editor:
+    # `fake` first: it is torn down after the editor's closing check of the LSP log, so the
+    # server's background calls (the hover prefetch of the forwarded error) never meet a
+    # closed port and log a warning there.
     if "path" in request.fixturenames and request.getfixturevalue("path") == "command":
         editor.lua(NO_RESOLVE)
     fake.reply = answer
