@@ -251,6 +251,28 @@ async def test_a_client_without_resolve_gets_a_command_that_applies_the_edit(
     assert status["code_actions"]["applied"] == 1
 
 
+async def test_a_command_action_resolved_anyway_is_left_to_its_command(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    # Neovim sends codeAction/resolve for any action without an edit when the server has
+    # resolveProvider, even when it did not announce resolveSupport for "edit".
+    capabilities = inline_capabilities()
+    assert capabilities.text_document and capabilities.text_document.code_action
+    capabilities.text_document.code_action.resolve_support = None
+    fake.reply = ANSWER
+    async with lsp_session(options(fake), capabilities=capabilities) as client:
+        read_commands_in_actions(client)
+        uri = open_text(client, BUGGY)
+        [fix] = await actions_at(client, uri, (4, 25), (4, 25), [RADUS], ["quickfix"])
+        resolved = await client.code_action_resolve_async(fix)
+        status = await server_status(client)
+
+    assert resolved.edit is None
+    assert resolved.command == fix.command
+    assert fake.generation_requests() == []
+    assert status["code_actions"]["resolved"] == 0
+
+
 async def test_progress_is_shown_while_the_model_runs(
     fake: FakeProvider, lsp_session: Session
 ) -> None:

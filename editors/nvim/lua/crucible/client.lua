@@ -122,7 +122,13 @@ function M.base_config()
     settings = { crucible = options.settings },
     capabilities = capabilities(),
     handlers = { ['crucible/didChangeStatus'] = on_status },
-    on_init = function()
+    on_init = function(client)
+      compat.rewrite_requests(client, function(method, params, bufnr)
+        if method == 'textDocument/codeAction' then
+          return require('crucible.diagnostics').for_code_action(client, params, bufnr)
+        end
+        return params
+      end)
       -- Keys typed while the server started asked nothing: ask now.
       vim.schedule(function()
         require('crucible.suggestion').on_ready()

@@ -61,6 +61,19 @@ function M.is_stopped(client)
   return client.is_stopped()
 end
 
+-- Rewrites the params of every request `client` sends (`rewrite(method, params, bufnr)` returns
+-- the params to send). Core calls `client:request(...)` from 0.11 and `client.request(...)`
+-- before, and other plugins may still use either form on 0.11: the wrapper takes both.
+function M.rewrite_requests(client, rewrite)
+  local original = client.request
+  client.request = function(...)
+    local args = { n = select('#', ...), ... }
+    local first = args[1] == client and 2 or 1 -- the method's position: after self, or first
+    args[first + 1] = rewrite(args[first], args[first + 1], args[first + 3])
+    return original((table.unpack or unpack)(args, 1, math.max(args.n, first + 3)))
+  end
+end
+
 function M.clients(filter)
   if vim.lsp.get_clients then
     return vim.lsp.get_clients(filter)

@@ -66,6 +66,37 @@ function M.send(buf)
   })
 end
 
+-- Neovim 0.10+ puts in a code-action request only the diagnostics of the server asked (its
+-- own namespace), so Crucible would never see the line's errors and offer no "Crucible: fix".
+-- A textDocument/codeAction with no diagnostics gets the other servers' diagnostics on the
+-- lines of its range, as Neovim 0.7 to 0.9 send them to every server.
+function M.for_code_action(crucible, params, buf)
+  local context = type(params) == 'table' and params.context
+  if not context or (context.diagnostics and #context.diagnostics > 0) or not params.range then
+    return params
+  end
+  buf = (buf == nil or buf == 0) and api.nvim_get_current_buf() or buf
+  if not api.nvim_buf_is_valid(buf) then
+    return params
+  end
+  local first, last = params.range.start.line, params.range['end'].line
+  local own = own_namespaces(crucible)
+  local encoding = crucible.offset_encoding or 'utf-16'
+  local found = {}
+  for _, d in ipairs(vim.diagnostic.get(buf)) do
+    if not own[d.namespace] and d.lnum <= last and (d.end_lnum or d.lnum) >= first then
+      found[#found + 1] = to_lsp(d, buf, encoding)
+    end
+  end
+  if #found == 0 then
+    return params
+  end
+  -- A copy: 0.7 to 0.9 send the same params table to every server.
+  return vim.tbl_extend('force', params, {
+    context = vim.tbl_extend('force', context, { diagnostics = found }),
+  })
+end
+
 function M.setup(group, opts)
   if not opts.forward then
     return

@@ -260,6 +260,11 @@ def register(server: CrucibleLanguageServer) -> None:
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def resolve(ls: CrucibleLanguageServer, action: types.CodeAction) -> types.CodeAction:
+        if action.command is not None and action.command.command == APPLY_COMMAND:
+            # Listed for a client that does not resolve edits, which may resolve anyway
+            # (Neovim does, for any action without an edit): the command computes the edit.
+            # Computing it here too would apply it, then refuse the command ("changed").
+            return action
         listed = _listed(action.data)
         result, job = await _compute(ls, listed)
         edit = _edit_of(ls, result, job) if job is not None and result.ok else result
