@@ -149,6 +149,13 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
     XDG_CONFIG_HOME: config,
     XDG_CACHE_HOME: path.join(runDir, "cache"),
     XDG_DATA_HOME: path.join(runDir, "data"),
+    // code-server asks its extension gallery (open-vsx.org) about installed extensions; tests
+    // talk to 127.0.0.1 only, so the gallery is a closed loopback port (port 9, discard).
+    EXTENSIONS_GALLERY: JSON.stringify({
+      serviceUrl: "http://127.0.0.1:9/vscode/gallery",
+      itemUrl: "http://127.0.0.1:9/vscode/item",
+      resourceUrlTemplate: "http://127.0.0.1:9/vscode/unpkg/{publisher}/{name}/{version}/{path}",
+    }),
     ...env,
   };
   const common = ["--config", "/dev/null", "--user-data-dir", userData, "--extensions-dir", extensions];
