@@ -11,7 +11,13 @@ from typing import Any, Union
 import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
-from tests.e2e.conftest import Session, inline_capabilities, provider_options, server_status
+from tests.e2e.conftest import (
+    Session,
+    inline_capabilities,
+    open_document,
+    provider_options,
+    server_status,
+)
 from tests.fakes.provider import FakeProvider, Fault, RecordedRequest
 
 pytestmark = pytest.mark.e2e
@@ -49,15 +55,7 @@ RADUS = diagnostic(4, 24, 29, "undefined name 'radus'")
 def open_text(
     client: LanguageClient, text: str, name: str = "geometry.py", language: str = "python"
 ) -> str:
-    uri = f"file:///workspace/{name}"
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id=language, version=1, text=text
-            )
-        )
-    )
-    return uri
+    return open_document(client, text, name=name, language=language)
 
 
 async def actions_at(
