@@ -84,7 +84,7 @@ def menu_uses_snippet(client: ClientTraits) -> bool:
 
 @dataclass(frozen=True)
 class CodeActionTraits:
-    """What a client can do with a code action (read from its capabilities when asked)."""
+    """What a client can do with a code action (read once, at initialize)."""
 
     resolves_edits: bool = False  # codeAction.resolveSupport.properties has "edit"
     versioned_edits: bool = False  # workspace.workspaceEdit.documentChanges

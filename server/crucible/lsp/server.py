@@ -33,7 +33,7 @@ from crucible.completion.service import CompletionService
 from crucible.context.neighbours import OpenFile
 from crucible.context.recent import RecentDocuments
 from crucible.hover.service import HoverService
-from crucible.lsp.clients import ClientTraits
+from crucible.lsp.clients import ClientTraits, CodeActionTraits
 from crucible.lsp.framing import CHUNK, FrameReader
 from crucible.lsp.protocol import (
     EXIT_AFTER_SHUTDOWN,
@@ -125,6 +125,7 @@ class CrucibleLanguageServer(LanguageServer):
         # What the client is (clientInfo, capabilities), read once at initialize: per-client
         # decisions (menu items, snippets) use it on every request.
         self.client = ClientTraits()
+        self.code_action_client = CodeActionTraits()  # the same, for code actions
         # Documents over completion.max_document_chars whose user was told so (once each).
         self.told_too_large: set[str] = set()
         self._parent_watch: ParentWatch | None = None

@@ -28,7 +28,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from crucible.actions.catalog import QUICKFIX, ListingRequest, wanted
 from crucible.actions.listed import Intent, ListedAction, MalformedAction, Problem, digest_of
 from crucible.actions.service import ActionJob, ActionResult, refusal
-from crucible.lsp.clients import CodeActionTraits, code_action_traits
+from crucible.lsp.clients import CodeActionTraits
 from crucible.lsp.convert import encoding_of, position_to_offset, snapshot_of, workspace_edit
 from crucible.lsp.diagnostics import known_diagnostics
 from crucible.lsp.document_text import document_size
@@ -48,7 +48,7 @@ _tokens = itertools.count(1)
 
 
 def _traits(ls: CrucibleLanguageServer) -> CodeActionTraits:
-    return code_action_traits(ls.client_capabilities)
+    return ls.code_action_client  # read once at initialize
 
 
 def _problem(diagnostic: types.Diagnostic) -> Problem:

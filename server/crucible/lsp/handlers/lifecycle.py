@@ -12,7 +12,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from crucible.lsp.clients import client_traits
+from crucible.lsp.clients import client_traits, code_action_traits
 from crucible.lsp.server import CrucibleLanguageServer
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.INITIALIZE)
     async def initialize(ls: CrucibleLanguageServer, params: types.InitializeParams) -> None:
         ls.client = client_traits(params.client_info, params.capabilities)
+        ls.code_action_client = code_action_traits(params.capabilities)
         if params.client_info:  # decides per-client defaults (completion_items): worth a line
             logger.info("client: %s %s", params.client_info.name, params.client_info.version or "")
         ls.pending_problems = ls.backend.initialize(
