@@ -109,7 +109,6 @@ class App:
         self._workspace_notice: str | None = None
         self.problems = ProblemBoard(self._announce, env)
         self._last_errors: dict[str, ProviderError] = {}  # per provider, for circuit messages
-        self._busy = False
         self._active: dict[Role, int] = {}  # requests a user waits on, per role's pool
         self.status_feed = StatusFeed(self._status_payload)
         self.settings = Settings()
@@ -181,14 +180,12 @@ class App:
         for role in Role:
             self._apply_pool(role, ordered_for_role(wanted, role), result.settings)
         self._apply_cache(result.settings.cache)
-        prefetch = result.settings.cache.prefetch
         self.completion.reconfigure(
             result.settings.completion,
             self.pool(Role.COMPLETION),
             cache=self.cache,
             identity=[identity(s) for s in completion_settings],
-            prefetch=prefetch is Prefetch.ON
-            or (prefetch is Prefetch.AUTO and all(is_local(s) for s in completion_settings)),
+            prefetch=_prefetch_on(result.settings.cache.prefetch, completion_settings),
             # A local server's prompt cache is worth a superseded prompt's few seconds; a
             # hosted API's capacity is not ours to spend.
             warm_prompts=all(is_local(s) for s in completion_settings),
@@ -208,15 +205,12 @@ class App:
     def _apply_chat_features(self, settings: Settings) -> None:
         """Code actions, hover and review: the features the chat pool serves."""
         chat = ordered_for_role(settings.providers, Role.CHAT)
-        prefetch = settings.hover.prefetch
         self.hover.reconfigure(
             settings.hover,
             self.pool(Role.CHAT),
             cache=self.cache,
             identity=[identity(s) for s in chat],
-            # As cache.prefetch: a local server's time is free, a hosted API's is billed.
-            prefetch=prefetch is Prefetch.ON
-            or (prefetch is Prefetch.AUTO and bool(chat) and all(is_local(s) for s in chat)),
+            prefetch=_prefetch_on(settings.hover.prefetch, chat),
             privacy=self._workspace_privacy(settings.privacy),
             redact=settings.privacy.redact,
             busy=lambda: self._active.get(Role.COMPLETION, 0) > 0,
@@ -375,7 +369,6 @@ class App:
     def _on_activity(self, role: Role, active: int) -> None:
         """Busy while a user waits on any role's pool (a completion, a code action)."""
         self._active[role] = active
-        self._busy = any(self._active.values())
         self.status_feed.changed()
 
     def _on_transition(self, pool: ProviderPool, change: Transition) -> None:
@@ -407,7 +400,7 @@ class App:
                 ProviderHealth(s.name, health.get(s.name, Health.READY), s.name in health)
                 for s in self.settings.providers
             ],
-            busy=self._busy,
+            busy=any(self._active.values()),
             problems=self.problems.current,
         )
 
@@ -476,6 +469,14 @@ class App:
             await self._tasks.aclose()
 
 
+def _prefetch_on(setting: Prefetch, providers: tuple[ProviderSettings, ...]) -> bool:
+    """Whether background work (prefetch) is on: ``auto`` means only when every provider it
+    would use is local, since a local server's idle time is free and a hosted API's is billed."""
+    if setting is Prefetch.AUTO:
+        return bool(providers) and all(is_local(s) for s in providers)
+    return setting is Prefetch.ON
+
+
 def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
     """A provider's health for crucible/status; one serving no pool (a role nothing uses yet)
     has made no calls and its circuit is closed."""
@@ -495,12 +496,8 @@ def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
         "calls": member.calls,
         "failures": member.failures,
         "last_error": member.last_error,
-        "latency_ms": _percentiles(
-            member.latency_p50_ms, member.latency_p95_ms, member.latency_p99_ms
-        ),
-        "first_byte_ms": _percentiles(
-            member.first_byte_p50_ms, member.first_byte_p95_ms, member.first_byte_p99_ms
-        ),
+        "latency_ms": member.latency_percentiles(),
+        "first_byte_ms": member.first_byte_percentiles(),
         "trips": member.trips,
         "consecutive_failures": member.consecutive_failures,
         "failure_rate": round(member.failure_rate, 3),
@@ -512,11 +509,6 @@ def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
         "in_flight": member.in_flight,
         "queued": member.queued,
     }
-
-
-def _percentiles(p50: float | None, p95: float | None, p99: float | None) -> dict[str, float]:
-    found = {"p50": p50, "p95": p95, "p99": p99}
-    return {name: value for name, value in found.items() if value is not None}
 
 
 def build_server(app: App) -> CrucibleLanguageServer:

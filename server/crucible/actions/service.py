@@ -244,12 +244,7 @@ class CodeActionService:
         latencies per role)."""
         chat = []
         for member in self._pool.snapshot() if self._pool is not None else ():
-            found = {
-                "p50": member.latency_p50_ms,
-                "p95": member.latency_p95_ms,
-                "p99": member.latency_p99_ms,
-            }
-            latency = {k: v for k, v in found.items() if v is not None}
+            latency = member.latency_percentiles()
             chat.append({"name": member.name, "calls": member.calls, "latency_ms": latency})
         return {
             "enabled": self.settings.enabled,

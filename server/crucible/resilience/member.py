@@ -77,6 +77,19 @@ class MemberSnapshot:
     disabled: str | None
     warming: int
 
+    def latency_percentiles(self) -> dict[str, float]:
+        """Whole calls, as ``crucible/status`` shows them: ``{p50, p95, p99}``, measured only."""
+        return _measured(self.latency_p50_ms, self.latency_p95_ms, self.latency_p99_ms)
+
+    def first_byte_percentiles(self) -> dict[str, float]:
+        """Time to the first chunk, as ``crucible/status`` shows it."""
+        return _measured(self.first_byte_p50_ms, self.first_byte_p95_ms, self.first_byte_p99_ms)
+
+
+def _measured(p50: float | None, p95: float | None, p99: float | None) -> dict[str, float]:
+    found = {"p50": p50, "p95": p95, "p99": p99}
+    return {name: value for name, value in found.items() if value is not None}
+
 
 @dataclass(eq=False, slots=True, kw_only=True)
 class Member:
