@@ -68,6 +68,11 @@ def known_diagnostics(values: Any) -> list[KnownDiagnostic]:
     return [d for d in found if d is not None]
 
 
+def notification_diagnostics(params: Any) -> list[KnownDiagnostic]:
+    """The well-formed ``diagnostics`` of a ``crucible/didChangeDiagnostics``."""
+    return known_diagnostics(_field(params, "diagnostics"))
+
+
 def notification_target(params: Any) -> tuple[str, int | None] | None:
     """The ``{textDocument: {uri, version}}`` of a ``crucible/didChangeDiagnostics``."""
     document = _field(params, "textDocument") or _field(params, "text_document")

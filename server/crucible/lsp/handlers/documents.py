@@ -20,7 +20,7 @@ from pygls.workspace import TextDocument
 
 from crucible.context.neighbours import OpenFile
 from crucible.context.snapshot import valid_text
-from crucible.lsp.diagnostics import known_diagnostics, line_edits, notification_target
+from crucible.lsp.diagnostics import line_edits, notification_diagnostics, notification_target
 from crucible.lsp.document_text import document_size
 from crucible.lsp.handlers.hover import hover_document
 from crucible.lsp.handlers.review import publish
@@ -89,13 +89,9 @@ def register(server: CrucibleLanguageServer) -> None:
         if target is None:
             return
         uri, version = target
-        diagnostics = known_diagnostics(_field(params, "diagnostics"))
+        diagnostics = notification_diagnostics(params)
         if not ls.backend.hover.store.replace(uri, version, diagnostics):
             return
         document = ls.workspace.text_documents.get(uri)
         if document is not None and diagnostics:
             ls.backend.hover.diagnostics_changed(hover_document(document))
-
-
-def _field(value: Any, name: str) -> Any:
-    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
