@@ -1,4 +1,4 @@
-"""The memory supervisor: tiers, hysteresis, the actions of each tier and the sampling pace,
+"""The memory supervisor: levels, hysteresis, the actions of each level and the sampling pace,
 driven by an injected RSS reading and clock (nothing sleeps, nothing reads the real process)."""
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def test_each_action_records_the_rss_it_freed() -> None:
     assert watcher.actions["cancel_background"].freed_bytes == 0
 
 
-def test_critical_runs_both_tiers_and_tells_the_user_once_with_the_numbers() -> None:
+def test_critical_runs_both_levels_and_tells_the_user_once_with_the_numbers() -> None:
     watcher, process, relief = supervisor()
     process.rss = 250 * MB
     watcher.check()
@@ -149,7 +149,7 @@ def test_going_down_needs_the_band_and_the_dwell() -> None:
     watcher, process, relief = supervisor()
     process.rss = 120 * MB
     watcher.check()
-    # Past the band but too soon after entering the tier: still elevated.
+    # Past the band but too soon after entering the level: still elevated.
     process.now += 10
     process.rss = 80 * MB
     watcher.check()
@@ -177,7 +177,7 @@ def test_a_process_hovering_at_the_limit_does_not_flap() -> None:
     assert watcher.snapshot()["transitions"] == 1
 
 
-def test_critical_steps_down_one_tier_at_a_time() -> None:
+def test_critical_steps_down_one_level_at_a_time() -> None:
     watcher, process, relief = supervisor()
     process.rss = 250 * MB
     watcher.check()
@@ -229,7 +229,7 @@ def test_new_limits_apply_from_the_next_sample() -> None:
     assert watcher.pressure is Pressure.CRITICAL
 
 
-def test_snapshot_reports_limits_tier_actions_and_components() -> None:
+def test_snapshot_reports_limits_level_actions_and_components() -> None:
     watcher, process, _ = supervisor()
     process.rss = 120 * MB
     watcher.check()

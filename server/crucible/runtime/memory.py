@@ -3,16 +3,17 @@ server inside its ``[memory]`` budget, and giving freed memory back to the opera
 
 The supervisor samples the process's resident set (RSS) off the keystroke path, on an interval
 that adapts: ``check_interval_s`` normally, more often under pressure, up to six times rarer
-while nothing happens. Each sample is classified against the limits into a ``Pressure`` tier:
+while nothing happens. Each sample is classified against the limits into a pressure level
+(``Pressure``):
 
     normal ──rss ≥ soft──▶ elevated ──rss ≥ hard──▶ critical
-    normal ◀─rss < 0.9·soft, 30 s in tier── elevated ◀─rss < 0.9·hard, 30 s in tier── critical
+    normal ◀─rss < 0.9·soft, 30 s in level─ elevated ◀─rss < 0.9·hard, 30 s in level─ critical
 
 Going up is immediate (a sample over a limit acts at once, normal straight to critical runs
-both tiers' actions); going down needs RSS a tenth under the limit *and* 30 s in the tier, so a
-process hovering at a limit does not flap between tiers and undo its own relief.
+both levels' actions); going down needs RSS a tenth under the limit *and* 30 s at that level, so a
+process hovering at a limit does not flap between levels and undo its own relief.
 
-What each tier does is the ``MemoryRelief``'s (App wires it to the components, so this module
+What each level does is the ``MemoryRelief``'s (App wires it to the components, so this module
 imports none of them):
 
 * elevated, on entry: L1 down to a quarter of its budget, per-document state of long-idle
@@ -52,10 +53,10 @@ logger = logging.getLogger(__name__)
 
 _MB = 1 << 20
 
-# Hysteresis: back down only a tenth below the limit, and only after this long in the tier.
+# Hysteresis: back down only a tenth below the limit, and only after this long at the level.
 _RELEASE_FRACTION = 0.9
 _DWELL_S = 30.0
-# What L1 may keep, as a fraction of its configured budget, in each tier; back in normal it
+# What L1 may keep, as a fraction of its configured budget, at each level; back in normal it
 # grows again by _RESTORE_STEP per sample, so a process just under its soft limit does not
 # refill its cache in one go and cross it again.
 _ELEVATED_CACHE = 0.25
@@ -195,7 +196,7 @@ class ActionRecord:
 
 
 class MemorySupervisor:
-    """Samples RSS, keeps the tier, acts on changes; see the module docstring."""
+    """Samples RSS, keeps the pressure level, acts on changes; see the module docstring."""
 
     def __init__(
         self,
@@ -231,13 +232,13 @@ class MemorySupervisor:
         self.actions: dict[str, ActionRecord] = {}
 
     def reconfigure(self, settings: MemorySettings) -> None:
-        """New limits apply from the next sample (which may then change the tier)."""
+        """New limits apply from the next sample (which may then change the level)."""
         self._settings = settings
 
     # -- one sample ---------------------------------------------------------------------------
 
     def check(self) -> float:
-        """Take one sample, change tier and act if the limits say so; returns the seconds to
+        """Take one sample, change level and act if the limits say so; returns the seconds to
         wait before the next sample."""
         rss = self._read_rss()
         self._last_rss = rss
@@ -254,7 +255,7 @@ class MemorySupervisor:
         soft, hard = self._limits()
         if rss >= hard:
             return Pressure.CRITICAL
-        # Down one tier at a time, and only past the band and the dwell.
+        # Down one level at a time, and only past the band and the dwell.
         settled = self._clock() - self._since >= _DWELL_S
         if self.pressure is Pressure.CRITICAL:
             eased = settled and rss < hard * _RELEASE_FRACTION
@@ -268,27 +269,27 @@ class MemorySupervisor:
     def _limits(self) -> tuple[int, int]:
         return int(self._settings.soft_limit_mb * _MB), int(self._settings.hard_limit_mb * _MB)
 
-    def _enter(self, tier: Pressure, rss: int) -> None:
-        previous, self.pressure = self.pressure, tier
+    def _enter(self, level: Pressure, rss: int) -> None:
+        previous, self.pressure = self.pressure, level
         self._since = self._clock()
         self._transitions += 1
         soft, hard = self._limits()
         logger.warning(
             "memory: %s -> %s at %.0f MB RSS (soft limit %.0f MB, hard %.0f MB)",
             previous,
-            tier,
+            level,
             rss / _MB,
             soft / _MB,
             hard / _MB,
         )
-        if tier is Pressure.NORMAL:
+        if level is Pressure.NORMAL:
             self._relief.pause_background(False)
             self._cache_fraction = min(1.0, self._cache_fraction + _RESTORE_STEP)
             self._relief.limit_cache(self._cache_fraction)
             return
         if previous is Pressure.NORMAL:
             self._elevated_actions()
-        if tier is Pressure.CRITICAL:
+        if level is Pressure.CRITICAL:
             self._critical_actions(rss)
         elif previous is Pressure.CRITICAL:  # critical -> elevated: L1 back to a quarter
             self._cache_fraction = _ELEVATED_CACHE
@@ -368,7 +369,7 @@ class MemorySupervisor:
     # -- status -------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """``crucible/status`` ``memory``: fresh readings, the tier and what was done."""
+        """``crucible/status`` ``memory``: fresh readings, the level and what was done."""
         rss = self._read_rss()
         uss = uss_bytes()
         counts = process_counts()
