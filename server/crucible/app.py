@@ -278,7 +278,7 @@ class App:
             for member in old.snapshot():
                 self._retired["calls"] += member.calls
                 self._retired["errors"] += member.failures
-            self._spawn(old.aclose(), "close the old provider pool")
+            self.spawn(old.aclose(), "close the old provider pool")
 
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
@@ -288,7 +288,7 @@ class App:
             old, self.cache = self.cache, self._build_cache(settings)
             self._cache_settings = settings
             if old is not None:
-                self._spawn(old.aclose(), "close the old cache")
+                self.spawn(old.aclose(), "close the old cache")
         if self.cache is not None and self.started:
             self.cache.start()  # once: later calls find it started
 
@@ -336,9 +336,13 @@ class App:
             self.telemetry.mark("batched", len(waits_ms))
 
     def _close_later(self, provider: Provider) -> None:
-        self._spawn(provider.aclose(), f"close {provider.name}")
+        self.spawn(provider.aclose(), f"close {provider.name}")
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def providers(self) -> list[Provider]:
+        """The providers of the configuration in force."""
+        return list(self._providers.values())
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` in the background; before ``start``, once started."""
         if self._tasks is None:
             self._unstarted.append((work, name))
@@ -442,8 +446,14 @@ class App:
                 }
                 for s in self.settings.providers
             ],
-            "memory": self.memory.snapshot(),
+            "memory": {**self.memory.snapshot(), "background_tasks": self._background_tasks()},
         }
+
+    def _background_tasks(self) -> int:
+        """Owned background work in flight: prefetches (completions, hover) and the App's own
+        (closing what a change replaced, the supervisor)."""
+        owned = len(self._tasks) if self._tasks is not None else 0
+        return owned + self.completion.background_tasks() + self.hover.background_tasks()
 
     def memory_components(self) -> dict[str, int]:
         """Bytes held per component, each as the component estimates it (crucible/status
@@ -504,20 +514,25 @@ class _Relief:
             cache.set_memory_budget(int(settings.memory_mb * fraction * (1 << 20)))
 
     def drop_idle_state(self, idle_s: float) -> None:
-        pass
+        self._app.completion.drop_idle(idle_s)
+        self._app.recent.drop_idle(idle_s)  # neighbour candidates; back on their next edit
 
     def pause_background(self, paused: bool) -> None:
-        pass
+        self._app.completion.pause_prefetch(paused)
+        self._app.hover.pause_prefetch(paused)
 
     def cancel_background(self) -> None:
-        pass
+        self._app.completion.cancel_background()
+        self._app.hover.cancel_background()
 
     def clear_cache(self) -> None:
         if self._app.cache is not None:
             self._app.cache.set_memory_budget(0)
 
     def release_connections(self) -> None:
-        pass
+        for provider in self._app.providers():
+            if isinstance(provider, HttpProvider):
+                self._app.spawn(provider.release_idle_connections(), "release idle connections")
 
     def tell_user(self, message: str) -> None:
         self._app._announce(message)

@@ -64,6 +64,7 @@ async def test_a_soft_limit_below_rss_elevates_pressure_and_shrinks_the_cache(
         after = await wait_for_pressure(client, "elevated")
 
     memory = after["memory"]
+    assert after["scheduling"]["prefetch_paused"] and after["hover"]["prefetch_paused"]
     assert memory["soft_limit_mb"] == 16
     assert memory["shrinks"]["shrink_cache"]["count"] == 1
     assert {"drop_idle_documents", "pause_prefetch", "collect_garbage"} <= set(memory["shrinks"])
@@ -81,6 +82,7 @@ async def test_over_the_hard_limit_the_cache_is_cleared_and_the_user_told_once(
     async with lsp_session(with_memory(options)) as client:
         await fill_cache(client, 10)
         assert (await status_of(client))["cache"]["levels"]["l1"]["entries"] == 10
+        assert fake.open_connections >= 1  # kept alive for the next completion
 
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(
@@ -90,11 +92,13 @@ async def test_over_the_hard_limit_the_cache_is_cleared_and_the_user_told_once(
         status = await wait_for_pressure(client, "critical")
         await asyncio.sleep(2)  # four more samples, all critical: still one message
         messages = [m.message for m in client.messages]
+        idle_connections = fake.open_connections
 
     memory = status["memory"]
     assert memory["shrinks"]["clear_cache"]["count"] == 1
     assert {"cancel_background", "release_connections"} <= set(memory["shrinks"])
     assert status["cache"]["levels"]["l1"]["entries"] == 0
+    assert idle_connections == 0  # the provider's keep-alive connections were closed
     warnings = [m for m in messages if "hard limit" in m]
     assert len(warnings) == 1, messages
     assert "over its hard limit of 32 MB" in warnings[0] and "hard_limit_mb" in warnings[0]
