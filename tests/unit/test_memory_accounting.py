@@ -1,0 +1,158 @@
+"""Each component's ``memory_bytes`` estimate against what tracemalloc measures.
+
+The memory supervisor budgets components by their own estimates, so an estimate is only worth
+what it matches: each test builds a realistic population inside ``traced`` (everything the
+component comes to own is allocated while tracing; what it only reads, such as a document's
+window, is made before) and compares the growth with the estimate.
+
+Tolerances: L1 ±5% (its per-entry objects are counted exactly and its dicts' tables as they
+are: measured within 1%), the others ±25% (the issue's bar; they count their objects one by
+one too, and measure within a few percent).
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import tracemalloc
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+from crucible.cache.keys import completion_key, text_key
+from crucible.cache.tiered import TieredCache
+from crucible.cache.typethrough import TypeThrough
+from crucible.completion.suggestion import Suggestion
+
+T = TypeVar("T")
+
+_CODE = "abcdefghijklmnopqrstuvwxyz_ ().=:,\n    "
+_SOURCE = "".join(random.Random(0).choice(_CODE) for _ in range(1 << 16))
+
+
+def traced(build: Callable[[], T]) -> tuple[T, int]:
+    """What ``build`` returns, and the bytes still allocated by it once it returned."""
+    gc.collect()
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        made = build()
+        gc.collect()
+        return made, tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if started:
+            tracemalloc.stop()
+
+
+def suggestion_text(rng: random.Random) -> str:
+    """20-400 characters of code; one in ten with non-ASCII (a 2-byte or a 4-byte string)."""
+    start = rng.randrange(len(_SOURCE) - 400)
+    text = _SOURCE[start : start + rng.randint(20, 400)]  # a new string, like a model's answer
+    roll = rng.random()
+    if roll < 0.05:
+        return text + " # café →"
+    if roll < 0.1:
+        return text + " # 🚀"
+    return text
+
+
+def key(index: int) -> str:
+    return completion_key(["ollama", "fim", index], {"prefix": index}, multiline=True, max_lines=8)
+
+
+def within(estimate: int, measured: int, tolerance: float) -> bool:
+    return abs(estimate - measured) <= tolerance * measured
+
+
+def fill(cache: TieredCache, count: int, seed: int = 1, start: int = 0) -> None:
+    """``count`` answers as the server stores them: four completions to one hover text."""
+    rng = random.Random(seed)
+    for index in range(start, start + count):
+        if index % 5:
+            cache.store(key(index), Suggestion(suggestion_text(rng), index % 3))
+        else:
+            cache.store_text(text_key("hover", [index]), suggestion_text(rng))
+
+
+# -- L1 ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [3_000, 12_000])
+def test_l1_counts_the_bytes_its_entries_take(count: int) -> None:
+    cache = TieredCache(memory_bytes=1 << 30, ttl_s=3600, disk=None)
+    _, measured = traced(lambda: fill(cache, count))
+    counted = cache.stats()["levels"]["l1"]["bytes"]
+    assert cache.stats()["levels"]["l1"]["entries"] == count
+    assert cache.memory_bytes()["l1"] == counted
+    print("ACCT", counted, measured)
+    assert within(counted, measured, 0.05), (counted, measured)
+
+
+def test_l1_budget_bounds_what_the_process_holds_when_filled_far_past_it() -> None:
+    budget = 4 << 20
+    cache = TieredCache(memory_bytes=budget, ttl_s=3600, disk=None)
+    # ~700 bytes an entry: 20,000 entries are over three times the budget.
+    _, measured = traced(lambda: fill(cache, 20_000))
+    l1 = cache.stats()["levels"]["l1"]
+    assert l1["evictions"] > 10_000
+    assert l1["bytes"] <= budget
+    assert measured <= budget * 1.05, measured
+    print("ACCT", l1["bytes"], measured)
+    assert within(l1["bytes"], measured, 0.05), (l1["bytes"], measured)
+
+
+def test_a_shrunk_budget_bounds_what_is_held_not_only_what_is_counted() -> None:
+    cache = TieredCache(memory_bytes=4 << 20, ttl_s=3600, disk=None)
+
+    def fill_then_shrink() -> None:
+        fill(cache, 8_000)
+        cache.set_memory_budget(1 << 20)
+
+    _, measured = traced(fill_then_shrink)
+    l1 = cache.stats()["levels"]["l1"]
+    # The dicts' tables are rebuilt for what is left, so the survivors are not sacrificed
+    # to tables sized for the 4 MB the cache held before.
+    assert l1["entries"] > 1_000
+    assert measured <= (1 << 20) * 1.05, measured
+
+
+def test_clear_memory_empties_l1_only() -> None:
+    cache = TieredCache(memory_bytes=1 << 24, ttl_s=3600, disk=None)
+    fill(cache, 100)
+    cache.shown("doc", 6, "def f(", ")", Suggestion("x, y"))
+    before = cache.memory_bytes()
+    assert cache.clear_memory() == 100
+    after = cache.memory_bytes()
+    assert set(after) == {"l1", "type_through"}
+    assert after["l1"] < before["l1"] // 10
+    assert after["type_through"] == before["type_through"] > 0
+    assert cache.type_through("doc", "def f(x)", 7, ")") == Suggestion(", y")
+    assert cache.stats()["levels"]["l1"]["entries"] == 0
+
+
+# -- type-through --------------------------------------------------------------------------
+
+
+def test_type_through_counts_its_anchors() -> None:
+    rng = random.Random(2)
+    windows = [(_SOURCE[i * 1500 : (i + 1) * 1500], "\n" * 300) for i in range(40)]
+    typed: TypeThrough[Suggestion] = TypeThrough()
+
+    def record() -> None:
+        # 40 documents, 30 suggestions each: 16 kept per document, the rest pushed out.
+        for shown in range(30):
+            for document, (before, after) in enumerate(windows):
+                answer = Suggestion(suggestion_text(rng))
+                uri = f"file:///home/user/project/src/module_{document}.py"
+                typed.record(uri, 1_000 + shown, before, after, answer.text, answer)
+
+    _, measured = traced(record)
+    assert len(typed) == 40 * 16
+    print("ACCT", typed.memory_bytes(), measured)
+    assert within(typed.memory_bytes(), measured, 0.25), (typed.memory_bytes(), measured)
+    typed.forget("file:///home/user/project/src/module_0.py")
+    typed.clear()
+    assert typed.memory_bytes() < 200
