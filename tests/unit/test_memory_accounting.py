@@ -12,18 +12,26 @@ one too, and measure within a few percent).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import random
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TypeVar
 
 import pytest
+from tests.fakes.clock import FakeTime
+from tests.fakes.scripted import Reply, ScriptedProvider
 
 from crucible.cache.keys import completion_key, text_key
 from crucible.cache.tiered import TieredCache
 from crucible.cache.typethrough import TypeThrough
 from crucible.completion.suggestion import Suggestion
+from crucible.providers.base import FimRequest
+from crucible.resilience.policy import ResiliencePolicy
+from crucible.resilience.pool import ProviderPool
+from crucible.runtime.samples import RecentSamples
+from crucible.runtime.telemetry import Telemetry
 
 T = TypeVar("T")
 
@@ -156,3 +164,95 @@ def test_type_through_counts_its_anchors() -> None:
     typed.forget("file:///home/user/project/src/module_0.py")
     typed.clear()
     assert typed.memory_bytes() < 200
+
+
+# -- telemetry and sample windows ----------------------------------------------------------
+
+
+def test_a_sample_window_counts_its_samples_once() -> None:
+    rng = random.Random(3)
+
+    def sample() -> RecentSamples:
+        samples = RecentSamples(2_000)
+        for _ in range(5_000):  # past the window: the oldest leave both the deque and the list
+            samples.add(rng.random() * 300.0)
+        return samples
+
+    samples, measured = traced(sample)
+    print("ACCT", samples.memory_bytes(), measured)
+    assert within(samples.memory_bytes(), measured, 0.25), (samples.memory_bytes(), measured)
+
+
+def test_telemetry_counts_its_latency_series() -> None:
+    rng = random.Random(4)
+    stages = ("debounce", "context", "queue", "first_byte", "total", "cache", "post", "send")
+
+    def record() -> Telemetry:
+        telemetry = Telemetry(clock=lambda: 0.0)
+        for _ in range(1_000):
+            for stage in stages:
+                telemetry.stage(stage, rng.random() * 500.0)
+            telemetry.request("served")
+            telemetry.mark("cache_hit")
+        return telemetry
+
+    telemetry, measured = traced(record)
+    estimate = telemetry.memory_bytes()
+    print("ACCT", estimate, measured)
+    assert within(estimate, measured, 0.25), (estimate, measured)
+
+
+# -- provider pools ------------------------------------------------------------------------
+
+
+async def test_a_provider_pool_counts_what_grows_with_its_requests() -> None:
+    time = FakeTime()
+    providers = [ScriptedProvider(name, time, Reply(("ok",), first_byte=0.001)) for name in "ab"]
+    pool = ProviderPool(
+        [(providers[0], 0), (providers[1], 1)],
+        ResiliencePolicy(probes=False),
+        # A new float per reading, as time.monotonic() gives (the fake hands out one object).
+        clock=lambda: time.clock() + 0.0,
+        sleep=time.sleep,
+        random=lambda: 0.5,
+    )
+    request = FimRequest(prefix="def f(", suffix="", language_id="python", path="a.py")
+
+    async def serve(batches: int) -> None:
+        # 100 requests at a time (queueing for the members' permits), all within the retry
+        # budget's 10 s window.
+        for _ in range(batches):
+            batch = (_drain(pool.stream_fim(request)) for _ in range(100))
+            await time.run(asyncio.gather(*batch, return_exceptions=True))
+        # The fakes' own records: the calls, and the cancelled deadline timers still in the
+        # fake clock's heap until it passes them (the pool's 3 s fim deadline).
+        for provider in providers:
+            provider.calls.clear()
+        await time.advance(5.0)
+
+    await serve(1)  # the event loop's own tables grow to 100 tasks before measuring
+    empty = pool.memory_bytes()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        await serve(30)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    # Not the pool's: the event loop's own sets of tasks and generators (grown by 100 tasks at
+    # a time and resized as they come and go) and the fakes.
+    others = [tracemalloc.Filter(False, f) for f in ("*/asyncio/*", "*/_weakrefset.py")]
+    others.append(tracemalloc.Filter(False, "*/tests/fakes/*"))
+    changes = after.filter_traces(others).compare_to(before.filter_traces(others), "filename")
+    measured = sum(change.size_diff for change in changes)
+    grown = pool.memory_bytes() - empty
+    assert grown > 3_000 * 24
+    print("ACCT", grown, measured)
+    assert within(grown, measured, 0.25), (grown, measured)
+    await pool.aclose()
+
+
+async def _drain(stream: AsyncGenerator[str, None]) -> list[str]:
+    return [chunk async for chunk in stream]
