@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import random
 import tracemalloc
 from collections.abc import AsyncGenerator, Callable
@@ -27,6 +28,7 @@ from crucible.cache.keys import completion_key, text_key
 from crucible.cache.tiered import TieredCache
 from crucible.cache.typethrough import TypeThrough
 from crucible.completion.suggestion import Suggestion
+from crucible.context.diagnostics import DiagnosticsStore, KnownDiagnostic, LineEdit
 from crucible.providers.base import FimRequest
 from crucible.resilience.policy import ResiliencePolicy
 from crucible.resilience.pool import ProviderPool
@@ -256,3 +258,42 @@ async def test_a_provider_pool_counts_what_grows_with_its_requests() -> None:
 
 async def _drain(stream: AsyncGenerator[str, None]) -> list[str]:
     return [chunk async for chunk in stream]
+
+
+# -- diagnostics ---------------------------------------------------------------------------
+
+
+def test_the_diagnostics_store_counts_what_it_keeps() -> None:
+    rng = random.Random(5)
+    store = DiagnosticsStore()
+
+    def report() -> None:
+        # 300 documents (the oldest 44 forgotten), 60 diagnostics each, as a client's JSON
+        # gives them (every string its own), then an edit in each of the newest 100.
+        for document in range(300):
+            uri = f"file:///home/user/project/src/pkg/module_{document}.py"
+            listed = [
+                {
+                    "range": [line, 4, line, 30],
+                    "message": suggestion_text(rng)[: rng.randint(20, 200)],
+                    "severity": 1 + line % 4,
+                    "source": "pyright",
+                    "code": f"report{line % 7}",
+                }
+                for line in range(0, 6_000, 100)
+            ]
+            diagnostics = [
+                KnownDiagnostic(*d["range"], d["message"], d["severity"], d["source"], d["code"])
+                for d in json.loads(json.dumps(listed))
+            ]
+            store.replace(uri, 1, diagnostics)
+            if document >= 200:
+                store.edited(uri, 2, [LineEdit(1_000, 1_000, 3)])
+
+    _, measured = traced(report)
+    assert len(store) == 256
+    print("ACCT", store.memory_bytes(), measured); assert within(store.memory_bytes(), measured, 0.25), (store.memory_bytes(), measured)
+    full = store.memory_bytes()
+    for document in range(300):
+        store.forget(f"file:///home/user/project/src/pkg/module_{document}.py")
+    assert store.memory_bytes() < full // 100  # the empty dict's table is all that is left
