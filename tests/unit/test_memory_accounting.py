@@ -28,10 +28,12 @@ from crucible.cache.keys import completion_key, text_key
 from crucible.cache.tiered import TieredCache
 from crucible.cache.typethrough import TypeThrough
 from crucible.completion.suggestion import Suggestion
+from crucible.config.settings import ReviewSettings
 from crucible.context.diagnostics import DiagnosticsStore, KnownDiagnostic, LineEdit
 from crucible.providers.base import FimRequest
 from crucible.resilience.policy import ResiliencePolicy
 from crucible.resilience.pool import ProviderPool
+from crucible.review.service import ReviewService
 from crucible.runtime.samples import RecentSamples
 from crucible.runtime.telemetry import Telemetry
 
@@ -292,8 +294,37 @@ def test_the_diagnostics_store_counts_what_it_keeps() -> None:
 
     _, measured = traced(report)
     assert len(store) == 256
-    print("ACCT", store.memory_bytes(), measured); assert within(store.memory_bytes(), measured, 0.25), (store.memory_bytes(), measured)
+    print("ACCT", store.memory_bytes(), measured)
+    assert within(store.memory_bytes(), measured, 0.25), (store.memory_bytes(), measured)
     full = store.memory_bytes()
     for document in range(300):
         store.forget(f"file:///home/user/project/src/pkg/module_{document}.py")
     assert store.memory_bytes() < full // 100  # the empty dict's table is all that is left
+
+
+# -- review --------------------------------------------------------------------------------
+
+
+def test_review_baselines_are_bounded_by_bytes_oldest_first() -> None:
+    review = ReviewService(ReviewSettings(enabled=True), max_baseline_bytes=1 << 20)
+    rng = random.Random(6)
+
+    def open_documents() -> None:
+        for document in range(100):  # 100 documents of 10-40 KB: ~2.5 MB of text
+            text = "\n".join(suggestion_text(rng) for _ in range(rng.randint(50, 200)))
+            review.opened(f"file:///home/user/project/src/module_{document}.py", text)
+
+    _, measured = traced(open_documents)
+    held = review.memory_bytes()
+    assert held <= (1 << 20) * 1.05
+    print("ACCT", held, measured)
+    assert within(held, measured, 0.25), (held, measured)
+    assert review._baselines.get("file:///home/user/project/src/module_99.py") is not None
+    assert review._baselines.get("file:///home/user/project/src/module_0.py") is None
+    # A text over the bound alone is not kept, and does not push the others out.
+    kept = len(review._baselines)
+    review.opened("file:///big.py", "x" * (2 << 20))
+    assert "file:///big.py" not in review._baselines and len(review._baselines) == kept
+    for document in range(100):
+        review.closed(f"file:///home/user/project/src/module_{document}.py")
+    assert review.memory_bytes() < 10_000
