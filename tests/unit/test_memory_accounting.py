@@ -21,6 +21,8 @@ from collections.abc import AsyncGenerator, Callable
 from typing import TypeVar
 
 import pytest
+from lsprotocol import types
+from pygls.workspace import Workspace
 from tests.fakes.clock import FakeTime
 from tests.fakes.scripted import Reply, ScriptedProvider
 
@@ -30,6 +32,7 @@ from crucible.cache.typethrough import TypeThrough
 from crucible.completion.suggestion import Suggestion
 from crucible.config.settings import ReviewSettings
 from crucible.context.diagnostics import DiagnosticsStore, KnownDiagnostic, LineEdit
+from crucible.lsp.document_text import adopt, open_documents_bytes
 from crucible.providers.base import FimRequest
 from crucible.resilience.policy import ResiliencePolicy
 from crucible.resilience.pool import ProviderPool
@@ -328,3 +331,43 @@ def test_review_baselines_are_bounded_by_bytes_oldest_first() -> None:
     for document in range(100):
         review.closed(f"file:///home/user/project/src/module_{document}.py")
     assert review.memory_bytes() < 10_000
+
+
+# -- open documents ------------------------------------------------------------------------
+
+
+def test_open_documents_count_their_text_pieces_and_copies() -> None:
+    rng = random.Random(8)
+    workspace = adopt(Workspace(None))
+    assert workspace is not None
+
+    def open_and_edit() -> None:
+        # 100 documents of ~10 KB, and one of ~300 KB (kept in pieces once edited), opened
+        # and edited as pygls does on didOpen/didChange; some are read after their edits
+        # (a completion there), which keeps the joined text beside the pieces.
+        for document in range(101):
+            size = 300_000 if document == 100 else 10_000
+            lines: list[str] = []
+            while sum(map(len, lines)) < size:
+                lines.append(suggestion_text(rng))
+            uri = f"file:///home/user/project/src/module_{document}.py"
+            item = types.TextDocumentItem(uri, "python", 1, "\n".join(lines))
+            workspace.put_text_document(item)
+            if document % 3:
+                continue
+            for version in range(2, 7):
+                where = types.Position(line=rng.randrange(len(lines)), character=2)
+                change = types.TextDocumentContentChangePartial(
+                    range=types.Range(where, where), text=suggestion_text(rng)
+                )
+                workspace.update_text_document(
+                    types.VersionedTextDocumentIdentifier(uri=uri, version=version), change
+                )
+            if document % 2:
+                assert workspace.get_text_document(uri).source
+
+    _, measured = traced(open_and_edit)
+    estimate = open_documents_bytes(workspace)
+    print("ACCT", estimate, measured)
+    assert within(estimate, measured, 0.25), (estimate, measured)
+    assert open_documents_bytes(None) == 0
