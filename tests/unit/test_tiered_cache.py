@@ -97,7 +97,7 @@ async def test_the_memory_budget_shrinks_and_restores_at_runtime(tmp_path: Path)
 
 
 async def test_without_a_disk_level_the_cache_still_works(tmp_path: Path) -> None:
-    cache = TieredCache(memory_bytes=1_000, ttl_s=3600, disk=None)
+    cache = TieredCache(memory_bytes=100_000, ttl_s=3600, disk=None)
     await cache.open()
     cache.store("k", Suggestion("x"))
     assert await cache.lookup("k") == Suggestion("x")

@@ -8,6 +8,11 @@ used now; it starts at the ceiling and can be shrunk and restored while running 
 supervisor does so under pressure). Shrinking evicts least recently used entries at once until
 the cache fits; restoring only raises the limit (nothing evicted comes back).
 
+What an entry weighs is ``size_of``'s answer (the caller's): the key and value objects it
+stores plus ``ENTRY_OVERHEAD``, what this cache keeps itself per entry, so the budget
+bounds what the process really holds (``tests/unit/test_memory_accounting.py`` checks both
+against ``tracemalloc``).
+
 Time comes from an injected clock (seconds), so TTL tests never sleep. Not thread-safe: it
 lives on the event loop, where a lookup costs a few µs (``benchmarks/cache_replay.py``
 measures it: ~4 µs for a hit, with cachetools' expiry and LRU bookkeeping).
@@ -15,14 +20,28 @@ measures it: ~4 µs for a hit, with cachetools' expiry and LRU bookkeeping).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cachetools import TTLCache
 
 V = TypeVar("V")
+
+_LARGE = 1 << 20  # an int past the small-int cache, as every entry's size is
+
+# What one entry costs inside the cache besides its key and value objects and its slots in the
+# dicts (which ``_Entries.tables_bytes`` counts as they are): the (value, size) tuple (56 bytes)
+# and its size int (28), cachetools' TTL ``_Link`` (64) and its expiry float (24). Taken from
+# the real objects; CPython 3.11.7 / cachetools 8.0: 172 bytes.
+ENTRY_OVERHEAD = (
+    sys.getsizeof((None, _LARGE))
+    + sys.getsizeof(_LARGE)
+    + sys.getsizeof(TTLCache._Link())  # type: ignore[attr-defined]  # not in the stubs
+    + sys.getsizeof(0.5)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +55,30 @@ class MemoryStats:
 
 
 class _Entries(TTLCache[str, tuple[V, int]]):
-    """TTLCache of (value, size in bytes) that counts the entries it evicts to make room."""
+    """TTLCache of (value, size in bytes) that counts the entries it evicts to make room, and
+    the bytes of its dicts' tables."""
 
     evictions = 0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # cachetools keeps three dicts (values, sizes, and the OrderedDict of TTL links, whose
+        # size includes its LRU nodes); found once, whatever cachetools names them.
+        self._tables = [table for table in vars(self).values() if isinstance(table, dict)]
+
+    def tables_bytes(self) -> int:
+        """The dicts as they are now (O(1)). A dict's table grows by doubling and never shrinks
+        when entries leave, only when it is rebuilt for more room: under churn it is sized for
+        about three times its entries, so it is counted as it is, not per entry."""
+        return sum(sys.getsizeof(table) for table in self._tables)
+
+    def compact(self) -> None:
+        """Rebuild the dicts for the entries they hold now (O(entries); order kept), freeing
+        the room left by those that left."""
+        for name, table in list(vars(self).items()):
+            if isinstance(table, dict):
+                setattr(self, name, type(table)(table))
+        self._tables = [table for table in vars(self).values() if isinstance(table, dict)]
 
     def popitem(self) -> tuple[str, tuple[V, int]]:
         item = super().popitem()
@@ -56,7 +96,12 @@ class MemoryCache(Generic[V]):
         *,
         size_of: Callable[[str, V], int],
         clock: Callable[[], float] = time.monotonic,
+        count_tables: bool = True,
     ) -> None:
+        """``size_of`` is an entry's bytes (its key and value objects and ``ENTRY_OVERHEAD``);
+        ``count_tables`` adds the cache's dict tables to what the budget bounds (off only
+        for tests of the eviction order with toy sizes)."""
+        self._count_tables = count_tables
         self._max_bytes = max(0, int(max_bytes))
         self._budget = self._max_bytes
         self._size_of = size_of
@@ -94,10 +139,22 @@ class MemoryCache(Generic[V]):
         self._entries.clear()
         return count
 
+    def memory_bytes(self) -> int:
+        """The bytes the cache holds, as its budget counts them (O(1)): its entries and, with
+        ``count_tables``, its dicts' tables."""
+        held = int(self._entries.currsize)
+        return held + self._entries.tables_bytes() if self._count_tables else held
+
     def set_budget(self, budget_bytes: int) -> None:
         """Use at most ``budget_bytes`` (never more than the configured ceiling) from now on,
         evicting least recently used entries until the cache fits."""
         self._budget = min(max(0, int(budget_bytes)), self._max_bytes)
+        if self._count_tables and self.memory_bytes() > self._budget:
+            # Evict for the entries first, then rebuild the tables for what is left: a shrink
+            # must not empty the cache to pay for tables sized for what it held before.
+            while self._entries.currsize > self._budget and len(self._entries):
+                self._entries.popitem()
+            self._entries.compact()
         self._fit()
 
     def restore_budget(self) -> None:
@@ -108,7 +165,7 @@ class MemoryCache(Generic[V]):
         self._expire()
         return MemoryStats(
             entries=len(self._entries),
-            bytes=int(self._entries.currsize),
+            bytes=self.memory_bytes(),
             budget_bytes=self._budget,
             max_bytes=self._max_bytes,
             evictions=self._entries.evictions,
@@ -116,8 +173,12 @@ class MemoryCache(Generic[V]):
         )
 
     def _fit(self) -> None:
-        while self._entries.currsize > self._budget and len(self._entries):
+        while self.memory_bytes() > self._budget and len(self._entries):
             self._entries.popitem()
+        if not len(self._entries):
+            # Emptied by evictions: the dicts' tables are still sized for what they held
+            # until cleared (a dict never shrinks on deletion).
+            self._entries.clear()
 
     def _expire(self) -> None:
         self._expirations += len(self._entries.expire())

@@ -35,20 +35,22 @@ from collections.abc import Callable
 from typing import Any
 
 from crucible.cache.disk import DiskCache
-from crucible.cache.memory import MemoryCache
+from crucible.cache.memory import ENTRY_OVERHEAD, MemoryCache
 from crucible.cache.typethrough import TypeThrough
 from crucible.completion.suggestion import Suggestion
 
 logger = logging.getLogger(__name__)
 
-# Per entry, besides the key and text objects: the dict slot, cachetools' TTL and LRU links and
-# the (value, size) tuple, measured on CPython 3.11 (~230 bytes), rounded up.
-_ENTRY_OVERHEAD = 256
-
 
 def _size_of(key: str, answer: Suggestion | str) -> int:
-    text = answer if isinstance(answer, str) else answer.text
-    return sys.getsizeof(key) + sys.getsizeof(text) + _ENTRY_OVERHEAD
+    """What an L1 entry holds: its key and answer objects (a text answer is its string; a
+    ``Suggestion`` is its object, 48 bytes with slots, and its text) and L1's own per-entry
+    overhead. A text shared with a type-through anchor is counted by both: an over-estimate,
+    never an under-estimate."""
+    own = sys.getsizeof(key) + ENTRY_OVERHEAD
+    if isinstance(answer, str):
+        return own + sys.getsizeof(answer)
+    return own + sys.getsizeof(answer) + sys.getsizeof(answer.text)
 
 
 class TieredCache:
@@ -182,6 +184,17 @@ class TieredCache:
         return cleared
 
     # -- runtime budget (the memory supervisor's handle) ------------------------------------
+
+    def clear_memory(self) -> int:
+        """Empty L1 only (L2 and type-through stay); returns how many entries it had."""
+        dropped = self._memory.clear()
+        logger.info("L1 cleared: %d entries", dropped)
+        return dropped
+
+    def memory_bytes(self) -> dict[str, int]:
+        """What the in-memory parts hold, in bytes, each by its own estimate (O(1)):
+        ``l1`` is what its budget counts; ``type_through`` its anchors. L2 is on disk."""
+        return {"l1": self._memory.memory_bytes(), "type_through": self._typed.memory_bytes()}
 
     def set_memory_budget(self, budget_bytes: int) -> None:
         """Shrink (or grow, up to ``memory_mb``) what L1 may use now; evicts at once."""

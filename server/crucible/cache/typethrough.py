@@ -19,16 +19,19 @@ over the ``]`` and accepting it leaves one. Any other change after the cursor is
 
 Each document keeps its ``per_document`` most recent anchors (newest tried first), forgotten
 when the document closes or after ``ttl_s``. The window texts are not copied: an anchor keeps
-their length, hash and a verbatim tail, so an anchor costs ~200 bytes plus its suggestion.
+their length, hash and a verbatim tail, so an anchor costs ~500 bytes plus its suggestion
+(``memory_bytes``). An expired anchor is skipped, not removed: it goes when its document
+closes or 16 newer ones push it out.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -74,6 +77,24 @@ class Typed(Generic[V]):
     closer: int = 0
 
 
+def _bytes_of(anchor: _Anchor[Any]) -> int:
+    """One anchor's objects: itself, its two fingerprints (each with its verbatim tail and the
+    hash, an int of 32 bytes), its suggestion text and value (shallow: a ``Suggestion``'s text
+    is that text), its time and its offset and lengths when past the small-int cache. Checked
+    against tracemalloc in ``tests/unit/test_memory_accounting.py``."""
+    size = sys.getsizeof(anchor) + sys.getsizeof(anchor.text) + sys.getsizeof(anchor.value)
+    size += sys.getsizeof(anchor.recorded) + _int_bytes(anchor.offset)
+    for fingerprint in (anchor.before, anchor.after):
+        size += sys.getsizeof(fingerprint) + sys.getsizeof(fingerprint.near)
+        size += sys.getsizeof(fingerprint.digest) + _int_bytes(fingerprint.length)
+    return size
+
+
+def _int_bytes(value: int) -> int:
+    """An int's own object, or nothing for CPython's shared small ints (-5..256)."""
+    return 0 if -5 <= value <= 256 else sys.getsizeof(value)
+
+
 def _auto_closed(suggestion: str, typed: int, closer: str) -> bool:
     """Whether ``closer`` after the cursor is the editor's auto-close of the character just
     typed, and the rest of the suggestion closes it too (so replacing it loses nothing)."""
@@ -96,6 +117,7 @@ class TypeThrough(Generic[V]):
         self._ttl_s = ttl_s
         self._clock = clock
         self._documents: dict[str, deque[_Anchor[V]]] = {}
+        self._held = 0  # the anchors' own bytes (``_bytes_of``), kept as they change
         self.hits = 0
 
     def record(
@@ -120,7 +142,11 @@ class TypeThrough(Generic[V]):
         for old in list(anchors):
             if old.offset == offset and old.text == text and old.before == anchor.before:
                 anchors.remove(old)
+                self._held -= _bytes_of(old)
+        if len(anchors) == anchors.maxlen:
+            self._held -= _bytes_of(anchors[0])  # pushed out by the append
         anchors.append(anchor)
+        self._held += _bytes_of(anchor)
 
     def find(self, document: str, text: str, offset: int, after: str) -> Typed[V] | None:
         """The newest recorded suggestion that ``text`` (the document now, cursor at
@@ -153,12 +179,24 @@ class TypeThrough(Generic[V]):
         return None
 
     def forget(self, document: str) -> None:
-        self._documents.pop(document, None)
+        anchors = self._documents.pop(document, None)
+        if anchors is not None:
+            self._held -= sum(_bytes_of(anchor) for anchor in anchors)
 
     def clear(self) -> int:
         count = sum(len(anchors) for anchors in self._documents.values())
         self._documents.clear()
+        self._held = 0
         return count
+
+    def memory_bytes(self) -> int:
+        """The bytes held (O(documents)): every anchor as ``_bytes_of`` counts it, and per
+        document its name, its deque and its dict slot. A suggestion whose text and value are
+        also in L1 is counted by both (an over-estimate)."""
+        documents = sys.getsizeof(self._documents)
+        for name, anchors in self._documents.items():
+            documents += sys.getsizeof(name) + sys.getsizeof(anchors)
+        return documents + self._held
 
     def __len__(self) -> int:
         return sum(len(anchors) for anchors in self._documents.values())

@@ -21,13 +21,15 @@ ranges were computed for text that is gone): it is ignored and counted.
 
 Bounded: at most ``MAX_DOCUMENTS`` documents (the least recently updated is forgotten),
 ``MAX_PER_DOCUMENT`` diagnostics each (errors kept first), messages cut to
-``MAX_MESSAGE_CHARS`` and source and code to ``MAX_LABEL_CHARS``.
+``MAX_MESSAGE_CHARS`` and source and code to ``MAX_LABEL_CHARS``. What it holds is counted as
+it changes (``memory_bytes``).
 
 Pure and synchronous: no I/O, no event loop; errors: none raised.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -92,6 +94,7 @@ class LineEdit:
 class _Document:
     version: int | None
     diagnostics: tuple[KnownDiagnostic, ...] = ()
+    bytes: int = 0  # what this entry holds (``_entry_bytes``), set by the store
 
 
 class DiagnosticsStore:
@@ -104,6 +107,7 @@ class DiagnosticsStore:
         self._documents: OrderedDict[str, _Document] = OrderedDict()
         self._max_documents = max_documents
         self._max_per_document = max_per_document
+        self._bytes = 0  # the sum of the documents' ``bytes``
         self.stale = 0  # lists ignored because the document had been edited since
         self.dropped = 0  # diagnostics dropped because an edit touched their lines
 
@@ -153,10 +157,21 @@ class DiagnosticsStore:
             self.dropped += before - len(diagnostics)
         document.diagnostics = diagnostics
         document.version = _newest(document, version)
+        self._bytes -= document.bytes
+        document.bytes = _entry_bytes(uri, document)
+        self._bytes += document.bytes
 
     def forget(self, uri: str) -> None:
         """The document closed."""
-        self._documents.pop(uri, None)
+        document = self._documents.pop(uri, None)
+        if document is not None:
+            self._bytes -= document.bytes
+
+    def memory_bytes(self) -> int:
+        """The bytes held (O(1), kept as documents change): per document its entry, its URI,
+        its tuple of diagnostics and their objects (each diagnostic, its message, source and
+        code, its line numbers past the small-int cache), plus the dict of documents."""
+        return sys.getsizeof(self._documents) + self._bytes
 
     # -- reading --------------------------------------------------------------------------
 
@@ -194,10 +209,45 @@ class DiagnosticsStore:
         return tuple(ordered[: self._max_per_document])
 
     def _put(self, uri: str, document: _Document) -> None:
+        old = self._documents.get(uri)
+        if old is not None:
+            self._bytes -= old.bytes
+        document.bytes = _entry_bytes(uri, document)
+        self._bytes += document.bytes
         self._documents[uri] = document
         self._documents.move_to_end(uri)
         while len(self._documents) > self._max_documents:
-            self._documents.popitem(last=False)
+            _, evicted = self._documents.popitem(last=False)
+            self._bytes -= evicted.bytes
+
+
+def _entry_bytes(uri: str, document: _Document) -> int:
+    """One document's entry: itself, its URI, its version, its diagnostics (``_bytes_of``)."""
+    held = sys.getsizeof(document) + sys.getsizeof(uri) + _int_bytes(document.version)
+    held += sys.getsizeof(document.diagnostics)
+    return held + sum(_bytes_of(diagnostic) for diagnostic in document.diagnostics)
+
+
+def _bytes_of(diagnostic: KnownDiagnostic) -> int:
+    """A diagnostic's objects; its texts counted each (a client's JSON gives every diagnostic
+    its own strings), its line and character numbers when past the small-int cache."""
+    held = sys.getsizeof(diagnostic) + sys.getsizeof(diagnostic.message)
+    for label in (diagnostic.source, diagnostic.code):
+        held += sys.getsizeof(label) if label is not None else 0
+    for number in (
+        diagnostic.start_line,
+        diagnostic.start_character,
+        diagnostic.end_line,
+        diagnostic.end_character,
+        diagnostic.severity,
+    ):
+        held += _int_bytes(number)
+    return held
+
+
+def _int_bytes(value: int | None) -> int:
+    """An int's own object, or nothing for None and CPython's shared small ints (-5..256)."""
+    return 0 if value is None or -5 <= value <= 256 else sys.getsizeof(value)
 
 
 def _severity_rank(diagnostic: KnownDiagnostic) -> int:

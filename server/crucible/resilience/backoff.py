@@ -18,6 +18,7 @@ No exceptions of its own: decisions are values (``None`` = do not retry, ``False
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -120,6 +121,13 @@ class RetryBudget:
             return False
         self._retries.append(self._clock())
         return True
+
+    def memory_bytes(self) -> int:
+        """The two windows of timestamps (O(1)): their deques and a float each (24 bytes);
+        at most ``max_held`` of each, ~260 KB when both are full."""
+        stamps = len(self._requests) + len(self._retries)
+        deques = sys.getsizeof(self._requests) + sys.getsizeof(self._retries)
+        return deques + stamps * sys.getsizeof(0.0)
 
     def _expire(self) -> None:
         horizon = self._clock() - self._window

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random as _random
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -174,6 +175,11 @@ class CircuitBreaker:
         """The call ended without a verdict; a trial's slot goes to the next caller."""
         if admission.trial and admission.generation == self._generation:
             self._trial_out = False
+
+    def memory_bytes(self) -> int:
+        """What grows with use (O(1)): the outcome window (a deque of the shared True/False,
+        at most ``window_size``) and the listeners list; not this fixed object."""
+        return sys.getsizeof(self._window) + sys.getsizeof(self._listeners)
 
     def status(self) -> BreakerStatus:
         return BreakerStatus(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import deque
 from dataclasses import dataclass
 
@@ -108,6 +109,13 @@ class AdaptiveLimiter:
     @property
     def queued(self) -> int:
         return len(self._interactive) + len(self._background)
+
+    def memory_bytes(self) -> int:
+        """What grows with use (O(queued)): the two wait queues and their waiting futures;
+        not the waiters' own coroutines (the requests' memory) nor this fixed object."""
+        queues = sys.getsizeof(self._interactive) + sys.getsizeof(self._background)
+        waiters = (*self._interactive, *self._background)
+        return queues + sum(sys.getsizeof(waiter) for waiter in waiters)
 
     def saturated(self) -> bool:
         return self._in_flight >= self.limit

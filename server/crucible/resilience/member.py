@@ -115,6 +115,12 @@ class Member:
     def name(self) -> str:
         return self.provider.name
 
+    def memory_bytes(self) -> int:
+        """What this member's record holds that grows with use (O(queued)): its two latency
+        windows, its breaker's outcome window, its limiter's queues."""
+        windows = self.latency.memory_bytes() + self.first_byte.memory_bytes()
+        return windows + self.breaker.memory_bytes() + self.limiter.memory_bytes()
+
     def selectable(self, now: float) -> bool:
         """Not disabled, not parked by a Retry-After, and its circuit would let a call through."""
         return self.disabled is None and now >= self.parked_until and self.breaker.available()

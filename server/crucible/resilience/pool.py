@@ -58,6 +58,7 @@ import functools
 import logging
 import math
 import random as _random
+import sys
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -246,6 +247,16 @@ class ProviderPool:
     def snapshot(self) -> tuple[MemberSnapshot, ...]:
         now = self._clock.now()
         return tuple(member.snapshot(now) for member in self._members)
+
+    def memory_bytes(self) -> int:
+        """An estimate of what the pool holds that grows with use (O(members + queued)): each
+        member's latency windows, breaker window and limiter queues (``Member.memory_bytes``),
+        the retry budget's timestamps (``RetryBudget.memory_bytes``, the largest part: up to
+        ~260 KB), and the set of warming attempts. Not counted: the providers (their HTTP
+        clients and connection pools), the requests in flight (their coroutines and the
+        chunks a stream buffers), and fixed objects of a few KB per member."""
+        held = self._budget.memory_bytes() + sys.getsizeof(self._warming)
+        return held + sum(member.memory_bytes() for member in self._members)
 
     def stream_fim(
         self,

@@ -15,6 +15,11 @@ findings the LSP layer publishes as diagnostics (``source: "crucible"``).
 5. the findings with absolute lines, at most ``review.max_findings`` per document, replace
    what the document had: the caller publishes them all (an empty tuple clears them).
 
+Baselines (the text last reviewed, per open document) are bounded by count (``MAX_DOCUMENTS``)
+and by bytes (``max_baseline_bytes``), the oldest forgotten first; a document whose text alone
+is over the byte bound keeps none, and its next save is compared with nothing (every unit is
+changed, still at most ``review.max_functions`` calls). ``memory_bytes`` is what it holds.
+
 ``closed`` forgets the document and cancels its pending review; the caller publishes an
 empty list. Errors: none reach the caller; a ``ProviderError`` ends that unit's review with no
 findings (logged, counted in ``failed``).
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +49,9 @@ from crucible.review.units import Unit, changed_lines, units
 logger = logging.getLogger(__name__)
 
 MAX_DOCUMENTS = 256  # baselines kept (the text last reviewed, per open document)
+# Bytes of baselines kept: 64 documents of 128 KB of ASCII (the size of a large source file),
+# or 128 of 64 KB; the rest of the 256 are compared with nothing on their next save.
+MAX_BASELINE_BYTES = 8 << 20
 MAX_ANSWER_CHARS = 8000
 
 
@@ -57,8 +66,12 @@ class ReviewedDocument:
 class ReviewService:
     """Reviews on save; see the module docstring."""
 
-    def __init__(self, settings: ReviewSettings) -> None:
+    def __init__(
+        self, settings: ReviewSettings, *, max_baseline_bytes: int = MAX_BASELINE_BYTES
+    ) -> None:
         self.settings = settings
+        self._max_baseline_bytes = max_baseline_bytes
+        self._baseline_bytes = 0  # what the baselines' URIs and texts take, as ``_held`` counts
         self._pool: ProviderPool | None = None
         self._cache: TieredCache | None = None
         self._identity: tuple[Any, ...] = ()
@@ -91,15 +104,36 @@ class ReviewService:
         """The text a first save is compared with."""
         if not self.settings.enabled:
             return
+        self._forget_baseline(uri)
+        size = _held(uri, text)
+        if size > self._max_baseline_bytes:
+            logger.debug("review: %s is too large to keep as a baseline", uri)
+            return
         self._baselines[uri] = text
-        self._baselines.move_to_end(uri)
-        while len(self._baselines) > MAX_DOCUMENTS:
-            self._baselines.popitem(last=False)
+        self._baseline_bytes += size
+        while len(self._baselines) > MAX_DOCUMENTS or (
+            self._baseline_bytes > self._max_baseline_bytes
+        ):
+            self._baseline_bytes -= _held(*self._baselines.popitem(last=False))
 
     def closed(self, uri: str) -> bool:
         """Forget ``uri``; True when it may have findings to clear."""
-        self._baselines.pop(uri, None)
+        self._forget_baseline(uri)
         return self._generation.pop(uri, None) is not None
+
+    def _forget_baseline(self, uri: str) -> None:
+        text = self._baselines.pop(uri, None)
+        if text is not None:
+            self._baseline_bytes -= _held(uri, text)
+
+    def memory_bytes(self) -> int:
+        """The bytes held: the baselines (O(1), counted as they change), the findings kept
+        when the cache is off and the saves in progress per document (O(entries), at most
+        ``MAX_DOCUMENTS`` findings; one per open document saved). Texts as their strings."""
+        held = sys.getsizeof(self._baselines) + self._baseline_bytes
+        held += sys.getsizeof(self._memo) + sum(_held(k, v) for k, v in self._memo.items())
+        held += sys.getsizeof(self._generation)
+        return held + sum(sys.getsizeof(uri) for uri in self._generation)
 
     # -- one save -------------------------------------------------------------------------
 
@@ -186,6 +220,11 @@ class ReviewService:
 
     def snapshot(self) -> dict[str, Any]:
         return {"enabled": self.settings.enabled, **self.counts}
+
+
+def _held(key: str, text: str) -> int:
+    """A key and its text, as strings."""
+    return sys.getsizeof(key) + sys.getsizeof(text)
 
 
 async def _collect(pool: ProviderPool, request: Any, seconds: float) -> str:

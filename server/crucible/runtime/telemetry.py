@@ -7,6 +7,7 @@ recent behaviour, which is what a user looking at a slow editor wants to know.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -58,6 +59,16 @@ class Telemetry:
         if series is None:
             series = self._stages[name] = RecentSamples(_WINDOW)
         series.add(ms)
+
+    def memory_bytes(self) -> int:
+        """The bytes held (O(series), a few dozen at most): each latency series
+        (``RecentSamples.memory_bytes``, at most ~20 KB with ``_WINDOW`` samples), its name and
+        dict slot, and the counters' dicts (their names are the code's literals, shared)."""
+        held = sys.getsizeof(self._stages) + sys.getsizeof(self._requests)
+        held += sys.getsizeof(self._marks)
+        for name, series in self._stages.items():
+            held += sys.getsizeof(name) + series.memory_bytes()
+        return held
 
     def snapshot(self) -> dict[str, Any]:
         return {
