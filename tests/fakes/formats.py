@@ -1,6 +1,6 @@
 """The wire formats the fake provider speaks, one :class:`Endpoint` per generation route.
 
-Five families, framed the way the real servers frame them:
+Six families, framed the way the real servers frame them:
 
 - ``ollama`` (``/api/generate``, ``/api/chat``): NDJSON, one JSON object per line, the last one
   ``"done": true``; streams unless the body says ``"stream": false``.
@@ -17,6 +17,12 @@ Five families, framed the way the real servers frame them:
   chunks ending with ``data: [DONE]``; errors ``{"object": "error", "message", "type"}``, an
   unknown model is 400 ``invalid_model``, and like the API (FastAPI) it refuses fields it does
   not know with 422; streams only on request. Its chat route is the OpenAI one.
+- ``tabby`` (Tabby's ``/v1/completions``, what tabby-agent sends): ``{"language", "segments":
+  {"prefix", "suffix", ...}}`` in, ``{"id", "choices": [{"index", "text"}]}`` out, never
+  streamed (the Tabby server's completion route has no stream). It shares its path with
+  OpenAI's completions: :func:`endpoint_for` tells them apart by the body (``segments`` and no
+  ``prompt``). A body without a string ``segments.prefix`` is 422, as Tabby's JSON extractor
+  answers it.
 
 An endpoint reads the request body into :class:`Params`, and turns a :class:`Generation` (the
 reply text already cut by stop sequences and limits) into JSON objects: the preamble sent before
@@ -34,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-Family = Literal["ollama", "openai", "llamacpp", "anthropic", "mistral"]
+Family = Literal["ollama", "openai", "llamacpp", "anthropic", "mistral", "tabby"]
 Json = dict[str, Any]
 
 CHARS_PER_TOKEN = 4
@@ -611,6 +617,36 @@ class LlamaCppInfill(LlamaCppCompletion):
         return "".join(parts)
 
 
+class TabbyCompletions(Endpoint):
+    """Tabby's ``/v1/completions``: segments in, choices out, one JSON answer (no stream).
+
+    The request names no model and no token limit: the Tabby server decides both, so the
+    fake's first model answers and only the reply's own length limits it.
+    """
+
+    family = "tabby"
+    invalid_status = 422
+
+    def params(self, body: Json) -> Params:
+        segments = body.get("segments")
+        if not isinstance(segments, dict) or not isinstance(segments.get("prefix"), str):
+            raise ValueError("segments.prefix: missing field `prefix`")
+        suffix = segments.get("suffix") or ""
+        return Params(None, False, (), None, approx_tokens(segments["prefix"] + _text(suffix)))
+
+    def piece(self, gen: Generation, index: int, text: str, emitted: str) -> Json:
+        return {"id": gen.id, "choices": [{"index": index, "text": text}]}
+
+    def closing(self, gen: Generation) -> list[Json]:
+        return []
+
+    def whole(self, gen: Generation) -> Json:
+        choices = [{"index": index, "text": c.text} for index, c in enumerate(gen.choices)]
+        return {"id": gen.id, "choices": choices}
+
+
+TABBY_COMPLETIONS = TabbyCompletions()
+
 ENDPOINTS: dict[str, Endpoint] = {
     "/api/generate": OllamaGenerate(),
     "/api/chat": OllamaChat(),
@@ -621,6 +657,22 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/completion": LlamaCppCompletion(),
     "/infill": LlamaCppInfill(),
 }
+
+
+def endpoint_for(path: str, body: object) -> Endpoint | None:
+    """The generation route that answers a POST to ``path`` with ``body`` (parsed JSON), if any.
+
+    ``/v1/completions`` is OpenAI's and Tabby's: a body with ``segments`` and no ``prompt`` is
+    Tabby's (tabby-agent sends that), any other body OpenAI's.
+    """
+    if (
+        path == "/v1/completions"
+        and isinstance(body, dict)
+        and "segments" in body
+        and "prompt" not in body
+    ):
+        return TABBY_COMPLETIONS
+    return ENDPOINTS.get(path)
 
 
 def family_of(path: str, headers: Mapping[str, str]) -> Family:

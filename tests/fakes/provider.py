@@ -1,8 +1,9 @@
 """A loopback LLM provider for tests and benchmarks: a real HTTP/1.1 server on 127.0.0.1.
 
 It speaks the wire formats of Ollama (``/api/...``), OpenAI-compatible servers (``/v1/...``),
-the llama.cpp server (``/completion``, ``/infill``), Anthropic's Messages API (``/v1/messages``)
-and Mistral's Codestral FIM (``/v1/fim/completions``) closely enough that Crucible's httpx
+the llama.cpp server (``/completion``, ``/infill``), Anthropic's Messages API (``/v1/messages``),
+Mistral's Codestral FIM (``/v1/fim/completions``) and the Tabby server (``/v1/completions`` with
+``segments``, ``/v1/health``, what tabby-agent uses) closely enough that Crucible's httpx
 providers cannot tell it from the real thing, and it can misbehave on demand (:class:`Fault`):
 latency, slow streams, HTTP errors with ``Retry-After``, truncated or malformed streams, error
 events mid-stream, hangs.

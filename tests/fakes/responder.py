@@ -36,6 +36,7 @@ from tests.fakes.formats import (
     Generation,
     Json,
     Params,
+    endpoint_for,
     error_body,
     family_of,
 )
@@ -126,7 +127,7 @@ class Responder:
         )
         self._provider.requests.append(record)  # list.append is atomic: no lock needed
         try:
-            endpoint = ENDPOINTS.get(request.path)
+            endpoint = endpoint_for(request.path, body)
             if endpoint is not None and request.method == "POST":
                 await self._generate(exchange, record, endpoint, bad_json)
             else:
@@ -217,6 +218,10 @@ class Responder:
         if record.path.startswith("/v1/models/") and record.method == "GET":
             await self._serve_model(exchange, record, family)
             return
+        if record.path == "/v1/health" and record.method in ("GET", "POST"):
+            # Tabby's health route answers both; tabby-agent asks with GET, POST after a 405.
+            await self._send_json(exchange, record, 200, self._tabby_health())
+            return
         getters: dict[str, Callable[[], Json]] = {
             "/api/tags": self._ollama_tags,
             "/api/version": lambda: {"version": "0.12.0"},
@@ -225,6 +230,9 @@ class Responder:
             ),
             "/health": lambda: {"status": "ok"},
             "/props": self._llamacpp_props,
+            # Tabby's server settings, which tabby-agent reads after a health check from a
+            # server at 0.9 or later: telemetry off, so nothing is sent to Tabby's servers.
+            "/v1beta/server_setting": lambda: {"disable_client_side_telemetry": True},
         }
         getter = getters.get(record.path)
         if getter is not None and record.method == "GET":
@@ -301,6 +309,23 @@ class Responder:
             "default_generation_settings": {},
             "total_slots": self._provider.slots or 1,
             "model_path": f"/models/{self._provider.models[0]}.gguf",
+        }
+
+    def _tabby_health(self) -> Json:
+        """Tabby's ``HealthState``: tabby-agent is "ready" once it has ``model`` and ``device``."""
+        return {
+            "model": self._provider.models[0],
+            "device": "cpu",
+            "arch": "x86_64",
+            "cpu_info": "fake",
+            "cpu_count": 1,
+            "cuda_devices": [],
+            "version": {
+                "build_date": "2026-01-01",
+                "build_timestamp": "2026-01-01T00:00:00Z",
+                "git_sha": "0" * 40,
+                "git_describe": "v0.11.1",
+            },
         }
 
     def _knows_model(self, family: Family, model: str) -> bool:

@@ -1,0 +1,500 @@
+"""Peers: Crucible against the servers a user would pick instead, on the same machine and run.
+
+Five language servers are started the same way, by the same stdlib client
+(:mod:`benchmarks._peer_lsp`), runs interleaved so that the machine's noise falls on all of them
+alike (see :mod:`benchmarks._peer_servers` for how each is installed, launched and isolated):
+
+- **Crucible**; **tabby-agent** (npm, pinned), pointed at the loopback fake provider, which
+  speaks the Tabby API; the **Copilot language server** (npm, pinned; signed out, start-up and
+  memory only); a **bare pygls** server (the framework Crucible is built on); a **stdlib floor**
+  (an LSP server with nothing but ``json``).
+
+Measured:
+
+- spawn -> ``initialize`` answered, median over ``--runs`` (after ``--warmup`` runs discarded);
+- resident memory of the process tree ``--idle-s`` seconds after ``initialized``, median;
+- typing (Crucible, tabby-agent, and a naive client as the reference): the typing replay's bursts
+  (:mod:`benchmarks._snippets`, 20-60 ms between keys) with a request on every keystroke,
+  against the fake with ``--latency-ms`` before its first byte; the time from the last keystroke
+  to the first suggestion that fits the final text (p50, misses as infinitely slow), and the
+  provider calls per burst. tabby-agent 1.5 is asked with ``textDocument/completion`` (the only
+  completion request its language server handles). The naive client sends one streaming Ollama
+  ``/api/generate`` per keystroke straight to the provider (``_typists.NaiveTypist``).
+
+Every ratio is the system's figure divided by Crucible's (below 1: smaller or faster than
+Crucible). Run from the repository root::
+
+    python -m benchmarks.peers [--quick] [--runs 10] [--repeat 5] [--latency-ms 150]
+                               [--no-install] [--json PATH]
+
+The npm packages are installed on first use into a cache folder (setup, not the benchmark);
+``--no-install`` uses them only if already there. A peer that cannot be installed or started is
+skipped with a line saying why. The exit status is non-zero only when Crucible itself breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tests.fakes.provider import FakeProvider, RecordedRequest
+
+from benchmarks import _figures, _peer_servers
+from benchmarks._figures import Figures, Sample
+from benchmarks._peer_lsp import PeerExited, RawLsp, tree_rss
+from benchmarks._peer_servers import COPILOT, TABBY_AGENT, Launch
+from benchmarks._peer_typists import COMPLETION, INLINE, LspTypist
+from benchmarks._snippets import BURSTS, QUICK_BURSTS, continuation
+from benchmarks._typists import NaiveTypist, Typist
+from benchmarks.typing_replay import replay
+
+MODEL = "qwen2.5-coder:1.5b-base"
+MAX_TOKENS = 160  # the naive client's num_predict: Crucible's default completion.max_tokens
+_INITIALIZE_TIMEOUT_S = 60.0
+
+# (key, column title); the order of the table's columns.
+SYSTEMS = (
+    ("crucible", "Crucible"),
+    ("tabby-agent", f"tabby-agent {TABBY_AGENT.version}"),
+    ("copilot", f"Copilot LS {COPILOT.version}"),
+    ("pygls", "bare pygls"),
+    ("floor", "stdlib floor"),
+    ("naive", "naive client"),
+)
+TYPING_SYSTEMS = ("crucible", "tabby-agent", "naive")
+
+
+def _reply(record: RecordedRequest) -> str:
+    """The fake model: the rest of the line being typed, for Ollama's prompt or Tabby's prefix."""
+    body = record.body if isinstance(record.body, dict) else {}
+    segments = body.get("segments")
+    prompt = segments.get("prefix") if isinstance(segments, dict) else body.get("prompt")
+    return continuation(prompt if isinstance(prompt, str) else "")
+
+
+def _capabilities() -> dict[str, Any]:
+    return {
+        "general": {"positionEncodings": ["utf-16"]},
+        "textDocument": {
+            "synchronization": {"dynamicRegistration": False},
+            "completion": {"completionItem": {"snippetSupport": False}},
+            "inlineCompletion": {"dynamicRegistration": False},
+        },
+        "window": {"workDoneProgress": False},
+    }
+
+
+def _initialize_params(launch: Launch) -> dict[str, Any]:
+    workspace = launch.cwd.as_uri()
+    return {
+        "processId": None,
+        "clientInfo": {"name": "crucible-peers", "version": "1"},
+        "rootUri": workspace,
+        "workspaceFolders": [{"uri": workspace, "name": "bench"}],
+        "capabilities": _capabilities(),
+        "initializationOptions": launch.initialization_options,
+    }
+
+
+async def _initialize(launch: Launch) -> tuple[RawLsp, float]:
+    """Spawn and initialize; (the session, ms from spawn to the initialize answer)."""
+    lsp = await RawLsp.spawn(launch.argv, launch.env, launch.cwd)
+    try:
+        answer = lsp.request("initialize", _initialize_params(launch))
+        arrived, message = await asyncio.wait_for(answer, _INITIALIZE_TIMEOUT_S)
+        if "error" in message:
+            raise PeerExited(f"initialize failed: {message['error']}")
+        lsp.notify("initialized", {})
+    except BaseException:
+        await lsp.stop()
+        raise
+    return lsp, (arrived - lsp.started) * 1000
+
+
+# -- start-up and memory -------------------------------------------------------------------------
+
+
+@dataclass
+class Startup:
+    init_ms: list[float] = field(default_factory=list)
+    rss_kib: list[int] = field(default_factory=list)
+    processes: list[int] = field(default_factory=list)
+    skipped: str | None = None
+
+
+async def _start_once(launch: Launch, idle_s: float) -> tuple[float, int, int]:
+    lsp, init_ms = await _initialize(launch)
+    try:
+        await asyncio.sleep(idle_s)
+        lsp.check_alive()
+        rss, processes = tree_rss(lsp.pid)
+    finally:
+        await lsp.stop()
+    return init_ms, rss, processes
+
+
+async def measure_startups(
+    launches: Sequence[Launch], settings: argparse.Namespace
+) -> dict[str, Startup]:
+    """Every system ``warmup + runs`` times, interleaved and in a rotating order."""
+    found = {launch.name: Startup() for launch in launches}
+    for run in range(settings.warmup + settings.runs):
+        shift = run % len(launches)
+        for launch in [*launches[shift:], *launches[:shift]]:
+            startup = found[launch.name]
+            if startup.skipped:
+                continue
+            try:
+                init_ms, rss, processes = await _start_once(launch, settings.idle_s)
+            except (PeerExited, TimeoutError, OSError) as exc:
+                if launch.name == "crucible":
+                    raise
+                startup.skipped = f"failed to start: {str(exc).splitlines()[0][:200]}"
+                continue
+            if run >= settings.warmup:
+                startup.init_ms.append(init_ms)
+                startup.rss_kib.append(rss)
+                startup.processes.append(processes)
+    return found
+
+
+# -- typing --------------------------------------------------------------------------------------
+
+
+async def _warm_up(typist: Typist) -> None:
+    """One request before measuring: process start-up and connection set-up are not typing."""
+    uri, text = f"file:///bench/{typist.name}/warm-up.py", "def warm_up():\n    "
+    typist.open(uri, "python", text)
+    await asyncio.wait_for(typist.type(uri, 2, text, "r").answered, 30)
+    typist.close(uri)
+
+
+async def measure_typing(
+    fake: FakeProvider,
+    launches: dict[str, Launch],
+    settings: argparse.Namespace,
+) -> tuple[dict[tuple[str, str], list[Sample]], dict[str, str]]:
+    """The bursts typed into each system, interleaved; samples by (burst, system), skips."""
+    bursts = QUICK_BURSTS if settings.quick else BURSTS
+    samples: dict[tuple[str, str], list[Sample]] = {}
+    skipped: dict[str, str] = {}
+    async with AsyncExitStack() as stack:
+        typists: list[Typist] = []
+        for name, method in (("crucible", INLINE), ("tabby-agent", COMPLETION)):
+            launch = launches.get(name)
+            if launch is None:
+                continue
+            try:
+                lsp, _ = await _initialize(launch)
+            except (PeerExited, TimeoutError, OSError) as exc:
+                if name == "crucible":
+                    raise
+                skipped[name] = f"failed to start: {str(exc).splitlines()[0][:200]}"
+                continue
+            stack.push_async_callback(lsp.stop)
+            typists.append(LspTypist(name, lsp, method))
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=fake.base_url, limits=limits, timeout=None, trust_env=False)
+        )
+        typists.append(NaiveTypist(http, MODEL, MAX_TOKENS))
+        for typist in list(typists):
+            try:
+                await _warm_up(typist)
+            except (PeerExited, TimeoutError) as exc:
+                if typist.name == "crucible":
+                    raise
+                skipped[typist.name] = f"no answer to a first request: {exc}"
+                typists.remove(typist)
+        for repetition in range(settings.repeat):
+            for index, burst in enumerate(bursts):
+                gaps = burst.gaps(random.Random(f"{settings.seed}/{index}/{repetition}"))
+                shift = (repetition + index) % len(typists)
+                for typist in typists[shift:] + typists[:shift]:
+                    try:
+                        sample = await replay(
+                            typist, fake, burst, (index, repetition), gaps, settings
+                        )
+                    except PeerExited as exc:
+                        if typist.name == "crucible":
+                            raise
+                        skipped[typist.name] = f"exited mid-run: {str(exc).splitlines()[0]}"
+                        typists.remove(typist)
+                        break
+                    samples.setdefault((burst.name, typist.name), []).append(sample)
+    return samples, skipped
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _ratio(value: float | None, crucible: float | None) -> str:
+    if value is None or crucible is None or crucible == 0 or math.isinf(crucible):
+        return ""
+    if math.isinf(value):
+        return ""
+    ratio = value / crucible
+    return f" ({ratio:.2f}x)" if ratio < 10 else f" ({ratio:.0f}x)"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "miss" if math.isinf(value) else f"{value:.0f} ms"
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    values: dict[str, float | None]  # by system; None: not measured (or skipped)
+    cells: dict[str, str]
+
+
+def rows(
+    startups: dict[str, Startup],
+    totals: dict[str, Figures],
+    calls: dict[str, list[int]],
+) -> list[Row]:
+    """The table's four rows, each cell with its ratio to Crucible."""
+    init = {name: _median(s.init_ms) for name, s in startups.items()}
+    rss = {name: _median([k / 1024 for k in s.rss_kib]) for name, s in startups.items()}
+    latency = {name: totals[name].p50_ms for name in totals}
+    per_burst = {name: totals[name].calls_mean for name in totals}
+    found = []
+    for title, values, show in (
+        ("spawn -> initialize answered, median", init, _ms),
+        ("RSS after initialize (process tree), median", rss, _mib),
+        (
+            "last keystroke -> fitting suggestion, p50",
+            latency,
+            _ms,
+        ),
+        ("provider calls per burst, mean (min-max)", per_burst, None),
+    ):
+        cells = {}
+        for name, _ in SYSTEMS:
+            value = values.get(name)
+            if value is None:
+                cells[name] = "-"
+            elif show is None:
+                low, high = min(calls[name]), max(calls[name])
+                cells[name] = f"{value:.1f} ({low}-{high})" + _ratio(value, values["crucible"])
+            else:
+                extra = ""
+                if show is _mib:
+                    processes = max(startups[name].processes, default=1)
+                    extra = f", {processes} proc" if processes > 1 else ""
+                cells[name] = show(value) + extra + _ratio(value, values.get("crucible"))
+        found.append(Row(title, dict(values), cells))
+    return found
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} MiB"
+
+
+def table(found: Sequence[Row]) -> str:
+    width = max(len(row.title) for row in found)
+    columns = [max(len(title), *(len(row.cells[name]) for row in found)) for name, title in SYSTEMS]
+    head = f"{'':{width}}  " + "  ".join(
+        f"{title:>{w}}" for (_, title), w in zip(SYSTEMS, columns, strict=True)
+    )
+    lines = [head, "-" * len(head)]
+    for row in found:
+        cells = "  ".join(
+            f"{row.cells[name]:>{w}}" for (name, _), w in zip(SYSTEMS, columns, strict=True)
+        )
+        lines.append(f"{row.title:{width}}  {cells}")
+    return "\n".join(lines)
+
+
+def burst_table(
+    bursts: Sequence[str], samples: dict[tuple[str, str], list[Sample]], systems: Sequence[str]
+) -> str:
+    """Per burst and typing system: calls (mean, max), p50, p95, misses, own answer, stale."""
+    width = max(len(name) for name in bursts)
+    lines = [
+        f"{'burst':{width}}  {'system':11}  calls  max     p50     p95  miss    last  stale",
+    ]
+    lines.append("-" * len(lines[0]))
+    for burst in bursts:
+        for index, system in enumerate(systems):
+            got = samples.get((burst, system))
+            if not got:
+                continue
+            f = _figures.summarize(got)
+            label = burst if index == 0 else ""
+            lines.append(
+                f"{label:{width}}  {system:11}  {f.calls_mean:5.1f} {f.calls_max:4d} "
+                f"{_ms(f.p50_ms):>7} {_ms(f.p95_ms):>7} {f.misses:5d} {_ms(f.own_p50_ms):>7} "
+                f"{f.stale:6d}"
+            )
+    return "\n".join(lines)
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def _launches(
+    root: Path, fake: FakeProvider, settings: argparse.Namespace
+) -> tuple[list[Launch], dict[str, str]]:
+    """What can run on this machine; and, for each peer that cannot, why."""
+    skipped: dict[str, str] = {}
+    cache = _peer_servers.cache_root()
+    launches = [_peer_servers.crucible(root, fake.base_url, MODEL)]
+    node = _peer_servers.node_version()
+    for name, package in (("tabby-agent", TABBY_AGENT), ("copilot", COPILOT)):
+        if name not in settings.peers:
+            skipped[name] = "not asked for (--peers)"
+            continue
+        if node is None:
+            skipped[name] = "node is not on PATH"
+            continue
+        started = time.perf_counter()
+        problem = _peer_servers.install(package, cache, allowed=settings.install)
+        if problem:
+            skipped[name] = problem
+            continue
+        took = time.perf_counter() - started
+        if took > 1:
+            print(f"installed {package.spec} into {package.folder(cache)} in {took:.0f} s")
+        if name == "tabby-agent":
+            launches.append(_peer_servers.tabby_agent(root, cache, fake.base_url))
+        else:
+            launches.append(_peer_servers.copilot(root, cache))
+    launches += [_peer_servers.bare_pygls(root), _peer_servers.stdlib_floor(root)]
+    print(f"node {node or 'missing'}; npm cache {cache}")
+    return launches, skipped
+
+
+async def run(settings: argparse.Namespace) -> dict[str, Any]:
+    bursts = QUICK_BURSTS if settings.quick else BURSTS
+    fake = FakeProvider(model=MODEL, reply=_reply, chunk_size=8, slots=settings.slots)
+    with fake, tempfile.TemporaryDirectory(prefix="crucible-peers-") as scratch:
+        root = Path(scratch)
+        launches, skipped = _launches(root / "startup", fake, settings)
+        started = time.perf_counter()
+        startups = await measure_startups(launches, settings)
+        startup_s = time.perf_counter() - started
+        for name, startup in startups.items():
+            if startup.skipped:
+                skipped[name] = startup.skipped
+        typing_launches = {
+            launch.name: launch
+            for launch in _launches_for_typing(root / "typing", fake, launches)
+            if not startups[launch.name].skipped
+        }
+        started = time.perf_counter()
+        samples, typing_skipped = await measure_typing(fake, typing_launches, settings)
+        typing_s = time.perf_counter() - started
+    skipped.update({name: why for name, why in typing_skipped.items() if name not in skipped})
+    return _report(settings, bursts, startups, samples, skipped, (startup_s, typing_s))
+
+
+def _launches_for_typing(root: Path, fake: FakeProvider, started: Sequence[Launch]) -> list[Launch]:
+    """Fresh scratch folders for the typing sessions (no state from the start-up runs)."""
+    cache = _peer_servers.cache_root()
+    names = {launch.name for launch in started}
+    found = [_peer_servers.crucible(root, fake.base_url, MODEL)]
+    if "tabby-agent" in names:
+        found.append(_peer_servers.tabby_agent(root, cache, fake.base_url))
+    return found
+
+
+def _report(
+    settings: argparse.Namespace,
+    bursts: Sequence[Any],
+    startups: dict[str, Startup],
+    samples: dict[tuple[str, str], list[Sample]],
+    skipped: dict[str, str],
+    took: tuple[float, float],
+) -> dict[str, Any]:
+    typing = [s for s in TYPING_SYSTEMS if any(k[1] == s for k in samples)]
+    totals = {
+        s: _figures.summarize([x for (_, n), xs in samples.items() if n == s for x in xs])
+        for s in typing
+    }
+    calls = {s: [x.calls for (_, n), xs in samples.items() if n == s for x in xs] for s in typing}
+    found = rows(startups, totals, calls)
+    print(
+        f"\nPeers: {settings.runs} start-up run(s) per server after {settings.warmup} warm-up,"
+        f" RSS {settings.idle_s:g} s after initialized; typing {len(bursts)} bursts x"
+        f" {settings.repeat} repetition(s), provider first token {settings.latency_ms} ms,"
+        f" {settings.slots} slots. Ratios: the system's figure / Crucible's."
+        f" ({took[0]:.0f} s start-up, {took[1]:.0f} s typing)\n"
+    )
+    print(table(found))
+    print()
+    print(burst_table([b.name for b in bursts], samples, typing))
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    return {
+        "settings": {k: v for k, v in vars(settings).items() if k != "json"},
+        "versions": {"tabby-agent": TABBY_AGENT.version, "copilot": COPILOT.version},
+        "startup": {name: asdict(s) for name, s in startups.items()},
+        "rows": [{"title": r.title, "values": r.values, "cells": r.cells} for r in found],
+        "typing": {name: _figures.as_json(f) for name, f in totals.items()},
+        "samples": {f"{b} / {s}": [vars(x) for x in xs] for (b, s), xs in samples.items()},
+        "skipped": skipped,
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__)
+    add = parser.add_argument
+    add("--quick", action="store_true", help="3 start-up runs, 2 bursts once: proves it runs (CI)")
+    add("--runs", type=int, default=10, help="measured start-up runs per server (default 10)")
+    add("--warmup", type=int, default=1, help="start-up runs discarded first (default 1)")
+    add("--idle-s", type=float, default=2.0, help="idle before reading RSS (default 2)")
+    add("--repeat", type=int, default=5, help="repetitions of each burst (default 5)")
+    add("--latency-ms", type=int, default=150, help="provider time to first byte (default 150)")
+    add("--slots", type=int, default=2, help="provider parallel slots (default 2)")
+    add("--pause-ms", type=int, default=800, help="pause after each burst (default 800)")
+    add("--deadline-s", type=float, default=10.0, help="wait for answers after a burst (10)")
+    add("--seed", type=int, default=7, help="seed of the key-timing jitter")
+    add(
+        "--peers",
+        default="tabby-agent,copilot",
+        help="npm peers to run, comma-separated (default tabby-agent,copilot)",
+    )
+    add("--no-install", dest="install", action="store_false", help="never run npm install")
+    add("--json", type=Path, help="also write the figures here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = _parser().parse_args(argv)
+    settings.peers = {p.strip() for p in settings.peers.split(",") if p.strip()}
+    if settings.quick:
+        settings.runs, settings.warmup, settings.repeat = min(settings.runs, 2), 1, 1
+        settings.idle_s, settings.pause_ms = min(settings.idle_s, 1.0), min(settings.pause_ms, 300)
+    try:
+        figures = asyncio.run(run(settings))
+    except (PeerExited, OSError, TimeoutError) as exc:
+        print(f"peers benchmark broke (Crucible): {exc}", file=sys.stderr)
+        return 2
+    if settings.json:
+        figures["settings"]["peers"] = sorted(settings.peers)
+        settings.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
