@@ -458,13 +458,16 @@ class App:
     def memory_components(self) -> dict[str, int]:
         """Bytes held per component, each as the component estimates it (crucible/status
         ``memory.components``; the supervisor names the largest when it warns)."""
-        components = {
+        cache = self.cache.memory_bytes() if self.cache is not None else {}
+        return {
             "documents": self._editor.documents_bytes() if self._editor is not None else 0,
-            "l1": 0,
+            "l1": cache.get("l1", 0),
+            "type_through": cache.get("type_through", 0),
+            "diagnostics": self.hover.store.memory_bytes(),
+            "review": self.review.memory_bytes(),
+            "telemetry": self.telemetry.memory_bytes(),
+            "pools": sum(pool.memory_bytes() for pool in self._pools.values()),
         }
-        if self.cache is not None:
-            components["l1"] = self.cache.stats()["levels"]["l1"]["bytes"]
-        return components
 
     def _upstream(self) -> dict[str, int]:
         """Provider calls (attempts: a failover is two) and failed ones, since start-up,
@@ -527,7 +530,7 @@ class _Relief:
 
     def clear_cache(self) -> None:
         if self._app.cache is not None:
-            self._app.cache.set_memory_budget(0)
+            self._app.cache.clear_memory()
 
     def release_connections(self) -> None:
         for provider in self._app.providers():

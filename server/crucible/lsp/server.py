@@ -34,7 +34,7 @@ from crucible.context.neighbours import OpenFile
 from crucible.context.recent import RecentDocuments
 from crucible.hover.service import HoverService
 from crucible.lsp.clients import ClientTraits, CodeActionTraits
-from crucible.lsp.document_text import document_size
+from crucible.lsp.document_text import open_documents_bytes
 from crucible.lsp.framing import CHUNK, FrameReader
 from crucible.lsp.protocol import (
     EXIT_AFTER_SHUTDOWN,
@@ -174,7 +174,7 @@ class CrucibleLanguageServer(LanguageServer):
         self.protocol.notify(DID_CHANGE_STATUS, payload)
 
     def documents_bytes(self) -> int:
-        return sum(document_size(document) for document in self.workspace.text_documents.values())
+        return open_documents_bytes(self.workspace)
 
     def watch_parent(self, pid: int | None) -> None:
         """Exit when process ``pid`` (initialize's processId) ends or does not exist."""
