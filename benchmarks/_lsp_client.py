@@ -109,6 +109,14 @@ class CrucibleSession:
         return self._client.messages
 
     @property
+    def pid(self) -> int:
+        """The server process's id (the endurance run reads its resources from outside)."""
+        server = self._client._server
+        if server is None:
+            raise ServerExited("the server process was never started")
+        return server.pid
+
+    @property
     def returncode(self) -> int | None:
         """The server's exit status once it has exited (a crash, mid-run), else None."""
         server = self._client._server
