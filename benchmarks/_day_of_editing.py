@@ -56,6 +56,7 @@ FAULTS = (
     Fault(truncate_after=1),
     Fault(status=503, retry_after=0.2),
 )
+_MOST_UNASKED = 500  # changes sent with no request before the client waits for the server
 _CODE_LINES = tuple(
     line.strip() for snippet in SNIPPETS for line in snippet.text.splitlines() if line.strip()
 )
@@ -159,6 +160,7 @@ class Day:
         self._open: deque[_Document] = deque()
         self._inflight: deque[Future[Any]] = deque()
         self._turn = 0
+        self._unasked = 0  # changes sent since the last request
         # The opens are spread evenly over the changes; large files at evenly spaced opens.
         self._first_open = max(1, plan.max_open // 2)
         self._rotations = max(0, plan.documents - self._first_open)
@@ -192,6 +194,10 @@ class Day:
         self._inflight = deque(f for f in self._inflight if not f.done())
 
     async def _throttle(self) -> None:
+        if self._unasked >= _MOST_UNASKED:
+            # Changes with no request among them: a status round trip is their backpressure.
+            await self.session.status(timeout=60)
+            self._unasked = 0
         while self._inflight and self._inflight[0].done():
             self._inflight.popleft()
         while len(self._inflight) >= self.plan.max_inflight:
@@ -248,12 +254,13 @@ class Day:
         plan, tally = self.plan, self.tally
         changes_left = tally.changes < plan.changes
         behind = tally.requests / plan.requests < tally.changes / plan.changes
+        ahead = tally.requests / plan.requests > tally.changes / plan.changes + 0.001
         suggestion = self._suggestion(document)
-        if tally.requests >= plan.requests:
+        if tally.requests >= plan.requests or (ahead and changes_left):
             self._burst(document, ask=False)
-        elif suggestion and changes_left and self._rng.random() < (0.7 if behind else 0.3):
+        elif suggestion and changes_left and self._rng.random() < (0.7 if behind else 0.15):
             self._type_through(document, suggestion)
-        elif (suggestion or not changes_left) and self._rng.random() < (0.5 if behind else 0.1):
+        elif (suggestion or not changes_left) and self._rng.random() < (0.5 if behind else 0.05):
             self._repeat(document)  # dismissed, then asked again: a cache hit
         else:
             self._burst(document, ask=True)
@@ -317,12 +324,14 @@ class Day:
         document.version += 1
         self.session.replace(document.uri, document.version, start, document.cursor, text)
         self.tally.changes += 1
+        self._unasked += 1
 
     def _key(self, document: _Document, char: str) -> None:
         at = document.cursor
         document.version += 1
         self.session.insert(document.uri, document.version, at, char)
         self.tally.changes += 1
+        self._unasked += 1
         document.column += _width(char)
         document.typed.append(_width(char))
 
@@ -337,6 +346,7 @@ class Day:
         document.version += 1
         self.session.insert(document.uri, document.version, document.cursor, "\n" + indent)
         self.tally.changes += 1
+        self._unasked += 1
         document.line, document.column, document.lines = (
             document.line + 1,
             len(indent),
@@ -354,6 +364,7 @@ class Day:
         document.asked = (future, document.version)
         self._inflight.append(future)
         tally.requests += 1
+        self._unasked = 0
 
     def _answered(self, future: Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:

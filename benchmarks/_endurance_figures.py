@@ -96,9 +96,7 @@ def _cell(value: object, width: int) -> str:
 
 
 def table(readings: Sequence[Vitals]) -> str:
-    head = (
-        "    t s    events   RSS MB   USS MB  tasks threads  fds  pressure  L1 KB  status ms"
-    )
+    head = "    t s    events   RSS MB   USS MB  tasks threads  fds  pressure  L1 KB  status ms"
     lines = [head, "-" * len(head)]
     for r in readings:
         l1 = None if r.l1_bytes is None else r.l1_bytes // 1024

@@ -31,7 +31,7 @@ class Vitals:
     open_files: int  # file descriptors (sockets and pipes included)
     tasks: int | None  # from status
     pressure: str | None
-    l1_bytes: int | None  # components.l1
+    l1_bytes: int | None  # the memory cache (L1)
     status_ms: float | None  # how long crucible/status took to answer (the server's backlog)
     quiet: bool = False
 
@@ -40,6 +40,17 @@ def component(status: dict[str, Any] | None, name: str) -> int | None:
     components = _memory(status).get("components")
     value = components.get(name) if isinstance(components, dict) else None
     return value if isinstance(value, int) else None
+
+
+def l1_bytes(status: dict[str, Any] | None) -> int | None:
+    """The memory cache's bytes: ``memory.components.l1``, else ``cache.levels.l1.bytes``."""
+    found = component(status, "l1")
+    if found is not None or not isinstance(status, dict):
+        return found
+    level: Any = status.get("cache")
+    for key in ("levels", "l1", "bytes"):
+        level = level.get(key) if isinstance(level, dict) else None
+    return level if isinstance(level, int) else None
 
 
 def _memory(status: dict[str, Any] | None) -> dict[str, Any]:
@@ -91,7 +102,7 @@ class Monitor:
             open_files=fds,
             tasks=tasks if isinstance(tasks, int) else None,
             pressure=pressure if isinstance(pressure, str) else None,
-            l1_bytes=component(status, "l1"),
+            l1_bytes=l1_bytes(status),
             status_ms=None if status_ms is None else round(status_ms, 1),
             quiet=quiet,
         )

@@ -162,10 +162,12 @@ async def endure(
 async def bare_pygls_rss(settle_s: float = 0.5) -> tuple[float, float | None, int, int]:
     """RSS, USS, threads and fds of a bare pygls server after ``initialize``."""
     client = LanguageClient("endurance-baseline", "1")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     await client.start_io(sys.executable, "-m", "benchmarks._bare_pygls", env=env, cwd=_ROOT)
     try:
-        params = types.InitializeParams(process_id=os.getpid(), capabilities=types.ClientCapabilities())
+        capabilities = types.ClientCapabilities()
+        params = types.InitializeParams(process_id=os.getpid(), capabilities=capabilities)
         await asyncio.wait_for(client.initialize_async(params), 30)
         client.initialized(types.InitializedParams())
         await asyncio.sleep(settle_s)
@@ -213,11 +215,10 @@ def _report(phase: Phase, plot: Path | None) -> dict[str, Any]:
         phase.readings, base.at_s if base else None, plot, f"Crucible {phase.label}"
     ):
         print(f"plot: {plot}")
-    status = phase.status or {}
-    requests = status.get("requests", {})
+    requests = (phase.status or {}).get("requests")
     if isinstance(requests, dict):
-        served = {k: requests.get(k) for k in ("cache_hit", "type_through", "completed")}
-        print(f"server counters: {served}")
+        counted = ("served", "superseded", "type_through", "cache_hit", "timeout", "error")
+        print("server's requests: " + ", ".join(f"{k} {requests.get(k, '-')}" for k in counted))
     print("Verdicts (after the warm-up):")
     print("\n".join(figures.verdict_lines(phase.verdicts)))
     for message in dict.fromkeys(phase.messages):
@@ -280,7 +281,8 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
             seed=settings.seed + 1,
             memory=memory,
         )
-        plot = settings.plot.with_name(f"{settings.plot.stem}-pressure.png") if settings.plot else None
+        plot = settings.plot
+        plot = plot.with_name(f"{plot.stem}-pressure{plot.suffix}") if plot else None
         report["pressure"] = _report(pressured, plot)
         report["pressure"].update(_pressure_report(pressured, memory))
     return report

@@ -15,7 +15,6 @@ noise from growth (the benchmark prints it; the long run in benchmarks/README.md
 from __future__ import annotations
 
 import pytest
-
 from benchmarks._day_of_editing import Plan
 from benchmarks.endurance import Phase, endure
 
