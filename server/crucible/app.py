@@ -56,7 +56,7 @@ from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
 from crucible.review.service import ReviewService
-from crucible.runtime.memory import rss_mb
+from crucible.runtime.memory import MemorySupervisor
 from crucible.runtime.notices import ProblemBoard
 from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
@@ -119,6 +119,15 @@ class App:
         self.code_actions = CodeActionService(self.settings.code_actions, None)
         # Open documents, most recently opened/edited first: neighbour candidates.
         self.recent = RecentDocuments()
+        # The memory budget ([memory]): samples RSS on the loop once started, and asks the
+        # components (through ``_Relief``) to shed what they can rebuild.
+        self.memory = MemorySupervisor(
+            self.settings.memory,
+            _Relief(self),
+            components=self.memory_components,
+            activity=self.telemetry.requests_total,
+        )
+        self._supervising: asyncio.Task[None] | None = None
         self._apply(self._load())
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -134,6 +143,7 @@ class App:
         if self._tasks is not None:
             return
         self._tasks = BackgroundTasks(asyncio.get_running_loop())
+        self._supervising = self._tasks.spawn(self.memory.run(), name="memory supervisor")
         if self.cache is not None:
             self.cache.start()
         waiting, self._unstarted = self._unstarted, []
@@ -193,6 +203,7 @@ class App:
             redact=result.settings.privacy.redact,
         )
         self._apply_chat_features(result.settings)
+        self.memory.reconfigure(result.settings.memory)
         for pool in self._pools.values():
             pool.enable_all()
         logger.info(
@@ -267,7 +278,7 @@ class App:
             for member in old.snapshot():
                 self._retired["calls"] += member.calls
                 self._retired["errors"] += member.failures
-            self._spawn(old.aclose(), "close the old provider pool")
+            self.spawn(old.aclose(), "close the old provider pool")
 
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
@@ -277,7 +288,7 @@ class App:
             old, self.cache = self.cache, self._build_cache(settings)
             self._cache_settings = settings
             if old is not None:
-                self._spawn(old.aclose(), "close the old cache")
+                self.spawn(old.aclose(), "close the old cache")
         if self.cache is not None and self.started:
             self.cache.start()  # once: later calls find it started
 
@@ -325,9 +336,13 @@ class App:
             self.telemetry.mark("batched", len(waits_ms))
 
     def _close_later(self, provider: Provider) -> None:
-        self._spawn(provider.aclose(), f"close {provider.name}")
+        self.spawn(provider.aclose(), f"close {provider.name}")
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def providers(self) -> list[Provider]:
+        """The providers of the configuration in force."""
+        return list(self._providers.values())
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` in the background; before ``start``, once started."""
         if self._tasks is None:
             self._unstarted.append((work, name))
@@ -431,14 +446,25 @@ class App:
                 }
                 for s in self.settings.providers
             ],
-            # Limits and pressure come with the memory supervisor; RSS is real now.
-            "memory": {
-                "rss_mb": rss_mb(),
-                "soft_limit_mb": None,
-                "hard_limit_mb": None,
-                "pressure": "none",
-            },
+            "memory": {**self.memory.snapshot(), "background_tasks": self._background_tasks()},
         }
+
+    def _background_tasks(self) -> int:
+        """Owned background work in flight: prefetches (completions, hover) and the App's own
+        (closing what a change replaced, the supervisor)."""
+        owned = len(self._tasks) if self._tasks is not None else 0
+        return owned + self.completion.background_tasks() + self.hover.background_tasks()
+
+    def memory_components(self) -> dict[str, int]:
+        """Bytes held per component, each as the component estimates it (crucible/status
+        ``memory.components``; the supervisor names the largest when it warns)."""
+        components = {
+            "documents": self._editor.documents_bytes() if self._editor is not None else 0,
+            "l1": 0,
+        }
+        if self.cache is not None:
+            components["l1"] = self.cache.stats()["levels"]["l1"]["bytes"]
+        return components
 
     def _upstream(self) -> dict[str, int]:
         """Provider calls (attempts: a failover is two) and failed ones, since start-up,
@@ -450,6 +476,8 @@ class App:
         }
 
     async def aclose(self) -> None:
+        if self._supervising is not None:
+            self._supervising.cancel()
         self.status_feed.close()
         self._editor = None
         await self.completion.aclose()
@@ -467,6 +495,47 @@ class App:
         await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
         if self._tasks is not None:
             await self._tasks.aclose()
+
+
+class _Relief:
+    """The memory supervisor's requests (``runtime/memory.py`` ``MemoryRelief``), carried out
+    on whatever components the App has now (a configuration change may have replaced them)."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    def limit_cache(self, fraction: float) -> None:
+        cache, settings = self._app.cache, self._app.settings.cache
+        if cache is None:
+            return
+        if fraction >= 1.0:
+            cache.restore_memory_budget()
+        else:
+            cache.set_memory_budget(int(settings.memory_mb * fraction * (1 << 20)))
+
+    def drop_idle_state(self, idle_s: float) -> None:
+        self._app.completion.drop_idle(idle_s)
+        self._app.recent.drop_idle(idle_s)  # neighbour candidates; back on their next edit
+
+    def pause_background(self, paused: bool) -> None:
+        self._app.completion.pause_prefetch(paused)
+        self._app.hover.pause_prefetch(paused)
+
+    def cancel_background(self) -> None:
+        self._app.completion.cancel_background()
+        self._app.hover.cancel_background()
+
+    def clear_cache(self) -> None:
+        if self._app.cache is not None:
+            self._app.cache.set_memory_budget(0)
+
+    def release_connections(self) -> None:
+        for provider in self._app.providers():
+            if isinstance(provider, HttpProvider):
+                self._app.spawn(provider.release_idle_connections(), "release idle connections")
+
+    def tell_user(self, message: str) -> None:
+        self._app._announce(message)
 
 
 def _prefetch_on(setting: Prefetch, providers: tuple[ProviderSettings, ...]) -> bool:

@@ -222,6 +222,11 @@ class LoopbackServer:
     def running(self) -> bool:
         return self._thread is not None
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (a keep-alive one waiting for its next request too)."""
+        return len(self._connections)
+
     def start(self) -> None:
         if self._thread is not None:
             return

@@ -124,6 +124,11 @@ class FakeProvider:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def open_connections(self) -> int:
+        """TCP connections from clients open now, as the server sees them."""
+        return self._server.open_connections
+
+    @property
     def slots(self) -> int | None:
         """Most generation requests served at once (None: no limit); the rest wait, FIFO."""
         return self._slots

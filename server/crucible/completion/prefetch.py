@@ -9,8 +9,8 @@ answer in the cache like any flight, so accepting and typing on is answered from
 joins that flight).
 
 A document the user moved away from has its prefetch cancelled (``cancel``, by the service),
-which abandons its flight unless a request joined it; ``aclose`` stops them all before the
-providers close.
+which abandons its flight unless a request joined it; ``cancel_all`` cancels every one (the
+memory supervisor's "critical" tier), ``aclose`` stops them all before the providers close.
 """
 
 from __future__ import annotations
@@ -99,6 +99,18 @@ class Prefetches:
         task = self._tasks.pop(document, None)
         if task is not None:
             task.cancel()
+
+    def cancel_all(self) -> int:
+        """Cancel every prefetch still running; returns how many were."""
+        tasks = [task for task in self._tasks.values() if not task.done()]
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+    def __len__(self) -> int:
+        """Prefetches running."""
+        return len(self._tasks)
 
     async def aclose(self) -> None:
         tasks = list(self._tasks.values())

@@ -115,7 +115,14 @@ class _RequestState:
     joined: Seat[Suggestion] | None = None  # on the identical in-flight stream
     reuse: Reuse | None = None  # on an in-flight stream this request continues
     samples: list[Seat[Suggestion]] = field(default_factory=list)  # alternatives' flights
+    ticket: Ticket | None = None  # the document's ticket, once taken (``complete``)
     outcome: str = "empty"
+
+    @property
+    def current(self) -> bool:
+        """Whether this request is still the document's newest (not superseded, the document
+        not closed): work for one that is not would be thrown away."""
+        return self.ticket is None or self.ticket.is_current
 
     def seats(self) -> list[Seat[Suggestion]]:
         held = [self.joined, self.reuse.seat if self.reuse is not None else None, *self.samples]
@@ -157,6 +164,11 @@ class CompletionService:
         # The prompt prefix of each document's newest request: does an abandoned stream's
         # prompt lead into it (warm_prompts)? One string per open document.
         self._newest_prefix: dict[str, str] = {}
+        # When each document with state here was last edited or asked about (``self._clock``):
+        # every per-document map above holds only documents in here, and ``drop_idle`` forgets
+        # those idle for long (the memory supervisor's "elevated" tier).
+        self._last_active: dict[str, float] = {}
+        self._prefetch_paused = False  # the memory supervisor holds prefetch back
         # What privacy kept from providers: requests for excluded files, prompts not sent
         # (a private key, a cursor inside a secret), secrets replaced in prompts sent.
         self._privacy_counts = {"redactions": 0, "excluded_requests": 0, "withheld_requests": 0}
@@ -195,15 +207,53 @@ class CompletionService:
     # -- document events (from didChange / didClose) ----------------------------------------
 
     def document_changed(self, uri: str) -> None:
+        self._last_active[uri] = self._clock()
         self._debounce.keystroke(uri)
 
     def document_closed(self, uri: str) -> None:
+        """Forget everything kept for ``uri`` (closed, pushed out of the recent documents, or
+        idle): rhythm, pending request, newest prefix, prefetch, type-through anchors."""
+        self._last_active.pop(uri, None)
         self._debounce.forget(uri)
         self._latest.forget(uri)
         self._newest_prefix.pop(uri, None)
         self._prefetches.cancel(uri)
         if self._cache is not None:
             self._cache.forget(uri)
+
+    def drop_idle(self, idle_s: float) -> int:
+        """Forget the per-document state (as ``document_closed``) of every document neither
+        edited nor asked about for ``idle_s`` seconds and with no request pending; its next
+        edit starts afresh. Returns how many documents were dropped."""
+        now = self._clock()
+        idle = [
+            uri
+            for uri, last in self._last_active.items()
+            if now - last >= idle_s and uri not in self._latest
+        ]
+        for uri in idle:
+            self.document_closed(uri)
+        return len(idle)
+
+    def documents(self) -> int:
+        """How many documents have per-document state here (each map's keys are among them)."""
+        return len(self._last_active)
+
+    # -- background work (the memory supervisor's handles) ----------------------------------
+
+    def pause_prefetch(self, paused: bool) -> None:
+        """While paused, no prefetch starts after a shown suggestion; those running go on
+        (``cancel_background`` stops them)."""
+        self._prefetch_paused = paused
+
+    def cancel_background(self) -> int:
+        """Cancel every running prefetch (a flight a request joined goes on for it); returns
+        how many were cancelled. Requests a user waits on are untouched."""
+        return self._prefetches.cancel_all()
+
+    def background_tasks(self) -> int:
+        """Tasks running work no request asked for: prefetches."""
+        return len(self._prefetches)
 
     # -- one request -------------------------------------------------------------------------
 
@@ -215,9 +265,11 @@ class CompletionService:
         # stream is not abandoned in between.
         self._take_seats(state)
         document = request.snapshot.uri
+        self._last_active[document] = state.started
         self._newest_prefix[document] = state.window.prefix
         # The same text and cursor asked twice (inline + menu) share, instead of superseding.
         ticket = self._latest.begin(document, (request.offset, request.snapshot.text))
+        state.ticket = ticket
         work = asyncio.ensure_future(self._answer(state))
         try:
             await asyncio.wait((work, ticket.superseded), return_when=asyncio.FIRST_COMPLETED)
@@ -301,9 +353,13 @@ class CompletionService:
             self._flown,
         )
         for stage in stages:
+            # Superseded or closed meanwhile: nothing more is done for this request, so a
+            # closed document gets no rhythm, anchors or prefetch back from it.
+            if not state.current:
+                return None
             found = await stage(state, state.plan)
             if found is not None:
-                if found.text:
+                if found.text and state.current:
                     self._shown(state, found)
                 return found
         return None
@@ -372,7 +428,7 @@ class CompletionService:
         if cache is None:
             return
         cache.shown(request.snapshot.uri, request.offset, window.prefix, window.suffix, suggestion)
-        if self._prefetch:
+        if self._prefetch and not self._prefetch_paused:
             neighbours = request.neighbours
             self._prefetches.after_shown(
                 request.snapshot,
@@ -533,6 +589,9 @@ class CompletionService:
             "in_flight": len(self._flights),
             "pending_documents": len(self._latest),
             "prefetch": self._prefetch and self._cache is not None,
+            "prefetch_paused": self._prefetch_paused,
+            "documents": len(self._last_active),
+            "background_tasks": len(self._prefetches),
         }
 
 

@@ -257,6 +257,35 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MemorySettings:
+    """``[memory]``: the budget the memory supervisor keeps (``runtime/memory.py``).
+
+    The defaults leave room for what a day of editing really holds (docs/memory.md gives the
+    measurements): over the soft limit the server sheds what it can rebuild (cache, idle
+    per-document state, prefetch); over the hard limit it sheds everything optional and says so.
+    """
+
+    soft_limit_mb: float = doc(
+        "Resident memory above which Crucible shrinks its cache, drops state of idle"
+        " documents and pauses prefetch.",
+        bounds=(16.0, 65_536.0),
+        default=384.0,
+    )
+    hard_limit_mb: float = doc(
+        "Resident memory above which Crucible also clears its in-memory cache, cancels"
+        " background work and tells you once. Must be above soft_limit_mb.",
+        bounds=(32.0, 131_072.0),
+        default=768.0,
+    )
+    check_interval_s: float = doc(
+        "Seconds between memory readings when active (halved under pressure, up to six"
+        " times longer while idle).",
+        bounds=(0.5, 600.0),
+        default=10.0,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class ResilienceSettings:
     """``[resilience]``: how providers serving one role are routed around failures.
 
@@ -582,4 +611,7 @@ class Settings:
     code_actions: CodeActionsSettings = doc(  # noqa: RUF009 (doc() returns a field())
         "AI code actions: quick fixes, rewrites, custom actions.",
         default_factory=CodeActionsSettings,
+    )
+    memory: MemorySettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "The memory budget Crucible keeps.", default_factory=MemorySettings
     )

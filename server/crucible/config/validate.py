@@ -20,7 +20,7 @@ import os
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, Field, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from crucible.config.settings import (
     CompletionSettings,
     CustomActionSettings,
     HoverSettings,
+    MemorySettings,
     PrivacySettings,
     ProviderKind,
     ProviderSettings,
@@ -327,22 +328,17 @@ def _custom_actions(
     return tuple(built)
 
 
-# Resolved once: the annotations are strings under `from __future__ import annotations`.
-_HINTS = {
-    cls: typing.get_type_hints(cls)
-    for cls in (
-        ProviderSettings,
-        CompletionSettings,
-        CacheSettings,
-        ResilienceSettings,
-        PrivacySettings,
-        HoverSettings,
-        ReviewSettings,
-        Settings,
-        CodeActionsSettings,
-        CustomActionSettings,
-    )
-}
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """``cls``'s field types, resolved once (the annotations are strings under
+    ``from __future__ import annotations``)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
 _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "base_url"): _base_url,
     (ProviderSettings, "api_key_env"): _api_key_env,
@@ -361,7 +357,7 @@ def _checker(cls: type[Any], f: Field[Any], key: str, errors: list[ConfigError])
         return lambda v: _absolute_paths(v, key, errors)
     if (cls, f.name) == (CodeActionsSettings, "custom"):
         return lambda v: _custom_actions(v, key, errors)
-    hint = _HINTS[cls][f.name]
+    hint = _hints(cls)[f.name]
     bounds = f.metadata.get("bounds")
     if hint is bool:
         return _bool
@@ -496,6 +492,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "hover": HoverSettings,
     "review": ReviewSettings,
     "code_actions": CodeActionsSettings,
+    "memory": MemorySettings,
 }
 # Top-level plain keys (the rest of the top level is ``providers`` and the sections).
 _TRUST_KEYS = ("trust_workspace_config", "trusted_workspaces")
@@ -546,4 +543,21 @@ def build_settings(raw: Mapping[str, Any]) -> LoadResult:
         elif section is not None:
             message = f"expected a table, got {_given(section)}; using its defaults"
             errors.append(ConfigError(name, message))
+    if "memory" in kwargs:
+        kwargs["memory"] = _memory_limits(kwargs["memory"], errors)
     return LoadResult(Settings(**kwargs), tuple(errors))
+
+
+def _memory_limits(memory: MemorySettings, errors: list[ConfigError]) -> MemorySettings:
+    """The hard limit must be above the soft one: otherwise it is the default, or twice the
+    soft limit where the default is not above it either."""
+    if memory.hard_limit_mb > memory.soft_limit_mb:
+        return memory
+    default = MemorySettings().hard_limit_mb
+    hard = default if default > memory.soft_limit_mb else memory.soft_limit_mb * 2
+    message = (
+        f"{memory.hard_limit_mb:g} is not above soft_limit_mb ({memory.soft_limit_mb:g});"
+        f" using {hard:g}"
+    )
+    errors.append(ConfigError("memory.hard_limit_mb", message))
+    return replace(memory, hard_limit_mb=hard)

@@ -15,11 +15,16 @@ of the list is forgotten as if closed: ``touch`` returns it, so the caller drops
 per document (debounce rhythm, type-through anchors, newest prefix); it stays open, and its
 next edit starts that state afresh. So a client that opens thousands of files and never closes
 them costs a bounded amount besides their text, which the LSP layer keeps.
+
+Each entry also carries when it was last touched (an injected clock, ``time.monotonic`` by
+default): ``drop_idle`` drops the candidates untouched for a while (the memory supervisor's
+"elevated" tier); a dropped document comes back on its next edit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from crucible.context.neighbours import OpenFile
 
@@ -29,17 +34,21 @@ MAX_RECENT = 256  # documents remembered: neighbour candidates, and per-document
 class RecentDocuments:
     """Open documents, most recently opened or edited first, at most ``limit`` of them."""
 
-    def __init__(self, limit: int = MAX_RECENT) -> None:
+    def __init__(
+        self, limit: int = MAX_RECENT, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._limit = limit
+        self._clock = clock
         # Insertion order is recency order, oldest first: touching moves a document to the
-        # end (O(1) in a dict: delete and re-insert), and the oldest is the first key.
-        self._files: dict[str, OpenFile] = {}
+        # end (O(1) in a dict: delete and re-insert), and the oldest is the first key. The
+        # value is the file and when it was touched, so the oldest touch is the first too.
+        self._files: dict[str, tuple[OpenFile, float]] = {}
 
     def touch(self, file: OpenFile) -> tuple[str, ...]:
         """``file`` was opened or edited: it is now the most recent, as given. Returns the
         URIs of the documents pushed out by it (oldest first), to be forgotten as if closed."""
         self._files.pop(file.uri, None)
-        self._files[file.uri] = file
+        self._files[file.uri] = (file, self._clock())
         evicted: list[str] = []
         while len(self._files) > self._limit:
             oldest = next(iter(self._files))
@@ -51,12 +60,25 @@ class RecentDocuments:
         """``uri`` was closed."""
         self._files.pop(uri, None)
 
+    def drop_idle(self, idle_s: float) -> list[str]:
+        """Drop the documents not touched for ``idle_s`` seconds (no longer neighbour
+        candidates until their next edit); returns their URIs, oldest first."""
+        cutoff = self._clock() - idle_s
+        dropped: list[str] = []
+        for uri, (_, touched) in self._files.items():
+            if touched > cutoff:
+                break  # recency order: every later one was touched later still
+            dropped.append(uri)
+        for uri in dropped:
+            del self._files[uri]
+        return dropped
+
     def candidates(self, current: str, *, max_size: int) -> tuple[OpenFile, ...]:
         """The neighbour candidates for a completion in ``current``: every other document
         here of at most ``max_size`` characters, most recent first. No text is read."""
         return tuple(
             file
-            for file in reversed(self._files.values())
+            for file, _ in reversed(self._files.values())
             if file.size <= max_size and file.uri != current
         )
 

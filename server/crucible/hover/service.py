@@ -23,8 +23,11 @@ wait their turn); an answer is cut at ``MAX_ANSWER_CHARS``.
 
 Prefetch (``diagnostics_changed``), when on: the document's errors (severity 1), at most
 ``PREFETCH_PER_DOCUMENT`` per arrival, get flights in the background (``prefetched``), never
-while a completion streams (``busy``). The App turns it on for local chat providers only
-(``hover.prefetch = auto``), as ``cache.prefetch``.
+while a completion streams (``busy``) nor while the memory supervisor holds prefetch back
+(``pause_prefetch``). The App turns it on for local chat providers only (``hover.prefetch =
+auto``), as ``cache.prefetch``. A prefetch flight no hover has asked for is background work:
+``cancel_background`` cancels them all, ``document_closed`` those of a closed document; a
+hover for the same subject makes it the hover's, and neither touches it then.
 
 Errors: none reach the caller. ``ProviderError`` (and the pool's own subclasses) end a flight
 with no explanation (logged at INFO, counted); cancellation at ``aclose`` ends them all.
@@ -106,6 +109,9 @@ class HoverService:
         self.store = store
         self._wiring = _Wiring()
         self._flights: dict[str, asyncio.Task[str | None]] = {}
+        # The prefetch flights no hover has asked for yet, by key: the document they are for.
+        self._background: dict[str, str] = {}
+        self._prefetch_paused = False
         self._generating = asyncio.Semaphore(MAX_GENERATING)
         self._memo: OrderedDict[str, str] = OrderedDict()
         self.counts: dict[str, int] = dict.fromkeys(
@@ -160,6 +166,7 @@ class HoverService:
             self.counts["cached"] += 1
             return markdown(diagnostics, cached)
         flight = self._flight(key, subject, document.path, background=False)
+        self._background.pop(key, None)  # a hover waits on it now: no longer background work
         if flight is None:
             return markdown(diagnostics, None, BUSY)
         return await self._await(flight, diagnostics)
@@ -212,6 +219,8 @@ class HoverService:
         wiring = self._wiring
         if not (self.settings.enabled and wiring.prefetch) or wiring.pool is None:
             return
+        if self._prefetch_paused:
+            return  # memory is short: nothing ahead of time
         if wiring.busy():
             return  # a completion streams: the provider is the user's now
         errors = [d for d in self.store.of(document.uri) if d.severity == ERROR]
@@ -223,6 +232,7 @@ class HoverService:
             if key in self._flights or self._known(key):
                 continue
             if self._flight(key, subject, document.path, background=True) is not None:
+                self._background[key] = document.uri
                 self.counts["prefetched"] += 1
 
     def _known(self, key: str) -> bool:
@@ -251,7 +261,9 @@ class HoverService:
         return flight
 
     def _landed(self, key: str, flight: asyncio.Task[str | None]) -> None:
-        self._flights.pop(key, None)
+        if self._flights.get(key) is flight:
+            self._flights.pop(key)
+            self._background.pop(key, None)
         if not flight.cancelled() and (exc := flight.exception()) is not None:
             # A bug, not a provider failure (those end as None): said here, since a prefetch
             # flight has nobody awaiting it.
@@ -299,6 +311,34 @@ class HoverService:
         while len(self._memo) > _MEMO_ENTRIES:
             self._memo.popitem(last=False)
 
+    # -- background work (the memory supervisor's handles) ---------------------------------
+
+    def pause_prefetch(self, paused: bool) -> None:
+        """While paused, diagnostics arriving start no explanation ahead of a hover."""
+        self._prefetch_paused = paused
+
+    def cancel_background(self) -> int:
+        """Cancel the prefetch flights no hover waits on; returns how many were cancelled."""
+        return self._cancel([key for key in self._background])
+
+    def document_closed(self, uri: str) -> int:
+        """``uri`` was closed: its prefetch flights no hover waits on are of no use now."""
+        return self._cancel([key for key, owner in self._background.items() if owner == uri])
+
+    def background_tasks(self) -> int:
+        """Flights running that no hover asked for: prefetches."""
+        return len(self._background)
+
+    def _cancel(self, keys: list[str]) -> int:
+        cancelled = 0
+        for key in keys:
+            self._background.pop(key, None)
+            flight = self._flights.pop(key, None)
+            if flight is not None and not flight.done():
+                flight.cancel()
+                cancelled += 1
+        return cancelled
+
     # -- status and lifetime --------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -306,6 +346,8 @@ class HoverService:
             "enabled": self.settings.enabled,
             **self.counts,
             "in_flight": len(self._flights),
+            "prefetch_paused": self._prefetch_paused,
+            "background_tasks": len(self._background),
             "diagnostics": self.store.snapshot(),
         }
 

@@ -18,6 +18,10 @@ Besides:
 * pygls keeps a bookkeeping future for every notification under a fresh uuid and only pops it
   for requests, so each ``didChange`` (one per keystroke) leaked about 2 KB (40 MB per 20k
   keystrokes); it is dropped here when the handler finishes.
+* A request to the client (``workspace/configuration``, ``workspace/applyEdit``) keeps its
+  future and result type until the answer comes; pygls drops the result type only on a
+  result, so an error answer left it behind, and one that never comes (its awaiting handler
+  cancelled or timed out) left both. Both go here once the request ends, however it ends.
 * Error replies carry a one-line message, no traceback and no file path: pygls puts the
   handler's traceback into ``error.data`` (``JsonRpcInternalError.of``), which clients print to
   the user. The traceback stays in the log (stderr, --log-file).
@@ -31,6 +35,8 @@ import asyncio
 import contextvars
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from concurrent.futures import Future as ThreadFuture
 from typing import Any
 
@@ -232,12 +238,13 @@ class CrucibleProtocol(LanguageServerProtocol):
             logger.warning("dropped a response without a valid id")
             return
         data = dict(response.message)
+        # Popped whatever the answer: an error answer has no use for it either.
+        result_type = self._result_types.pop(response.id, None)
         try:
             if "error" in data:
                 message = self._converter.structure(data, types.ResponseErrorMessage)
                 self._handle_response(response.id, None, message.error)
             else:
-                result_type = self._result_types.pop(response.id, None)
                 message = self._converter.structure(
                     {"jsonrpc": "2.0", "id": response.id, "result": data.get("result")},
                     result_type or JsonRPCResponseMessage,
@@ -300,6 +307,33 @@ class CrucibleProtocol(LanguageServerProtocol):
         transport = getattr(self.writer, "transport", None)
         size = getattr(transport, "get_write_buffer_size", None)
         return callable(size) and int(size()) > _LOG_BACKLOG_LIMIT
+
+    def send_request(
+        self,
+        method: str,
+        params: Any | None = None,
+        callback: Callable[[Any], None] | None = None,
+        msg_id: Any = None,
+    ) -> ThreadFuture[Any]:
+        """pygls's, plus: the request's bookkeeping goes when it ends without an answer."""
+        msg_id = str(uuid.uuid4()) if msg_id is None else msg_id
+        future: ThreadFuture[Any] = super().send_request(method, params, callback, msg_id)
+        future.add_done_callback(lambda done: self._request_ended(msg_id, done))
+        return future
+
+    def _request_ended(self, msg_id: Any, future: ThreadFuture[Any]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # ended from another thread, or the loop is gone: nothing to keep
+            return
+        # Deferred, as ``_forget``: pygls may be iterating ``_request_futures``.
+        loop.call_soon(self._drop_request, msg_id, future)
+
+    def _drop_request(self, msg_id: Any, future: ThreadFuture[Any]) -> None:
+        # An answered request was popped already (``_handle_response``): nothing to do then.
+        if self._request_futures.get(msg_id) is future:
+            del self._request_futures[msg_id]
+            self._result_types.pop(msg_id, None)
 
     def _execute_handler(
         self,

@@ -34,6 +34,7 @@ from crucible.context.neighbours import OpenFile
 from crucible.context.recent import RecentDocuments
 from crucible.hover.service import HoverService
 from crucible.lsp.clients import ClientTraits, CodeActionTraits
+from crucible.lsp.document_text import document_size
 from crucible.lsp.framing import CHUNK, FrameReader
 from crucible.lsp.protocol import (
     EXIT_AFTER_SHUTDOWN,
@@ -110,6 +111,10 @@ class EditorChannel(Protocol):
         """crucible/didChangeStatus."""
         ...
 
+    def documents_bytes(self) -> int:
+        """Memory held by the open documents' text (the editor's documents, kept by pygls)."""
+        ...
+
 
 class CrucibleLanguageServer(LanguageServer):
     """The language server: pygls plus the backend and a little per-session state."""
@@ -167,6 +172,9 @@ class CrucibleLanguageServer(LanguageServer):
 
     def send_status(self, payload: dict[str, Any]) -> None:
         self.protocol.notify(DID_CHANGE_STATUS, payload)
+
+    def documents_bytes(self) -> int:
+        return sum(document_size(document) for document in self.workspace.text_documents.values())
 
     def watch_parent(self, pid: int | None) -> None:
         """Exit when process ``pid`` (initialize's processId) ends or does not exist."""

@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpcore
 import httpx
 
 from crucible.config.settings import ProviderSettings
@@ -89,6 +90,28 @@ def make_client(settings: ProviderSettings) -> httpx.AsyncClient:
         trust_env=False,
         follow_redirects=False,
     )
+
+
+async def close_idle_connections(client: httpx.AsyncClient) -> int:
+    """Close the keep-alive connections of ``client``'s pool that carry no request now; those
+    streaming an answer are untouched. Returns how many were closed.
+
+    httpx has no public call for this (idle connections go only when ``keepalive_expiry``
+    passes or the client closes), and rebuilding the client would have to wait for every
+    stream on the old one. httpcore's pool lists its connections publicly, and each says
+    whether it is idle; only the way to the pool (the transport's ``_pool``) is private, so a
+    client whose transport is another (a test's ``MockTransport``) has nothing closed. Closing
+    marks a connection closed before any await, so no request can take it meanwhile; one
+    already handed it finds it unavailable and httpcore opens another; the pool drops closed
+    connections on its next request.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    if not isinstance(pool, httpcore.AsyncConnectionPool):
+        return 0
+    idle = [c for c in pool.connections if c.is_idle() and not c.is_closed()]
+    for connection in idle:
+        await connection.aclose()
+    return len(idle)
 
 
 def api_key(settings: ProviderSettings) -> str | None:

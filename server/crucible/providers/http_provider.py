@@ -37,6 +37,7 @@ from crucible.providers.errors import FimUnsupported, ProviderError
 from crucible.providers.http import (
     auth_headers,
     check_status,
+    close_idle_connections,
     decode_object,
     make_client,
     map_errors,
@@ -81,6 +82,13 @@ class HttpProvider:
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+    async def release_idle_connections(self) -> None:
+        """Close the idle keep-alive connections of this provider's pool (memory is short);
+        streams in flight go on, and the next request opens a connection anew."""
+        closed = await close_idle_connections(self._client)
+        if closed:
+            log.debug("%s: closed %d idle connections", self.name, closed)
 
     def _headers(self) -> dict[str, str]:
         """Headers every request carries: ``Authorization: Bearer`` when a key is configured.

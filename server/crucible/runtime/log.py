@@ -39,6 +39,11 @@ _NOT_FOR_CLIENT = ("pygls", "httpx", "httpcore")
 
 _TRACEBACK = "Traceback (most recent call last)"
 
+# Characters of one record kept for the client: the queue is bounded by count (``capacity``),
+# and this bounds each entry, so what waits for the client is at most capacity x this. A
+# message quoting a whole document or answer is cut; --log-file keeps it whole.
+MAX_RECORD_CHARS = 8000
+
 # Records sent per event-loop turn; the rest wait for a later turn, after other work, so a
 # burst of logging never holds the loop.
 _BATCH = 64
@@ -70,6 +75,13 @@ def one_line(record: logging.LogRecord) -> str:
         detail = " ".join(str(exc).split())
         text += f" ({type(exc).__name__}: {detail})" if detail else f" ({type(exc).__name__})"
     return f"{record.name}: {text}"
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_RECORD_CHARS:
+        return text
+    cut = len(text) - MAX_RECORD_CHARS
+    return f"{text[:MAX_RECORD_CHARS]} … ({cut} characters cut; --log-file has them)"
 
 
 class ClientLogHandler(logging.Handler):
@@ -118,7 +130,7 @@ class ClientLogHandler(logging.Handler):
         if record.levelno < logging.WARNING and record.name.startswith(_NOT_FOR_CLIENT):
             return
         try:
-            entry = (message_type(record.levelno), one_line(record))
+            entry = (message_type(record.levelno), _bounded(one_line(record)))
         except Exception:
             self.handleError(record)
             return

@@ -27,6 +27,10 @@ class BackgroundTasks:
         task.add_done_callback(self._done)
         return task
 
+    def __len__(self) -> int:
+        """Tasks running (for the memory supervisor's count of live work)."""
+        return len(self._tasks)
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:

@@ -43,6 +43,10 @@ class Telemetry:
         """Count one answered request by how it ended (served, empty, cancelled, …)."""
         self._requests[outcome] += 1
 
+    def requests_total(self) -> int:
+        """Requests answered so far: the memory supervisor's measure of activity."""
+        return self._requests.total()
+
     def mark(self, name: str, count: int = 1) -> None:
         """Count how requests were served (coalesced, reused, batched, cache_hit,
         type_through) or what was done for them (prefetched); not an outcome."""

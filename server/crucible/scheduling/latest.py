@@ -79,3 +79,7 @@ class LatestWins:
 
     def __len__(self) -> int:
         return len(self._current)
+
+    def __contains__(self, document: object) -> bool:
+        """Whether a request for ``document`` is pending."""
+        return document in self._current

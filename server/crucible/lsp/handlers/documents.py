@@ -76,6 +76,7 @@ def register(server: CrucibleLanguageServer) -> None:
         ls.forget(params.text_document.uri)
         ls.backend.completion.document_closed(params.text_document.uri)
         ls.backend.hover.store.forget(params.text_document.uri)
+        ls.backend.hover.document_closed(params.text_document.uri)
         if ls.backend.review.closed(params.text_document.uri):
             publish(ls, params.text_document.uri, [])  # its review findings go with it
         release_free_memory()

@@ -5,6 +5,7 @@ rules (-32002 before initialize, -32600 after shutdown) are the protocol's, in
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import Any
@@ -18,6 +19,9 @@ from crucible.lsp.server import CrucibleLanguageServer
 logger = logging.getLogger(__name__)
 
 SECTION = "crucible"
+# How long a workspace/configuration pull waits for the client: one that never answers must not
+# leave a handler (and the request's bookkeeping) waiting for ever, one per settings change.
+CONFIGURATION_ANSWER_S = 30
 
 
 def _workspace_root(params: types.InitializeParams) -> str | None:
@@ -48,9 +52,16 @@ def _client_pulls_configuration(server: CrucibleLanguageServer) -> bool:
 async def _pull_configuration(server: CrucibleLanguageServer) -> None:
     """Ask the client for the ``crucible`` section (VS Code-style pull configuration)."""
     try:
-        values = await server.workspace_configuration_async(
-            types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
+        async with asyncio.timeout(CONFIGURATION_ANSWER_S):
+            values = await server.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
+            )
+    except TimeoutError:
+        logger.warning(
+            "workspace/configuration: no answer in %d s; the settings stay as they were",
+            CONFIGURATION_ANSWER_S,
         )
+        return
     except Exception as exc:  # a client bug here must not take the server down
         logger.warning("workspace/configuration failed: %s", exc)
         return
