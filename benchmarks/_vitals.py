@@ -4,7 +4,7 @@ From outside (psutil on the server's pid: an independent view that works whateve
 reports): RSS, USS (private memory; needs ``/proc/PID/smaps``, None where it cannot be read),
 threads and open file descriptors. From ``crucible/status`` when the server reports them (the
 memory supervisor's fields; every one read with a default, so an older server gives None):
-live asyncio tasks, the pressure tier, shrinks and the bytes per component (L1 among them).
+live asyncio tasks, the pressure level, shrinks and the bytes per component (L1 among them).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ events) and at checkpoints after it. Printed: the table, a plot (PNG with matplo
 
 A second phase (**pressure**; in the full run, or with ``--pressure``) starts a fresh server with
 ``[memory] soft_limit_mb`` below the first phase's warm RSS and ``hard_limit_mb`` a little above
-it, plays a quarter of the day, and reports the pressure tiers over time, the shrinks and the
+it, plays a quarter of the day, and reports the pressure levels over time, the shrinks and the
 highest RSS against the hard limit. The **baseline**: RSS after ``initialize`` of Crucible against
 a bare pygls 2 server (:mod:`benchmarks._bare_pygls`), both measured in the same run.
 
@@ -182,7 +182,7 @@ async def bare_pygls_rss(settle_s: float = 0.5) -> tuple[float, float | None, in
 
 
 def _timeline(readings: list[Vitals]) -> str:
-    """The pressure tiers as they changed: ``normal@0s -> elevated@12s -> ...``."""
+    """The pressure levels as they changed: ``normal@0s -> elevated@12s -> ...``."""
     steps: list[str] = []
     last = None
     for reading in readings:
@@ -243,7 +243,7 @@ def _pressure_report(phase: Phase, memory: dict[str, Any]) -> dict[str, Any]:
     status_memory = (phase.status or {}).get("memory", {})
     shrinks = status_memory.get("shrinks") if isinstance(status_memory, dict) else None
     print(
-        f"pressure phase: soft {memory['soft_limit_mb']} MB, hard {hard} MB; tiers "
+        f"pressure phase: soft {memory['soft_limit_mb']} MB, hard {hard} MB; levels "
         f"{_timeline(phase.readings)}\n"
         f"  shrinks: {shrinks if shrinks is not None else 'not reported by the server'}\n"
         f"  [{'PASS' if peak.rss_mb < hard else 'FAIL'}] RSS held under the hard limit: "
