@@ -96,14 +96,19 @@ def _cell(value: object, width: int) -> str:
 
 
 def table(readings: Sequence[Vitals]) -> str:
-    head = "    t s    events   RSS MB   USS MB  tasks threads  fds  pressure  L1 KB  status ms"
+    head = (
+        "    t s    events   RSS MB   USS MB  tasks threads  fds  pressure  L1 KB  docs KB"
+        "  status ms"
+    )
     lines = [head, "-" * len(head)]
     for r in readings:
         l1 = None if r.l1_bytes is None else r.l1_bytes // 1024
+        documents = None if r.documents_bytes is None else r.documents_bytes // 1024
         lines.append(
             f"{r.at_s:7.1f} {r.events:9d} {r.rss_mb:8.1f} {_cell(r.uss_mb, 8)} "
             f"{_cell(r.tasks, 6)} {r.threads:7d} {r.open_files:4d} {_cell(r.pressure, 9)} "
-            f"{_cell(l1, 6)} {_cell(r.status_ms, 10)}{'  quiet' if r.quiet else ''}"
+            f"{_cell(l1, 6)} {_cell(documents, 8)} {_cell(r.status_ms, 10)}"
+            f"{'  quiet' if r.quiet else ''}"
         )
     return "\n".join(lines)
 
@@ -144,10 +149,10 @@ def ascii_plot(readings: Sequence[Vitals]) -> str:
 def png_plot(readings: Sequence[Vitals], warm_at: float | None, path: Path, title: str) -> bool:
     """Write the series to ``path`` with matplotlib; False when matplotlib is not installed."""
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]  # the bench extra
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return False
     figure, axes = plt.subplots(len(_SERIES), 1, sharex=True, figsize=(9, 8))

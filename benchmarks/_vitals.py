@@ -32,6 +32,7 @@ class Vitals:
     tasks: int | None  # from status
     pressure: str | None
     l1_bytes: int | None  # the memory cache (L1)
+    documents_bytes: int | None  # memory.components.documents: the open documents' text
     status_ms: float | None  # how long crucible/status took to answer (the server's backlog)
     quiet: bool = False
 
@@ -103,6 +104,7 @@ class Monitor:
             tasks=tasks if isinstance(tasks, int) else None,
             pressure=pressure if isinstance(pressure, str) else None,
             l1_bytes=l1_bytes(status),
+            documents_bytes=component(status, "documents"),
             status_ms=None if status_ms is None else round(status_ms, 1),
             quiet=quiet,
         )
