@@ -109,6 +109,14 @@ class CrucibleSession:
         return self._client.messages
 
     @property
+    def pid(self) -> int:
+        """The server process's id (the endurance run reads its resources from outside)."""
+        server = self._client._server
+        if server is None:
+            raise ServerExited("the server process was never started")
+        return server.pid
+
+    @property
     def returncode(self) -> int | None:
         """The server's exit status once it has exited (a crash, mid-run), else None."""
         server = self._client._server
@@ -206,11 +214,14 @@ class CrucibleSession:
         """Answer the server's ``method`` requests with ``answer(params)``."""
         self._client.feature(method)(answer)
 
-    async def status(self) -> Any:
-        """``crucible/status`` as plain JSON values, or None if the server does not answer it."""
+    async def status(self, timeout: float = 5.0) -> Any:  # noqa: ASYNC109 - a plain bound
+        """``crucible/status`` as plain JSON values, or None if the server does not answer it
+        within ``timeout`` seconds. A late answer is left to arrive, not cancelled: pygls
+        fails loudly ("Unable to handle message") on an answer to a cancelled future."""
         try:
-            request = self._client.protocol.send_request_async("crucible/status", {})
-            return _plain(await asyncio.wait_for(request, 5))
+            request = asyncio.wrap_future(self.request("crucible/status", {}))
+            done, _ = await asyncio.wait([request], timeout=timeout)
+            return _plain(request.result()) if done else None
         except Exception:
             return None
 
