@@ -5,6 +5,8 @@ resource ones):
 
 - **RSS growth < 10 %**, held for the whole run: every reading after the warm-up against the
   RSS at the end of the warm-up (a quiet reading: nothing in flight);
+- the same beside the open documents' text (RSS less ``memory.components.documents``): the
+  editor's files are the user's, and a 1 MB file open costs what it costs;
 - **tasks, threads, open files flat**: the quiet readings (checkpoints, each taken with every
   request answered and a settle pause) after the warm-up never exceed the warm-up's by more
   than :data:`TOLERANCE` (see there why each allowance);
@@ -69,9 +71,32 @@ def verdicts(readings: Sequence[Vitals], warm_events: int, tally: Tally) -> list
             f"({growth:+.1%}), end {after[-1].rss_mb:.1f} MB",
         )
     )
+    found.append(_growth_beside_documents(base, after))
     for name in ("tasks", "threads", "open_files"):
         found.append(_flat(name, base, quiet))
     return found
+
+
+def _growth_beside_documents(base: Vitals, after: Sequence[Vitals]) -> Verdict:
+    """RSS less the open documents' text (the editor's files, which no budget may drop; their
+    size is the server's own estimate, ``memory.components.documents``): what the server holds
+    besides them."""
+    label = f"RSS beside open documents' text grows < {RSS_GROWTH:.0%}"
+    readings = [base, *after]
+    if any(r.documents_bytes is None for r in readings):
+        return Verdict(label, None, "documents not reported by the server")
+
+    def beside(r: Vitals) -> float:
+        return r.rss_mb - (r.documents_bytes or 0) / (1 << 20)
+
+    peak = max(after, key=beside)
+    growth = beside(peak) / beside(base) - 1
+    return Verdict(
+        label,
+        growth < RSS_GROWTH,
+        f"warm {beside(base):.1f} MB, peak {beside(peak):.1f} MB at {peak.at_s:.0f} s"
+        f" ({growth:+.1%}), end {beside(after[-1]):.1f} MB",
+    )
 
 
 def _flat(name: str, base: Vitals, quiet: Sequence[Vitals]) -> Verdict:

@@ -15,8 +15,8 @@ events) and at checkpoints after it. Printed: the table, a plot (PNG with matplo
 (:mod:`benchmarks._endurance_figures`).
 
 A second phase (**pressure**; in the full run, or with ``--pressure``) starts a fresh server with
-``[memory] soft_limit_mb`` below the first phase's warm RSS and ``hard_limit_mb`` a little above
-it, plays a quarter of the day, and reports the pressure levels over time, the shrinks and the
+``[memory] soft_limit_mb`` below the first phase's warm RSS and ``hard_limit_mb`` a tenth above
+it plus the open documents' largest text (which no level may drop), plays a quarter of the day, and reports the pressure levels over time, the shrinks and the
 highest RSS against the hard limit. The **baseline**: RSS after ``initialize`` of Crucible against
 a bare pygls 2 server (:mod:`benchmarks._bare_pygls`), both measured in the same run.
 
@@ -269,9 +269,13 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
     if settings.pressure if settings.pressure is not None else not settings.quick:
         warm = figures.warm(main.readings, main.warm_events)
         warm_rss = warm.rss_mb if warm else main.readings[-1].rss_mb
+        # The hard limit leaves room for the open documents' text at its largest in the main
+        # phase: the editor's files are the one thing no level may drop, so a limit below
+        # warm RSS plus them is one no server could hold.
+        documents_mb = max((r.documents_bytes or 0) for r in main.readings) / (1 << 20)
         memory = {
             "soft_limit_mb": max(1, int(warm_rss * 0.8)),
-            "hard_limit_mb": int(warm_rss * 1.1) + 1,
+            "hard_limit_mb": int((warm_rss + documents_mb) * 1.1) + 1,
             "check_interval_s": 1,
         }
         pressured = await endure(

@@ -56,7 +56,7 @@ from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
 from crucible.review.service import ReviewService
-from crucible.runtime.memory import MemorySupervisor
+from crucible.runtime.memory import MemorySupervisor, fix_mmap_threshold
 from crucible.runtime.notices import ProblemBoard
 from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
@@ -143,6 +143,7 @@ class App:
         if self._tasks is not None:
             return
         self._tasks = BackgroundTasks(asyncio.get_running_loop())
+        fix_mmap_threshold()  # large texts freed go back to the system (runtime/memory.py)
         self._supervising = self._tasks.spawn(self.memory.run(), name="memory supervisor")
         if self.cache is not None:
             self.cache.start()

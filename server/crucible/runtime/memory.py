@@ -127,16 +127,34 @@ def process_counts() -> ProcessCounts:
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None on another C library (musl, macOS, Windows)."""
+def _glibc() -> ctypes.CDLL | None:
+    """The C library if it is glibc (it has ``malloc_trim`` and ``mallopt``), else None (musl,
+    macOS, Windows)."""
     name = ctypes.util.find_library("c")  # ~9 ms (it may run ldconfig): looked up once, late
     if name is None:
         return None
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(name)
+    except OSError:
         return None
-    return trim
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+_MMAP_THRESHOLD_BYTES = 256 * 1024
+
+
+def fix_mmap_threshold() -> bool:
+    """Serve every allocation of 256 KB or more (a large document's text, its joined copy, a
+    big JSON-RPC message) from its own mmap, returned to the system the moment it is freed.
+
+    glibc starts there at 128 KB but raises the threshold each time such a block is freed (up
+    to 32 MB), after which multi-megabyte strings come from the heap and leave holes below its
+    top that ``malloc_trim`` cannot return. Setting it fixes it (and turns off the raising).
+    Returns whether it was set (False where there is no glibc).
+    """
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
 
 
 def release_free_memory() -> None:
@@ -147,9 +165,9 @@ def release_free_memory() -> None:
     larger until ``malloc_trim``. Cheap (about a millisecond on this server's heap); a no-op
     where there is no glibc.
     """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 # -- the supervisor ----------------------------------------------------------------------------
