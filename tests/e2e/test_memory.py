@@ -130,7 +130,7 @@ async def test_status_counts_tasks_threads_and_open_files(
         memory = (await status_of(client))["memory"]
 
     assert memory["pressure"] == "normal"
-    assert memory["soft_limit_mb"] == 384 and memory["hard_limit_mb"] == 768
+    assert memory["soft_limit_mb"] == 256 and memory["hard_limit_mb"] == 512
     assert memory["tasks"] >= 2  # at least the request's own and the supervisor
     assert memory["threads"] >= 1 and memory["open_files"] >= 3
     assert memory["uss_mb"] is None or 0 < memory["uss_mb"] <= memory["rss_mb"]
@@ -145,5 +145,5 @@ async def test_a_hard_limit_not_above_the_soft_one_is_refused_by_name(
         await asyncio.sleep(0.2)
         messages = [m.message for m in client.messages]
 
-    assert (memory["soft_limit_mb"], memory["hard_limit_mb"]) == (500, 768)
+    assert (memory["soft_limit_mb"], memory["hard_limit_mb"]) == (500, 512)
     assert any("memory.hard_limit_mb" in m and "not above soft_limit_mb" in m for m in messages)

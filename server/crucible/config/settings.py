@@ -269,13 +269,13 @@ class MemorySettings:
         "Resident memory above which Crucible shrinks its cache, drops state of idle"
         " documents and pauses prefetch.",
         bounds=(16.0, 65_536.0),
-        default=384.0,
+        default=256.0,
     )
     hard_limit_mb: float = doc(
         "Resident memory above which Crucible also clears its in-memory cache, cancels"
         " background work and tells you once. Must be above soft_limit_mb.",
         bounds=(32.0, 131_072.0),
-        default=768.0,
+        default=512.0,
     )
     check_interval_s: float = doc(
         "Seconds between memory readings when active (halved under pressure, up to six"
