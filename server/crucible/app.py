@@ -290,6 +290,9 @@ class App:
             self._cache_settings = settings
             if old is not None:
                 self.spawn(old.aclose(), "close the old cache")
+            # A cache built under memory pressure starts with the budget the supervisor set.
+            if self.cache is not None and self.memory.cache_fraction < 1.0:
+                _Relief(self).limit_cache(self.memory.cache_fraction)
         if self.cache is not None and self.started:
             self.cache.start()  # once: later calls find it started
 

@@ -62,6 +62,14 @@ async def test_a_soft_limit_below_rss_elevates_pressure_and_shrinks_the_cache(
             )
         )
         after = await wait_for_pressure(client, "elevated")
+        # A cache rebuilt under pressure (its settings changed) starts at the shrunk budget.
+        larger = {**options, "cache": {**options["cache"], "memory_mb": 0.08}}
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(
+                settings={"crucible": with_memory(larger, soft_limit_mb=16)}
+            )
+        )
+        rebuilt = (await status_of(client))["cache"]["levels"]["l1"]
 
     memory = after["memory"]
     assert after["scheduling"]["prefetch_paused"] and after["hover"]["prefetch_paused"]
@@ -72,6 +80,7 @@ async def test_a_soft_limit_below_rss_elevates_pressure_and_shrinks_the_cache(
     assert shrunk["budget_bytes"] == l1["max_bytes"] // 4
     assert shrunk["bytes"] <= shrunk["budget_bytes"] < l1["bytes"]
     assert memory["components"]["l1"] == shrunk["bytes"]
+    assert rebuilt["budget_bytes"] == rebuilt["max_bytes"] // 4 == int(0.08 * 2**20) // 4
 
 
 async def test_over_the_hard_limit_the_cache_is_cleared_and_the_user_told_once(

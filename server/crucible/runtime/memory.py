@@ -249,6 +249,11 @@ class MemorySupervisor:
         self._told = False
         self.actions: dict[str, ActionRecord] = {}
 
+    @property
+    def cache_fraction(self) -> float:
+        """The share of its configured budget L1 may use now (1.0 but under pressure)."""
+        return self._cache_fraction
+
     def reconfigure(self, settings: MemorySettings) -> None:
         """New limits apply from the next sample (which may then change the level)."""
         self._settings = settings
