@@ -15,10 +15,11 @@ events) and at checkpoints after it. Printed: the table, a plot (PNG with matplo
 (:mod:`benchmarks._endurance_figures`).
 
 A second phase (**pressure**; in the full run, or with ``--pressure``) starts a fresh server with
-``[memory] soft_limit_mb`` below the first phase's warm RSS and ``hard_limit_mb`` a tenth above
-it plus the open documents' largest text (which no level may drop), plays a quarter of the day, and reports the pressure levels over time, the shrinks and the
-highest RSS against the hard limit. The **baseline**: RSS after ``initialize`` of Crucible against
-a bare pygls 2 server (:mod:`benchmarks._bare_pygls`), both measured in the same run.
+``[memory] soft_limit_mb`` below the first phase's warm RSS and ``hard_limit_mb`` a tenth above it
+plus the open documents' largest text (which no level may drop), plays a quarter of the day, and
+reports the pressure levels over time, the shrinks and the highest RSS against the hard limit. The
+**baseline**: RSS after ``initialize`` of Crucible against a bare pygls 2 server
+(:mod:`benchmarks._bare_pygls`), both measured in the same run.
 
 Run from the repository root::
 
