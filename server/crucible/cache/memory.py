@@ -62,9 +62,12 @@ class _Entries(TTLCache[str, tuple[V, int]]):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        # cachetools keeps three dicts (values, sizes, and the OrderedDict of TTL links, whose
-        # size includes its LRU nodes); found once, whatever cachetools names them.
-        self._tables = [table for table in vars(self).values() if isinstance(table, dict)]
+        self._tables = self._find_tables()
+
+    def _find_tables(self) -> list[dict[Any, Any]]:
+        """cachetools' three dicts (values, sizes, and the OrderedDict of TTL links, whose
+        size includes its LRU nodes), whatever cachetools names them."""
+        return [table for table in vars(self).values() if isinstance(table, dict)]
 
     def tables_bytes(self) -> int:
         """The dicts as they are now (O(1)). A dict's table grows by doubling and never shrinks
@@ -78,7 +81,7 @@ class _Entries(TTLCache[str, tuple[V, int]]):
         for name, table in list(vars(self).items()):
             if isinstance(table, dict):
                 setattr(self, name, type(table)(table))
-        self._tables = [table for table in vars(self).values() if isinstance(table, dict)]
+        self._tables = self._find_tables()
 
     def popitem(self) -> tuple[str, tuple[V, int]]:
         item = super().popitem()

@@ -590,8 +590,8 @@ class CompletionService:
             "pending_documents": len(self._latest),
             "prefetch": self._prefetch and self._cache is not None,
             "prefetch_paused": self._prefetch_paused,
-            "documents": len(self._last_active),
-            "background_tasks": len(self._prefetches),
+            "documents": self.documents(),
+            "background_tasks": self.background_tasks(),
         }
 
 

@@ -319,7 +319,7 @@ class HoverService:
 
     def cancel_background(self) -> int:
         """Cancel the prefetch flights no hover waits on; returns how many were cancelled."""
-        return self._cancel([key for key in self._background])
+        return self._cancel(list(self._background))
 
     def document_closed(self, uri: str) -> int:
         """``uri`` was closed: its prefetch flights no hover waits on are of no use now."""
@@ -347,7 +347,7 @@ class HoverService:
             **self.counts,
             "in_flight": len(self._flights),
             "prefetch_paused": self._prefetch_paused,
-            "background_tasks": len(self._background),
+            "background_tasks": self.background_tasks(),
             "diagnostics": self.store.snapshot(),
         }
 
