@@ -141,7 +141,10 @@ EDIT_TEXT = st.lists(st.one_of(SPECIAL, ANY_CHAR), max_size=8).map("".join)
 def test_piece_text_edits_like_one_spliced_string(
     data: st.DataObject, text: str, encoding: str, piece: int
 ) -> None:
-    with patch.object(document_text, "_PIECE", piece):
+    keep = data.draw(st.sampled_from([0, 1 << 30]))  # never / always kept joined after a read
+    with patch.object(document_text, "_PIECE", piece), patch.object(
+        document_text, "_KEEP_JOINED", keep
+    ):
         pieces = PieceText(text)
         expected = text
         for _ in range(data.draw(st.integers(1, 12))):
@@ -158,7 +161,26 @@ def test_piece_text_edits_like_one_spliced_string(
             assert len(pieces) == len(expected)
             if data.draw(st.booleans()):  # sometimes read it (joined), sometimes keep editing
                 assert pieces.value() == expected
+            n = data.draw(st.integers(-1, len(expected) + 1))
+            assert pieces.head(n) == expected[: max(n, 0)]
         assert pieces.value() == expected
+
+
+def test_a_large_edited_text_is_not_kept_joined_beside_its_pieces() -> None:
+    """The held bytes of a 1 M-character document with one astral character (4 bytes a
+    character): read after an edit, a small text keeps its joined copy, a large one does not."""
+    text = "😀" + "x = compute(alpha, beta)\n" * 40_000
+    small, large = PieceText(text[:100_000]), PieceText(text)  # 3 pieces, 31
+    for pieces in (small, large):
+        pieces.replace(5, 5, "y")
+        before = pieces.memory_bytes()
+        assert pieces.value() == pieces.value()
+        kept = pieces.memory_bytes() - before
+        if pieces is small:
+            assert kept > 4 * 100_000  # the joined copy is kept: reads share it
+        else:
+            assert kept == 0, kept  # 4 MB not doubled
+    assert large.head(3) == text[:3]
 
 
 # pygls breaks lines at every str.splitlines boundary; the LSP only at \n, \r\n and \r. Where

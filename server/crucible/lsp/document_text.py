@@ -7,8 +7,9 @@ loop, so every other document waited too. Here an open document keeps its text a
 ``PieceText``, pieces of about 32 K characters with their lengths and line-break counts: an
 edit finds its line by summing the counts, converts the column on that line only
 (``lsp/convert.py``), and rebuilds one piece. The whole string is joined only when someone
-reads ``source`` (a completion in that document, a neighbour), once per change, not once per
-keystroke.
+reads ``source`` (a completion or a hover in that document), at most once per change for a
+small text, once per read for a large one (kept beside the pieces it would double what the
+document holds); a neighbour's excerpt is read from the pieces.
 
 Every text a client sends (``didOpen``, a full or incremental change) passes through
 ``valid_text`` (``context/snapshot.py``): lone surrogates become U+FFFD, one for one, so a
@@ -35,6 +36,12 @@ from crucible.context.snapshot import valid_text
 from crucible.lsp.convert import column_to_index, position_to_offset
 
 _PIECE = 1 << 15  # characters per piece: an edit copies about this much, whatever the size
+# Above this many characters an edited text is not kept joined beside its pieces: the copy
+# would double what a large document holds (8 MB for a 1 M-character text with one character
+# outside the BMP) for reads that come about once per change anyway (each completion follows
+# an edit). Joining 1 M characters (31 pieces) costs 20-90 µs on this machine: less than
+# the read that asks for it.
+_KEEP_JOINED = 4 * _PIECE
 _ENCODINGS = ("utf-8", "utf-16", "utf-32")
 # An OpenDocument's own objects besides its text and names: the object and its attributes (a
 # dozen, pygls's) and its PositionCodec. Measured with tracemalloc on
@@ -46,8 +53,8 @@ class PieceText:
     """A string kept as pieces, so that replacing a range costs one piece, not the string.
 
     The text as it was opened stays one string until its first edit (a document that is only
-    read costs its size once); after an edit the joined string is rebuilt on demand and kept
-    until the next edit.
+    read costs its size once); after an edit the joined string is rebuilt on demand, and kept
+    until the next edit only while the text is small.
     """
 
     def __init__(self, text: str = "") -> None:
@@ -75,10 +82,18 @@ class PieceText:
         return held
 
     def value(self) -> str:
-        """The whole text (joined once per change, then shared)."""
-        if self._joined is None:
-            self._joined = "".join(self._pieces)
-        return self._joined
+        """The whole text: joined once per change and kept while the text is small; a large
+        text is joined for each read and not kept (see ``_KEEP_JOINED``)."""
+        if self._joined is not None:
+            return self._joined
+        joined = "".join(self._pieces)
+        if self._length <= _KEEP_JOINED:
+            self._joined = joined
+        return joined
+
+    def head(self, n: int) -> str:
+        """The first ``n`` characters, without joining the rest."""
+        return self._slice(0, min(max(n, 0), self._length))
 
     def offset(self, position: types.Position, encoding: str = "utf-16") -> int:
         """The offset of an LSP position, with ``convert.position_to_offset``'s clamping:
@@ -212,6 +227,10 @@ class OpenDocument(TextDocument):
 
     # Every text this document took went through ``valid_text`` (``snapshot_of`` relies on it).
     valid_unicode = True
+
+    def head(self, n: int) -> str:
+        """The text's first ``n`` characters (a neighbour's excerpt), without joining it."""
+        return self._text.head(n)
 
     @property
     def size(self) -> int:

@@ -21,7 +21,7 @@ from pygls.workspace import TextDocument
 from crucible.context.neighbours import OpenFile
 from crucible.context.snapshot import valid_text
 from crucible.lsp.diagnostics import line_edits, notification_diagnostics, notification_target
-from crucible.lsp.document_text import document_size
+from crucible.lsp.document_text import OpenDocument, document_size
 from crucible.lsp.handlers.hover import hover_document
 from crucible.lsp.handlers.review import publish
 from crucible.lsp.server import CrucibleLanguageServer
@@ -37,7 +37,7 @@ def open_file(document: TextDocument) -> OpenFile:
     checked = getattr(document, "valid_unicode", False)  # see ``convert.snapshot_of``
 
     def read(n: int) -> str:
-        head = document.source[:n]
+        head = document.head(n) if isinstance(document, OpenDocument) else document.source[:n]
         return head if checked else valid_text(head)
 
     return OpenFile(
