@@ -290,6 +290,28 @@ async def test_puts_are_batched_and_a_full_queue_or_the_delay_starts_a_flush(
     assert eager.stats().pending == 0
 
 
+async def test_recency_and_expiry_updates_waiting_for_the_writer_stay_bounded(
+    make: Make, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the writer not keeping up (here: a flush delay longer than the test), each read
+    queues a recency update and each expired read a deletion; both queues stop at
+    ``_MAX_QUEUED`` keys and the reads still answer."""
+    clock = FakeClock()
+    cache = await make(clock=clock)
+    for i in range(20):
+        cache.put(f"k{i}", f"v{i}")
+    await cache.flush()
+    monkeypatch.setattr(disk, "_MAX_QUEUED", 8)
+    assert [await cache.get(f"k{i}") for i in range(20)] == [f"v{i}" for i in range(20)]
+    queued = cache._batch  # what the next flush writes (status counts only its puts)
+    assert len(queued.touched) == 8
+    clock.now += 3_601.0
+    assert [await cache.get(f"k{i}") for i in range(20)] == [None] * 20
+    assert len(queued.touched) == len(queued.expired) == 8
+    await cache.flush()  # what was queued is written: 8 expired rows deleted
+    assert len(rows(db)) == 12
+
+
 # -- off the loop ---------------------------------------------------------------------------
 
 

@@ -83,6 +83,13 @@ def _select(conn: sqlite3.Connection, key: str) -> tuple[str, float] | None:
     return None if row is None else (str(row[0]), float(row[1]))
 
 
+def _room(queued: dict[str, float], key: str) -> bool:
+    """Whether ``key`` may be queued: while the writer is stuck, recency updates and deletions
+    of expired rows wait in memory only up to ``_MAX_QUEUED``; one left out costs an LRU
+    position or a row that a later read or the size bound removes instead."""
+    return key in queued or len(queued) < _MAX_QUEUED
+
+
 class DiskCache:
     """The L2 cache. Build, ``await open()``, use, ``await close()``. Safe to use before
     ``open`` or after a failed one: everything is then a no-op."""
@@ -147,13 +154,15 @@ class DiskCache:
         else:
             reader = self._reader
             found = await reader.call(reader.run, lambda conn: _select(conn, key), None)
+        batch = self._batch
         if found is None or found[1] + self._ttl_s < now:
-            if found is not None:
-                self._batch.expired[key] = now - self._ttl_s
+            if found is not None and _room(batch.expired, key):
+                batch.expired[key] = now - self._ttl_s
                 self._kick()
             return None
-        self._batch.touched[key] = now
-        self._kick()
+        if _room(batch.touched, key):
+            batch.touched[key] = now
+            self._kick()
         return found[0]
 
     def put(self, key: str, value: str) -> None:
