@@ -253,6 +253,10 @@ class App:
         """The failover pool of the providers serving ``role``; None when none does."""
         return self._pools.get(role)
 
+    def cancel_warming(self) -> int:
+        """Cancel provider attempts left warming in every pool (memory pressure)."""
+        return sum(pool.cancel_warming() for pool in self._pools.values())
+
     def _apply_pool(
         self, role: Role, members: tuple[ProviderSettings, ...], settings: Settings
     ) -> None:
@@ -531,6 +535,7 @@ class _Relief:
     def cancel_background(self) -> None:
         self._app.completion.cancel_background()
         self._app.hover.cancel_background()
+        self._app.cancel_warming()
 
     def clear_cache(self) -> None:
         if self._app.cache is not None:

@@ -222,6 +222,21 @@ async def test_no_first_byte_in_time_fails_over() -> None:
     assert snap.concurrency_limit == 3  # 4 x 0.9: a timeout is the slowest response
 
 
+async def test_warming_attempts_cancelled_under_memory_pressure_close_with_no_verdict() -> None:
+    time = FakeTime()
+    a = ScriptedProvider("a", time, HANG)
+    b = ScriptedProvider("b", time, Reply(("B",)))
+    pool = make_pool(time, (a, 0), (b, 1))
+    assert await collect(time, pool.stream_fim(FIM)) == ["B"]
+    assert member(pool, "a").warming == 1
+    assert pool.cancel_warming() == 1
+    await time.advance(0.0)
+    assert a.endings() == ["cancelled"]
+    snap = member(pool, "a")
+    assert (snap.failures, snap.in_flight, snap.warming) == (0, 0, 0)
+    assert pool.cancel_warming() == 0
+
+
 async def test_a_sole_provider_that_never_answers_fails_once_its_warming_ends() -> None:
     time = FakeTime()
     a = ScriptedProvider("a", time, HANG)

@@ -290,6 +290,14 @@ class ProviderPool:
         detail = "; ".join(f"{member.name}: {text}" for member, (_, text) in pairs)
         return ProbeResult(any(ok for ok, _ in results), detail)
 
+    def cancel_warming(self) -> int:
+        """Cancel the attempts left warming (memory pressure: each holds a stream and its
+        buffers); each closes its stream with no verdict. Returns how many were cancelled."""
+        warming = [task for task in self._warming if not task.done()]
+        for task in warming:
+            task.cancel()
+        return len(warming)
+
     async def aclose(self) -> None:
         """Stop the probes and close every member's provider (if the pool owns them)."""
         if self._closed:

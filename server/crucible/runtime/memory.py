@@ -189,7 +189,8 @@ class MemoryRelief(Protocol):
         ...
 
     def cancel_background(self) -> None:
-        """Cancel background work in flight (prefetches), never a request a user waits on."""
+        """Cancel background work in flight (prefetches, provider attempts left warming),
+        never a request a user waits on."""
         ...
 
     def clear_cache(self) -> None:
