@@ -142,8 +142,9 @@ def test_piece_text_edits_like_one_spliced_string(
     data: st.DataObject, text: str, encoding: str, piece: int
 ) -> None:
     keep = data.draw(st.sampled_from([0, 1 << 30]))  # never / always kept joined after a read
-    with patch.object(document_text, "_PIECE", piece), patch.object(
-        document_text, "_KEEP_JOINED", keep
+    with (
+        patch.object(document_text, "_PIECE", piece),
+        patch.object(document_text, "_KEEP_JOINED", keep),
     ):
         pieces = PieceText(text)
         expected = text
