@@ -219,3 +219,39 @@ async def test_an_edited_neighbour_is_sent_as_edited(
     names = [e["filename"].rpartition("/")[2] for e in second.body["input_extra"]]
     assert names == ["helpers.py", "main.py"]  # the edit made it the most recent
     assert second.body["input_extra"][0]["text"] == "def assist():\n    return 42\n"
+
+
+async def test_a_completion_deep_in_a_large_edited_document_sees_and_lands_where_the_cursor_is(
+    fake: FakeProvider, lsp_session: Session
+) -> None:
+    """A 600 K-character document, edited (held in pieces): the request reads an excerpt of
+    the lines around the cursor, and the prompt, the suffix and the range it answers with are
+    those of the whole document; typing through the suggestion costs no second call."""
+    lines = [f"value_{n} = compute({n})  # ünïcode 😀 line {n}\n" for n in range(15_000)]
+    text = "".join(lines)
+    row = 12_345
+    cursor = sum(len(line) for line in lines[:row]) + len("value_12345 = ")
+    fake.reply = "compute_more(1)"
+    async with lsp_session(provider_options(fake, max_prefix_chars=500)) as client:
+        uri = open_document(client, text)
+        editor = Editor(client, uri, text)
+        editor.edit(10, 10, "#")  # an edit far above the cursor: the text is now in pieces
+        cursor += 1
+        text = editor.text
+        column = len(text[text.rfind("\n", 0, cursor) + 1 : cursor].encode("utf-16-le")) // 2
+        position = types.Position(row, column)
+        result = await inline(client, uri, position)
+        [sent] = fake.generation_requests()
+        prompt, suffix = sent.body["prompt"], sent.body["suffix"]
+        assert text[:cursor].endswith(prompt) and 400 < len(prompt) <= 500
+        assert text[cursor:].startswith(suffix) and suffix
+        [item] = result.items
+        assert item.insert_text == "compute_more(1)"
+        assert item.range == types.Range(position, position)
+
+        editor.edit(cursor, cursor, "comp")  # typed through: answered from memory
+        typed = types.Position(row, column + 4)
+        again = await inline(client, uri, typed)
+        assert [i.insert_text for i in again.items] == ["ute_more(1)"]
+        assert again.items[0].range == types.Range(typed, typed)
+    assert len(fake.generation_requests()) == 1

@@ -24,7 +24,12 @@ from pygls.workspace import PositionCodec, TextDocument
 
 from crucible.context.snapshot import valid_text
 from crucible.lsp import document_text
-from crucible.lsp.convert import offset_to_position, position_to_offset, snapshot_of
+from crucible.lsp.convert import (
+    offset_to_position,
+    position_to_offset,
+    snapshot_of,
+    snapshot_position,
+)
 from crucible.lsp.document_text import OpenDocument, PieceText
 
 # A longer run on demand: CRUCIBLE_FUZZ_EXAMPLES=5000 pytest tests/unit/test_document_text.py
@@ -165,6 +170,53 @@ def test_piece_text_edits_like_one_spliced_string(
             n = data.draw(st.integers(-1, len(expected) + 1))
             assert pieces.head(n) == expected[: max(n, 0)]
         assert pieces.value() == expected
+
+
+@FUZZ
+@given(
+    st.data(),
+    st.lists(st.one_of(SPECIAL, ANY_CHAR, st.just("ab\n")), max_size=120).map("".join),
+    st.integers(1, 8),
+    st.integers(1, 8),
+)
+def test_an_excerpt_is_the_whole_lines_around_the_cursor_and_maps_back(
+    data: st.DataObject, raw: str, piece: int, align: int
+) -> None:
+    text = valid_text(raw)
+    edited = data.draw(st.booleans())  # in pieces (edited) or one string (as opened)
+    with patch.object(document_text, "_PIECE", piece), patch.object(document_text, "_ALIGN", align):
+        pieces = PieceText(text)
+        if edited:
+            pieces.replace(0, 0, "x")
+            pieces.replace(0, 1, "")
+        cursor = data.draw(st.integers(0, len(text)))
+        before, after = data.draw(st.integers(0, 30)), data.draw(st.integers(0, 30))
+        excerpt, start, line = pieces.excerpt(cursor, before, after)
+    end = start + len(excerpt)
+    assert excerpt == text[start:end]
+    assert start == 0 or text[start - 1] == "\n"  # whole lines
+    assert end == len(text) or text[end - 1] == "\n"
+    assert start <= max(0, cursor - before) and end >= min(len(text), cursor + after)
+    assert line == text.count("\n", 0, start)
+
+
+@FUZZ
+@given(st.data(), TEXT, ENCODINGS)
+def test_a_snapshot_near_a_position_converts_as_the_whole_document_does(
+    data: st.DataObject, text: str, encoding: str
+) -> None:
+    document = OpenDocument(
+        "file:///a.py", text, version=3, position_codec=PositionCodec(encoding=encoding)
+    )
+    position = data.draw(positions(text))
+    with patch.object(document_text, "_ALIGN", 4):
+        snapshot, offset = document.snapshot_near(position, 5, 5)
+    whole = position_to_offset(text, position, encoding)
+    assert snapshot.base + offset == whole
+    assert snapshot.text == text[snapshot.base : snapshot.base + len(snapshot.text)]
+    assert snapshot_position(snapshot, offset, encoding) == offset_to_position(
+        text, whole, encoding
+    )
 
 
 def test_a_large_edited_text_is_not_kept_joined_beside_its_pieces() -> None:

@@ -268,7 +268,8 @@ class CompletionService:
         self._last_active[document] = state.started
         self._newest_prefix[document] = state.window.prefix
         # The same text and cursor asked twice (inline + menu) share, instead of superseding.
-        ticket = self._latest.begin(document, (request.offset, request.snapshot.text))
+        snapshot = request.snapshot
+        ticket = self._latest.begin(document, (snapshot.base, request.offset, snapshot.text))
         state.ticket = ticket
         work = asyncio.ensure_future(self._answer(state))
         try:

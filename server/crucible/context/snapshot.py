@@ -48,11 +48,18 @@ def valid_text(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DocumentSnapshot:
+    """A document's text at one version: the whole text, or, for a completion in a large
+    document, an excerpt of whole lines around the cursor wide enough for everything a
+    completion reads (the LSP layer cuts it; ``base_line`` maps its lines back to the
+    document's). Offsets index ``text`` either way."""
+
     uri: str
     path: str  # file-system path or the URI when it has none; shown to models as the file name
     language_id: str
     version: int
     text: str
+    base: int = 0  # offset in the document of ``text[0]``, a line start
+    base_line: int = 0  # the document line ``text`` starts on
 
     def line_bounds(self, offset: int) -> tuple[int, int]:
         """Start and end offsets (end excludes the newline) of the line holding ``offset``."""

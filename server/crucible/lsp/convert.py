@@ -134,13 +134,20 @@ def snapshot_of(document: TextDocument) -> DocumentSnapshot:
     )
 
 
+def snapshot_position(snapshot: DocumentSnapshot, offset: int, encoding: str) -> types.Position:
+    """The document position of an offset into ``snapshot.text`` (an excerpt's lines are
+    counted from its ``base_line``; it starts at a line start, so columns need no change)."""
+    position = offset_to_position(snapshot.text, offset, encoding)
+    return types.Position(position.line + snapshot.base_line, position.character)
+
+
 def result_range(
     snapshot: DocumentSnapshot, result: CompletionResult, encoding: str
 ) -> types.Range:
     """The range an editor replaces with the suggestion, in the client's encoding."""
     return types.Range(
-        start=offset_to_position(snapshot.text, result.start, encoding),
-        end=offset_to_position(snapshot.text, result.end, encoding),
+        start=snapshot_position(snapshot, result.start, encoding),
+        end=snapshot_position(snapshot, result.end, encoding),
     )
 
 

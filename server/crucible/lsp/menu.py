@@ -23,7 +23,7 @@ from lsprotocol import types
 from crucible.completion.service import CompletionResult
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.lsp.clients import ClientTraits, menu_uses_snippet
-from crucible.lsp.convert import offset_to_position
+from crucible.lsp.convert import snapshot_position
 
 DETAIL = "Crucible"
 LABEL_CHARS = 60  # menus are narrow; the full text is in the documentation popup
@@ -64,8 +64,8 @@ def menu_item(
     inserted = word + suggestion
     edit = types.TextEdit(
         range=types.Range(
-            start=offset_to_position(text, cursor - len(word), encoding),
-            end=offset_to_position(text, end, encoding),
+            start=snapshot_position(snapshot, cursor - len(word), encoding),
+            end=snapshot_position(snapshot, end, encoding),
         ),
         new_text=escape_snippet(inserted) if snippet else inserted,
     )

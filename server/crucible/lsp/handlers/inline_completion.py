@@ -16,11 +16,17 @@ from crucible.lsp.convert import (
     position_to_offset,
     snapshot_of,
 )
-from crucible.lsp.document_text import document_size
+from crucible.lsp.document_text import OpenDocument, document_size
 from crucible.lsp.menu import completion_list
 from crucible.lsp.server import CrucibleLanguageServer
 
 logger = logging.getLogger(__name__)
+
+# A completion reads the prompt's window around the cursor and a little more: type-through
+# looks back over what was typed since a suggestion was shown plus its fingerprint, and a
+# prefetch reads past a suggestion as if it were accepted. This many characters beyond the
+# window on each side cover both (a suggestion is at most a few thousand characters).
+_EXCERPT_MARGIN = 1 << 14
 
 # Characters after which a completion-menu client should ask even without a word typed.
 _TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", ":", "=", " "]
@@ -52,10 +58,17 @@ def _request(
         return None
     if _too_large(ls, document):  # answered empty at once: no window, no provider call
         return None
-    snapshot = snapshot_of(document)
     encoding = encoding_of(document)
-    offset = position_to_offset(snapshot.text, position, encoding)
     settings = ls.backend.completion.settings
+    if isinstance(document, OpenDocument):
+        snapshot, offset = document.snapshot_near(
+            position,
+            settings.max_prefix_chars + _EXCERPT_MARGIN,
+            settings.max_suffix_chars + _EXCERPT_MARGIN,
+        )
+    else:
+        snapshot = snapshot_of(document)
+        offset = position_to_offset(snapshot.text, position, encoding)
     # Every other open document is a candidate, its text unread: which of them the prompt
     # carries is ``context/neighbours.py``'s choice.
     neighbours = (
