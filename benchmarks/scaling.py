@@ -1,0 +1,281 @@
+"""Scaling: how a keystroke's cost grows with the work around it.
+
+A user's session grows along four axes: the document being typed in, the documents open
+beside it, the providers configured, and the answers cached. This benchmark measures the
+keystroke path along each, through the real server where the user meets it:
+
+* **document lines** (1k, 10k, 100k; ``--quick``: 1k, 10k): a Python file of that many
+  lines, edited once far from the cursor (so it is held in pieces, as after any real edit),
+  the cursor in its middle;
+* **open documents** (1, 50, 500; ``--quick``: 1, 50): that many other 2 KB documents open,
+  every one a neighbour candidate;
+* **providers** (1, 5, 20; ``--quick``: 1, 5): that many configured in the pool, all on the
+  loopback fake;
+* **cache entries** (1k to 1M; ``--quick``: 1k, 10k): in process, without a server (filling
+  a real server's cache with a million answers would take hours of requests): the time of an
+  L1 hit and of an L2 (sqlite) hit with that many entries stored.
+
+For the first three, each sample is a keystroke the way an editor sends it: one ``didChange``
+(one character) and one ``textDocument/inlineCompletion``, the answer awaited, in two kinds:
+a **miss** (the provider is asked; the fake answers at once) and a **type-through** (the next
+character of the suggestion on screen, answered from memory). Debounce is off and prefetch
+off, so the round trip is the server's own work plus a loopback call for a miss. Printed per
+axis: p50 of each kind, its ratio to the smallest size, and the growth exponent between the
+smallest and the largest (``log(time ratio) / log(size ratio)``: 0 is flat, 1 linear; the
+target is that nothing on the keystroke path grows faster than linearly, and the document's
+length should not matter at all).
+
+Run from the repository root::
+
+    python -m benchmarks.scaling [--quick] [--samples N] [--json PATH] [--server-path DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from tests.fakes.provider import FakeProvider
+
+from benchmarks._lsp_client import CrucibleSession, crucible_session
+
+MODEL = "qwen2.5-coder:1.5b-base"
+SUGGESTION = "compute_next(value, step)"
+_LINE = "    result_{n} = transform(result_{m}, factor={n})  # step {n}\n"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One size on one axis: the p50s of its samples, in ms."""
+
+    size: int
+    miss_ms: float
+    through_ms: float
+
+
+def _document(lines: int) -> str:
+    body = "".join(_LINE.format(n=n, m=max(0, n - 1)) for n in range(lines))
+    return "def pipeline(result_0):\n" + body
+
+
+def _options(fake: FakeProvider, providers: int) -> dict[str, Any]:
+    return {
+        "providers": [
+            {
+                "name": f"p{i}",
+                "kind": "ollama",
+                "base_url": fake.base_url,
+                "model": MODEL,
+                "priority": i,
+            }
+            for i in range(providers)
+        ],
+        # 100k lines are 6 MB: over the 4 M-character default, past which nothing is asked.
+        "completion": {"debounce_mode": "fixed", "debounce_ms": 0, "max_document_chars": 10**8},
+        "cache": {"prefetch": "off", "disk": False},
+    }
+
+
+async def _keystrokes(
+    session: CrucibleSession, uri: str, line: int, column: int, samples: int
+) -> tuple[float, float]:
+    """Type ``samples`` cycles at (line, column): a new line start asked for (a miss), then
+    the suggestion's first four characters typed through; p50 of each kind in ms."""
+    version = 10
+    misses: list[float] = []
+    through: list[float] = []
+
+    async def key(character: int, char: str) -> float:
+        nonlocal version
+        version += 1
+        started = time.perf_counter()
+        session.insert(uri, version, types.Position(line, character), char)
+        answer = await asyncio.wrap_future(
+            session.inline_completion(uri, types.Position(line, character + len(char)))
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        if not answer.items:
+            raise RuntimeError(f"no suggestion at {line}:{character}")
+        return elapsed
+
+    for cycle in range(samples):
+        # A fresh identifier each cycle (inserted unmeasured), so the key after it is a miss.
+        marker = f"v{cycle}"
+        version += 1
+        session.insert(uri, version, types.Position(line, column), marker)
+        at = column + len(marker)
+        misses.append(await key(at, "_"))
+        at += 1
+        for char in SUGGESTION[:4]:
+            through.append(await key(at, char))
+            at += 1
+        version += 1  # the line emptied for the next cycle
+        session.replace(uri, version, types.Position(line, column), types.Position(line, at), "")
+    return statistics.median(misses), statistics.median(through)
+
+
+async def _session_point(
+    size: int,
+    *,
+    lines: int = 200,
+    others: int = 0,
+    providers: int = 1,
+    samples: int,
+    server_path: str | None = None,
+) -> Point:
+    with (
+        FakeProvider(model=MODEL, reply=SUGGESTION, chunk_size=64) as fake,
+        tempfile.TemporaryDirectory(prefix="crucible-scaling-") as scratch,
+    ):
+        options = _options(fake, providers)
+        async with crucible_session(Path(scratch), options, python_path=server_path) as session:
+            for n in range(others):
+                session.open(f"file:///scaling/other_{n}.py", "python", _document(40))
+            uri = "file:///scaling/main.py"
+            session.open(uri, "python", _document(lines))
+            session.insert(uri, 2, types.Position(1, 0), "#")  # held in pieces now
+            session.replace(uri, 3, types.Position(1, 0), types.Position(1, 1), "")
+            middle = lines // 2
+            # The cursor on a new, empty line in the middle of the document.
+            session.insert(uri, 4, types.Position(middle, 0), "\n")
+            await session.status()  # every notification before it is applied
+            miss, through = await _keystrokes(session, uri, middle, 0, samples)
+            return Point(size, miss, through)
+
+
+def _cache_point(entries: int, samples: int) -> Point:
+    """In process: an L1 hit and an L2 (sqlite) hit among ``entries`` stored answers."""
+    from crucible.cache.disk import DiskCache  # the server's own modules, imported late
+    from crucible.cache.memory import ENTRY_OVERHEAD, MemoryCache
+
+    memory: MemoryCache[str] = MemoryCache(
+        1 << 40,
+        3600,
+        size_of=lambda key, value: sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD,
+    )
+    keys = [f"{n:064x}" for n in range(entries)]
+    for key in keys:
+        memory.put(key, SUGGESTION)
+    step = max(1, entries // samples)
+    l1: list[float] = []
+    for key in keys[::step][:samples]:
+        started = time.perf_counter()
+        memory.get(key)
+        l1.append((time.perf_counter() - started) * 1000)
+
+    async def disk_hits() -> list[float]:
+        with tempfile.TemporaryDirectory(prefix="crucible-scaling-") as scratch:
+            disk = DiskCache(Path(scratch) / "c.sqlite3", max_bytes=1 << 40, ttl_s=3600)
+            await disk.open()
+            try:
+                for n, key in enumerate(keys):
+                    disk.put(key, SUGGESTION)
+                    if n % 4096 == 4095:
+                        await disk.flush()
+                await disk.flush()
+                timings: list[float] = []
+                for key in keys[::step][:samples]:
+                    started = time.perf_counter()
+                    await disk.get(key)
+                    timings.append((time.perf_counter() - started) * 1000)
+                return timings
+            finally:
+                await disk.close()
+
+    l2 = asyncio.run(disk_hits())
+    return Point(entries, statistics.median(l1), statistics.median(l2))
+
+
+def _exponent(points: Sequence[Point], pick: Callable[[Point], float]) -> float:
+    first, last = points[0], points[-1]
+    if pick(first) <= 0 or last.size == first.size:
+        return math.nan
+    return math.log(pick(last) / pick(first)) / math.log(last.size / first.size)
+
+
+def _print_axis(name: str, points: Sequence[Point], kinds: tuple[str, str]) -> dict[str, Any]:
+    print(f"\n== {name}")
+    print(
+        f"{'size':>10}  {kinds[0] + ' p50 ms':>16}  {'x':>6}  {kinds[1] + ' p50 ms':>18}  {'x':>6}"
+    )
+    base = points[0]
+    for p in points:
+        print(
+            f"{p.size:>10}  {p.miss_ms:>16.3f}  {p.miss_ms / base.miss_ms:>6.2f}"
+            f"  {p.through_ms:>18.3f}  {p.through_ms / base.through_ms:>6.2f}"
+        )
+    growth = (_exponent(points, lambda p: p.miss_ms), _exponent(points, lambda p: p.through_ms))
+    verdicts = [f"{kind} growth exponent {g:+.2f}" for kind, g in zip(kinds, growth, strict=True)]
+    worse = [g for g in growth if g > 1.0]
+    print(f"  {'; '.join(verdicts)} -> {'WORSE THAN LINEAR' if worse else 'at most linear'}")
+    return {
+        "points": [p.__dict__ for p in points],
+        "exponents": dict(zip(kinds, growth, strict=True)),
+    }
+
+
+async def _axis(sizes: Sequence[int], point: Callable[[int], Awaitable[Point]]) -> list[Point]:
+    return [await point(size) for size in sizes]
+
+
+async def run(settings: argparse.Namespace) -> dict[str, Any]:
+    quick, samples, path = settings.quick, settings.samples, settings.server_path
+    report: dict[str, Any] = {}
+    lines = await _axis(
+        (1_000, 10_000) if quick else (1_000, 10_000, 100_000),
+        lambda n: _session_point(n, lines=n, samples=samples, server_path=path),
+    )
+    report["document_lines"] = _print_axis("document lines", lines, ("miss", "type-through"))
+    others = await _axis(
+        (1, 50) if quick else (1, 50, 500),
+        lambda n: _session_point(n, others=n, samples=samples, server_path=path),
+    )
+    report["open_documents"] = _print_axis("open documents", others, ("miss", "type-through"))
+    pools = await _axis(
+        (1, 5) if quick else (1, 5, 20),
+        lambda n: _session_point(n, providers=n, samples=samples, server_path=path),
+    )
+    report["providers"] = _print_axis("providers", pools, ("miss", "type-through"))
+    cache_sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000, 1_000_000)
+    cached = [await asyncio.to_thread(_cache_point, n, 200) for n in cache_sizes]
+    report["cache_entries"] = _print_axis(
+        "cache entries (in process)", cached, ("L1 hit", "L2 hit")
+    )
+    return report
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the two smallest sizes (CI)")
+    parser.add_argument("--samples", type=int, default=20, help="cycles per size (20)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--server-path",
+        help="PYTHONPATH of another checkout's server to measure instead (a before/after)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = _parser().parse_args(argv)
+    if settings.quick and settings.samples == 20:
+        settings.samples = 8
+    report = asyncio.run(run(settings))
+    if settings.json:
+        settings.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
