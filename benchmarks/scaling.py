@@ -20,7 +20,8 @@ For the first three, each sample is a keystroke the way an editor sends it: one 
 a **miss** (the provider is asked; the fake answers at once) and a **type-through** (the next
 character of the suggestion on screen, answered from memory). Debounce is off and prefetch
 off, so the round trip is the server's own work plus a loopback call for a miss. Printed per
-axis: p50 of each kind, its ratio to the smallest size, and the growth exponent between the
+axis: p50 of each kind, its ratio to the smallest size, the server's CPU time per typed-through
+key (psutil, from outside), and the growth exponent between the
 smallest and the largest (``log(time ratio) / log(size ratio)``: 0 is flat, 1 linear; the
 target is that nothing on the keystroke path grows faster than linearly, and the document's
 length should not matter at all).
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from lsprotocol import types
 from tests.fakes.provider import FakeProvider
 
@@ -62,6 +64,7 @@ class Point:
     size: int
     miss_ms: float
     through_ms: float
+    cpu_per_key_ms: float | None = None  # the server's CPU (user + system) per typed-through key
 
 
 def _document(lines: int) -> str:
@@ -89,9 +92,12 @@ def _options(fake: FakeProvider, providers: int) -> dict[str, Any]:
 
 async def _keystrokes(
     session: CrucibleSession, uri: str, line: int, column: int, samples: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Type ``samples`` cycles at (line, column): a new line start asked for (a miss), then
-    the suggestion's first four characters typed through; p50 of each kind in ms."""
+    the suggestion typed through but its last character; p50 of each kind in ms, and the
+    server's CPU time per typed-through key in ms (read from outside with psutil)."""
+    server = psutil.Process(session.pid)
+    cpu_ms = 0.0
     version = 10
     misses: list[float] = []
     through: list[float] = []
@@ -117,12 +123,15 @@ async def _keystrokes(
         at = column + len(marker)
         misses.append(await key(at, "_"))
         at += 1
-        for char in SUGGESTION[:4]:
+        before = server.cpu_times()
+        for char in SUGGESTION[:-1]:
             through.append(await key(at, char))
             at += 1
+        after = server.cpu_times()
+        cpu_ms += (after.user + after.system - before.user - before.system) * 1000
         version += 1  # the line emptied for the next cycle
         session.replace(uri, version, types.Position(line, column), types.Position(line, at), "")
-    return statistics.median(misses), statistics.median(through)
+    return statistics.median(misses), statistics.median(through), cpu_ms / len(through)
 
 
 async def _session_point(
@@ -150,8 +159,8 @@ async def _session_point(
             # The cursor on a new, empty line in the middle of the document.
             session.insert(uri, 4, types.Position(middle, 0), "\n")
             await session.status()  # every notification before it is applied
-            miss, through = await _keystrokes(session, uri, middle, 0, samples)
-            return Point(size, miss, through)
+            miss, through, cpu = await _keystrokes(session, uri, middle, 0, samples)
+            return Point(size, miss, through, cpu)
 
 
 def _cache_point(entries: int, samples: int) -> Point:
@@ -206,14 +215,15 @@ def _exponent(points: Sequence[Point], pick: Callable[[Point], float]) -> float:
 
 def _print_axis(name: str, points: Sequence[Point], kinds: tuple[str, str]) -> dict[str, Any]:
     print(f"\n== {name}")
-    print(
-        f"{'size':>10}  {kinds[0] + ' p50 ms':>16}  {'x':>6}  {kinds[1] + ' p50 ms':>18}  {'x':>6}"
-    )
+    cpu = points[0].cpu_per_key_ms is not None
+    heads = f"{kinds[0] + ' p50 ms':>16}  {'x':>6}  {kinds[1] + ' p50 ms':>18}  {'x':>6}"
+    print(f"{'size':>10}  {heads}" + ("  server CPU/key ms" if cpu else ""))
     base = points[0]
     for p in points:
         print(
             f"{p.size:>10}  {p.miss_ms:>16.3f}  {p.miss_ms / base.miss_ms:>6.2f}"
             f"  {p.through_ms:>18.3f}  {p.through_ms / base.through_ms:>6.2f}"
+            + (f"  {p.cpu_per_key_ms:>18.3f}" if p.cpu_per_key_ms is not None else "")
         )
     growth = (_exponent(points, lambda p: p.miss_ms), _exponent(points, lambda p: p.through_ms))
     verdicts = [f"{kind} growth exponent {g:+.2f}" for kind, g in zip(kinds, growth, strict=True)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from unittest.mock import patch
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
@@ -217,6 +218,24 @@ def test_a_snapshot_near_a_position_converts_as_the_whole_document_does(
     assert snapshot_position(snapshot, offset, encoding) == offset_to_position(
         text, whole, encoding
     )
+
+
+@pytest.mark.parametrize("piece", [4, 1 << 15])
+def test_the_line_found_last_is_forgotten_when_an_edit_moves_its_start(piece: int) -> None:
+    at = types.Position(3, 2)
+    with patch.object(document_text, "_PIECE", piece):
+        text = "#zero\none\ntwo\nthree\nfour\n"
+        pieces = PieceText(text[1:])
+        pieces.replace(0, 0, "#")  # in pieces
+        assert pieces.offset(at) == text.index("three") + 2
+        for start, end, new in [
+            (text.index("three") + 1, text.index("three") + 1, "X"),  # after the line's start
+            (5, 6, ""),  # the first line break deleted: line 3 is "four" now
+            (0, 0, "\n\n"),  # two lines before it: line 3 is "two"
+        ]:
+            pieces.replace(start, end, new)
+            text = text[:start] + new + text[end:]
+            assert pieces.offset(at) == position_to_offset(text, at)
 
 
 def test_a_large_edited_text_is_not_kept_joined_beside_its_pieces() -> None:

@@ -33,7 +33,7 @@ from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from crucible.context.snapshot import DocumentSnapshot, valid_text
-from crucible.lsp.convert import column_to_index, position_to_offset
+from crucible.lsp.convert import column_to_index, line_start
 
 _PIECE = 1 << 15  # characters per piece: an edit copies about this much, whatever the size
 # Above this many characters an edited text is not kept joined beside its pieces: the copy
@@ -66,6 +66,7 @@ class PieceText:
         self._breaks: list[int] = []  # line breaks per piece
         self._in_pieces = False  # whether the pieces hold the text (else only ``_joined`` does)
         self._piece_bytes = 0  # the pieces' strings and their two counts, kept as they change
+        self._memo: tuple[int, int] | None = None  # (line, its start): the last line found
 
     def __len__(self) -> int:
         return self._length
@@ -112,15 +113,13 @@ class PieceText:
     def offset(self, position: types.Position, encoding: str = "utf-16") -> int:
         """The offset of an LSP position, with ``convert.position_to_offset``'s clamping:
         past the last line is the end, past a line's end is that end (before ``\\r\\n``)."""
-        if self._joined is not None:
-            return position_to_offset(self._joined, position, encoding)
         start = self._line_start(position.line)
         if start is None:
             return self._length
         column = max(position.character, 0)
         # One code point per code unit is the most the column can need, plus one to see
-        # whether a final CR is the first half of the line break.
-        line = self._slice(start, min(start + column + 1, self._length))
+        # whether a final CR is the first half of the line break; never past the line.
+        line = self._slice(start, min(start + column + 1, self._line_end_at(start)))
         newline = line.find("\n")
         if newline != -1:
             line = line[:newline].removesuffix("\r")
@@ -149,6 +148,8 @@ class PieceText:
         self._breaks[first : last + 1] = [piece.count("\n") for piece in pieces]
         self._length += len(text) - (end - start)
         self._joined = None
+        if self._memo is not None and start < self._memo[1]:
+            self._memo = None  # the line may start elsewhere now
 
     def _set_pieces(self, pieces: list[str]) -> None:
         self._piece_bytes = sum(_piece_bytes(piece) for piece in pieces)
@@ -168,9 +169,22 @@ class PieceText:
         return len(self._pieces) - 1, self._lengths[-1]
 
     def _line_start(self, line: int) -> int | None:
-        """Offset where ``line`` starts; None past the last line."""
+        """Offset where ``line`` starts; None past the last line. The last line found is
+        remembered until an edit before its start: a user types on one line, and each of
+        their keys asks for it twice (the change, then the request)."""
         if line <= 0:
             return 0
+        if self._memo is not None and self._memo[0] == line:
+            return self._memo[1]
+        if self._joined is not None:
+            start = line_start(self._joined, line)
+        else:
+            start = self._piece_line_start(line)
+        if start is not None:
+            self._memo = (line, start)
+        return start
+
+    def _piece_line_start(self, line: int) -> int | None:
         seen = base = 0
         for index, breaks in enumerate(self._breaks):
             if seen + breaks >= line:
