@@ -8,15 +8,17 @@ injected clock (seconds, ``time.monotonic`` by default).
 The pause that ends a burst, adaptive mode (reasoning and the comparison with tabby-agent in
 ``docs/architecture.md``, "Adaptive debounce")::
 
-    user   = (n * median(recent gaps, all documents) + K0 * debounce_ms / PAUSE_GAPS) / (n + K0)
-    gap    = (k * median(recent gaps, this document) + K0 * user) / (k + K0)
+    user   = (n * p75(recent gaps, all documents) + K0 * debounce_ms / PAUSE_GAPS) / (n + K0)
+    gap    = (k * p75(recent gaps, this document) + K0 * user) / (k + K0)
     pause  = PAUSE_GAPS * gap * context + LATENCY_SHARE * median(recent provider latencies)
     pause  = clamp(pause, debounce_min_ms, debounce_max_ms)
-    delay  = max(0, pause - time since the document's last edit)
+    delay  = max(0, pause - time since the document's last edit or request)
 
-The deadline counts from the document's last edit, not from the request's arrival: a request
-that comes after the user already paused long enough is sent at once. Fixed mode waits
-``debounce_ms`` from the last edit in the same way; an invoked (manual) request never waits.
+The deadline counts from the document's last activity (an edit, or an earlier request: a
+cursor moved without editing), not from the request's arrival: a request that comes after the
+user already paused long enough is sent at once, while one request per cursor move of a
+navigation still waits for the moves to stop. Fixed mode waits ``debounce_ms`` in the same way;
+an invoked (manual) request never waits.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from crucible.runtime.samples import RecentSamples
 _THINKING_MS = 500.0
 _MACHINE_MS = 5.0
 _GAP_WINDOW = 32  # per document: adapts within a line or two of typing
-# "A normal gap": the median, which the hesitations between words and the slow keys kept under
-# the cap cannot move unless they are half of all gaps (a p85 moved with 15 % of them).
-_GAP_QUANTILE = 0.5
-# A pause of this many normal gaps ends a burst: about p99 of gaps that vary by ~30 %
-# (log-normal, e^(2.33 x 0.3) = 2.0), so a burst seldom fires mid-way, and short enough that
-# the request goes as soon as the rhythm says the user stopped.
-_PAUSE_GAPS = 2.0
+# "A normal gap": the 75th percentile, which the hesitations between words and the slow keys
+# kept under the cap cannot move unless they are a quarter of all gaps (a p85 moved with 15 %
+# of them), and which, unlike the median, sees how much the gaps spread.
+_GAP_QUANTILE = 0.75
+# A pause of this many p75 gaps ends a burst: for gaps that vary by ~30 % (log-normal) that is
+# 1.6 x 1.22 = 2 median gaps, about their p99, so a burst seldom fires mid-way; for gaps that
+# vary less it is shorter. The request goes as soon as the rhythm says the user stopped.
+_PAUSE_GAPS = 1.6
 # debounce_ms / PAUSE_GAPS counts as K0 pseudo-gaps: the first keystrokes nudge the estimate
 # instead of replacing it, and a new document starts where the user configured. With a full
 # window it still weighs 4/36, which acts as an absolute margin (+8 ms on a 30 ms gap, defaults)
@@ -71,11 +74,12 @@ _LAST_WORD = re.compile(r"\w+$")
 
 
 class _DocumentRhythm:
-    __slots__ = ("gaps", "last_delay", "last_keystroke")
+    __slots__ = ("gaps", "last_delay", "last_keystroke", "last_request")
 
     def __init__(self) -> None:
         self.gaps = RecentSamples(_GAP_WINDOW)
         self.last_keystroke: float | None = None
+        self.last_request: float | None = None  # of a request that waited (not invoked)
         self.last_delay = 0.0
 
 
@@ -145,15 +149,18 @@ class AdaptiveDebounce:
         self, document: str, line_prefix: str, line_suffix: str, *, invoked: bool = False
     ) -> float:
         """How long from now to wait before sending a request for this cursor position: the
-        pause that ends a burst (``pause_ms``) less the time since the document's last edit."""
+        pause that ends a burst (``pause_ms``) less the time since the document's last edit or
+        request. A document with neither yet waits the whole pause."""
         rhythm = self._rhythm(document)
         if invoked:
             delay = 0.0
         else:
             delay = self.pause_ms(document, line_prefix, line_suffix)
-            if rhythm.last_keystroke is not None:
-                since_ms = (self._clock() - rhythm.last_keystroke) * 1000.0
-                delay = max(0.0, delay - max(since_ms, 0.0))
+            now = self._clock()
+            active = [t for t in (rhythm.last_keystroke, rhythm.last_request) if t is not None]
+            if active:
+                delay = max(0.0, delay - max((now - max(active)) * 1000.0, 0.0))
+            rhythm.last_request = now
         rhythm.last_delay = delay
         return delay
 
