@@ -120,7 +120,7 @@ def test_a_slow_provider_lengthens_the_wait_a_little_and_one_timeout_does_not() 
     for _ in range(8):
         debounce.observe_latency(800.0)
     slow = debounce.delay_ms(DOC, *MID_WORD)
-    assert slow == pytest.approx(alone + 0.2 * 800)
+    assert slow == pytest.approx(alone + 0.2 * (800 - 250))
     debounce.observe_latency(4000.0)  # a timeout
     assert debounce.delay_ms(DOC, *MID_WORD) == pytest.approx(slow)
     assert debounce.describe(DOC)["latency_ms"] == 800
@@ -347,3 +347,12 @@ def test_requests_for_moved_cursors_wait_for_the_moves_to_stop() -> None:
     clock.advance_ms(30.0)
     # The next, 30 ms later: counted from the previous request, it waits (and supersedes).
     assert debounce.delay_ms(DOC, "x = foo ", "") == pytest.approx(pause - 30.0)
+
+
+def test_a_provider_that_answers_within_a_quarter_second_adds_no_wait() -> None:
+    debounce, clock = make()
+    type_gaps(debounce, clock, [60.0] * 30)
+    alone = debounce.pause_ms(DOC, *MID_WORD)
+    for _ in range(8):
+        debounce.observe_latency(170.0)
+    assert debounce.pause_ms(DOC, *MID_WORD) == alone

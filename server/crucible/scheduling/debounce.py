@@ -10,7 +10,8 @@ The pause that ends a burst, adaptive mode (reasoning and the comparison with ta
 
     user   = (n * p75(recent gaps, all documents) + K0 * debounce_ms / PAUSE_GAPS) / (n + K0)
     gap    = (k * p75(recent gaps, this document) + K0 * user) / (k + K0)
-    pause  = PAUSE_GAPS * gap * context + LATENCY_SHARE * median(recent provider latencies)
+    pause  = PAUSE_GAPS * gap * context
+             + LATENCY_SHARE * max(0, median(recent provider latencies) - LATENCY_FREE_MS)
     pause  = clamp(pause, debounce_min_ms, debounce_max_ms)
     delay  = max(0, pause - time since the document's last edit or request)
 
@@ -53,8 +54,12 @@ _PRIOR_WEIGHT = 4.0
 
 # Provider latency: a median over the last calls, so one timeout does not swing the wait.
 _LATENCY_WINDOW = 16
-# Waiting adds at most this fraction of the provider's own latency to the time to suggestion.
+# Waiting adds at most this fraction of the provider's own latency to the time to suggestion,
+# of the latency beyond _LATENCY_FREE_MS only: a call fired during a hesitation costs about its
+# latency, and a provider that answers within a quarter of a second (a local model on a GPU)
+# is back before the user has typed much further, so its calls are not worth waiting for.
 _LATENCY_SHARE = 0.2
+_LATENCY_FREE_MS = 250.0
 
 # How likely a suggestion is wanted where the cursor is.
 _READY = 0.8  # after an opener/operator, on an indented empty line, after "keyword "
@@ -171,7 +176,7 @@ class AdaptiveDebounce:
             return self._fixed_ms
         rhythm = self._documents.get(document) or _DocumentRhythm()
         pause = _PAUSE_GAPS * self._gap_ms(rhythm) * _context_factor(line_prefix, line_suffix)
-        pause += _LATENCY_SHARE * self._latency_ms()
+        pause += _LATENCY_SHARE * max(0.0, self._latency_ms() - _LATENCY_FREE_MS)
         return min(max(pause, self._min_ms), self._max_ms)
 
     def forget(self, document: str) -> None:
