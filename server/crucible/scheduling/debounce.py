@@ -48,8 +48,9 @@ _GAP_QUANTILE = 0.75
 _PAUSE_GAPS = 1.6
 # debounce_ms / PAUSE_GAPS counts as K0 pseudo-gaps: the first keystrokes nudge the estimate
 # instead of replacing it, and a new document starts where the user configured. With a full
-# window it still weighs 4/36, which acts as an absolute margin (+8 ms on a 30 ms gap, defaults)
-# that matters most for fast typists, whose gaps are nearest to timer and transport jitter.
+# window it still weighs 4/36, which acts as an absolute margin (on a 30 ms gap, defaults: +7 ms
+# in a document just opened, +0.8 ms once its own window is full) that matters most for fast
+# typists, whose gaps are nearest to timer and transport jitter.
 _PRIOR_WEIGHT = 4.0
 
 # Provider latency: a median over the last calls, so one timeout does not swing the wait.
