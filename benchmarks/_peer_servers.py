@@ -137,19 +137,31 @@ def _node_env(home: Path) -> dict[str, str]:
     return env
 
 
-def crucible(root: Path, provider_url: str, model: str, log_level: str = "INFO") -> Launch:
-    folder = _scratch(root, "crucible")
+def crucible(
+    root: Path,
+    provider_url: str,
+    model: str,
+    log_level: str = "INFO",
+    *,
+    name: str = "crucible",
+    checkout: Path | None = None,
+) -> Launch:
+    """Crucible as installed, or, with ``checkout``, the server of another checkout of it (its
+    ``server/`` and root on ``PYTHONPATH``: before/after in one run), as system ``name``."""
+    folder = _scratch(root, name)
     env = {
         **os.environ,
         "XDG_CONFIG_HOME": str(folder / "config"),
         "XDG_CACHE_HOME": str(folder / "cache"),
     }
+    if checkout is not None:
+        env["PYTHONPATH"] = os.pathsep.join((str(checkout / "server"), str(checkout)))
     log = folder / "server.log"
     argv = [sys.executable, "-m", "crucible", "--stdio", "--log-file", str(log)]
     argv += ["--log-level", log_level]
     # The fake as its one provider; every other setting at its default, as a user gets it.
     provider = {"name": "bench", "kind": "ollama", "base_url": provider_url, "model": model}
-    return Launch("crucible", argv, env, folder / "workspace", {"providers": [provider]})
+    return Launch(name, argv, env, folder / "workspace", {"providers": [provider]})
 
 
 def tabby_agent(root: Path, cache: Path, provider_url: str) -> Launch:

@@ -20,12 +20,22 @@ Measured:
   provider calls per burst. tabby-agent 1.5 is asked with ``textDocument/completion`` (the only
   completion request its language server handles). The naive client sends one streaming Ollama
   ``/api/generate`` per keystroke straight to the provider (``_typists.NaiveTypist``).
+- ``--speeds``: instead of those bursts, the same anchors typed at three speeds (30-60, 60-90
+  and 90-120 ms between keys), and a table per speed: latency p50/p90, provider calls per burst
+  (mean, median), of which *ahead* (a prompt past the text the user typed: a prefetch).
+- ``--mispredict F``: the fake answers a fraction ``F`` of prompts wrongly (by a hash of the
+  prompt's last line), as a real model does: a request fired mid-burst whose answer the next
+  key does not fit then costs a call, which a fake that always knows the code hides.
+- ``--baseline PATH``: another checkout of Crucible (its ``server/`` and root on ``PYTHONPATH``)
+  typed into as the system ``crucible-before``, in the same run, interleaved: before/after.
 
 Every ratio is the system's figure divided by Crucible's (below 1: smaller or faster than
 Crucible). Run from the repository root::
 
     python -m benchmarks.peers [--quick] [--runs 10] [--repeat 5] [--latency-ms 150]
-                               [--no-install] [--json PATH]
+                               [--speeds] [--baseline PATH] [--no-install] [--json PATH]
+
+``--runs 0 --warmup 0`` skips the start-up runs (typing only).
 
 The npm packages are installed on first use into a cache folder (setup, not the benchmark);
 ``--no-install`` uses them only if already there. A peer that cannot be installed or started is
@@ -43,7 +53,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,7 +68,16 @@ from benchmarks._figures import Figures, Sample
 from benchmarks._peer_lsp import PeerExited, RawLsp, tree_rss
 from benchmarks._peer_servers import COPILOT, TABBY_AGENT, Launch
 from benchmarks._peer_typists import COMPLETION, INLINE, LspTypist
-from benchmarks._snippets import BURSTS, QUICK_BURSTS, continuation
+from benchmarks._snippets import (
+    BURSTS,
+    GO,
+    PYTHON,
+    QUICK_BURSTS,
+    TYPESCRIPT,
+    Burst,
+    _cursor_in,
+    continuation,
+)
 from benchmarks._typists import NaiveTypist, Typist
 from benchmarks.typing_replay import replay
 
@@ -68,21 +88,80 @@ _INITIALIZE_TIMEOUT_S = 60.0
 # (key, column title); the order of the table's columns.
 SYSTEMS = (
     ("crucible", "Crucible"),
+    ("crucible-before", "Crucible before"),  # --baseline only
     ("tabby-agent", f"tabby-agent {TABBY_AGENT.version}"),
     ("copilot", f"Copilot LS {COPILOT.version}"),
     ("pygls", "bare pygls"),
     ("floor", "stdlib floor"),
     ("naive", "naive client"),
 )
-TYPING_SYSTEMS = ("crucible", "tabby-agent", "naive")
+TYPING_SYSTEMS = ("crucible", "crucible-before", "tabby-agent", "naive")
+
+# --speeds: (label, mean gap, jitter) in ms, and the anchors typed at each speed (20-30 keys,
+# each ending mid-line so that a suggestion can fit).
+SPEEDS = (("30-60 ms", 45.0, 15.0), ("60-90 ms", 75.0, 15.0), ("90-120 ms", 105.0, 15.0))
+_SPEED_ANCHORS = (
+    (TYPESCRIPT, "return `${open", 30),
+    (GO, "func New(ttl", 30),
+    (PYTHON, "by_station.setdefault", 24),
+)
+
+
+def speed_bursts(quick: bool) -> tuple[Burst, ...]:
+    """Every anchor at every speed (one anchor with ``quick``); named "<speed>: <anchor>"."""
+    anchors = _SPEED_ANCHORS[:1] if quick else _SPEED_ANCHORS
+    return tuple(
+        Burst(f"{label}: {anchor}", snippet, anchor, keys, gap, jitter)
+        for label, gap, jitter in SPEEDS
+        for snippet, anchor, keys in anchors
+    )
+
+
+def _bursts(settings: argparse.Namespace) -> tuple[Burst, ...]:
+    if settings.speeds:
+        return speed_bursts(settings.quick)
+    return QUICK_BURSTS if settings.quick else BURSTS
+
+
+def ahead_calls(calls: Sequence[RecordedRequest], burst: Burst) -> int:
+    """Calls whose prompt ends past the text the burst typed: asked for text the user has not
+    typed (a prefetch of what follows the suggestion), not for a keystroke."""
+    typed_end = burst.start + burst.keys
+    ahead = 0
+    for record in calls:
+        body = record.body if isinstance(record.body, dict) else {}
+        segments = body.get("segments")
+        prompt = segments.get("prefix") if isinstance(segments, dict) else body.get("prompt")
+        cursor = _cursor_in(burst.snippet.text, prompt) if isinstance(prompt, str) else None
+        ahead += cursor is not None and cursor > typed_end
+    return ahead
 
 
 def _reply(record: RecordedRequest) -> str:
     """The fake model: the rest of the line being typed, for Ollama's prompt or Tabby's prefix."""
+    return continuation(_prompt(record))
+
+
+def _prompt(record: RecordedRequest) -> str:
     body = record.body if isinstance(record.body, dict) else {}
     segments = body.get("segments")
     prompt = segments.get("prefix") if isinstance(segments, dict) else body.get("prompt")
-    return continuation(prompt if isinstance(prompt, str) else "")
+    return prompt if isinstance(prompt, str) else ""
+
+
+def _fallible(mispredict: float) -> Callable[[RecordedRequest], str]:
+    """A fake model that answers wrongly (something the user will not type) for ``mispredict``
+    of the prompts, chosen by a hash of the prompt's last line (the same line gets the same
+    verdict in every system and run): a request fired mid-burst then costs a call."""
+
+    def reply(record: RecordedRequest) -> str:
+        prompt = _prompt(record)
+        line = prompt[prompt.rfind("\n") + 1 :]
+        if zlib.crc32(line.encode()) % 1000 < mispredict * 1000:
+            return " + 1  # mispredicted"
+        return continuation(prompt)
+
+    return reply
 
 
 def _capabilities() -> dict[str, Any]:
@@ -186,14 +265,17 @@ async def measure_typing(
     fake: FakeProvider,
     launches: dict[str, Launch],
     settings: argparse.Namespace,
-) -> tuple[dict[tuple[str, str], list[Sample]], dict[str, str]]:
-    """The bursts typed into each system, interleaved; samples by (burst, system), skips."""
-    bursts = QUICK_BURSTS if settings.quick else BURSTS
+) -> tuple[dict[tuple[str, str], list[Sample]], dict[tuple[str, str], list[int]], dict[str, str]]:
+    """The bursts typed into each system, interleaved; samples and calls ahead of the typed
+    text (``ahead_calls``) by (burst, system), skips."""
+    bursts = _bursts(settings)
     samples: dict[tuple[str, str], list[Sample]] = {}
+    ahead: dict[tuple[str, str], list[int]] = {}
     skipped: dict[str, str] = {}
     async with AsyncExitStack() as stack:
         typists: list[Typist] = []
-        for name, method in (("crucible", INLINE), ("tabby-agent", COMPLETION)):
+        servers = (("crucible", INLINE), ("crucible-before", INLINE), ("tabby-agent", COMPLETION))
+        for name, method in servers:
             launch = launches.get(name)
             if launch is None:
                 continue
@@ -235,7 +317,9 @@ async def measure_typing(
                         typists.remove(typist)
                         break
                     samples.setdefault((burst.name, typist.name), []).append(sample)
-    return samples, skipped
+                    calls_ahead = ahead_calls(fake.generation_requests(), burst)
+                    ahead.setdefault((burst.name, typist.name), []).append(calls_ahead)
+    return samples, ahead, skipped
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -311,15 +395,17 @@ def _mib(value: float | None) -> str:
 
 
 def table(found: Sequence[Row]) -> str:
+    # A system measured in no row (crucible-before without --baseline) gets no column.
+    systems = [(n, t) for n, t in SYSTEMS if any(row.cells[n] != "-" for row in found)]
     width = max(len(row.title) for row in found)
-    columns = [max(len(title), *(len(row.cells[name]) for row in found)) for name, title in SYSTEMS]
+    columns = [max(len(title), *(len(row.cells[name]) for row in found)) for name, title in systems]
     head = f"{'':{width}}  " + "  ".join(
-        f"{title:>{w}}" for (_, title), w in zip(SYSTEMS, columns, strict=True)
+        f"{title:>{w}}" for (_, title), w in zip(systems, columns, strict=True)
     )
     lines = [head, "-" * len(head)]
     for row in found:
         cells = "  ".join(
-            f"{row.cells[name]:>{w}}" for (name, _), w in zip(SYSTEMS, columns, strict=True)
+            f"{row.cells[name]:>{w}}" for (name, _), w in zip(systems, columns, strict=True)
         )
         lines.append(f"{row.title:{width}}  {cells}")
     return "\n".join(lines)
@@ -331,7 +417,7 @@ def burst_table(
     """Per burst and typing system: calls (mean, max), p50, p95, misses, own answer, stale."""
     width = max(len(name) for name in bursts)
     lines = [
-        f"{'burst':{width}}  {'system':11}  calls  max     p50     p95  miss    last  stale",
+        f"{'burst':{width}}  {'system':15}  calls  max     p50     p95  miss    last  stale",
     ]
     lines.append("-" * len(lines[0]))
     for burst in bursts:
@@ -342,9 +428,76 @@ def burst_table(
             f = _figures.summarize(got)
             label = burst if index == 0 else ""
             lines.append(
-                f"{label:{width}}  {system:11}  {f.calls_mean:5.1f} {f.calls_max:4d} "
+                f"{label:{width}}  {system:15}  {f.calls_mean:5.1f} {f.calls_max:4d} "
                 f"{_ms(f.p50_ms):>7} {_ms(f.p95_ms):>7} {f.misses:5d} {_ms(f.own_p50_ms):>7} "
                 f"{f.stale:6d}"
+            )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SpeedFigures:
+    """One typing speed, one system: every burst typed at that speed."""
+
+    bursts: int
+    p50_ms: float  # math.inf when it falls on a miss
+    p90_ms: float
+    misses: int
+    calls_mean: float
+    calls_median: float
+    ahead_mean: float  # calls past the typed text (prefetch), included in calls
+
+
+def speed_figures(
+    samples: dict[tuple[str, str], list[Sample]],
+    ahead: dict[tuple[str, str], list[int]],
+) -> dict[tuple[str, str], SpeedFigures]:
+    """By (speed label, system), from the bursts named "<speed>: <anchor>" (``speed_bursts``)."""
+    grouped: dict[tuple[str, str], tuple[list[Sample], list[int]]] = {}
+    for (burst, system), got in samples.items():
+        speed = burst.split(":", 1)[0]
+        found, extra = grouped.setdefault((speed, system), ([], []))
+        found += got
+        extra += ahead.get((burst, system), [])
+    by_speed = {}
+    for key, (found, extra) in grouped.items():
+        latencies = [math.inf if x.latency_ms is None else x.latency_ms for x in found]
+        calls = [x.calls for x in found]
+        by_speed[key] = SpeedFigures(
+            bursts=len(found),
+            p50_ms=_figures.percentile(latencies, 50),
+            p90_ms=_figures.percentile(latencies, 90),
+            misses=sum(x.latency_ms is None for x in found),
+            calls_mean=statistics.fmean(calls),
+            calls_median=statistics.median(calls),
+            ahead_mean=statistics.fmean(extra) if extra else 0.0,
+        )
+    return by_speed
+
+
+def speed_table(by_speed: dict[tuple[str, str], SpeedFigures], systems: Sequence[str]) -> str:
+    """Per typing speed and system: latency p50/p90 (ratio to tabby-agent's), calls per burst
+    (mean, median) and of them ahead of the typed text, and the issue's target judged."""
+    head = f"{'speed':9}  {'system':15}     p50     p90  miss  calls  median  ahead  vs tabby-agent"
+    lines = [head, "-" * len(head)]
+    for label, _, _ in SPEEDS:
+        tabby = by_speed.get((label, "tabby-agent"))
+        for index, system in enumerate(systems):
+            f = by_speed.get((label, system))
+            if f is None:
+                continue
+            verdict = ""
+            if tabby is not None and system.startswith("crucible"):
+                faster = f.p50_ms <= tabby.p50_ms
+                fewer = f.calls_median <= tabby.calls_median
+                ratio = _ratio(f.p50_ms, tabby.p50_ms).strip() or "n/a"
+                verdict = (
+                    f"p50 {ratio} {'ok' if faster else 'SLOWER'}, calls {'ok' if fewer else 'MORE'}"
+                )
+            lines.append(
+                f"{label if index == 0 else '':9}  {system:15} {_ms(f.p50_ms):>7} "
+                f"{_ms(f.p90_ms):>7} {f.misses:5d} {f.calls_mean:6.2f} {f.calls_median:7.1f} "
+                f"{f.ahead_mean:6.2f}  {verdict}"
             )
     return "\n".join(lines)
 
@@ -385,8 +538,9 @@ def _launches(
 
 
 async def run(settings: argparse.Namespace) -> dict[str, Any]:
-    bursts = QUICK_BURSTS if settings.quick else BURSTS
-    fake = FakeProvider(model=MODEL, reply=_reply, chunk_size=8, slots=settings.slots)
+    bursts = _bursts(settings)
+    reply = _fallible(settings.mispredict) if settings.mispredict else _reply
+    fake = FakeProvider(model=MODEL, reply=reply, chunk_size=8, slots=settings.slots)
     with fake, tempfile.TemporaryDirectory(prefix="crucible-peers-") as scratch:
         root = Path(scratch)
         launches, skipped = _launches(root / "startup", fake, settings)
@@ -398,21 +552,29 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
                 skipped[name] = startup.skipped
         typing_launches = {
             launch.name: launch
-            for launch in _launches_for_typing(root / "typing", fake, launches)
-            if not startups[launch.name].skipped
+            for launch in _launches_for_typing(root / "typing", fake, launches, settings)
+            if launch.name not in startups or not startups[launch.name].skipped
         }
         started = time.perf_counter()
-        samples, typing_skipped = await measure_typing(fake, typing_launches, settings)
+        samples, ahead, typing_skipped = await measure_typing(fake, typing_launches, settings)
         typing_s = time.perf_counter() - started
     skipped.update({name: why for name, why in typing_skipped.items() if name not in skipped})
-    return _report(settings, bursts, startups, samples, skipped, (startup_s, typing_s))
+    return _report(settings, bursts, startups, (samples, ahead), skipped, (startup_s, typing_s))
 
 
-def _launches_for_typing(root: Path, fake: FakeProvider, started: Sequence[Launch]) -> list[Launch]:
+def _launches_for_typing(
+    root: Path, fake: FakeProvider, started: Sequence[Launch], settings: argparse.Namespace
+) -> list[Launch]:
     """Fresh scratch folders for the typing sessions (no state from the start-up runs)."""
     cache = _peer_servers.cache_root()
     names = {launch.name for launch in started}
     found = [_peer_servers.crucible(root, fake.base_url, MODEL)]
+    if settings.baseline is not None:
+        found.append(
+            _peer_servers.crucible(
+                root, fake.base_url, MODEL, name="crucible-before", checkout=settings.baseline
+            )
+        )
     if "tabby-agent" in names:
         found.append(_peer_servers.tabby_agent(root, cache, fake.base_url))
     return found
@@ -422,10 +584,11 @@ def _report(
     settings: argparse.Namespace,
     bursts: Sequence[Any],
     startups: dict[str, Startup],
-    samples: dict[tuple[str, str], list[Sample]],
+    typed: tuple[dict[tuple[str, str], list[Sample]], dict[tuple[str, str], list[int]]],
     skipped: dict[str, str],
     took: tuple[float, float],
 ) -> dict[str, Any]:
+    samples, ahead = typed
     typing = [s for s in TYPING_SYSTEMS if any(k[1] == s for k in samples)]
     totals = {
         s: _figures.summarize([x for (_, n), xs in samples.items() if n == s for x in xs])
@@ -443,6 +606,14 @@ def _report(
     print(table(found))
     print()
     print(burst_table([b.name for b in bursts], samples, typing))
+    by_speed = speed_figures(samples, ahead) if settings.speeds else {}
+    if by_speed:
+        print(
+            "\nBy typing speed (gap between keys): last keystroke -> fitting suggestion,"
+            " provider calls per burst; ahead = calls for text not typed (prefetch)."
+            " Target: Crucible p50 <= tabby-agent's, calls median <= tabby-agent's.\n"
+        )
+        print(speed_table(by_speed, typing))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     return {
@@ -452,6 +623,8 @@ def _report(
         "rows": [{"title": r.title, "values": r.values, "cells": r.cells} for r in found],
         "typing": {name: _figures.as_json(f) for name, f in totals.items()},
         "samples": {f"{b} / {s}": [vars(x) for x in xs] for (b, s), xs in samples.items()},
+        "ahead_calls": {f"{b} / {s}": xs for (b, s), xs in ahead.items()},
+        "speeds": {f"{v} / {s}": asdict(f) for (v, s), f in by_speed.items()},
         "skipped": skipped,
     }
 
@@ -475,6 +648,14 @@ def _parser() -> argparse.ArgumentParser:
         help="npm peers to run, comma-separated (default tabby-agent,copilot)",
     )
     add("--no-install", dest="install", action="store_false", help="never run npm install")
+    add("--speeds", action="store_true", help="type at 30-60/60-90/90-120 ms; a table per speed")
+    add(
+        "--mispredict",
+        type=float,
+        default=0.0,
+        help="fraction of prompts the fake answers wrongly (default 0: it knows the code)",
+    )
+    add("--baseline", type=Path, help="another checkout, typed into as crucible-before")
     add("--json", type=Path, help="also write the figures here")
     return parser
 

@@ -8,9 +8,14 @@ it is in flight or cached already. It runs as a background flight of its own, wh
 answer in the cache like any flight, so accepting and typing on is answered from the cache (or
 joins that flight).
 
-A document the user moved away from has its prefetch cancelled (``cancel``, by the service),
-which abandons its flight unless a request joined it; ``cancel_all`` cancels every one (the
-memory supervisor's "critical" tier), ``aclose`` stops them all before the providers close.
+Prefetch never delays an answer the user waits for. It starts only while no stream runs, and
+when a request the user waits for is about to start a provider stream of its own, every
+prefetch makes way (``make_way``, by the service): its flight is abandoned unless a request
+joined it (then it is that request's flight and goes on), so it gives back the provider's
+concurrency slot instead of holding it while the request queues (the limiter admits
+interactive work first, but only among callers still waiting for a slot). A document closed
+has its prefetch cancelled (``cancel``); ``cancel_all`` cancels every one (the memory
+supervisor's "critical" tier), ``aclose`` stops them all before the providers close.
 """
 
 from __future__ import annotations
@@ -99,6 +104,11 @@ class Prefetches:
         task = self._tasks.pop(document, None)
         if task is not None:
             task.cancel()
+
+    def make_way(self) -> int:
+        """A request the user waits for is starting a provider stream: every prefetch gives
+        up its flight (one a request joined goes on for it); returns how many were running."""
+        return self.cancel_all()
 
     def cancel_all(self) -> int:
         """Cancel every prefetch still running; returns how many were."""

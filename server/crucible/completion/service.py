@@ -151,7 +151,7 @@ class CompletionService:
         self._telemetry = telemetry
         self._sleep = sleep
         self._clock = clock
-        self._debounce = AdaptiveDebounce(settings)
+        self._debounce = AdaptiveDebounce(settings, clock=clock)
         self._latest = LatestWins()
         self._flights: CompletionFlights = SingleFlight()
         # The prefetch per document, cancelled when that document needs something else.
@@ -415,7 +415,7 @@ class CompletionService:
             self._telemetry.mark("coalesced")
         else:
             request, window = state.request, state.window
-            self._prefetches.cancel(request.snapshot.uri)  # the user went elsewhere
+            self._prefetches.make_way()  # a prefetch never holds a slot this needs
             job = StreamJob(request.snapshot, request.offset, window)
             warm = (lambda: self._leads_to_newest(job)) if self._warm_prompts else None
             flight = self._start_flight(plan, job, warm=warm)

@@ -5,15 +5,21 @@ providers' latency, the text around the cursor) into a wait in milliseconds. It 
 and never decides whether a request was superseded (``latest.py`` does); time comes from an
 injected clock (seconds, ``time.monotonic`` by default).
 
-The wait, adaptive mode (reasoning and the comparison with tabby-agent in
+The pause that ends a burst, adaptive mode (reasoning and the comparison with tabby-agent in
 ``docs/architecture.md``, "Adaptive debounce")::
 
-    user  = (n * p85(recent gaps, all documents) + K0 * debounce_ms / HEADROOM) / (n + K0)
-    gap   = (k * p85(recent gaps, this document) + K0 * user) / (k + K0)
-    wait  = HEADROOM * gap * context + LATENCY_SHARE * median(recent provider latencies)
-    delay = clamp(wait, debounce_min_ms, debounce_max_ms)
+    user   = (n * p75(recent gaps, all documents) + K0 * debounce_ms / PAUSE_GAPS) / (n + K0)
+    gap    = (k * p75(recent gaps, this document) + K0 * user) / (k + K0)
+    pause  = PAUSE_GAPS * gap * context
+             + LATENCY_SHARE * max(0, median(recent provider latencies) - LATENCY_FREE_MS)
+    pause  = clamp(pause, debounce_min_ms, debounce_max_ms)
+    delay  = max(0, pause - time since the document's last edit or request)
 
-Fixed mode always waits ``debounce_ms``; an invoked (manual) request never waits.
+The deadline counts from the document's last activity (an edit, or an earlier request: a
+cursor moved without editing), not from the request's arrival: a request that comes after the
+user already paused long enough is sent at once, while one request per cursor move of a
+navigation still waits for the moves to stop. Fixed mode waits ``debounce_ms`` in the same way;
+an invoked (manual) request never waits.
 """
 
 from __future__ import annotations
@@ -26,24 +32,35 @@ from collections.abc import Callable
 from crucible.config.settings import CompletionSettings, DebounceMode
 from crucible.runtime.samples import RecentSamples
 
-# Typing rhythm. Gaps longer than a second are thinking, not typing; gaps under 5 ms are edits
-# the editor made by itself (auto-closed pairs, multi-cursor, formatters), not keys.
-_PAUSE_MS = 1000.0
+# Typing rhythm. Gaps longer than _THINKING_MS are thinking, not typing (even a slow typist's
+# keys come faster; tabby-agent draws the line at 400 ms); gaps under 5 ms are edits the editor
+# made by itself (auto-closed pairs, multi-cursor, formatters), not keys.
+_THINKING_MS = 500.0
 _MACHINE_MS = 5.0
 _GAP_WINDOW = 32  # per document: adapts within a line or two of typing
-_GAP_QUANTILE = 0.85  # "a normal gap" that one slow key cannot move, unlike a mean
-# p85 x 1.5 is about p99 for gaps that vary by ~30% (log-normal), so a burst seldom fires mid-way.
-_HEADROOM = 1.5
-# debounce_ms / HEADROOM counts as K0 pseudo-gaps: the first keystrokes nudge the estimate
+# "A normal gap": the 75th percentile, which the hesitations between words and the slow keys
+# kept under the cap cannot move unless they are a quarter of all gaps (a p85 moved with 15 %
+# of them), and which, unlike the median, sees how much the gaps spread.
+_GAP_QUANTILE = 0.75
+# A pause of this many p75 gaps ends a burst: for gaps that vary by ~30 % (log-normal) that is
+# 1.6 x 1.22 = 2 median gaps, about their p99, so a burst seldom fires mid-way; for gaps that
+# vary less it is shorter. The request goes as soon as the rhythm says the user stopped.
+_PAUSE_GAPS = 1.6
+# debounce_ms / PAUSE_GAPS counts as K0 pseudo-gaps: the first keystrokes nudge the estimate
 # instead of replacing it, and a new document starts where the user configured. With a full
-# window it still weighs 4/36, which acts as an absolute margin (+8 ms on a 30 ms gap, defaults)
-# that matters most for fast typists, whose gaps are nearest to timer and transport jitter.
+# window it still weighs 4/36, which acts as an absolute margin (on a 30 ms gap, defaults: +7 ms
+# in a document just opened, +0.8 ms once its own window is full) that matters most for fast
+# typists, whose gaps are nearest to timer and transport jitter.
 _PRIOR_WEIGHT = 4.0
 
 # Provider latency: a median over the last calls, so one timeout does not swing the wait.
 _LATENCY_WINDOW = 16
-# Waiting adds at most this fraction of the provider's own latency to the time to suggestion.
+# Waiting adds at most this fraction of the provider's own latency to the time to suggestion,
+# of the latency beyond _LATENCY_FREE_MS only: a call fired during a hesitation costs about its
+# latency, and a provider that answers within a quarter of a second (a local model on a GPU)
+# is back before the user has typed much further, so its calls are not worth waiting for.
 _LATENCY_SHARE = 0.2
+_LATENCY_FREE_MS = 250.0
 
 # How likely a suggestion is wanted where the cursor is.
 _READY = 0.8  # after an opener/operator, on an indented empty line, after "keyword "
@@ -63,11 +80,12 @@ _LAST_WORD = re.compile(r"\w+$")
 
 
 class _DocumentRhythm:
-    __slots__ = ("gaps", "last_delay", "last_keystroke")
+    __slots__ = ("gaps", "last_delay", "last_keystroke", "last_request")
 
     def __init__(self) -> None:
         self.gaps = RecentSamples(_GAP_WINDOW)
         self.last_keystroke: float | None = None
+        self.last_request: float | None = None  # of a request that waited (not invoked)
         self.last_delay = 0.0
 
 
@@ -123,7 +141,7 @@ class AdaptiveDebounce:
         now = self._clock()
         if rhythm.last_keystroke is not None:
             gap_ms = (now - rhythm.last_keystroke) * 1000.0
-            if _MACHINE_MS <= gap_ms <= _PAUSE_MS:
+            if _MACHINE_MS <= gap_ms <= _THINKING_MS:
                 rhythm.gaps.add(gap_ms)
                 self._user_gaps.add(gap_ms)
         rhythm.last_keystroke = now
@@ -136,18 +154,31 @@ class AdaptiveDebounce:
     def delay_ms(
         self, document: str, line_prefix: str, line_suffix: str, *, invoked: bool = False
     ) -> float:
-        """How long to wait before sending a request for this cursor position."""
+        """How long from now to wait before sending a request for this cursor position: the
+        pause that ends a burst (``pause_ms``) less the time since the document's last edit or
+        request. A document with neither yet waits the whole pause."""
         rhythm = self._rhythm(document)
         if invoked:
             delay = 0.0
-        elif self._mode is DebounceMode.FIXED:
-            delay = self._fixed_ms
         else:
-            wait = _HEADROOM * self._gap_ms(rhythm) * _context_factor(line_prefix, line_suffix)
-            wait += _LATENCY_SHARE * self._latency_ms()
-            delay = min(max(wait, self._min_ms), self._max_ms)
+            delay = self.pause_ms(document, line_prefix, line_suffix)
+            now = self._clock()
+            active = [t for t in (rhythm.last_keystroke, rhythm.last_request) if t is not None]
+            if active:
+                delay = max(0.0, delay - max((now - max(active)) * 1000.0, 0.0))
+            rhythm.last_request = now
         rhythm.last_delay = delay
         return delay
+
+    def pause_ms(self, document: str, line_prefix: str, line_suffix: str) -> float:
+        """How long after the last edit of ``document`` a pause means the burst ended, at this
+        cursor position; fixed mode: ``debounce_ms``."""
+        if self._mode is DebounceMode.FIXED:
+            return self._fixed_ms
+        rhythm = self._documents.get(document) or _DocumentRhythm()
+        pause = _PAUSE_GAPS * self._gap_ms(rhythm) * _context_factor(line_prefix, line_suffix)
+        pause += _LATENCY_SHARE * max(0.0, self._latency_ms() - _LATENCY_FREE_MS)
+        return min(max(pause, self._min_ms), self._max_ms)
 
     def forget(self, document: str) -> None:
         """``document`` was closed."""
@@ -155,7 +186,8 @@ class AdaptiveDebounce:
 
     def describe(self, document: str) -> dict[str, float]:
         """The estimates behind the wait, for logs and status. Every value is finite (NaN
-        would break a JSON reader); ``last_delay_ms`` is 0 before the first request."""
+        would break a JSON reader); ``last_delay_ms`` (what the last request waited, after
+        the time already passed since the edit) is 0 before the first request."""
         rhythm = self._documents.get(document) or _DocumentRhythm()
         return {
             "rhythm_ms": self._gap_ms(rhythm),
@@ -174,7 +206,7 @@ class AdaptiveDebounce:
         """The user's normal gap between keys in this document, shrunk towards their rhythm
         across documents while there are few samples, itself shrunk towards the configured
         starting point."""
-        user = _shrunk(self._user_gaps, self._fixed_ms / _HEADROOM)
+        user = _shrunk(self._user_gaps, self._fixed_ms / _PAUSE_GAPS)
         return _shrunk(rhythm.gaps, user)
 
     def _latency_ms(self) -> float:
