@@ -21,7 +21,7 @@ import functools
 import logging
 import os
 from collections import Counter
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -296,7 +296,8 @@ class App:
                 self.spawn(old.aclose(), "close the old cache")
             # A cache built under memory pressure starts with the budget the supervisor set.
             if self.cache is not None and self.memory.cache_fraction < 1.0:
-                _Relief(self).limit_cache(self.memory.cache_fraction)
+                budget = settings.memory_mb * self.memory.cache_fraction * (1 << 20)
+                self.cache.set_memory_budget(int(budget))  # empty: nothing to evict
         if self.cache is not None and self.started:
             self.cache.start()  # once: later calls find it started
 
@@ -515,14 +516,14 @@ class _Relief:
     def __init__(self, app: App) -> None:
         self._app = app
 
-    def limit_cache(self, fraction: float) -> None:
+    def limit_cache(self, fraction: float) -> Awaitable[None] | None:
         cache, settings = self._app.cache, self._app.settings.cache
         if cache is None:
-            return
+            return None
         if fraction >= 1.0:
             cache.restore_memory_budget()
-        else:
-            cache.set_memory_budget(int(settings.memory_mb * fraction * (1 << 20)))
+            return None
+        return cache.shrink_memory(int(settings.memory_mb * fraction * (1 << 20)))
 
     def drop_idle_state(self, idle_s: float) -> None:
         self._app.completion.drop_idle(idle_s)
@@ -541,13 +542,18 @@ class _Relief:
         if self._app.cache is not None:
             self._app.cache.clear_memory()
 
-    def release_connections(self) -> None:
-        for provider in self._app.providers():
-            if isinstance(provider, HttpProvider):
-                self._app.spawn(provider.release_idle_connections(), "release idle connections")
+    def release_connections(self) -> Awaitable[None] | None:
+        providers = [p for p in self._app.providers() if isinstance(p, HttpProvider)]
+        if not providers:
+            return None
+        return _release_all(providers)
 
     def tell_user(self, message: str) -> None:
         self._app._announce(message)
+
+
+async def _release_all(providers: Sequence[HttpProvider]) -> None:
+    await asyncio.gather(*(provider.release_idle_connections() for provider in providers))
 
 
 def _prefetch_on(setting: Prefetch, providers: tuple[ProviderSettings, ...]) -> bool:

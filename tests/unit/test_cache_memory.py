@@ -93,6 +93,24 @@ def test_the_budget_shrinks_at_once_and_restores() -> None:
     assert cache.stats().budget_bytes == 100
 
 
+def test_a_shrink_in_steps_evicts_in_lru_order_and_puts_meanwhile_evict_only_a_few() -> None:
+    cache, _ = make(max_bytes=10_000)
+    for index in range(400):
+        cache.put(f"k{index:03}", "v" * 16)  # 20 bytes each: 8,000 bytes
+    cache.get("k000")  # the least recently used now is k001
+    assert cache.set_budget(2_000, most=100) is False  # 100 of the 300 evictions done
+    assert cache.stats().entries == 300 and "k000" in cache and "k100" not in cache
+    cache.put("new", "v" * 17)  # over budget meanwhile: a put evicts 64 at most
+    assert cache.stats().entries == 300 + 1 - 64
+    steps = 1
+    while not cache.fit_step(50):
+        steps += 1
+    stats = cache.stats()
+    assert stats.bytes <= 2_000 and stats.entries == 100 and steps >= 3
+    assert "k000" in cache and "new" in cache and "k399" in cache and "k300" not in cache
+    assert cache.set_budget(2_000, most=1) is True  # already fits: nothing to do
+
+
 def test_the_budget_never_exceeds_the_configured_ceiling_and_zero_keeps_nothing() -> None:
     cache, _ = make(max_bytes=100)
     cache.set_budget(10_000)

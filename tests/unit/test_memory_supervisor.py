@@ -4,6 +4,7 @@ driven by an injected RSS reading and clock (nothing sleeps, nothing reads the r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,9 +24,16 @@ class Relief:
     process: Process
     calls: list[tuple[str, object]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    # True: a shrink and the closing of connections finish later (awaited), as App's do.
+    deferred: bool = False
 
-    def limit_cache(self, fraction: float) -> None:
+    def limit_cache(self, fraction: float) -> Awaitable[None] | None:
         self.calls.append(("limit_cache", fraction))
+        return self._later(10 * MB) if self.deferred and fraction < 1.0 else None
+
+    async def _later(self, frees: int) -> None:
+        await asyncio.sleep(0)
+        self.process.rss -= frees
 
     def drop_idle_state(self, idle_s: float) -> None:
         self.calls.append(("drop_idle_state", idle_s))
@@ -40,8 +48,9 @@ class Relief:
         self.calls.append(("clear_cache", None))
         self.process.rss -= 30 * MB  # the cache's memory goes back
 
-    def release_connections(self) -> None:
+    def release_connections(self) -> Awaitable[None] | None:
         self.calls.append(("release_connections", None))
+        return self._later(1 * MB) if self.deferred else None
 
     def tell_user(self, message: str) -> None:
         self.messages.append(message)
@@ -118,6 +127,23 @@ def test_each_action_records_the_rss_it_freed() -> None:
     assert watcher.pressure is Pressure.CRITICAL
     assert watcher.actions["clear_cache"].freed_bytes == 30 * MB
     assert watcher.actions["cancel_background"].freed_bytes == 0
+
+
+async def test_work_an_action_leaves_to_finish_is_awaited_and_what_it_frees_recorded() -> None:
+    watcher, process, relief = supervisor()
+    relief.deferred = True
+    process.rss = 120 * MB
+    watcher.check()
+    assert watcher.actions["shrink_cache"].freed_bytes == 0  # the eviction is still going on
+    await watcher.finish()
+    assert watcher.actions["shrink_cache"].freed_bytes == 10 * MB
+    assert process.rss == 110 * MB
+    process.rss = 250 * MB
+    watcher.check()  # critical: L1 cleared, the limit's rest and the connections awaited
+    await watcher.finish()
+    assert watcher.actions["release_connections"].freed_bytes == 1 * MB
+    assert process.rss == 250 * MB - 30 * MB - 10 * MB - 1 * MB
+    await watcher.finish()  # nothing left
 
 
 def test_critical_runs_both_levels_and_tells_the_user_once_with_the_numbers() -> None:

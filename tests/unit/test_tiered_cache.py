@@ -3,8 +3,12 @@ clear, the runtime budget, and statistics."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
+
+from crucible.cache import tiered as tiered_module
 from crucible.cache.disk import DiskCache
 from crucible.cache.tiered import TieredCache
 from crucible.completion.suggestion import Suggestion
@@ -94,6 +98,33 @@ async def test_the_memory_budget_shrinks_and_restores_at_runtime(tmp_path: Path)
     for index in range(100, 200):
         cache.store(f"key-{index}", Suggestion("x" * 200))
     assert cache.stats()["levels"]["l1"]["bytes"] > 10_000
+
+
+async def test_a_large_shrink_yields_to_the_event_loop_between_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tiered_module, "_SHRINK_STEP", 100)
+    cache = TieredCache(memory_bytes=4_000_000, ttl_s=3600, disk=None)
+    for index in range(5_000):
+        cache.store(f"key-{index}", Suggestion("x" * 200))
+    assert cache.shrink_memory(3_900_000) is None  # a few evictions: done at once
+    rest = cache.shrink_memory(400_000)
+    assert rest is not None
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await rest
+    other.cancel()
+    levels = cache.stats()["levels"]["l1"]
+    assert levels["bytes"] <= 400_000 and levels["entries"] > 100
+    assert turns >= 10  # the loop ran other work between the steps
+    assert cache.in_memory("key-4999") is not None and cache.in_memory("key-0") is None
 
 
 async def test_without_a_disk_level_the_cache_still_works(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from cachetools import TTLCache
 V = TypeVar("V")
 
 _LARGE = 1 << 20  # an int past the small-int cache, as every entry's size is
+_PUT_EVICTIONS = 64  # the most a put evicts while a shrink is under way (``_fit``)
 
 # What one entry costs inside the cache besides its key and value objects and its slots in the
 # dicts (which ``_Entries.tables_bytes`` counts as they are): the (value, size) tuple (56 bytes)
@@ -117,6 +118,7 @@ class MemoryCache(Generic[V]):
             getsizeof=lambda item: item[1],
         )
         self._expirations = 0
+        self._shrinking = False  # over a shrunk budget, brought down by ``fit_step`` calls
 
     def get(self, key: str) -> V | None:
         self._expire()
@@ -148,17 +150,32 @@ class MemoryCache(Generic[V]):
         held = int(self._entries.currsize)
         return held + self._entries.tables_bytes() if self._count_tables else held
 
-    def set_budget(self, budget_bytes: int) -> None:
+    def set_budget(self, budget_bytes: int, *, most: int | None = None) -> bool:
         """Use at most ``budget_bytes`` (never more than the configured ceiling) from now on,
-        evicting least recently used entries until the cache fits."""
+        evicting least recently used entries until the cache fits: at most ``most`` of them
+        now (None: as many as it takes). Returns whether it fits; one that does not is
+        brought there by ``fit_step`` (each ``put`` meanwhile evicts a few more)."""
         self._budget = min(max(0, int(budget_bytes)), self._max_bytes)
+        return self.fit_step(most)
+
+    def fit_step(self, most: int | None) -> bool:
+        """Evict up to ``most`` least recently used entries (None: no limit) towards the
+        budget; once the entries fit, rebuild the tables for what is left. Returns whether
+        the cache fits its budget."""
+        evicted = 0
+        # Evict for the entries first, then rebuild the tables for what is left: a shrink
+        # must not empty the cache to pay for tables sized for what it held before.
+        while self._entries.currsize > self._budget and len(self._entries):
+            if most is not None and evicted >= most:
+                self._shrinking = True
+                return False
+            self._entries.popitem()
+            evicted += 1
         if self._count_tables and self.memory_bytes() > self._budget:
-            # Evict for the entries first, then rebuild the tables for what is left: a shrink
-            # must not empty the cache to pay for tables sized for what it held before.
-            while self._entries.currsize > self._budget and len(self._entries):
-                self._entries.popitem()
             self._entries.compact()
+        self._shrinking = False
         self._fit()
+        return True
 
     def restore_budget(self) -> None:
         """Back to the configured ceiling."""
@@ -176,8 +193,15 @@ class MemoryCache(Generic[V]):
         )
 
     def _fit(self) -> None:
+        # While a shrink goes in steps, a put evicts only a few entries (and the tables are
+        # still sized for what the cache held): the steps do the rest, yielding in between.
+        most = _PUT_EVICTIONS if self._shrinking else None
+        evicted = 0
         while self.memory_bytes() > self._budget and len(self._entries):
+            if most is not None and evicted >= most:
+                return
             self._entries.popitem()
+            evicted += 1
         if not len(self._entries):
             # Emptied by evictions: the dicts' tables are still sized for what they held
             # until cleared (a dict never shrinks on deletion).

@@ -31,13 +31,17 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crucible.cache.disk import DiskCache
 from crucible.cache.memory import ENTRY_OVERHEAD, MemoryCache
 from crucible.cache.typethrough import TypeThrough
 from crucible.completion.suggestion import Suggestion
+
+# L1 evictions per event-loop turn while shrinking: ~7.5 ms each on this machine; the last step
+# also rebuilds the tables for what is left (~24 ms at 15,000 entries).
+_SHRINK_STEP = 2048
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +203,22 @@ class TieredCache:
     def set_memory_budget(self, budget_bytes: int) -> None:
         """Shrink (or grow, up to ``memory_mb``) what L1 may use now; evicts at once."""
         self._memory.set_budget(budget_bytes)
+
+    def shrink_memory(self, budget_bytes: int) -> Awaitable[None] | None:
+        """``set_memory_budget`` without stalling the event loop: evicts ``_SHRINK_STEP``
+        entries now, and returns the rest of the work (None when there is none) to await,
+        which evicts a step per loop turn until L1 fits (or a later budget already holds).
+        Evicting 43,000 entries at once (a full 32 MB L1 down to a quarter) stalled the loop
+        for 232 ms; in steps, for 31 ms at most."""
+        if self._memory.set_budget(budget_bytes, most=_SHRINK_STEP):
+            return None
+        return self._shrink_in_steps()
+
+    async def _shrink_in_steps(self) -> None:
+        fits = False
+        while not fits:
+            await asyncio.sleep(0)  # a turn of the loop for everything else between steps
+            fits = self._memory.fit_step(_SHRINK_STEP)
 
     def restore_memory_budget(self) -> None:
         self._memory.restore_budget()

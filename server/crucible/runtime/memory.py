@@ -37,6 +37,7 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -176,8 +177,9 @@ def release_free_memory() -> None:
 class MemoryRelief(Protocol):
     """What the supervisor can ask of the server's components (App wires each to them)."""
 
-    def limit_cache(self, fraction: float) -> None:
-        """L1 may use ``fraction`` of its configured budget from now on (1.0: all of it)."""
+    def limit_cache(self, fraction: float) -> Awaitable[None] | None:
+        """L1 may use ``fraction`` of its configured budget from now on (1.0: all of it).
+        What is left of the eviction, if any, is returned to await (it yields as it goes)."""
         ...
 
     def drop_idle_state(self, idle_s: float) -> None:
@@ -197,8 +199,8 @@ class MemoryRelief(Protocol):
         """Empty L1 (the disk cache stays)."""
         ...
 
-    def release_connections(self) -> None:
-        """Close providers' idle keep-alive connections."""
+    def release_connections(self) -> Awaitable[None] | None:
+        """Close providers' idle keep-alive connections (returned to await: closing is I/O)."""
         ...
 
     def tell_user(self, message: str) -> None:
@@ -249,6 +251,8 @@ class MemorySupervisor:
         self._transitions = 0
         self._told = False
         self.actions: dict[str, ActionRecord] = {}
+        # What actions left to finish, for ``finish``; with the record to credit (None: none).
+        self._pending: list[tuple[ActionRecord | None, Awaitable[object]]] = []
 
     @property
     def cache_fraction(self) -> float:
@@ -272,7 +276,7 @@ class MemorySupervisor:
             self._enter(wanted, rss)
         elif wanted is Pressure.NORMAL and self._cache_fraction < 1.0:
             self._cache_fraction = min(1.0, self._cache_fraction + _RESTORE_STEP)
-            self._relief.limit_cache(self._cache_fraction)
+            self._limit_cache()
         return self._next_interval()
 
     def _classify(self, rss: int) -> Pressure:
@@ -309,7 +313,7 @@ class MemorySupervisor:
         if level is Pressure.NORMAL:
             self._relief.pause_background(False)
             self._cache_fraction = min(1.0, self._cache_fraction + _RESTORE_STEP)
-            self._relief.limit_cache(self._cache_fraction)
+            self._limit_cache()
             return
         if previous is Pressure.NORMAL:
             self._elevated_actions()
@@ -317,7 +321,7 @@ class MemorySupervisor:
             self._critical_actions(rss)
         elif previous is Pressure.CRITICAL:  # critical -> elevated: L1 back to a quarter
             self._cache_fraction = _ELEVATED_CACHE
-            self._relief.limit_cache(self._cache_fraction)
+            self._limit_cache()
 
     def _elevated_actions(self) -> None:
         self._cache_fraction = min(self._cache_fraction, _ELEVATED_CACHE)
@@ -331,7 +335,7 @@ class MemorySupervisor:
 
         def clear() -> None:
             self._relief.clear_cache()
-            self._relief.limit_cache(self._cache_fraction)
+            self._limit_cache()
 
         self._act("clear_cache", clear)
         self._act("cancel_background", self._relief.cancel_background)
@@ -341,15 +345,41 @@ class MemorySupervisor:
             self._told = True
             self._relief.tell_user(self._critical_message(rss))
 
+    def _limit_cache(self) -> None:
+        """L1's budget to ``_cache_fraction``; an eviction left to finish joins the pending
+        work (not recorded as an action: restoring frees nothing, and a cleared L1 has
+        nothing left to evict)."""
+        rest = self._relief.limit_cache(self._cache_fraction)
+        if rest is not None:
+            self._pending.append((None, rest))
+
     def _act(self, name: str, action: Callable[[], object]) -> None:
+        """Run ``action`` and record what it freed. An action that returns an awaitable has
+        done its first part; the rest is awaited by ``finish`` (``run`` calls it after each
+        sample), and what that part frees is added to the same record."""
         before = self._read_rss()
-        action()
+        rest = action()
         self._trim()
         after = self._read_rss()
         record = self.actions.setdefault(name, ActionRecord())
         record.count += 1
         record.freed_bytes += max(0, before - after)
         self._last_rss = after
+        if inspect.isawaitable(rest):
+            self._pending.append((record, rest))
+
+    async def finish(self) -> None:
+        """Await what the last sample's actions left to do (a shrink in steps, connections
+        being closed), each measured as it completes."""
+        while self._pending:
+            record, rest = self._pending.pop(0)
+            before = self._read_rss()
+            await rest
+            self._trim()
+            after = self._read_rss()
+            if record is not None:
+                record.freed_bytes += max(0, before - after)
+            self._last_rss = after
 
     def _critical_message(self, rss: int) -> str:
         _, hard = self._limits()
@@ -386,6 +416,7 @@ class MemorySupervisor:
             await self._sleep(interval)
             try:
                 interval = self.check()
+                await self.finish()
             except Exception:
                 logger.exception("memory: a sample failed")
                 interval = self._settings.check_interval_s
