@@ -85,7 +85,7 @@ def _inline(uri: str, line: int, character: int) -> dict[str, Any]:
     return {
         "textDocument": {"uri": uri},
         "position": {"line": line, "character": character},
-        "context": {"triggerKind": 2},
+        "context": {"triggerKind": 1},  # invoked: no debounce, the server's own time
     }
 
 

@@ -89,8 +89,8 @@ def register(server: CrucibleLanguageServer) -> None:
         _report(ls, ls.pending_problems)
         ls.pending_problems = []
         ls.backend.connect_editor(ls)
-        # The start-up garbage was collected and frozen before serving began
-        # (``early_start.settle_startup_garbage``): not here, on the first request's path.
+        # What start-up built was frozen before serving began (``early_start.
+        # settle_startup_objects``): no collection here, in front of the first request.
         if _client_pulls_configuration(ls):
             await _pull_configuration(ls)
 
