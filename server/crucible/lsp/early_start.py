@@ -187,6 +187,7 @@ class EarlyFrames:
         self._awaiting: asyncio.Future[None] | None = None
         self._exit: Frame | None = None  # the exit read here, if one was
         self._request_ids: list[jsonrpc.MsgId] = []  # of the requests read here
+        self._replaying = False  # the server has taken a queued frame
         self._protocol: CrucibleProtocol | None = None
 
     @property
@@ -270,6 +271,12 @@ class EarlyFrames:
                     "initialize not handled in %g s: serving what followed it", INITIALIZE_HANDLED_S
                 )
         if self._queued:
+            if self._replaying:
+                # One loop turn between queued frames, as between frames that arrive: the
+                # handler of the last one starts (``initialized`` connects the editor, a
+                # request enters its debounce) before the next one is dispatched.
+                await asyncio.sleep(0)
+            self._replaying = True
             item = self._queued.popleft()
             if self._answered is not None and item is self._answered[1]:
                 self._awaiting = self._handled
