@@ -7,7 +7,6 @@ check the installation, and the pygls/lsprotocol import alone costs ~200 ms.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 from pathlib import Path
@@ -80,9 +79,6 @@ def main(argv: list[str] | None = None) -> int:
             config_path=args.config, cwd=Path.cwd(), workspace=args.workspace, as_json=args.json
         )
 
-    # Nothing start-up builds is garbage worth a collection: the collector is off until the
-    # server is loaded (``early_start.load_server`` freezes what was built and turns it on).
-    gc.disable()
     # Records are buffered until the server connects this handler at `initialize`.
     configure_logging(args.log_level, args.log_file, client=ClientLogHandler())
 

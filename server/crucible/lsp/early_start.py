@@ -5,7 +5,7 @@ Crucible's services; an editor waits for the ``initialize`` answer before it sen
 else. So the stdio server starts here, with the standard library and Crucible's own stdlib-only
 pieces (``framing.py``, ``jsonrpc.py``, ``capabilities.py``):
 
-1. a thread imports the server (``crucible.app``) with the garbage collector off, then
+1. a thread imports the server (``crucible.app``) with a lighter garbage collector, then
    freezes what it built so that no later collection scans it (``settle_startup_objects``);
 2. meanwhile the event loop reads frames from stdin with the same ``FrameReader`` the server
    uses, and queues every one, in order, untouched;
@@ -116,14 +116,21 @@ def _settle(
         loaded.set_exception(error or RuntimeError("the server did not load"))
 
 
+# Collector thresholds while the server loads: young objects are still collected (the import's
+# short-lived cycles, ~10 MB of them, must not outlive it), but gen0 passes are rarer and no
+# full collection rescans the growing heap (docs/startup.md).
+LOADING_THRESHOLDS = (20_000, 20, 1_000)
+
+
 def load_server() -> ServerFactory:
-    """Import the server, with the collector off, then freeze what the import built."""
-    gc.disable()
+    """Import the server with a lighter collector, then freeze what the import built."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*LOADING_THRESHOLDS)
     try:
         # Imported here, not at the top: this import is the half second this module hides.
         from crucible.app import App, build_server
     finally:
-        settle_startup_objects()
+        settle_startup_objects(thresholds)
 
     def factory(config_path: Path | None) -> CrucibleLanguageServer:
         return build_server(App(config_path=config_path))
@@ -131,18 +138,18 @@ def load_server() -> ServerFactory:
     return factory
 
 
-def settle_startup_objects() -> None:
-    """Freeze what start-up built, and turn the collector (back) on.
+def settle_startup_objects(thresholds: tuple[int, int, int]) -> None:
+    """Freeze what start-up built, and give the collector its ``thresholds`` back.
 
-    Importing builds ~7 x 10^4 long-lived objects (lsprotocol's classes, cattrs' hooks) and
-    ~100 objects of garbage. With the collector on, the import runs a dozen collections that
-    find nothing (~50 ms), and the first full one after it scans them all (~40 ms, a stall on
-    whatever request it lands on; it used to run in the ``initialized`` handler, in front of
-    the first request). Frozen, they are never scanned again; the garbage stays (a few KB).
-    Measured: docs/startup.md.
+    Importing builds ~7 x 10^4 long-lived objects (lsprotocol's classes, cattrs' hooks). With
+    the default thresholds the import runs full collections over them that find almost nothing,
+    and the first full collection after it scans them all again (~40 ms, a stall on whatever
+    request it lands on; it used to run in the ``initialized`` handler, in front of the first
+    request). Frozen, they are never scanned again; the ~100 objects of garbage a full
+    collection would find among them stay (a few KB). Measured: docs/startup.md.
     """
     gc.freeze()
-    gc.enable()
+    gc.set_threshold(*thresholds)
 
 
 def _write_stdout(data: bytes) -> None:
