@@ -63,6 +63,10 @@ EXIT = "exit"
 INITIALIZE_HANDLED_S = 30.0
 # How long a queued ``exit`` waits for the requests queued before it to be answered.
 REQUESTS_ANSWERED_S = 5.0
+# Collector thresholds while the server loads: young objects are still collected (the import's
+# short-lived cycles, ~10 MB of them, must not outlive it), but gen0 passes are rarer and no
+# full collection rescans the growing heap (docs/startup.md).
+LOADING_THRESHOLDS = (20_000, 20, 1_000)
 
 Item = Frame | FrameError | None
 ServerFactory = Callable[[Path | None], "CrucibleLanguageServer"]
@@ -97,8 +101,7 @@ def _load(loop: asyncio.AbstractEventLoop, loaded: asyncio.Future[ServerFactory]
     try:
         factory = load_server()
     except BaseException as exc:  # reported on the loop, which decides what to do
-        error = exc
-        loop.call_soon_threadsafe(_settle, loaded, None, error)
+        loop.call_soon_threadsafe(_settle, loaded, None, exc)
         return
     loop.call_soon_threadsafe(_settle, loaded, factory, None)
 
@@ -114,12 +117,6 @@ def _settle(
         loaded.set_result(factory)
     else:
         loaded.set_exception(error or RuntimeError("the server did not load"))
-
-
-# Collector thresholds while the server loads: young objects are still collected (the import's
-# short-lived cycles, ~10 MB of them, must not outlive it), but gen0 passes are rarer and no
-# full collection rescans the growing heap (docs/startup.md).
-LOADING_THRESHOLDS = (20_000, 20, 1_000)
 
 
 def load_server() -> ServerFactory:
