@@ -7,6 +7,7 @@ check the installation, and the pygls/lsprotocol import alone costs ~200 ms.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -81,9 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     # Records are buffered until the server connects this handler at `initialize`.
     configure_logging(args.log_level, args.log_file, client=ClientLogHandler())
 
-    from crucible.app import App, build_server
+    if not args.tcp and os.environ.get("CRUCIBLE_EARLY_START", "1") != "0":
+        # stdio: `initialize` is answered while the server loads (lsp/early_start.py).
+        from crucible.lsp.early_start import serve_stdio
 
-    server = build_server(App(config_path=args.config))
+        return serve_stdio(args.config)
+
+    from crucible.lsp.early_start import load_server
+
+    server = load_server()(args.config)
     if args.tcp:
         return server.serve_tcp(args.host, args.port)
     return server.serve_stdio()

@@ -165,6 +165,9 @@ async def test_a_dripping_stream_cannot_outlive_the_deadline_and_opens_the_circu
     options = pool_options(primary, secondary)
     options["completion"]["timeout_ms"] = 800
     async with lsp_session(options) as client:
+        # initialize is answered while the server loads (lsp/early_start.py): the times below
+        # are the deadline's once it is loaded, not start-up's.
+        await server_status(client)
         editor = Editor(client, open_document(client, TEXT), TEXT)
         answers, elapsed = [], []
         for n in range(4):

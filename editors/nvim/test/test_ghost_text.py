@@ -16,6 +16,13 @@ def start(editor: Editor, fake: FakeProvider, **completion: object) -> None:
     editor.setup(settings=settings_for(fake, **completion))
     editor.edit(editor.workspace / "demo.py", SOURCE)
     editor.wait_attached()
+    # The server answers initialize while it loads (lsp/early_start.py); its first status
+    # comes once it serves: the typing the tests time starts against a loaded server.
+    editor.wait(
+        lambda: editor.lua("return require('crucible.client').status(0) ~= nil"),
+        20,
+        "the server's first status",
+    )
 
 
 def test_ghost_text_is_the_providers_answer_and_tab_inserts_exactly_it(

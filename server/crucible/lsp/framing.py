@@ -38,6 +38,11 @@ import re
 from dataclasses import dataclass
 
 CHUNK = 1 << 16  # bytes asked of the stream at a time
+# The largest message body served. Past it the body is dropped unread: a document of tens of
+# megabytes is already far past what completions can use, and JSON escaping can double its
+# size on the wire; 64 MiB keeps a broken or hostile client from making the server allocate
+# what its header claims (clangd draws the same line at 1 GiB).
+MAX_MESSAGE_BYTES = 64 << 20
 MAX_HEADER_LINE = 8 << 10  # a longer "header line" is junk
 _OVERLAP = 64  # bytes kept when dropping junk, in case a frame start straddles two chunks
 

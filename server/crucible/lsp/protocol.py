@@ -54,16 +54,11 @@ from pygls.workspace import Workspace
 
 from crucible.lsp import jsonrpc
 from crucible.lsp.document_text import adopt
-from crucible.lsp.framing import Frame, FrameError, FrameFault
+from crucible.lsp.framing import MAX_MESSAGE_BYTES, Frame, FrameError, FrameFault
 from crucible.runtime.log import client_handler
 
 logger = logging.getLogger(__name__)
 
-# The largest message body served. Past it the body is dropped unread: a document of tens of
-# megabytes is already far past what completions can use, and JSON escaping can double its
-# size on the wire; 64 MiB keeps a broken or hostile client from making the server allocate
-# what its header claims (clangd draws the same line at 1 GiB).
-MAX_MESSAGE_BYTES = 64 << 20
 EXIT_AFTER_SHUTDOWN = 0
 EXIT_WITHOUT_SHUTDOWN = 1  # also: the parent process ended
 _COMPLAINTS_PER_MINUTE = 10  # bad frames logged at WARNING; the rest at DEBUG
@@ -86,6 +81,11 @@ class CrucibleProtocol(LanguageServerProtocol):
         self.exit_code: int | None = None
         self.stopping = asyncio.Event()
         self._complaints = _Complaints()
+        # Requests already answered before this protocol existed (``lsp/early_start.py``
+        # answers ``initialize`` while pygls loads): they are still handled here, with their
+        # real params, but the answer goes to the callback (result, error) instead of the
+        # client, which must get exactly one.
+        self.answered_elsewhere: dict[jsonrpc.MsgId, Callable[[Any, Any], None]] = {}
 
     # pygls assigns the workspace it builds in its initialize handler to ``_workspace``; it
     # passes through ``adopt`` here, so every document it creates is an ``OpenDocument``
@@ -146,6 +146,9 @@ class CrucibleProtocol(LanguageServerProtocol):
 
     def send_error(self, msg_id: jsonrpc.MsgId | None, code: int, message: str) -> None:
         """An error response; ``msg_id`` None is sent as ``"id": null`` (JSON-RPC)."""
+        if msg_id is not None and (elsewhere := self.answered_elsewhere.pop(msg_id, None)):
+            elsewhere(None, ResponseError(code=code, message=message))
+            return
         self._send_data(_error_message(msg_id, code, message))
 
     def _request(self, request: jsonrpc.Request) -> None:
@@ -287,6 +290,9 @@ class CrucibleProtocol(LanguageServerProtocol):
     def _send_response(
         self, msg_id: Any, result: Any | None = None, error: ResponseError | None = None
     ) -> None:
+        if (elsewhere := self.answered_elsewhere.pop(msg_id, None)) is not None:
+            elsewhere(result, error)
+            return
         super()._send_response(msg_id, result, None if error is None else _short(error))
 
     def _connect_client_log(self) -> None:

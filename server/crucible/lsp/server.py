@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
-import threading
 import time
 from typing import Any, Protocol
 
@@ -35,13 +33,13 @@ from crucible.context.recent import RecentDocuments
 from crucible.hover.service import HoverService
 from crucible.lsp.clients import ClientTraits, CodeActionTraits
 from crucible.lsp.document_text import open_documents_bytes
-from crucible.lsp.framing import CHUNK, FrameReader
+from crucible.lsp.framing import MAX_MESSAGE_BYTES, Frame, FrameError, FrameReader
 from crucible.lsp.protocol import (
     EXIT_AFTER_SHUTDOWN,
     EXIT_WITHOUT_SHUTDOWN,
-    MAX_MESSAGE_BYTES,
     CrucibleProtocol,
 )
+from crucible.lsp.stdio import stdin_stream
 from crucible.review.service import ReviewService
 from crucible.runtime.log import client_handler
 from crucible.runtime.parent import ParentWatch
@@ -98,6 +96,18 @@ class Backend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class FrameSource(Protocol):
+    """Where frames come from: a ``FrameReader``, or ``lsp/early_start.py``'s frames (those
+    it read before the server existed, then the reader's)."""
+
+    @property
+    def junk_bytes(self) -> int:
+        """Bytes dropped outside any frame, for the log."""
+        ...
+
+    async def next(self) -> Frame | FrameError | None: ...
 
 
 class EditorChannel(Protocol):
@@ -204,7 +214,7 @@ class CrucibleLanguageServer(LanguageServer):
 
     async def _serve_stdio(self) -> int:
         self.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
-        return await self._serve(await _stdin_stream())
+        return await self._serve(FrameReader(await stdin_stream(), MAX_MESSAGE_BYTES))
 
     def serve_tcp(self, host: str, port: int) -> int:
         """Serve one client on TCP until ``exit``, its disconnection or the parent's end;
@@ -226,7 +236,7 @@ class CrucibleLanguageServer(LanguageServer):
             busy = True
             self.protocol.set_writer(writer)
             try:
-                code = await self._serve(reader)
+                code = await self._serve(FrameReader(reader, MAX_MESSAGE_BYTES))
             finally:
                 writer.close()
             if not done.done():
@@ -237,10 +247,16 @@ class CrucibleLanguageServer(LanguageServer):
         async with server:
             return await done
 
-    async def _serve(self, stream: asyncio.StreamReader) -> int:
+    async def serve_stdio_frames(self, frames: FrameSource) -> int:
+        """Serve frames read from stdin by someone else (``lsp/early_start.py``, which read
+        the first ones before this server existed); answers go to stdout."""
+        self.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+        return await self._serve(frames)
+
+    async def _serve(self, frames: FrameSource) -> int:
         """Read frames and hand them to the protocol until the end; then close the backend."""
         protocol = self.protocol
-        reading = asyncio.ensure_future(self._read_frames(FrameReader(stream, MAX_MESSAGE_BYTES)))
+        reading = asyncio.ensure_future(self._read_frames(frames))
         stopping = asyncio.ensure_future(protocol.stopping.wait())
         try:
             await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -258,7 +274,7 @@ class CrucibleLanguageServer(LanguageServer):
             self.shutdown()  # type: ignore[no-untyped-call]
         return EXIT_AFTER_SHUTDOWN if protocol.exit_code is None else protocol.exit_code
 
-    async def _read_frames(self, frames: FrameReader) -> None:
+    async def _read_frames(self, frames: FrameSource) -> None:
         protocol = self.protocol
         while (item := await frames.next()) is not None:
             try:
@@ -272,34 +288,3 @@ class CrucibleLanguageServer(LanguageServer):
                 return
         if frames.junk_bytes:
             logger.warning("dropped %d bytes outside any message", frames.junk_bytes)
-
-
-async def _stdin_stream() -> asyncio.StreamReader:
-    """stdin as an asyncio stream: a pipe transport, or a daemon thread for a regular file."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=CHUNK)
-    try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    except ValueError:  # not a pipe, socket or terminal: a thread that may block does the reads
-        logger.info("stdin is not a pipe; reading it in a thread")
-        threading.Thread(
-            target=_pump, args=(sys.stdin.buffer.fileno(), reader, loop), daemon=True
-        ).start()
-    return reader
-
-
-def _pump(fd: int, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
-    while True:
-        try:
-            data = os.read(fd, CHUNK)
-        except OSError:
-            data = b""
-        try:
-            if data:
-                loop.call_soon_threadsafe(reader.feed_data, data)
-            else:
-                loop.call_soon_threadsafe(reader.feed_eof)
-        except RuntimeError:  # the loop is closed: the server is done
-            return
-        if not data:
-            return

@@ -6,7 +6,6 @@ rules (-32002 before initialize, -32600 after shutdown) are the protocol's, in
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from typing import Any
 
@@ -90,10 +89,8 @@ def register(server: CrucibleLanguageServer) -> None:
         _report(ls, ls.pending_problems)
         ls.pending_problems = []
         ls.backend.connect_editor(ls)
-        # Start-up garbage (lsprotocol builds ~10^5 objects) would otherwise be scanned by the
-        # first full collection, a ~16 ms stall landing on the user's first keystroke.
-        gc.collect()
-        gc.freeze()
+        # What start-up built was frozen before serving began (``early_start.
+        # settle_startup_objects``): no collection here, in front of the first request.
         if _client_pulls_configuration(ls):
             await _pull_configuration(ls)
 
