@@ -35,6 +35,7 @@ class Vitals:
     documents_bytes: int | None  # memory.components.documents: the open documents' text
     status_ms: float | None  # how long crucible/status took to answer (the server's backlog)
     quiet: bool = False
+    task_kinds: dict[str, int] | None = None  # memory.task_kinds: live tasks by name
 
 
 def component(status: dict[str, Any] | None, name: str) -> int | None:
@@ -94,6 +95,7 @@ class Monitor:
         memory = _memory(status)
         tasks = memory.get("tasks")
         pressure = memory.get("pressure")
+        kinds = _memory(status).get("task_kinds")
         reading = Vitals(
             at_s=round(time.perf_counter() - self._started, 2),
             events=self._events(),
@@ -107,6 +109,9 @@ class Monitor:
             documents_bytes=component(status, "documents"),
             status_ms=None if status_ms is None else round(status_ms, 1),
             quiet=quiet,
+            task_kinds=kinds
+            if isinstance(kinds := _memory(status).get("task_kinds"), dict)
+            else None,
         )
         self.readings.append(reading)
         return reading

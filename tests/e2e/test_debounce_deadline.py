@@ -6,7 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.e2e.conftest import Editor, Session, open_document, provider_options, texts
+from tests.e2e.conftest import (
+    Editor,
+    Session,
+    open_document,
+    provider_options,
+    server_status,
+    texts,
+)
 from tests.fakes.provider import FakeProvider
 
 pytestmark = pytest.mark.e2e
@@ -20,6 +27,9 @@ async def test_a_request_after_the_pause_is_not_debounced_again(
     fake.reply = "eturn a + b"
     options = provider_options(fake, debounce_mode="fixed", debounce_ms=1000)
     async with lsp_session(options) as client:
+        # Loaded first: an edit sent while the server still loads (it answers initialize
+        # early) is only applied, and its time taken, once it has.
+        await server_status(client)
         editor = Editor(client, open_document(client, TEXT), TEXT)
         editor.type("r")
         await asyncio.sleep(1.2)  # the user paused longer than the debounce

@@ -164,6 +164,34 @@ def test_shutdown_and_exit_sent_with_initialize(tmp_path: Path) -> None:
     assert found[2][0]["result"] is None
 
 
+@pytest.mark.parametrize("early", [True, False])
+def test_shutdown_and_exit_sent_together_once_loaded(tmp_path: Path, early: bool) -> None:
+    """Both close the server at once: the shutdown is still answered (the disk cache's
+    close, cancelled by the exit's, used to end it with no answer) and the exit code is 0."""
+    process = spawn(tmp_path, early=early)
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        initialize = {"processId": None, "rootUri": None, "capabilities": {}}
+        process.stdin.write(
+            frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize})
+            + frame({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+            + frame({"jsonrpc": "2.0", "id": 2, "method": "crucible/status", "params": {}})
+        )
+        process.stdin.flush()
+        answers_until(process, {1, 2})  # loaded: the status is answered by the full server
+        process.stdin.write(
+            frame({"jsonrpc": "2.0", "id": 3, "method": "shutdown"})
+            + frame({"jsonrpc": "2.0", "method": "exit"})
+        )
+        process.stdin.flush()
+        found = answers_until(process, {3})
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        process.wait()
+    assert found[3][0]["result"] is None
+
+
 def test_end_of_input_before_the_server_is_loaded(tmp_path: Path) -> None:
     process = spawn(tmp_path, early=True)
     initialize = {"processId": None, "rootUri": None, "capabilities": {}}

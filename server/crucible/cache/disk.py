@@ -123,6 +123,7 @@ class DiskCache:
         self._drainer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the one open() ran on
         self._dropped = 0
+        self._closing: asyncio.Future[None] | None = None  # the one close, once asked for
 
     async def open(self) -> None:
         if not self._wanted or self._opened:
@@ -213,6 +214,13 @@ class DiskCache:
         )  # fmt: skip
 
     async def close(self) -> None:
+        """Write what is queued and stop the threads. Closing twice at once (``shutdown`` and
+        ``exit`` arriving together both close the server) waits for the one close."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         if not self._enabled:
             return
         await self.flush()

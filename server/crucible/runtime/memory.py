@@ -39,7 +39,9 @@ import functools
 import gc
 import inspect
 import logging
+import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -114,17 +116,19 @@ class ProcessCounts:
     tasks: int  # live asyncio tasks on the running loop (0 off the loop)
     threads: int  # OS threads of the process
     open_files: int  # file descriptors (handles on Windows): files, sockets, pipes
+    task_kinds: dict[str, int]  # live tasks by name, numbers left out ("Task-", "crucible-warm-")
 
 
 def process_counts() -> ProcessCounts:
     process = _process()
     try:
-        tasks = len(asyncio.all_tasks())
+        live = asyncio.all_tasks()
     except RuntimeError:  # no running loop: a status read from a test, say
-        tasks = 0
+        live = set()
     # Windows has no file descriptors: its open files stand in (sockets not counted there).
     open_files = process.num_fds() if hasattr(process, "num_fds") else len(process.open_files())
-    return ProcessCounts(tasks, process.num_threads(), open_files)
+    kinds = Counter(_TASK_NUMBER.sub("", task.get_name()) for task in live)
+    return ProcessCounts(len(live), process.num_threads(), open_files, dict(kinds.most_common()))
 
 
 @functools.cache
@@ -140,6 +144,8 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
+
+_TASK_NUMBER = re.compile(r"\d+")  # a task's name less its numbers: its kind
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 _MMAP_THRESHOLD_BYTES = 256 * 1024
@@ -444,6 +450,7 @@ class MemorySupervisor:
             },
             "components": dict(self._components()),
             "tasks": counts.tasks,
+            "task_kinds": counts.task_kinds,
             "threads": counts.threads,
             "open_files": counts.open_files,
         }
