@@ -8,13 +8,16 @@ one (the user typed something else), or the document is closed first. Counted he
 overall.
 
 The estimate follows the user's current habit: each resolved prefetch first decays its
-language's counts by ``DECAY`` (that language's last ~5 prefetches weigh most), then adds
+language's counts by ``DECAY`` (that language's last ~4 prefetches weigh most), then adds
 itself. A language's rate is its decayed counts over a Beta prior worth ``PRIOR_WEIGHT``
 prefetches, centred on the rate of the user's other languages (their decayed counts over a
-prior of ``PRIOR_MEAN``, an even chance): a new language starts where the user's others are,
-and a session's first language starts by prefetching. Three wasted prefetches in a row with
-no use bring a fresh rate from 1/2 to 0.31, not above ``THRESHOLD``; a long run of waste
-settles at 2/9.
+prior of ``PRIOR_MEAN``, an even chance) but never above even: a new language of a user who
+ignores prefetches elsewhere starts low, and a session's first language starts by
+prefetching. (Centred on a high rate, the prior would outweigh a language's own ~4 decayed
+prefetches: a user who accepts everything in Python and nothing in Markdown would have
+Markdown prefetched for ever.) Three wasted prefetches in a row with
+no use bring a fresh rate from 1/2 to 0.32, not above ``THRESHOLD``; a long run of waste
+settles at 2/8.
 
 Prefetch while the rate is above ``THRESHOLD`` (1/3): at most two wasted calls for each
 wait saved. A used prefetch is a call the user's next request would have made anyway, so it
@@ -25,7 +28,8 @@ API bills the wasted calls too.
 
 Below the threshold a prefetch still goes out once in ``EXPLORE_EVERY`` chances of that
 language (counted, ``explored``), so the estimate recovers when the user starts accepting
-again: from a long run of waste, two explored prefetches used in a row bring it back above.
+again: one explored prefetch used brings it back above (to 3/8 from the longest run of
+waste), and the next wasted ones stop it again.
 Everything here is counts: no clock, no randomness, the same answers in tests and in use.
 """
 
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 THRESHOLD = 1 / 3  # prefetch while the expected use rate is above this
-DECAY = 0.8  # each resolved prefetch keeps this much of the earlier evidence
+DECAY = 0.75  # each resolved prefetch keeps this much of the earlier evidence
 PRIOR_MEAN = 0.5  # with no evidence at all: an even chance
 PRIOR_WEIGHT = 4.0  # a prior is worth this many prefetches
 EXPLORE_EVERY = 10  # below the threshold, one chance in this many still prefetches
@@ -129,8 +133,13 @@ class PrefetchUse:
         ]
         used = sum(counts.used_weight for counts in others)
         resolved = sum(counts.resolved_weight for counts in others)
-        prior = (used + PRIOR_WEIGHT * PRIOR_MEAN) / (resolved + PRIOR_WEIGHT)
-        counts = self._languages.get(language) if language is not None else None
+        others_rate = (used + PRIOR_WEIGHT * PRIOR_MEAN) / (resolved + PRIOR_WEIGHT)
+        if language is None:
+            return others_rate
+        # Other languages' waste lowers a language's start; their use does not raise it past
+        # even (it would outweigh this language's own ~5 decayed prefetches).
+        prior = min(others_rate, PRIOR_MEAN)
+        counts = self._languages.get(language)
         return prior if counts is None else counts.rate(prior, PRIOR_WEIGHT)
 
     def snapshot(self) -> dict[str, Any]:
