@@ -16,6 +16,7 @@ from crucible.completion.prefetch_use import (
     PrefetchUse,
 )
 from crucible.completion.service import CompletionRequest
+from crucible.context.snapshot import DocumentSnapshot
 
 
 def prefetch_once(use: PrefetchUse, language: str, *, used: bool) -> bool:
@@ -172,3 +173,18 @@ async def test_another_answer_or_closing_the_document_counts_the_prefetch_wasted
 
     figures = service.prefetch_snapshot()
     assert (figures["started"], figures["wasted"], figures["pending"]) == (2, 2, 0)
+
+
+async def test_an_answer_in_another_document_counts_the_prefetch_wasted() -> None:
+    time = FakeTime()
+    replies = [Reply(chunks=("return a + b",)), Reply(chunks=("  # the sum",)), Reply()]
+    service, _, _ = service_on(time, ScriptedProvider("local", time, replies), prefetch=True)
+    await time.run(service.complete(CompletionRequest(snapshot(SOURCE), len(SOURCE))))
+    await time.advance(1.0)
+
+    other = DocumentSnapshot("file:///w/other.py", "/w/other.py", "python", 1, "x = ")
+    await time.run(service.complete(CompletionRequest(other, len(other.text))))
+
+    figures = service.prefetch_snapshot()
+    assert (figures["started"], figures["wasted"]) == (2, 1)  # and other.py's own, pending
+    assert figures["pending"] == 1

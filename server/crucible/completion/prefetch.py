@@ -13,8 +13,8 @@ typing on is answered from the cache (or joins that flight).
 Whether it was used: the service reports every answer a request the user waits for gets
 (``answered``, with the plan's key and the flight it continued, if any). The document's
 prefetch is *used* when that answer is its key or its stream, and *wasted* when it is another
-answer (the same spot asked again, the shown suggestion's own key, decides nothing), or when
-the document is closed first.
+answer (the same spot asked again, the shown suggestion's own key, decides nothing), when
+another document gets an answer first (the user moved on), or when the document is closed.
 
 Prefetch never delays an answer the user waits for. It starts only while no stream runs, and
 when a request the user waits for is about to start a provider stream of its own, every
@@ -136,7 +136,10 @@ class Prefetches:
     def answered(self, document: str, key: str, continued: StreamJob | None) -> None:
         """A request the user waits for in ``document`` got the answer under ``key`` (by
         continuing the stream of ``continued``, if not None): the document's prefetch, if
-        any, was used if that is its answer, and wasted otherwise."""
+        any, was used if that is its answer, and wasted otherwise. Another document's
+        prefetch was wasted: the user moved on (a tab left open resolves too)."""
+        for other in [other for other in self._started if other != document]:
+            self._resolve(other, used=False)
         started = self._started.get(document)
         if started is None:
             return
