@@ -28,6 +28,11 @@ Measured:
   key does not fit then costs a call, which a fake that always knows the code hides.
 - ``--baseline PATH``: another checkout of Crucible (its ``server/`` and root on ``PYTHONPATH``)
   typed into as the system ``crucible-before``, in the same run, interleaved: before/after.
+- after typing, each Crucible's prefetches from its ``crucible/status``: started, used (served
+  to a later request), wasted, skipped as unprofitable, explored, hit rate (a build without
+  those counts gives ``requests.prefetched`` only). The typist never accepts a suggestion (each
+  burst is typed into a document of its own, closed after it): the case where prefetch should
+  stop.
 
 Every ratio is the system's figure divided by Crucible's (below 1: smaller or faster than
 Crucible). Run from the repository root::
