@@ -3,9 +3,9 @@
 A prefetch costs one provider call for a suggestion the user sees only if they accept the one
 shown. It is *used* when its answer is served to a later request (from the cache, by joining its
 flight, or by continuing its stream); it is *wasted* when the document's next answer is another
-one (the user typed something else), or the document is closed first. Counted here per language
-(the snapshot's ``language_id``: habits differ between, say, a test file and prose) and
-overall.
+one (the user typed something else), another document gets an answer first, or the document is
+closed first (``prefetch.py`` tells which). Counted here per language (the snapshot's
+``language_id``: habits differ between, say, a test file and prose) and overall.
 
 The estimate follows the user's current habit: each resolved prefetch first decays its
 language's counts by ``DECAY`` (that language's last ~4 prefetches weigh most), then adds
@@ -15,9 +15,8 @@ prior of ``PRIOR_MEAN``, an even chance) but never above even: a new language of
 ignores prefetches elsewhere starts low, and a session's first language starts by
 prefetching. (Centred on a high rate, the prior would outweigh a language's own ~4 decayed
 prefetches: a user who accepts everything in Python and nothing in Markdown would have
-Markdown prefetched for ever.) Three wasted prefetches in a row with
-no use bring a fresh rate from 1/2 to 0.32, not above ``THRESHOLD``; a long run of waste
-settles at 2/8.
+Markdown prefetched for ever.) Three wasted prefetches in a row with no use bring a fresh
+rate from 1/2 to 0.32, not above ``THRESHOLD``; a long run of waste settles at 2/8.
 
 Prefetch while the rate is above ``THRESHOLD`` (1/3): at most two wasted calls for each
 wait saved. A used prefetch is a call the user's next request would have made anyway, so it
@@ -29,8 +28,7 @@ API bills the wasted calls too.
 Below the threshold a prefetch still goes out once in ``EXPLORE_EVERY`` chances of that
 language (counted, ``explored``), so the estimate recovers when the user starts accepting
 again: one explored prefetch used brings it back above (to 3/8 from the longest run of
-waste), and the next wasted ones stop it again.
-Everything here is counts: no clock, no randomness, the same answers in tests and in use.
+waste), and the next wasted ones stop it again. Everything here is counts: no clock, no randomness, the same answers in tests and in use.
 """
 
 from __future__ import annotations
