@@ -28,7 +28,8 @@ API bills the wasted calls too.
 Below the threshold a prefetch still goes out once in ``EXPLORE_EVERY`` chances of that
 language (counted, ``explored``), so the estimate recovers when the user starts accepting
 again: one explored prefetch used brings it back above (to 3/8 from the longest run of
-waste), and the next wasted ones stop it again. Everything here is counts: no clock, no randomness, the same answers in tests and in use.
+waste), and the next wasted ones stop it again. Everything here is counts: no clock, no
+randomness, the same answers in tests and in use.
 """
 
 from __future__ import annotations
