@@ -99,6 +99,15 @@ class LspTypist:
     async def abandon(self) -> None:
         return None  # an unanswered request stays unanswered: that is the figure
 
+    async def status(self) -> dict[str, Any] | None:
+        """Crucible's ``crucible/status`` (None from a server without it, or no answer)."""
+        try:
+            _, message = await asyncio.wait_for(self._lsp.request("crucible/status", {}), 10)
+        except TimeoutError:
+            return None
+        result = message.get("result")
+        return result if isinstance(result, dict) else None
+
 
 def _settle(
     answered: asyncio.Future[Answer], done: asyncio.Future[tuple[float, Message]], text: str

@@ -28,6 +28,11 @@ Measured:
   key does not fit then costs a call, which a fake that always knows the code hides.
 - ``--baseline PATH``: another checkout of Crucible (its ``server/`` and root on ``PYTHONPATH``)
   typed into as the system ``crucible-before``, in the same run, interleaved: before/after.
+- after typing, each Crucible's prefetches from its ``crucible/status``: started, used (served
+  to a later request), wasted, skipped as unprofitable, explored, hit rate (a build without
+  those counts gives ``requests.prefetched`` only). The typist never accepts a suggestion (each
+  burst is typed into a document of its own, closed after it): the case where prefetch should
+  stop.
 
 Every ratio is the system's figure divided by Crucible's (below 1: smaller or faster than
 Crucible). Run from the repository root::
@@ -265,9 +270,11 @@ async def measure_typing(
     fake: FakeProvider,
     launches: dict[str, Launch],
     settings: argparse.Namespace,
+    statuses: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[tuple[str, str], list[Sample]], dict[tuple[str, str], list[int]], dict[str, str]]:
     """The bursts typed into each system, interleaved; samples and calls ahead of the typed
-    text (``ahead_calls``) by (burst, system), skips."""
+    text (``ahead_calls``) by (burst, system), skips; each Crucible's ``crucible/status``
+    after the last burst into ``statuses``."""
     bursts = _bursts(settings)
     samples: dict[tuple[str, str], list[Sample]] = {}
     ahead: dict[tuple[str, str], list[int]] = {}
@@ -319,6 +326,11 @@ async def measure_typing(
                     samples.setdefault((burst.name, typist.name), []).append(sample)
                     calls_ahead = ahead_calls(fake.generation_requests(), burst)
                     ahead.setdefault((burst.name, typist.name), []).append(calls_ahead)
+        for typist in typists:
+            if statuses is not None and isinstance(typist, LspTypist):
+                found = await typist.status() if typist.name.startswith("crucible") else None
+                if found is not None:
+                    statuses[typist.name] = found
     return samples, ahead, skipped
 
 
@@ -556,10 +568,38 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
             if launch.name not in startups or not startups[launch.name].skipped
         }
         started = time.perf_counter()
-        samples, ahead, typing_skipped = await measure_typing(fake, typing_launches, settings)
+        statuses: dict[str, dict[str, Any]] = {}
+        samples, ahead, typing_skipped = await measure_typing(
+            fake, typing_launches, settings, statuses
+        )
         typing_s = time.perf_counter() - started
     skipped.update({name: why for name, why in typing_skipped.items() if name not in skipped})
-    return _report(settings, bursts, startups, (samples, ahead), skipped, (startup_s, typing_s))
+    report = _report(settings, bursts, startups, (samples, ahead), skipped, (startup_s, typing_s))
+    print(prefetch_table(statuses))
+    report["prefetch"] = {name: status.get("prefetch") for name, status in statuses.items()}
+    return report
+
+
+def prefetch_table(statuses: dict[str, dict[str, Any]]) -> str:
+    """Per Crucible, from its ``crucible/status`` after the run: prefetches started, used
+    (served to a later request), wasted, skipped as unlikely to be used, the hit rate
+    (used / resolved). A build without the policy (before issue 16's) reports only
+    ``requests.prefetched``."""
+    head = f"{'prefetch':15} started  used  wasted  skipped  explored  hit rate"
+    lines = ["", head, "-" * len(head)]
+    for name, status in sorted(statuses.items()):
+        counted = status.get("prefetch")
+        if not isinstance(counted, dict):
+            started = status.get("requests", {}).get("prefetched", 0)
+            lines.append(f"{name:15} {started:7d}  (no use counts in this build)")
+            continue
+        rate = counted.get("hit_rate")
+        lines.append(
+            f"{name:15} {counted['started']:7d} {counted['used']:5d} {counted['wasted']:7d}"
+            f" {counted['skipped']:8d} {counted['explored']:9d}"
+            f"  {'-' if rate is None else f'{rate:.0%}'}"
+        )
+    return "\n".join(lines)
 
 
 def _launches_for_typing(

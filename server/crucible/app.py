@@ -439,6 +439,7 @@ class App:
             "status": self._status_payload(),
             **telemetry,
             "scheduling": self.completion.scheduling_snapshot(),
+            "prefetch": self.completion.prefetch_snapshot(),
             "privacy": self.completion.privacy_snapshot(),
             "cache": self.cache.stats() if self.cache is not None else _NO_CACHE,
             "hover": self.hover.snapshot(),

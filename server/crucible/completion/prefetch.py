@@ -2,11 +2,19 @@
 
 When: after a suggestion from a provider or the cache key was shown (``after_shown``; a
 type-through is not followed by one), only while no provider stream runs (prefetch is only
-ever background work), and at most one per document: a document that already has one gets no
-other. What: the suggestion for the document with the shown one accepted (``accepted``), unless
-it is in flight or cached already. It runs as a background flight of its own, which stores its
-answer in the cache like any flight, so accepting and typing on is answered from the cache (or
-joins that flight).
+ever background work), at most one per document (a document that already has one gets no
+other), and only when it pays: the user's measured use of prefetches in that language
+(``prefetch_use.py``, ``PrefetchUse``) says the next one is likely enough to be used, or it is
+the occasional one that keeps measuring. What: the suggestion for the document with the shown
+one accepted (``accepted``), unless it is in flight or cached already. It runs as a background
+flight of its own, which stores its answer in the cache like any flight, so accepting and
+typing on is answered from the cache (or joins that flight).
+
+Whether it was used: the service reports every answer a request the user waits for gets
+(``answered``, with the plan's key and the flight it continued, if any). The document's
+prefetch is *used* when that answer is its key or its stream, and *wasted* when it is another
+answer (the same spot asked again, the shown suggestion's own key, decides nothing), when
+another document gets an answer first (the user moved on), or when the document is closed.
 
 Prefetch never delays an answer the user waits for. It starts only while no stream runs, and
 when a request the user waits for is about to start a provider stream of its own, every
@@ -23,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from crucible.cache.tiered import TieredCache
 from crucible.completion.fetch import CompletionFlight, CompletionFlights, StreamJob
 from crucible.completion.plan import Plan
+from crucible.completion.prefetch_use import PrefetchUse
 from crucible.completion.suggestion import Suggestion
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.runtime.telemetry import Telemetry
@@ -51,8 +61,19 @@ def accepted(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """A document's prefetch, started and not yet known to be used or wasted."""
+
+    key: str  # the plan's: a request for the accepted text has this key
+    job: StreamJob  # its flight's: a request continuing that stream reads it
+    origin: str  # the key of the answer it follows: that spot asked again decides nothing
+    language: str
+
+
 class Prefetches:
-    """When and what to prefetch, and the background tasks doing it (one per document)."""
+    """When and what to prefetch, the background tasks doing it (one per document), and
+    whether each turned out used."""
 
     def __init__(
         self,
@@ -66,6 +87,8 @@ class Prefetches:
         self._cache = cache
         self._telemetry = telemetry
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._use = PrefetchUse()
+        self._started: dict[str, _Started] = {}  # by document; bounded by the open documents
 
     def after_shown(
         self,
@@ -73,12 +96,14 @@ class Prefetches:
         offset: int,
         shown: Suggestion,
         plan_at: PlanAt,
+        origin: str,
     ) -> None:
-        """``shown`` was served at ``offset``: prefetch what follows it, if the time is right."""
+        """``shown`` (the answer under key ``origin``) was served at ``offset``: prefetch what
+        follows it, if the time is right and it pays."""
         document = snapshot.uri
         if document in self._tasks or self._flights.running():
             return  # the provider is busy: prefetch is only ever background work
-        work = self._prefetch(snapshot, offset, shown, plan_at)
+        work = self._prefetch(snapshot, offset, shown, plan_at, origin)
         task = asyncio.get_running_loop().create_task(work, name=f"prefetch {document}")
         self._tasks[document] = task
         task.add_done_callback(lambda done: self._done(document, done))
@@ -89,6 +114,7 @@ class Prefetches:
         offset: int,
         shown: Suggestion,
         plan_at: PlanAt,
+        origin: str,
     ) -> None:
         after, cursor = accepted(snapshot, offset, shown)
         plan, cache = plan_at(after, cursor), self._cache()
@@ -96,11 +122,45 @@ class Prefetches:
             return
         if await cache.lookup(plan.key) is not None:
             return
+        language = snapshot.language_id
+        if not self._use.should_prefetch(language):
+            return  # the user's habit makes this call unlikely to be used
+        self._resolve(snapshot.uri, used=False)  # (none is left by then, in practice)
+        self._use.started(language)
         self._telemetry.mark("prefetched")
-        flight = self._start_flight(plan, StreamJob(after, cursor, plan.window))
+        job = StreamJob(after, cursor, plan.window)
+        self._started[snapshot.uri] = _Started(plan.key, job, origin, language)
+        flight = self._start_flight(plan, job)
         await flight.wait()  # a seat of its own: a joining request leaving does not cancel it
 
+    def answered(self, document: str, key: str, continued: StreamJob | None) -> None:
+        """A request the user waits for in ``document`` got the answer under ``key`` (by
+        continuing the stream of ``continued``, if not None): the document's prefetch, if
+        any, was used if that is its answer, and wasted otherwise. Another document's
+        prefetch was wasted: the user moved on (a tab left open resolves too)."""
+        for other in [other for other in self._started if other != document]:
+            self._resolve(other, used=False)
+        started = self._started.get(document)
+        if started is None:
+            return
+        if key == started.key or (continued is not None and continued is started.job):
+            self._resolve(document, used=True)
+        elif key != started.origin:
+            self._resolve(document, used=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Prefetches started, used, wasted, skipped as unlikely to be used, and the expected
+        use rate, in all and per language (``PrefetchUse.snapshot``), for crucible/status."""
+        return {**self._use.snapshot(), "pending": len(self._started)}
+
+    def _resolve(self, document: str, *, used: bool) -> None:
+        started = self._started.pop(document, None)
+        if started is not None:
+            self._use.resolved(started.language, used)
+
     def cancel(self, document: str) -> None:
+        """``document`` was closed (or forgotten): its prefetch stops, and was never used."""
+        self._resolve(document, used=False)
         task = self._tasks.pop(document, None)
         if task is not None:
             task.cancel()

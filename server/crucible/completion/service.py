@@ -20,7 +20,8 @@ reads them top to bottom):
    post-processes its answer once, stores it in the cache once (so it is kept even if every
    requester left), and hands the same ``Suggestion`` to everyone who waited;
 5. shown: a suggestion from a provider or the cache is remembered for type-through and may be
-   followed by a prefetch (``prefetch.py`` decides when and what);
+   followed by a prefetch (``prefetch.py`` decides when and what, and learns from every
+   answer whether the document's last prefetch was used);
 6. alternatives (``alternatives.py``): other samples, asked for alongside the first only by an
    invoked request, and those already in memory;
 7. finish: seats given up, ticket ended, outcome counted.
@@ -360,6 +361,15 @@ class CompletionService:
                 return None
             found = await stage(state, state.plan)
             if found is not None:
+                if state.current:
+                    # Was the document's prefetch used? (Its answer under this key, or its
+                    # stream continued.)
+                    reuse = state.reuse if stage == self._continued else None
+                    self._prefetches.answered(
+                        state.request.snapshot.uri,
+                        state.plan.key,
+                        reuse.job if reuse is not None else None,
+                    )
                 if found.text and state.current:
                     self._shown(state, found)
                 return found
@@ -429,7 +439,7 @@ class CompletionService:
         if cache is None:
             return
         cache.shown(request.snapshot.uri, request.offset, window.prefix, window.suffix, suggestion)
-        if self._prefetch and not self._prefetch_paused:
+        if self._prefetch and not self._prefetch_paused and state.plan is not None:
             neighbours = request.neighbours
             self._prefetches.after_shown(
                 request.snapshot,
@@ -438,6 +448,7 @@ class CompletionService:
                 plan_at=lambda after, cursor: self._plan(
                     after, self._window(after, cursor), neighbours
                 ),
+                origin=state.plan.key,
             )
 
     def _ask_for_alternatives(self, state: _RequestState) -> None:
@@ -582,6 +593,11 @@ class CompletionService:
     def privacy_snapshot(self) -> dict[str, int]:
         """What privacy kept from providers, for crucible/status."""
         return dict(self._privacy_counts)
+
+    def prefetch_snapshot(self) -> dict[str, Any]:
+        """Prefetches started, used, wasted and skipped as unlikely to be used, in all and per
+        language, for crucible/status (``Prefetches.snapshot``)."""
+        return self._prefetches.snapshot()
 
     def scheduling_snapshot(self) -> dict[str, int | bool]:
         """Live state for crucible/status; ``prefetch``: whether shown suggestions are followed

@@ -251,7 +251,9 @@ class CacheSettings:
     prefetch: Prefetch = doc(  # noqa: RUF009 (doc() returns a field())
         "auto | on | off: after a suggestion is shown and the provider is idle, compute the"
         " next one as if it were accepted. auto: only when every completion provider is"
-        " local (loopback), since a hosted API bills each call.",
+        " local (loopback), since a hosted API bills each call. Either way, only while the"
+        " prefetches you use (per language, recent ones weighing most) make it pay: over a"
+        " third of them.",
         default=Prefetch.AUTO,
     )
 
