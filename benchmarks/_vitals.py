@@ -55,6 +55,13 @@ def l1_bytes(status: dict[str, Any] | None) -> int | None:
     return level if isinstance(level, int) else None
 
 
+def _kinds(listed: Any) -> dict[str, int] | None:
+    """``memory.task_kinds`` (a list of ``{name, count}``) as a dict, if the server sent it."""
+    if not isinstance(listed, list):
+        return None
+    return {str(k.get("name")): int(k.get("count", 0)) for k in listed if isinstance(k, dict)}
+
+
 def _memory(status: dict[str, Any] | None) -> dict[str, Any]:
     memory = status.get("memory") if isinstance(status, dict) else None
     return memory if isinstance(memory, dict) else {}
@@ -95,7 +102,6 @@ class Monitor:
         memory = _memory(status)
         tasks = memory.get("tasks")
         pressure = memory.get("pressure")
-        kinds = _memory(status).get("task_kinds")
         reading = Vitals(
             at_s=round(time.perf_counter() - self._started, 2),
             events=self._events(),
@@ -109,9 +115,7 @@ class Monitor:
             documents_bytes=component(status, "documents"),
             status_ms=None if status_ms is None else round(status_ms, 1),
             quiet=quiet,
-            task_kinds=kinds
-            if isinstance(kinds := _memory(status).get("task_kinds"), dict)
-            else None,
+            task_kinds=_kinds(memory.get("task_kinds")),
         )
         self.readings.append(reading)
         return reading

@@ -51,7 +51,7 @@ from tests.fakes.provider import FakeProvider, RecordedRequest
 
 from benchmarks import _endurance_figures as figures
 from benchmarks._day_of_editing import _CODE_LINES, QUICK, Day, Plan, Tally
-from benchmarks._lsp_client import ServerExited, crucible_session
+from benchmarks._lsp_client import CrucibleSession, ServerExited, crucible_session
 from benchmarks._vitals import Monitor, Vitals, outside
 
 MODEL = "qwen2.5-coder:1.5b-base"
@@ -151,6 +151,7 @@ async def endure(
         async def quiet_reading() -> None:
             await day.drain()
             await session.status()  # answered after every notification sent before it
+            await _warming_over(session)
             await asyncio.sleep(settle_s)
             await monitor.read(quiet=True)
 
@@ -178,6 +179,22 @@ async def endure(
         phase.messages = list(session.messages)
     phase.verdicts = figures.verdicts(phase.readings, phase.warm_events, phase.tally)
     return phase
+
+
+async def _warming_over(session: CrucibleSession, limit_s: float = 20.0) -> None:
+    """Wait (at most ``limit_s``) until no provider attempt is left warming: one the client
+    stopped waiting for runs on to its first byte, up to 15 s after it started (the pool's
+    ``warm_limit``; after a hang fault, all of it), with its tasks. Nothing is in flight at a
+    quiet reading, so those are waited for too, as the requests are."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        status = await session.status()
+        providers = status.get("providers") if isinstance(status, dict) else None
+        if not isinstance(providers, list) or not any(
+            isinstance(p, dict) and p.get("warming") for p in providers
+        ):
+            return
+        await asyncio.sleep(0.25)
 
 
 async def bare_pygls_rss(settle_s: float = 0.5) -> tuple[float, float | None, int, int]:

@@ -450,7 +450,11 @@ class MemorySupervisor:
             },
             "components": dict(self._components()),
             "tasks": counts.tasks,
-            "task_kinds": counts.task_kinds,
+            # A list, not an object: task names are not identifiers, and clients that turn
+            # JSON objects into records (pygls's own client does) would mangle them.
+            "task_kinds": [
+                {"name": name, "count": count} for name, count in counts.task_kinds.items()
+            ],
             "threads": counts.threads,
             "open_files": counts.open_files,
         }
