@@ -129,3 +129,20 @@ def test_an_auto_closed_bracket_the_suggestion_never_closes_is_a_miss() -> None:
     index.record(DOC, len(BEFORE), BEFORE, AFTER, "first = items[0", "typed")
     text = BEFORE + "first = items[" + "]" + AFTER
     assert index.find(DOC, text, len(BEFORE) + 14, "]" + AFTER) is None
+
+
+def test_anchors_are_at_document_offsets_so_an_excerpt_starting_elsewhere_finds_them() -> None:
+    """A large document is read as an excerpt of its lines around the cursor, whose start
+    moves as the cursor crosses a block: the anchor was recorded at its document offset."""
+    head = "x = 1\n" * 4000  # 24,000 characters above the function
+    index, _ = make()
+    window = head[-600:] + BEFORE  # what the model saw before the cursor
+    index.record(DOC, len(head) + len(BEFORE), window, AFTER, SUGGESTION, "value")
+    document = head + BEFORE + "tot" + AFTER
+    cursor = len(head) + len(BEFORE) + 3
+    for base in (0, 6, 12_000):  # the whole text, then excerpts starting at line starts
+        found = index.find(DOC, document[base:], cursor - base, AFTER, base)
+        assert found is not None and found.typed == 3
+    # An excerpt starting inside what the model saw before the cursor cannot vouch for it.
+    late = len(head) - 300
+    assert index.find(DOC, document[late:], cursor - late, AFTER, late) is None

@@ -103,9 +103,12 @@ class TieredCache:
 
     # -- lookups --------------------------------------------------------------------------
 
-    def type_through(self, document: str, text: str, offset: int, after: str) -> Suggestion | None:
-        """The rest of a recent suggestion that the document now types through."""
-        found = self._typed.find(document, text, offset, after)
+    def type_through(
+        self, document: str, text: str, offset: int, after: str, base: int = 0
+    ) -> Suggestion | None:
+        """The rest of a recent suggestion that the document now types through (``text``
+        holds it from its offset ``base``: ``TypeThrough.find``)."""
+        found = self._typed.find(document, text, offset, after, base)
         if found is None:
             return None
         rest = found.value.text[found.typed :]
@@ -171,8 +174,8 @@ class TieredCache:
     def shown(
         self, document: str, offset: int, before: str, after: str, answer: Suggestion
     ) -> None:
-        """``answer`` was suggested at ``offset`` with ``before``/``after`` as the model's
-        window: typing it through is answered from here."""
+        """``answer`` was suggested at the document offset ``offset`` with ``before``/
+        ``after`` as the model's window: typing it through is answered from here."""
         self._typed.record(document, offset, before, after, answer.text, answer)
 
     def forget(self, document: str) -> None:

@@ -123,8 +123,9 @@ class TypeThrough(Generic[V]):
     def record(
         self, document: str, offset: int, before: str, after: str, text: str, value: V
     ) -> None:
-        """``text`` was suggested at ``offset``, where the model saw ``before``/``after``;
-        ``value`` is what a hit hands back (with the typed length)."""
+        """``text`` was suggested at ``offset`` (in the document, not in an excerpt of it),
+        where the model saw ``before``/``after``; ``value`` is what a hit hands back (with
+        the typed length)."""
         if not text:
             return
         anchors = self._documents.get(document)
@@ -148,9 +149,14 @@ class TypeThrough(Generic[V]):
         anchors.append(anchor)
         self._held += _bytes_of(anchor)
 
-    def find(self, document: str, text: str, offset: int, after: str) -> Typed[V] | None:
-        """The newest recorded suggestion that ``text`` (the document now, cursor at
-        ``offset``, ``after`` the window after the cursor) types through, if any."""
+    def find(
+        self, document: str, text: str, offset: int, after: str, base: int = 0
+    ) -> Typed[V] | None:
+        """The newest recorded suggestion that ``text`` (the document now from its offset
+        ``base``, the whole of it or an excerpt; cursor at ``offset`` in ``text``, ``after``
+        the window after the cursor) types through, if any. Anchors are recorded at document
+        offsets, so an excerpt that starts elsewhere than the one a suggestion was shown in
+        still finds it."""
         anchors = self._documents.get(document)
         if not anchors:
             return None
@@ -161,18 +167,19 @@ class TypeThrough(Generic[V]):
         for anchor in reversed(anchors):
             if now - anchor.recorded > self._ttl_s:
                 continue
-            typed = offset - anchor.offset
-            if typed < 0 or typed >= len(anchor.text):
+            at = anchor.offset - base  # where the anchor is in ``text``
+            typed = offset - at
+            if at < 0 or typed < 0 or typed >= len(anchor.text):
                 continue
-            if text[anchor.offset : offset] != anchor.text[:typed]:
+            if text[at:offset] != anchor.text[:typed]:
                 continue
             closer = 0
             if exact != anchor.after:
                 if closed != anchor.after or not _auto_closed(anchor.text, typed, after[0]):
                     continue
                 closer = 1
-            start = anchor.offset - anchor.before.length
-            if start < 0 or _Fingerprint.before(text[start : anchor.offset]) != anchor.before:
+            start = at - anchor.before.length
+            if start < 0 or _Fingerprint.before(text[start:at]) != anchor.before:
                 continue
             self.hits += 1
             return Typed(typed, anchor.value, closer)

@@ -304,7 +304,7 @@ class CompletionService:
         # Type-through first: it needs no plan (a key costs ~60 µs on a full window).
         if self._cache is not None:
             state.typed = self._cache.type_through(
-                snapshot.uri, snapshot.text, request.offset, window.suffix
+                snapshot.uri, snapshot.text, request.offset, window.suffix, snapshot.base
             )
         if state.typed is None:
             state.plan = self._plan(snapshot, window, request.neighbours)
@@ -438,7 +438,9 @@ class CompletionService:
         request, window, cache = state.request, state.window, self._cache
         if cache is None:
             return
-        cache.shown(request.snapshot.uri, request.offset, window.prefix, window.suffix, suggestion)
+        snapshot = request.snapshot
+        at = snapshot.base + request.offset  # a document offset: excerpts start elsewhere
+        cache.shown(snapshot.uri, at, window.prefix, window.suffix, suggestion)
         if self._prefetch and not self._prefetch_paused and state.plan is not None:
             neighbours = request.neighbours
             self._prefetches.after_shown(
