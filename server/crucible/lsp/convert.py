@@ -125,12 +125,24 @@ def snapshot_of(document: TextDocument) -> DocumentSnapshot:
     text a provider request could fail to encode.
     """
     text = document.source
+    return snapshot_with(
+        document, text if getattr(document, "valid_unicode", False) else valid_text(text)
+    )
+
+
+def snapshot_with(
+    document: TextDocument, text: str, *, base: int = 0, base_line: int = 0
+) -> DocumentSnapshot:
+    """A snapshot of ``document`` holding ``text`` (valid Unicode): its whole text, or an
+    excerpt starting at offset ``base`` on line ``base_line``."""
     return DocumentSnapshot(
         uri=document.uri,
         path=document.path or document.uri,
         language_id=document.language_id or "plaintext",
         version=document.version or 0,
-        text=text if getattr(document, "valid_unicode", False) else valid_text(text),
+        text=text,
+        base=base,
+        base_line=base_line,
     )
 
 

@@ -33,7 +33,7 @@ from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 
 from crucible.context.snapshot import DocumentSnapshot, valid_text
-from crucible.lsp.convert import column_to_index, line_start
+from crucible.lsp.convert import column_to_index, line_start, snapshot_with
 
 _PIECE = 1 << 15  # characters per piece: an edit copies about this much, whatever the size
 # Above this many characters an edited text is not kept joined beside its pieces: the copy
@@ -306,16 +306,7 @@ class OpenDocument(TextDocument):
         in a 4 MB document copied 4 MB per request, and each request in flight held a copy)."""
         cursor = self._text.offset(position, self._encoding())
         text, base, line = self._text.excerpt(cursor, before, after)
-        snapshot = DocumentSnapshot(
-            uri=self.uri,
-            path=self.path or self.uri,
-            language_id=self.language_id or "plaintext",
-            version=self.version or 0,
-            text=text,
-            base=base,
-            base_line=line,
-        )
-        return snapshot, cursor - base
+        return snapshot_with(self, text, base=base, base_line=line), cursor - base
 
     @property
     def size(self) -> int:
