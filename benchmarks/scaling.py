@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -46,10 +47,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 from lsprotocol import types
 from tests.fakes.provider import FakeProvider
 
+from benchmarks._keystroke_cpu import (
+    Typing,
+    cpu_seconds,
+    floor_argv,
+    median_ratio,
+    raw_peer,
+    type_through,
+)
 from benchmarks._lsp_client import CrucibleSession, crucible_session
 
 MODEL = "qwen2.5-coder:1.5b-base"
@@ -96,7 +104,6 @@ async def _keystrokes(
     """Type ``samples`` cycles at (line, column): a new line start asked for (a miss), then
     the suggestion typed through but its last character; p50 of each kind in ms, and the
     server's CPU time per typed-through key in ms (read from outside with psutil)."""
-    server = psutil.Process(session.pid)
     cpu_ms = 0.0
     version = 10
     misses: list[float] = []
@@ -123,12 +130,11 @@ async def _keystrokes(
         at = column + len(marker)
         misses.append(await key(at, "_"))
         at += 1
-        before = server.cpu_times()
+        before = cpu_seconds(session.pid)
         for char in SUGGESTION[:-1]:
             through.append(await key(at, char))
             at += 1
-        after = server.cpu_times()
-        cpu_ms += (after.user + after.system - before.user - before.system) * 1000
+        cpu_ms += (cpu_seconds(session.pid) - before) * 1000
         version += 1  # the line emptied for the next cycle
         session.replace(uri, version, types.Position(line, column), types.Position(line, at), "")
     return statistics.median(misses), statistics.median(through), cpu_ms / len(through)
@@ -161,6 +167,75 @@ async def _session_point(
             await session.status()  # every notification before it is applied
             miss, through, cpu = await _keystrokes(session, uri, middle, 0, samples)
             return Point(size, miss, through, cpu)
+
+
+async def _against_echo(rounds: int, cycles: int, server_path: str | None) -> dict[str, Any]:
+    """Server CPU per typed-through key, Crucible against the stdlib floor answering the same
+    two messages per key on the same transport (``benchmarks/_keystroke_cpu.py``), in
+    alternating rounds; the target is at most twice the floor."""
+    lines = 200
+    middle = lines // 2
+    uri = "file:///scaling/main.py"
+    typing = Typing(uri, middle, 0, SUGGESTION)
+    rows = _document(lines).split("\n")
+    rows.insert(middle, "")  # the cursor on an empty line in the middle
+    text = "\n".join(rows)
+    with (
+        FakeProvider(model=MODEL, reply=SUGGESTION, chunk_size=64) as fake,
+        tempfile.TemporaryDirectory(prefix="crucible-scaling-") as scratch,
+    ):
+        workdir = Path(scratch)
+        env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(workdir / "config"),
+            "XDG_CACHE_HOME": str(workdir / "cache"),
+        }
+        if server_path is not None:
+            env["PYTHONPATH"] = server_path
+        initialize = {
+            "processId": os.getpid(),
+            "rootUri": workdir.as_uri(),
+            "capabilities": {
+                "general": {"positionEncodings": ["utf-16"]},
+                "textDocument": {"synchronization": {}, "inlineCompletion": {}},
+            },
+            "initializationOptions": _options(fake, 1),
+        }
+        crucible = [sys.executable, "-m", "crucible", "--stdio", "--log-file"]
+        crucible.append(str(workdir / "server.log"))
+        async with (
+            raw_peer(crucible, initialize, env, workdir) as ours,
+            raw_peer(floor_argv(), initialize, env, workdir) as floor,
+        ):
+            versions = {}
+            for peer in (ours, floor):
+                peer.notify(
+                    "textDocument/didOpen",
+                    {
+                        "textDocument": {
+                            "uri": uri,
+                            "languageId": "python",
+                            "version": 1,
+                            "text": text,
+                        }
+                    },
+                )
+                versions[peer.pid] = 1
+                await peer.request("crucible/status", {})  # every notification applied
+            spent: dict[int, list[float]] = {ours.pid: [], floor.pid: []}
+            for _ in range(rounds):
+                for peer in (ours, floor):
+                    first = versions[peer.pid]
+                    spent[peer.pid].append(await type_through(peer, typing, cycles, first))
+                    versions[peer.pid] = first + cycles * (len(SUGGESTION) + 1)
+    mine, echo, ratio = median_ratio(spent[ours.pid], spent[floor.pid])
+    print("\n== server CPU per typed-through key, against an echo (same bytes, same pipe)")
+    print(f"  crucible {mine * 1e6:.0f} us, stdlib echo {echo * 1e6:.0f} us: {ratio:.2f} x")
+    print(
+        f"  ({rounds} alternating rounds of {cycles * (len(SUGGESTION) - 1)} keys, medians;"
+        f" target at most 2 x -> {'met' if ratio <= 2 else 'NOT MET'})"
+    )
+    return {"crucible_us": mine * 1e6, "echo_us": echo * 1e6, "ratio": ratio}
 
 
 def _cache_point(entries: int, samples: int) -> Point:
@@ -242,6 +317,9 @@ async def _axis(sizes: Sequence[int], point: Callable[[int], Awaitable[Point]]) 
 async def run(settings: argparse.Namespace) -> dict[str, Any]:
     quick, samples, path = settings.quick, settings.samples, settings.server_path
     report: dict[str, Any] = {}
+    report["against_echo"] = await _against_echo(3 if quick else 7, samples, path)
+    if settings.echo_only:
+        return report
     lines = await _axis(
         (1_000, 10_000) if quick else (1_000, 10_000, 100_000),
         lambda n: _session_point(n, lines=n, samples=samples, server_path=path),
@@ -270,6 +348,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="the two smallest sizes (CI)")
     parser.add_argument("--samples", type=int, default=20, help="cycles per size (20)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--echo-only", action="store_true", help="only the keystroke CPU against an echo"
+    )
     parser.add_argument(
         "--server-path",
         help="PYTHONPATH of another checkout's server to measure instead (a before/after)",

@@ -44,6 +44,7 @@ from crucible.context.diagnostics import DiagnosticsStore
 from crucible.context.privacy import WorkspacePrivacy
 from crucible.context.recent import RecentDocuments
 from crucible.hover.service import HoverService
+from crucible.lsp import fast_lane
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
@@ -602,4 +603,5 @@ def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
 def build_server(app: App) -> CrucibleLanguageServer:
     server = CrucibleLanguageServer(app)
     register_all(server)
+    fast_lane.install(server)
     return server

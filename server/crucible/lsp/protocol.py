@@ -10,6 +10,7 @@ what it is, and answers:
     request before `initialize`           -32002 ServerNotInitialized (notifications dropped)
     request after `shutdown`              -32600 (notifications dropped, except `exit`)
     params that do not decode             -32602 Invalid params (pygls: no reply at all)
+    the keystroke's didChange, inline completion, cancel   ``fast_lane`` (same answers)
     a didChange older than the document   dropped with a log line
     `exit`                                ``stop``: exit code 0 after shutdown, else 1
 
@@ -38,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future as ThreadFuture
-from typing import Any
+from typing import Any, Protocol
 
 import cattrs
 from lsprotocol import types
@@ -68,6 +69,15 @@ _ERROR_MESSAGE_LIMIT = 300  # characters of an error reply's message
 _LOG_BACKLOG_LIMIT = 1 << 20
 
 
+class Shortcut(Protocol):
+    """Handles some messages another way than pygls (``lsp/fast_lane.py``); False: the
+    message was not touched and goes the pygls way."""
+
+    def request(self, request: jsonrpc.Request) -> bool: ...
+
+    def notification(self, notification: jsonrpc.Notification) -> bool: ...
+
+
 class CrucibleProtocol(LanguageServerProtocol):
     """pygls's protocol, behind the JSON-RPC/LSP rules of ``handle_frame``, minus the
     per-notification future leak and tracebacks in replies, plus the client log sink and
@@ -86,6 +96,9 @@ class CrucibleProtocol(LanguageServerProtocol):
         # real params, but the answer goes to the callback (result, error) instead of the
         # client, which must get exactly one.
         self.answered_elsewhere: dict[jsonrpc.MsgId, Callable[[Any, Any], None]] = {}
+        # The keystroke's messages, handled without pygls's dispatch (``lsp/fast_lane.py``);
+        # what it does not take comes here.
+        self.fast_lane: Shortcut | None = None
 
     # pygls assigns the workspace it builds in its initialize handler to ``_workspace``; it
     # passes through ``adopt`` here, so every document it creates is an ``OpenDocument``
@@ -125,9 +138,11 @@ class CrucibleProtocol(LanguageServerProtocol):
                     ]
                 )
         elif isinstance(parsed, jsonrpc.Request):
-            self._request(parsed)
+            if self.fast_lane is None or not self.fast_lane.request(parsed):
+                self._request(parsed)
         elif isinstance(parsed, jsonrpc.Notification):
-            self._notification(parsed)
+            if self.fast_lane is None or not self.fast_lane.notification(parsed):
+                self._notification(parsed)
         else:
             self._response(parsed)
 

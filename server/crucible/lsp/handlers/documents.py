@@ -55,21 +55,24 @@ def _touch(ls: CrucibleLanguageServer, uri: str) -> None:
         ls.touch(open_file(document))
 
 
+def changed(ls: CrucibleLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+    """After a change is applied to the document (by pygls, or by ``lsp/fast_lane.py``)."""
+    _touch(ls, params.text_document.uri)
+    ls.backend.completion.document_changed(params.text_document.uri)
+    ls.backend.hover.store.edited(
+        params.text_document.uri,
+        params.text_document.version,
+        line_edits(params.content_changes),
+    )
+
+
 def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CrucibleLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
         _touch(ls, params.text_document.uri)
         ls.backend.review.opened(params.text_document.uri, params.text_document.text)
 
-    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: CrucibleLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-        _touch(ls, params.text_document.uri)
-        ls.backend.completion.document_changed(params.text_document.uri)
-        ls.backend.hover.store.edited(
-            params.text_document.uri,
-            params.text_document.version,
-            line_edits(params.content_changes),
-        )
+    server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(changed)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CrucibleLanguageServer, params: types.DidCloseTextDocumentParams) -> None:

@@ -8,7 +8,8 @@ from pathlib import PurePosixPath
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
-from crucible.completion.service import CompletionRequest
+from crucible.completion.service import CompletionRequest, CompletionResult
+from crucible.context.snapshot import DocumentSnapshot
 from crucible.lsp.clients import menu_wants_suggestions
 from crucible.lsp.convert import (
     encoding_of,
@@ -82,22 +83,34 @@ def _request(
     return request, encoding
 
 
+async def inline_answer(
+    ls: CrucibleLanguageServer, uri: str, position: types.Position, *, invoked: bool
+) -> tuple[DocumentSnapshot, CompletionResult | None, str] | None:
+    """What an inline completion at ``position`` answers: the snapshot it read, the result
+    (None: nothing to show) and the position encoding; None when there is nothing to read.
+    The pygls handler and ``lsp/fast_lane.py`` each write it in their own way."""
+    built = _request(ls, uri, position, invoked=invoked)
+    if built is None:
+        return None
+    request, encoding = built
+    result = await ls.backend.completion.complete(request)
+    return request.snapshot, result, encoding
+
+
 def register(server: CrucibleLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
         ls: CrucibleLanguageServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        built = _request(
+        answer = await inline_answer(
             ls,
             params.text_document.uri,
             params.position,
             invoked=params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked,
         )
-        if built is None:
+        if answer is None:
             return types.InlineCompletionList(items=[])
-        request, encoding = built
-        result = await ls.backend.completion.complete(request)
-        return inline_completion_list(request.snapshot, result, encoding)
+        return inline_completion_list(*answer)
 
     @server.feature(
         types.TEXT_DOCUMENT_COMPLETION,

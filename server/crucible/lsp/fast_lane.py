@@ -1,0 +1,275 @@
+"""The fast lane: a keystroke's messages handled without pygls's dispatch and cattrs.
+
+Typing sends two messages per key, a ``textDocument/didChange`` and a
+``textDocument/inlineCompletion`` (VS Code adds a ``$/cancelRequest`` of the previous one).
+Through pygls each costs more than Crucible's own work on it: cattrs structures the params
+into lsprotocol objects, pygls wraps every handler in futures and generators (a uuid per
+notification), and the answer is unstructured by cattrs again before ``json.dumps``. Here the
+JSON that ``CrucibleProtocol.handle_frame`` decoded once is checked by hand, the same
+lsprotocol values the handlers take are built directly, the same code runs
+(``handlers/documents.changed``, ``handlers/inline_completion.inline_answer``), and the
+answer is written as plain JSON, the same fields in the same order, ``None`` omitted, as
+pygls writes ``convert.inline_completion_list``'s answer (``tests/unit/test_fast_lane.py``
+holds the two equal).
+
+The lane takes only what it is sure of; anything else goes the pygls way, with its answers
+and its log lines (``False`` from ``request`` / ``notification``):
+
+* not yet initialized, or shut down: pygls's lane gives the -32002 / -32600 answers;
+* params of any other shape than the plain one (a key the lane does not know, a value out of
+  LSP's integer range, ``selectedCompletionInfo``, a ``workDoneToken``, a whole-document
+  change, a URI with escapes): pygls's lane decodes them, or answers -32602 and logs;
+* a request answered elsewhere (``CrucibleProtocol.answered_elsewhere``).
+
+What it keeps as pygls does it, so the two lanes interleave in arrival order:
+
+* a ``didChange`` is applied and its handler run at once, inside ``handle_frame``, as pygls
+  runs notification handlers (a generator and a plain function, both synchronous); the
+  version rule (``CrucibleProtocol._out_of_order``) runs first;
+* an ``inlineCompletion`` starts as a task on the next loop turn, as pygls starts a coroutine
+  handler (``asyncio.ensure_future``), with the request id in pygls's context variable, and
+  is kept in ``_request_futures`` under its id: a ``$/cancelRequest`` cancels it, and a
+  cancelled or failed one is answered by pygls's own ``_send_handler_result``
+  (RequestCancelled, or the error without its traceback);
+* a ``$/cancelRequest`` cancels through pygls's ``_handle_cancel_notification``; a cancel of a
+  request already answered is ignored at DEBUG, as ``CrucibleProtocol._expected`` does.
+
+``CRUCIBLE_FAST_LANE=0`` turns it off (every message goes the pygls way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import sys
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import FeatureNotificationError, JsonRpcInternalError
+
+from crucible.completion.service import CompletionResult
+from crucible.context.snapshot import DocumentSnapshot
+from crucible.lsp import jsonrpc
+from crucible.lsp.convert import offset_to_position
+from crucible.lsp.document_text import OpenDocument
+from crucible.lsp.handlers.documents import changed
+from crucible.lsp.handlers.inline_completion import inline_answer
+from crucible.lsp.server import CrucibleLanguageServer
+
+logger = logging.getLogger(__name__)
+
+_UINTEGER_MAX = 2**31 - 1  # LSP's uinteger and integer, as lsprotocol checks them
+_INTEGER_MIN = -(2**31)
+_POSITION_KEYS = frozenset(("line", "character"))
+_RANGE_KEYS = frozenset(("start", "end"))
+_CHANGE_KEYS = frozenset(("range", "rangeLength", "text"))
+_DID_CHANGE_KEYS = frozenset(("textDocument", "contentChanges"))
+_VERSIONED_KEYS = frozenset(("uri", "version"))
+_INLINE_KEYS = frozenset(("textDocument", "position", "context"))
+_TRIGGER_KINDS = {kind.value: kind for kind in types.InlineCompletionTriggerKind}
+
+
+class FastLane:
+    """``CrucibleProtocol``'s shortcut for the keystroke's messages (module docstring)."""
+
+    def __init__(self, server: CrucibleLanguageServer) -> None:
+        self._server = server
+        self._protocol = server.protocol
+
+    def notification(self, notification: jsonrpc.Notification) -> bool:
+        """Handle ``notification`` if it is one the lane takes; False: it was not touched."""
+        protocol = self._protocol
+        if not protocol.initialize_received or protocol.shutdown_received:
+            return False
+        method = notification.method
+        if method == types.TEXT_DOCUMENT_DID_CHANGE:
+            params = _did_change_params(notification.params)
+            if params is None or not self._editable(params.text_document.uri):
+                return False
+            self._did_change(params)
+            return True
+        if method == types.CANCEL_REQUEST:
+            params = notification.params
+            msg_id = params["id"] if _plain(params, {"id"}, 1) else None
+            if not jsonrpc.valid_id(msg_id):
+                return False
+            if msg_id in protocol._request_futures:
+                protocol._handle_cancel_notification(msg_id)
+            else:
+                logger.debug("ignored a cancel of a request already answered")
+            return True
+        return False
+
+    def request(self, request: jsonrpc.Request) -> bool:
+        """Start ``request`` if it is one the lane takes; False: it was not touched."""
+        protocol = self._protocol
+        if (
+            request.method != types.TEXT_DOCUMENT_INLINE_COMPLETION
+            or not protocol.initialize_received
+            or protocol.shutdown_received
+            or request.id in protocol.answered_elsewhere
+        ):
+            return False
+        asked = _inline_params(request.params)
+        if asked is None:
+            return False
+        uri, position, invoked = asked
+        context = contextvars.copy_context()
+        context.run(protocol._ctx_msg_id.set, request.id)
+        task = asyncio.get_running_loop().create_task(
+            self._inline_completion(uri, position, invoked), context=context
+        )
+        # pygls types the map with concurrent futures; it holds its own asyncio tasks too.
+        protocol._request_futures[request.id] = task  # type: ignore[assignment]
+        msg_id = request.id
+        task.add_done_callback(lambda done: self._answer(msg_id, done))
+        return True
+
+    def _editable(self, uri: str) -> bool:
+        # pygls looks documents up by the unquoted URI: one with escapes goes its way.
+        document = None if "%" in uri else self._protocol.workspace.text_documents.get(uri)
+        return isinstance(document, OpenDocument) and document._is_sync_kind_incremental
+
+    def _did_change(self, params: types.DidChangeTextDocumentParams) -> None:
+        # What pygls's didChange does (its built-in handler, then Crucible's), without the
+        # futures and the generator it runs them in.
+        if self._protocol._out_of_order(params):
+            return
+        try:
+            workspace = self._protocol.workspace
+            for change in params.content_changes:
+                workspace.update_text_document(params.text_document, change)
+            changed(self._server, params)
+        except Exception:
+            error = JsonRpcInternalError.of(sys.exc_info())  # type: ignore[no-untyped-call]
+            self._server._report_server_error(error, FeatureNotificationError)
+
+    async def _inline_completion(
+        self, uri: str, position: types.Position, invoked: bool
+    ) -> dict[str, Any]:
+        answer = await inline_answer(self._server, uri, position, invoked=invoked)
+        if answer is None:
+            return {"items": []}
+        return inline_completion_json(*answer)
+
+    def _answer(self, msg_id: jsonrpc.MsgId, task: asyncio.Task[dict[str, Any]]) -> None:
+        protocol = self._protocol
+        if task.cancelled() or task.exception() is not None:
+            # pygls's own reply: RequestCancelled, or the error (shortened by the protocol).
+            protocol._send_handler_result(task, msg_id=msg_id)  # type: ignore[arg-type]
+            return
+        protocol._request_futures.pop(msg_id, None)
+        protocol._send_data({"id": msg_id, "jsonrpc": "2.0", "result": task.result()})
+
+
+def install(server: CrucibleLanguageServer) -> None:
+    """Put the fast lane in front of ``server``'s pygls dispatch (unless turned off)."""
+    if os.environ.get("CRUCIBLE_FAST_LANE", "1") != "0":
+        server.protocol.fast_lane = FastLane(server)
+
+
+def inline_completion_json(
+    snapshot: DocumentSnapshot, result: CompletionResult | None, encoding: str
+) -> dict[str, Any]:
+    """``convert.inline_completion_list`` as the JSON pygls writes for it: the same items,
+    each ``insertText``, ``filterText``, ``range`` in lsprotocol's order."""
+    if result is None:
+        return {"items": []}
+    text = snapshot.text
+    line_before = text[snapshot.line_bounds(result.start)[0] : result.start]
+    start = _position(snapshot, result.start, encoding)
+    choices = [(result.text, result.end)] + [(a.text, a.end) for a in result.alternatives]
+    return {
+        "items": [
+            {
+                "insertText": choice,
+                "filterText": line_before + choice,
+                "range": {"start": start, "end": _position(snapshot, end, encoding)},
+            }
+            for choice, end in choices
+        ]
+    }
+
+
+def _position(snapshot: DocumentSnapshot, offset: int, encoding: str) -> dict[str, int]:
+    # convert.snapshot_position: an excerpt's lines count from its base_line.
+    position = offset_to_position(snapshot.text, offset, encoding)
+    return {"line": position.line + snapshot.base_line, "character": position.character}
+
+
+# Hand checks of the plain shapes; None: not plain, pygls decides.
+
+
+def _plain(value: Any, keys: frozenset[str] | set[str], required: int | None = None) -> bool:
+    """A JSON object with no key outside ``keys`` and, given ``required``, that many of them."""
+    if type(value) is not dict or not value.keys() <= keys:
+        return False
+    return required is None or len(value) == required
+
+
+def _uinteger(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= _UINTEGER_MAX
+
+
+def _position_of(value: Any) -> types.Position | None:
+    if not _plain(value, _POSITION_KEYS, 2):
+        return None
+    line, character = value["line"], value["character"]
+    if not (_uinteger(line) and _uinteger(character)):
+        return None
+    return types.Position(line=line, character=character)
+
+
+def _did_change_params(params: Any) -> types.DidChangeTextDocumentParams | None:
+    if not _plain(params, _DID_CHANGE_KEYS, 2):
+        return None
+    document, changes = params["textDocument"], params["contentChanges"]
+    if not _plain(document, _VERSIONED_KEYS, 2) or type(changes) is not list:
+        return None
+    uri, version = document["uri"], document["version"]
+    if type(uri) is not str or type(version) is not int:
+        return None
+    if not _INTEGER_MIN <= version <= _UINTEGER_MAX:
+        return None
+    edits: list[types.TextDocumentContentChangeEvent] = []
+    for change in changes:
+        if not _plain(change, _CHANGE_KEYS) or "range" not in change:
+            return None  # a whole-document change, or more than the lane knows
+        span, text = change["range"], change.get("text")
+        length = change.get("rangeLength")
+        if type(text) is not str or not (length is None or _uinteger(length)):
+            return None
+        if not _plain(span, _RANGE_KEYS, 2):
+            return None
+        start, end = _position_of(span["start"]), _position_of(span["end"])
+        if start is None or end is None:
+            return None
+        edits.append(
+            types.TextDocumentContentChangePartial(
+                range=types.Range(start=start, end=end), text=text, range_length=length
+            )
+        )
+    return types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=edits,
+    )
+
+
+def _inline_params(params: Any) -> tuple[str, types.Position, bool] | None:
+    """(uri, position, invoked) of plain InlineCompletionParams."""
+    if not _plain(params, _INLINE_KEYS, 3):
+        return None
+    document, context = params["textDocument"], params["context"]
+    if not _plain(document, {"uri"}, 1) or type(document["uri"]) is not str:
+        return None
+    if not _plain(context, {"triggerKind"}, 1):
+        return None
+    kind = (
+        _TRIGGER_KINDS.get(context["triggerKind"]) if type(context["triggerKind"]) is int else None
+    )
+    position = _position_of(params["position"])
+    if kind is None or position is None:
+        return None
+    return document["uri"], position, kind is types.InlineCompletionTriggerKind.Invoked
