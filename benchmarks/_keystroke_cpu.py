@@ -61,14 +61,16 @@ class RawPeer:
     def pid(self) -> int:
         return self.process.pid
 
-    def notify(self, method: str, params: Any) -> None:
-        self._write({"jsonrpc": "2.0", "method": method, "params": params})
+    def notify(self, method: str, params: Any = None) -> None:
+        message = {"jsonrpc": "2.0", "method": method}
+        self._write(message if params is None else {**message, "params": params})
 
     async def request(self, method: str, params: Any) -> Any:
         self._next_id += 1
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[self._next_id] = answer
-        self._write({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        message = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
+        self._write(message if params is None else {**message, "params": params})
         message = await asyncio.wait_for(answer, _TIMEOUT)
         if "error" in message:
             raise RuntimeError(f"{method}: {message['error']}")
@@ -102,7 +104,7 @@ class RawPeer:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.request("shutdown", None), 5)
-            self.notify("exit", None)
+            self.notify("exit")
         try:
             await asyncio.wait_for(self.process.wait(), 5)
         except TimeoutError:

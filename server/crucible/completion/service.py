@@ -75,6 +75,7 @@ from crucible.providers.errors import ProviderError, ProviderTimeout
 from crucible.resilience.pool import ProviderPool
 from crucible.runtime.telemetry import Telemetry
 from crucible.scheduling.debounce import AdaptiveDebounce
+from crucible.scheduling.eager import started
 from crucible.scheduling.latest import LatestWins, Ticket
 from crucible.scheduling.singleflight import Seat, SingleFlight
 
@@ -272,9 +273,11 @@ class CompletionService:
         snapshot = request.snapshot
         ticket = self._latest.begin(document, (snapshot.base, request.offset, snapshot.text))
         state.ticket = ticket
-        work = asyncio.ensure_future(self._answer(state))
+        # Started at once: a type-through (or a memory hit) is answered without a loop turn.
+        work = started(self._answer(state))
         try:
-            await asyncio.wait((work, ticket.superseded), return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                await asyncio.wait((work, ticket.superseded), return_when=asyncio.FIRST_COMPLETED)
             if not ticket.is_current:
                 # A newer request for this document exists: this text is already stale.
                 state.outcome = "superseded"

@@ -51,6 +51,11 @@ _FRAME_START = re.compile(rb"content-length[ \t]*:[ \t]*[0-9]+[ \t]*\r?\n", re.I
 _HINTS = (b"ontent-", b"ONTENT-")  # fast literal search before the regex confirms a start
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*:[ \t]*(.*?)[ \t]*")
 _LENGTH = re.compile(rb"[0-9]{1,20}")
+# The header block every client writes (vscode-jsonrpc: the length alone; pygls: and its type).
+_PLAIN_HEADERS = re.compile(
+    rb"Content-Length: ([0-9]{1,20})\r\n"
+    rb"(?:Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n)?\r\n"
+)
 # The request id at the start of a body, where clients put it: {"jsonrpc":"2.0","id":7,...}.
 # Only string-valued keys may come before it, so the match is a top-level member for sure.
 _LEADING_ID = re.compile(
@@ -117,6 +122,9 @@ class FrameReader:
         self.junk_bytes = 0  # dropped outside any frame, for the log
 
     async def next(self) -> Frame | FrameError | None:
+        buffered = self._plain_frame()
+        if buffered is not None:
+            return buffered
         length: int | None = None
         in_block = False
         while True:
@@ -140,6 +148,24 @@ class FrameReader:
         if length > self._max_body:
             return await self._drop_body(length)
         return await self._body(length)
+
+    def _plain_frame(self) -> Frame | None:
+        """The next frame when it is already buffered whole behind a plain header block, and
+        its body holds no frame start: the common case, taken with one regex match instead of
+        line by line (the same frame the general path below would return, at about a third
+        of its cost)."""
+        header = _PLAIN_HEADERS.match(self._buffer)
+        if header is None:
+            return None
+        start = header.end()
+        end = start + int(header.group(1))
+        if end - start > self._max_body or end > len(self._buffer):
+            return None
+        if frame_start(self._buffer, start, end) >= 0:
+            return None  # a length that lies: the general path cuts the body short
+        body = bytes(self._buffer[start:end])
+        del self._buffer[:end]
+        return Frame(body)
 
     async def _fill(self) -> bool:
         if self._eof:

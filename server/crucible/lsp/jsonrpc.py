@@ -81,13 +81,19 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every body: ``json.loads`` with an argument builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_body(body: bytes) -> Message | Batch | Invalid:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Invalid(PARSE_ERROR, f"Parse error: the body is not UTF-8 (byte {exc.start})", None)
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # as json.loads says it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         return Invalid(PARSE_ERROR, f"Parse error: {exc.msg} (character {exc.pos})", None)
     except RecursionError:
