@@ -41,9 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import inspect
+import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
@@ -68,6 +72,8 @@ _CHANGE_KEYS = frozenset(("range", "rangeLength", "text"))
 _DID_CHANGE_KEYS = frozenset(("textDocument", "contentChanges"))
 _VERSIONED_KEYS = frozenset(("uri", "version"))
 _INLINE_KEYS = frozenset(("textDocument", "position", "context"))
+_ENCODER = json.JSONEncoder()  # json.dumps's defaults: ASCII, ", " and ": "
+_PYGLS_LOG = logging.getLogger("pygls.protocol.json_rpc")  # where pygls logs what it sends
 _TRIGGER_KINDS = {kind.value: kind for kind in types.InlineCompletionTriggerKind}
 
 
@@ -77,6 +83,8 @@ class FastLane:
     def __init__(self, server: CrucibleLanguageServer) -> None:
         self._server = server
         self._protocol = server.protocol
+        # Per request still running: its done callback, for a cancel or a failure.
+        self._unanswered_callbacks: dict[jsonrpc.MsgId, Callable[[Any], None]] = {}
 
     def notification(self, notification: jsonrpc.Notification) -> bool:
         """Handle ``notification`` if it is one the lane takes; False: it was not touched."""
@@ -116,15 +124,17 @@ class FastLane:
         if asked is None:
             return False
         uri, position, invoked = asked
+        msg_id = request.id
         context = contextvars.copy_context()
-        context.run(protocol._ctx_msg_id.set, request.id)
+        context.run(protocol._ctx_msg_id.set, msg_id)
         task = asyncio.get_running_loop().create_task(
-            self._inline_completion(uri, position, invoked), context=context
+            self._inline_completion(msg_id, uri, position, invoked), context=context
         )
         # pygls types the map with concurrent futures; it holds its own asyncio tasks too.
-        protocol._request_futures[request.id] = task  # type: ignore[assignment]
-        msg_id = request.id
-        task.add_done_callback(lambda done: self._answer(msg_id, done))
+        protocol._request_futures[msg_id] = task  # type: ignore[assignment]
+        unanswered = functools.partial(self._unanswered, msg_id)
+        self._unanswered_callbacks[msg_id] = unanswered
+        task.add_done_callback(unanswered)
         return True
 
     def _editable(self, uri: str) -> bool:
@@ -147,21 +157,46 @@ class FastLane:
             self._server._report_server_error(error, FeatureNotificationError)
 
     async def _inline_completion(
-        self, uri: str, position: types.Position, invoked: bool
-    ) -> dict[str, Any]:
+        self, msg_id: jsonrpc.MsgId, uri: str, position: types.Position, invoked: bool
+    ) -> None:
         answer = await inline_answer(self._server, uri, position, invoked=invoked)
-        if answer is None:
-            return {"items": []}
-        return inline_completion_json(*answer)
+        result = {"items": []} if answer is None else inline_completion_json(*answer)
+        # Answered here, not by the done callback: that would run one loop turn later.
+        task = asyncio.current_task()
+        unanswered = self._unanswered_callbacks.pop(msg_id, None)
+        if task is not None and unanswered is not None:
+            task.remove_done_callback(unanswered)
+        self._protocol._request_futures.pop(msg_id, None)
+        await self._write({"id": msg_id, "jsonrpc": "2.0", "result": result})
 
-    def _answer(self, msg_id: jsonrpc.MsgId, task: asyncio.Task[dict[str, Any]]) -> None:
+    def _unanswered(self, msg_id: jsonrpc.MsgId, task: asyncio.Task[None]) -> None:
+        """A request cancelled (before it ran, or while it waited) or failed: pygls's own
+        reply, RequestCancelled or the error (shortened by ``CrucibleProtocol``)."""
+        self._unanswered_callbacks.pop(msg_id, None)
+        self._protocol._send_handler_result(task, msg_id=msg_id)  # type: ignore[arg-type]
+
+    async def _write(self, message: dict[str, Any]) -> None:
+        """``message`` as pygls's ``_send_data`` writes it (header, body, its log line), with
+        one encoder for every answer (``json.dumps`` with an argument builds one per call)."""
         protocol = self._protocol
-        if task.cancelled() or task.exception() is not None:
-            # pygls's own reply: RequestCancelled, or the error (shortened by the protocol).
-            protocol._send_handler_result(task, msg_id=msg_id)  # type: ignore[arg-type]
+        writer = protocol.writer
+        if writer is None:
+            logger.error("Unable to send data, no available transport!")
             return
-        protocol._request_futures.pop(msg_id, None)
-        protocol._send_data({"id": msg_id, "jsonrpc": "2.0", "result": task.result()})
+        try:
+            body = _ENCODER.encode(message)
+            if _PYGLS_LOG.isEnabledFor(logging.INFO):
+                _PYGLS_LOG.info("Sending data: %s", body)
+            header = (
+                f"Content-Length: {len(body)}\r\n"
+                f"Content-Type: {protocol.CONTENT_TYPE}; charset={protocol.CHARSET}\r\n\r\n"
+            )
+            written = writer.write((header + body).encode(protocol.CHARSET))
+            if inspect.isawaitable(written):  # a WebSocket's; stdio and TCP write at once
+                await written
+        except Exception as error:  # as pygls: logged, and reported once a minute at most
+            logger.exception("Error sending data")
+            self._server._report_server_error(error, JsonRpcInternalError)
 
 
 def install(server: CrucibleLanguageServer) -> None:

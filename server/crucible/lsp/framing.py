@@ -122,6 +122,8 @@ class FrameReader:
         self.junk_bytes = 0  # dropped outside any frame, for the log
 
     async def next(self) -> Frame | FrameError | None:
+        if not self._buffer:
+            await self._fill()  # a message usually arrives whole: then it is a plain frame
         buffered = self._plain_frame()
         if buffered is not None:
             return buffered
