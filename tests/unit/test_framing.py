@@ -105,3 +105,45 @@ def test_file_paths_are_taken_out_of_error_replies() -> None:
     assert jsonrpc.redact(r"C:\Users\ada\x.py and ~/notes.txt") == "<path> and <path>"
     kept = "crucible/status after shutdown; expected int @ $.params.position.line; a/b"
     assert jsonrpc.redact(kept) == kept
+
+
+# The plain-frame path (a whole frame behind a plain header block, cut with one match) must
+# cut exactly what the line-by-line path cuts, however the bytes arrive.
+_PLAIN_CASES = [
+    _frame(GOOD) * 3,
+    b"Content-Length: 2\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n{}"
+    + _frame(GOOD),
+    b"Content-Length: 2\r\nContent-Type: text/plain\r\n\r\n{}" + _frame(GOOD),  # another type
+    b'Content-Length: 900\r\n\r\n{"jsonrpc": "2.0", "id": 3, "method"' + _frame(GOOD),  # lies long
+    b"Content-Length: 4\r\n\r\n{}" + _frame(GOOD),  # lies short: ends inside the next header
+    b"Content-Length: 5000\r\n\r\n" + b"a" * 5000 + _frame(GOOD),  # over the limit below
+    b"junk" + _frame(GOOD) + b"\r\n\r\n" + _frame(GOOD) + b"Content-Length: x\r\n\r\n{}",
+    _frame({"text": "Content-Length: 12\\r\\n inside a string"}) + _frame(GOOD),
+    b"Content-Length: 2\r\n\r\n{}Content-Length: 10\r\n\r\n{",  # input ends mid-body
+]
+
+
+async def _read_in_chunks(data: bytes, size: int, plain: bool) -> tuple[list[object], int]:
+    stream = asyncio.StreamReader()
+    reader = FrameReader(stream, 1000)
+    if not plain:
+        reader._plain_frame = lambda: None  # type: ignore[method-assign]
+
+    async def feed() -> None:
+        for start in range(0, len(data), size):
+            stream.feed_data(data[start : start + size])
+            await asyncio.sleep(0)
+        stream.feed_eof()
+
+    feeding = asyncio.ensure_future(feed())
+    items: list[object] = []
+    while (item := await reader.next()) is not None:
+        items.append(item)
+    await feeding
+    return items, reader.junk_bytes
+
+
+@pytest.mark.parametrize("data", _PLAIN_CASES)
+@pytest.mark.parametrize("size", [1, 7, 64, 1 << 16])
+async def test_plain_frames_are_cut_as_the_general_path_cuts_them(data: bytes, size: int) -> None:
+    assert await _read_in_chunks(data, size, True) == await _read_in_chunks(data, size, False)
