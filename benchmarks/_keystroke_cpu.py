@@ -6,9 +6,10 @@ Two servers get the very same bytes on stdio from one raw JSON-RPC client: for e
 Crucible (``python -m crucible --stdio``) typing through a suggestion it has shown (answered
 from memory); the other is the stdlib floor (``benchmarks/_peer_floor.py``: ``json`` and a pipe,
 it ignores the notification and answers the request with ``null``), what handling those two
-messages costs in this Python with no framework and no work at all. Their CPU time per key is
-read from outside, per thread, from ``/proc/<pid>/task/*/schedstat`` (nanoseconds: psutil's
-clock ticks of 10 ms are as long as a burst of keys), psutil elsewhere.
+messages costs in this Python with no framework and no work at all; a third,
+``_asyncio_floor.py``, answers the same way through Crucible's own asyncio reader. Their CPU
+time per key is read from outside, per thread, from ``/proc/<pid>/task/*/schedstat``
+(nanoseconds: psutil's clock ticks of 10 ms are as long as a burst of keys), psutil elsewhere.
 
 The two are run in alternating rounds (Crucible, floor, Crucible, …) so that a change in the
 machine's load falls on both; the medians of the rounds are compared.
@@ -195,6 +196,11 @@ async def type_through(peer: RawPeer, typing: Typing, cycles: int, first_version
 
 def floor_argv() -> list[str]:
     return [sys.executable, str(_FLOOR)]
+
+
+def asyncio_floor_argv() -> list[str]:
+    """The echo on Crucible's transport; the server's ``PYTHONPATH`` picks the checkout."""
+    return [sys.executable, str(_FLOOR.with_name("_asyncio_floor.py"))]
 
 
 def median_ratio(crucible: list[float], floor: list[float]) -> tuple[float, float, float]:
