@@ -141,21 +141,28 @@ class PieceText:
             last += 1  # a small piece joins the next one: deletions do not leave crumbs
             merged += self._pieces[last]
         pieces = _split(merged)
-        self._piece_bytes -= sum(_piece_bytes(piece) for piece in self._pieces[first : last + 1])
-        self._piece_bytes += sum(_piece_bytes(piece) for piece in pieces)
+        lengths = [len(piece) for piece in pieces]
+        # Counted once: a piece is up to 64 K characters, and each count of it is a keystroke's
+        # microseconds (the byte accounting reuses the counts kept for the old pieces).
+        breaks = [piece.count("\n") for piece in pieces]
+        replaced = range(first, last + 1)
+        self._piece_bytes -= sum(
+            _counted_bytes(self._pieces[i], self._lengths[i], self._breaks[i]) for i in replaced
+        )
+        self._piece_bytes += sum(map(_counted_bytes, pieces, lengths, breaks))
         self._pieces[first : last + 1] = pieces
-        self._lengths[first : last + 1] = [len(piece) for piece in pieces]
-        self._breaks[first : last + 1] = [piece.count("\n") for piece in pieces]
+        self._lengths[first : last + 1] = lengths
+        self._breaks[first : last + 1] = breaks
         self._length += len(text) - (end - start)
         self._joined = None
         if self._memo is not None and start < self._memo[1]:
             self._memo = None  # the line may start elsewhere now
 
     def _set_pieces(self, pieces: list[str]) -> None:
-        self._piece_bytes = sum(_piece_bytes(piece) for piece in pieces)
         self._pieces = pieces
         self._lengths = [len(piece) for piece in pieces]
         self._breaks = [piece.count("\n") for piece in pieces]
+        self._piece_bytes = sum(map(_counted_bytes, pieces, self._lengths, self._breaks))
         self._in_pieces = True
 
     def _locate(self, offset: int) -> tuple[int, int]:
@@ -249,7 +256,12 @@ class PieceText:
 
 def _piece_bytes(piece: str) -> int:
     """A piece's string and its two counts (ints past the small-int cache when large)."""
-    counts = sum(sys.getsizeof(n) for n in (len(piece), piece.count("\n")) if n > 256)
+    return _counted_bytes(piece, len(piece), piece.count("\n"))
+
+
+def _counted_bytes(piece: str, length: int, breaks: int) -> int:
+    """``_piece_bytes`` from the piece's counts, already known."""
+    counts = sum(sys.getsizeof(n) for n in (length, breaks) if n > 256)
     return sys.getsizeof(piece) + counts
 
 
