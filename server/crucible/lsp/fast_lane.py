@@ -221,7 +221,11 @@ def inline_completion_json(
             {
                 "insertText": choice,
                 "filterText": line_before + choice,
-                "range": {"start": start, "end": _position(snapshot, end, encoding)},
+                "range": {
+                    "start": start,
+                    # Typing's usual answer is an insertion: the end is the start.
+                    "end": start if end == result.start else _position(snapshot, end, encoding),
+                },
             }
             for choice, end in choices
         ]
