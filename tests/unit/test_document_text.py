@@ -166,6 +166,8 @@ def test_piece_text_edits_like_one_spliced_string(
             a, b = sorted((a, b))
             expected = expected[:a] + new + expected[b:]
             assert len(pieces) == len(expected)
+            # The line-break counts kept per piece (an edit derives them) are the pieces' own.
+            assert pieces._breaks == [part.count("\n") for part in pieces._pieces]
             if data.draw(st.booleans()):  # sometimes read it (joined), sometimes keep editing
                 assert pieces.value() == expected
             n = data.draw(st.integers(-1, len(expected) + 1))
