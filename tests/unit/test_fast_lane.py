@@ -499,3 +499,24 @@ def test_the_lane_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     server = build_server(App(config_path=tmp_path / "absent.toml", env=env))
     assert server.protocol.fast_lane is None
     assert types.TEXT_DOCUMENT_INLINE_COMPLETION in server.protocol.fm.features
+
+
+async def test_a_reused_id_gets_one_answer_per_request(lanes: tuple[Pair, Pair]) -> None:
+    """A client reusing an id while the first request waits: each request answered once,
+    as pygls's lane answers them."""
+
+    async def play(pair: Pair) -> None:
+        server, _, recorded = pair
+        recorded.gate = asyncio.Event()
+        send(server, inline(1, 1, 6))
+        await settle()
+        send(server, inline(1, 1, 6))
+        await settle()
+        recorded.gate.set()
+        await settle()
+
+    (fast, written, _), _ = await both(lanes, play)
+    assert [m["id"] for m in written.messages] == [1, 1]
+    assert all(m["result"]["items"] for m in written.messages)
+    assert not fast.protocol._request_futures
+    assert not fast.protocol.fast_lane._unanswered_callbacks  # type: ignore[union-attr]

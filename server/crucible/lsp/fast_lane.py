@@ -83,8 +83,9 @@ class FastLane:
     def __init__(self, server: CrucibleLanguageServer) -> None:
         self._server = server
         self._protocol = server.protocol
-        # Per request still running: its done callback, for a cancel or a failure.
-        self._unanswered_callbacks: dict[jsonrpc.MsgId, Callable[[Any], None]] = {}
+        # Per request still running (by task: a client may reuse an id): its done callback,
+        # for a cancel or a failure.
+        self._unanswered_callbacks: dict[asyncio.Task[None], Callable[[Any], None]] = {}
 
     def notification(self, notification: jsonrpc.Notification) -> bool:
         """Handle ``notification`` if it is one the lane takes; False: it was not touched."""
@@ -133,7 +134,7 @@ class FastLane:
         # pygls types the map with concurrent futures; it holds its own asyncio tasks too.
         protocol._request_futures[msg_id] = task  # type: ignore[assignment]
         unanswered = functools.partial(self._unanswered, msg_id)
-        self._unanswered_callbacks[msg_id] = unanswered
+        self._unanswered_callbacks[task] = unanswered
         task.add_done_callback(unanswered)
         return True
 
@@ -163,7 +164,7 @@ class FastLane:
         result = {"items": []} if answer is None else inline_completion_json(*answer)
         # Answered here, not by the done callback: that would run one loop turn later.
         task = asyncio.current_task()
-        unanswered = self._unanswered_callbacks.pop(msg_id, None)
+        unanswered = None if task is None else self._unanswered_callbacks.pop(task, None)
         if task is not None and unanswered is not None:
             task.remove_done_callback(unanswered)
         self._protocol._request_futures.pop(msg_id, None)
@@ -172,7 +173,7 @@ class FastLane:
     def _unanswered(self, msg_id: jsonrpc.MsgId, task: asyncio.Task[None]) -> None:
         """A request cancelled (before it ran, or while it waited) or failed: pygls's own
         reply, RequestCancelled or the error (shortened by ``CrucibleProtocol``)."""
-        self._unanswered_callbacks.pop(msg_id, None)
+        self._unanswered_callbacks.pop(task, None)
         self._protocol._send_handler_result(task, msg_id=msg_id)  # type: ignore[arg-type]
 
     async def _write(self, message: dict[str, Any]) -> None:
