@@ -49,6 +49,7 @@ from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
 from crucible.providers.errors import ProviderError
 from crucible.providers.http_provider import HttpProvider
+from crucible.providers.local import LocalProvider
 from crucible.providers.openai import OpenAIProvider
 from crucible.providers.registry import create_provider, identity, is_local, ordered_for_role
 from crucible.resilience.breaker import BreakerState, Transition
@@ -328,7 +329,7 @@ class App:
 
     def _create(self, settings: ProviderSettings) -> Provider:
         provider = create_provider(settings)
-        if isinstance(provider, HttpProvider):
+        if isinstance(provider, HttpProvider | LocalProvider):
             # A degradation the provider works around (a model without FIM tokens): the
             # answer still comes, but the user should know why it is worse.
             provider.on_notice = lambda error: self._provider_failed(settings.name, error)
@@ -453,6 +454,12 @@ class App:
                     "model": s.model,
                     "roles": [str(r) for r in s.roles],
                     **_member_status(members.get(s.name)),
+                    # The local kind's own llama.cpp server: state, pid, start-up time, RSS.
+                    **(
+                        {"managed": provider.status()}
+                        if isinstance(provider := self._providers.get(s), LocalProvider)
+                        else {}
+                    ),
                 }
                 for s in self.settings.providers
             ],

@@ -1,0 +1,71 @@
+"""The managed llama.cpp server's process: ``python -m crucible.local.child MODEL ...``.
+
+Started by ``process.py`` (never imported by Crucible itself: xllamacpp is the ``local``
+extra, and a wheel built for instructions this CPU lacks dies here with SIGILL, not inside the
+language server). It runs llama.cpp's own HTTP server in this process, on 127.0.0.1 and a port
+the kernel picks, with the API key from ``CRUCIBLE_LOCAL_API_KEY`` (an environment variable,
+not an argument: other users can read a process's arguments). Once the model is loaded and the
+server listens, it writes the server's root URL as one line on stdout; llama.cpp logs to
+stderr, which Crucible reads into its own log.
+
+It leaves on SIGTERM or SIGINT, and on its own when Crucible is gone: the parent sets
+PR_SET_PDEATHSIG before exec (SIGKILL when Crucible dies, even of SIGKILL), and this process
+also watches its parent pid (``CRUCIBLE_LOCAL_PARENT``) twice a second, for the platforms
+without that signal and for the instant between fork and exec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+_WATCH_INTERVAL_S = 0.5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="crucible.local.child")
+    parser.add_argument("model")
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=4096, help="total; split between the slots")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    parent = int(os.environ.get("CRUCIBLE_LOCAL_PARENT", "0")) or os.getppid()
+    if os.getppid() != parent:
+        os._exit(3)  # Crucible died before this process could watch it
+
+    # Blocked before the server's threads exist, so they inherit the mask and the signal
+    # reaches sigtimedwait below instead of killing the process in some server thread.
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+    import xllamacpp  # type: ignore[import-untyped,unused-ignore]
+
+    params = xllamacpp.CommonParams()
+    params.model.path = args.model
+    params.n_parallel = args.parallel
+    params.n_ctx = args.ctx
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    params.endpoint_slots = True
+    params.endpoint_metrics = True
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    key = os.environ.get("CRUCIBLE_LOCAL_API_KEY", "")
+    if key:
+        params.api_keys = [key]
+    server = xllamacpp.Server(params)  # loads the model, then serves from its own threads
+
+    sys.stdout.write(server.listening_address + "\n")
+    sys.stdout.flush()
+
+    while signal.sigtimedwait(signals, _WATCH_INTERVAL_S) is None and os.getppid() == parent:
+        pass
+    sys.stderr.flush()
+    # Skip the C++ teardown of a server still holding sockets and threads: nothing to save.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
