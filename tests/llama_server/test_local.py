@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 from pytest_lsp import LanguageClient
@@ -107,12 +108,17 @@ async def test_suggests_from_the_server_it_starts_on_the_first_request(
         result = await inline(client, uri, end_of(PREFIX))
         after = (await server_status(client))["providers"][0]["managed"]
         assert children_serving(tiny_model) == [after["pid"]]
+        # On loopback, and only for whoever has this launch's key (Crucible).
+        root = f"http://127.0.0.1:{after['port']}"
+        async with httpx.AsyncClient(base_url=root, trust_env=False) as other_user:
+            unkeyed = await other_user.post("/infill", json={"input_prefix": "a", "n_predict": 1})
 
     assert (before["state"], before["starts"], before["pid"]) == ("stopped", 0, None)
     assert running_before == []
     assert [item.insert_text for item in result.items] == ["abcdefgh"]
     assert (after["state"], after["starts"]) == ("running", 1)
     assert after["last_start_s"] > 0 and after["port"] > 0
+    assert unkeyed.status_code == 401
     # Stopped at shutdown (the autouse fixture checks nothing is left), within the grace.
     assert await gone(after["pid"])
 
