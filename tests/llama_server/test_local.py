@@ -99,9 +99,10 @@ def no_server_left(tiny_model: Path) -> Iterator[None]:
 
 
 async def test_suggests_from_the_server_it_starts_on_the_first_request(
-    tiny_model: Path, lsp_session: Session
+    tiny_model: Path, lsp_session: Session, tmp_path: Path
 ) -> None:
-    async with lsp_session(options(tiny_model)) as client:
+    log = tmp_path / "crucible.log"
+    async with lsp_session(options(tiny_model), args=("--log-file", str(log))) as client:
         before = (await server_status(client))["providers"][0]["managed"]
         running_before = children_serving(tiny_model)
         uri = open_document(client, PREFIX + SUFFIX)
@@ -119,8 +120,9 @@ async def test_suggests_from_the_server_it_starts_on_the_first_request(
     assert (after["state"], after["starts"]) == ("running", 1)
     assert after["last_start_s"] > 0 and after["port"] > 0
     assert unkeyed.status_code == 401
-    # Stopped at shutdown (the autouse fixture checks nothing is left), within the grace.
+    # Stopped by Crucible at shutdown, not only killed by the parent-death signal after it.
     assert await gone(after["pid"])
+    assert f"stopped the local llama.cpp server (pid {after['pid']}): shutdown" in log.read_text()
 
 
 async def test_stops_after_the_idle_period_and_starts_again(
