@@ -87,7 +87,8 @@ class LocalProvider:
             client = await self._running()
             result = await client.probe()
         except ProviderError as exc:
-            return ProbeResult(False, exc.message)
+            missing = "no such file" in exc.message
+            return ProbeResult(False, exc.message, model_present=False if missing else None)
         finally:
             self.server.release()
         state = self.server.snapshot()
@@ -96,7 +97,7 @@ class LocalProvider:
             f"{result.detail}; the local llama.cpp server started in {state['last_start_s']} s"
             f" (pid {state['pid']}, threads {state['threads']}, ctx {state['ctx_size']}{rss})"
         )
-        return ProbeResult(result.ok, detail)
+        return ProbeResult(result.ok, detail, model_present=True)
 
     async def aclose(self) -> None:
         await self.server.aclose()
