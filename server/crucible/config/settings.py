@@ -75,6 +75,10 @@ CLIENT_KEYS: tuple[str, ...] = ("trace", "server", "client")
 # dependency order and must not import it. A test keeps the two lists in step.
 FIM_TEMPLATE_NAMES: tuple[str, ...] = ("qwen", "starcoder", "codellama", "deepseek", "codestral")
 
+# The catalogue model (local/catalogue.py) a ``local`` provider serves when it names none. Here
+# because config/ sits below local/; a test keeps the two in step.
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
+
 # Each kind's usual local address: a provider table that names a kind but no base_url gets its
 # kind's address, not Ollama's.
 _DEFAULT_BASE_URLS: dict[ProviderKind, str] = {
@@ -157,8 +161,19 @@ class ProviderSettings:
     )
     # The keys below are the local kind's: how Crucible runs its own llama.cpp server.
     model_path: str = doc(
-        "local kind: the GGUF model file to serve (absolute, or ~/...). Never taken from a"
+        "local kind: the GGUF model file to serve (absolute, or ~/...), instead of the"
+        " catalogue model named by model (crucible-lsp models list). Never taken from a"
         " workspace's crucible.toml.",
+        default="",
+    )
+    model_url: str = doc(
+        "local kind: where to download the GGUF model from (http or https), instead of a"
+        " catalogue model; kept in $XDG_CACHE_HOME/crucible/models. Never from a workspace.",
+        default="",
+    )
+    sha256: str = doc(
+        "local kind: the SHA-256 (hex) model_url's file must have; without it the download"
+        " is refused unless pulled with --no-verify.",
         default="",
     )
     threads: int = doc(

@@ -91,6 +91,8 @@ class LaunchSpec:
     size: ServerSize
     idle_stop_s: float  # 0: never
     start_timeout_s: float = 120.0
+    # What to do when the model file is missing (e.g. "run `crucible-lsp models pull X`").
+    missing_hint: str = ""
 
 
 def restart_delay(crashes: int) -> float:
@@ -275,7 +277,8 @@ class ManagedLlamaServer:
         if not extra_installed():
             raise self._failed(_NO_EXTRA)
         if not model.is_file():
-            raise self._failed(f"model_path {model}: no such file")
+            hint = f"; {self.spec.missing_hint}" if self.spec.missing_hint else ""
+            raise self._failed(f"model file {model}: no such file{hint}")
         key = secrets.token_urlsafe(32)
         began = self._clock()
         process = await asyncio.create_subprocess_exec(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from crucible.config.settings import ProviderKind, ProviderSettings
+from crucible.local.models import UnknownModel, model_source
 from crucible.local.process import Launch, LaunchSpec, LocalServerError, ManagedLlamaServer
 from crucible.local.sizing import machine_cpus, machine_memory_bytes, server_size
 from crucible.providers.base import ChatRequest, FimRequest, ProbeResult
@@ -51,7 +52,23 @@ def launch_spec(settings: ProviderSettings) -> LaunchSpec:
         cpus=machine_cpus(),
         memory_bytes=machine_memory_bytes(),
     )
-    return LaunchSpec(Path(settings.model_path).expanduser(), size, float(settings.idle_stop_s))
+    try:
+        source = model_source(settings)
+    except UnknownModel as exc:  # the file cannot exist: the start says so, with the names
+        return LaunchSpec(Path(settings.model), size, settings.idle_stop_s, missing_hint=str(exc))
+    hint = (
+        ""
+        if not source.url
+        else f"download it with `crucible-lsp models pull {_pull_arg(settings)}`"
+    )
+    return LaunchSpec(source.path, size, float(settings.idle_stop_s), missing_hint=hint)
+
+
+def _pull_arg(settings: ProviderSettings) -> str:
+    if settings.model_url:
+        sha = f" --sha256 {settings.sha256}" if settings.sha256 else " --no-verify"
+        return f"{settings.model_url}{sha}"
+    return settings.model
 
 
 class LocalProvider:
