@@ -273,11 +273,13 @@ def test_a_trusted_workspace_runs_a_local_model_only_from_crucibles_directory(
         "providers": [
             {"name": "a", "kind": "local", "model_path": str(tmp_path / "elsewhere.gguf")},
             {"name": "b", "kind": "local", "model_path": "models/m.gguf"},
+            {"name": "c", "kind": "local", "model_url": "https://evil.example/m.gguf"},
         ]
     }
     screened = screen(table, trust=TRUSTED, cache_dir=cache_dir)
-    assert refused_keys(screened) == ["providers[0].model_path"]
-    first, second = screened.table["providers"]
+    assert refused_keys(screened) == ["providers[0].model_path", "providers[2].model_url"]
+    first, second, third = screened.table["providers"]
+    assert third == {"name": "c", "kind": "local"}
     assert first == {"name": "a", "kind": "local"}
     assert second["model_path"] == str((cache_dir / "models" / "m.gguf").resolve())
 

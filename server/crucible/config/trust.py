@@ -40,6 +40,7 @@ from crucible.errors import ConfigError
 __all__ = [
     "ALLOWED",
     "PATH_KEYS",
+    "PROVIDER_NEVER_KEYS",
     "PROVIDER_PATH_KEYS",
     "TRUST_KEYS",
     "Refusal",
@@ -100,6 +101,9 @@ PATH_KEYS: frozenset[tuple[str, str]] = frozenset({("cache", "disk_path")})
 # Keys of a ``[[providers]]`` table naming a file Crucible runs a process on (the local kind's
 # model): from a trusted workspace only inside Crucible's cache directory, as PATH_KEYS.
 PROVIDER_PATH_KEYS: frozenset[str] = frozenset({"model_path"})
+# Keys of a ``[[providers]]`` table that fetch a file from the network to run: never from a
+# workspace file, trusted or not (a model is code the user's machine executes).
+PROVIDER_NEVER_KEYS: frozenset[str] = frozenset({"model_url"})
 
 # The order of switches that are not numbers, least costly first.
 _ORDERS: tuple[tuple[type[StrEnum], tuple[StrEnum, ...]], ...] = (
@@ -267,7 +271,10 @@ def _screen_provider(index: int, entry: Any, cache_dir: Path, refused: list[Refu
     if not isinstance(entry, Mapping):
         return entry  # validation names it
     kept = dict(entry)
-    for name in PROVIDER_PATH_KEYS & set(entry):
+    for name in sorted(PROVIDER_NEVER_KEYS & set(entry)):
+        del kept[name]
+        refused.append(Refusal(f"providers[{index}].{name}", _MINE))
+    for name in sorted(PROVIDER_PATH_KEYS & set(entry)):
         inside = _inside(entry[name], cache_dir)
         if inside is None:
             del kept[name]

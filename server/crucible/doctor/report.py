@@ -62,7 +62,9 @@ def text_report(
         s = check.settings
         mark = "ok  " if check.can_serve else ("FAIL" if check.serves_completion else "--  ")
         # The local kind serves a file on a port chosen at each launch.
-        served = f"serving {s.model_path}" if s.kind == "local" else f"at {mask_url(s.base_url)}"
+        served = f"at {mask_url(s.base_url)}"
+        if s.kind == "local":
+            served = f"serving {s.model_path or s.model_url or 'the catalogue model'}"
         lines.append(
             f"  [{mark}] {s.name}: {s.kind} {s.model} {served}"
             f" (roles: {', '.join(str(r) for r in s.roles) or 'none'})"
