@@ -20,6 +20,8 @@ import argparse
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 
 _WATCH_INTERVAL_S = 0.5
 
@@ -35,10 +37,7 @@ def main() -> None:
     if os.getppid() != parent:
         os._exit(3)  # Crucible died before this process could watch it
 
-    # Blocked before the server's threads exist, so they inherit the mask and the signal
-    # reaches sigtimedwait below instead of killing the process in some server thread.
-    signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    wait_for_stop = _stop_signals()
 
     import xllamacpp  # type: ignore[import-untyped,unused-ignore]
 
@@ -60,11 +59,25 @@ def main() -> None:
     sys.stdout.write(server.listening_address + "\n")
     sys.stdout.flush()
 
-    while signal.sigtimedwait(signals, _WATCH_INTERVAL_S) is None and os.getppid() == parent:
+    while not wait_for_stop(_WATCH_INTERVAL_S) and os.getppid() == parent:
         pass
     sys.stderr.flush()
     # Skip the C++ teardown of a server still holding sockets and threads: nothing to save.
     os._exit(0)
+
+
+def _stop_signals() -> Callable[[float], bool]:
+    """A wait for SIGTERM or SIGINT: ``wait(seconds)`` is True once one came."""
+    signals = {signal.SIGTERM, signal.SIGINT}
+    if hasattr(signal, "sigtimedwait"):  # Linux
+        # Blocked before the server's threads exist, so they inherit the mask and the signal
+        # reaches sigtimedwait instead of killing the process in some server thread.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        return lambda seconds: signal.sigtimedwait(signals, seconds) is not None
+    stop = threading.Event()  # macOS, Windows: Python's handlers run in this (main) thread
+    for number in signals:
+        signal.signal(number, lambda *_: stop.set())
+    return stop.wait
 
 
 if __name__ == "__main__":
