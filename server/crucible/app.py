@@ -214,7 +214,9 @@ class App:
         answer = await self._editor.ask(consent_question(), (_DOWNLOAD, _NOT_NOW))
         if answer != _DOWNLOAD:
             self.default_choice = dataclasses.replace(
-                choice, reason=f"{choice.reason}; its download was declined", ask_consent=False
+                choice,
+                reason=f"{choice.reason}; its download was declined (or the editor cannot ask)",
+                ask_consent=False,
             )
             return
         if await self._download_default_model():

@@ -200,6 +200,11 @@ class CrucibleLanguageServer(LanguageServer):
         return open_documents_bytes(self.workspace)
 
     async def ask(self, message: str, actions: tuple[str, ...]) -> str | None:
+        window = self.client_capabilities.window
+        if window is None or window.show_message is None:
+            # Only a client that says it shows message requests is asked: a bare client
+            # (a script, a test harness) would never answer, or answer an error.
+            return None
         params = types.ShowMessageRequestParams(
             type=types.MessageType.Info,
             message=message,
