@@ -12,7 +12,7 @@ Its life:
   never in its arguments. The child prints its root URL once the model is loaded; the start
   then waits for ``ready(launch)`` (the provider's ``/health`` probe) to say yes.
 - **parent death**: on Linux the child gets PR_SET_PDEATHSIG = SIGKILL before exec
-  (``prctl`` through ctypes), so it dies with Crucible even when Crucible is killed with
+  (``lifeline.py``), so it dies with Crucible even when Crucible is killed with
   SIGKILL; the child also watches its parent pid itself (``child.py``).
 - **idle stop**: after ``idle_stop_s`` seconds without a request in flight it is stopped
   (SIGTERM, then SIGKILL after 5 s), freeing its memory; the next request starts it again.
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import importlib.util
 import logging
 import os
@@ -50,6 +49,7 @@ from typing import Any
 
 import crucible
 from crucible.errors import CrucibleError
+from crucible.local.lifeline import parent_death_signal, rss_mb, terminate
 from crucible.local.sizing import ServerSize
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ llama_log = logging.getLogger("crucible.local.llama")
 
 STABLE_S = 60.0  # a launch that lived this long was healthy: the crash count starts over
 _MAX_DELAY_S = 60.0
-_STOP_GRACE_S = 5.0
 _TAIL_LINES = 30
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _SIGILL_HINT = (
     "the llama.cpp build (xllamacpp wheel) uses CPU instructions this machine lacks"
     " (it needs x86-64 with AVX2, FMA and F16C)"
@@ -106,34 +104,6 @@ def restart_delay(crashes: int) -> float:
 def extra_installed() -> bool:
     """Whether the ``local`` extra (xllamacpp) is installed, without importing it."""
     return importlib.util.find_spec("xllamacpp") is not None
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec function that makes the child receive SIGKILL when this process dies, or None
-    off Linux. The ctypes function is looked up here, before the fork: the child only calls it.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-
-    def set_signal() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-    return set_signal
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of process ``pid`` (Linux ``/proc``), or None where unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/statm").read_text().split()
-        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class ManagedLlamaServer:
@@ -244,7 +214,7 @@ class ManagedLlamaServer:
         if process is None:
             return
         self.stops[reason] += 1
-        await _terminate(process)
+        await terminate(process)
         log.info(
             "%s: stopped the local llama.cpp server (pid %d): %s", self.name, process.pid, reason
         )
@@ -293,7 +263,7 @@ class ManagedLlamaServer:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=self._child_env(key),
-            preexec_fn=_parent_death_signal(),
+            preexec_fn=parent_death_signal(),
         )
         self._tail.clear()
         self._spawn(self._read_log(process), "log")
@@ -301,7 +271,7 @@ class ManagedLlamaServer:
             async with asyncio.timeout(self.spec.start_timeout_s):
                 launch = await self._wait_until_ready(process, key)
         except BaseException as exc:
-            await _terminate(process)
+            await terminate(process)
             if isinstance(exc, TimeoutError):
                 raise self._failed(
                     f"the server was not ready within {self.spec.start_timeout_s:.0f} s"
@@ -406,17 +376,3 @@ class ManagedLlamaServer:
                 await self.stop("idle")
                 return
             await asyncio.sleep(max(remaining, min(idle_s, 1.0)))
-
-
-async def _terminate(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM, then SIGKILL after a grace period; returns once the process is reaped."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            async with asyncio.timeout(_STOP_GRACE_S):
-                await process.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
