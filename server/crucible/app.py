@@ -17,9 +17,11 @@ never started). ``aclose`` ends it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from crucible.completion.service import CompletionService
 from crucible.config.loader import LoadResult, load_settings
 from crucible.config.paths import default_cache_dir
 from crucible.config.settings import (
+    DEFAULT_LOCAL_MODEL,
     CacheSettings,
     Prefetch,
     PrivacySettings,
@@ -44,12 +47,23 @@ from crucible.context.diagnostics import DiagnosticsStore
 from crucible.context.privacy import WorkspacePrivacy
 from crucible.context.recent import RecentDocuments
 from crucible.hover.service import HoverService
+from crucible.local.download import DownloadError
+from crucible.local.download import download as download_model
+from crucible.local.models import catalogue_source
 from crucible.lsp import fast_lane
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
+from crucible.providers.default_choice import (
+    DefaultChoice,
+    consent_question,
+    local_default,
+    unconfigured,
+)
+from crucible.providers.default_choice import choose as choose_default
 from crucible.providers.errors import ProviderError
 from crucible.providers.http_provider import HttpProvider
+from crucible.providers.local import LocalProvider
 from crucible.providers.openai import OpenAIProvider
 from crucible.providers.registry import create_provider, identity, is_local, ordered_for_role
 from crucible.resilience.breaker import BreakerState, Transition
@@ -64,6 +78,9 @@ from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
+
+# The answers to the consent question (window/showMessageRequest) for the default model.
+_DOWNLOAD, _NOT_NOW = "Download", "Not now"
 
 _NO_CACHE: dict[str, Any] = {
     "enabled": False,
@@ -129,6 +146,11 @@ class App:
             activity=self.telemetry.requests_total,
         )
         self._supervising: asyncio.Task[None] | None = None
+        # With no provider configured: what was chosen and why (providers/default_choice.py),
+        # and the provider that replaces the schema's default when it is not Ollama's.
+        self.default_choice: DefaultChoice | None = None
+        self._default_provider: ProviderSettings | None = None
+        self._download_cancel = threading.Event()  # set at exit: a download stops
         self._apply(self._load())
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -164,13 +186,81 @@ class App:
         return self._apply(self._load())
 
     def _load(self) -> LoadResult:
-        return load_settings(
+        result = load_settings(
             workspace_root=self._workspace_root,
             config_path=self._config_path,
             initialization_options=self._init_options,
             client_settings=self._client_settings,
             env=self._env,
         )
+        chosen = self._default_provider
+        if chosen is None or not unconfigured(result.settings.providers):
+            return result
+        return dataclasses.replace(
+            result, settings=dataclasses.replace(result.settings, providers=(chosen,))
+        )
+
+    # -- the default provider --------------------------------------------------------------
+
+    async def _choose_default(self) -> None:
+        """No provider configured: Ollama if it answers, else the local model (downloaded
+        only with the user's consent). Runs once, after ``initialized``."""
+        choice = await choose_default(self._env)
+        self.default_choice = choice
+        logger.info("no provider configured: using %s: %s", choice.kind, choice.reason)
+        if choice.provider != ProviderSettings():
+            self._use_default(choice.provider)
+        if not choice.ask_consent or self._editor is None:
+            return
+        answer = await self._editor.ask(consent_question(), (_DOWNLOAD, _NOT_NOW))
+        if answer != _DOWNLOAD:
+            self.default_choice = dataclasses.replace(
+                choice,
+                reason=f"{choice.reason}; its download was declined (or the editor cannot ask)",
+                ask_consent=False,
+            )
+            return
+        if await self._download_default_model():
+            local = local_default()
+            reason = f"the local model {local.model} was downloaded with your consent"
+            self.default_choice = DefaultChoice(local, reason)
+            self._use_default(local)
+
+    def _use_default(self, provider: ProviderSettings) -> None:
+        self._default_provider = provider
+        errors = self._apply(self._load())
+        if errors:
+            logger.warning("configuration: %s", "; ".join(errors))
+
+    async def _download_default_model(self) -> bool:
+        """Download the default model, its progress shown by the editor ($/progress)."""
+        source = catalogue_source(DEFAULT_LOCAL_MODEL, self._env)
+        editor = self._editor
+        token = await editor.begin_progress(f"Crucible: {source.name}") if editor else None
+        loop = asyncio.get_running_loop()
+        shown = [-1]
+
+        def progress(done: int, total: int | None) -> None:  # in the download's thread
+            percent = done * 100 // total if total else 0
+            if editor is not None and token is not None and percent != shown[0]:
+                shown[0] = percent
+                words = f"{done / 1e6:.0f} of {(total or 0) / 1e6:.0f} MB"
+                loop.call_soon_threadsafe(editor.report_progress, token, percent, words)
+
+        try:
+            await asyncio.to_thread(
+                download_model, source, progress=progress, cancel=self._download_cancel
+            )
+        except DownloadError as exc:
+            logger.warning("%s", exc)
+            self._announce(str(exc))
+            if editor is not None and token is not None:
+                editor.end_progress(token, "failed")
+            return False
+        logger.info("downloaded %s to %s", source.name, source.path)
+        if editor is not None and token is not None:
+            editor.end_progress(token, "downloaded")
+        return True
 
     def _apply(self, result: LoadResult) -> list[str]:
         self.settings = result.settings
@@ -329,7 +419,7 @@ class App:
 
     def _create(self, settings: ProviderSettings) -> Provider:
         provider = create_provider(settings)
-        if isinstance(provider, HttpProvider):
+        if isinstance(provider, HttpProvider | LocalProvider):
             # A degradation the provider works around (a model without FIM tokens): the
             # answer still comes, but the user should know why it is worse.
             provider.on_notice = lambda error: self._provider_failed(settings.name, error)
@@ -368,6 +458,8 @@ class App:
         for message in unsent:
             editor.show_warning(message)
         self.status_feed.connect(editor.send_status)
+        if unconfigured(self.settings.providers) and self.default_choice is None:
+            self.spawn(self._choose_default(), "choose the default provider")
 
     def _announce(self, message: str) -> None:
         if self._editor is not None:
@@ -454,10 +546,22 @@ class App:
                     "model": s.model,
                     "roles": [str(r) for r in s.roles],
                     **_member_status(members.get(s.name)),
+                    # The local kind's own llama.cpp server: state, pid, start-up time, RSS.
+                    **(
+                        {"managed": provider.status()}
+                        if isinstance(provider := self._providers.get(s), LocalProvider)
+                        else {}
+                    ),
                 }
                 for s in self.settings.providers
             ],
             "memory": {**self.memory.snapshot(), "background_tasks": self._background_tasks()},
+            # With no provider configured: which default, and why.
+            "default_provider": (
+                {"kind": self.default_choice.kind, "reason": self.default_choice.reason}
+                if self.default_choice is not None
+                else None
+            ),
         }
 
     def _background_tasks(self) -> int:
@@ -490,6 +594,7 @@ class App:
         }
 
     async def aclose(self) -> None:
+        self._download_cancel.set()
         if self._supervising is not None:
             self._supervising.cancel()
         self.status_feed.close()

@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         choices=["serve", "doctor"],
         default="serve",
-        help="serve (default): run the language server; doctor: check configuration and providers",
+        help="serve (default): run the language server; doctor: check configuration and"
+        " providers. Also: models list|pull NAME|rm NAME, the local kind's models",
     )
     parser.add_argument("--version", action="version", version=f"crucible-lsp {__version__}")
     transport = parser.add_mutually_exclusive_group()
@@ -62,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["models"]:  # its own verbs and options (local/commands.py)
+        from crucible.local.commands import run_models
+
+        return run_models(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command != "doctor" and (args.json or args.workspace is not None):

@@ -22,7 +22,9 @@ from crucible.providers.openai import OpenAIProvider
 MODEL = "qwen2.5-coder:1.5b-base"
 KEY_ENV = "CRUCIBLE_TEST_API_KEY"
 KEY = "sk-test-0123456789abcdef"
-KINDS = [pytest.param(kind, id=kind.value) for kind in ProviderKind]
+# Every wire format. The local kind is not one: it speaks llamacpp's to a server it runs
+# itself (tests/llama_server/test_local.py).
+KINDS = [pytest.param(kind, id=kind.value) for kind in ProviderKind if kind != ProviderKind.LOCAL]
 CLASSES: dict[ProviderKind, Callable[[ProviderSettings, httpx.AsyncClient], Provider]] = {
     ProviderKind.OLLAMA: OllamaProvider,
     ProviderKind.OPENAI: OpenAIProvider,

@@ -17,6 +17,7 @@ from crucible.providers.anthropic import AnthropicProvider
 from crucible.providers.base import FimRequest
 from crucible.providers.codestral import CodestralProvider
 from crucible.providers.llamacpp import LlamaCppProvider
+from crucible.providers.local import LocalProvider
 from crucible.providers.ollama import OllamaProvider
 from crucible.providers.openai import OpenAIProvider
 from crucible.providers.registry import create_provider, ordered_for_role
@@ -66,6 +67,8 @@ async def test_each_kind_gets_its_class() -> None:
             "https://codestral.mistral.ai/v1",
             id="codestral",
         ),
+        # Its server's port is chosen at each launch; building it starts nothing.
+        pytest.param(ProviderKind.LOCAL, LocalProvider, "http://127.0.0.1", id="local"),
     ],
 )
 async def test_every_kind_has_a_class_and_a_default_base_url(
@@ -86,6 +89,7 @@ def test_the_table_above_covers_every_kind() -> None:
         "llamacpp",
         "anthropic",
         "codestral",
+        "local",
     }
 
 

@@ -256,6 +256,34 @@ def test_a_trusted_workspace_may_set_anything_but_trust_and_outside_paths(tmp_pa
     assert screened.table == {k: v for k, v in table.items() if not k.startswith("trust")}
 
 
+def test_an_untrusted_workspace_cannot_run_a_local_model() -> None:
+    """The local kind runs a process on a file: the whole providers array is the user's."""
+    table = {"providers": [{"kind": "local", "model_path": "/tmp/evil.gguf"}]}
+    screened = screen(table)
+    assert refused_keys(screened) == ["providers"]
+    assert screened.table == {}
+
+
+def test_a_trusted_workspace_runs_a_local_model_only_from_crucibles_directory(
+    tmp_path: Path,
+) -> None:
+    cache_dir = tmp_path / "cache" / "crucible"
+    (cache_dir / "models").mkdir(parents=True)
+    table = {
+        "providers": [
+            {"name": "a", "kind": "local", "model_path": str(tmp_path / "elsewhere.gguf")},
+            {"name": "b", "kind": "local", "model_path": "models/m.gguf"},
+            {"name": "c", "kind": "local", "model_url": "https://evil.example/m.gguf"},
+        ]
+    }
+    screened = screen(table, trust=TRUSTED, cache_dir=cache_dir)
+    assert refused_keys(screened) == ["providers[0].model_path", "providers[2].model_url"]
+    first, second, third = screened.table["providers"]
+    assert third == {"name": "c", "kind": "local"}
+    assert first == {"name": "a", "kind": "local"}
+    assert second["model_path"] == str((cache_dir / "models" / "m.gguf").resolve())
+
+
 @pytest.mark.parametrize(
     ("disk_path", "inside"),
     [

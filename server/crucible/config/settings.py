@@ -20,6 +20,9 @@ class ProviderKind(StrEnum):
     LLAMACPP = "llamacpp"
     ANTHROPIC = "anthropic"
     CODESTRAL = "codestral"
+    # A llama.cpp server Crucible starts and supervises itself (crucible/local/), spoken to
+    # as ``llamacpp``; needs the ``local`` extra (xllamacpp).
+    LOCAL = "local"
 
 
 class Role(StrEnum):
@@ -72,6 +75,10 @@ CLIENT_KEYS: tuple[str, ...] = ("trace", "server", "client")
 # dependency order and must not import it. A test keeps the two lists in step.
 FIM_TEMPLATE_NAMES: tuple[str, ...] = ("qwen", "starcoder", "codellama", "deepseek", "codestral")
 
+# The catalogue model (local/catalogue.py) a ``local`` provider serves when it names none. Here
+# because config/ sits below local/; a test keeps the two in step.
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
+
 # Each kind's usual local address: a provider table that names a kind but no base_url gets its
 # kind's address, not Ollama's.
 _DEFAULT_BASE_URLS: dict[ProviderKind, str] = {
@@ -82,6 +89,8 @@ _DEFAULT_BASE_URLS: dict[ProviderKind, str] = {
     # codestral's, like openai's, includes it.
     ProviderKind.ANTHROPIC: "https://api.anthropic.com",
     ProviderKind.CODESTRAL: "https://codestral.mistral.ai/v1",
+    # Unused: the managed server's port is chosen free at each launch, on loopback.
+    ProviderKind.LOCAL: "http://127.0.0.1",
 }
 
 
@@ -109,7 +118,8 @@ class ProviderSettings:
 
     name: str = doc("Unique name, used in logs and crucible/status.", default="local")
     kind: ProviderKind = doc(  # noqa: RUF009 (doc() returns a field())
-        "Wire format: ollama | openai | llamacpp | anthropic | codestral.",
+        "Wire format: ollama | openai | llamacpp | anthropic | codestral | local (a llama.cpp"
+        " server Crucible runs itself; needs pip install 'crucible-lsp[local]').",
         default=ProviderKind.OLLAMA,
     )
     base_url: str = doc(
@@ -148,6 +158,40 @@ class ProviderSettings:
         " (resilience.max_concurrency caps it too).",
         bounds=(1, 256),
         default=4,
+    )
+    # The keys below are the local kind's: how Crucible runs its own llama.cpp server.
+    model_path: str = doc(
+        "local kind: the GGUF model file to serve (absolute, or ~/...), instead of the"
+        " catalogue model named by model (crucible-lsp models list). Never taken from a"
+        " workspace's crucible.toml.",
+        default="",
+    )
+    model_url: str = doc(
+        "local kind: where to download the GGUF model from (http or https), instead of a"
+        " catalogue model; kept in $XDG_CACHE_HOME/crucible/models. Never from a workspace.",
+        default="",
+    )
+    sha256: str = doc(
+        "local kind: the SHA-256 (hex) model_url's file must have; without it the download"
+        " is refused unless pulled with --no-verify.",
+        default="",
+    )
+    threads: int = doc(
+        "local kind: CPU threads the server computes with; 0 chooses from the machine's cores.",
+        bounds=(0, 256),
+        default=0,
+    )
+    ctx_size: int = doc(
+        "local kind: context size in tokens, shared by the server's 2 slots; 0 chooses from"
+        " the machine's memory (2048 to 8192).",
+        bounds=(0, 131_072),
+        default=0,
+    )
+    idle_stop_s: int = doc(
+        "local kind: stop the server after this many seconds without a request (it starts"
+        " again on the next one); 0 keeps it running until Crucible exits.",
+        bounds=(0, 86_400),
+        default=900,
     )
 
 

@@ -40,6 +40,8 @@ from crucible.errors import ConfigError
 __all__ = [
     "ALLOWED",
     "PATH_KEYS",
+    "PROVIDER_NEVER_KEYS",
+    "PROVIDER_PATH_KEYS",
     "TRUST_KEYS",
     "Refusal",
     "Rule",
@@ -96,6 +98,12 @@ TRUST_KEYS: tuple[str, ...] = ("trust_workspace_config", "trusted_workspaces")
 
 # Files Crucible writes: from a trusted workspace only inside Crucible's cache directory.
 PATH_KEYS: frozenset[tuple[str, str]] = frozenset({("cache", "disk_path")})
+# Keys of a ``[[providers]]`` table naming a file Crucible runs a process on (the local kind's
+# model): from a trusted workspace only inside Crucible's cache directory, as PATH_KEYS.
+PROVIDER_PATH_KEYS: frozenset[str] = frozenset({"model_path"})
+# Keys of a ``[[providers]]`` table that fetch a file from the network to run: never from a
+# workspace file, trusted or not (a model is code the user's machine executes).
+PROVIDER_NEVER_KEYS: frozenset[str] = frozenset({"model_url"})
 
 # The order of switches that are not numbers, least costly first.
 _ORDERS: tuple[tuple[type[StrEnum], tuple[StrEnum, ...]], ...] = (
@@ -176,6 +184,8 @@ def screen_workspace(
             section = _screen_section(key, value, reference, trust, cache_dir, refused, errors)
             if section:
                 kept[key] = section
+        elif key == "providers" and trust.trusted and isinstance(value, list | tuple):
+            kept[key] = [_screen_provider(i, p, cache_dir, refused) for i, p in enumerate(value)]
         elif trust.trusted:
             kept[key] = value  # ``providers``, or a bad value validation will name
         elif section_fields(key):
@@ -254,6 +264,25 @@ def _shown(value: Any) -> str:
     if isinstance(value, StrEnum):
         return json.dumps(str(value))
     return str(value)
+
+
+def _screen_provider(index: int, entry: Any, cache_dir: Path, refused: list[Refusal]) -> Any:
+    """A trusted workspace's provider table, its file paths kept only inside ``cache_dir``."""
+    if not isinstance(entry, Mapping):
+        return entry  # validation names it
+    kept = dict(entry)
+    for name in sorted(PROVIDER_NEVER_KEYS & set(entry)):
+        del kept[name]
+        refused.append(Refusal(f"providers[{index}].{name}", _MINE))
+    for name in sorted(PROVIDER_PATH_KEYS & set(entry)):
+        inside = _inside(entry[name], cache_dir)
+        if inside is None:
+            del kept[name]
+            where = f"outside Crucible's cache directory {cache_dir}"
+            refused.append(Refusal(f"providers[{index}].{name}", where))
+        else:
+            kept[name] = inside
+    return kept
 
 
 def _inside(value: Any, cache_dir: Path) -> Any:

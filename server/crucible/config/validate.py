@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from crucible.config.settings import (
     CLIENT_KEYS,
+    DEFAULT_LOCAL_MODEL,
     FIM_TEMPLATE_NAMES,
     CacheSettings,
     CodeActionsSettings,
@@ -214,6 +215,16 @@ def _completion_items(value: Any) -> CompletionItems:
     raise _Invalid(f'expected "auto", true or false, got {_given(value)}')
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha256(value: Any) -> str:
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text is None or (text and not _SHA256.fullmatch(text)):
+        raise _Invalid(f"expected 64 hexadecimal digits (a SHA-256), got {_given(value)}")
+    return text
+
+
 def _base_url(value: Any) -> str:
     expected = "expected an absolute http:// or https:// URL with a host"
     if not isinstance(value, str):
@@ -343,6 +354,8 @@ _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "base_url"): _base_url,
     (ProviderSettings, "api_key_env"): _api_key_env,
     (ProviderSettings, "fim_template"): lambda v: _choice(v, ("auto", *FIM_TEMPLATE_NAMES)),
+    (ProviderSettings, "model_url"): lambda v: "" if v == "" else _base_url(v),
+    (ProviderSettings, "sha256"): _sha256,
     (CompletionSettings, "completion_items"): _completion_items,
     (PrivacySettings, "exclude"): _patterns,
     (CustomActionSettings, "kind"): _action_kind,
@@ -471,7 +484,10 @@ def _providers(value: Any, errors: list[ConfigError]) -> tuple[ProviderSettings,
         generated, n = f"provider{i}", 1
         while generated in taken:
             generated, n = f"provider{i}_{n}", n + 1
-        defaults = {"base_url": default_base_url(_provider_kind(table))}
+        kind = _provider_kind(table)
+        defaults = {"base_url": default_base_url(kind)}
+        if kind is ProviderKind.LOCAL:
+            defaults["model"] = DEFAULT_LOCAL_MODEL
         if not (isinstance(name, str) and name.strip()):
             defaults["name"] = generated
             taken.add(generated)

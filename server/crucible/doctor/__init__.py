@@ -38,6 +38,8 @@ from crucible.config.loader import describe, load_settings
 from crucible.config.settings import ProviderSettings
 from crucible.doctor.checks import ProviderCheck, check_all, locate_workspace, verdict
 from crucible.doctor.report import json_report, text_report
+from crucible.providers.default_choice import choose as choose_default
+from crucible.providers.default_choice import unconfigured
 from crucible.providers.http import mask_key
 
 __all__ = ["ProviderCheck", "mask_secrets", "run_doctor", "verdict"]
@@ -72,12 +74,21 @@ def run_doctor(
     where = locate_workspace(cwd, workspace)
     result = load_settings(workspace_root=where.path, config_path=config_path, env=env)
     cut_off = result.settings.resilience.first_byte_timeout_ms
-    checks = asyncio.run(check_all(result.settings.providers, env, cut_off))
+    providers = result.settings.providers
+    default = None
+    if unconfigured(providers):  # what the server would choose (providers/default_choice.py)
+        default = asyncio.run(choose_default(env))
+        providers = (default.provider,)
+    checks = asyncio.run(check_all(providers, env, cut_off))
     view = describe(result.settings, env)
     keys = _keys_in(result.settings.providers, env)
+    chosen = None if default is None else {"kind": default.kind, "reason": default.reason}
     if as_json:
-        text = json.dumps(json_report(checks, where, result, view), indent=2)
+        text = json.dumps({**json_report(checks, where, result, view), "default": chosen}, indent=2)
     else:
-        text = "\n".join(text_report(checks, where, result, view))
+        lines = text_report(checks, where, result, view)
+        if default is not None:
+            lines = [f"No provider configured: using {default.kind}: {default.reason}.", *lines]
+        text = "\n".join(lines)
     print(mask_secrets(text, keys))
     return 0 if verdict(checks)[0] != "not ready" else 1

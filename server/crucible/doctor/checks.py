@@ -21,9 +21,13 @@ from crucible.config.validate import mask_url
 from crucible.providers.base import FimRequest, ProbeResult, Provider
 from crucible.providers.errors import ProviderError
 from crucible.providers.http_provider import HttpProvider
+from crucible.providers.local import LocalProvider
 from crucible.providers.registry import create_provider
 
 _PROBE_TIMEOUT_S = 5.0
+# The local kind's probe starts its server: loading a 1.5 B model from a cold disk takes
+# seconds (local/process.py gives a start 120 s).
+_LOCAL_PROBE_TIMEOUT_S = 120.0
 # Generous: a cold local model on a CPU can take seconds to its first token, and doctor is
 # where the user finds out how many; past this it cannot serve a completion in any case.
 _LATENCY_TIMEOUT_S = 20.0
@@ -122,16 +126,18 @@ async def _check(
     needed = named is not None or settings.kind in _KEYED_KINDS
     provider = create_provider(settings)
     notices: list[str] = []
-    if isinstance(provider, HttpProvider):
+    if isinstance(provider, HttpProvider | LocalProvider):
         # e.g. a model without fill-in-the-middle: the test completion falls back and works,
         # but the user should hear why suggestions will be worse.
         provider.on_notice = lambda error: notices.append(error.message)
     try:
+        local = settings.kind is ProviderKind.LOCAL
+        probe_timeout_s = _LOCAL_PROBE_TIMEOUT_S if local else _PROBE_TIMEOUT_S
         try:
-            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            async with asyncio.timeout(probe_timeout_s):
                 probe = await provider.probe()
         except TimeoutError:
-            probe = ProbeResult(False, f"no answer within {_PROBE_TIMEOUT_S:.0f} s")
+            probe = ProbeResult(False, f"no answer within {probe_timeout_s:.0f} s")
         except ProviderError as exc:
             probe = ProbeResult(False, exc.message)
         check = ProviderCheck(settings, probe, needed, key_present, slow_after_ms=slow_after_ms)

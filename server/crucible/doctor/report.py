@@ -61,8 +61,12 @@ def text_report(
     for check in checks:
         s = check.settings
         mark = "ok  " if check.can_serve else ("FAIL" if check.serves_completion else "--  ")
+        # The local kind serves a file on a port chosen at each launch.
+        served = f"at {mask_url(s.base_url)}"
+        if s.kind == "local":
+            served = f"serving {s.model_path or s.model_url or 'the catalogue model'}"
         lines.append(
-            f"  [{mark}] {s.name}: {s.kind} {s.model} at {mask_url(s.base_url)}"
+            f"  [{mark}] {s.name}: {s.kind} {s.model} {served}"
             f" (roles: {', '.join(str(r) for r in s.roles) or 'none'})"
         )
         # A failed probe's words are in the problem line below.

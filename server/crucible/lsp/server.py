@@ -125,6 +125,19 @@ class EditorChannel(Protocol):
         """Memory held by the open documents' text (the editor's documents, kept by pygls)."""
         ...
 
+    async def ask(self, message: str, actions: tuple[str, ...]) -> str | None:
+        """window/showMessageRequest: the title of the action the user chose, or None."""
+        ...
+
+    async def begin_progress(self, title: str) -> str | None:
+        """Start a $/progress (server-initiated work done progress); None when the client
+        cannot show one."""
+        ...
+
+    def report_progress(self, token: str, percentage: int, message: str) -> None: ...
+
+    def end_progress(self, token: str, message: str) -> None: ...
+
 
 class CrucibleLanguageServer(LanguageServer):
     """The language server: pygls plus the backend and a little per-session state."""
@@ -185,6 +198,45 @@ class CrucibleLanguageServer(LanguageServer):
 
     def documents_bytes(self) -> int:
         return open_documents_bytes(self.workspace)
+
+    async def ask(self, message: str, actions: tuple[str, ...]) -> str | None:
+        window = self.client_capabilities.window
+        if window is None or window.show_message is None:
+            # Only a client that says it shows message requests is asked: a bare client
+            # (a script, a test harness) would never answer, or answer an error.
+            return None
+        params = types.ShowMessageRequestParams(
+            type=types.MessageType.Info,
+            message=message,
+            actions=[types.MessageActionItem(title=action) for action in actions],
+        )
+        try:
+            chosen = await self.window_show_message_request_async(params)
+        except (JsonRpcException, PyglsError) as exc:
+            logger.info("window/showMessageRequest failed: %s", exc)
+            return None
+        return chosen.title if chosen is not None else None
+
+    async def begin_progress(self, title: str) -> str | None:
+        window = self.client_capabilities.window
+        if window is None or not window.work_done_progress:
+            return None
+        token = f"crucible-{time.monotonic_ns()}"
+        try:
+            await self.work_done_progress.create_async(token)
+        except (JsonRpcException, PyglsError) as exc:
+            logger.info("window/workDoneProgress/create failed: %s", exc)
+            return None
+        begin = types.WorkDoneProgressBegin(title=title, percentage=0, cancellable=False)
+        self.work_done_progress.begin(token, begin)
+        return token
+
+    def report_progress(self, token: str, percentage: int, message: str) -> None:
+        report = types.WorkDoneProgressReport(percentage=percentage, message=message)
+        self.work_done_progress.report(token, report)
+
+    def end_progress(self, token: str, message: str) -> None:
+        self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
 
     def watch_parent(self, pid: int | None) -> None:
         """Exit when process ``pid`` (initialize's processId) ends or does not exist."""

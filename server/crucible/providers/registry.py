@@ -22,6 +22,7 @@ from crucible.providers.anthropic import AnthropicProvider
 from crucible.providers.base import Provider
 from crucible.providers.codestral import CodestralProvider
 from crucible.providers.llamacpp import LlamaCppProvider
+from crucible.providers.local import LocalProvider
 from crucible.providers.ollama import OllamaProvider
 from crucible.providers.openai import OpenAIProvider
 
@@ -33,6 +34,7 @@ _CLASSES: dict[ProviderKind, Callable[[ProviderSettings], Provider]] = {
     ProviderKind.LLAMACPP: LlamaCppProvider,
     ProviderKind.ANTHROPIC: AnthropicProvider,
     ProviderKind.CODESTRAL: CodestralProvider,
+    ProviderKind.LOCAL: LocalProvider,
 }
 
 
@@ -60,12 +62,14 @@ def is_local(settings: ProviderSettings) -> bool:
 
 def identity(settings: ProviderSettings) -> tuple[str, ...]:
     """What in a provider's settings determines its answers: part of every cache key."""
+    served = (settings.model_path,) if settings.kind is ProviderKind.LOCAL else ()
     return (
         settings.name,
         str(settings.kind),
         settings.base_url,
         settings.model,
         settings.fim_template,
+        *served,  # the local kind's model is the file it serves
     )
 
 

@@ -1,0 +1,127 @@
+"""The provider Crucible uses when the user configured none: Ollama, or its own local model.
+
+In order:
+
+1. Ollama, when it answers at its address (``OLLAMA_HOST``, as Ollama itself reads it, else
+   ``http://127.0.0.1:11434``);
+2. else the ``local`` kind with the catalogue's default model, when the ``local`` extra is
+   installed and the model is downloaded (``crucible-lsp models pull``);
+3. else, with the extra installed, the model may be downloaded, but only with the user's
+   consent (``ask_consent``: the server asks through ``window/showMessageRequest``); nothing is
+   ever downloaded silently;
+4. else Ollama at its address all the same: the status and ``doctor`` say why nothing answers.
+
+``decide`` is the pure rule (tested on every combination); ``choose`` looks at this machine.
+``App`` and ``doctor`` both use ``choose``, so they choose alike and say the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from crucible.config.settings import (
+    DEFAULT_LOCAL_MODEL,
+    ProviderKind,
+    ProviderSettings,
+    default_base_url,
+)
+from crucible.local.catalogue import find
+from crucible.local.models import catalogue_source
+from crucible.local.process import extra_installed
+from crucible.providers.ollama import OllamaProvider
+
+_PROBE_TIMEOUT_S = 1.5  # Ollama on loopback answers in milliseconds, or not at all
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultChoice:
+    provider: ProviderSettings
+    reason: str
+    ask_consent: bool = False  # the local model could be downloaded, if the user agrees
+
+    @property
+    def kind(self) -> str:
+        return str(self.provider.kind)
+
+
+def unconfigured(providers: Sequence[ProviderSettings]) -> bool:
+    """Whether ``providers`` is the schema's default (no ``[[providers]]`` anywhere)."""
+    return tuple(providers) == (ProviderSettings(),)
+
+
+def ollama_address(env: Mapping[str, str] = os.environ) -> str:
+    host = env.get("OLLAMA_HOST", "").strip().rstrip("/")
+    if not host:
+        return default_base_url(ProviderKind.OLLAMA)
+    return host if "://" in host else f"http://{host}"
+
+
+def local_default() -> ProviderSettings:
+    return ProviderSettings(
+        name="local",
+        kind=ProviderKind.LOCAL,
+        base_url=default_base_url(ProviderKind.LOCAL),
+        model=DEFAULT_LOCAL_MODEL,
+    )
+
+
+def decide(
+    *, ollama_url: str, ollama_answers: bool, extra: bool, model_present: bool
+) -> DefaultChoice:
+    ollama = ProviderSettings(base_url=ollama_url)
+    if ollama_answers:
+        return DefaultChoice(ollama, f"Ollama answers at {ollama_url}")
+    if not extra:
+        return DefaultChoice(
+            ollama,
+            f"Ollama does not answer at {ollama_url}, and the local kind is not installed"
+            " (pip install 'crucible-lsp[local]' to run a model without Ollama)",
+        )
+    if model_present:
+        return DefaultChoice(
+            local_default(),
+            f"Ollama does not answer at {ollama_url}; the local model {DEFAULT_LOCAL_MODEL}"
+            " is downloaded, so Crucible runs it itself",
+        )
+    return DefaultChoice(
+        ollama,
+        f"Ollama does not answer at {ollama_url}, and the local model {DEFAULT_LOCAL_MODEL}"
+        f" is not downloaded (crucible-lsp models pull {DEFAULT_LOCAL_MODEL})",
+        ask_consent=True,
+    )
+
+
+async def ollama_answers(url: str) -> bool:
+    provider = OllamaProvider(ProviderSettings(base_url=url, connect_timeout_ms=500))
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            result = await provider.probe()
+    except TimeoutError:
+        return False
+    finally:
+        await provider.aclose()
+    # A server that answers but lacks the model is still Ollama answering: the user sees
+    # "model not found" with the pull command, better than a second model on the machine.
+    return result.ok or result.model_present is False
+
+
+async def choose(env: Mapping[str, str] = os.environ) -> DefaultChoice:
+    url = ollama_address(env)
+    return decide(
+        ollama_url=url,
+        ollama_answers=await ollama_answers(url),
+        extra=extra_installed(),
+        model_present=catalogue_source(DEFAULT_LOCAL_MODEL, env).present,
+    )
+
+
+def consent_question() -> str:
+    entry = find(DEFAULT_LOCAL_MODEL)
+    assert entry is not None  # a test keeps DEFAULT_LOCAL_MODEL in the catalogue
+    return (
+        f"Crucible: no model server answers (Ollama is not running). Download {entry.summary}"
+        f" ({entry.size / 1e9:.1f} GB, once) and run it on this machine?"
+    )
