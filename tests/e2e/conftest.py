@@ -1,6 +1,7 @@
 """End-to-end harness: the real server process over stdio, a real loopback provider.
 
-``lsp_session`` starts ``python -m crucible --stdio`` with pytest-lsp, isolated from the
+``lsp_session`` starts ``python -m crucible --stdio`` with pytest-lsp (forked from a preloaded
+interpreter: ``tests/forked_servers.py`` says why and what stays spawned), isolated from the
 user's own configuration and cache (XDG_CONFIG_HOME and XDG_CACHE_HOME point into tmp_path),
 initializes it with the given options and capabilities, and shuts it down cleanly afterwards.
 """
@@ -19,8 +20,10 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from tests.fakes.provider import FakeProvider
+from tests.forked_servers import ForkServer
 
-SERVER = [sys.executable, "-m", "crucible", "--stdio", "--log-level", "DEBUG"]
+SERVER_ARGS = ["--stdio", "--log-level", "DEBUG"]
+SERVER = [sys.executable, "-m", "crucible", *SERVER_ARGS]
 
 
 def inline_capabilities() -> types.ClientCapabilities:
@@ -68,7 +71,7 @@ def fake() -> Iterator[FakeProvider]:
 
 
 @pytest.fixture
-def lsp_session(tmp_path: Path) -> Session:
+def lsp_session(tmp_path: Path, fork_server: ForkServer | None) -> Session:
     @asynccontextmanager
     async def session(
         init_options: Any = None,
@@ -87,7 +90,12 @@ def lsp_session(tmp_path: Path) -> Session:
             "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
             **(env or {}),
         }
-        config = ClientServerConfig(server_command=[*SERVER, *args], server_env=server_env)
+        command = (
+            [*SERVER, *args]
+            if fork_server is None
+            else fork_server.command([*SERVER_ARGS, *args])
+        )
+        config = ClientServerConfig(server_command=command, server_env=server_env)
         client = await config.start()
         watch_status(client)
         try:
