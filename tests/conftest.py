@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from tests import forked_servers
 from tests.forked_servers import ForkServer
 

@@ -23,9 +23,7 @@ def main() -> int:
     connection.connect(socket_path)
     request = json.dumps({"args": args, "env": dict(os.environ), "cwd": os.getcwd()})
     fds = array.array("i", [0, 1, 2])
-    connection.sendmsg(
-        [request.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())]
-    )
+    connection.sendmsg([request.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
     reader = connection.makefile("rb")
     child = 0
 

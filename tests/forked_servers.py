@@ -125,13 +125,9 @@ def _reap(waiting: dict[int, socket.socket]) -> None:
             connection.close()
 
 
-def _fork_one(
-    connection: socket.socket, *inherited: socket.socket
-) -> int | None:
+def _fork_one(connection: socket.socket, *inherited: socket.socket) -> int | None:
     fds = array.array("i")
-    message, ancillary, _, _ = connection.recvmsg(
-        _MAX_REQUEST, socket.CMSG_LEN(3 * fds.itemsize)
-    )
+    message, ancillary, _, _ = connection.recvmsg(_MAX_REQUEST, socket.CMSG_LEN(3 * fds.itemsize))
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])

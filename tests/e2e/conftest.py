@@ -91,9 +91,7 @@ def lsp_session(tmp_path: Path, fork_server: ForkServer | None) -> Session:
             **(env or {}),
         }
         command = (
-            [*SERVER, *args]
-            if fork_server is None
-            else fork_server.command([*SERVER_ARGS, *args])
+            [*SERVER, *args] if fork_server is None else fork_server.command([*SERVER_ARGS, *args])
         )
         config = ClientServerConfig(server_command=command, server_env=server_env)
         client = await config.start()
