@@ -77,6 +77,7 @@ from crucible.runtime.telemetry import Telemetry
 from crucible.scheduling.debounce import AdaptiveDebounce
 from crucible.scheduling.latest import LatestWins, Ticket
 from crucible.scheduling.singleflight import Seat, SingleFlight
+from crucible.scheduling.speculation import SpeculativeStarts
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class _RequestState:
     reuse: Reuse | None = None  # on an in-flight stream this request continues
     samples: list[Seat[Suggestion]] = field(default_factory=list)  # alternatives' flights
     ticket: Ticket | None = None  # the document's ticket, once taken (``complete``)
+    speculative: bool = False  # goes upstream when a pause begins, before the burst surely ended
     outcome: str = "empty"
 
     @property
@@ -153,6 +155,10 @@ class CompletionService:
         self._sleep = sleep
         self._clock = clock
         self._debounce = AdaptiveDebounce(settings, clock=clock)
+        # Whether requests may start when a pause begins, and each document's speculative
+        # stream awaiting its verdict (the next request) with the time the full pause ends.
+        self._speculation = SpeculativeStarts()
+        self._speculating: dict[str, tuple[StreamJob, float]] = {}
         self._latest = LatestWins()
         self._flights: CompletionFlights = SingleFlight()
         # The prefetch per document, cancelled when that document needs something else.
@@ -216,6 +222,8 @@ class CompletionService:
         idle): rhythm, pending request, newest prefix, prefetch, type-through anchors."""
         self._last_active.pop(uri, None)
         self._debounce.forget(uri)
+        self._speculation.forget(uri)
+        self._speculating.pop(uri, None)
         self._latest.forget(uri)
         self._newest_prefix.pop(uri, None)
         self._prefetches.cancel(uri)
@@ -265,6 +273,7 @@ class CompletionService:
         # Seats are taken before superseding the request that started a stream, so the
         # stream is not abandoned in between.
         self._take_seats(state)
+        self._judge_speculation(state)
         document = request.snapshot.uri
         self._last_active[document] = state.started
         self._newest_prefix[document] = state.window.prefix
@@ -385,6 +394,8 @@ class CompletionService:
 
     async def _continued(self, state: _RequestState, plan: Plan) -> Suggestion | None:
         rest = await state.reuse.rest() if state.reuse is not None else None
+        if state.reuse is not None:
+            self._judged(state.request.snapshot.uri, state.reuse.job, kept=rest is not None)
         if rest is None:
             return None
         self._telemetry.mark("reused")
@@ -404,12 +415,17 @@ class CompletionService:
         if request.invoked:
             return None
         document = request.snapshot.uri
-        delay = self._debounce.delay_ms(
-            document, window.line_prefix, window.line_suffix, invoked=request.invoked
+        wait = self._debounce.wait(
+            document,
+            window.line_prefix,
+            window.line_suffix,
+            early=self._speculation.allowed(document),
         )
+        delay, state.speculative = wait.ms, wait.speculative
         if logger.isEnabledFor(logging.DEBUG):
             described = self._debounce.describe(document)
-            logger.debug("completion %d: debounce %.0f ms %s", state.id, delay, described)
+            kind = "speculative " if wait.speculative else ""
+            logger.debug("completion %d: %sdebounce %.0f ms %s", state.id, kind, delay, described)
         waited = self._clock()
         await self._sleep(delay / 1000)
         self._telemetry.stage("debounce", (self._clock() - waited) * 1000)
@@ -429,7 +445,49 @@ class CompletionService:
             job = StreamJob(request.snapshot, request.offset, window)
             warm = (lambda: self._leads_to_newest(job)) if self._warm_prompts else None
             flight = self._start_flight(plan, job, warm=warm)
+            self._sent(state, job)
         return await flight.wait()
+
+    # -- speculative starts ------------------------------------------------------------------
+
+    def _sent(self, state: _RequestState, job: StreamJob) -> None:
+        """A request's own stream started; a speculative one awaits its verdict: the
+        document's next request before the full pause would have ended."""
+        document = state.request.snapshot.uri
+        self._speculation.sent(document, speculative=state.speculative)
+        if state.speculative and not state.request.invoked:
+            window = state.window
+            pause_s = self._debounce.pause_ms(document, window.line_prefix, window.line_suffix)
+            self._speculating[document] = (job, self._clock() + pause_s / 1000)
+            logger.debug("completion %d: started speculatively", state.id)
+
+    def _judge_speculation(self, state: _RequestState) -> None:
+        """A new request for a document with a speculative stream pending: after the full
+        pause, it was kept (the user had stopped); a type-through of its suggestion keeps
+        it; a seat on its stream defers the verdict to the stream's end (``_continued``);
+        anything else (the key did not fit) wastes it."""
+        document = state.request.snapshot.uri
+        pending = self._speculating.get(document)
+        if pending is None:
+            return
+        job, until = pending
+        if self._clock() >= until or state.typed is not None:
+            self._judged(document, job, kept=True)
+            return
+        flight = self._flights.get(state.plan.key) if state.plan is not None else None
+        seated = state.reuse.job if state.reuse is not None else None
+        if job in (seated, flight.job if state.joined is not None and flight else None):
+            return
+        self._judged(document, job, kept=False)
+
+    def _judged(self, document: str, job: StreamJob, *, kept: bool) -> None:
+        pending = self._speculating.get(document)
+        if pending is None or pending[0] is not job:
+            return
+        del self._speculating[document]
+        self._speculation.judged(document, kept=kept)
+        if not kept:
+            logger.debug("speculative stream for %s wasted: the next key did not fit", document)
 
     # -- after the first suggestion ----------------------------------------------------------
 
@@ -612,6 +670,10 @@ class CompletionService:
             "documents": self.documents(),
             "background_tasks": self.background_tasks(),
         }
+
+    def speculation_snapshot(self) -> dict[str, int]:
+        """Requests started when a pause began, and how many were kept and wasted."""
+        return self._speculation.snapshot()
 
 
 def _processed(raw: str, window: ContextWindow) -> Suggestion:
