@@ -458,6 +458,12 @@ class SpeedFigures:
     calls_mean: float
     calls_median: float
     ahead_mean: float  # calls past the typed text (prefetch), included in calls
+    # Where the calls went (the per-request timeline): last keystroke -> the first call after
+    # it, median over the bursts with one; calls received before the last keystroke (mid-burst)
+    # and calls the server closed before their answer ended (superseded, cancelled), per burst.
+    start_p50_ms: float | None = None
+    before_last_mean: float = 0.0
+    abandoned_mean: float = 0.0
 
 
 def speed_figures(
@@ -483,6 +489,9 @@ def speed_figures(
             calls_mean=statistics.fmean(calls),
             calls_median=statistics.median(calls),
             ahead_mean=statistics.fmean(extra) if extra else 0.0,
+            start_p50_ms=_median([x.start_ms for x in found if x.start_ms is not None]),
+            before_last_mean=statistics.fmean(x.before_last for x in found),
+            abandoned_mean=statistics.fmean(x.abandoned for x in found),
         )
     return by_speed
 
@@ -490,7 +499,10 @@ def speed_figures(
 def speed_table(by_speed: dict[tuple[str, str], SpeedFigures], systems: Sequence[str]) -> str:
     """Per typing speed and system: latency p50/p90 (ratio to tabby-agent's), calls per burst
     (mean, median) and of them ahead of the typed text, and the issue's target judged."""
-    head = f"{'speed':9}  {'system':15}     p50     p90  miss  calls  median  ahead  vs tabby-agent"
+    head = (
+        f"{'speed':9}  {'system':15}     p50     p90  miss  calls  median  ahead  start  mid"
+        "  closed  vs tabby-agent"
+    )
     lines = [head, "-" * len(head)]
     for label, _, _ in SPEEDS:
         tabby = by_speed.get((label, "tabby-agent"))
@@ -509,7 +521,8 @@ def speed_table(by_speed: dict[tuple[str, str], SpeedFigures], systems: Sequence
             lines.append(
                 f"{label if index == 0 else '':9}  {system:15} {_ms(f.p50_ms):>7} "
                 f"{_ms(f.p90_ms):>7} {f.misses:5d} {f.calls_mean:6.2f} {f.calls_median:7.1f} "
-                f"{f.ahead_mean:6.2f}  {verdict}"
+                f"{f.ahead_mean:6.2f} {_ms(f.start_p50_ms):>6} {f.before_last_mean:4.1f}"
+                f" {f.abandoned_mean:7.2f}  {verdict}"
             )
     return "\n".join(lines)
 
