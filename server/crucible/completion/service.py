@@ -669,6 +669,8 @@ class CompletionService:
             "prefetch_paused": self._prefetch_paused,
             "documents": self.documents(),
             "background_tasks": self.background_tasks(),
+            # Requests started when a pause began, and the verdicts on them (the next key).
+            **{f"speculative_{k}": v for k, v in self._speculation.snapshot().items()},
         }
 
     def speculation_snapshot(self) -> dict[str, int]:
