@@ -54,6 +54,7 @@ import asyncio
 import json
 import math
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -586,11 +587,21 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
             fake, typing_launches, settings, statuses
         )
         typing_s = time.perf_counter() - started
+        if settings.logs:
+            _keep_logs(root / "typing", settings.logs)
     skipped.update({name: why for name, why in typing_skipped.items() if name not in skipped})
     report = _report(settings, bursts, startups, (samples, ahead), skipped, (startup_s, typing_s))
     print(prefetch_table(statuses))
     report["prefetch"] = {name: status.get("prefetch") for name, status in statuses.items()}
     return report
+
+
+def _keep_logs(root: Path, into: Path) -> None:
+    """Each Crucible's server log of the typing sessions (DEBUG), copied out of the scratch
+    folder: when each request went upstream, speculatively or not, and what became of it."""
+    into.mkdir(parents=True, exist_ok=True)
+    for log in root.glob("*/server.log"):
+        shutil.copyfile(log, into / f"{log.parent.name}.log")
 
 
 def prefetch_table(statuses: dict[str, dict[str, Any]]) -> str:
@@ -621,11 +632,17 @@ def _launches_for_typing(
     """Fresh scratch folders for the typing sessions (no state from the start-up runs)."""
     cache = _peer_servers.cache_root()
     names = {launch.name for launch in started}
-    found = [_peer_servers.crucible(root, fake.base_url, MODEL)]
+    level = "DEBUG" if settings.logs else "INFO"
+    found = [_peer_servers.crucible(root, fake.base_url, MODEL, level)]
     if settings.baseline is not None:
         found.append(
             _peer_servers.crucible(
-                root, fake.base_url, MODEL, name="crucible-before", checkout=settings.baseline
+                root,
+                fake.base_url,
+                MODEL,
+                level,
+                name="crucible-before",
+                checkout=settings.baseline,
             )
         )
     if "tabby-agent" in names:
@@ -710,6 +727,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--baseline", type=Path, help="another checkout, typed into as crucible-before")
     add("--json", type=Path, help="also write the figures here")
+    add("--logs", type=Path, help="keep each Crucible's typing log (at DEBUG) in this folder")
     return parser
 
 
