@@ -197,3 +197,33 @@ async def test_a_key_that_does_not_fit_cancels_the_speculative_stream_at_its_fir
     # for the first stream's end (a second later).
     assert 0.2 <= second.started - typed <= 0.23
     assert service.speculation_snapshot() == {"started": 1, "kept": 0, "wasted": 1}
+
+
+async def test_keys_that_keep_a_seat_past_the_pause_do_not_make_a_wasted_stream_kept() -> None:
+    time = FakeTime()
+    replies = [
+        Reply(chunks=("eturn a + b",), first_byte=0.5),  # a slow provider: after the pause
+        Reply(chunks=("se b",), first_byte=0.15),
+    ]
+    provider = ScriptedProvider("local", time, replies)
+    service, _, _ = service_on(time, provider)
+    learned(time, service)
+
+    async def typing() -> Any:
+        text = "def add(a, b):\n    r"
+        asked = []
+        for index, key in enumerate(("", "a", "i")):  # "rai": not what the stream will say
+            if index:
+                await time.sleep(0.12 if index == 1 else 0.3)
+            text += key
+            service.document_changed("file:///w/add.py")
+            request = CompletionRequest(snapshot(text, index + 1), len(text))
+            asked.append(asyncio.ensure_future(service.complete(request)))
+        return await asyncio.gather(*asked)
+
+    answers = await time.run(typing())
+
+    assert answers[-1] is not None and answers[-1].text == "se b"
+    # "i" came after the pause that ends a burst would have ended, while "a" sat on the
+    # stream: the verdict is still the stream's, which did not fit.
+    assert service.speculation_snapshot() == {"started": 1, "kept": 0, "wasted": 1}

@@ -135,6 +135,15 @@ class _RequestState:
 Stage = Callable[[_RequestState, Plan], Awaitable[Suggestion | None]]
 
 
+@dataclass(slots=True)
+class _Speculation:
+    """A document's stream started when a pause began, awaiting its verdict."""
+
+    job: StreamJob
+    until: float  # when the pause that ends a burst would have ended (the service's clock)
+    deferred: bool = False  # a request took a seat on it: its text decides
+
+
 class CompletionService:
     """Turns a storm of completion requests into few provider streams and fresh suggestions."""
 
@@ -158,7 +167,7 @@ class CompletionService:
         # Whether requests may start when a pause begins, and each document's speculative
         # stream awaiting its verdict (the next request) with the time the full pause ends.
         self._speculation = SpeculativeStarts()
-        self._speculating: dict[str, tuple[StreamJob, float]] = {}
+        self._speculating: dict[str, _Speculation] = {}
         self._latest = LatestWins()
         self._flights: CompletionFlights = SingleFlight()
         # The prefetch per document, cancelled when that document needs something else.
@@ -458,36 +467,38 @@ class CompletionService:
         if state.speculative and not state.request.invoked:
             window = state.window
             pause_s = self._debounce.pause_ms(document, window.line_prefix, window.line_suffix)
-            self._speculating[document] = (job, self._clock() + pause_s / 1000)
+            self._speculating[document] = _Speculation(job, self._clock() + pause_s / 1000)
             logger.debug("completion %d: started speculatively", state.id)
 
     def _judge_speculation(self, state: _RequestState) -> None:
-        """A new request for a document with a speculative stream pending: after the full
-        pause, it was kept (the user had stopped); a type-through of its suggestion keeps
-        it; a seat on its stream defers the verdict to the stream's end (``_continued``);
+        """A new request for a document with a speculative stream pending. The first one
+        judges: after the full pause, it was kept (the user had stopped); a type-through of
+        its suggestion keeps it; a seat on its stream defers the verdict to whether the
+        stream's text serves a request (``_continued``), and so do later seats on it;
         anything else (the key did not fit) wastes it."""
         document = state.request.snapshot.uri
         pending = self._speculating.get(document)
         if pending is None:
             return
-        job, until = pending
-        if self._clock() >= until or state.typed is not None:
+        job = pending.job
+        if (not pending.deferred and self._clock() >= pending.until) or state.typed is not None:
             self._judged(document, job, kept=True)
             return
         flight = self._flights.get(state.plan.key) if state.plan is not None else None
-        seated = state.reuse.job if state.reuse is not None else None
-        if job in (seated, flight.job if state.joined is not None and flight else None):
+        joined = flight.job if state.joined is not None and flight is not None else None
+        if job is joined or (state.reuse is not None and state.reuse.job is job):
+            pending.deferred = True
             return
         self._judged(document, job, kept=False)
 
     def _judged(self, document: str, job: StreamJob, *, kept: bool) -> None:
         pending = self._speculating.get(document)
-        if pending is None or pending[0] is not job:
+        if pending is None or pending.job is not job:
             return
         del self._speculating[document]
         self._speculation.judged(document, kept=kept)
-        if not kept:
-            logger.debug("speculative stream for %s wasted: the next key did not fit", document)
+        verdict = "kept" if kept else "wasted: the next key did not fit"
+        logger.debug("speculative stream for %s %s", document, verdict)
 
     # -- after the first suggestion ----------------------------------------------------------
 
