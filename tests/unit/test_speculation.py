@@ -57,11 +57,45 @@ def test_fixed_mode_and_invoked_requests_never_start_early() -> None:
     assert invoked.ms == 0.0 and not invoked.speculative
 
 
+def wasted(starts: SpeculativeStarts, document: str = DOC) -> None:
+    """A speculative start whose next key did not fit (no seat on its stream)."""
+    starts.sent(document, object(), speculative=True, until=10.0)
+    starts.arrived(document, 1.0, typed_through=False)
+
+
+def kept(starts: SpeculativeStarts, document: str = DOC) -> None:
+    """A speculative start whose next key sat on its stream, which served it."""
+    stream = object()
+    starts.sent(document, stream, speculative=True, until=10.0)
+    starts.arrived(document, 1.0, typed_through=False, seated_on=stream)
+    starts.stream_ended(document, stream, served=True)
+
+
+def test_the_next_request_judges_a_speculative_start() -> None:
+    starts = SpeculativeStarts()
+    stream = object()
+    starts.sent(DOC, stream, speculative=True, until=10.0)
+    starts.arrived(DOC, 1.0, typed_through=False, seated_on=stream)  # the verdict waits
+    starts.arrived(DOC, 11.0, typed_through=False, seated_on=stream)  # even past the pause
+    assert starts.snapshot() == {"started": 1, "kept": 0, "wasted": 0}
+    starts.stream_ended(DOC, object(), served=True)  # another stream: not this one's verdict
+    starts.stream_ended(DOC, stream, served=False)  # its text did not fit
+    assert starts.snapshot() == {"started": 1, "kept": 0, "wasted": 1}
+    starts.sent(DOC, speculative=False)
+    # After the pause (the user had stopped) or typed through: kept.
+    starts.sent(DOC, object(), speculative=True, until=10.0)
+    starts.arrived(DOC, 10.0, typed_through=False)
+    starts.sent(DOC, object(), speculative=True, until=10.0)
+    starts.arrived(DOC, 2.0, typed_through=True)
+    assert starts.snapshot() == {"started": 3, "kept": 2, "wasted": 1}
+    starts.arrived(DOC, 3.0, typed_through=False)  # nothing pending: no verdict
+    assert starts.snapshot()["wasted"] == 1
+
+
 def test_a_wasted_speculation_stops_it_in_that_burst_only() -> None:
     starts = SpeculativeStarts()
     assert starts.allowed(DOC)
-    starts.sent(DOC, speculative=True)
-    starts.judged(DOC, kept=False)  # the next key did not fit
+    wasted(starts)  # the next key did not fit
     assert not starts.allowed(DOC)  # the rest of the burst waits the full pause
     assert starts.allowed("file:///other.py")
     starts.sent(DOC, speculative=False)  # the burst ended at the full pause
@@ -71,8 +105,7 @@ def test_a_wasted_speculation_stops_it_in_that_burst_only() -> None:
 def test_speculation_stops_where_it_does_not_pay_and_explores_to_come_back() -> None:
     starts = SpeculativeStarts()
     for document in (DOC, "file:///other.py"):
-        starts.sent(document, speculative=True)
-        starts.judged(document, kept=False)
+        wasted(starts, document)
     assert not starts.allowed("file:///third.py")  # two wasted in a row: 2 kept of 4 < 2 / 3
     allowed = []
     for _ in range(4):
@@ -80,8 +113,7 @@ def test_speculation_stops_where_it_does_not_pay_and_explores_to_come_back() -> 
         allowed.append(starts.allowed(DOC))
     assert allowed == [False, False, False, True]  # one burst in four explores
     for _ in range(4):
-        starts.sent(DOC, speculative=True)
-        starts.judged(DOC, kept=True)
+        kept(starts)
     assert starts.allowed(DOC)  # kept again: 6 of 8
     assert starts.snapshot() == {"started": 6, "kept": 4, "wasted": 2}
 

@@ -135,15 +135,6 @@ class _RequestState:
 Stage = Callable[[_RequestState, Plan], Awaitable[Suggestion | None]]
 
 
-@dataclass(slots=True)
-class _Speculation:
-    """A document's stream started when a pause began, awaiting its verdict."""
-
-    job: StreamJob
-    until: float  # when the pause that ends a burst would have ended (the service's clock)
-    deferred: bool = False  # a request took a seat on it: its text decides
-
-
 class CompletionService:
     """Turns a storm of completion requests into few provider streams and fresh suggestions."""
 
@@ -164,10 +155,8 @@ class CompletionService:
         self._sleep = sleep
         self._clock = clock
         self._debounce = AdaptiveDebounce(settings, clock=clock)
-        # Whether requests may start when a pause begins, and each document's speculative
-        # stream awaiting its verdict (the next request) with the time the full pause ends.
+        # Whether requests may start when a pause begins, and the verdicts on those that did.
         self._speculation = SpeculativeStarts()
-        self._speculating: dict[str, _Speculation] = {}
         self._latest = LatestWins()
         self._flights: CompletionFlights = SingleFlight()
         # The prefetch per document, cancelled when that document needs something else.
@@ -232,7 +221,6 @@ class CompletionService:
         self._last_active.pop(uri, None)
         self._debounce.forget(uri)
         self._speculation.forget(uri)
-        self._speculating.pop(uri, None)
         self._latest.forget(uri)
         self._newest_prefix.pop(uri, None)
         self._prefetches.cancel(uri)
@@ -282,7 +270,12 @@ class CompletionService:
         # Seats are taken before superseding the request that started a stream, so the
         # stream is not abandoned in between.
         self._take_seats(state)
-        self._judge_speculation(state)
+        self._speculation.arrived(
+            request.snapshot.uri,
+            state.started,
+            typed_through=state.typed is not None,
+            seated_on=self._seated_on(state),
+        )
         document = request.snapshot.uri
         self._last_active[document] = state.started
         self._newest_prefix[document] = state.window.prefix
@@ -404,7 +397,8 @@ class CompletionService:
     async def _continued(self, state: _RequestState, plan: Plan) -> Suggestion | None:
         rest = await state.reuse.rest() if state.reuse is not None else None
         if state.reuse is not None:
-            self._judged(state.request.snapshot.uri, state.reuse.job, kept=rest is not None)
+            document = state.request.snapshot.uri
+            self._speculation.stream_ended(document, state.reuse.job, served=rest is not None)
         if rest is None:
             return None
         self._telemetry.mark("reused")
@@ -460,45 +454,22 @@ class CompletionService:
     # -- speculative starts ------------------------------------------------------------------
 
     def _sent(self, state: _RequestState, job: StreamJob) -> None:
-        """A request's own stream started; a speculative one awaits its verdict: the
-        document's next request before the full pause would have ended."""
-        document = state.request.snapshot.uri
-        self._speculation.sent(document, speculative=state.speculative)
-        if state.speculative and not state.request.invoked:
-            window = state.window
-            pause_s = self._debounce.pause_ms(document, window.line_prefix, window.line_suffix)
-            self._speculating[document] = _Speculation(job, self._clock() + pause_s / 1000)
+        """A request's own stream started; a speculative one awaits its verdict (the
+        document's next request) until the pause that ends the burst would have ended."""
+        document, window = state.request.snapshot.uri, state.window
+        until = 0.0
+        if state.speculative:
+            pause_ms = self._debounce.pause_ms(document, window.line_prefix, window.line_suffix)
+            until = self._debounce.last_activity(document) + pause_ms / 1000
             logger.debug("completion %d: started speculatively", state.id)
+        self._speculation.sent(document, job, speculative=state.speculative, until=until)
 
-    def _judge_speculation(self, state: _RequestState) -> None:
-        """A new request for a document with a speculative stream pending. The first one
-        judges: after the full pause, it was kept (the user had stopped); a type-through of
-        its suggestion keeps it; a seat on its stream defers the verdict to whether the
-        stream's text serves a request (``_continued``), and so do later seats on it;
-        anything else (the key did not fit) wastes it."""
-        document = state.request.snapshot.uri
-        pending = self._speculating.get(document)
-        if pending is None:
-            return
-        job = pending.job
-        if (not pending.deferred and self._clock() >= pending.until) or state.typed is not None:
-            self._judged(document, job, kept=True)
-            return
+    def _seated_on(self, state: _RequestState) -> StreamJob | None:
+        """The stream whose text this request will take: the identical one, or a continued one."""
+        if state.reuse is not None:
+            return state.reuse.job
         flight = self._flights.get(state.plan.key) if state.plan is not None else None
-        joined = flight.job if state.joined is not None and flight is not None else None
-        if job is joined or (state.reuse is not None and state.reuse.job is job):
-            pending.deferred = True
-            return
-        self._judged(document, job, kept=False)
-
-    def _judged(self, document: str, job: StreamJob, *, kept: bool) -> None:
-        pending = self._speculating.get(document)
-        if pending is None or pending.job is not job:
-            return
-        del self._speculating[document]
-        self._speculation.judged(document, kept=kept)
-        verdict = "kept" if kept else "wasted: the next key did not fit"
-        logger.debug("speculative stream for %s %s", document, verdict)
+        return flight.job if state.joined is not None and flight is not None else None
 
     # -- after the first suggestion ----------------------------------------------------------
 

@@ -225,6 +225,13 @@ class AdaptiveDebounce:
         start = _SPECULATE_GAPS * self._gap_ms(rhythm)
         return min(max(start, self._min_ms), self._max_ms)
 
+    def last_activity(self, document: str) -> float:
+        """When ``document`` was last edited or asked about (the clock's time; now if never):
+        what the deadlines count from."""
+        rhythm = self._documents.get(document)
+        active = [] if rhythm is None else [rhythm.last_keystroke, rhythm.last_request]
+        return max((t for t in active if t is not None), default=self._clock())
+
     def forget(self, document: str) -> None:
         """``document`` was closed."""
         self._documents.pop(document, None)
