@@ -95,7 +95,9 @@ def test_the_next_request_judges_a_speculative_start() -> None:
 def test_a_wasted_speculation_stops_it_in_that_burst_only() -> None:
     starts = SpeculativeStarts()
     assert starts.allowed(DOC)
-    wasted(starts)  # the next key did not fit
+    kept(starts)
+    kept(starts)
+    wasted(starts)  # the next key did not fit; 3 kept of 4 with the prior: it still pays
     assert not starts.allowed(DOC)  # the rest of the burst waits the full pause
     assert starts.allowed("file:///other.py")
     starts.sent(DOC, speculative=False)  # the burst ended at the full pause
@@ -104,17 +106,19 @@ def test_a_wasted_speculation_stops_it_in_that_burst_only() -> None:
 
 def test_speculation_stops_where_it_does_not_pay_and_explores_to_come_back() -> None:
     starts = SpeculativeStarts()
-    for document in (DOC, "file:///other.py"):
-        wasted(starts, document)
-    assert not starts.allowed("file:///third.py")  # two wasted in a row: 2 kept of 4 < 2 / 3
+    kept(starts)
+    wasted(starts, "file:///other.py")
+    assert starts.allowed("file:///third.py")  # one kept, one wasted: 2 of 3 (with the prior)
+    wasted(starts, "file:///other.py")
+    assert not starts.allowed("file:///third.py")  # 2 of 4 < 2 / 3
     allowed = []
     for _ in range(4):
         starts.sent(DOC, speculative=False)  # bursts end at the full pause
         allowed.append(starts.allowed(DOC))
     assert allowed == [False, False, False, True]  # one burst in four explores
-    for _ in range(4):
+    for _ in range(3):
         kept(starts)
-    assert starts.allowed(DOC)  # kept again: 6 of 8
+    assert starts.allowed(DOC)  # kept again: 5 of 7
     assert starts.snapshot() == {"started": 6, "kept": 4, "wasted": 2}
 
 

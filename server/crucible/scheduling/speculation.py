@@ -38,9 +38,9 @@ logger = logging.getLogger(__name__)
 # at 30-90 ms between keys.
 _KEEP_MIN = 2 / 3
 _WINDOW = 12  # the user's last verdicts: a change of model or of code shows within a dozen
-# Optimistic start: two kept pseudo-verdicts, so one early waste does not stop speculation
-# (2 / 3 still passes), two in a row do.
-_PRIOR_KEPT = 2
+# One kept pseudo-verdict: speculation starts on, and a first waste (1 / 2) stops it until a
+# kept one (explored, or after a burst that did not speculate) outweighs it.
+_PRIOR_KEPT = 1
 # While speculation does not pay, one burst in this many (a request sent at the full pause)
 # is followed by a speculative start anyway, so a better model or more predictable code is seen.
 _EXPLORE_EVERY = 4
