@@ -22,7 +22,11 @@ Measured:
   ``/api/generate`` per keystroke straight to the provider (``_typists.NaiveTypist``).
 - ``--speeds``: instead of those bursts, the same anchors typed at three speeds (30-60, 60-90
   and 90-120 ms between keys), and a table per speed: latency p50/p90, provider calls per burst
-  (mean, median), of which *ahead* (a prompt past the text the user typed: a prefetch).
+  (mean, median), of which *ahead* (a prompt past the text the user typed: a prefetch); and
+  where the calls went: *start* (last keystroke -> the first call received after it, median),
+  *mid* (calls received before the last keystroke) and *closed* (calls the server closed before
+  their answer ended), per burst.
+- ``--logs PATH``: each Crucible's server log of the typing, at DEBUG, kept in ``PATH``.
 - ``--mispredict F``: the fake answers a fraction ``F`` of prompts wrongly (by a hash of the
   prompt's last line), as a real model does: a request fired mid-burst whose answer the next
   key does not fit then costs a call, which a fake that always knows the code hides.
