@@ -35,6 +35,10 @@ class Sample:
     max_concurrent: int  # most generation requests the provider served at once
     stale: int = 0  # suggestions that arrived not fitting the text on screen by then
     withdrawn: int = 0  # requests the client cancelled itself (the good client's cancel-previous)
+    # Last keystroke -> the first provider call received after it (None: no call after it, the
+    # answer came from one started before); and the calls received before the last keystroke.
+    start_ms: float | None = None
+    before_last: int = 0
 
 
 @dataclass(frozen=True)

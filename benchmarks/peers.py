@@ -22,7 +22,11 @@ Measured:
   ``/api/generate`` per keystroke straight to the provider (``_typists.NaiveTypist``).
 - ``--speeds``: instead of those bursts, the same anchors typed at three speeds (30-60, 60-90
   and 90-120 ms between keys), and a table per speed: latency p50/p90, provider calls per burst
-  (mean, median), of which *ahead* (a prompt past the text the user typed: a prefetch).
+  (mean, median), of which *ahead* (a prompt past the text the user typed: a prefetch); and
+  where the calls went: *start* (last keystroke -> the first call received after it, median),
+  *mid* (calls received before the last keystroke) and *closed* (calls the server closed before
+  their answer ended), per burst.
+- ``--logs PATH``: each Crucible's server log of the typing, at DEBUG, kept in ``PATH``.
 - ``--mispredict F``: the fake answers a fraction ``F`` of prompts wrongly (by a hash of the
   prompt's last line), as a real model does: a request fired mid-burst whose answer the next
   key does not fit then costs a call, which a fake that always knows the code hides.
@@ -54,6 +58,7 @@ import asyncio
 import json
 import math
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -458,6 +463,12 @@ class SpeedFigures:
     calls_mean: float
     calls_median: float
     ahead_mean: float  # calls past the typed text (prefetch), included in calls
+    # Where the calls went (the per-request timeline): last keystroke -> the first call after
+    # it, median over the bursts with one; calls received before the last keystroke (mid-burst)
+    # and calls the server closed before their answer ended (superseded, cancelled), per burst.
+    start_p50_ms: float | None = None
+    before_last_mean: float = 0.0
+    abandoned_mean: float = 0.0
 
 
 def speed_figures(
@@ -483,6 +494,9 @@ def speed_figures(
             calls_mean=statistics.fmean(calls),
             calls_median=statistics.median(calls),
             ahead_mean=statistics.fmean(extra) if extra else 0.0,
+            start_p50_ms=_median([x.start_ms for x in found if x.start_ms is not None]),
+            before_last_mean=statistics.fmean(x.before_last for x in found),
+            abandoned_mean=statistics.fmean(x.abandoned for x in found),
         )
     return by_speed
 
@@ -490,7 +504,10 @@ def speed_figures(
 def speed_table(by_speed: dict[tuple[str, str], SpeedFigures], systems: Sequence[str]) -> str:
     """Per typing speed and system: latency p50/p90 (ratio to tabby-agent's), calls per burst
     (mean, median) and of them ahead of the typed text, and the issue's target judged."""
-    head = f"{'speed':9}  {'system':15}     p50     p90  miss  calls  median  ahead  vs tabby-agent"
+    head = (
+        f"{'speed':9}  {'system':15}     p50     p90  miss  calls  median  ahead  start  mid"
+        "  closed  vs tabby-agent"
+    )
     lines = [head, "-" * len(head)]
     for label, _, _ in SPEEDS:
         tabby = by_speed.get((label, "tabby-agent"))
@@ -509,7 +526,8 @@ def speed_table(by_speed: dict[tuple[str, str], SpeedFigures], systems: Sequence
             lines.append(
                 f"{label if index == 0 else '':9}  {system:15} {_ms(f.p50_ms):>7} "
                 f"{_ms(f.p90_ms):>7} {f.misses:5d} {f.calls_mean:6.2f} {f.calls_median:7.1f} "
-                f"{f.ahead_mean:6.2f}  {verdict}"
+                f"{f.ahead_mean:6.2f} {_ms(f.start_p50_ms):>6} {f.before_last_mean:4.1f}"
+                f" {f.abandoned_mean:7.2f}  {verdict}"
             )
     return "\n".join(lines)
 
@@ -573,11 +591,21 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
             fake, typing_launches, settings, statuses
         )
         typing_s = time.perf_counter() - started
+        if settings.logs:
+            _keep_logs(root / "typing", settings.logs)
     skipped.update({name: why for name, why in typing_skipped.items() if name not in skipped})
     report = _report(settings, bursts, startups, (samples, ahead), skipped, (startup_s, typing_s))
     print(prefetch_table(statuses))
     report["prefetch"] = {name: status.get("prefetch") for name, status in statuses.items()}
     return report
+
+
+def _keep_logs(root: Path, into: Path) -> None:
+    """Each Crucible's server log of the typing sessions (DEBUG), copied out of the scratch
+    folder: when each request went upstream, speculatively or not, and what became of it."""
+    into.mkdir(parents=True, exist_ok=True)
+    for log in root.glob("*/server.log"):
+        shutil.copyfile(log, into / f"{log.parent.name}.log")
 
 
 def prefetch_table(statuses: dict[str, dict[str, Any]]) -> str:
@@ -608,11 +636,17 @@ def _launches_for_typing(
     """Fresh scratch folders for the typing sessions (no state from the start-up runs)."""
     cache = _peer_servers.cache_root()
     names = {launch.name for launch in started}
-    found = [_peer_servers.crucible(root, fake.base_url, MODEL)]
+    level = "DEBUG" if settings.logs else "INFO"
+    found = [_peer_servers.crucible(root, fake.base_url, MODEL, level)]
     if settings.baseline is not None:
         found.append(
             _peer_servers.crucible(
-                root, fake.base_url, MODEL, name="crucible-before", checkout=settings.baseline
+                root,
+                fake.base_url,
+                MODEL,
+                level,
+                name="crucible-before",
+                checkout=settings.baseline,
             )
         )
     if "tabby-agent" in names:
@@ -697,6 +731,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--baseline", type=Path, help="another checkout, typed into as crucible-before")
     add("--json", type=Path, help="also write the figures here")
+    add("--logs", type=Path, help="keep each Crucible's typing log (at DEBUG) in this folder")
     return parser
 
 

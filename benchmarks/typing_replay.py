@@ -122,6 +122,7 @@ def _sample(typed: Typed, calls: Sequence[RecordedRequest], max_concurrent: int)
     # that shows what arrives shows something wrong, or must know to drop it.
     stale = [a for a in answered if a.proposals and not _fit(a, typed.on_screen(a.arrived))]
     own = typed.answers[-1]
+    after_last = [r.received_at for r in calls if r.received_at >= typed.last]
     return Sample(
         sent=len(typed.answers) - withdrawn,
         answered=len(answered),
@@ -133,6 +134,8 @@ def _sample(typed: Typed, calls: Sequence[RecordedRequest], max_concurrent: int)
         max_concurrent=max_concurrent,
         stale=len(stale),
         withdrawn=withdrawn,
+        start_ms=(min(after_last) - typed.last) * 1000 if after_last else None,
+        before_last=len(calls) - len(after_last),
     )
 
 

@@ -42,9 +42,10 @@ async def test_a_request_right_after_an_edit_waits_out_the_pause() -> None:
 
     await time.run(service.complete(CompletionRequest(document, len(SOURCE))))
 
-    # Before any typing the pause is debounce_ms (150 ms), x 0.8 on an indented empty line,
-    # counted from the edit.
-    assert [round(call.started - asked, 3) for call in provider.calls] == [0.12]
+    # Before any typing the normal gap is debounce_ms / 1.6 (93.75 ms) and the pause that ends
+    # a burst 150 ms x 0.8 on an indented empty line; the request starts speculatively when
+    # the pause begins, one gap after the edit (issue 16: it started at 120 ms before).
+    assert [round(call.started - asked, 3) for call in provider.calls] == [0.094]
 
 
 async def test_a_running_prefetch_makes_way_for_a_request_the_user_waits_for() -> None:

@@ -49,12 +49,16 @@ class StreamProgress:
     first_chunk_came: bool = False  # in the current pass: a break after it is a break mid-way
     broke: frozenset[str] = frozenset()  # providers whose stream broke mid-way: not asked again
     raw: str | None = None  # the whole raw text as the stop rule cut it, once the stream ended
+    # Told after each chunk: stream reuse leaves a stream as soon as it stops fitting.
+    listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def chunk(self, text: str) -> bool:
         """Add a chunk of the current pass; True when it is the pass's first."""
         first = not self.first_chunk_came
         self.first_chunk_came = True
         self.produced += text
+        for listener in list(self.listeners):
+            listener()
         return first
 
     def broke_mid_way(self, provider: str) -> None:

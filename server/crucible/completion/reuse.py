@@ -10,11 +10,17 @@ was typed since), the raw text produced so far (to see whether it still agrees),
 stream ended, its whole raw text (``StreamProgress.raw``), from which the typed text is cut.
 The flight's own result is post-processed for the old cursor, so it is no use here.
 
+A request takes its seat before the stream's first byte, when nothing says yet whether it
+fits; it leaves as soon as the text produced stops agreeing with what was typed, so a stream
+started speculatively whose next key did not fit is cancelled at its first chunk (when no one
+else waits on it), not read to its end.
+
 Errors: none. A flight that fails means "no reuse": the request can still ask on its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from crucible.completion.fetch import CompletionFlights, StreamJob
@@ -62,11 +68,31 @@ class Reuse:
 
     async def rest(self) -> str | None:
         """The raw rest of the stream's text after what was typed, once the stream ended;
-        None when it failed or does not continue the typed text after all."""
+        None when it failed or does not continue the typed text after all (known, and the
+        seat given up, at the first chunk that disagrees)."""
+        progress = self.job.progress
+        diverged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def check() -> None:
+            if not diverged.done() and not agrees(progress.produced, self.typed, finished=False):
+                diverged.set_result(None)
+
+        check()
+        progress.listeners.append(check)
+        result = asyncio.ensure_future(self.seat.result())
         try:
-            await self.seat.result()
-        except (ProviderError, TimeoutError):
+            await asyncio.wait((result, diverged), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            progress.listeners.remove(check)
+            if not result.done():
+                result.cancel()  # shielded: only this seat is given up
+                self.seat.leave()
+        if not result.done() or result.cancelled():
             return None
+        if result.exception() is not None:
+            if isinstance(result.exception(), ProviderError | TimeoutError):
+                return None
+            result.result()  # anything else is not expected degradation: raise it
         raw = self.job.progress.raw
         if raw is None or not raw.startswith(self.typed) or len(raw) <= len(self.typed):
             return None

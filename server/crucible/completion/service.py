@@ -78,6 +78,7 @@ from crucible.scheduling.debounce import AdaptiveDebounce
 from crucible.scheduling.eager import started
 from crucible.scheduling.latest import LatestWins, Ticket
 from crucible.scheduling.singleflight import Seat, SingleFlight
+from crucible.scheduling.speculation import SpeculativeStarts
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class _RequestState:
     reuse: Reuse | None = None  # on an in-flight stream this request continues
     samples: list[Seat[Suggestion]] = field(default_factory=list)  # alternatives' flights
     ticket: Ticket | None = None  # the document's ticket, once taken (``complete``)
+    speculative: bool = False  # goes upstream when a pause begins, before the burst surely ended
     outcome: str = "empty"
 
     @property
@@ -154,6 +156,8 @@ class CompletionService:
         self._sleep = sleep
         self._clock = clock
         self._debounce = AdaptiveDebounce(settings, clock=clock)
+        # Whether requests may start when a pause begins, and the verdicts on those that did.
+        self._speculation = SpeculativeStarts()
         self._latest = LatestWins()
         self._flights: CompletionFlights = SingleFlight()
         # The prefetch per document, cancelled when that document needs something else.
@@ -217,6 +221,7 @@ class CompletionService:
         idle): rhythm, pending request, newest prefix, prefetch, type-through anchors."""
         self._last_active.pop(uri, None)
         self._debounce.forget(uri)
+        self._speculation.forget(uri)
         self._latest.forget(uri)
         self._newest_prefix.pop(uri, None)
         self._prefetches.cancel(uri)
@@ -266,6 +271,12 @@ class CompletionService:
         # Seats are taken before superseding the request that started a stream, so the
         # stream is not abandoned in between.
         self._take_seats(state)
+        self._speculation.arrived(
+            request.snapshot.uri,
+            state.started,
+            typed_through=state.typed is not None,
+            seated_on=self._seated_on(state),
+        )
         document = request.snapshot.uri
         self._last_active[document] = state.started
         self._newest_prefix[document] = state.window.prefix
@@ -388,6 +399,9 @@ class CompletionService:
 
     async def _continued(self, state: _RequestState, plan: Plan) -> Suggestion | None:
         rest = await state.reuse.rest() if state.reuse is not None else None
+        if state.reuse is not None:
+            document = state.request.snapshot.uri
+            self._speculation.stream_ended(document, state.reuse.job, served=rest is not None)
         if rest is None:
             return None
         self._telemetry.mark("reused")
@@ -407,12 +421,17 @@ class CompletionService:
         if request.invoked:
             return None
         document = request.snapshot.uri
-        delay = self._debounce.delay_ms(
-            document, window.line_prefix, window.line_suffix, invoked=request.invoked
+        wait = self._debounce.wait(
+            document,
+            window.line_prefix,
+            window.line_suffix,
+            early=self._speculation.allowed(document),
         )
+        delay, state.speculative = wait.ms, wait.speculative
         if logger.isEnabledFor(logging.DEBUG):
             described = self._debounce.describe(document)
-            logger.debug("completion %d: debounce %.0f ms %s", state.id, delay, described)
+            kind = "speculative " if wait.speculative else ""
+            logger.debug("completion %d: %sdebounce %.0f ms %s", state.id, kind, delay, described)
         waited = self._clock()
         await self._sleep(delay / 1000)
         self._telemetry.stage("debounce", (self._clock() - waited) * 1000)
@@ -432,7 +451,28 @@ class CompletionService:
             job = StreamJob(request.snapshot, request.offset, window)
             warm = (lambda: self._leads_to_newest(job)) if self._warm_prompts else None
             flight = self._start_flight(plan, job, warm=warm)
+            self._sent(state, job)
         return await flight.wait()
+
+    # -- speculative starts ------------------------------------------------------------------
+
+    def _sent(self, state: _RequestState, job: StreamJob) -> None:
+        """A request's own stream started; a speculative one awaits its verdict (the
+        document's next request) until the pause that ends the burst would have ended."""
+        document, window = state.request.snapshot.uri, state.window
+        until = 0.0
+        if state.speculative:
+            pause_ms = self._debounce.pause_ms(document, window.line_prefix, window.line_suffix)
+            until = self._debounce.last_activity(document) + pause_ms / 1000
+            logger.debug("completion %d: started speculatively", state.id)
+        self._speculation.sent(document, job, speculative=state.speculative, until=until)
+
+    def _seated_on(self, state: _RequestState) -> StreamJob | None:
+        """The stream whose text this request will take: the identical one, or a continued one."""
+        if state.reuse is not None:
+            return state.reuse.job
+        flight = self._flights.get(state.plan.key) if state.plan is not None else None
+        return flight.job if state.joined is not None and flight is not None else None
 
     # -- after the first suggestion ----------------------------------------------------------
 
@@ -614,7 +654,13 @@ class CompletionService:
             "prefetch_paused": self._prefetch_paused,
             "documents": self.documents(),
             "background_tasks": self.background_tasks(),
+            # Requests started when a pause began, and the verdicts on them (the next key).
+            **{f"speculative_{k}": v for k, v in self._speculation.snapshot().items()},
         }
+
+    def speculation_snapshot(self) -> dict[str, int]:
+        """Requests started when a pause began, and how many were kept and wasted."""
+        return self._speculation.snapshot()
 
 
 def _processed(raw: str, window: ContextWindow) -> Suggestion:

@@ -15,6 +15,11 @@ The pause that ends a burst, adaptive mode (reasoning and the comparison with ta
     pause  = clamp(pause, debounce_min_ms, debounce_max_ms)
     delay  = max(0, pause - time since the document's last edit or request)
 
+A pause *begins* one normal gap after the last edit (``start = SPECULATE_GAPS * gap``, within
+the bounds and never after the pause): ``wait(..., early=True)`` counts to that instead, for
+a request the caller starts speculatively (``speculation.py`` decides when that pays, the
+completion service keeps its stream only if the next key fits it).
+
 The deadline counts from the document's last activity (an edit, or an earlier request: a
 cursor moved without editing), not from the request's arrival: a request that comes after the
 user already paused long enough is sent at once, while one request per cursor move of a
@@ -28,6 +33,7 @@ import math
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from crucible.config.settings import CompletionSettings, DebounceMode
 from crucible.runtime.samples import RecentSamples
@@ -46,6 +52,11 @@ _GAP_QUANTILE = 0.75
 # 1.6 x 1.22 = 2 median gaps, about their p99, so a burst seldom fires mid-way; for gaps that
 # vary less it is shorter. The request goes as soon as the rhythm says the user stopped.
 _PAUSE_GAPS = 1.6
+# A pause begins when the gap since the last key outlasts the user's normal (p75) gap: a
+# quarter of the gaps inside a burst are that long, so a request started then is speculative
+# (kept only if the next key fits its stream), but it starts 0.6 gap sooner than the pause
+# that ends a burst, ~60 ms at 105 ms between keys, without the context and latency margins.
+_SPECULATE_GAPS = 1.0
 # debounce_ms / PAUSE_GAPS counts as K0 pseudo-gaps: the first keystrokes nudge the estimate
 # instead of replacing it, and a new document starts where the user configured. With a full
 # window it still weighs 4/36, which acts as an absolute margin (on a 30 ms gap, defaults: +7 ms
@@ -77,6 +88,15 @@ _KEYWORD_WORDS = (
 )
 _KEYWORDS = frozenset(_KEYWORD_WORDS.split())
 _LAST_WORD = re.compile(r"\w+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """How long a request waits before it may go upstream, and whether going then is
+    speculative: at the start of a pause, before the pause that ends a burst is over."""
+
+    ms: float
+    speculative: bool = False
 
 
 class _DocumentRhythm:
@@ -157,18 +177,34 @@ class AdaptiveDebounce:
         """How long from now to wait before sending a request for this cursor position: the
         pause that ends a burst (``pause_ms``) less the time since the document's last edit or
         request. A document with neither yet waits the whole pause."""
+        return self.wait(document, line_prefix, line_suffix, invoked=invoked).ms
+
+    def wait(
+        self,
+        document: str,
+        line_prefix: str,
+        line_suffix: str,
+        *,
+        invoked: bool = False,
+        early: bool = False,
+    ) -> Wait:
+        """As ``delay_ms``; ``early``: counted to the start of a pause (``start_ms``) when that
+        comes sooner, and then the wait says it is speculative."""
         rhythm = self._rhythm(document)
-        if invoked:
-            delay = 0.0
-        else:
+        delay = 0.0
+        speculative = False
+        if not invoked:
             delay = self.pause_ms(document, line_prefix, line_suffix)
+            start = self.start_ms(document) if early else delay
             now = self._clock()
             active = [t for t in (rhythm.last_keystroke, rhythm.last_request) if t is not None]
-            if active:
-                delay = max(0.0, delay - max((now - max(active)) * 1000.0, 0.0))
+            since = max((now - max(active)) * 1000.0, 0.0) if active else 0.0
+            # Speculative only while the pause that ends the burst has not passed yet.
+            speculative = start < delay and since < delay
+            delay = max(0.0, min(start, delay) - since)
             rhythm.last_request = now
         rhythm.last_delay = delay
-        return delay
+        return Wait(delay, speculative)
 
     def pause_ms(self, document: str, line_prefix: str, line_suffix: str) -> float:
         """How long after the last edit of ``document`` a pause means the burst ended, at this
@@ -179,6 +215,22 @@ class AdaptiveDebounce:
         pause = _PAUSE_GAPS * self._gap_ms(rhythm) * _context_factor(line_prefix, line_suffix)
         pause += _LATENCY_SHARE * max(0.0, self._latency_ms() - _LATENCY_FREE_MS)
         return min(max(pause, self._min_ms), self._max_ms)
+
+    def start_ms(self, document: str) -> float:
+        """How long after the last edit of ``document`` a pause begins: one normal gap, within
+        the bounds; fixed mode: ``debounce_ms`` (no earlier start)."""
+        if self._mode is DebounceMode.FIXED:
+            return self._fixed_ms
+        rhythm = self._documents.get(document) or _DocumentRhythm()
+        start = _SPECULATE_GAPS * self._gap_ms(rhythm)
+        return min(max(start, self._min_ms), self._max_ms)
+
+    def last_activity(self, document: str) -> float:
+        """When ``document`` was last edited or asked about (the clock's time; now if never):
+        what the deadlines count from."""
+        rhythm = self._documents.get(document)
+        active = [] if rhythm is None else [rhythm.last_keystroke, rhythm.last_request]
+        return max((t for t in active if t is not None), default=self._clock())
 
     def forget(self, document: str) -> None:
         """``document`` was closed."""
