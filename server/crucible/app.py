@@ -515,6 +515,8 @@ class App:
                 for s in self.settings.providers
             ],
             "memory": {**self.memory.snapshot(), "background_tasks": self._background_tasks()},
+            # Served by the shared daemon: which process, and how many windows it serves.
+            **({"shared": self._shared.snapshot()} if self._shared is not None else {}),
         }
 
     def _background_tasks(self) -> int:

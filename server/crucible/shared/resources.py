@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -108,6 +109,15 @@ class SharedResources:
     @property
     def sessions(self) -> int:
         return len(self._sessions)
+
+    def snapshot(self) -> dict[str, Any]:
+        """For crucible/status ``shared``: the daemon's pid, its sessions, what they share."""
+        return {
+            "pid": os.getpid(),
+            "sessions": len(self._sessions),
+            "caches": len(self._caches),
+            "providers": len(self._providers),
+        }
 
     async def aclose(self) -> None:
         if self._supervising is not None:
