@@ -9,6 +9,7 @@ directory at the end, whatever the test did.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import shutil
@@ -302,15 +303,23 @@ async def test_windows_starting_together_end_with_one_daemon(place: Place) -> No
         }
     )
     status = _frame({"jsonrpc": "2.0", "id": 2, "method": "crucible/status", "params": {}})
-    clients = [
-        await asyncio.create_subprocess_exec(
-            *SHARED,
-            env=place.env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
+    place.directory.mkdir(mode=0o700, parents=True)
+    lock = os.open(place.directory / "start.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as if another window were starting the daemon
+    try:
+        clients = [
+            await asyncio.create_subprocess_exec(
+                *SHARED,
+                env=place.env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        await asyncio.sleep(0.5)
+        assert place.daemons() == []  # each waits for the lock before starting one
+    finally:
+        os.close(lock)
     pids = set()
     for client in clients:
         assert client.stdin is not None and client.stdout is not None
