@@ -368,7 +368,10 @@ def run_client(config: Path | None, log_level: str) -> int | None:
         place = daemon_place(env)
     except (UnsafeDirectory, OSError) as exc:
         _say(f"no shared daemon ({exc}); serving this window alone")
-        return None
+        return None  # before reading anything: the server alone reads stdin from the start
+    log_file = log_path(env)
+    relay = Relay(sys.stdin.fileno(), sys.stdout.buffer, log_file)
+    relay.start_reading()  # initialize is answered while we connect
     config_file = config.resolve() if config is not None else None
     hello = Hello(
         __version__,
@@ -377,9 +380,6 @@ def run_client(config: Path | None, log_level: str) -> int | None:
         str(config_file) if config_file else None,
         log_level,
     )
-    log_file = log_path(env)
-    relay = Relay(sys.stdin.fileno(), sys.stdout.buffer, log_file)
-    relay.start_reading()  # initialize is answered while we connect
     sock = connect_or_start(place, hello, lambda: start_daemon(place, log_file))
     if sock is None:
         _say(f"the shared daemon did not start; its log: {log_file}")

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 SOCKET_NAME = "daemon.sock"
 LOCK_NAME = "start.lock"
@@ -35,8 +34,7 @@ class UnsafeDirectory(Exception):
     """The daemon's directory belongs to someone else, or is not a directory."""
 
 
-@dataclass(frozen=True)
-class DaemonPlace:
+class DaemonPlace(NamedTuple):
     """The files of one user's daemon."""
 
     directory: Path
@@ -59,6 +57,8 @@ def daemon_dir(env: Mapping[str, str]) -> Path:
     runtime = env.get("XDG_RUNTIME_DIR", "")
     if os.path.isabs(runtime):
         return Path(runtime) / "crucible"
+    import tempfile  # ~5 ms, for the fallback only
+
     return Path(tempfile.gettempdir()) / f"crucible-{os.getuid()}"
 
 
