@@ -8,9 +8,9 @@ detached: its own session, stdin/stdout on /dev/null, stderr on the log file. It
 1. binds ``DIR/daemon.sock`` (0600, in the 0700 directory ``shared/place.py`` checked) before
    anything else, so the starting client's connect succeeds within milliseconds, and writes
    ``DIR/daemon.pid``;
-2. imports the server in a thread (``lsp/early_start.load_server``: the same half second a
-   plain start spends) while its loop already accepts and greets clients; sessions wait for
-   the import, not for each other;
+2. imports the server in a thread, started before anything else (``lsp/early_start.
+   load_server``: the same half second a plain start spends) while its loop already accepts
+   and greets clients; sessions wait for the import, not for each other;
 3. for each connection: checks the peer's uid (``SO_PEERCRED`` on Linux; where the platform
    cannot tell, only the directory's ownership and mode keep others out, and it is checked
    again on every connection) and closes another user's connection unanswered; reads the
@@ -33,6 +33,7 @@ session ends; no session is cut. With no session for ``CRUCIBLE_DAEMON_IDLE_S`` 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -41,6 +42,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,7 +108,12 @@ class Daemon:
     """Accepts, greets and serves sessions until idle or retired (module docstring)."""
 
     def __init__(
-        self, place: DaemonPlace, listener: socket.socket, inode: int, idle_s: float
+        self,
+        place: DaemonPlace,
+        listener: socket.socket,
+        inode: int,
+        idle_s: float,
+        loading: concurrent.futures.Future[None] | None = None,
     ) -> None:
         self._place = place
         self._listener = listener
@@ -117,14 +124,14 @@ class Daemon:
         self._server: asyncio.AbstractServer | None = None
         self._done: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._loading = loading or start_loading()
         self._loaded: asyncio.Future[None] | None = None
         self._shared: SharedResources | None = None
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
-        self._loaded = loop.create_future()
-        threading.Thread(target=self._load, args=(loop,), name="crucible-load", daemon=True).start()
+        self._loaded = asyncio.wrap_future(self._loading)
         self._server = await asyncio.start_unix_server(self._connection, sock=self._listener)
         logger.info(
             "daemon %s serving on %s (pid %d)",
@@ -142,16 +149,6 @@ class Daemon:
                 await self._shared.aclose()
         logger.info("daemon exiting")
         return 0
-
-    def _load(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            from crucible.lsp.early_start import load_server
-
-            load_server()  # imports crucible.app, then freezes what the import built
-        except BaseException as exc:
-            loop.call_soon_threadsafe(_settle, self._loaded, exc)
-            return
-        loop.call_soon_threadsafe(_settle, self._loaded, None)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -255,13 +252,25 @@ class Daemon:
                 self._place.pid.unlink()
 
 
-def _settle(loaded: asyncio.Future[None] | None, error: BaseException | None) -> None:
-    if loaded is None or loaded.done():
-        return
-    if error is None:
-        loaded.set_result(None)
-    else:
-        loaded.set_exception(error)
+def start_loading() -> concurrent.futures.Future[None]:
+    """Import the server in a thread (``lsp/early_start.load_server``: it also freezes what
+    the import built); the future says when it is done, or why it failed."""
+    loading: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def load() -> None:
+        started = time.perf_counter()
+        try:
+            from crucible.lsp.early_start import load_server
+
+            load_server()
+        except BaseException as exc:
+            loading.set_exception(exc)
+            return
+        logger.info("server loaded in %.0f ms", (time.perf_counter() - started) * 1000)
+        loading.set_result(None)
+
+    threading.Thread(target=load, name="crucible-load", daemon=True).start()
+    return loading
 
 
 def idle_seconds(env: dict[str, str] | os._Environ[str]) -> float:
@@ -276,6 +285,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m crucible.shared.daemon DIR\n")
         return 2
+    loading = start_loading()  # first: the import is most of a cold start's wait
     place = DaemonPlace(private_dir(Path(argv[0])))
     listener, inode = bind(place)
     place.pid.write_text(f"{os.getpid()}\n")
@@ -285,7 +295,8 @@ def main(argv: list[str]) -> int:
     root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler]
     root.addHandler(SessionLogRouter())
     try:
-        return asyncio.run(Daemon(place, listener, inode, idle_seconds(os.environ)).serve())
+        daemon = Daemon(place, listener, inode, idle_seconds(os.environ), loading)
+        return asyncio.run(daemon.serve())
     except KeyboardInterrupt:
         return 130
 
