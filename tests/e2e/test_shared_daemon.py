@@ -371,3 +371,25 @@ async def test_a_client_whose_daemon_dies_exits_non_zero(place: Place) -> None:
     assert await asyncio.wait_for(process.wait(), 10) == 1
     assert process.stderr is not None
     assert b"daemon ended this session" in await process.stderr.read()
+
+
+async def test_the_editor_process_ending_ends_its_session_not_the_daemon(place: Place) -> None:
+    editor = await asyncio.create_subprocess_exec("sleep", "30")
+    watched = await asyncio.create_subprocess_exec(
+        *SHARED, env=place.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert watched.stdin is not None and watched.stdout is not None
+    params = {"processId": editor.pid, "capabilities": {}}
+    watched.stdin.write(
+        _frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
+    )
+    watched.stdin.write(_frame({"jsonrpc": "2.0", "id": 2, "method": "crucible/status"}))
+    await asyncio.wait_for(_answer(watched.stdout, 2), 20)
+    async with window(place) as other:
+        editor.kill()
+        await editor.wait()
+        # The watched session ends: its relay exits non-zero, as a server whose editor died.
+        assert await asyncio.wait_for(watched.wait(), 10) == 1
+        status = await server_status(other)
+        assert status["shared"]["sessions"] == 1
+        assert status["shared"]["pid"] == place.daemon_pid()
