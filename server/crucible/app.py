@@ -560,18 +560,18 @@ class App:
             await pool.aclose()
         providers = list(self._providers.values())
         self._providers = {}
-        cache, self.cache = self.cache, None
         if self._shared is not None:  # given back: the last session's release closes them
             for provider in providers:
                 self._shared.release(provider, self)
-            if cache is not None:
-                self._shared.release(cache, self)
+            if self.cache is not None:
+                self._shared.release(self.cache, self)
+                self.cache = None
             self._shared.leave(self)
         else:
             for provider in providers:
                 await provider.aclose()
-            if cache is not None:
-                await cache.aclose()
+            if self.cache is not None:
+                await self.cache.aclose()
         waiting, self._unstarted = self._unstarted, []  # never started: close them now
         await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
         if self._tasks is not None:
