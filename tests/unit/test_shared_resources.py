@@ -103,3 +103,21 @@ def test_a_sessions_records_reach_only_its_own_editor() -> None:
         logger.removeHandler(router)
     assert [text for _, text in first._queue] == ["crucible.test_shared: for the first window"]
     assert [text for _, text in second._queue] == ["crucible.test_shared: for the second window"]
+
+
+async def test_the_daemon_wide_supervisor_logs_as_no_session() -> None:
+    shared = SharedResources()
+    seen: list[object] = []
+
+    async def run() -> None:
+        seen.append(SESSION_LOG.get())
+
+    shared.memory.run = run  # type: ignore[method-assign]
+    token = SESSION_LOG.set(ClientLogHandler())  # started by the first session's App
+    try:
+        shared.start()
+    finally:
+        SESSION_LOG.reset(token)
+    await asyncio.sleep(0)
+    assert seen == [None]
+    await shared.aclose()

@@ -37,6 +37,7 @@ from crucible.providers.errors import ProviderError
 from crucible.providers.http import api_key
 from crucible.providers.http_provider import HttpProvider
 from crucible.providers.openai import OpenAIProvider
+from crucible.runtime.log import SESSION_LOG
 from crucible.runtime.memory import MemoryRelief, MemorySupervisor
 from crucible.runtime.tasks import BackgroundTasks
 
@@ -94,10 +95,21 @@ class SharedResources:
         if self._tasks is not None:
             return
         self._tasks = BackgroundTasks(asyncio.get_running_loop())
-        self._supervising = self._tasks.spawn(self.memory.run(), name="memory supervisor")
+        self._supervising = self._daemon_wide(self.memory.run(), "memory supervisor")
         waiting, self._unstarted = self._unstarted, []
         for work in waiting:
-            self._tasks.spawn(work, name="close a shared resource")
+            self._daemon_wide(work, "close a shared resource")
+
+    def _daemon_wide(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` as the daemon's, not as the session whose call started it: a task
+        inherits the context it was created in, and with it the session's log (its records
+        would go to that window, and keep going there after it closed)."""
+        assert self._tasks is not None
+        token = SESSION_LOG.set(None)
+        try:
+            return self._tasks.spawn(work, name=name)
+        finally:
+            SESSION_LOG.reset(token)
 
     def join(self, session: SessionBackend) -> None:
         self._sessions.append(session)
@@ -187,7 +199,7 @@ class SharedResources:
         if self._tasks is None:
             self._unstarted.append(work)
         else:
-            self._tasks.spawn(work, name="close a shared resource")
+            self._daemon_wide(work, "close a shared resource")
 
     def caches(self) -> list[TieredCache]:
         return [lease.value for lease in self._caches.values()]
