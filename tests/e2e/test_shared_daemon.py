@@ -393,3 +393,18 @@ async def test_the_editor_process_ending_ends_its_session_not_the_daemon(place: 
         status = await server_status(other)
         assert status["shared"]["sessions"] == 1
         assert status["shared"]["pid"] == place.daemon_pid()
+
+
+async def test_each_window_sends_its_own_editors_key(place: Place, fake: FakeProvider) -> None:
+    options = provider_options(fake, "openai")
+    options["providers"][0]["api_key_env"] = "MY_LLM_CREDENTIAL"  # named like no secret
+    async with (
+        window(place, options, env={"MY_LLM_CREDENTIAL": "first-key"}) as first,
+        window(place, options, env={"MY_LLM_CREDENTIAL": "second-key"}) as second,
+    ):
+        await suggestion(first, TEXT, name="one.py")
+        await suggestion(second, TEXT, name="two.py")
+        # The same settings with another key: another provider, never the other's key.
+        assert (await server_status(second))["shared"]["providers"] == 2
+    keys = [r.headers.get("authorization") for r in fake.generation_requests()]
+    assert keys == ["Bearer first-key", "Bearer second-key"]

@@ -16,7 +16,7 @@ import pytest
 from crucible.lsp.capabilities import initialize_result
 from crucible.shared.client import FrameSplitter, Relay
 from crucible.shared.daemon import peer_allowed, peer_uid
-from crucible.shared.handshake import HandshakeError, Hello, Welcome, session_env
+from crucible.shared.handshake import HandshakeError, Hello, Welcome, key_names, session_env
 from crucible.shared.place import UnsafeDirectory, daemon_dir, log_path, private_dir
 
 
@@ -132,3 +132,11 @@ def test_a_peer_is_allowed_by_its_uid(tmp_path: Path) -> None:
         assert peer_uid(ours) == os.getuid()
         assert peer_allowed(ours, tmp_path)
         assert not peer_allowed(None, tmp_path)
+
+
+def test_the_editors_options_name_key_variables_too() -> None:
+    options = {"providers": [{"name": "a", "api_key_env": "LLM_CREDENTIAL"}, {"name": "b"}]}
+    assert key_names(options) == {"LLM_CREDENTIAL"}
+    assert key_names(None) == set()
+    environ = {"LLM_CREDENTIAL": "k", "OTHER": "x"}
+    assert session_env(environ, [], key_names(options)) == {"LLM_CREDENTIAL": "k"}

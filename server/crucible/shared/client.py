@@ -48,6 +48,7 @@ from crucible.shared.handshake import (
     HandshakeError,
     Hello,
     Welcome,
+    key_names,
     session_env,
     user_config_file,
 )
@@ -60,7 +61,10 @@ POLL_S = 0.005
 CLOSE_S = 30.0  # after the editor's end, for the daemon to finish the session
 # Not ``-m crucible.shared.daemon``: its records would be logged as ``__main__``.
 _DAEMON_MAIN = "import sys; from crucible.shared.daemon import main; sys.exit(main(sys.argv[1:]))"
-SMALL_BODY = 256  # bodies read for ``shutdown`` / ``exit`` (both are tiny)
+SMALL_BODY = 256
+# For the editor's initialize (it comes first, at once) before saying hello: the API-key
+# variables its initializationOptions name go with the hello.
+INITIALIZE_WAIT_S = 2.0  # bodies read for ``shutdown`` / ``exit`` (both are tiny)
 
 
 class FrameSplitter:
@@ -136,6 +140,7 @@ class Relay:
         self._to_daemon: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._early: tuple[Any, dict[str, Any]] | None = None  # (id, result) answered here
         self._initialize_seen = threading.Event()
+        self.key_names: set[str] = set()  # api_key_env names in initializationOptions
         self._shutdown_seen = False
         self._exit_seen = False
         self._editor_done = False
@@ -165,7 +170,10 @@ class Relay:
         if not self._initialize_seen.is_set():
             message = _decode(body)
             if message is not None and message.get("method") == "initialize" and "id" in message:
-                capabilities = early_capabilities(message.get("params"))
+                params = message.get("params")
+                if isinstance(params, dict):
+                    self.key_names = key_names(params.get("initializationOptions"))
+                capabilities = early_capabilities(params)
                 if capabilities is not None:
                     result = initialize_result(capabilities)
                     self._early = (message["id"], result)
@@ -180,6 +188,9 @@ class Relay:
                 self._shutdown_seen = True
             elif method == "exit":
                 self._exit_seen = self._editor_done = True
+
+    def wait_initialize(self, timeout: float) -> None:
+        self._initialize_seen.wait(timeout)
 
     def _write(self, data: bytes) -> None:
         with self._out_lock:
@@ -373,9 +384,11 @@ def run_client(config: Path | None, log_level: str) -> int | None:
     relay = Relay(sys.stdin.fileno(), sys.stdout.buffer, log_file)
     relay.start_reading()  # initialize is answered while we connect
     config_file = config.resolve() if config is not None else None
+    relay.wait_initialize(INITIALIZE_WAIT_S)
+    files = [user_config_file(env), *([config_file] if config_file else [])]
     hello = Hello(
         __version__,
-        session_env(env, [user_config_file(env), *([config_file] if config_file else [])]),
+        session_env(env, files, relay.key_names),
         os.getcwd(),
         str(config_file) if config_file else None,
         log_level,

@@ -9,7 +9,9 @@ Standard library only (the thin client imports it). Each line is one JSON object
 ``env`` is the part of the editor's environment a session reads: the XDG and HOME variables
 (where the user's configuration and cache are), ``CRUCIBLE_*``, every variable whose name says
 it holds a secret (``*_KEY``, ``*_TOKEN``, ``*_SECRET``), and every variable an
-``api_key_env = "..."`` in the user's configuration file or ``--config`` names. The daemon's
+``api_key_env = "..."`` in the user's configuration file, ``--config`` or the editor's
+``initializationOptions`` names (a variable named only in a later ``didChangeConfiguration``
+must be named like a secret to reach the session). The daemon's
 own environment is that of whichever window started it, so it is never used for a session.
 
 A daemon of another version answers ``accepted: false`` and retires (``shared/daemon.py``):
@@ -112,9 +114,12 @@ def _version(message: dict[str, object]) -> str:
     return version
 
 
-def session_env(environ: Mapping[str, str], config_files: Iterable[Path]) -> dict[str, str]:
-    """The variables of ``environ`` a session reads (module docstring)."""
-    named = set(_ALWAYS)
+def session_env(
+    environ: Mapping[str, str], config_files: Iterable[Path], names: Iterable[str] = ()
+) -> dict[str, str]:
+    """The variables of ``environ`` a session reads (module docstring); ``names`` are those
+    the editor's ``initializationOptions`` name in ``api_key_env``."""
+    named = {*_ALWAYS, *names}
     for path in config_files:
         try:
             named.update(_KEY_ENV_LINE.findall(path.read_text(encoding="utf-8")))
@@ -133,3 +138,20 @@ def user_config_file(environ: Mapping[str, str]) -> Path:
     xdg = environ.get("XDG_CONFIG_HOME", "")
     base = Path(xdg) if os.path.isabs(xdg) else Path(environ.get("HOME") or "~") / ".config"
     return base.expanduser() / "crucible" / "config.toml"
+
+
+def key_names(options: object) -> set[str]:
+    """Every ``api_key_env`` string value anywhere in ``options`` (initializationOptions)."""
+    found: set[str] = set()
+    stack = [options]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "api_key_env" and isinstance(item, str):
+                    found.add(item)
+                else:
+                    stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
