@@ -8,8 +8,10 @@ what the editor waits for on every window's start. Three threads:
   splits the chunks into frames (a copy; only the headers are read, and only small bodies are
   decoded) to answer the first ``initialize`` at once from ``lsp/capabilities.py``, as
   ``lsp/early_start.py`` does, and to notice ``shutdown`` and ``exit``;
-- the main thread connects (or starts the daemon, then connects), says hello
-  (``shared/handshake.py``), and sends what is queued; the editor waits for none of it;
+- the main thread waits for the editor's ``initialize`` (it comes at once; the API-key
+  variables its ``initializationOptions`` name go with the hello), connects (or starts the
+  daemon, then connects), says hello (``shared/handshake.py``), and sends what is queued;
+  the editor waits for none of it;
 - the daemon reader copies the daemon's frames to stdout, except its own answer to the
   ``initialize`` answered early: the editor has one already (a difference is logged to
   stderr, as early start logs it). After that answer it copies bytes without looking.
