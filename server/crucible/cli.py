@@ -79,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     shared = args.shared or os.environ.get("CRUCIBLE_SHARED", "") == "1"
     if args.command == "serve" and shared and not args.tcp:
         # Standard library only: the thin client (shared/client.py) is all this window runs.
-        from crucible.shared.client import run_client
-
-        code = run_client(args.config, args.log_level)
+        try:
+            from crucible.shared.client import run_client
+        except ImportError:  # no fcntl / Unix sockets (Windows): this window serves alone
+            code = None
+        else:
+            code = run_client(args.config, args.log_level)
         if code is not None:
             return code  # else: the daemon's directory is unusable; this window serves alone
 
