@@ -12,6 +12,13 @@ disk cache in the background and from then on runs background work (closing what
 replaced) on that loop. Before ``start`` nothing that needs a loop is attempted: what a change
 replaced waits, unclosed and unused, and is closed at ``start`` (or by ``aclose`` if the App
 never started). ``aclose`` ends it.
+
+In the shared daemon (``shared/daemon.py``) each session has its own ``App`` (its documents,
+configuration, workspace trust, status and editor), built with ``shared=``: then the caches,
+the providers and the memory supervisor come from the daemon's ``SharedResources``, leased
+and given back instead of built and closed, and API keys are read from the session's ``env``
+(the editor's environment, sent by the thin client). Without it (plain ``--stdio``) nothing
+changes: the App builds and owns all of them.
 """
 
 from __future__ import annotations
@@ -71,11 +78,12 @@ from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
 from crucible.review.service import ReviewService
-from crucible.runtime.memory import MemorySupervisor, fix_mmap_threshold
+from crucible.runtime.memory import MemoryRelief, MemorySupervisor, fix_mmap_threshold
 from crucible.runtime.notices import ProblemBoard
 from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
+from crucible.shared.resources import SharedResources
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +102,16 @@ _NO_CACHE: dict[str, Any] = {
 class App:
     """Settings -> components; the LSP layer reaches everything through this object."""
 
-    def __init__(self, *, config_path: Path | None = None, env: Mapping[str, str] = os.environ):
+    def __init__(
+        self,
+        *,
+        config_path: Path | None = None,
+        env: Mapping[str, str] = os.environ,
+        shared: SharedResources | None = None,
+    ):
         self._config_path = config_path
         self._env = env
+        self._shared = shared
         self._workspace_root: Path | None = None
         self._init_options: object = None
         self._client_settings: object = None
@@ -139,12 +154,17 @@ class App:
         self.recent = RecentDocuments()
         # The memory budget ([memory]): samples RSS on the loop once started, and asks the
         # components (through ``_Relief``) to shed what they can rebuild.
-        self.memory = MemorySupervisor(
-            self.settings.memory,
-            _Relief(self),
-            components=self.memory_components,
-            activity=self.telemetry.requests_total,
-        )
+        self.relief: MemoryRelief = _Relief(self)
+        if shared is not None:
+            self.memory = shared.memory  # one budget for the daemon; it relieves every session
+            shared.join(self)
+        else:
+            self.memory = MemorySupervisor(
+                self.settings.memory,
+                self.relief,
+                components=self.memory_components,
+                activity=self.telemetry.requests_total,
+            )
         self._supervising: asyncio.Task[None] | None = None
         # With no provider configured: what was chosen and why (providers/default_choice.py),
         # and the provider that replaces the schema's default when it is not Ollama's.
@@ -167,7 +187,10 @@ class App:
             return
         self._tasks = BackgroundTasks(asyncio.get_running_loop())
         fix_mmap_threshold()  # large texts freed go back to the system (runtime/memory.py)
-        self._supervising = self._tasks.spawn(self.memory.run(), name="memory supervisor")
+        if self._shared is None:
+            self._supervising = self._tasks.spawn(self.memory.run(), name="memory supervisor")
+        else:
+            self._shared.start()  # the daemon's supervisor, once
         if self.cache is not None:
             self.cache.start()
         waiting, self._unstarted = self._unstarted, []
@@ -381,10 +404,10 @@ class App:
         carry everything else that changes an answer); open it once started (``start``
         opens one built before)."""
         if settings != self._cache_settings:
-            old, self.cache = self.cache, self._build_cache(settings)
+            old, self.cache = self.cache, self._lease_cache(settings)
             self._cache_settings = settings
             if old is not None:
-                self.spawn(old.aclose(), "close the old cache")
+                self._release_cache(old)
             # A cache built under memory pressure starts with the budget the supervisor set.
             if self.cache is not None and self.memory.cache_fraction < 1.0:
                 budget = settings.memory_mb * self.memory.cache_fraction * (1 << 20)
@@ -392,16 +415,33 @@ class App:
         if self.cache is not None and self.started:
             self.cache.start()  # once: later calls find it started
 
-    def _build_cache(self, settings: CacheSettings) -> TieredCache | None:
+    def _lease_cache(self, settings: CacheSettings) -> TieredCache | None:
+        """The cache ``settings`` ask for: the daemon's shared one for them, else a new one."""
         if not settings.enabled:
             return None
+        path = self._disk_path(settings)
+        if self._shared is None:
+            return self._build_cache(settings, path)
+        return self._shared.cache(
+            (settings, path), lambda: self._build_cache(settings, path), holder=self
+        )
+
+    def _release_cache(self, cache: TieredCache) -> None:
+        if self._shared is None:
+            self.spawn(cache.aclose(), "close the old cache")
+        else:
+            self._shared.release(cache, self)
+
+    def _disk_path(self, settings: CacheSettings) -> Path | None:
+        if not settings.disk:
+            return None
+        if settings.disk_path:
+            return Path(settings.disk_path).expanduser()
+        return default_cache_dir(self._env) / FILE_NAME
+
+    def _build_cache(self, settings: CacheSettings, path: Path | None) -> TieredCache:
         disk = None
-        if settings.disk:
-            path = (
-                Path(settings.disk_path).expanduser()
-                if settings.disk_path
-                else default_cache_dir(self._env) / FILE_NAME
-            )
+        if path is not None:
             disk = DiskCache(
                 path,
                 max_bytes=int(settings.disk_mb * 1024 * 1024),
@@ -418,6 +458,10 @@ class App:
         return await self.cache.clear()
 
     def _create(self, settings: ProviderSettings) -> Provider:
+        if self._shared is not None:  # notices and batches reach every session holding it
+            return self._shared.provider(
+                settings, self._env, lambda: create_provider(settings), holder=self
+            )
         provider = create_provider(settings)
         if isinstance(provider, HttpProvider | LocalProvider):
             # A degradation the provider works around (a model without FIM tokens): the
@@ -436,7 +480,21 @@ class App:
             self.telemetry.mark("batched", len(waits_ms))
 
     def _close_later(self, provider: Provider) -> None:
-        self.spawn(provider.aclose(), f"close {provider.name}")
+        if self._shared is not None:
+            self._shared.release(provider, self)
+        else:
+            self.spawn(provider.aclose(), f"close {provider.name}")
+
+    # The shared daemon's view of this session (``shared/resources.py`` ``SessionBackend``).
+
+    def provider_notice(self, name: str, error: ProviderError) -> None:
+        self._provider_failed(name, error)
+
+    def count_batch(self, waits_ms: tuple[float, ...]) -> None:
+        self._count_batch(waits_ms)
+
+    def requests_total(self) -> int:
+        return self.telemetry.requests_total()
 
     def providers(self) -> list[Provider]:
         """The providers of the configuration in force."""
@@ -562,6 +620,8 @@ class App:
                 if self.default_choice is not None
                 else None
             ),
+            # Served by the shared daemon: which process, and how many windows it serves.
+            **({"shared": self._shared.snapshot()} if self._shared is not None else {}),
         }
 
     def _background_tasks(self) -> int:
@@ -606,10 +666,18 @@ class App:
             await pool.aclose()
         providers = list(self._providers.values())
         self._providers = {}
-        for provider in providers:
-            await provider.aclose()
-        if self.cache is not None:
-            await self.cache.aclose()
+        if self._shared is not None:  # given back: the last session's release closes them
+            for provider in providers:
+                self._shared.release(provider, self)
+            if self.cache is not None:
+                self._shared.release(self.cache, self)
+                self.cache = None
+            self._shared.leave(self)
+        else:
+            for provider in providers:
+                await provider.aclose()
+            if self.cache is not None:
+                await self.cache.aclose()
         waiting, self._unstarted = self._unstarted, []  # never started: close them now
         await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
         if self._tasks is not None:

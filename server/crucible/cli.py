@@ -1,7 +1,8 @@
 """The ``crucible-lsp`` command line.
 
 ``--version`` and ``--help`` import nothing but argparse: editors and scripts call them to
-check the installation, and the pygls/lsprotocol import alone costs ~200 ms.
+check the installation, and the pygls/lsprotocol import alone costs ~200 ms. ``--shared``
+(or ``CRUCIBLE_SHARED=1``) with stdio runs only the thin client of ``shared/client.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     transport.add_argument("--tcp", action="store_true", help="serve on TCP")
     parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="stdio: relay to the per-user shared server, started when absent (also"
+        " CRUCIBLE_SHARED=1); windows share one cache, provider pool and memory budget",
+    )
     parser.add_argument(
         "--config", type=Path, help="a crucible TOML file, over user/workspace ones"
     )
@@ -74,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--json and --workspace belong to doctor")  # exits 2
     if args.workspace is not None and not args.workspace.is_dir():
         parser.error(f"--workspace {args.workspace}: not a directory")
+
+    shared = args.shared or os.environ.get("CRUCIBLE_SHARED", "") == "1"
+    if args.command == "serve" and shared and not args.tcp:
+        # Standard library only: the thin client (shared/client.py) is all this window runs.
+        try:
+            from crucible.shared.client import run_client
+        except ImportError:  # no fcntl / Unix sockets (Windows): this window serves alone
+            code = None
+        else:
+            code = run_client(args.config, args.log_level)
+        if code is not None:
+            return code  # else: the daemon's directory is unusable; this window serves alone
 
     from crucible.runtime.log import ClientLogHandler, configure_logging
 

@@ -80,3 +80,16 @@ def initialize_result(client_capabilities: object) -> dict[str, Any]:
         "capabilities": capabilities,
         "serverInfo": {"name": "crucible", "version": crucible.__version__},
     }
+
+
+def early_capabilities(params: object) -> dict[str, Any] | None:
+    """The client capabilities of ``initialize`` params the server would accept, or None
+    when the server might refuse them (then ``initialize`` waits for the server). Also the
+    shared daemon's thin client's rule (``shared/client.py``), which answers early too."""
+    if not isinstance(params, dict):
+        return None
+    process_id = params.get("processId", False)  # required; null is allowed
+    if process_id is not None and (type(process_id) is not int):
+        return None
+    capabilities = params.get("capabilities")
+    return capabilities if isinstance(capabilities, dict) else None

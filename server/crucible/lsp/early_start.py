@@ -46,9 +46,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crucible.lsp import jsonrpc
-from crucible.lsp.capabilities import initialize_result
+from crucible.lsp.capabilities import early_capabilities, initialize_result
 from crucible.lsp.framing import MAX_MESSAGE_BYTES, Frame, FrameError, FrameReader
 from crucible.lsp.stdio import stdin_stream
+
+__all__ = ["EarlyFrames", "early_capabilities", "encode_frame", "load_server", "serve_stdio"]
 
 if TYPE_CHECKING:
     from crucible.lsp.protocol import CrucibleProtocol
@@ -157,18 +159,6 @@ def _write_stdout(data: bytes) -> None:
 def encode_frame(message: dict[str, Any]) -> bytes:
     body = json.dumps(message).encode("utf-8")
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
-def early_capabilities(params: object) -> dict[str, Any] | None:
-    """The client capabilities of ``initialize`` params the server would accept, or None
-    when the server might refuse them (then ``initialize`` waits for the server)."""
-    if not isinstance(params, dict):
-        return None
-    process_id = params.get("processId", False)  # required; null is allowed
-    if process_id is not None and (type(process_id) is not int):
-        return None
-    capabilities = params.get("capabilities")
-    return capabilities if isinstance(capabilities, dict) else None
 
 
 class EarlyFrames:

@@ -286,11 +286,7 @@ class CrucibleLanguageServer(LanguageServer):
                 writer.close()
                 return
             busy = True
-            self.protocol.set_writer(writer)
-            try:
-                code = await self._serve(FrameReader(reader, MAX_MESSAGE_BYTES))
-            finally:
-                writer.close()
+            code = await self.serve_connection(reader, writer)
             if not done.done():
                 done.set_result(code)
 
@@ -298,6 +294,17 @@ class CrucibleLanguageServer(LanguageServer):
         logger.info("serving on %s:%d", host, port)
         async with server:
             return await done
+
+    async def serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> int:
+        """Serve one client on a connection's streams (a TCP client, a shared daemon's
+        session) until ``exit``, its end or the parent's; then close the connection."""
+        self.protocol.set_writer(writer)
+        try:
+            return await self._serve(FrameReader(reader, MAX_MESSAGE_BYTES))
+        finally:
+            writer.close()
 
     async def serve_stdio_frames(self, frames: FrameSource) -> int:
         """Serve frames read from stdin by someone else (``lsp/early_start.py``, which read

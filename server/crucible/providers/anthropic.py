@@ -127,12 +127,14 @@ class AnthropicProvider(HttpProvider):
                 detail += "; base_url is the API root, without /v1"
             return ProbeResult(False, detail, model_present=False)
         if isinstance(error, AuthError):
-            return ProbeResult(False, error.message + missing_key_hint(self._settings, KEY_ENV))
+            return ProbeResult(
+                False, error.message + missing_key_hint(self._settings, KEY_ENV, self.env)
+            )
         return super()._probe_failed(error)
 
     def _headers(self) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
-        key = api_key(self._settings)
+        key = api_key(self._settings, self.env)
         if key:
             headers["x-api-key"] = key
         return headers

@@ -77,7 +77,9 @@ class CodestralProvider(HttpProvider):
                 detail += "; base_url includes /v1 (https://codestral.mistral.ai/v1)"
             return ProbeResult(False, detail)
         if isinstance(error, AuthError):
-            return ProbeResult(False, error.message + missing_key_hint(self._settings, KEY_ENV))
+            return ProbeResult(
+                False, error.message + missing_key_hint(self._settings, KEY_ENV, self.env)
+            )
         return super()._probe_failed(error)
 
     def _stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:

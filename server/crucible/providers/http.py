@@ -114,25 +114,29 @@ async def close_idle_connections(client: httpx.AsyncClient) -> int:
     return len(idle)
 
 
-def api_key(settings: ProviderSettings) -> str | None:
-    """The key in the environment variable ``settings.api_key_env`` names, if set and non-empty."""
+def api_key(settings: ProviderSettings, env: Mapping[str, str] = os.environ) -> str | None:
+    """The key in the environment variable ``settings.api_key_env`` names, if set and non-empty.
+    ``env`` is the editor's environment: the process's own, or in the shared daemon the one
+    the session's client sent (``shared/handshake.py``)."""
     if not settings.api_key_env:
         return None
-    return os.environ.get(settings.api_key_env) or None
+    return env.get(settings.api_key_env) or None
 
 
-def auth_headers(settings: ProviderSettings) -> dict[str, str]:
+def auth_headers(settings: ProviderSettings, env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """``Authorization: Bearer`` when a key is configured; no header at all otherwise."""
-    key = api_key(settings)
+    key = api_key(settings, env)
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def missing_key_hint(settings: ProviderSettings, usual_env: str) -> str:
+def missing_key_hint(
+    settings: ProviderSettings, usual_env: str, env: Mapping[str, str] = os.environ
+) -> str:
     """Why no key was sent, for an auth error from a hosted API; "" when a key was sent.
 
     Names the variable, never a value: the point is to say which name to set.
     """
-    if api_key(settings) is not None:
+    if api_key(settings, env) is not None:
         return ""
     if settings.api_key_env:
         return f"; the environment variable {settings.api_key_env} (api_key_env) is not set"

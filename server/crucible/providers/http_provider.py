@@ -25,6 +25,7 @@ its failed request as a ``ProbeResult`` instead.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypeAlias
@@ -70,6 +71,9 @@ class HttpProvider:
         # cannot fill in the middle); set by the composition root.
         self.on_notice: Callable[[ProviderError], None] | None = None
         self._fim_supported = True  # until the server says the model cannot fill in the middle
+        # Where the key named by ``api_key_env`` is read: the process's environment, or in the
+        # shared daemon the session's (set by the composition root, before the first request).
+        self.env: Mapping[str, str] = os.environ
 
     @property
     def name(self) -> str:
@@ -93,7 +97,7 @@ class HttpProvider:
     def _headers(self) -> dict[str, str]:
         """Headers every request carries: ``Authorization: Bearer`` when a key is configured.
         Formats that authenticate otherwise (Anthropic's ``x-api-key``) override this."""
-        return auth_headers(self._settings)
+        return auth_headers(self._settings, self.env)
 
     async def _check_status(
         self, response: httpx.Response, error_types: Mapping[str, type[ProviderError]] | None

@@ -15,11 +15,19 @@ flushed on connect. ``emit`` never blocks and never sends: it appends to a bound
 asks the loop to drain it, so a record logged from any thread, or while a message is being
 written, cannot recurse or wait. A full queue drops the record and counts it; the client is
 told how many were dropped once the queue drains.
+
+The shared daemon (``shared/daemon.py``) serves many editors in one process, so there is no
+one client: each session sets ``SESSION_LOG`` to its own ``ClientLogHandler`` in the task that
+serves it (tasks it starts inherit the value), and the root logger's ``SessionLogRouter``
+hands each record to the handler of the session that logged it. A record logged outside any
+session (the daemon's own work) reaches only the daemon's log file: nothing of one session is
+ever sent to another window. ``client_handler()`` answers the session's handler first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 import threading
@@ -231,8 +239,28 @@ def configure_logging(
         logging.getLogger(noisy).setLevel(quiet)
 
 
+# The client log of the session this code runs for, in the shared daemon; unset elsewhere.
+SESSION_LOG: contextvars.ContextVar[ClientLogHandler | None] = contextvars.ContextVar(
+    "crucible_session_log", default=None
+)
+
+
+class SessionLogRouter(logging.Handler):
+    """The daemon's root handler: a record goes to the client log of the session it was
+    logged for (``SESSION_LOG``), and nowhere when it was logged outside any session."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        handler = SESSION_LOG.get()
+        if handler is not None and record.levelno >= handler.level:
+            handler.handle(record)
+
+
 def client_handler() -> ClientLogHandler | None:
-    """The ClientLogHandler installed on the root logger, if any (the LSP layer connects it)."""
+    """The ClientLogHandler the LSP layer connects: the session's in the shared daemon, else
+    the one installed on the root logger, if any."""
+    session = SESSION_LOG.get()
+    if session is not None:
+        return session
     for handler in logging.getLogger().handlers:
         if isinstance(handler, ClientLogHandler):
             return handler

@@ -1,0 +1,402 @@
+"""The thin client: ``crucible-lsp --stdio --shared`` relays LSP between the editor and the
+per-user daemon (``shared/daemon.py``), starting the daemon when there is none.
+
+Standard library only, and little of it (no asyncio, no pygls, no ``crucible.app``): it is
+what the editor waits for on every window's start. Three threads:
+
+- the editor reader reads stdin in chunks and queues each, untouched, for the daemon. It also
+  splits the chunks into frames (a copy; only the headers are read, and only small bodies are
+  decoded) to answer the first ``initialize`` at once from ``lsp/capabilities.py``, as
+  ``lsp/early_start.py`` does, and to notice ``shutdown`` and ``exit``;
+- the main thread waits for the editor's ``initialize`` (it comes at once; the API-key
+  variables its ``initializationOptions`` name go with the hello), connects (or starts the
+  daemon, then connects), says hello (``shared/handshake.py``), and sends what is queued;
+  the editor waits for none of it;
+- the daemon reader copies the daemon's frames to stdout, except its own answer to the
+  ``initialize`` answered early: the editor has one already (a difference is logged to
+  stderr, as early start logs it). After that answer it copies bytes without looking.
+
+Starting is race-free: a client that finds no daemon takes ``start.lock`` (``fcntl.flock``),
+tries again (another window may have started one meanwhile), and only then replaces a stale
+socket (nothing accepts on it: its daemon died) and starts a daemon, detached (its own
+session, stdio to /dev/null and the log), which binds the socket before anything else; the
+lock is released once the daemon accepts. A daemon of another version retires when greeted
+(``accepted: false``) and the client starts its own.
+
+The end: once the editor sent ``exit`` (or closed stdin) and the daemon closed the session,
+the client exits 0 (1 for ``exit`` without ``shutdown``, as the server would). The daemon
+closing first means it died or ended the session (the editor's process is gone): the reason
+goes to stderr, and the exit code is 1, so an editor restarts the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from crucible import __version__
+from crucible.lsp.capabilities import early_capabilities, initialize_result
+from crucible.shared.handshake import (
+    HandshakeError,
+    Hello,
+    Welcome,
+    key_names,
+    session_env,
+    user_config_file,
+)
+from crucible.shared.place import DaemonPlace, UnsafeDirectory, daemon_place, log_path
+
+CHUNK = 1 << 16
+HANDSHAKE_S = 10.0  # the daemon answers at once, even while it loads
+DAEMON_START_S = 10.0  # for a new daemon to bind its socket
+POLL_S = 0.005
+CLOSE_S = 30.0  # after the editor's end, for the daemon to finish the session
+# Not ``-m crucible.shared.daemon``: its records would be logged as ``__main__``.
+_DAEMON_MAIN = "import sys; from crucible.shared.daemon import main; sys.exit(main(sys.argv[1:]))"
+SMALL_BODY = 256
+# For the editor's initialize (it comes first, at once) before saying hello: the API-key
+# variables its initializationOptions name go with the hello.
+INITIALIZE_WAIT_S = 2.0  # bodies read for ``shutdown`` / ``exit`` (both are tiny)
+
+
+class FrameSplitter:
+    """Well-formed LSP frames out of a byte stream, for looking at (the bytes go on as
+    they came). A frame it cannot read ends the looking: ``broken`` turns true."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._length: int | None = None  # of the body being waited for
+        self.broken = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The bodies completed by ``data``."""
+        if self.broken:
+            return
+        self._buffer += data
+        while True:
+            if self._length is None:
+                end = self._buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._buffer) > 8192:
+                        self.broken = True
+                    return
+                length = _content_length(bytes(self._buffer[:end]))
+                if length is None:
+                    self.broken = True
+                    return
+                del self._buffer[: end + 4]
+                self._length = length
+            if len(self._buffer) < self._length:
+                return
+            body = bytes(self._buffer[: self._length])
+            del self._buffer[: self._length]
+            self._length = None
+            yield body
+
+    def unfinished(self) -> bytes:
+        """The bytes held of a frame not yet complete, as a stream would carry them."""
+        if self._length is None:
+            return bytes(self._buffer)
+        return b"Content-Length: %d\r\n\r\n" % self._length + bytes(self._buffer)
+
+
+def _content_length(headers: bytes) -> int | None:
+    for line in headers.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message).encode("utf-8")
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def _decode(body: bytes) -> dict[str, Any] | None:
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+class Relay:
+    """The editor's stdio and the daemon's socket, joined (module docstring)."""
+
+    def __init__(self, stdin_fd: int, stdout: BinaryIO, log_file: Path) -> None:
+        self._stdin_fd = stdin_fd
+        self._stdout = stdout
+        self._log_file = log_file
+        self._out_lock = threading.Lock()
+        self._to_daemon: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._early: tuple[Any, dict[str, Any]] | None = None  # (id, result) answered here
+        self._initialize_seen = threading.Event()
+        self.key_names: set[str] = set()  # api_key_env names in initializationOptions
+        self._shutdown_seen = False
+        self._exit_seen = False
+        self._editor_done = False
+
+    # -- the editor's side ---------------------------------------------------------------------
+
+    def start_reading(self) -> None:
+        threading.Thread(target=self._read_editor, name="editor", daemon=True).start()
+
+    def _read_editor(self) -> None:
+        splitter = FrameSplitter()
+        while True:
+            try:
+                data = os.read(self._stdin_fd, CHUNK)
+            except OSError:
+                data = b""
+            if not data:
+                self._editor_done = True
+                self._to_daemon.put(None)
+                return
+            if not splitter.broken and not self._exit_seen:
+                for body in splitter.feed(data):
+                    self._look_at(body)
+            self._to_daemon.put(data)
+
+    def _look_at(self, body: bytes) -> None:
+        if not self._initialize_seen.is_set():
+            message = _decode(body)
+            if message is not None and message.get("method") == "initialize" and "id" in message:
+                params = message.get("params")
+                if isinstance(params, dict):
+                    self.key_names = key_names(params.get("initializationOptions"))
+                capabilities = early_capabilities(params)
+                if capabilities is not None:
+                    result = initialize_result(capabilities)
+                    self._early = (message["id"], result)
+                    self._write(
+                        encode_frame({"jsonrpc": "2.0", "id": message["id"], "result": result})
+                    )
+                self._initialize_seen.set()  # before the frame is queued for the daemon
+            return
+        if len(body) <= SMALL_BODY:
+            method = (_decode(body) or {}).get("method")
+            if method == "shutdown":
+                self._shutdown_seen = True
+            elif method == "exit":
+                self._exit_seen = self._editor_done = True
+
+    def wait_initialize(self, timeout: float) -> None:
+        self._initialize_seen.wait(timeout)
+
+    def _write(self, data: bytes) -> None:
+        with self._out_lock:
+            self._stdout.write(data)
+            self._stdout.flush()
+
+    # -- the daemon's side ---------------------------------------------------------------------
+
+    def run(self, sock: socket.socket) -> int:
+        """Relay until the end; returns the exit code (module docstring)."""
+        ended = threading.Event()
+        code: list[int] = []
+
+        def read_daemon() -> None:
+            code.append(self._read_daemon(sock))
+            ended.set()
+            self._to_daemon.put(None)  # wakes the sender, which may be waiting for the editor
+
+        threading.Thread(target=read_daemon, name="daemon", daemon=True).start()
+        while not ended.is_set():
+            data = self._to_daemon.get()
+            if data is None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+                ended.wait(CLOSE_S)
+                break
+            try:
+                sock.sendall(data)
+            except OSError:
+                ended.wait(CLOSE_S)  # the reader sees the end too, and says why
+                break
+        return code[0] if code else 0
+
+    def _read_daemon(self, sock: socket.socket) -> int:
+        splitter: FrameSplitter | None = FrameSplitter()
+        while True:
+            try:
+                data = sock.recv(CHUNK)
+            except OSError:
+                data = b""
+            if not data:
+                return self._ended()
+            try:
+                if splitter is None:
+                    self._write(data)
+                    continue
+                dropped = False
+                for body in splitter.feed(data):
+                    if not dropped and self._filtered(body):
+                        dropped = True  # the early answer's duplicate
+                        continue
+                    self._write(_frame_of(body))
+                if dropped or splitter.broken or self._nothing_to_drop():
+                    # From here on bytes are copied as they come, without looking.
+                    rest = splitter.unfinished()
+                    splitter = None
+                    if rest:
+                        self._write(rest)
+            except OSError:  # the editor is gone
+                return 1
+
+    def _nothing_to_drop(self) -> bool:
+        return self._initialize_seen.is_set() and self._early is None
+
+    def _filtered(self, body: bytes) -> bool:
+        """Whether ``body`` is the daemon's answer to the ``initialize`` answered here."""
+        if self._early is None:
+            return False
+        message = _decode(body)
+        if message is None or "method" in message or message.get("id") != self._early[0]:
+            return False
+        if message.get("result") != self._early[1]:
+            _say(
+                "initialize was answered early with "
+                f"{json.dumps(self._early[1])}; the daemon answers {json.dumps(message)}"
+            )
+        return True
+
+    def _ended(self) -> int:
+        if self._editor_done:
+            return 1 if self._exit_seen and not self._shutdown_seen else 0
+        _say(
+            "the shared daemon ended this session (it stopped, or the editor process is gone);"
+            f" its log: {self._log_file}"
+        )
+        return 1
+
+
+def _frame_of(body: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def _say(message: str) -> None:
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"crucible: {message}\n")
+        sys.stderr.flush()
+
+
+# -- finding, or starting, the daemon -------------------------------------------------------
+
+
+def connect(place: DaemonPlace, hello: Hello) -> socket.socket | None:
+    """A connection to a daemon of our version that accepted ``hello``; None when there is
+    no daemon, a dead one, or one of another version (which retires on being greeted)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(place.socket))
+        sock.settimeout(HANDSHAKE_S)
+        sock.sendall(hello.encode())
+        welcome = Welcome.decode(_read_line(sock))
+    except (OSError, HandshakeError):
+        sock.close()
+        return None
+    if not welcome.accepted or welcome.version != hello.version:
+        sock.close()
+        return None
+    sock.settimeout(None)
+    return sock
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        data = sock.recv(1)  # one line, then LSP: nothing past it may be taken
+        if not data:
+            break
+        line += data
+    return bytes(line)
+
+
+def connect_or_start(
+    place: DaemonPlace, hello: Hello, start: Callable[[], None]
+) -> socket.socket | None:
+    """Connect; else, holding the start lock, start a daemon and connect to it."""
+    sock = connect(place, hello)
+    if sock is not None:
+        return sock
+    with _locked(place.lock):
+        sock = connect(place, hello)  # another window may have started one meanwhile
+        if sock is not None:
+            return sock
+        with contextlib.suppress(FileNotFoundError):
+            place.socket.unlink()  # stale: nothing accepts on it, and we hold the lock
+        start()
+        deadline = time.monotonic() + DAEMON_START_S
+        while time.monotonic() < deadline:
+            sock = connect(place, hello)
+            if sock is not None:
+                return sock
+            time.sleep(POLL_S)
+    return None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def start_daemon(place: DaemonPlace, log_file: Path) -> None:
+    """Start a detached daemon: its own session, no terminal, stdio to /dev/null and the log."""
+    import subprocess  # only on a cold start
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-c", _DAEMON_MAIN, str(place.directory)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
+
+
+def run_client(config: Path | None, log_level: str) -> int | None:
+    """Relay the editor's stdio to the shared daemon; the exit code, or None when the daemon's
+    directory cannot be used (then the caller serves on its own, as without ``--shared``)."""
+    env = os.environ
+    try:
+        place = daemon_place(env)
+    except (UnsafeDirectory, OSError) as exc:
+        _say(f"no shared daemon ({exc}); serving this window alone")
+        return None  # before reading anything: the server alone reads stdin from the start
+    log_file = log_path(env)
+    relay = Relay(sys.stdin.fileno(), sys.stdout.buffer, log_file)
+    relay.start_reading()  # initialize is answered while we connect
+    config_file = config.resolve() if config is not None else None
+    relay.wait_initialize(INITIALIZE_WAIT_S)
+    files = [user_config_file(env), *([config_file] if config_file else [])]
+    hello = Hello(
+        __version__,
+        session_env(env, files, relay.key_names),
+        os.getcwd(),
+        str(config_file) if config_file else None,
+        log_level,
+    )
+    sock = connect_or_start(place, hello, lambda: start_daemon(place, log_file))
+    if sock is None:
+        _say(f"the shared daemon did not start; its log: {log_file}")
+        return 1
+    return relay.run(sock)

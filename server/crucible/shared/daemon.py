@@ -1,0 +1,305 @@
+"""The per-user daemon behind ``crucible-lsp --stdio --shared``: one process serving every
+window's session over a Unix socket, with one cache, one provider pool per provider and one
+memory budget (``shared/resources.py``).
+
+``python -m crucible.shared.daemon DIR`` is started by a thin client (``shared/client.py``),
+detached: its own session, stdin/stdout on /dev/null, stderr on the log file. It:
+
+1. binds ``DIR/daemon.sock`` (0600, in the 0700 directory ``shared/place.py`` checked) before
+   anything else, so the starting client's connect succeeds within milliseconds, and writes
+   ``DIR/daemon.pid``;
+2. imports the server in a thread, started before anything else (``lsp/early_start.
+   load_server``: the same half second a plain start spends) while its loop already accepts
+   and greets clients; sessions wait for the import, not for each other;
+3. for each connection: checks the peer's uid (``SO_PEERCRED`` on Linux; where the platform
+   cannot tell, only the directory's ownership and mode keep others out, and it is checked
+   again on every connection) and closes another user's connection unanswered; reads the
+   client's hello (``shared/handshake.py``); answers it; and serves the session.
+
+A session is an ``App`` of its own (its documents, configuration, workspace trust, status and
+editor channel; the environment the client sent is the one it reads keys and XDG paths from)
+and a ``CrucibleLanguageServer`` of its own, served on the connection's streams like a TCP
+client (``serve_connection``). Its log records go to its own editor (``runtime/log.py``
+``SESSION_LOG``) and to the daemon's log file. Its end (``exit``, end of input, a client
+killed, a broken frame, its editor's process gone) ends only it; an exception in it is logged
+and goes no further.
+
+A hello of another version makes the daemon retire: it answers ``accepted: false``, stops
+accepting, removes its socket file (the new daemon binds a new one), and exits once its last
+session ends; no session is cut. With no session for ``CRUCIBLE_DAEMON_IDLE_S`` seconds
+(default 600) it exits, removing its socket and pid files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import socket
+import stat
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import crucible
+from crucible.runtime.log import (
+    SESSION_LOG,
+    ClientLogHandler,
+    SessionLogRouter,
+    configure_logging,
+)
+from crucible.shared.handshake import HandshakeError, Hello, Welcome
+from crucible.shared.place import DaemonPlace, log_path, private_dir
+
+if TYPE_CHECKING:
+    from crucible.shared.resources import SharedResources
+
+logger = logging.getLogger(__name__)
+
+IDLE_S = 600.0  # default of CRUCIBLE_DAEMON_IDLE_S
+HELLO_S = 10.0  # for a client's hello line, once connected
+LOAD_S = 60.0  # for the server import, before a waiting session gives up
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end, or None where the platform cannot say."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    data = sock.getsockopt(socket.SOL_SOCKET, option, _PEERCRED.size)
+    return int(_PEERCRED.unpack(data)[1])
+
+
+def peer_allowed(sock: socket.socket | None, directory: Path) -> bool:
+    """Whether the peer is this user: by its credentials, else by the directory being still
+    ours and closed to everyone else (then only this user can have reached the socket)."""
+    if sock is None:
+        return False
+    uid = peer_uid(sock)
+    if uid is not None:
+        return uid == os.getuid()
+    try:
+        info = os.lstat(directory)
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and stat.S_ISDIR(info.st_mode) and not info.st_mode & 0o077
+
+
+def bind(place: DaemonPlace) -> tuple[socket.socket, int]:
+    """The listening socket at ``place.socket`` (0600) and the inode it got."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_mask = os.umask(0o177)
+    try:
+        listener.bind(str(place.socket))
+    finally:
+        os.umask(old_mask)
+    os.chmod(place.socket, 0o600)
+    listener.listen(64)
+    return listener, os.stat(place.socket).st_ino
+
+
+class Daemon:
+    """Accepts, greets and serves sessions until idle or retired (module docstring)."""
+
+    def __init__(
+        self,
+        place: DaemonPlace,
+        listener: socket.socket,
+        inode: int,
+        idle_s: float,
+        loading: concurrent.futures.Future[None] | None = None,
+    ) -> None:
+        self._place = place
+        self._listener = listener
+        self._inode = inode
+        self._idle_s = idle_s
+        self._sessions = 0
+        self._retiring = False
+        self._server: asyncio.AbstractServer | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._loading = loading or start_loading()
+        self._loaded: asyncio.Future[None] | None = None
+        self._shared: SharedResources | None = None
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self._loaded = asyncio.wrap_future(self._loading)
+        self._server = await asyncio.start_unix_server(self._connection, sock=self._listener)
+        logger.info(
+            "daemon %s serving on %s (pid %d)",
+            crucible.__version__,
+            self._place.socket,
+            os.getpid(),
+        )
+        self._arm_idle()
+        try:
+            await self._done
+        finally:
+            self._server.close()
+            self._remove_files()
+            if self._shared is not None:
+                await self._shared.aclose()
+        logger.info("daemon exiting")
+        return 0
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not peer_allowed(writer.get_extra_info("socket"), self._place.directory):
+            logger.warning("refused a connection from another user")
+            writer.close()
+            return
+        try:
+            hello = Hello.decode(await asyncio.wait_for(reader.readline(), HELLO_S))
+        except (HandshakeError, TimeoutError, OSError, ValueError) as exc:
+            logger.warning("a client's hello was not understood: %s", exc)
+            writer.close()
+            return
+        if hello.version != crucible.__version__ or self._retiring:
+            if hello.version != crucible.__version__:
+                logger.info("a client of version %s: retiring", hello.version)
+                self.retire()
+            writer.write(Welcome(crucible.__version__, accepted=False).encode())
+            with contextlib.suppress(OSError):
+                await writer.drain()
+            writer.close()
+            return
+        writer.write(Welcome(crucible.__version__, accepted=True).encode())
+        self._sessions += 1
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        try:
+            await self._session(hello, reader, writer)
+        except Exception:  # one session's failure is logged, and reaches no other
+            logger.exception("a session failed")
+            writer.close()
+        finally:
+            self._sessions -= 1
+            self._session_ended()
+
+    async def _session(
+        self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # This task's records (and those of the tasks it starts) go to this session's editor.
+        client_log = ClientLogHandler()
+        client_log.setLevel(hello.log_level.upper())
+        SESSION_LOG.set(client_log)
+        assert self._loaded is not None
+        await asyncio.wait_for(asyncio.shield(self._loaded), LOAD_S)
+        from crucible.app import App, build_server
+        from crucible.shared.resources import SharedResources
+
+        if self._shared is None:
+            self._shared = SharedResources()
+        config = Path(hello.config) if hello.config else None
+        app = App(config_path=config, env=hello.env, shared=self._shared)
+        server = build_server(app)
+        logger.info("session started (%d open)", self._sessions)
+        code = await server.serve_connection(reader, writer)
+        logger.info("session ended (exit code %d)", code)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def _session_ended(self) -> None:
+        if self._sessions:
+            return
+        if self._retiring:
+            self._finish()
+        else:
+            self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self._idle_s, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        if not self._sessions:
+            logger.info("no session for %g s: exiting", self._idle_s)
+            self._finish()
+
+    def retire(self) -> None:
+        """Stop accepting and give the socket's name up; exit after the last session."""
+        if self._retiring:
+            return
+        self._retiring = True
+        if self._server is not None:
+            self._server.close()
+        self._remove_files()
+        if not self._sessions:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def _remove_files(self) -> None:
+        """The socket and pid files, when they are still ours (a newer daemon may own them)."""
+        with contextlib.suppress(OSError):
+            if os.stat(self._place.socket).st_ino == self._inode:
+                self._place.socket.unlink()
+        with contextlib.suppress(OSError, ValueError):
+            if int(self._place.pid.read_text()) == os.getpid():
+                self._place.pid.unlink()
+
+
+def start_loading() -> concurrent.futures.Future[None]:
+    """Import the server in a thread (``lsp/early_start.load_server``: it also freezes what
+    the import built); the future says when it is done, or why it failed."""
+    loading: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def load() -> None:
+        started = time.perf_counter()
+        try:
+            from crucible.lsp.early_start import load_server
+
+            load_server()
+        except BaseException as exc:
+            loading.set_exception(exc)
+            return
+        logger.info("server loaded in %.0f ms", (time.perf_counter() - started) * 1000)
+        loading.set_result(None)
+
+    threading.Thread(target=load, name="crucible-load", daemon=True).start()
+    return loading
+
+
+def idle_seconds(env: dict[str, str] | os._Environ[str]) -> float:
+    try:
+        value = float(env.get("CRUCIBLE_DAEMON_IDLE_S", IDLE_S))
+    except ValueError:
+        return IDLE_S
+    return value if value > 0 else IDLE_S
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m crucible.shared.daemon DIR\n")
+        return 2
+    loading = start_loading()  # first: the import is most of a cold start's wait
+    place = DaemonPlace(private_dir(Path(argv[0])))
+    listener, inode = bind(place)
+    place.pid.write_text(f"{os.getpid()}\n")
+    configure_logging("INFO", log_path(os.environ))
+    root = logging.getLogger()
+    # stderr is the log file already (the client started us so): records go there once.
+    root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler]
+    root.addHandler(SessionLogRouter())
+    try:
+        daemon = Daemon(place, listener, inode, idle_seconds(os.environ), loading)
+        return asyncio.run(daemon.serve())
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

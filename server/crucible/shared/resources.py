@@ -1,0 +1,293 @@
+"""``SharedResources``: what every session of the shared daemon uses in common.
+
+The daemon (``shared/daemon.py``) builds one of these, and each session's ``App`` is given it
+(``App(shared=...)``); a plain ``crucible-lsp --stdio`` has none and builds its own of each.
+It owns three things:
+
+- the response caches: one ``TieredCache`` (one L1, the sqlite L2) per identical
+  ``CacheSettings`` and disk file, so sessions configured alike (the usual case: one user, one
+  user file) share every answer; a session configured otherwise gets its own;
+- the providers: one per identical ``ProviderSettings`` *and* resolved API key (the value of
+  ``api_key_env`` in the session's environment), so one connection pool per provider serves
+  every window, and a window never sends another window's key;
+- the memory supervisor: one budget for the process (``[memory]`` as the last session to
+  apply a configuration says), whose relief acts on every session and every cache.
+
+Caches and providers are leased: ``cache`` / ``provider`` hand out the shared instance and
+count the lease; ``release`` gives it back, and the last release closes it (on the daemon's
+loop, in the background). A provider's notices (a model that cannot fill in the middle) and
+batch counts go to every session holding it.
+
+Errors: none of its own; closing a cache or provider logs what fails and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from crucible.cache.tiered import TieredCache
+from crucible.config.settings import MemorySettings, ProviderSettings
+from crucible.providers.base import Provider
+from crucible.providers.errors import ProviderError
+from crucible.providers.http import api_key
+from crucible.providers.http_provider import HttpProvider
+from crucible.providers.openai import OpenAIProvider
+from crucible.runtime.log import SESSION_LOG
+from crucible.runtime.memory import MemoryRelief, MemorySupervisor
+from crucible.runtime.tasks import BackgroundTasks
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T", TieredCache, Provider)
+
+
+class SessionBackend(Protocol):
+    """What the shared resources need of one session's ``App``."""
+
+    @property
+    def relief(self) -> MemoryRelief:
+        """The session's share of the memory supervisor's requests."""
+        ...
+
+    def memory_components(self) -> dict[str, int]: ...
+
+    def requests_total(self) -> int: ...
+
+    def provider_notice(self, name: str, error: ProviderError) -> None:
+        """A shared provider worked around a problem (``HttpProvider.on_notice``)."""
+        ...
+
+    def count_batch(self, waits_ms: tuple[float, ...]) -> None: ...
+
+
+@dataclass
+class _Lease(Generic[T]):
+    value: T
+    holders: list[SessionBackend] = field(default_factory=list)
+
+
+class SharedResources:
+    """Caches, providers and the memory supervisor of the daemon; see the module docstring."""
+
+    def __init__(self, memory: MemorySettings | None = None) -> None:
+        self._sessions: list[SessionBackend] = []
+        self._caches: dict[Hashable, _Lease[TieredCache]] = {}
+        self._providers: dict[Hashable, _Lease[Provider]] = {}
+        self._tasks: BackgroundTasks | None = None
+        self._unstarted: list[Coroutine[Any, Any, None]] = []
+        self._supervising: asyncio.Task[None] | None = None
+        self.memory = MemorySupervisor(
+            memory or MemorySettings(),
+            _EverySession(self),
+            components=self.memory_components,
+            activity=lambda: sum(s.requests_total() for s in self._sessions),
+        )
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """On the daemon's loop: the supervisor samples from now on. Later calls do nothing."""
+        if self._tasks is not None:
+            return
+        self._tasks = BackgroundTasks(asyncio.get_running_loop())
+        self._supervising = self._daemon_wide(self.memory.run(), "memory supervisor")
+        waiting, self._unstarted = self._unstarted, []
+        for work in waiting:
+            self._daemon_wide(work, "close a shared resource")
+
+    def _daemon_wide(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` as the daemon's, not as the session whose call started it: a task
+        inherits the context it was created in, and with it the session's log (its records
+        would go to that window, and keep going there after it closed)."""
+        assert self._tasks is not None
+        token = SESSION_LOG.set(None)
+        try:
+            return self._tasks.spawn(work, name=name)
+        finally:
+            SESSION_LOG.reset(token)
+
+    def join(self, session: SessionBackend) -> None:
+        self._sessions.append(session)
+
+    def leave(self, session: SessionBackend) -> None:
+        if session in self._sessions:
+            self._sessions.remove(session)
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    def snapshot(self) -> dict[str, Any]:
+        """For crucible/status ``shared``: the daemon's pid, its sessions, what they share."""
+        return {
+            "pid": os.getpid(),
+            "sessions": len(self._sessions),
+            "caches": len(self._caches),
+            "providers": len(self._providers),
+        }
+
+    async def aclose(self) -> None:
+        if self._supervising is not None:
+            self._supervising.cancel()
+        values: list[TieredCache | Provider] = [*self.caches(), *self.providers()]
+        self._caches, self._providers = {}, {}
+        for value in values:
+            await _close(value)
+        waiting, self._unstarted = self._unstarted, []
+        await asyncio.gather(*waiting, return_exceptions=True)
+        if self._tasks is not None:
+            await self._tasks.aclose()
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def cache(
+        self, key: Hashable, build: Callable[[], TieredCache], holder: SessionBackend
+    ) -> TieredCache:
+        """The cache for ``key`` (its settings and disk file), built on first use."""
+        lease = self._caches.get(key)
+        if lease is None:
+            lease = self._caches[key] = _Lease(build())
+        lease.holders.append(holder)
+        return lease.value
+
+    def provider(
+        self,
+        settings: ProviderSettings,
+        env: Mapping[str, str],
+        create: Callable[[], Provider],
+        holder: SessionBackend,
+    ) -> Provider:
+        """The provider for ``settings`` with the key ``env`` gives it, created on first use;
+        its notices and batch counts go to every holder."""
+        key = (settings, api_key(settings, env))
+        lease = self._providers.get(key)
+        if lease is None:
+            provider = create()
+            lease = self._providers[key] = _Lease(provider)
+            holders = lease.holders
+            if isinstance(provider, HttpProvider):
+                provider.env = env
+                provider.on_notice = lambda error: _notify(holders, settings.name, error)
+            if isinstance(provider, OpenAIProvider):
+                provider.on_batch = lambda waits: _count(holders, waits)
+        lease.holders.append(holder)
+        return lease.value
+
+    def release(self, value: TieredCache | Provider, holder: SessionBackend) -> None:
+        """``holder`` no longer uses ``value``; the last holder's release closes it."""
+        if isinstance(value, TieredCache):
+            self._release(self._caches, value, holder)
+        else:
+            self._release(self._providers, value, holder)
+
+    def _release(self, table: dict[Hashable, _Lease[T]], value: T, holder: SessionBackend) -> None:
+        for key, lease in list(table.items()):
+            if lease.value is value:
+                if holder in lease.holders:
+                    lease.holders.remove(holder)
+                if not lease.holders:
+                    del table[key]
+                    self._spawn(_close(lease.value))
+                return
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._tasks is None:
+            self._unstarted.append(work)
+        else:
+            self._daemon_wide(work, "close a shared resource")
+
+    def caches(self) -> list[TieredCache]:
+        return [lease.value for lease in self._caches.values()]
+
+    def providers(self) -> list[Provider]:
+        return [lease.value for lease in self._providers.values()]
+
+    # -- the memory supervisor's view ----------------------------------------------------------
+
+    def memory_components(self) -> dict[str, int]:
+        """Bytes per component over every session; each cache counted once."""
+        total: dict[str, int] = {}
+        for session in self._sessions:
+            for name, size in session.memory_components().items():
+                if name not in ("l1", "type_through"):
+                    total[name] = total.get(name, 0) + size
+        for cache in self.caches():
+            for name, size in cache.memory_bytes().items():
+                if name in ("l1", "type_through"):
+                    total[name] = total.get(name, 0) + size
+        return total
+
+
+def _notify(holders: Iterable[SessionBackend], name: str, error: ProviderError) -> None:
+    for holder in list(holders):
+        try:
+            holder.provider_notice(name, error)
+        except Exception:  # one session's trouble must not reach another's
+            logger.exception("a session could not take a provider's notice")
+
+
+def _count(holders: Iterable[SessionBackend], waits_ms: tuple[float, ...]) -> None:
+    for holder in list(holders):
+        try:
+            holder.count_batch(waits_ms)
+        except Exception:
+            logger.exception("a session could not count a provider's batch")
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+async def _close(value: _Closable) -> None:
+    try:
+        await value.aclose()
+    except Exception:
+        logger.exception("closing a shared resource failed")
+
+
+class _EverySession:
+    """The supervisor's requests, carried out for every session (each on its own App: its
+    completion state, its documents, its user) and so on every cache they lease."""
+
+    def __init__(self, shared: SharedResources) -> None:
+        self._shared = shared
+
+    def _reliefs(self) -> list[MemoryRelief]:
+        return [session.relief for session in self._shared._sessions]
+
+    def limit_cache(self, fraction: float) -> Awaitable[None] | None:
+        waits = [w for r in self._reliefs() if (w := r.limit_cache(fraction)) is not None]
+        return _all(waits) if waits else None
+
+    def drop_idle_state(self, idle_s: float) -> None:
+        for relief in self._reliefs():
+            relief.drop_idle_state(idle_s)
+
+    def pause_background(self, paused: bool) -> None:
+        for relief in self._reliefs():
+            relief.pause_background(paused)
+
+    def cancel_background(self) -> None:
+        for relief in self._reliefs():
+            relief.cancel_background()
+
+    def clear_cache(self) -> None:
+        for relief in self._reliefs():
+            relief.clear_cache()
+
+    def release_connections(self) -> Awaitable[None] | None:
+        waits = [w for r in self._reliefs() if (w := r.release_connections()) is not None]
+        return _all(waits) if waits else None
+
+    def tell_user(self, message: str) -> None:
+        for relief in self._reliefs():
+            relief.tell_user(message)
+
+
+async def _all(waits: list[Awaitable[None]]) -> None:
+    await asyncio.gather(*waits)
