@@ -65,6 +65,7 @@ from crucible.providers.default_choice import (
     DefaultChoice,
     consent_question,
     local_default,
+    remember_declined,
     unconfigured,
 )
 from crucible.providers.default_choice import choose as choose_default
@@ -88,7 +89,7 @@ from crucible.shared.resources import SharedResources
 logger = logging.getLogger(__name__)
 
 # The answers to the consent question (window/showMessageRequest) for the default model.
-_DOWNLOAD, _NOT_NOW = "Download", "Not now"
+_DOWNLOAD, _NOT_NOW, _NEVER = "Download", "Not now", "Don't ask again"
 
 _NO_CACHE: dict[str, Any] = {
     "enabled": False,
@@ -235,7 +236,12 @@ class App:
             self._use_default(choice.provider)
         if not choice.ask_consent or self._editor is None:
             return
-        answer = await self._editor.ask(consent_question(), (_DOWNLOAD, _NOT_NOW))
+        answer = await self._editor.ask(consent_question(), (_DOWNLOAD, _NOT_NOW, _NEVER))
+        if answer == _NEVER:
+            try:
+                remember_declined(self._env)
+            except OSError as exc:  # asked again next time; nothing else lost
+                logger.warning("could not remember the declined download: %s", exc)
         if answer != _DOWNLOAD:
             self.default_choice = dataclasses.replace(
                 choice,

@@ -18,6 +18,7 @@ from crucible import app as app_module
 from crucible.app import App
 from crucible.config.settings import ProviderKind
 from crucible.local.models import ModelSource
+from crucible.providers import default_choice
 
 
 class Editor:
@@ -67,7 +68,7 @@ def env_for(tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("answer", ["Download", "Not now"])
+@pytest.mark.parametrize("answer", ["Download", "Not now", "Don't ask again"])
 async def test_the_default_model_is_downloaded_only_on_yes_with_progress(
     tmp_path: Path, payload: bytes, monkeypatch: pytest.MonkeyPatch, answer: str
 ) -> None:
@@ -95,3 +96,24 @@ async def test_the_default_model_is_downloaded_only_on_yes_with_progress(
         assert server.seen == [] and not target.exists()
         assert editor.progress == []
         assert kinds == [ProviderKind.OLLAMA] and "declined" in choice.reason
+
+
+@pytest.mark.parametrize(("answer", "asked_again"), [("Not now", True), ("Don't ask again", False)])
+async def test_the_next_start_asks_again_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: str, asked_again: bool
+) -> None:
+    monkeypatch.setattr(default_choice, "extra_installed", lambda: True)
+    editors = []
+    for _ in range(2):  # two starts of the server, on the same machine
+        app = App(env=env_for(tmp_path))
+        editor = Editor(answer)
+        app.connect_editor(editor)  # type: ignore[arg-type]
+        await app._choose_default()
+        choice = app.default_choice
+        await app.aclose()
+        editors.append(editor)
+    assert len(editors[0].asked) == 1
+    assert len(editors[1].asked) == (1 if asked_again else 0)
+    assert choice is not None and choice.kind == "ollama"
+    if not asked_again:
+        assert "asked not to be asked" in choice.reason

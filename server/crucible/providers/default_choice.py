@@ -8,7 +8,8 @@ In order:
    installed and the model is downloaded (``crucible-lsp models pull``);
 3. else, with the extra installed, the model may be downloaded, but only with the user's
    consent (``ask_consent``: the server asks through ``window/showMessageRequest``); nothing is
-   ever downloaded silently;
+   ever downloaded silently. "Not now" asks again at the next start; "Don't ask again" is
+   remembered (``DECLINED_MARK``, a file in the models directory: deleting it asks again);
 4. else Ollama at its address all the same: the status and ``doctor`` say why nothing answers.
 
 ``decide`` is the pure rule (tested on every combination); ``choose`` looks at this machine.
@@ -29,11 +30,13 @@ from crucible.config.settings import (
     default_base_url,
 )
 from crucible.local.catalogue import find
-from crucible.local.models import catalogue_source
+from crucible.local.models import catalogue_source, models_dir
 from crucible.local.process import extra_installed
 from crucible.providers.ollama import OllamaProvider
 
 _PROBE_TIMEOUT_S = 1.5  # Ollama on loopback answers in milliseconds, or not at all
+# In the models directory: the user answered "Don't ask again" to the download question.
+DECLINED_MARK = ".download-declined"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +71,23 @@ def local_default() -> ProviderSettings:
     )
 
 
+def declined_for_good(env: Mapping[str, str] = os.environ) -> bool:
+    return (models_dir(env) / DECLINED_MARK).exists()
+
+
+def remember_declined(env: Mapping[str, str] = os.environ) -> None:
+    directory = models_dir(env)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / DECLINED_MARK).touch()
+
+
 def decide(
-    *, ollama_url: str, ollama_answers: bool, extra: bool, model_present: bool
+    *,
+    ollama_url: str,
+    ollama_answers: bool,
+    extra: bool,
+    model_present: bool,
+    declined: bool = False,
 ) -> DefaultChoice:
     ollama = ProviderSettings(base_url=ollama_url)
     if ollama_answers:
@@ -89,8 +107,9 @@ def decide(
     return DefaultChoice(
         ollama,
         f"Ollama does not answer at {ollama_url}, and the local model {DEFAULT_LOCAL_MODEL}"
-        f" is not downloaded (crucible-lsp models pull {DEFAULT_LOCAL_MODEL})",
-        ask_consent=True,
+        f" is not downloaded (crucible-lsp models pull {DEFAULT_LOCAL_MODEL})"
+        + ("; you asked not to be asked to download it" if declined else ""),
+        ask_consent=not declined,
     )
 
 
@@ -115,6 +134,7 @@ async def choose(env: Mapping[str, str] = os.environ) -> DefaultChoice:
         ollama_answers=await ollama_answers(url),
         extra=extra_installed(),
         model_present=catalogue_source(DEFAULT_LOCAL_MODEL, env).present,
+        declined=declined_for_good(env),
     )
 
 
