@@ -28,7 +28,6 @@ import dataclasses
 import functools
 import logging
 import os
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -42,7 +41,6 @@ from crucible.completion.service import CompletionService
 from crucible.config.loader import LoadResult, load_settings
 from crucible.config.paths import default_cache_dir
 from crucible.config.settings import (
-    DEFAULT_LOCAL_MODEL,
     CacheSettings,
     Prefetch,
     PrivacySettings,
@@ -54,21 +52,15 @@ from crucible.context.diagnostics import DiagnosticsStore
 from crucible.context.privacy import WorkspacePrivacy
 from crucible.context.recent import RecentDocuments
 from crucible.hover.service import HoverService
-from crucible.local.download import DownloadError
-from crucible.local.download import download as download_model
-from crucible.local.models import catalogue_source
 from crucible.lsp import fast_lane
 from crucible.lsp.handlers import register_all
 from crucible.lsp.server import CrucibleLanguageServer, EditorChannel
 from crucible.providers.base import Provider
 from crucible.providers.default_choice import (
     DefaultChoice,
-    consent_question,
-    local_default,
-    remember_declined,
+    DefaultProvider,
     unconfigured,
 )
-from crucible.providers.default_choice import choose as choose_default
 from crucible.providers.errors import ProviderError
 from crucible.providers.http_provider import HttpProvider
 from crucible.providers.local import LocalProvider
@@ -88,8 +80,6 @@ from crucible.shared.resources import SharedResources
 
 logger = logging.getLogger(__name__)
 
-# The answers to the consent question (window/showMessageRequest) for the default model.
-_DOWNLOAD, _NOT_NOW, _NEVER = "Download", "Not now", "Don't ask again"
 
 _NO_CACHE: dict[str, Any] = {
     "enabled": False,
@@ -169,9 +159,8 @@ class App:
         self._supervising: asyncio.Task[None] | None = None
         # With no provider configured: what was chosen and why (providers/default_choice.py),
         # and the provider that replaces the schema's default when it is not Ollama's.
-        self.default_choice: DefaultChoice | None = None
+        self.default_provider = DefaultProvider(env, use=self._use_default, announce=self._announce)
         self._default_provider: ProviderSettings | None = None
-        self._download_cancel = threading.Event()  # set at exit: a download stops
         self._apply(self._load())
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -226,70 +215,20 @@ class App:
 
     # -- the default provider --------------------------------------------------------------
 
+    @property
+    def default_choice(self) -> DefaultChoice | None:
+        return self.default_provider.choice
+
     async def _choose_default(self) -> None:
         """No provider configured: Ollama if it answers, else the local model (downloaded
         only with the user's consent). Runs once, after ``initialized``."""
-        choice = await choose_default(self._env)
-        self.default_choice = choice
-        logger.info("no provider configured: using %s: %s", choice.kind, choice.reason)
-        if choice.provider != ProviderSettings():
-            self._use_default(choice.provider)
-        if not choice.ask_consent or self._editor is None:
-            return
-        answer = await self._editor.ask(consent_question(), (_DOWNLOAD, _NOT_NOW, _NEVER))
-        if answer == _NEVER:
-            try:
-                remember_declined(self._env)
-            except OSError as exc:  # asked again next time; nothing else lost
-                logger.warning("could not remember the declined download: %s", exc)
-        if answer != _DOWNLOAD:
-            self.default_choice = dataclasses.replace(
-                choice,
-                reason=f"{choice.reason}; its download was declined (or the editor cannot ask)",
-                ask_consent=False,
-            )
-            return
-        if await self._download_default_model():
-            local = local_default()
-            reason = f"the local model {local.model} was downloaded with your consent"
-            self.default_choice = DefaultChoice(local, reason)
-            self._use_default(local)
+        await self.default_provider.choose(self._editor)
 
     def _use_default(self, provider: ProviderSettings) -> None:
         self._default_provider = provider
         errors = self._apply(self._load())
         if errors:
             logger.warning("configuration: %s", "; ".join(errors))
-
-    async def _download_default_model(self) -> bool:
-        """Download the default model, its progress shown by the editor ($/progress)."""
-        source = catalogue_source(DEFAULT_LOCAL_MODEL, self._env)
-        editor = self._editor
-        token = await editor.begin_progress(f"Crucible: {source.name}") if editor else None
-        loop = asyncio.get_running_loop()
-        shown = [-1]
-
-        def progress(done: int, total: int | None) -> None:  # in the download's thread
-            percent = done * 100 // total if total else 0
-            if editor is not None and token is not None and percent != shown[0]:
-                shown[0] = percent
-                words = f"{done / 1e6:.0f} of {(total or 0) / 1e6:.0f} MB"
-                loop.call_soon_threadsafe(editor.report_progress, token, percent, words)
-
-        try:
-            await asyncio.to_thread(
-                download_model, source, progress=progress, cancel=self._download_cancel
-            )
-        except DownloadError as exc:
-            logger.warning("%s", exc)
-            self._announce(str(exc))
-            if editor is not None and token is not None:
-                editor.end_progress(token, "failed")
-            return False
-        logger.info("downloaded %s to %s", source.name, source.path)
-        if editor is not None and token is not None:
-            editor.end_progress(token, "downloaded")
-        return True
 
     def _apply(self, result: LoadResult) -> list[str]:
         self.settings = result.settings
@@ -660,7 +599,7 @@ class App:
         }
 
     async def aclose(self) -> None:
-        self._download_cancel.set()
+        self.default_provider.cancel()
         if self._supervising is not None:
             self._supervising.cancel()
         self.status_feed.close()

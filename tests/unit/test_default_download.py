@@ -14,7 +14,6 @@ import pytest
 from tests.fakes.model_files import ModelFileServer
 from tests.llama_server.tiny_model import write_tiny_model
 
-from crucible import app as app_module
 from crucible.app import App
 from crucible.config.settings import ProviderKind
 from crucible.local.models import ModelSource
@@ -76,7 +75,7 @@ async def test_the_default_model_is_downloaded_only_on_yes_with_progress(
     with ModelFileServer(payload) as server:
         digest = hashlib.sha256(payload).hexdigest()
         source = ModelSource("default", target, f"{server.url}/m.gguf", len(payload), digest)
-        monkeypatch.setattr(app_module, "catalogue_source", lambda name, env: source)
+        monkeypatch.setattr(default_choice, "catalogue_source", lambda name, env: source)
         app = App(env=env_for(tmp_path))
         editor = Editor(answer)
         app.connect_editor(editor)  # type: ignore[arg-type]

@@ -14,14 +14,20 @@ In order:
 
 ``decide`` is the pure rule (tested on every combination); ``choose`` looks at this machine.
 ``App`` and ``doctor`` both use ``choose``, so they choose alike and say the same reason.
+``DefaultProvider`` is the server's side of it: it chooses once the editor is ready, asks,
+downloads with the editor's progress bar, and hands the provider to ``App``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from crucible.config.settings import (
     DEFAULT_LOCAL_MODEL,
@@ -30,9 +36,13 @@ from crucible.config.settings import (
     default_base_url,
 )
 from crucible.local.catalogue import find
+from crucible.local.download import DownloadError
+from crucible.local.download import download as download_model
 from crucible.local.models import catalogue_source, models_dir
 from crucible.local.process import extra_installed
 from crucible.providers.ollama import OllamaProvider
+
+logger = logging.getLogger(__name__)
 
 _PROBE_TIMEOUT_S = 1.5  # Ollama on loopback answers in milliseconds, or not at all
 # In the models directory: the user answered "Don't ask again" to the download question.
@@ -145,3 +155,96 @@ def consent_question() -> str:
         f"Crucible: no model server answers (Ollama is not running). Download {entry.summary}"
         f" ({entry.size / 1e9:.1f} GB, once) and run it on this machine?"
     )
+
+
+# The answers to the consent question (window/showMessageRequest).
+DOWNLOAD, NOT_NOW, NEVER = "Download", "Not now", "Don't ask again"
+
+
+class ConsentChannel(Protocol):
+    """What of the editor the download needs (``lsp/server.py``'s ``EditorChannel`` has it)."""
+
+    async def ask(self, message: str, actions: tuple[str, ...]) -> str | None: ...
+
+    async def begin_progress(self, title: str) -> str | None: ...
+
+    def report_progress(self, token: str, percentage: int, message: str) -> None: ...
+
+    def end_progress(self, token: str, message: str) -> None: ...
+
+
+class DefaultProvider:
+    """The server's default provider when none is configured: chosen once the editor is
+    ready (``choose``), and handed to ``use``, which puts it in place of the schema's
+    default. A download runs only after a "Download" answer, and stops at ``cancel``."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        use: Callable[[ProviderSettings], None],
+        announce: Callable[[str], None],
+    ) -> None:
+        self._env = env
+        self._use = use
+        self._announce = announce
+        self.choice: DefaultChoice | None = None  # what was chosen and why, once chosen
+        self._cancel = threading.Event()
+
+    async def choose(self, editor: ConsentChannel | None) -> None:
+        choice = await choose(self._env)
+        self.choice = choice
+        logger.info("no provider configured: using %s: %s", choice.kind, choice.reason)
+        if choice.provider != ProviderSettings():
+            self._use(choice.provider)
+        if not choice.ask_consent or editor is None:
+            return
+        answer = await editor.ask(consent_question(), (DOWNLOAD, NOT_NOW, NEVER))
+        if answer == NEVER:
+            try:
+                remember_declined(self._env)
+            except OSError as exc:  # asked again next time; nothing else lost
+                logger.warning("could not remember the declined download: %s", exc)
+        if answer != DOWNLOAD:
+            self.choice = dataclasses.replace(
+                choice,
+                reason=f"{choice.reason}; its download was declined (or the editor cannot ask)",
+                ask_consent=False,
+            )
+            return
+        if await self._download(editor):
+            local = local_default()
+            reason = f"the local model {local.model} was downloaded with your consent"
+            self.choice = DefaultChoice(local, reason)
+            self._use(local)
+
+    def cancel(self) -> None:
+        """The server is ending: a download in progress stops (its part file stays, to resume)."""
+        self._cancel.set()
+
+    async def _download(self, editor: ConsentChannel) -> bool:
+        """Download the default model, its progress shown by the editor ($/progress)."""
+        source = catalogue_source(DEFAULT_LOCAL_MODEL, self._env)
+        token = await editor.begin_progress(f"Crucible: {source.name}")
+        loop = asyncio.get_running_loop()
+        shown = [-1]
+
+        def progress(done: int, total: int | None) -> None:  # in the download's thread
+            percent = done * 100 // total if total else 0
+            if token is not None and percent != shown[0]:
+                shown[0] = percent
+                words = f"{done / 1e6:.0f} of {(total or 0) / 1e6:.0f} MB"
+                loop.call_soon_threadsafe(editor.report_progress, token, percent, words)
+
+        try:
+            await asyncio.to_thread(download_model, source, progress=progress, cancel=self._cancel)
+        except DownloadError as exc:
+            logger.warning("%s", exc)
+            self._announce(str(exc))
+            if token is not None:
+                editor.end_progress(token, "failed")
+            return False
+        logger.info("downloaded %s to %s", source.name, source.path)
+        if token is not None:
+            editor.end_progress(token, "downloaded")
+        return True
