@@ -44,6 +44,7 @@ from crucible.config.settings import (
     CacheSettings,
     Prefetch,
     PrivacySettings,
+    ProviderKind,
     ProviderSettings,
     Role,
     Settings,
@@ -546,7 +547,12 @@ class App:
                 {
                     "name": s.name,
                     "kind": str(s.kind),
-                    "model": s.model,
+                    # A local model_path serves that file, not the catalogue model named by model.
+                    "model": (
+                        Path(s.model_path).name
+                        if s.kind is ProviderKind.LOCAL and s.model_path
+                        else s.model
+                    ),
                     "roles": [str(r) for r in s.roles],
                     **_member_status(members.get(s.name)),
                     # The local kind's own llama.cpp server: state, pid, start-up time, RSS.

@@ -103,7 +103,8 @@ async def test_suggests_from_the_server_it_starts_on_the_first_request(
 ) -> None:
     log = tmp_path / "crucible.log"
     async with lsp_session(options(tiny_model), args=("--log-file", str(log))) as client:
-        before = (await server_status(client))["providers"][0]["managed"]
+        provider = (await server_status(client))["providers"][0]
+        before = provider["managed"]
         running_before = children_serving(tiny_model)
         uri = open_document(client, PREFIX + SUFFIX)
         result = await inline(client, uri, end_of(PREFIX))
@@ -115,6 +116,7 @@ async def test_suggests_from_the_server_it_starts_on_the_first_request(
             unkeyed = await other_user.post("/infill", json={"input_prefix": "a", "n_predict": 1})
 
     assert (before["state"], before["starts"], before["pid"]) == ("stopped", 0, None)
+    assert provider["model"] == tiny_model.name  # the file served, not the catalogue's default
     assert running_before == []
     assert [item.insert_text for item in result.items] == ["abcdefgh"]
     assert (after["state"], after["starts"]) == ("running", 1)
