@@ -437,9 +437,10 @@ async def test_a_cancel_is_answered_request_cancelled(lanes: tuple[Pair, Pair]) 
         send(server, inline("b", 1, 6))
         # Cancelled before it started: in the same buffer as the request.
         send(server, {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": "b"}})
-        # A cancel of a request already answered, and a malformed one: ignored.
+        # A cancel of a request already answered, and malformed ones: ignored.
         send(server, {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}})
         send(server, {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": None}})
+        send(server, {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": [1]}})
         await settle()
         recorded.gate.set()
         send(server, inline(2, 1, 6))

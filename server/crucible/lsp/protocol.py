@@ -227,7 +227,11 @@ class CrucibleProtocol(LanguageServerProtocol):
         of a request already answered is an everyday race; pygls says both at WARNING, on
         stderr, which editors show as errors. Here they are DEBUG."""
         if method == types.CANCEL_REQUEST:
-            if getattr(params, "id", None) in self._request_futures:
+            msg_id = getattr(params, "id", None)
+            if not isinstance(msg_id, int | str):  # a list or an object names no request
+                logger.debug("ignored a cancel whose id is not a number or a string")
+                return False
+            if msg_id in self._request_futures:
                 return True
             logger.debug("ignored a cancel of a request already answered")
             return False
