@@ -106,3 +106,35 @@ async def test_a_configuration_pull_the_client_never_answers_is_given_up(
     await settle()
     assert written.messages[-1]["method"] == "workspace/configuration"
     assert bookkeeping(ls) == (0, 0)
+
+
+async def test_a_pull_answered_after_a_push_does_not_undo_it(
+    server: tuple[CrucibleLanguageServer, Written],
+) -> None:
+    # Neovim 0.12 answers the pull after a plugin's didChangeConfiguration sent meanwhile.
+    ls, written = server
+    pulling = asyncio.ensure_future(lifecycle._pull_configuration(ls))
+    await settle()
+    asked = written.messages[-1]
+    assert asked["method"] == "workspace/configuration"
+    lifecycle._apply_pushed(ls, {"completion": {"enabled": False}})
+    stale = {"jsonrpc": "2.0", "id": asked["id"], "result": [{"completion": {"enabled": True}}]}
+    ls.protocol.handle_frame(Frame(json.dumps(stale).encode()))
+    await asyncio.wait_for(pulling, 1)
+    assert ls.backend.settings.completion.enabled is False
+
+
+async def test_a_pull_answer_applies_when_nothing_came_meanwhile(
+    server: tuple[CrucibleLanguageServer, Written],
+) -> None:
+    ls, written = server
+    pulling = asyncio.ensure_future(lifecycle._pull_configuration(ls))
+    await settle()
+    answer = {
+        "jsonrpc": "2.0",
+        "id": written.messages[-1]["id"],
+        "result": [{"completion": {"enabled": False}}],
+    }
+    ls.protocol.handle_frame(Frame(json.dumps(answer).encode()))
+    await asyncio.wait_for(pulling, 1)
+    assert ls.backend.settings.completion.enabled is False

@@ -156,6 +156,10 @@ class CrucibleLanguageServer(LanguageServer):
         self.code_action_client = CodeActionTraits()  # the same, for code actions
         # Documents over completion.max_document_chars whose user was told so (once each).
         self.told_too_large: set[str] = set()
+        # Bumped by each settings push (didChangeConfiguration with settings) and each pull
+        # (workspace/configuration) sent: a pull's answer applies only if nothing newer was
+        # pushed or asked meanwhile (``handlers/lifecycle.py``).
+        self.configuration_turn = 0
         self._parent_watch: ParentWatch | None = None
 
     def touch(self, file: OpenFile) -> None:

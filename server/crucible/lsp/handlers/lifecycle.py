@@ -49,7 +49,14 @@ def _client_pulls_configuration(server: CrucibleLanguageServer) -> bool:
 
 
 async def _pull_configuration(server: CrucibleLanguageServer) -> None:
-    """Ask the client for the ``crucible`` section (VS Code-style pull configuration)."""
+    """Ask the client for the ``crucible`` section (VS Code-style pull configuration).
+
+    The answer can be older than a push that arrives before it: Neovim answers the pull
+    after its event loop turns, and a plugin's didChangeConfiguration sent meanwhile reaches
+    us first. Applied last, the stale answer would undo the newer settings; so it applies
+    only if no push (or newer pull) came while it was asked."""
+    server.configuration_turn += 1
+    turn = server.configuration_turn
     try:
         async with asyncio.timeout(CONFIGURATION_ANSWER_S):
             values = await server.workspace_configuration_async(
@@ -64,8 +71,19 @@ async def _pull_configuration(server: CrucibleLanguageServer) -> None:
     except Exception as exc:  # a client bug here must not take the server down
         logger.warning("workspace/configuration failed: %s", exc)
         return
+    if server.configuration_turn != turn:
+        logger.debug(
+            "workspace/configuration: newer settings came meanwhile; this answer is dropped"
+        )
+        return
     if values and values[0]:
         _report(server, server.backend.change_configuration(values[0]))
+
+
+def _apply_pushed(server: CrucibleLanguageServer, settings: object) -> None:
+    """Settings the client sent (didChangeConfiguration): they win over any pull in flight."""
+    server.configuration_turn += 1
+    _report(server, server.backend.change_configuration(settings))
 
 
 def register(server: CrucibleLanguageServer) -> None:
@@ -100,7 +118,7 @@ def register(server: CrucibleLanguageServer) -> None:
     ) -> None:
         settings: Any = params.settings
         if settings:
-            _report(ls, ls.backend.change_configuration(settings))
+            _apply_pushed(ls, settings)
         elif _client_pulls_configuration(ls):
             # Pull-model clients send an empty notification meaning "ask me".
             await _pull_configuration(ls)
