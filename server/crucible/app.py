@@ -160,8 +160,9 @@ class App:
         self._supervising: asyncio.Task[None] | None = None
         # With no provider configured: what was chosen and why (providers/default_choice.py),
         # and the provider that replaces the schema's default when it is not Ollama's.
-        self.default_provider = DefaultProvider(env, use=self._use_default, announce=self._announce)
-        self._default_provider: ProviderSettings | None = None
+        self.default_provider = DefaultProvider(
+            env, changed=self._default_changed, announce=self._announce
+        )
         self._apply(self._load())
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -207,7 +208,7 @@ class App:
             client_settings=self._client_settings,
             env=self._env,
         )
-        chosen = self._default_provider
+        chosen = self.default_provider.provider
         if chosen is None or not unconfigured(result.settings.providers):
             return result
         return dataclasses.replace(
@@ -225,8 +226,7 @@ class App:
         only with the user's consent). Runs once, after ``initialized``."""
         await self.default_provider.choose(self._editor)
 
-    def _use_default(self, provider: ProviderSettings) -> None:
-        self._default_provider = provider
+    def _default_changed(self) -> None:
         errors = self._apply(self._load())
         if errors:
             logger.warning("configuration: %s", "; ".join(errors))
@@ -416,10 +416,11 @@ class App:
         if isinstance(provider, OpenAIProvider):
             # Counted here, not on the provider: a configuration change replaces providers,
             # but the server's counters live as long as the server.
-            provider.on_batch = self._count_batch
+            provider.on_batch = self.count_batch
         return provider
 
-    def _count_batch(self, waits_ms: tuple[float, ...]) -> None:
+    def count_batch(self, waits_ms: tuple[float, ...]) -> None:
+        """A batched call's queue waits (a provider's ``on_batch``, or the shared daemon's)."""
         for waited in waits_ms:
             self.telemetry.stage("queue", waited)
         if len(waits_ms) > 1:
@@ -435,9 +436,6 @@ class App:
 
     def provider_notice(self, name: str, error: ProviderError) -> None:
         self._provider_failed(name, error)
-
-    def count_batch(self, waits_ms: tuple[float, ...]) -> None:
-        self._count_batch(waits_ms)
 
     def requests_total(self) -> int:
         return self.telemetry.requests_total()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fakes.written import Written
 
 from crucible.app import App, build_server
 from crucible.lsp.capabilities import initialize_result
@@ -56,17 +57,6 @@ CLIENTS: dict[str, dict[str, Any]] = {
         }
     },
 }
-
-
-class Written:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def write(self, data: bytes) -> None:
-        self.messages.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
-
-    def close(self) -> None:
-        pass
 
 
 async def server_answer(tmp_path: Path, capabilities: dict[str, Any]) -> dict[str, Any]:

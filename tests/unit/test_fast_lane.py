@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 from pygls.protocol import default_converter
+from tests.fakes.written import Written
 
 from crucible.app import App, build_server
 from crucible.completion.alternatives import Alternative
@@ -31,19 +32,6 @@ from crucible.lsp.server import CrucibleLanguageServer
 URI = "file:///work/main.py"
 TEXT = "def f(x):\n    a = '😀😀' + x\n    return a\n"
 _CONVERTER = default_converter()
-
-
-class Written:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.raw: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.raw.append(data)
-        self.messages.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
-
-    def close(self) -> None:
-        pass
 
 
 class Recorded:

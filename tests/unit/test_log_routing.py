@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from pygls.protocol import JsonRPCRequestMessage
+from tests.fakes.written import Written
 
 from crucible.lsp.server import CrucibleLanguageServer
 from crucible.runtime.log import (
@@ -27,17 +28,6 @@ from crucible.runtime.log import (
 )
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def write(self, data: bytes) -> None:
-        self.messages.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
-
-    def close(self) -> None:
-        pass
-
-
 async def test_an_exception_in_a_handler_replies_one_line_without_traceback() -> None:
     server = CrucibleLanguageServer(backend=None)  # type: ignore[arg-type]
 
@@ -45,7 +35,7 @@ async def test_an_exception_in_a_handler_replies_one_line_without_traceback() ->
     def explode(ls: CrucibleLanguageServer, params: Any) -> None:
         raise ValueError("the disk is on fire\nsecond line of detail")
 
-    writer = _Writer()
+    writer = Written()
     server.protocol.set_writer(writer)
     server.protocol.handle_message(
         JsonRPCRequestMessage(id=7, method="crucible/explode", params=None, jsonrpc="2.0")

@@ -10,22 +10,12 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
+from tests.fakes.written import Written
 
 from crucible.app import App, build_server
 from crucible.lsp.framing import Frame
 from crucible.lsp.handlers import lifecycle
 from crucible.lsp.server import CrucibleLanguageServer
-
-
-class Written:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def write(self, data: bytes) -> None:
-        self.messages.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

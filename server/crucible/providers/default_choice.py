@@ -175,28 +175,36 @@ class ConsentChannel(Protocol):
 
 class DefaultProvider:
     """The server's default provider when none is configured: chosen once the editor is
-    ready (``choose``), and handed to ``use``, which puts it in place of the schema's
-    default. A download runs only after a "Download" answer, and stops at ``cancel``."""
+    ready (``choose``); ``changed`` is called whenever ``provider`` changes, so that the owner
+    puts it in place of the schema's default. A download runs only after a "Download" answer,
+    and stops at ``cancel``."""
 
     def __init__(
         self,
         env: Mapping[str, str],
         *,
-        use: Callable[[ProviderSettings], None],
+        changed: Callable[[], None],
         announce: Callable[[str], None],
     ) -> None:
         self._env = env
-        self._use = use
+        self._changed = changed
         self._announce = announce
         self.choice: DefaultChoice | None = None  # what was chosen and why, once chosen
         self._cancel = threading.Event()
+
+    @property
+    def provider(self) -> ProviderSettings | None:
+        """What replaces the schema's default provider; None while that default stands."""
+        if self.choice is None or self.choice.provider == ProviderSettings():
+            return None
+        return self.choice.provider
 
     async def choose(self, editor: ConsentChannel | None) -> None:
         choice = await choose(self._env)
         self.choice = choice
         logger.info("no provider configured: using %s: %s", choice.kind, choice.reason)
-        if choice.provider != ProviderSettings():
-            self._use(choice.provider)
+        if self.provider is not None:
+            self._changed()
         if not choice.ask_consent or editor is None:
             return
         answer = await editor.ask(consent_question(), (DOWNLOAD, NOT_NOW, NEVER))
@@ -216,7 +224,7 @@ class DefaultProvider:
             local = local_default()
             reason = f"the local model {local.model} was downloaded with your consent"
             self.choice = DefaultChoice(local, reason)
-            self._use(local)
+            self._changed()
 
     def cancel(self) -> None:
         """The server is ending: a download in progress stops (its part file stays, to resume)."""
