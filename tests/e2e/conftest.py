@@ -81,6 +81,7 @@ def lsp_session(tmp_path: Path, fork_server: ForkServer | None) -> Session:
         args: tuple[str, ...] = (),
         workspace: Path | None = None,
         client_info: types.ClientInfo | None = None,
+        before_initialize: Callable[[LanguageClient], None] | None = None,
     ) -> AsyncIterator[LanguageClient]:
         root = workspace or tmp_path / "workspace"
         root.mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,8 @@ def lsp_session(tmp_path: Path, fork_server: ForkServer | None) -> Session:
         config = ClientServerConfig(server_command=command, server_env=server_env)
         client = await config.start()
         watch_status(client)
+        if before_initialize is not None:  # e.g. handlers for requests the server will send
+            before_initialize(client)
         try:
             client.initialize_result = await client.initialize_session(  # type: ignore[attr-defined]
                 types.InitializeParams(

@@ -6,7 +6,6 @@ pure rule, on every combination (the extra installed or not), is tested first.""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -16,16 +15,15 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from crucible.config.settings import DEFAULT_LOCAL_MODEL, ProviderKind, ProviderSettings
 from crucible.local.catalogue import find
 from crucible.providers.default_choice import decide, ollama_address, unconfigured
 from tests.e2e.conftest import (
-    SERVER,
+    Session,
     end_of,
     inline,
-    inline_capabilities,
     open_document,
     server_status,
 )
@@ -76,45 +74,29 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @asynccontextmanager
 async def unconfigured_session(
-    tmp_path: Path, ollama: str, answer: str | None = None
+    lsp_session: Session, ollama: str, answer: str | None = None
 ) -> AsyncIterator[LanguageClient]:
     """The server with no provider anywhere; ``answer`` is what the user clicks when asked."""
-    env = {
-        **os.environ,
-        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
-        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
-        "OLLAMA_HOST": ollama,
-    }
-    client = await ClientServerConfig(server_command=SERVER, server_env=env).start()
     asked: list[str] = []
-    client.asked = asked  # type: ignore[attr-defined]
 
-    @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
-    def show_message_request(
-        _: LanguageClient, params: types.ShowMessageRequestParams
-    ) -> types.MessageActionItem | None:
-        asked.append(params.message)
-        return None if answer is None else types.MessageActionItem(title=answer)
+    def answer_questions(client: LanguageClient) -> None:
+        client.asked = asked  # type: ignore[attr-defined]
 
-    try:
-        root = tmp_path / "workspace"
-        root.mkdir(exist_ok=True)
-        await client.initialize_session(
-            types.InitializeParams(
-                capabilities=inline_capabilities(),
-                root_uri=root.as_uri(),
-                initialization_options={
-                    "completion": {"debounce_mode": "fixed", "debounce_ms": 0, "max_tokens": 8},
-                    "cache": {"prefetch": "off", "enabled": False},
-                },
-            )
-        )
-        try:
-            yield client
-        finally:
-            await asyncio.wait_for(client.shutdown_session(), 10)
-    finally:
-        await client.stop()
+        @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+        def show_message_request(
+            _: LanguageClient, params: types.ShowMessageRequestParams
+        ) -> types.MessageActionItem | None:
+            asked.append(params.message)
+            return None if answer is None else types.MessageActionItem(title=answer)
+
+    options = {
+        "completion": {"debounce_mode": "fixed", "debounce_ms": 0, "max_tokens": 8},
+        "cache": {"prefetch": "off", "enabled": False},
+    }
+    async with lsp_session(
+        options, env={"OLLAMA_HOST": ollama}, before_initialize=answer_questions
+    ) as client:
+        yield client
 
 
 async def chosen(client: LanguageClient, within_s: float = 10.0) -> dict[str, Any]:
@@ -126,9 +108,9 @@ async def chosen(client: LanguageClient, within_s: float = 10.0) -> dict[str, An
 
 
 @pytest.mark.e2e
-async def test_ollama_is_used_when_it_answers(tmp_path: Path) -> None:
+async def test_ollama_is_used_when_it_answers(lsp_session: Session) -> None:
     with FakeProvider(model="qwen2.5-coder:1.5b-base", reply="return a + b") as fake:
-        async with unconfigured_session(tmp_path, fake.base_url) as client:
+        async with unconfigured_session(lsp_session, fake.base_url) as client:
             choice = await chosen(client)
             uri = open_document(client, TEXT)
             result = await inline(client, uri, end_of(TEXT))
@@ -138,14 +120,14 @@ async def test_ollama_is_used_when_it_answers(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 async def test_the_downloaded_local_model_is_used_when_ollama_does_not_answer(
-    tmp_path: Path, tiny_model: Path
+    tmp_path: Path, tiny_model: Path, lsp_session: Session
 ) -> None:
     entry = find(DEFAULT_LOCAL_MODEL)
     assert entry is not None
     models = tmp_path / "xdg-cache" / "crucible" / "models"
     models.mkdir(parents=True)
     shutil.copy(tiny_model, models / entry.file_name)  # as if pulled
-    async with unconfigured_session(tmp_path, NOBODY) as client:
+    async with unconfigured_session(lsp_session, NOBODY) as client:
         choice = await chosen(client)
         uri = open_document(client, TEXT)
         result = await inline(client, uri, end_of(TEXT))
@@ -156,8 +138,8 @@ async def test_the_downloaded_local_model_is_used_when_ollama_does_not_answer(
 
 
 @pytest.mark.e2e
-async def test_nothing_is_downloaded_without_consent(tmp_path: Path) -> None:
-    async with unconfigured_session(tmp_path, NOBODY, answer="Not now") as client:
+async def test_nothing_is_downloaded_without_consent(tmp_path: Path, lsp_session: Session) -> None:
+    async with unconfigured_session(lsp_session, NOBODY, answer="Not now") as client:
         deadline = time.monotonic() + 10
         while "declined" not in (await chosen(client))["reason"]:
             assert time.monotonic() < deadline, "the consent answer was not heard"
