@@ -340,6 +340,7 @@ def describe(settings: Settings, env: Mapping[str, str] = os.environ) -> dict[st
     NAME and whether it is set, never its value."""
     view: dict[str, Any] = _plain(settings)
     view["providers"] = [_describe_provider(p, env) for p in settings.providers]
+    view["cache"]["shared_url"] = mask_url(settings.cache.shared_url)
     return view
 
 

@@ -300,6 +300,38 @@ class CacheSettings:
         " third of them.",
         default=Prefetch.AUTO,
     )
+    # L3: the team's Redis (or Valkey). Trusted configuration only (config/trust.py refuses
+    # every key a workspace file did not get leave for): it says where suggestions come from.
+    shared_url: str = doc(
+        "L3, a cache the team shares: redis://host:port/db, rediss:// for TLS, or"
+        " unix:///path/to/redis.sock. Empty: no L3. No password in the URL: name the"
+        " variable that holds it in shared_password_env. The team's budget ([[providers]]"
+        " team_* keys) uses the same Redis.",
+        default="",
+    )
+    shared_password_env: str = doc(
+        "The NAME of the environment variable holding the Redis password (or ACL user's"
+        " password; the user goes in the URL). Empty: none.",
+        default="",
+    )
+    shared_namespace: str = doc(
+        "Prefix of every key Crucible writes in the shared Redis: one per team (letters,"
+        " digits, '.', '_', '-').",
+        default="default",
+    )
+    shared_timeout_ms: float = doc(
+        "How long a suggestion may wait for the shared Redis; past it, it goes on without L3.",
+        bounds=(1.0, 1000.0),
+        default=5.0,
+    )
+    shared_ttl_s: int = doc(
+        "How long an answer stays in the shared Redis.", bounds=(60, 2_592_000), default=86_400
+    )
+    shared_max_mb: float = doc(
+        "The most memory Crucible's answers may take in the shared Redis (oldest go first).",
+        bounds=(1.0, 1_048_576.0),
+        default=256.0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -251,6 +251,48 @@ def _base_url(value: Any) -> str:
     return url.rstrip("/")
 
 
+def _redis_url(value: Any) -> str:
+    """The team's Redis: ``redis://``, ``rediss://`` (TLS) or ``unix://``; empty is none."""
+    if value == "":
+        return ""
+    expected = "expected a redis://, rediss:// or unix:// URL (or empty: no shared cache)"
+    if not isinstance(value, str):
+        raise _Invalid(f"{expected}, got {_given(value)}")
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        scheme, host, _port = parts.scheme, parts.hostname, parts.port
+    except ValueError:
+        scheme, host = "", None
+    bad_char = any(c.isspace() or not c.isprintable() for c in url)
+    shown = json.dumps(mask_url(url)) if "://" in url else _given(url)
+    if bad_char or scheme not in ("redis", "rediss", "unix"):
+        raise _Invalid(f"{expected}, got {shown}")
+    if scheme == "unix" and not parts.path.startswith("/"):
+        raise _Invalid(f"a unix:// URL needs an absolute socket path, got {shown}")
+    if scheme != "unix" and not host:
+        raise _Invalid(f"{expected}, got {shown}")
+    if parts.password is not None or parts.fragment:
+        raise _Invalid(
+            "must not carry a password (name the variable holding it in"
+            f" cache.shared_password_env), got {shown}"
+        )
+    return url
+
+
+def _optional_env_name(value: Any) -> str:
+    return "" if value == "" else _api_key_env(value)
+
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _namespace(value: Any) -> str:
+    if isinstance(value, str) and _NAMESPACE.fullmatch(value.strip()):
+        return value.strip()
+    raise _Invalid(f"expected 1-64 letters, digits, '.', '_' or '-', got {_given(value)}")
+
+
 def _patterns(value: Any) -> tuple[str, ...]:
     """Gitignore-style patterns: an array of non-empty strings (a lone string is one)."""
     items = [value] if isinstance(value, str) else value
@@ -358,6 +400,9 @@ _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (ProviderSettings, "sha256"): _sha256,
     (CompletionSettings, "completion_items"): _completion_items,
     (PrivacySettings, "exclude"): _patterns,
+    (CacheSettings, "shared_url"): _redis_url,
+    (CacheSettings, "shared_password_env"): _optional_env_name,
+    (CacheSettings, "shared_namespace"): _namespace,
     (CustomActionSettings, "kind"): _action_kind,
 }
 

@@ -1,0 +1,127 @@
+"""RedisLink against a real redis-server: a call within its budget, a Redis stopped, paused
+or unreachable (the breaker stops asking), the library missing, the password from the
+environment and never shown."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from tests.redis_server import MISSING_REASON, REDIS_SERVER, RedisServer
+
+from crucible.team.redis_link import LinkState, RedisLink, RedisUnavailable, TeamRedis
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _up(server: RedisServer, **kwargs: object) -> RedisLink:
+    link = RedisLink(TeamRedis(server.url, "", "team-a"), {}, **kwargs)  # type: ignore[arg-type]
+    await link.warm()
+    assert link.state is LinkState.UP
+    return link
+
+
+async def test_a_call_within_its_budget_reaches_redis(redis_server: RedisServer) -> None:
+    link = await _up(redis_server)
+    key = link.key("test", "k")
+    assert key == "crucible:team-a:test:k"
+    await link.run(lambda r: r.set(key, b"v"), budget_s=1.0, what="set")
+    assert await link.run(lambda r: r.get(key), budget_s=1.0, what="get") == b"v"
+    status = link.status()
+    assert status["calls"] == 2 and status["failures"] == 0
+    assert status["latency_ms"]["p50"] is not None
+    await link.aclose()
+    assert link.state is LinkState.CLOSED
+
+
+async def test_a_redis_stopped_opens_the_breaker_and_is_not_asked(
+    redis_server: RedisServer,
+) -> None:
+    clock = FakeClock()
+    link = await _up(redis_server, clock=clock)
+    changes: list[LinkState] = []
+    link.add_listener(lambda state, reason: changes.append(state))
+    redis_server.stop()
+    for _ in range(3):
+        with pytest.raises(RedisUnavailable):
+            await link.run(lambda r: r.get("x"), budget_s=0.5, what="get")
+    assert link.state is LinkState.DOWN and changes == [LinkState.DOWN]
+    assert link.status()["reason"]
+    calls = link.calls
+    with pytest.raises(RedisUnavailable):
+        await link.run(lambda r: r.get("x"), budget_s=0.5, what="get")
+    assert link.calls == calls and link.skipped == 1  # not asked while open
+
+    redis_server.start()
+    clock.now += 10  # past the first cooldown (5 s ± 10 %)
+    assert await link.run(lambda r: r.ping(), budget_s=1.0, what="ping")
+    assert link.state is LinkState.UP and changes == [LinkState.DOWN, LinkState.UP]
+    await link.aclose()
+
+
+async def test_a_paused_redis_costs_the_budget_not_more(redis_server: RedisServer) -> None:
+    link = await _up(redis_server)
+    redis_server.command("CLIENT", "PAUSE", "2000", "ALL")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RedisUnavailable):
+        await link.run(lambda r: r.get("x"), budget_s=0.02, what="get")
+    assert loop.time() - started < 1.0  # a behaviour bound (the pause is 2 s), not a timing
+    assert link.timeouts == 1
+    await link.aclose()
+
+
+async def test_without_the_library_the_link_says_so_once(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.import_module
+
+    def without_redis(name: str, package: str | None = None) -> object:
+        if name.startswith("redis"):
+            raise ImportError(name)
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_redis)
+    link = RedisLink(TeamRedis(redis_server.url, "", "t"), {})
+    changes: list[tuple[LinkState, str]] = []
+    link.add_listener(lambda state, reason: changes.append((state, reason)))
+    await link.warm()
+    assert link.state is LinkState.MISSING and not link.enabled
+    assert len(changes) == 1 and "crucible-lsp[team]" in changes[0][1]
+    with pytest.raises(RedisUnavailable):
+        await link.run(lambda r: r.ping(), budget_s=1.0, what="ping")
+
+
+async def test_the_password_comes_from_the_environment_and_is_never_shown() -> None:
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING_REASON)
+    directory = Path(tempfile.mkdtemp(prefix="crucible-redis-"))
+    server = RedisServer(directory, password="s3cret-team-pw")
+    server.start()
+    try:
+        target = TeamRedis(server.url, "TEAM_REDIS_PW", "t")
+        wrong = RedisLink(target, {"TEAM_REDIS_PW": "nope"})
+        await wrong.warm()
+        with pytest.raises(RedisUnavailable):
+            await wrong.run(lambda r: r.ping(), budget_s=1.0, what="ping")
+        assert "s3cret" not in repr(wrong.status()) and "nope" not in repr(wrong.status())
+        await wrong.aclose()
+
+        right = RedisLink(target, {"TEAM_REDIS_PW": "s3cret-team-pw"})
+        await right.warm()
+        assert await right.run(lambda r: r.ping(), budget_s=1.0, what="ping")
+        assert "s3cret" not in repr(right.status())
+        await right.aclose()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
