@@ -36,6 +36,7 @@ from typing import Any
 import crucible
 from crucible.actions.service import CodeActionService
 from crucible.cache.disk import FILE_NAME, DiskCache
+from crucible.cache.team import TeamCache
 from crucible.cache.tiered import TieredCache
 from crucible.completion.service import CompletionService
 from crucible.config.loader import LoadResult, load_settings
@@ -73,11 +74,12 @@ from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
 from crucible.review.service import ReviewService
 from crucible.runtime.memory import MemoryRelief, MemorySupervisor, fix_mmap_threshold
-from crucible.runtime.notices import ProblemBoard
+from crucible.runtime.notices import ProblemBoard, team_cache_problem
 from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
 from crucible.shared.resources import SharedResources
+from crucible.team.redis_link import LinkState, RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +89,11 @@ _NO_CACHE: dict[str, Any] = {
     "hits": 0,
     "misses": 0,
     "type_through_hits": 0,
-    "levels": {"l1": {"entries": 0, "bytes": 0}, "l2": {"entries": 0, "bytes": 0}},
+    "levels": {
+        "l1": {"entries": 0, "bytes": 0},
+        "l2": {"entries": 0, "bytes": 0},
+        "l3": {"enabled": False, "state": "off", "hits": 0},
+    },
 }
 
 
@@ -114,6 +120,10 @@ class App:
         self._providers: dict[ProviderSettings, Provider] = {}
         self.cache: TieredCache | None = None
         self._cache_settings: CacheSettings | None = None
+        # The team's Redis (``cache.shared_url``): L3 and the team budget go through it. One
+        # per distinct (url, password variable, namespace); replaced when those change.
+        self.team_link: RedisLink | None = None
+        self._team_told = False  # the link's problem was told (once per link)
         # One failover pool per role (completion, chat), rebuilt only when its members or
         # policy change, so circuit state and latency history survive unrelated changes.
         # A provider serving both roles is in both pools, with a breaker in each: its
@@ -349,6 +359,7 @@ class App:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
         carry everything else that changes an answer); open it once started (``start``
         opens one built before)."""
+        old_link = self._apply_team_link(settings)
         if settings != self._cache_settings:
             old, self.cache = self.cache, self._lease_cache(settings)
             self._cache_settings = settings
@@ -360,6 +371,46 @@ class App:
                 self.cache.set_memory_budget(int(budget))  # empty: nothing to evict
         if self.cache is not None and self.started:
             self.cache.start()  # once: later calls find it started
+        if old_link is not None:  # after the cache using it was released
+            self._release_team_link(old_link)
+
+    def _apply_team_link(self, settings: CacheSettings) -> RedisLink | None:
+        """Make the link ``cache.shared_*`` ask for, unless the one in place is it; returns
+        the link it replaced (released by the caller once no cache uses it). The redis
+        library is imported by ``warm``, in the background, never on the way to an answer."""
+        target = TeamRedis.from_settings(settings) if settings.shared_url else None
+        old = self.team_link
+        if (old.target if old is not None else None) == target:
+            return None
+        self.team_link = None
+        if target is not None:
+            link = (
+                self._shared.redis_link(target, self._env, holder=self)
+                if self._shared is not None
+                else RedisLink(target, self._env)
+            )
+            link.add_listener(self._team_link_changed)
+            self.team_link, self._team_told = link, False
+            self.spawn(link.warm(), "connect to the team's redis")
+        return old
+
+    def _release_team_link(self, link: RedisLink) -> None:
+        link.remove_listener(self._team_link_changed)
+        if self._shared is not None:
+            self._shared.release(link, self)
+        else:
+            self.spawn(link.aclose(), "close the old team redis link")
+
+    def _team_link_changed(self, state: LinkState, reason: str) -> None:
+        """The team's Redis went down (or the library is missing): said once per link; the
+        log has every change (``RedisLink``) and ``crucible/status`` the state now."""
+        link = self.team_link
+        if link is None or self._team_told:
+            return
+        message = team_cache_problem(str(state), reason, link.status()["url"])
+        if message is not None:
+            self._team_told = True
+            self._announce(message)
 
     def _lease_cache(self, settings: CacheSettings) -> TieredCache | None:
         """The cache ``settings`` ask for: the daemon's shared one for them, else a new one."""
@@ -368,8 +419,12 @@ class App:
         path = self._disk_path(settings)
         if self._shared is None:
             return self._build_cache(settings, path)
+        # Shared with the sessions configured alike and using the same link (the same team
+        # Redis with the same password).
         return self._shared.cache(
-            (settings, path), lambda: self._build_cache(settings, path), holder=self
+            (settings, path, self.team_link),
+            lambda: self._build_cache(settings, path),
+            holder=self,
         )
 
     def _release_cache(self, cache: TieredCache) -> None:
@@ -393,12 +448,24 @@ class App:
                 max_bytes=int(settings.disk_mb * 1024 * 1024),
                 ttl_s=settings.disk_ttl_hours * 3600,
             )
+        team = None
+        if self.team_link is not None:
+            team = TeamCache(
+                self.team_link,
+                timeout_s=settings.shared_timeout_ms / 1000,
+                ttl_s=settings.shared_ttl_s,
+                max_bytes=int(settings.shared_max_mb * 1024 * 1024),
+            )
         return TieredCache(
-            memory_bytes=int(settings.memory_mb * 1024 * 1024), ttl_s=settings.ttl_s, disk=disk
+            memory_bytes=int(settings.memory_mb * 1024 * 1024),
+            ttl_s=settings.ttl_s,
+            disk=disk,
+            team=team,
         )
 
     async def clear_cache(self) -> dict[str, int]:
-        """``crucible.clearCache``: every level emptied."""
+        """``crucible.clearCache``: this user's levels emptied; L3 is the team's, kept
+        (``l3_kept``)."""
         if self.cache is None:
             return {"l1": 0, "type_through": 0, "l2": 0}
         return await self.cache.clear()
@@ -621,12 +688,18 @@ class App:
             if self.cache is not None:
                 self._shared.release(self.cache, self)
                 self.cache = None
+            if self.team_link is not None:
+                self._release_team_link(self.team_link)
+                self.team_link = None
             self._shared.leave(self)
         else:
             for provider in providers:
                 await provider.aclose()
             if self.cache is not None:
                 await self.cache.aclose()
+            if self.team_link is not None:
+                self.team_link.remove_listener(self._team_link_changed)
+                await self.team_link.aclose()
         waiting, self._unstarted = self._unstarted, []  # never started: close them now
         await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
         if self._tasks is not None:

@@ -5,7 +5,10 @@ Three parts behind one face, looked up in this order by the completion service:
 1. type-through (``typethrough.py``): the rest of a recent suggestion the user is typing,
 2. L1 (``memory.py``): answers by key, in memory, bounded by bytes, with a TTL,
 3. L2 (``disk.py``): answers by key in a sqlite file shared by the user's server processes and
-   kept across restarts; an L2 hit is promoted to L1.
+   kept across restarts; an L2 hit is promoted to L1;
+4. L3 (``team.py``, when ``cache.shared_url`` is set): answers by key in the team's Redis,
+   asked within ``cache.shared_timeout_ms`` and skipped past it; a hit is copied into L1 and
+   L2. Completion answers only (hover's text answers stay on the user's machine).
 
 Only complete, post-processed answers are stored (the service calls ``store`` after a stream
 ended normally and passed the post-processing); errors, timeouts, cancellations and partial
@@ -13,9 +16,13 @@ streams never reach it. An answer with empty text is a real answer ("nothing wor
 here") and is cached like any other, so the provider is not asked again at that spot.
 
 Hits and misses are counted here, once, where ``crucible/status`` reads them (``stats``): an
-L1 hit, an L2 hit (a row that decodes into an answer), a miss (a ``lookup`` neither level could
-answer; ``in_memory`` alone counts no miss), and type-through hits (``TypeThrough.hits``). The
-levels count only what is theirs (entries, bytes, evictions, errors).
+L1 hit, an L2 hit (a row that decodes into an answer), an L3 hit, a miss (a ``lookup`` no level
+could answer; ``in_memory`` alone counts no miss), and type-through hits (``TypeThrough.hits``).
+The levels count only what is theirs (entries, bytes, evictions, errors; L3 its own lookups,
+writes, garbage and latency).
+
+L3 belongs to the team, not to this user: ``clear`` (``crucible.clearCache``) leaves it, and
+so does the memory supervisor (it holds nothing in this process but a queue of 256 writes).
 
 The same two levels also keep text answers under their own keys (``cache/keys.py``'s
 ``text_key``, namespaced, so never a completion's): ``store_text`` / ``lookup_text``, used by
@@ -36,6 +43,7 @@ from typing import Any
 
 from crucible.cache.disk import DiskCache
 from crucible.cache.memory import ENTRY_OVERHEAD, MemoryCache
+from crucible.cache.team import TeamCache
 from crucible.cache.typethrough import TypeThrough
 from crucible.completion.suggestion import Suggestion
 
@@ -66,6 +74,7 @@ class TieredCache:
         memory_bytes: int,
         ttl_s: float,
         disk: DiskCache | None,
+        team: TeamCache | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Completion answers (``Suggestion``) and text answers (``str``) under disjoint keys.
@@ -74,8 +83,9 @@ class TieredCache:
         )
         self._typed: TypeThrough[Suggestion] = TypeThrough(ttl_s=ttl_s, clock=clock)
         self._disk = disk
+        self.team = team  # L3; its link is App's (one per team Redis), not closed here
         self._opening: asyncio.Task[None] | None = None
-        self._hits = {"l1": 0, "l2": 0}
+        self._hits = {"l1": 0, "l2": 0, "l3": 0}
         self._misses = 0
 
     def start(self) -> None:
@@ -92,6 +102,8 @@ class TieredCache:
         await self._disk_ready()
 
     async def aclose(self) -> None:
+        if self.team is not None:
+            await self.team.aclose()
         if self._disk is not None:
             await self._disk_ready()
             await self._disk.close()
@@ -123,7 +135,8 @@ class TieredCache:
         return answer
 
     async def lookup(self, key: str) -> Suggestion | None:
-        """L1, then L2 (promoted to L1 on a hit); a miss of both is counted."""
+        """L1, then L2 (promoted to L1 on a hit), then L3 within its budget (copied into L1
+        and L2 on a hit); a miss of every level is counted."""
         answer = self.in_memory(key)
         if answer is not None:
             return answer
@@ -134,6 +147,14 @@ class TieredCache:
             if answer is not None:
                 self._hits["l2"] += 1
                 self._memory.put(key, answer)
+                return answer
+        if self.team is not None:
+            answer = await self.team.get(key)
+            if answer is not None:
+                self._hits["l3"] += 1
+                self._memory.put(key, answer)
+                if self._disk is not None:
+                    self._disk.put(key, answer.encode())
                 return answer
         self._misses += 1
         return None
@@ -166,10 +187,13 @@ class TieredCache:
             self._disk.put(key, text)
 
     def store(self, key: str, answer: Suggestion) -> None:
-        """A complete, post-processed answer: into L1 now, into L2 in the next write batch."""
+        """A complete, post-processed answer: into L1 now, into L2 in the next write batch,
+        into L3 by its background writer."""
         self._memory.put(key, answer)
         if self._disk is not None:
             self._disk.put(key, answer.encode())
+        if self.team is not None:
+            self.team.put(key, answer)
 
     def shown(
         self, document: str, offset: int, before: str, after: str, answer: Suggestion
@@ -182,11 +206,14 @@ class TieredCache:
         self._typed.forget(document)
 
     async def clear(self) -> dict[str, int]:
-        """Empty every level; returns how many entries each had."""
+        """Empty this user's levels; returns how many entries each had. L3 is the team's and
+        is kept (``l3_kept``: 1 when there is one)."""
         cleared = {"l1": self._memory.clear(), "type_through": self._typed.clear(), "l2": 0}
         if self._disk is not None:
             await self._disk_ready()
             cleared["l2"] = await self._disk.clear()
+        if self.team is not None:
+            cleared["l3_kept"] = 1
         logger.info("cache cleared: %s", cleared)
         return cleared
 
@@ -254,9 +281,14 @@ class TieredCache:
                 "errors": disk.errors,
                 "recoveries": disk.recoveries,
             }
+        levels["l3"] = (
+            {**self.team.stats(), "hits": self._hits["l3"]}
+            if self.team is not None
+            else {"enabled": False, "state": "off", "hits": 0}
+        )
         return {
             "enabled": True,
-            "hits": self._hits["l1"] + self._hits["l2"] + self._typed.hits,
+            "hits": self._hits["l1"] + self._hits["l2"] + self._hits["l3"] + self._typed.hits,
             "misses": self._misses,
             "type_through_hits": self._typed.hits,
             "type_through_anchors": len(self._typed),

@@ -207,3 +207,21 @@ def _kind_of(error: ProviderError) -> str:
     if isinstance(error, ModelNotFound):
         return "model"
     return "unreachable"
+
+
+def team_cache_problem(state: str, reason: str, where: str) -> str | None:
+    """The one message for the team cache (L3, ``cache.shared_url``) becoming unusable, or None
+    for a state that is no problem. ``where`` is the masked URL. Said once per configuration
+    (App): suggestions go on without it, so it is news, not an alarm."""
+    if state == "missing":
+        return (
+            "Crucible: cache.shared_url is set, but the redis library is not installed"
+            " (pip install 'crucible-lsp[team]'); suggestions go on without the team cache."
+        )
+    if state == "down":
+        return (
+            f"Crucible: the team cache (Redis at {where}) is not answering ({reason});"
+            " suggestions go on from this machine's cache and the providers, and Crucible"
+            f" tries Redis again later. {_DOCTOR}"
+        )
+    return None

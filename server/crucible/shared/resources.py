@@ -10,6 +10,10 @@ It owns three things:
 - the providers: one per identical ``ProviderSettings`` *and* resolved API key (the value of
   ``api_key_env`` in the session's environment), so one connection pool per provider serves
   every window, and a window never sends another window's key;
+- the links to a team's Redis (``team/redis_link.py``): one per identical ``TeamRedis`` and
+  resolved password, so the windows of one user share its connections, its breaker and its
+  state (one notice per session, each from its own listener); a cache using a link is shared
+  only with sessions sharing that link;
 - the memory supervisor: one budget for the process (``[memory]`` as the last session to
   apply a configuration says), whose relief acts on every session and every cache.
 
@@ -40,10 +44,11 @@ from crucible.providers.openai import OpenAIProvider
 from crucible.runtime.log import SESSION_LOG
 from crucible.runtime.memory import MemoryRelief, MemorySupervisor
 from crucible.runtime.tasks import BackgroundTasks
+from crucible.team.redis_link import RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T", TieredCache, Provider)
+T = TypeVar("T", TieredCache, Provider, RedisLink)
 
 
 class SessionBackend(Protocol):
@@ -78,6 +83,7 @@ class SharedResources:
         self._sessions: list[SessionBackend] = []
         self._caches: dict[Hashable, _Lease[TieredCache]] = {}
         self._providers: dict[Hashable, _Lease[Provider]] = {}
+        self._links: dict[Hashable, _Lease[RedisLink]] = {}
         self._tasks: BackgroundTasks | None = None
         self._unstarted: list[Coroutine[Any, Any, None]] = []
         self._supervising: asyncio.Task[None] | None = None
@@ -129,13 +135,18 @@ class SharedResources:
             "sessions": len(self._sessions),
             "caches": len(self._caches),
             "providers": len(self._providers),
+            "redis_links": len(self._links),
         }
 
     async def aclose(self) -> None:
         if self._supervising is not None:
             self._supervising.cancel()
-        values: list[TieredCache | Provider] = [*self.caches(), *self.providers()]
-        self._caches, self._providers = {}, {}
+        values: list[TieredCache | Provider | RedisLink] = [
+            *self.caches(),
+            *self.providers(),
+            *(lease.value for lease in self._links.values()),
+        ]
+        self._caches, self._providers, self._links = {}, {}, {}
         for value in values:
             await _close(value)
         waiting, self._unstarted = self._unstarted, []
@@ -178,10 +189,24 @@ class SharedResources:
         lease.holders.append(holder)
         return lease.value
 
-    def release(self, value: TieredCache | Provider, holder: SessionBackend) -> None:
+    def redis_link(
+        self, target: TeamRedis, env: Mapping[str, str], holder: SessionBackend
+    ) -> RedisLink:
+        """The link to ``target`` with the password ``env`` gives it, made on first use."""
+        password = env.get(target.password_env) if target.password_env else None
+        key = (target, password)
+        lease = self._links.get(key)
+        if lease is None:
+            lease = self._links[key] = _Lease(RedisLink(target, env))
+        lease.holders.append(holder)
+        return lease.value
+
+    def release(self, value: TieredCache | Provider | RedisLink, holder: SessionBackend) -> None:
         """``holder`` no longer uses ``value``; the last holder's release closes it."""
         if isinstance(value, TieredCache):
             self._release(self._caches, value, holder)
+        elif isinstance(value, RedisLink):
+            self._release(self._links, value, holder)
         else:
             self._release(self._providers, value, holder)
 

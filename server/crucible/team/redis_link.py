@@ -15,6 +15,10 @@ allows the whole team). Both go through this link, the only module importing ``r
 * **A breaker.** Three failures in a row (refused, reset, timed out, a reply that is not what
   the command returns) open it: for 5 s, then 10, 20 … up to 2 minutes, Redis is not asked at
   all; then one call tries (``resilience/breaker.py``, the same circuit the providers have).
+  An error reply (a full Redis refusing a write with OOM, a read-only replica) is not a
+  failure: Redis answered, and lookups still work. It is :class:`RedisRefused`, counted.
+* **Connected off the path.** :meth:`warm` also makes the first connection (a PING within
+  the connect timeout), so no lookup's budget is spent on a TCP or TLS handshake.
 * **One message.** Each change of :attr:`state` is passed to the listener App gives, which
   tells the user once per problem (``runtime/notices.py``); ``crucible/status`` shows
   :meth:`status`: the state, calls, failures, timeouts and latency percentiles.
@@ -51,7 +55,7 @@ from crucible.runtime.samples import RecentSamples
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["LinkState", "RedisLink", "RedisUnavailable", "TeamRedis"]
+__all__ = ["LinkState", "RedisLink", "RedisRefused", "RedisUnavailable", "TeamRedis"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,11 @@ class RedisUnavailable(CrucibleError):
     """Redis was not asked (off, loading, missing, breaker open) or did not answer in time."""
 
 
+class RedisRefused(RedisUnavailable):
+    """Redis answered with an error reply (full: OOM; read-only replica; a script error): it
+    is up, so the breaker counts a success, but the command did not happen."""
+
+
 @dataclass(frozen=True, slots=True)
 class TeamRedis:
     """What the link is connected to, as read from ``[cache]``."""
@@ -124,12 +133,16 @@ class RedisLink:
         self._state = LinkState.OFF if not target.url else LinkState.LOADING
         self._reason = ""
         self._client: Redis | None = None
+        # redis-py's error replies (``ResponseError``), known once the library is imported.
+        self._refusals: type[BaseException] | tuple[()] = ()
         self._listeners: list[StateListener] = []
+        self._warming: asyncio.Future[None] | None = None
         self._latencies = RecentSamples(_LATENCIES)
         self.calls = 0
         self.failures = 0
         self.timeouts = 0
         self.skipped = 0  # calls answered unavailable without asking (loading, missing, open)
+        self.refused = 0  # error replies: Redis answered, the command did not happen
 
     @property
     def state(self) -> LinkState:
@@ -143,12 +156,23 @@ class RedisLink:
     def add_listener(self, listener: StateListener) -> None:
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: StateListener) -> None:
+        """A session of the shared daemon that gave the link back hears no more of it."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def key(self, kind: str, *parts: str) -> str:
         return ":".join(("crucible", self.target.namespace, kind, *parts))
 
     async def warm(self) -> None:
-        """Import the library off the event loop and make the client (no connection yet:
-        redis-py connects on the first command). Called once by App after start-up."""
+        """Import the library off the event loop, make the client and its first connection.
+        Called by App after start-up (by each session sharing the link in the daemon: they
+        all wait for the one warming)."""
+        if self._warming is None:
+            self._warming = asyncio.ensure_future(self._warm())
+        await asyncio.shield(self._warming)
+
+    async def _warm(self) -> None:
         if self._state is not LinkState.LOADING:
             return
         try:
@@ -170,7 +194,14 @@ class RedisLink:
             retry_on_timeout=False,
             decode_responses=False,
         )
+        self._refusals = module.ResponseError
         self._set_state(LinkState.UP, "")
+        # The first connection (a TCP or TLS handshake) is made here, off any request's
+        # budget: a lookup allowed 5 ms would otherwise spend them connecting, and fail.
+        try:
+            await self.run(lambda client: client.ping(), budget_s=_CONNECT_TIMEOUT_S, what="ping")
+        except RedisUnavailable:
+            pass  # counted; the breaker decides when to try again
 
     async def run(
         self, operation: Callable[[Redis], Awaitable[T]], *, budget_s: float, what: str
@@ -196,6 +227,10 @@ class RedisLink:
         except asyncio.CancelledError:
             self._breaker.release(admission)
             raise
+        except self._refusals as exc:
+            self.refused += 1
+            self._breaker.record_success(admission)
+            raise RedisRefused(f"shared redis refused {what}: {_describe(exc)}") from exc
         except Exception as exc:  # redis-py's errors, and garbage a command could not parse
             self._failed(admission, f"{what}: {_describe(exc)}")
             raise RedisUnavailable(f"shared redis: {what} failed") from exc
@@ -216,6 +251,7 @@ class RedisLink:
             "failures": self.failures,
             "timeouts": self.timeouts,
             "skipped": self.skipped,
+            "refused": self.refused,
             "latency_ms": {
                 "p50": None if p50 is None else round(p50 * 1000, 3),
                 "p99": None if p99 is None else round(p99 * 1000, 3),
