@@ -218,8 +218,10 @@ class RedisLink:
         self.calls += 1
         started = self._clock()
         try:
-            async with asyncio.timeout(budget_s):
-                result = await operation(client)
+            # A task of its own, not ``asyncio.timeout``: that cancels the task current when
+            # it was entered, and a request's first step runs in its handler's task before
+            # going on in another (``scheduling/eager.py``): the handler would be cancelled.
+            result = await asyncio.wait_for(_awaited(operation(client)), budget_s)
         except TimeoutError as exc:
             self.timeouts += 1
             self._failed(admission, f"{what}: no answer within {budget_s * 1000:.0f} ms")
@@ -289,6 +291,10 @@ class RedisLink:
             log.info("shared redis at %s is %s", mask_url(self.target.url), state)
         for listener in self._listeners:
             listener(state, reason)
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 def _describe(exc: BaseException) -> str:
