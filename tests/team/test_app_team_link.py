@@ -1,0 +1,81 @@
+"""App's side of the team Redis: one link per team Redis, kept across unrelated changes and
+replaced (the old one closed) when its target changes; warmed only after start; its problem
+told once; the redis library never imported on the way to start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.redis_server import RedisServer
+
+from crucible.app import App
+from crucible.team.redis_link import LinkState
+
+
+def _options(url: str, **cache: object) -> dict[str, object]:
+    return {"cache": {"shared_url": url, "disk": False, **cache}}
+
+
+async def _until(predicate: object, what: str) -> None:
+    for _ in range(200):
+        if predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(what)
+
+
+async def test_one_link_per_team_redis_warmed_after_start(redis_server: RedisServer) -> None:
+    app = App(env={})
+    app.initialize(None, _options(redis_server.url))
+    link = app.team_link
+    assert link is not None and link.state is LinkState.LOADING  # nothing before start
+    assert app.cache is not None and app.cache.team is not None
+    assert app.cache.team.link is link
+    await app.start()
+    await _until(lambda: link.state is LinkState.UP, "the link never came up")
+
+    app.change_configuration(_options(redis_server.url, memory_mb=16))
+    assert app.team_link is link  # an unrelated change keeps the connection
+    assert app.cache is not None and app.cache.team is not None and app.cache.team.link is link
+
+    app.change_configuration(_options(redis_server.url, shared_namespace="team-b"))
+    replaced = app.team_link
+    assert replaced is not None and replaced is not link
+    await _until(lambda: link.state is LinkState.CLOSED, "the old link was not closed")
+    await _until(lambda: replaced.state is LinkState.UP, "the new link never came up")
+    assert app.cache is not None and app.cache.team is not None
+    assert app.cache.team.link is replaced
+
+    await app.aclose()
+    assert replaced.state is LinkState.CLOSED
+
+
+async def test_the_links_problem_is_told_once(redis_server: RedisServer) -> None:
+    app = App(env={})
+    app.initialize(None, _options(redis_server.url))
+    link = app.team_link
+    assert link is not None
+    for state in (LinkState.DOWN, LinkState.UP, LinkState.DOWN, LinkState.UP, LinkState.DOWN):
+        link._set_state(state, "no answer within 5 ms")
+    told = [m for m in app._unsent if "team cache" in m]  # said before an editor connected
+    assert len(told) == 1 and "not answering" in told[0]
+    await app.aclose()
+
+
+def test_start_up_does_not_import_redis(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from crucible.app import App, build_server\n"
+        "app = App(env={})\n"
+        "app.initialize(None, {'cache': {'shared_url': 'redis://127.0.0.1:1'}})\n"
+        "build_server(app)\n"
+        "assert app.team_link is not None\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.strip() == "[]"
