@@ -66,7 +66,7 @@ class Outcome:
     calls: int = 0
     per_process: list[int] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
-    misses: int = 0  # requests with no suggestion before the timeout
+    empty: int = 0  # requests answered with no suggestion, or not before the timeout
     l3_p50_ms: list[float] = field(default_factory=list)
     l3_p99_ms: list[float] = field(default_factory=list)
     l3_hits: int = 0
@@ -132,11 +132,11 @@ async def _developer(
             try:
                 answer = await asyncio.wait_for(pending, ANSWER_TIMEOUT_S)
             except TimeoutError:
-                outcome.misses += 1
+                outcome.empty += 1
                 continue
             outcome.latencies_ms.append((time.perf_counter() - sent) * 1000)
             if answer is None or not getattr(answer, "items", None):
-                outcome.misses += 1
+                outcome.empty += 1
         session.close(document.uri)
 
 
@@ -243,7 +243,7 @@ def report(outcomes: list[Outcome], direct: dict[str, tuple[float, float]], late
     lines = [
         f"Team cache: same typing per developer, provider first token {latency} ms",
         "",
-        "team  system       calls  per process  p50 ms  p90 ms  mean ms  misses"
+        "team  system       calls  per process  p50 ms  p90 ms  mean ms   empty"
         "  calls ratio  p90 ratio  mean ratio",
     ]
     base: dict[int, Outcome] = {o.size: o for o in outcomes if o.system == "without L3"}
@@ -262,7 +262,7 @@ def report(outcomes: list[Outcome], direct: dict[str, tuple[float, float]], late
             )
         lines.append(
             f"{o.size:>4}  {o.system:<11} {o.calls:>6}  {spread:>11}  {p50:>6.1f}  {p90:>6.1f}"
-            f"  {mean:>7.1f}  {o.misses:>6}{ratios}"
+            f"  {mean:>7.1f}  {o.empty:>6}{ratios}"
         )
     with_l3 = [o for o in outcomes if o.system == "with L3"]
     p50s = [v for o in with_l3 for v in o.l3_p50_ms]
