@@ -69,12 +69,14 @@ async def until_up(client: LanguageClient) -> None:
     raise AssertionError(f"L3 never came up: {await l3(client)}")
 
 
-async def until_written(client: LanguageClient, writes: int) -> None:
+async def until_written(client: LanguageClient, writes: int, field: str = "writes") -> None:
+    """Writes are in the background: wait until L3 counts ``writes`` of them (or of
+    ``field``: ``write_errors``)."""
     for _ in range(200):
-        if (await l3(client))["writes"] >= writes:
+        if (await l3(client))[field] >= writes:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"L3 never wrote: {await l3(client)}")
+    raise AssertionError(f"L3 never counted {writes} {field}: {await l3(client)}")
 
 
 def _redis_contents(redis: RedisServer) -> bytes:
@@ -169,3 +171,57 @@ async def test_a_paused_redis_does_not_hold_back_the_suggestion(
         stats = await l3(client)
     assert stats["timeouts"] == 1 and stats["hits"] == 0
     assert len(fake.generation_requests()) == 1
+
+
+async def _clear_and_ask(client: LanguageClient, editor: Editor) -> list[str]:
+    """Empty this machine's levels (L3 stays), then ask at the same spot again."""
+    await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="crucible.clearCache")
+    )
+    editor.type(" ")
+    editor.edit(len(editor.text) - 1, len(editor.text), "")
+    return await ask(editor)
+
+
+def _l3_keys(redis: RedisServer) -> list[str]:
+    reply = redis.command("KEYS", "crucible:team-e2e:l3:*")
+    return [key.decode() for key in re.findall(rb"\$\d+\r\n([^\r]*)\r\n", reply)]
+
+
+async def test_garbage_flushed_and_full_redis_cost_a_provider_call_not_an_answer(
+    fake: FakeProvider, lsp_session: Session, redis_server: RedisServer
+) -> None:
+    async with lsp_session(options(fake, redis_server)) as client:
+        await until_up(client)
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        assert await ask(editor) == [SUGGESTION]
+        await until_written(client, 1)
+        [key] = _l3_keys(redis_server)
+
+        # Garbage under the key (another program, another format): ignored, the provider asked.
+        redis_server.command("SET", key, "CRL3\x02 not this version's answer")
+        assert await _clear_and_ask(client, editor) == [SUGGESTION]
+        assert len(fake.generation_requests()) == 2
+        await until_written(client, 2)  # and stored again, in this version's format
+        assert (await l3(client))["garbage"] == 1
+        assert await _clear_and_ask(client, editor) == [SUGGESTION]
+        assert len(fake.generation_requests()) == 2  # an L3 hit
+
+        # Flushed: a miss, the provider, stored again.
+        redis_server.command("FLUSHALL")
+        assert await _clear_and_ask(client, editor) == [SUGGESTION]
+        assert len(fake.generation_requests()) == 3
+        await until_written(client, 3)
+        assert _l3_keys(redis_server) == [key]
+
+        # Full: writes refused and counted; answers go on, and so do lookups.
+        redis_server.command("CONFIG", "SET", "maxmemory", "1")
+        editor.type("x = 1\n    ")
+        assert await ask(editor) == [SUGGESTION]
+        await until_written(client, 1, "write_errors")
+        assert await _clear_and_ask(client, editor) == [SUGGESTION]  # provider: not stored
+        await until_written(client, 2, "write_errors")
+        stats = await l3(client)
+    assert len(fake.generation_requests()) == 5
+    assert stats["write_errors"] == 2 and stats["state"] == "up"
+    assert stats["hits"] == 1 and stats["garbage"] == 1
