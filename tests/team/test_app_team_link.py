@@ -12,6 +12,8 @@ from pathlib import Path
 from tests.redis_server import RedisServer
 
 from crucible.app import App
+from crucible.completion.suggestion import Suggestion
+from crucible.shared.resources import SharedResources
 from crucible.team.redis_link import LinkState
 
 
@@ -79,3 +81,37 @@ def test_start_up_does_not_import_redis(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.strip() == "[]"
+
+
+async def test_the_daemons_sessions_share_one_link_and_its_cache(
+    redis_server: RedisServer,
+) -> None:
+    shared = SharedResources()
+    first, second = App(env={}, shared=shared), App(env={}, shared=shared)
+    other = App(env={"PW": "another password"}, shared=shared)
+    # The same settings; another password in the other session's environment.
+    for app in (first, second, other):
+        app.initialize(None, _options(redis_server.url, shared_password_env="PW"))
+    assert first.team_link is not None and first.team_link is second.team_link
+    assert first.cache is second.cache
+    assert other.team_link is not first.team_link and other.cache is not first.cache
+    assert shared.snapshot()["redis_links"] == 2
+    for app in (first, second, other):
+        await app.start()
+    link = first.team_link
+    await _until(lambda: link.state is LinkState.UP, "the shared link never came up")
+    assert link.calls == 1  # warmed once (one PING), though both sessions asked
+
+    # The memory supervisor's relief empties L1, never the team's answers.
+    assert first.cache is not None and first.cache.team is not None
+    first.cache.store("c" * 32, Suggestion("kept in L3"))
+    await first.cache.team.flush()
+    first.relief.clear_cache()
+    assert await second.cache.lookup("c" * 32) == Suggestion("kept in L3")  # type: ignore[union-attr]
+
+    await first.aclose()
+    assert link.state is LinkState.UP  # the second session still holds it
+    await second.aclose()
+    await _until(lambda: link.state is LinkState.CLOSED, "the last release did not close it")
+    await other.aclose()
+    await shared.aclose()
