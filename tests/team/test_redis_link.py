@@ -81,6 +81,21 @@ async def test_a_paused_redis_costs_the_budget_not_more(redis_server: RedisServe
     await link.aclose()
 
 
+async def test_a_call_past_its_budget_is_left_to_finish_on_its_connection(
+    redis_server: RedisServer,
+) -> None:
+    link = await _up(redis_server)
+    first = await link.run(lambda r: r.client_id(), budget_s=1.0, what="id")
+    redis_server.command("CLIENT", "PAUSE", "300", "ALL")
+    with pytest.raises(RedisUnavailable):
+        await link.run(lambda r: r.get("x"), budget_s=0.02, what="get")
+    assert link.timeouts == 1 and link.held == 1
+    await asyncio.sleep(0.6)  # the pause ends; the call left running gets its answer
+    # The same connection: not dropped mid-reply, so no new handshake for the next call.
+    assert await link.run(lambda r: r.client_id(), budget_s=1.0, what="id") == first
+    await link.aclose()
+
+
 async def test_without_the_library_the_link_says_so_once(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

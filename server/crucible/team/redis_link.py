@@ -9,9 +9,10 @@ allows the whole team). Both go through this link, the only module importing ``r
   :class:`RedisUnavailable` at once. A machine without the library (the ``team`` extra not
   installed) gets the state ``missing`` and one notice; nothing else changes.
 * **A strict time budget per call.** :meth:`run` gives each operation ``budget_s`` (a
-  lookup's is ``cache.shared_timeout_ms``, a few milliseconds); past it the operation is
-  cancelled (redis-py then drops the connection rather than read a stale reply into the next
-  command) and the caller goes on without Redis.
+  lookup's is ``cache.shared_timeout_ms``, a few milliseconds); past it the caller goes on
+  without Redis, and the command is left to finish (2 s more at most) rather than cancelled:
+  cancelled mid-reply, redis-py drops the connection, and the next lookup would spend its
+  budget making a new one.
 * **A breaker.** Three failures in a row (refused, reset, timed out, a reply that is not what
   the command returns) open it: for 5 s, then 10, 20 … up to 2 minutes, Redis is not asked at
   all; then one call tries (``resilience/breaker.py``, the same circuit the providers have).
@@ -79,6 +80,9 @@ _CONNECT_TIMEOUT_S = 0.5
 # Connections the pool may hold: lookups from several documents, writes and the budget.
 _MAX_CONNECTIONS = 8
 _LATENCIES = 256
+# How much longer a call past its budget is left to finish before it is cancelled (and its
+# connection dropped): a Redis paused or stuck for longer is down, not slow.
+_HOLD_S = 2.0
 
 
 class LinkState(StrEnum):
@@ -143,6 +147,8 @@ class RedisLink:
         self.timeouts = 0
         self.skipped = 0  # calls answered unavailable without asking (loading, missing, open)
         self.refused = 0  # error replies: Redis answered, the command did not happen
+        self.held = 0  # calls left to finish past their budget (``_left_to_finish``)
+        self._held: set[asyncio.Future[Any]] = set()
 
     @property
     def state(self) -> LinkState:
@@ -217,18 +223,24 @@ class RedisLink:
             raise RedisUnavailable("shared redis is down (waiting before trying again)")
         self.calls += 1
         started = self._clock()
+        # A task of its own, not ``asyncio.timeout``: that cancels the task current when it
+        # was entered, and a request's first step runs in its handler's task before going on
+        # in another (``scheduling/eager.py``): the handler would be cancelled.
+        call = asyncio.ensure_future(_awaited(operation(client)))
         try:
-            # A task of its own, not ``asyncio.timeout``: that cancels the task current when
-            # it was entered, and a request's first step runs in its handler's task before
-            # going on in another (``scheduling/eager.py``): the handler would be cancelled.
-            result = await asyncio.wait_for(_awaited(operation(client)), budget_s)
-        except TimeoutError as exc:
-            self.timeouts += 1
-            self._failed(admission, f"{what}: no answer within {budget_s * 1000:.0f} ms")
-            raise RedisUnavailable(f"shared redis: {what} timed out") from exc
+            done, _ = await asyncio.wait((call,), timeout=budget_s)
         except asyncio.CancelledError:
             self._breaker.release(admission)
+            self._left_to_finish(call)
             raise
+        if not done:
+            self.timeouts += 1
+            self._failed(admission, f"{what}: no answer within {budget_s * 1000:.0f} ms")
+            self._left_to_finish(call)
+            late = TimeoutError(f"{what}: no answer within {budget_s * 1000:.0f} ms")
+            raise RedisUnavailable(f"shared redis: {what} timed out") from late
+        try:
+            result = call.result()
         except self._refusals as exc:
             self.refused += 1
             self._breaker.record_success(admission)
@@ -239,6 +251,25 @@ class RedisLink:
         self._latencies.add(self._clock() - started)
         self._breaker.record_success(admission)
         return result
+
+    def _left_to_finish(self, call: asyncio.Future[Any]) -> None:
+        """Past its budget (or its caller gone), a call is left to finish, for at most
+        ``_HOLD_S`` more, rather than cancelled: a command cancelled mid-reply costs redis-py
+        its connection, and making a new one (a TCP or TLS handshake) would spend the next
+        lookup's budget, and the next. The pool's size bounds how many are left so."""
+        if call.done():
+            _retrieve(call)
+            return
+        self.held += 1
+        self._held.add(call)
+        cut = asyncio.get_running_loop().call_later(_HOLD_S, call.cancel)
+
+        def finished(done: asyncio.Future[Any]) -> None:
+            cut.cancel()
+            self._held.discard(done)
+            _retrieve(done)
+
+        call.add_done_callback(finished)
 
     def status(self) -> dict[str, Any]:
         """``crucible/status``'s view: nothing secret (the URL is masked)."""
@@ -254,6 +285,7 @@ class RedisLink:
             "timeouts": self.timeouts,
             "skipped": self.skipped,
             "refused": self.refused,
+            "held": self.held,
             "latency_ms": {
                 "p50": None if p50 is None else round(p50 * 1000, 3),
                 "p99": None if p99 is None else round(p99 * 1000, 3),
@@ -263,6 +295,10 @@ class RedisLink:
     async def aclose(self) -> None:
         client, self._client = self._client, None
         self._state = LinkState.CLOSED
+        held, self._held = list(self._held), set()
+        for call in held:
+            call.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
         if client is not None:
             try:
                 await client.aclose()
@@ -295,6 +331,12 @@ class RedisLink:
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+def _retrieve(call: asyncio.Future[Any]) -> None:
+    """Mark a left call's outcome as seen, so asyncio logs no "exception never retrieved"."""
+    if not call.cancelled():
+        call.exception()
 
 
 def _describe(exc: BaseException) -> str:
