@@ -70,6 +70,8 @@ class Outcome:
     l3_p50_ms: list[float] = field(default_factory=list)
     l3_p99_ms: list[float] = field(default_factory=list)
     l3_hits: int = 0
+    l3_timeouts: int = 0  # lookups past the budget (the provider was asked instead)
+    l3_not_up: int = 0  # processes whose L3 was not up at the end (the breaker opened)
 
 
 def _documents(quick: bool) -> list[tuple[sc.Document, list[str]]]:
@@ -182,6 +184,8 @@ async def _team(
                 outcome.l3_p50_ms.append(float(latency["p50"]))
                 outcome.l3_p99_ms.append(float(latency["p99"]))
             outcome.l3_hits += int(l3.get("hits", 0))
+            outcome.l3_timeouts += int(l3.get("timeouts", 0))
+            outcome.l3_not_up += int(redis is not None and l3.get("state") != "up")
     outcome.calls = len(fake.generation_requests()) - before
     return outcome
 
@@ -275,7 +279,11 @@ def report(outcomes: list[Outcome], direct: dict[str, tuple[float, float]], late
         )
     for name, (p50, p99) in direct.items():
         lines.append(f"L3 lookup measured directly, {name}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
-    lines.append(f"L3 hits in all: {sum(o.l3_hits for o in with_l3)}")
+    lines.append(
+        f"L3 hits in all: {sum(o.l3_hits for o in with_l3)}; lookups past the budget:"
+        f" {sum(o.l3_timeouts for o in with_l3)}; processes with L3 not up at the end:"
+        f" {sum(o.l3_not_up for o in with_l3)}"
+    )
     return "\n".join(lines)
 
 
