@@ -3,10 +3,13 @@ one run.
 
 A team of N developers (N Crucible processes, each with its own L1/L2 directories) writes the
 same files: each process opens the same documents and types them line by line, asking for a
-suggestion after each line and waiting for it, as an editor would. Developers start one after
-another (``--stagger-s`` apart, default 1 s), so later ones type what earlier ones already
-asked about. The provider is the loopback fake (Ollama wire format) with a first-token latency
-of ``--latency-ms`` (default 150 ms, a hosted model's), playing a model that knows the files
+suggestion after each line and waiting for it, as an editor would, then pausing
+(``--pause-ms``, default 200) before the next line. Developers start one after another
+(``--stagger-s`` apart, default 1 s), so later ones type what earlier ones already asked
+about (with no pause, a later developer served from L3 catches up with the first, and both
+then ask the provider for the same lines: there is no single-flight across processes). The
+provider is the loopback fake (Ollama wire format) with a first-token latency of
+``--latency-ms`` (default 150 ms, a hosted model's), playing a model that knows the files
 (``_cache_scenarios.TargetModel``). Two systems per team size, the same typing:
 
 - **without L3**: each Crucible with its own L1 and L2 (the baseline);
@@ -116,6 +119,7 @@ async def _developer(
     session: CrucibleSession,
     documents: list[tuple[sc.Document, list[str]]],
     start_after_s: float,
+    pause_s: float,
     outcome: Outcome,
 ) -> None:
     """Open every document with its first line, then type it line by line, asking after each."""
@@ -139,6 +143,7 @@ async def _developer(
             outcome.latencies_ms.append((time.perf_counter() - sent) * 1000)
             if answer is None or not getattr(answer, "items", None):
                 outcome.empty += 1
+            await asyncio.sleep(pause_s)  # reading the suggestion, typing the next line
         session.close(document.uri)
 
 
@@ -170,7 +175,7 @@ async def _team(
         before = len(fake.generation_requests())
         await asyncio.gather(
             *(
-                _developer(s, documents, n * settings.stagger_s, outcome)
+                _developer(s, documents, n * settings.stagger_s, settings.pause_ms / 1000, outcome)
                 for n, s in enumerate(sessions)
             )
         )
@@ -293,6 +298,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", default=None, help="team sizes, comma-separated (2,5,10)")
     parser.add_argument("--latency-ms", type=int, default=150, help="provider first token")
     parser.add_argument("--stagger-s", type=float, default=1.0, help="between developers")
+    parser.add_argument("--pause-ms", type=int, default=200, help="after each answer")
     return parser
 
 
