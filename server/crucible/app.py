@@ -78,6 +78,8 @@ from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
 from crucible.shared.resources import SharedResources
+from crucible.team.budget import TeamBudget, TeamLimits
+from crucible.team.redis_link import RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,11 @@ class App:
         # /api/generate and /api/chat can fail apart (a model without a chat template).
         self._pools: dict[Role, ProviderPool] = {}
         self._pool_keys: dict[Role, tuple[Any, ...]] = {}
+        # The team's Redis ([cache] shared_url) and the providers' team limits counted there
+        # (team/budget.py); the pools ask the budget before each call.
+        self.team_redis: RedisLink | None = None
+        self.team_budget: TeamBudget | None = None
+        self._team_budget_key: tuple[Any, ...] | None = None
         # Exclusions for this workspace (built-in, [privacy] exclude, .crucibleignore),
         # rebuilt when the root or the configured list changes.
         self._privacy: WorkspacePrivacy | None = None
@@ -248,6 +255,7 @@ class App:
         for provider in stale:
             self._close_later(provider)
         completion_settings = ordered_for_role(wanted, Role.COMPLETION)
+        self._apply_team(result.settings)
         for role in Role:
             self._apply_pool(role, ordered_for_role(wanted, role), result.settings)
         self._apply_cache(result.settings.cache)
@@ -321,7 +329,7 @@ class App:
         self, role: Role, members: tuple[ProviderSettings, ...], settings: Settings
     ) -> None:
         policy = policy_for(settings) if members else None
-        key = (members, policy)
+        key = (members, policy, self.team_budget)
         if key == self._pool_keys.get(role):
             return
         old = self._pools.pop(role, None)
@@ -336,6 +344,7 @@ class App:
                 on_activity=functools.partial(self._on_activity, role),
                 # Each provider's own connection pool caps its concurrency, not the smallest.
                 max_connections={s.name: s.max_connections for s in members},
+                budget=self.team_budget,
             )
             pool.add_listener(functools.partial(self._on_transition, pool))
             self._pools[role] = pool
@@ -344,6 +353,33 @@ class App:
                 self._retired["calls"] += member.calls
                 self._retired["errors"] += member.failures
             self.spawn(old.aclose(), "close the old provider pool")
+
+    def _apply_team(self, settings: Settings) -> None:
+        """The team's Redis when ``[cache] shared_url`` names one (rebuilt when its target
+        changes), and the budget of the providers with team limits (rebuilt when those,
+        the link or the wait allowed for it change; the pools are rebuilt with it)."""
+        target = TeamRedis.from_settings(settings.cache)
+        link = self.team_redis
+        if link is None or link.target != target:
+            self.team_redis = RedisLink(target, self._env) if target.url else None
+            if self.team_redis is not None:
+                self.spawn(self.team_redis.warm(), "load the team's redis client")
+            if link is not None:
+                self.spawn(link.aclose(), "close the old team redis link")
+        budgeted = tuple(s for s in settings.providers if TeamLimits.of(s).any)
+        key = (budgeted, self.team_redis, settings.cache.shared_timeout_ms)
+        if key != self._team_budget_key:
+            self._team_budget_key = key
+            self.team_budget = (
+                TeamBudget(
+                    budgeted,
+                    self.team_redis,
+                    budget_s=settings.cache.shared_timeout_ms / 1000,
+                    notify=self._announce,
+                )
+                if budgeted
+                else None
+            )
 
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
@@ -553,6 +589,12 @@ class App:
                     ),
                     "roles": [str(r) for r in s.roles],
                     **_member_status(members.get(s.name)),
+                    # Its share of the team's limits ([[providers]] team_*), as last known.
+                    "team_budget": (
+                        self.team_budget.status(s.name)
+                        if self.team_budget is not None
+                        else {"state": "off"}
+                    ),
                     # The local kind's own llama.cpp server: state, pid, start-up time, RSS.
                     **(
                         {"managed": provider.status()}
@@ -627,6 +669,8 @@ class App:
                 await provider.aclose()
             if self.cache is not None:
                 await self.cache.aclose()
+        if self.team_redis is not None:
+            await self.team_redis.aclose()
         waiting, self._unstarted = self._unstarted, []  # never started: close them now
         await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
         if self._tasks is not None:
