@@ -359,13 +359,12 @@ class App:
         changes), and the budget of the providers with team limits (rebuilt when those,
         the link or the wait allowed for it change; the pools are rebuilt with it)."""
         target = TeamRedis.from_settings(settings.cache)
-        link = self.team_redis
-        if link is None or link.target != target:
+        old = self.team_redis
+        new_link = old is None or old.target != target
+        if new_link:
             self.team_redis = RedisLink(target, self._env) if target.url else None
-            if self.team_redis is not None:
-                self.spawn(self.team_redis.warm(), "load the team's redis client")
-            if link is not None:
-                self.spawn(link.aclose(), "close the old team redis link")
+            if old is not None:
+                self.spawn(old.aclose(), "close the old team redis link")
         budgeted = tuple(s for s in settings.providers if TeamLimits.of(s).any)
         key = (budgeted, self.team_redis, settings.cache.shared_timeout_ms)
         if key != self._team_budget_key:
@@ -380,6 +379,9 @@ class App:
                 if budgeted
                 else None
             )
+        elif not new_link:
+            return
+        self.spawn(_ready_team(self.team_redis if new_link else None, self.team_budget), "team")
 
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
@@ -576,6 +578,10 @@ class App:
             "hover": self.hover.snapshot(),
             "review": self.review.snapshot(),
             "upstream": self._upstream(),
+            # The team's Redis ([cache] shared_url) as the budget (and L3) see it.
+            "team_redis": (
+                self.team_redis.status() if self.team_redis is not None else {"state": "off"}
+            ),
             "code_actions": self.code_actions.snapshot(),
             "providers": [
                 {
@@ -730,6 +736,15 @@ def _prefetch_on(setting: Prefetch, providers: tuple[ProviderSettings, ...]) -> 
     if setting is Prefetch.AUTO:
         return bool(providers) and all(is_local(s) for s in providers)
     return setting is Prefetch.ON
+
+
+async def _ready_team(link: RedisLink | None, budget: TeamBudget | None) -> None:
+    """A new link loads its library (off the loop), then a new budget loads its script:
+    in this order, so the script finds the client made."""
+    if link is not None:
+        await link.warm()
+    if budget is not None:
+        await budget.prepare()
 
 
 def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
