@@ -360,7 +360,7 @@ class App:
         the link or the wait allowed for it change; the pools are rebuilt with it)."""
         target = TeamRedis.from_settings(settings.cache)
         old = self.team_redis
-        new_link = old is None or old.target != target
+        new_link = (old.target if old is not None else None) != (target if target.url else None)
         if new_link:
             self.team_redis = RedisLink(target, self._env) if target.url else None
             if old is not None:
@@ -381,7 +381,9 @@ class App:
             )
         elif not new_link:
             return
-        self.spawn(_ready_team(self.team_redis if new_link else None, self.team_budget), "team")
+        link = self.team_redis if new_link else None
+        if link is not None or self.team_budget is not None:
+            self.spawn(_ready_team(link, self.team_budget), "ready the team's redis")
 
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
