@@ -192,11 +192,17 @@ def teammate(link: RedisLink, settings: ProviderSettings, *providers: Any) -> Pr
     )
 
 
-async def test_two_teammates_never_exceed_the_teams_calls_per_minute(
-    links: list[RedisLink],
+# Each request below costs 2 + 128 tokens ("xN = " and "):" are 8 characters).
+@pytest.mark.parametrize(
+    ("team", "allowed"),
+    [({"team_calls_per_minute": 6}, 6), ({"team_tokens_per_minute": 3 * 130}, 3)],
+    ids=["calls", "tokens"],
+)
+async def test_two_teammates_never_exceed_the_teams_limit(
+    links: list[RedisLink], team: dict[str, int], allowed: int
 ) -> None:
     time = FakeTime()  # the scripted providers answer at once: nothing sleeps
-    settings = hosted_settings(team_calls_per_minute=6)
+    settings = hosted_settings(**team)
     theirs = [ScriptedProvider("hosted", time, Reply(("answer",))) for _ in range(2)]
     pools = [teammate(link, settings, p) for link, p in zip(links, theirs, strict=True)]
 
@@ -208,8 +214,8 @@ async def test_two_teammates_never_exceed_the_teams_calls_per_minute(
                 outcomes += await drain(pool.stream_fim(request))
             except BudgetRefused:
                 outcomes.append("refused")
-    assert sum(len(p.calls) for p in theirs) == 6
-    assert outcomes.count("answer") == 6 and outcomes.count("refused") == 14
+    assert sum(len(p.calls) for p in theirs) == allowed
+    assert outcomes.count("answer") == allowed and outcomes.count("refused") == 20 - allowed
 
 
 async def test_refused_by_the_team_a_teammate_fails_over_to_its_local_model(
