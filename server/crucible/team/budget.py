@@ -496,6 +496,9 @@ class _Unbudgeted:
 
 
 def _key(link: RedisLink | None, kind: str, ident: str) -> str:
+    """``crucible:<namespace>:budget:{<identity>}:<kind>``: the identity in braces is a Redis
+    Cluster hash tag, so one script's three keys live on one node."""
+    tagged = "{" + ident + "}"
     if link is None:
-        return f"budget:{kind}:{ident}"
-    return link.key("budget", kind, ident)
+        return f"budget:{tagged}:{kind}"
+    return link.key("budget", tagged, kind)
