@@ -38,8 +38,11 @@ locally, in this process (:class:`LocalMeter`, the same arithmetic on the monoto
 starting from the levels Redis last reported. A member cannot know its share of the team (how
 many others are running now), so it takes the team's whole limit: during an outage the team
 may exceed it up to N-fold, and the API's own 429s (which the pool honours) are the backstop;
-a fraction would starve a team of one. Said once (a notice), and ``crucible/status`` shows
-``team_budget.state`` = ``local``. When Redis answers again, it is ``shared`` again; what was
+a fraction would starve a team of one. An outage (the link's breaker open, or the library
+missing) is said once per configuration; one slow answer is not (under load about one
+decision in a hundred passes 5 ms). ``crucible/status`` shows ``team_budget.state`` =
+``local``. A decision that timed out may still have been charged in Redis: counted twice,
+which errs on the side of spending less. When Redis answers again, it is ``shared`` again; what was
 spent locally meanwhile is not added to Redis. A flushed Redis forgives: the meters and the
 month's count start from zero (FLUSHALL is the operator's word).
 
@@ -448,10 +451,14 @@ class TeamBudget:
         log.warning("team budget for %s: deciding locally (%s)", budget.name, why)
 
     def _tell_local(self, why: str) -> None:
-        """Once per configuration: not for a Redis still loading its library (start-up), nor
-        for a team that configured none (status says ``local``)."""
+        """Once per configuration, and only for an outage: the link's breaker open, or the
+        library missing. Not for one slow answer (on a loaded machine about one decision in
+        a hundred passes 5 ms), a Redis still loading its library at start-up, or a team
+        that configured none (status says ``local``)."""
         link = self._link
-        if self._told_local or link is None or link.state is LinkState.LOADING:
+        if self._told_local or link is None:
+            return
+        if link.state not in (LinkState.DOWN, LinkState.MISSING):
             return
         self._told_local = True
         self._notify(
