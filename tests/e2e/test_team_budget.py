@@ -160,3 +160,20 @@ async def test_redis_paused_no_request_waits_for_it(
     assert elapsed < 3.0
     assert budget(status)["state"] == "local"
     assert status["team_redis"]["timeouts"] >= 1
+
+
+async def test_a_flushed_redis_forgives_and_completions_go_on(
+    fake: FakeProvider, redis_server: RedisServer, lsp_session: Session
+) -> None:
+    options = team_options(fake, redis_server, team_calls_per_minute=3)
+    async with lsp_session(options) as client:
+        await redis_up(client)
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        before = [await ask(editor, n) for n in range(4)]
+        redis_server.command("FLUSHALL")
+        after = [await ask(editor, n) for n in range(4, 8)]
+        status = await server_status(client)
+
+    assert before == after == [[REPLY]] * 3 + [[]]  # the meter starts full again
+    assert len(fake.generation_requests()) == 6
+    assert budget(status)["state"] == "shared" and budget(status)["refused"] == 2

@@ -175,6 +175,31 @@ async def test_redis_stopped_decides_locally_with_the_same_limits_and_says_so_on
     assert one.link.state.value == "down"  # the breaker stopped asking
 
 
+async def test_redis_back_after_an_outage_is_shared_again(redis_server: RedisServer) -> None:
+    class Clock:
+        now = 1000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    link = RedisLink(TeamRedis(redis_server.url, "", "team-a"), {}, clock=clock)
+    await link.warm()
+    notices: list[str] = []
+    budget = TeamBudget(
+        [provider(team_calls_per_minute=6)], link, budget_s=1.0, notify=notices.append
+    )
+    one = Member(link, budget, notices)
+    assert await one.admitted(1) == 1
+    redis_server.stop()
+    assert await one.admitted(4) == 4 and one.status()["state"] == "local"
+    redis_server.start()  # an empty Redis: what was spent locally is not added to it
+    clock.now += 10  # past the link's first cooldown (5 s)
+    assert await one.admitted(7) == 6
+    assert one.status()["state"] == "shared" and len(notices) == 1
+    await link.aclose()
+
+
 async def test_redis_slowed_costs_the_budget_not_more(
     members: MemberFactory, redis_server: RedisServer
 ) -> None:
@@ -186,6 +211,7 @@ async def test_redis_slowed_costs_the_budget_not_more(
     verdict = await one.admit()
     assert loop.time() - started < 1.0  # a behaviour bound (the pause is 3 s), not a timing
     assert verdict.allowed and one.status()["state"] == "local"
+    assert one.notices == []  # one slow answer is not an outage worth a message
 
 
 async def test_a_flushed_redis_forgives(members: MemberFactory, redis_server: RedisServer) -> None:
