@@ -10,8 +10,10 @@ written only from here. The sequence of one request::
       loop until some attempt yields its first chunk:
         no live attempt -> open one: a pending chat retry, else the best candidate (tier, a
                            free slot, fastest recent first byte, listed order); wait for a
-                           concurrency permit no longer than the first-byte allowance, then a
-                           breaker admission. A retry of a tried member spends the retry budget.
+                           concurrency permit no longer than the first-byte allowance, then
+                           the team budget's leave where the member has one (refused: the next
+                           candidate, ``call_budget.py``), then a breaker admission. A retry
+                           of a tried member spends the retry budget.
         wait for the first of: a chunk, the deadline, an allowance, the hedge time
         a chunk            -> that attempt wins; a losing hedge is closed
         an error           -> a verdict against the member; chat may retry it, else fail over
