@@ -66,6 +66,12 @@ async def ask(editor: Editor, n: int) -> list[str]:
     return texts(await asyncio.wait_for(editor.request(invoked=True), 10))
 
 
+def refilled(started: float, per_minute: int) -> int:
+    """Calls the meter gave back since ``started`` (a loaded machine may take seconds): the
+    tests allow them, so they assert what is counted, not how fast the machine is."""
+    return int((time.monotonic() - started) * per_minute / 60)
+
+
 def warnings(client: LanguageClient) -> list[str]:
     return [m.message for m in client.messages if m.type == types.MessageType.Warning]
 
@@ -80,16 +86,18 @@ async def test_two_crucibles_together_keep_to_the_teams_calls_per_minute(
             await redis_up(client)
             editors.append(Editor(client, open_document(client, TEXT), TEXT))
         answers = []
+        started = time.monotonic()
         for n in range(10):  # both typing at once
             for editor in editors:
                 answers.append(await ask(editor, n))
+        extra = refilled(started, 6)  # 0 unless the 20 requests took 10 s or more
         statuses = [budget(await server_status(c)) for c in (first, second)]
 
-    assert len(fake.generation_requests()) == 6
-    assert answers.count([REPLY]) == 6 and answers.count([]) == 14
+    assert len(fake.generation_requests()) == 6 + extra
+    assert answers.count([REPLY]) == 6 + extra and answers.count([]) == 14 - extra
     assert [s["state"] for s in statuses] == ["shared", "shared"]
-    assert sum(s["admitted"] for s in statuses) == 6
-    assert sum(s["refused"] for s in statuses) == 14
+    assert sum(s["admitted"] for s in statuses) == 6 + extra
+    assert sum(s["refused"] for s in statuses) == 14 - extra
     assert all(s["calls_per_minute"] == 6 for s in statuses)
 
 
