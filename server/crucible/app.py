@@ -79,6 +79,7 @@ from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
 from crucible.shared.resources import SharedResources
+from crucible.team.budget import TeamBudget, TeamLimits
 from crucible.team.redis_link import LinkState, RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
@@ -120,16 +121,20 @@ class App:
         self._providers: dict[ProviderSettings, Provider] = {}
         self.cache: TieredCache | None = None
         self._cache_settings: CacheSettings | None = None
-        # The team's Redis (``cache.shared_url``): L3 and the team budget go through it. One
-        # per distinct (url, password variable, namespace); replaced when those change.
-        self.team_link: RedisLink | None = None
-        self._team_told = False  # the link's problem was told (once per link)
         # One failover pool per role (completion, chat), rebuilt only when its members or
         # policy change, so circuit state and latency history survive unrelated changes.
         # A provider serving both roles is in both pools, with a breaker in each: its
         # /api/generate and /api/chat can fail apart (a model without a chat template).
         self._pools: dict[Role, ProviderPool] = {}
         self._pool_keys: dict[Role, tuple[Any, ...]] = {}
+        # The team's Redis ([cache] shared_url): L3 (cache/team.py) and the providers' team
+        # limits counted there (team/budget.py; the pools ask the budget before each call).
+        # One per distinct (url, password variable, namespace), leased from the daemon when
+        # there is one; replaced when those change.
+        self.team_redis: RedisLink | None = None
+        self._team_told = False  # the link's problem was told (once per link)
+        self.team_budget: TeamBudget | None = None
+        self._team_budget_key: tuple[Any, ...] | None = None
         # Exclusions for this workspace (built-in, [privacy] exclude, .crucibleignore),
         # rebuilt when the root or the configured list changes.
         self._privacy: WorkspacePrivacy | None = None
@@ -258,6 +263,7 @@ class App:
         for provider in stale:
             self._close_later(provider)
         completion_settings = ordered_for_role(wanted, Role.COMPLETION)
+        self._apply_team(result.settings)
         for role in Role:
             self._apply_pool(role, ordered_for_role(wanted, role), result.settings)
         self._apply_cache(result.settings.cache)
@@ -331,7 +337,7 @@ class App:
         self, role: Role, members: tuple[ProviderSettings, ...], settings: Settings
     ) -> None:
         policy = policy_for(settings) if members else None
-        key = (members, policy)
+        key = (members, policy, self.team_budget)
         if key == self._pool_keys.get(role):
             return
         old = self._pools.pop(role, None)
@@ -346,6 +352,7 @@ class App:
                 on_activity=functools.partial(self._on_activity, role),
                 # Each provider's own connection pool caps its concurrency, not the smallest.
                 max_connections={s.name: s.max_connections for s in members},
+                budget=self.team_budget,
             )
             pool.add_listener(functools.partial(self._on_transition, pool))
             self._pools[role] = pool
@@ -355,11 +362,41 @@ class App:
                 self._retired["errors"] += member.failures
             self.spawn(old.aclose(), "close the old provider pool")
 
+    def _apply_team(self, settings: Settings) -> None:
+        """The team's Redis when ``[cache] shared_url`` names one (rebuilt when its target
+        changes), and the budget of the providers with team limits (rebuilt when those,
+        the link or the wait allowed for it change; the pools are rebuilt with it)."""
+        target = TeamRedis.from_settings(settings.cache)
+        old = self.team_redis
+        new_link = (old.target if old is not None else None) != (target if target.url else None)
+        if new_link:
+            self.team_redis = self._team_link(target) if target.url else None
+            if old is not None:
+                self._release_team_link(old)
+        budgeted = tuple(s for s in settings.providers if TeamLimits.of(s).any)
+        key = (budgeted, self.team_redis, settings.cache.shared_timeout_ms)
+        if key != self._team_budget_key:
+            self._team_budget_key = key
+            self.team_budget = (
+                TeamBudget(
+                    budgeted,
+                    self.team_redis,
+                    budget_s=settings.cache.shared_timeout_ms / 1000,
+                    notify=self._announce,
+                )
+                if budgeted
+                else None
+            )
+        elif not new_link:
+            return
+        link = self.team_redis if new_link else None
+        if link is not None or self.team_budget is not None:
+            self.spawn(_ready_team(link, self.team_budget), "ready the team's redis")
+
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
         carry everything else that changes an answer); open it once started (``start``
         opens one built before)."""
-        old_link = self._apply_team_link(settings)
         if settings != self._cache_settings:
             old, self.cache = self.cache, self._lease_cache(settings)
             self._cache_settings = settings
@@ -371,28 +408,19 @@ class App:
                 self.cache.set_memory_budget(int(budget))  # empty: nothing to evict
         if self.cache is not None and self.started:
             self.cache.start()  # once: later calls find it started
-        if old_link is not None:  # after the cache using it was released
-            self._release_team_link(old_link)
 
-    def _apply_team_link(self, settings: CacheSettings) -> RedisLink | None:
-        """Make the link ``cache.shared_*`` ask for, unless the one in place is it; returns
-        the link it replaced (released by the caller once no cache uses it). The redis
-        library is imported by ``warm``, in the background, never on the way to an answer."""
-        target = TeamRedis.from_settings(settings) if settings.shared_url else None
-        old = self.team_link
-        if (old.target if old is not None else None) == target:
-            return None
-        self.team_link = None
-        if target is not None:
-            link = (
-                self._shared.redis_link(target, self._env, holder=self)
-                if self._shared is not None
-                else RedisLink(target, self._env)
-            )
-            link.add_listener(self._team_link_changed)
-            self.team_link, self._team_told = link, False
-            self.spawn(link.warm(), "connect to the team's redis")
-        return old
+    def _team_link(self, target: TeamRedis) -> RedisLink:
+        """The link to ``target``: the daemon's shared one (same target and password), else a
+        new one. The redis library is imported by ``warm`` (``_ready_team``), in the
+        background, never on the way to an answer."""
+        link = (
+            self._shared.redis_link(target, self._env, holder=self)
+            if self._shared is not None
+            else RedisLink(target, self._env)
+        )
+        link.add_listener(self._team_link_changed)
+        self._team_told = False
+        return link
 
     def _release_team_link(self, link: RedisLink) -> None:
         link.remove_listener(self._team_link_changed)
@@ -403,9 +431,10 @@ class App:
 
     def _team_link_changed(self, state: LinkState, reason: str) -> None:
         """The team's Redis went down (or the library is missing): said once per link; the
-        log has every change (``RedisLink``) and ``crucible/status`` the state now."""
-        link = self.team_link
-        if link is None or self._team_told:
+        log has every change (``RedisLink``) and ``crucible/status`` the state now. With a
+        team budget in force, the budget's own notice of the outage is the one message."""
+        link = self.team_redis
+        if link is None or self._team_told or self.team_budget is not None:
             return
         message = team_cache_problem(str(state), reason, link.status()["url"])
         if message is not None:
@@ -422,7 +451,7 @@ class App:
         # Shared with the sessions configured alike and using the same link (the same team
         # Redis with the same password).
         return self._shared.cache(
-            (settings, path, self.team_link),
+            (settings, path, self.team_redis),
             lambda: self._build_cache(settings, path),
             holder=self,
         )
@@ -449,9 +478,9 @@ class App:
                 ttl_s=settings.disk_ttl_hours * 3600,
             )
         team = None
-        if self.team_link is not None:
+        if self.team_redis is not None:
             team = TeamCache(
-                self.team_link,
+                self.team_redis,
                 timeout_s=settings.shared_timeout_ms / 1000,
                 ttl_s=settings.shared_ttl_s,
                 max_bytes=int(settings.shared_max_mb * 1024 * 1024),
@@ -607,6 +636,10 @@ class App:
             "hover": self.hover.snapshot(),
             "review": self.review.snapshot(),
             "upstream": self._upstream(),
+            # The team's Redis ([cache] shared_url) as the budget (and L3) see it.
+            "team_redis": (
+                self.team_redis.status() if self.team_redis is not None else {"state": "off"}
+            ),
             "code_actions": self.code_actions.snapshot(),
             "providers": [
                 {
@@ -620,6 +653,12 @@ class App:
                     ),
                     "roles": [str(r) for r in s.roles],
                     **_member_status(members.get(s.name)),
+                    # Its share of the team's limits ([[providers]] team_*), as last known.
+                    "team_budget": (
+                        self.team_budget.status(s.name)
+                        if self.team_budget is not None
+                        else {"state": "off"}
+                    ),
                     # The local kind's own llama.cpp server: state, pid, start-up time, RSS.
                     **(
                         {"managed": provider.status()}
@@ -688,18 +727,18 @@ class App:
             if self.cache is not None:
                 self._shared.release(self.cache, self)
                 self.cache = None
-            if self.team_link is not None:
-                self._release_team_link(self.team_link)
-                self.team_link = None
+            if self.team_redis is not None:
+                self._release_team_link(self.team_redis)
+                self.team_redis = None
             self._shared.leave(self)
         else:
             for provider in providers:
                 await provider.aclose()
             if self.cache is not None:
                 await self.cache.aclose()
-            if self.team_link is not None:
-                self.team_link.remove_listener(self._team_link_changed)
-                await self.team_link.aclose()
+            if self.team_redis is not None:
+                self.team_redis.remove_listener(self._team_link_changed)
+                await self.team_redis.aclose()
         waiting, self._unstarted = self._unstarted, []  # never started: close them now
         await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
         if self._tasks is not None:
@@ -759,6 +798,15 @@ def _prefetch_on(setting: Prefetch, providers: tuple[ProviderSettings, ...]) -> 
     if setting is Prefetch.AUTO:
         return bool(providers) and all(is_local(s) for s in providers)
     return setting is Prefetch.ON
+
+
+async def _ready_team(link: RedisLink | None, budget: TeamBudget | None) -> None:
+    """A new link loads its library (off the loop), then a new budget loads its script:
+    in this order, so the script finds the client made."""
+    if link is not None:
+        await link.warm()
+    if budget is not None:
+        await budget.prepare()
 
 
 def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:

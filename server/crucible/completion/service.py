@@ -72,6 +72,7 @@ from crucible.context.privacy import WorkspacePrivacy
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import ContextWindow, cut_window
 from crucible.providers.errors import ProviderError, ProviderTimeout
+from crucible.resilience.errors import BudgetRefused
 from crucible.resilience.pool import ProviderPool
 from crucible.runtime.telemetry import Telemetry
 from crucible.scheduling.debounce import AdaptiveDebounce
@@ -538,7 +539,10 @@ class CompletionService:
     def _failed(self, state: _RequestState, exc: ProviderError | TimeoutError) -> str:
         """Expected degradation: the editor gets an empty answer, the log gets one line."""
         if isinstance(exc, ProviderError):
-            logger.warning("completion %d: %s (%s)", state.id, exc, type(exc).__name__)
+            # A spent team budget refuses every keystroke until it refills, by design: the
+            # user is told once (the budget's notice), the log at WARNING (stderr) is not.
+            level = logging.INFO if isinstance(exc, BudgetRefused) else logging.WARNING
+            logger.log(level, "completion %d: %s (%s)", state.id, exc, type(exc).__name__)
             return "timeout" if isinstance(exc, ProviderTimeout) else "error"
         timeout_ms = self._settings.timeout_ms
         logger.warning("completion %d: no answer within %d ms", state.id, timeout_ms)

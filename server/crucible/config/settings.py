@@ -159,6 +159,28 @@ class ProviderSettings:
         bounds=(1, 256),
         default=4,
     )
+    # The team's budget (team/budget.py): limits every teammate's Crucible pointing at the
+    # same API (kind, address, model) shares through [cache] shared_url's Redis. Trusted
+    # configuration only, like every provider key (docs/architecture.md, "A team budget").
+    team_calls_per_minute: int = doc(
+        "Calls a minute the whole team may make to this provider (its kind, address and"
+        " model), counted in the shared Redis ([cache] shared_url). 0: no limit.",
+        bounds=(0, 1_000_000),
+        default=0,
+    )
+    team_tokens_per_minute: int = doc(
+        "Tokens a minute the whole team may spend on this provider: each call is charged"
+        " prompt characters / 4 + max_tokens before it is made. 0: no limit.",
+        bounds=(0, 1_000_000_000),
+        default=0,
+    )
+    team_tokens_per_month: int = doc(
+        "Tokens the whole team may spend on this provider per calendar month (UTC): charged"
+        " like team_tokens_per_minute, then corrected to what the answer used. Reached: the"
+        " provider is not asked until the month ends. 0: no limit.",
+        bounds=(0, 1_000_000_000_000),
+        default=0,
+    )
     # The keys below are the local kind's: how Crucible runs its own llama.cpp server.
     model_path: str = doc(
         "local kind: the GGUF model file to serve (absolute, or ~/...), instead of the"

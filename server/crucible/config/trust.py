@@ -91,6 +91,8 @@ ALLOWED: Mapping[tuple[str, str], Rule] = {
     # A repository may keep more of its files from providers, never fewer (privacy.redact,
     # which could turn redaction off, stays the user's).
     ("privacy", "exclude"): Rule.ADD,
+    # Not here: a provider's team_* limits. A lower one would only spend less, but an
+    # untrusted workspace sets no provider key (arrays replace each other when merged).
 }
 
 # Never from a workspace file, trusted or not.

@@ -2,6 +2,8 @@
 handles ``ProviderTimeout`` / ``ProviderUnavailable`` handles these too::
 
     ProviderError                    (crucible.providers.errors)
+    ├── RateLimited
+    │   └── BudgetRefused            the team's budget refused the call (``call_budget.py``)
     ├── ProviderTimeout
     │   ├── FirstByteTimeout         an attempt produced no first chunk in time (then failover)
     │   │   └── NoFirstByte          not even while warming, ``warm_limit`` after it started
@@ -15,7 +17,7 @@ candidate failed) or ``CancelledError``.
 
 from __future__ import annotations
 
-from crucible.providers.errors import ProviderTimeout, ProviderUnavailable
+from crucible.providers.errors import ProviderTimeout, ProviderUnavailable, RateLimited
 
 
 class FirstByteTimeout(ProviderTimeout):
@@ -33,3 +35,8 @@ class DeadlineExceeded(ProviderTimeout):
 
 class NoProviderAvailable(ProviderUnavailable):
     pass
+
+
+class BudgetRefused(RateLimited):
+    """The team's budget has no room for a call to this provider now (or this month): it was
+    not asked, as if it had answered 429 with no Retry-After."""

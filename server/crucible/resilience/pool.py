@@ -10,8 +10,10 @@ written only from here. The sequence of one request::
       loop until some attempt yields its first chunk:
         no live attempt -> open one: a pending chat retry, else the best candidate (tier, a
                            free slot, fastest recent first byte, listed order); wait for a
-                           concurrency permit no longer than the first-byte allowance, then a
-                           breaker admission. A retry of a tried member spends the retry budget.
+                           concurrency permit no longer than the first-byte allowance, then
+                           the team budget's leave where the member has one (refused: the next
+                           candidate, ``call_budget.py``), then a breaker admission. A retry
+                           of a tried member spends the retry budget.
         wait for the first of: a chunk, the deadline, an allowance, the hedge time
         a chunk            -> that attempt wins; a losing hedge is closed
         an error           -> a verdict against the member; chat may retry it, else fail over
@@ -88,8 +90,10 @@ from crucible.resilience.breaker import (
     Transition,
     TransitionListener,
 )
+from crucible.resilience.call_budget import CallBudget, CallCost, Charge
 from crucible.resilience.clock import Clock
 from crucible.resilience.errors import (
+    BudgetRefused,
     DeadlineExceeded,
     FirstByteTimeout,
     NoFirstByte,
@@ -137,6 +141,7 @@ class PoolRequest:
     # Asked when the caller leaves before any first byte: whether its attempts should run on
     # to their first byte (a prompt the next request shares, worth the server's prompt cache).
     warm: Callable[[], bool] | None = None
+    cost: CallCost | None = None  # what one call is charged, where a budget applies
 
 
 @dataclass(slots=True, eq=False)
@@ -153,6 +158,8 @@ class Attempt:
     first_byte_deadline: float
     first_byte: float | None = None  # seconds from start, once the first pull returned
     settled: bool = False
+    charge: Charge | None = None  # the budget's claim, settled when the attempt is closed
+    answer_chars: int = 0  # text yielded so far: what the budget's correction counts
 
 
 class ProviderPool:
@@ -181,6 +188,7 @@ class ProviderPool:
         on_outcome: OutcomeListener | None = None,
         on_activity: Callable[[int], None] | None = None,
         max_connections: Mapping[str, int] | None = None,
+        budget: CallBudget | None = None,
     ) -> None:
         if not members:
             raise ValueError("a ProviderPool needs at least one provider")
@@ -197,6 +205,8 @@ class ProviderPool:
         self._on_queued = on_queued
         self._on_outcome = on_outcome
         self._on_activity = on_activity
+        # A team's limits on calls and tokens (call_budget.py); asked before each attempt.
+        self._call_budget = budget
         self._active = 0  # interactive (not background) requests between start and end
         self._warming: set[asyncio.Task[None]] = set()
         connections = max_connections or {}
@@ -272,8 +282,9 @@ class ProviderPool:
         broke mid-way excludes the provider that broke it). ``warm`` is asked if the caller
         leaves before the first byte: True lets the prompt run on to warm the server's cache."""
         seconds = _timeout(self._policy.fim_deadline, timeout)
+        cost = CallCost.of_fim(request)
         return self._stream(
-            "fim", lambda p: p.stream_fim(request), background, seconds, exclude, warm
+            "fim", lambda p: p.stream_fim(request), background, seconds, exclude, warm, cost
         )
 
     def stream_chat(
@@ -281,7 +292,10 @@ class ProviderPool:
     ) -> AsyncGenerator[str, None]:
         """Retry with backoff, then fail over; ``timeout`` replaces ``chat_deadline``."""
         seconds = _timeout(self._policy.chat_deadline, timeout)
-        return self._stream("chat", lambda p: p.stream_chat(request), background, seconds)
+        cost = CallCost.of_chat(request)
+        return self._stream(
+            "chat", lambda p: p.stream_chat(request), background, seconds, cost=cost
+        )
 
     async def probe(self) -> ProbeResult:
         """Probe every member (``crucible-lsp doctor``); ok when any answers."""
@@ -327,6 +341,7 @@ class ProviderPool:
         seconds: float,
         exclude: Collection[str] = (),
         warm: Callable[[], bool] | None = None,
+        cost: CallCost | None = None,
     ) -> AsyncGenerator[str, None]:
         # The request starts, its deadline runs and the retry budget counts it when the
         # caller starts reading, not when it asks for the stream.
@@ -342,6 +357,7 @@ class ProviderPool:
             first_byte=policy.fim_first_byte if kind == "fim" else policy.chat_first_byte,
             excluded={m for m in self._members if m.name in exclude},
             warm=warm,
+            cost=cost,
         )
         self._budget.record_request()
         self._activity(+1, background)
@@ -515,7 +531,37 @@ class ProviderPool:
             return None
         if self._on_queued is not None:
             self._on_queued(self._clock.now() - asked)
-        return self._begin(req, member, permit)
+        charge: Charge | None = None
+        budget = self._call_budget
+        if budget is not None and req.cost is not None and budget.limits(member.name):
+            try:
+                charge = await self._admit(req, member, req.cost)
+            except BaseException:  # cancelled while the budget was asked: the slot goes back
+                permit.release()
+                raise
+            if charge is None:
+                permit.release()
+                return None
+        attempt = self._begin(req, member, permit)
+        if charge is not None:
+            if attempt is None:
+                charge.settle(0)  # its circuit changed while the budget was asked
+            else:
+                attempt.charge = charge
+        return attempt
+
+    async def _admit(self, req: PoolRequest, member: Member, cost: CallCost) -> Charge | None:
+        """The budget's charge for a call to ``member``, or None: refused, the member is
+        skipped for this request (parked too when the verdict says so)."""
+        assert self._call_budget is not None
+        verdict = await self._call_budget.admit(member.name, cost, background=req.background)
+        if verdict.charge is not None:
+            return verdict.charge
+        if verdict.park_s > 0:
+            member.parked_until = max(member.parked_until, self._clock.now() + verdict.park_s)
+        req.last_error = BudgetRefused(member.name, verdict.reason)
+        log.debug("provider %s: %s", member.name, verdict.reason)
+        return None
 
     def _begin(self, req: PoolRequest, member: Member, permit: ConcurrencyPermit) -> Attempt | None:
         admission = member.breaker.acquire()
@@ -547,6 +593,8 @@ class ProviderPool:
         member = self._best(req, self._clock.now(), {a.member for a in live})
         if member is None:
             return None
+        if self._call_budget is not None and self._call_budget.limits(member.name):
+            return None  # a hedge spends a call the team pays for (call_budget.py)
         permit = member.limiter.try_acquire()
         if permit is None:
             return None
@@ -592,6 +640,8 @@ class ProviderPool:
     def _take(self, attempt: Attempt) -> str | None:
         """The attempt's finished chunk; its first one is the member's first-byte sample."""
         chunk = attempt.stream.take()
+        if chunk is not None:
+            attempt.answer_chars += len(chunk)
         if attempt.first_byte is None:
             attempt.first_byte = self._clock.now() - attempt.started
             attempt.member.first_byte.add(max(0.0, attempt.first_byte))
@@ -669,6 +719,9 @@ class ProviderPool:
         if _settle(attempt):
             attempt.member.breaker.release(attempt.admission)
             attempt.permit.release()
+        charge, attempt.charge = attempt.charge, None
+        if charge is not None:
+            charge.settle(attempt.answer_chars)
         await attempt.stream.aclose()
 
     # -- given up on before the first byte: failed, or warming -------------------------------
