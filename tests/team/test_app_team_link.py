@@ -67,6 +67,25 @@ async def test_the_links_problem_is_told_once(redis_server: RedisServer) -> None
     await app.aclose()
 
 
+async def test_with_a_team_budget_the_budgets_notice_is_the_one_message(
+    redis_server: RedisServer,
+) -> None:
+    provider = {
+        "name": "hosted",
+        "kind": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+        "model": "m",
+        "team_calls_per_minute": 60,
+    }
+    app = App(env={})
+    app.initialize(None, {**_options(redis_server.url), "providers": [provider]})
+    link = app.team_redis
+    assert link is not None and app.team_budget is not None
+    link._set_state(LinkState.DOWN, "no answer within 5 ms")
+    assert not [m for m in app._unsent if "team cache" in m]  # the budget tells, at its turn
+    await app.aclose()
+
+
 def test_start_up_does_not_import_redis(tmp_path: Path) -> None:
     code = (
         "import sys\n"
