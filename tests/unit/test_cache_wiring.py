@@ -32,15 +32,16 @@ def test_local_means_a_loopback_address(base_url: str, local: bool) -> None:
 def test_identity_changes_with_everything_that_changes_an_answer() -> None:
     base = ProviderSettings()
     variants = [
-        ProviderSettings(name="other"),
         ProviderSettings(model="another-model"),
         ProviderSettings(base_url="http://127.0.0.1:9999"),
         ProviderSettings(kind=ProviderKind.OPENAI, base_url=base.base_url),
         ProviderSettings(fim_template="qwen"),
     ]
     assert len({identity(base), *(identity(v) for v in variants)}) == 1 + len(variants)
-    # Knobs that do not change the text do not change the key.
+    # Knobs that do not change the text do not change the key, nor does the user's own label
+    # for the provider (teammates naming one model differently share its answers in L3).
     assert identity(ProviderSettings(max_connections=9, priority=3)) == identity(base)
+    assert identity(ProviderSettings(name="other")) == identity(base)
 
 
 def app_with(tmp_path: Path, toml: str) -> App:

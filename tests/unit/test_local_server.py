@@ -128,9 +128,9 @@ def test_the_model_file_is_part_of_the_cache_identity() -> None:
     one = ProviderSettings(kind=ProviderKind.LOCAL, model_path="/m/a.gguf")
     other = ProviderSettings(kind=ProviderKind.LOCAL, model_path="/m/b.gguf")
     assert identity(one) != identity(other)
-    # Other kinds keep the identity they had (their cache entries stay valid).
+    # Other kinds have no model file in theirs.
     ollama = ProviderSettings()
-    assert identity(ollama) == ("local", "ollama", ollama.base_url, ollama.model, "auto")
+    assert identity(ollama) == ("ollama", ollama.base_url, ollama.model, "auto")
 
 
 def test_the_local_keys_are_validated() -> None:

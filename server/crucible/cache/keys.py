@@ -1,6 +1,6 @@
 """Cache keys: one digest of everything that determines a completion answer.
 
-A key hashes the provider identity (name, kind, model, address, FIM template of every provider
+A key hashes the provider identity (kind, model, address, FIM template of every provider
 that may answer), the whole FIM request (prefix and suffix windows, language, path, other-file
 context, max_tokens, temperature, stop) and the stop-rule parameters (multi-line, max_lines).
 Changing any of them, by editing or by reconfiguring, gives a different key, so a cache never

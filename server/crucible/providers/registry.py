@@ -61,10 +61,11 @@ def is_local(settings: ProviderSettings) -> bool:
 
 
 def identity(settings: ProviderSettings) -> tuple[str, ...]:
-    """What in a provider's settings determines its answers: part of every cache key."""
+    """What in a provider's settings determines its answers: part of every cache key. Not its
+    ``name``, a label of the user's own: teammates who call the same model at the same address
+    by different names share their answers in L3 (cache/team.py)."""
     served = (settings.model_path,) if settings.kind is ProviderKind.LOCAL else ()
     return (
-        settings.name,
         str(settings.kind),
         settings.base_url,
         settings.model,
