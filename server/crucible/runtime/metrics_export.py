@@ -1,0 +1,454 @@
+"""OpenTelemetry export of ``crucible/status``'s figures (the optional ``otel`` extra).
+
+The only module that imports OpenTelemetry. ``app.py`` imports it, off the event loop, only
+when ``runtime/otlp_target.py`` found somewhere to export to; an unconfigured server never
+loads it. docs/metrics.md lists every metric (name, type, unit, attributes, meaning).
+
+No second set of counters: every instrument is observable, and its callback reads the one
+status dictionary taken for that collection (``App.status``, the payload of ``crucible/status``),
+so the exported figures are the ones a user sees in status, counted once. Collection runs on
+the event loop (the counters are the loop's and not thread-safe): ``collect`` takes the status,
+the SDK's reader calls the callbacks, and the encoded batch goes to the exporter in a daemon
+thread, since the exporter's HTTP client (requests) blocks. An export the collector does not
+accept (down, slow, 4xx/5xx) costs that thread its timeout, never a completion.
+
+What leaves the machine: numbers, and as attribute values only the code's own labels (outcomes,
+marks, stage and cache level names, health states), provider names from the user's own
+configuration, and the resource attributes ``service.name``, ``service.version``,
+``service.instance.id`` (random per server process). Never document text, file paths, URIs,
+model output or keys: the callbacks pick named numeric fields of the status, nothing else.
+
+The exporter logs why each export failed (status code, connection error) at WARNING and ERROR,
+on every failure; those records are kept here instead (``_ExporterWords``): the export's own
+log says it once per failing streak, and status carries the last reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.util.re import parse_env_headers
+
+from crucible.runtime.otlp_target import ExportRecord, ExportState, OtlpTarget
+from crucible.runtime.telemetry import MARKS
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "crucible-lsp"
+StatusSource = Callable[[], Mapping[str, Any]]
+# The exporter's own timeout per export (the OpenTelemetry default, 10 s), shorter when the
+# interval is: an export never overlaps the next.
+_EXPORT_TIMEOUT_S = 10.0
+# At shutdown, one last export of a healthy target may take this long; the process does not
+# wait for a collector that is failing.
+_FINAL_EXPORT_S = 2.0
+_QUANTILES = ("p50", "p95", "p99")
+_HEALTH = ("ready", "slow", "failing", "offline", "disabled")
+_PRESSURE = ("normal", "elevated", "critical")
+_PREFETCH = ("started", "used", "wasted", "skipped", "explored")
+_MB = 1024 * 1024
+
+T = TypeVar("T")
+
+
+class _ExporterWords(logging.Handler):
+    """Keeps the last thing the OpenTelemetry exporter logged, per thread (each export runs
+    in its own), instead of letting every failed export reach the editor's log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        words = record.getMessage().splitlines()[0][:200] if record.getMessage() else ""
+        self._local.last = words
+        logger.debug("exporter: %s", words)
+
+    def take(self) -> str | None:
+        last: str | None = getattr(self._local, "last", None)
+        self._local.last = None
+        return last
+
+
+_WORDS = _ExporterWords()
+_SDK_LOG = logging.getLogger("opentelemetry")
+_SDK_LOG.addHandler(_WORDS)
+_SDK_LOG.propagate = False
+
+
+class MetricsExport:
+    """The SDK's meter provider with Crucible's observable instruments, a reader collected on
+    demand, and the OTLP/HTTP exporter for ``target``."""
+
+    def __init__(
+        self, target: OtlpTarget, source: StatusSource, *, version: str, instance_id: str
+    ) -> None:
+        self._source = source
+        self._status: Mapping[str, Any] = {}
+        self._reader = InMemoryMetricReader()
+        resource = Resource.create(
+            {
+                "service.name": SERVICE_NAME,
+                "service.version": version,
+                "service.instance.id": instance_id,
+            }
+        )
+        # Not the global provider, and no exit hook: the App closes it.
+        self._provider = MeterProvider(
+            metric_readers=[self._reader], resource=resource, shutdown_on_exit=False
+        )
+        _instruments(self._provider.get_meter("crucible", version), lambda: self._status)
+        headers = parse_env_headers(target.headers, liberal=True) if target.headers else None
+        self._exporter = OTLPMetricExporter(
+            endpoint=target.url,
+            headers=headers,
+            timeout=min(_EXPORT_TIMEOUT_S, max(1.0, target.interval_s)),
+        )
+
+    def collect(self) -> MetricsData | None:
+        """On the loop: one status, read by every instrument's callback."""
+        self._status = self._source()
+        try:
+            return self._reader.get_metrics_data()
+        finally:
+            self._status = {}
+
+    def export(self, data: MetricsData) -> str | None:
+        """In a thread: None when the collector accepted ``data``, else why not."""
+        _WORDS.take()
+        try:
+            result = self._exporter.export(data)
+        except Exception as exc:  # the exporter's own bug must not end the export loop
+            return type(exc).__name__
+        if result is MetricExportResult.SUCCESS:
+            return None
+        return _WORDS.take() or "export failed"
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+        self._provider.shutdown()
+
+
+async def export_until(
+    target: OtlpTarget,
+    source: StatusSource,
+    record: ExportRecord,
+    stop: asyncio.Event,
+    *,
+    version: str,
+    instance_id: str,
+) -> None:
+    """Export every ``target.interval_s`` until ``stop`` is set, then once more if the
+    collector was accepting (bounded by ``_FINAL_EXPORT_S``)."""
+    export = MetricsExport(target, source, version=version, instance_id=instance_id)
+    record.state = ExportState.STARTING
+    logger.info("telemetry: exporting metrics to %s every %g s", target.host, target.interval_s)
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), target.interval_s)
+            except TimeoutError:
+                await _export_once(export, record, target)
+                continue
+            if record.state is ExportState.EXPORTING:
+                try:
+                    await asyncio.wait_for(_export_once(export, record, target), _FINAL_EXPORT_S)
+                except TimeoutError:
+                    pass
+    finally:
+        record.state = ExportState.STOPPED
+        await _off_loop(export.shutdown, "crucible-otlp-shutdown")
+
+
+async def _export_once(export: MetricsExport, record: ExportRecord, target: OtlpTarget) -> None:
+    data = export.collect()
+    if data is None:
+        return
+    error = await _off_loop(lambda: export.export(data), "crucible-otlp-export")
+    if error is None:
+        if record.state is ExportState.FAILING:
+            logger.info("telemetry: export to %s works again", target.host)
+        record.exported += 1
+        record.state = ExportState.EXPORTING
+        return
+    record.failures += 1
+    record.last_error = error
+    if record.state is not ExportState.FAILING:
+        # Once per failing streak: a collector down for a day is one line, not 1,440.
+        logger.warning(
+            "telemetry: export to %s failed (%s); completions are not affected, and the"
+            " export is tried again every %g s",
+            target.host,
+            error,
+            target.interval_s,
+        )
+    record.state = ExportState.FAILING
+
+
+async def _off_loop(call: Callable[[], T], name: str) -> T:
+    """``call()`` in a daemon thread: a hung collector can hold that thread, never the loop
+    nor the process's exit (``asyncio.to_thread``'s pool is joined at exit)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result = call()
+        except BaseException as exc:
+            outcome: tuple[T | None, BaseException | None] = (None, exc)
+        else:
+            outcome = (result, None)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+            pass
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await done
+
+
+# -- the instruments: each reads named numbers of one status (docs/metrics.md) ---------------
+
+
+def _instruments(meter: Meter, status: Callable[[], Mapping[str, Any]]) -> None:
+    def observe(read: Callable[[Mapping[str, Any]], Iterable[Observation]]) -> Any:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            current = status()
+            return list(read(current)) if current else []
+
+        return [callback]
+
+    counter, gauge = meter.create_observable_counter, meter.create_observable_gauge
+    counter(
+        "crucible.requests",
+        observe(_requests),
+        unit="{request}",
+        description="Inline completion requests answered, by outcome.",
+    )
+    counter(
+        "crucible.requests.marks",
+        observe(_marks),
+        unit="{request}",
+        description="How answered requests were served (cache_hit, type_through, coalesced,"
+        " reused, batched) or what was done for them (prefetched).",
+    )
+    gauge(
+        "crucible.stage.duration",
+        observe(_stages),
+        unit="ms",
+        description="Percentiles of each completion stage over the recent 512 samples.",
+    )
+    counter(
+        "crucible.upstream.calls",
+        observe(lambda s: _number(s.get("upstream"), "calls")),
+        unit="{call}",
+        description="Provider calls (attempts) of every role since start-up.",
+    )
+    counter(
+        "crucible.upstream.errors",
+        observe(lambda s: _number(s.get("upstream"), "errors")),
+        unit="{call}",
+        description="Provider calls that failed, of every role, since start-up.",
+    )
+    counter(
+        "crucible.provider.calls",
+        observe(lambda s: _per_provider(s, "calls")),
+        unit="{call}",
+        description="Calls (attempts) to one provider.",
+    )
+    counter(
+        "crucible.provider.errors",
+        observe(lambda s: _per_provider(s, "failures")),
+        unit="{call}",
+        description="Failed calls to one provider.",
+    )
+    gauge(
+        "crucible.provider.duration",
+        observe(lambda s: _provider_quantiles(s, "latency_ms")),
+        unit="ms",
+        description="Percentiles of one provider's whole calls over its recent 50.",
+    )
+    gauge(
+        "crucible.provider.first_byte",
+        observe(lambda s: _provider_quantiles(s, "first_byte_ms")),
+        unit="ms",
+        description="Percentiles of one provider's time to first chunk over its recent 50.",
+    )
+    gauge(
+        "crucible.provider.health",
+        observe(_health),
+        unit="1",
+        description="1 for the provider's current health, 0 for the others.",
+    )
+    gauge(
+        "crucible.provider.parked",
+        observe(lambda s: _per_provider(s, "parked_remaining_s")),
+        unit="s",
+        description="Seconds until a provider parked by a rate limit is asked again.",
+    )
+    counter(
+        "crucible.cache.hits",
+        observe(_cache_hits),
+        unit="{request}",
+        description="Answers served from cache, per level.",
+    )
+    counter(
+        "crucible.cache.misses",
+        observe(lambda s: _number(s.get("cache"), "misses")),
+        unit="{request}",
+        description="Lookups no cache level could answer.",
+    )
+    gauge(
+        "crucible.cache.entries",
+        observe(lambda s: _cache_levels(s, "entries", 1)),
+        unit="{entry}",
+        description="Answers held, per level.",
+    )
+    gauge(
+        "crucible.cache.size",
+        observe(lambda s: _cache_levels(s, "bytes", 1)),
+        unit="By",
+        description="Bytes held, per level.",
+    )
+    gauge(
+        "crucible.memory.rss",
+        observe(lambda s: _number(s.get("memory"), "rss_mb", _MB)),
+        unit="By",
+        description="The server's resident memory.",
+    )
+    gauge(
+        "crucible.memory.limit",
+        observe(_memory_limits),
+        unit="By",
+        description="[memory] soft and hard limits.",
+    )
+    gauge(
+        "crucible.memory.pressure",
+        observe(_pressure),
+        unit="1",
+        description="1 for the current pressure level, 0 for the others.",
+    )
+    counter(
+        "crucible.prefetch",
+        observe(_prefetch),
+        unit="{prefetch}",
+        description="Prefetches started, used, wasted, skipped as unlikely to be used, and"
+        " explored.",
+    )
+    gauge(
+        "crucible.uptime",
+        observe(lambda s: _number(s, "uptime_s")),
+        unit="s",
+        description="Seconds since the server started.",
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(
+    table: Any, key: str, scale: float = 1, attributes: Mapping[str, str] | None = None
+) -> list[Observation]:
+    value = table.get(key) if isinstance(table, Mapping) else None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return []
+    scaled = value * scale if scale != 1 else value
+    return [Observation(scaled, dict(attributes) if attributes else None)]
+
+
+def _requests(status: Mapping[str, Any]) -> Iterable[Observation]:
+    requests = status.get("requests", {})
+    for name, count in requests.items():
+        if name != "total" and name not in MARKS and _is_number(count):
+            yield Observation(count, {"outcome": name})
+
+
+def _marks(status: Mapping[str, Any]) -> Iterable[Observation]:
+    requests = status.get("requests", {})
+    for name in MARKS:
+        yield from _number(requests, name, attributes={"mark": name})
+
+
+def _stages(status: Mapping[str, Any]) -> Iterable[Observation]:
+    for stage, found in status.get("stages_ms", {}).items():
+        for quantile in _QUANTILES:
+            yield from _number(found, quantile, attributes={"stage": stage, "quantile": quantile})
+
+
+def _providers(status: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    for provider in status.get("providers", ()):
+        if isinstance(provider, Mapping) and isinstance(provider.get("name"), str):
+            yield provider
+
+
+def _per_provider(status: Mapping[str, Any], key: str) -> Iterable[Observation]:
+    for provider in _providers(status):
+        yield from _number(provider, key, attributes={"provider": provider["name"]})
+
+
+def _provider_quantiles(status: Mapping[str, Any], key: str) -> Iterable[Observation]:
+    for provider in _providers(status):
+        for quantile in _QUANTILES:
+            labels = {"provider": provider["name"], "quantile": quantile}
+            yield from _number(provider.get(key), quantile, attributes=labels)
+
+
+def _health(status: Mapping[str, Any]) -> Iterable[Observation]:
+    for provider in _providers(status):
+        current = provider.get("health")
+        for health in _HEALTH:
+            labels = {"provider": provider["name"], "health": health}
+            yield Observation(1 if current == health else 0, labels)
+
+
+def _cache_hits(status: Mapping[str, Any]) -> Iterable[Observation]:
+    cache = status.get("cache", {})
+    yield from _cache_levels(status, "hits", 1)
+    yield from _number(cache, "type_through_hits", attributes={"level": "type_through"})
+
+
+def _cache_levels(status: Mapping[str, Any], key: str, scale: float) -> Iterable[Observation]:
+    """Every level status lists (l1, l2, and any added later), by its name."""
+    levels = status.get("cache", {}).get("levels", {})
+    for level, found in levels.items():
+        yield from _number(found, key, scale, attributes={"level": str(level)})
+
+
+def _memory_limits(status: Mapping[str, Any]) -> Iterable[Observation]:
+    memory = status.get("memory", {})
+    yield from _number(memory, "soft_limit_mb", _MB, attributes={"limit": "soft"})
+    yield from _number(memory, "hard_limit_mb", _MB, attributes={"limit": "hard"})
+
+
+def _pressure(status: Mapping[str, Any]) -> Iterable[Observation]:
+    current = status.get("memory", {}).get("pressure")
+    for level in _PRESSURE:
+        yield Observation(1 if current == level else 0, {"level": level})
+
+
+def _prefetch(status: Mapping[str, Any]) -> Iterable[Observation]:
+    prefetch = status.get("prefetch", {})
+    for result in _PREFETCH:
+        yield from _number(prefetch, result, attributes={"result": result})
