@@ -166,6 +166,7 @@ class App:
         # runtime/otlp_target.py decides without importing OpenTelemetry).
         self._export = ExportRecord(None)
         self._export_stop: asyncio.Event | None = None
+        self._export_ended: asyncio.Event | None = None
         self._instance_id = str(uuid.uuid4())  # service.instance.id: this server process
         # With no provider configured: what was chosen and why (providers/default_choice.py),
         # and the provider that replaces the schema's default when it is not Ollama's.
@@ -323,9 +324,9 @@ class App:
         self._export = ExportRecord(target)
         if target is not None:
             self._export.state = ExportState.STARTING
-            self._export_stop = asyncio.Event()
+            self._export_stop, self._export_ended = asyncio.Event(), asyncio.Event()
             work = self._export_metrics(target, self._export, self._export_stop)
-            self.spawn(work, "export metrics")
+            self.spawn(_then_set(work, self._export_ended), "export metrics")
 
     async def _export_metrics(
         self, target: OtlpTarget, record: ExportRecord, stop: asyncio.Event
@@ -659,8 +660,14 @@ class App:
 
     async def aclose(self) -> None:
         self.default_provider.cancel()
-        if self._export_stop is not None:  # a last export, bounded, then the loop ends
+        if self._export_stop is not None and self._export_ended is not None:
+            # A last export while every component still counts, bounded, then the loop ends.
             self._export_stop.set()
+            if self.started:
+                try:
+                    await asyncio.wait_for(self._export_ended.wait(), _EXPORT_END_S)
+                except TimeoutError:
+                    logger.debug("telemetry: the export loop did not end in time")
         if self._supervising is not None:
             self._supervising.cancel()
         self.status_feed.close()
@@ -777,6 +784,18 @@ def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
         "in_flight": member.in_flight,
         "queued": member.queued,
     }
+
+
+# How long closing waits for the export loop's last export (runtime/metrics_export.py bounds
+# it at 2 s) and shutdown.
+_EXPORT_END_S = 3.0
+
+
+async def _then_set(work: Awaitable[None], ended: asyncio.Event) -> None:
+    try:
+        await work
+    finally:
+        ended.set()
 
 
 def _metrics_export_module() -> ModuleType:

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+import requests
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -65,8 +66,10 @@ T = TypeVar("T")
 
 
 class _ExporterWords(logging.Handler):
-    """Keeps the last thing the OpenTelemetry exporter logged, per thread (each export runs
-    in its own), instead of letting every failed export reach the editor's log."""
+    """Keeps the first thing the OpenTelemetry exporter logged during an export (the cause:
+    "Transient error Service Unavailable ..."; the last is only "max retries"), per thread
+    (each export runs in its own), instead of letting every failed export reach the editor's
+    log."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -74,13 +77,24 @@ class _ExporterWords(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         words = record.getMessage().splitlines()[0][:200] if record.getMessage() else ""
-        self._local.last = words
+        if getattr(self._local, "last", None) is None:
+            self._local.last = words
         logger.debug("exporter: %s", words)
 
     def take(self) -> str | None:
         last: str | None = getattr(self._local, "last", None)
         self._local.last = None
         return last
+
+    def answered(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """The exporter's session's response hook: the collector's status, which the
+        exporter's result does not carry."""
+        self._local.status = response.status_code
+
+    def status(self) -> int | None:
+        status: int | None = getattr(self._local, "status", None)
+        self._local.status = None
+        return status
 
 
 _WORDS = _ExporterWords()
@@ -112,10 +126,14 @@ class MetricsExport:
         )
         _instruments(self._provider.get_meter("crucible", version), lambda: self._status)
         headers = parse_env_headers(target.headers, liberal=True) if target.headers else None
+        session = requests.Session()
+        session.trust_env = False  # a proxy from the environment is not the user's choice here
+        session.hooks["response"].append(_WORDS.answered)
         self._exporter = OTLPMetricExporter(
             endpoint=target.url,
             headers=headers,
             timeout=min(_EXPORT_TIMEOUT_S, max(1.0, target.interval_s)),
+            session=session,
         )
 
     def collect(self) -> MetricsData | None:
@@ -128,14 +146,17 @@ class MetricsExport:
 
     def export(self, data: MetricsData) -> str | None:
         """In a thread: None when the collector accepted ``data``, else why not."""
-        _WORDS.take()
+        _WORDS.take(), _WORDS.status()
         try:
             result = self._exporter.export(data)
         except Exception as exc:  # the exporter's own bug must not end the export loop
             return type(exc).__name__
+        words, status = _WORDS.take(), _WORDS.status()
         if result is MetricExportResult.SUCCESS:
             return None
-        return _WORDS.take() or "export failed"
+        if status is not None:
+            return f"HTTP {status} from the collector"
+        return words or "export failed"
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
