@@ -779,6 +779,7 @@ def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
         "calls_in_window": member.calls_in_window,
         "cooldown_remaining_s": round(member.cooldown_remaining_s, 3),
         "parked_remaining_s": round(member.parked_remaining_s, 3),
+        "parked_reason": member.parked_reason,
         "concurrency_limit": member.concurrency_limit,
         "first_byte_baseline_ms": member.first_byte_baseline_ms,
         "in_flight": member.in_flight,
