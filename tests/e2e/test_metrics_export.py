@@ -130,7 +130,7 @@ async def test_the_status_figures_arrive_with_the_service_identified_and_no_code
     [resource, *_] = collector.resources()
     assert resource["service.name"] == "crucible-lsp"
     assert resource["service.version"] == crucible.__version__
-    assert len(resource["service.instance.id"]) == 36  # a UUID, one per server process
+    assert len(resource["service.instance.id"]) == 36  # a UUID, one per window's server
     # Nothing of the document, its name or the workspace's path left the editor.
     sent = b"".join(collector.bodies)
     for never in (MARKER, "workspace", str(tmp_path), "file://", "return a"):

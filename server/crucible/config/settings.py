@@ -356,11 +356,11 @@ class TelemetrySettings:
     )
     # The OpenTelemetry SDK's OTEL_METRIC_EXPORT_INTERVAL default, 60000 ms.
     export_interval_s: float = doc("Seconds between exports.", bounds=(0.1, 3600.0), default=60.0)
-    otlp_headers_env: str | None = doc(
+    otlp_headers_env: str = doc(
         "NAME of the environment variable holding the export's headers as OTLP writes them"
         " (key=value,key2=value2, e.g. an authorization token); secrets never live in files."
-        " Unset: OTEL_EXPORTER_OTLP_HEADERS. Never taken from a workspace's crucible.toml.",
-        default=None,
+        " Empty: OTEL_EXPORTER_OTLP_HEADERS. Never taken from a workspace's crucible.toml.",
+        default="",
     )
 
 

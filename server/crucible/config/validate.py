@@ -362,7 +362,7 @@ _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (CustomActionSettings, "kind"): _action_kind,
     # [telemetry]: "" leaves the endpoint to OTEL_EXPORTER_OTLP_ENDPOINT (or off).
     (TelemetrySettings, "otlp_endpoint"): lambda v: "" if v == "" else _base_url(v),
-    (TelemetrySettings, "otlp_headers_env"): _api_key_env,
+    (TelemetrySettings, "otlp_headers_env"): lambda v: "" if v == "" else _api_key_env(v),
 }
 
 
