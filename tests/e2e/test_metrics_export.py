@@ -239,3 +239,17 @@ async def test_no_collector_listening_never_costs_a_completion(
     assert export["state"] == "failing"
     assert export["last_error"]  # connection refused, in the exporter's words
     assert status["requests"]["served"] == 3
+
+
+async def test_a_collector_that_does_not_answer_never_costs_a_completion(
+    fake: FakeProvider, collector: OtlpCollector, lsp_session: Session
+) -> None:
+    collector.delay_s = 30.0  # past the export's own timeout (1 s at this interval)
+    async with lsp_session(exporting_to(fake, collector.endpoint), env=NO_OTEL_ENV) as client:
+        assert await until(lambda: collector.posts >= 1)  # an export is stuck on it now
+        answers = await complete_three_times(client)
+        export = await export_state(client, "failing")
+
+    assert answers == [["return a + b"]] * 3
+    assert export["state"] == "failing"
+    assert export["last_error"]  # the exporter's words for its timeout

@@ -4,8 +4,9 @@ OpenTelemetry Collector's ``otlp`` receiver does on port 4318.
 
 It keeps every body as received (``bodies``: a test searches the raw bytes for text that must
 never leave the editor) and decoded (``requests``), and answers ``status`` (200 by default; set
-it to 503 or 400 to play a collector in trouble). ``points(name)`` gives a metric's data points
-across every request received, as ``(attributes, value)`` pairs, newest last::
+it to 503 or 400 to play a collector in trouble) after ``delay_s`` (a slow or stuck one).
+``points(name)`` gives a metric's data points across every request received, as
+``(attributes, value)`` pairs, newest last::
 
     with OtlpCollector() as collector:
         ...  # point the server at collector.endpoint
@@ -42,6 +43,7 @@ def attributes(pairs: list[KeyValue] | Any) -> Attributes:
 class OtlpCollector:
     def __init__(self) -> None:
         self.status = 200
+        self.delay_s = 0.0
         self.bodies: list[bytes] = []
         self.requests: list[ExportMetricsServiceRequest] = []
         self.headers: list[dict[str, str]] = []
@@ -59,6 +61,7 @@ class OtlpCollector:
                         request.ParseFromString(body)
                         collector.bodies.append(body)
                         collector.requests.append(request)
+                time.sleep(collector.delay_s)  # counted in ``posts`` already: it has arrived
                 answer = (
                     ExportMetricsServiceResponse().SerializeToString() if status == 200 else b""
                 )
