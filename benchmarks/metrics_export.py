@@ -6,10 +6,11 @@ The real server (``python -m crucible --stdio``), the loopback fake provider (Ol
 (``tests/fakes/otlp_collector.py``), all in the same run. Each round starts one server per
 mode, in turn, and asks ``--requests`` inline completions one after the other (after 3 not
 counted: a cold server), each in a new document (the cache is off: every one is a provider
-call), while the server exports every ``--interval`` seconds. Printed per mode: completions, p50/p95 in ms and the p50's ratio to the
-mode without export, provider calls, and the exports the collector accepted and failed (from
-``crucible/status``). Then, in this process, what one collection costs the server's event loop
-(``App.status()`` plus every instrument's callback) as a ratio to ``App.status()`` alone.
+call), while the server exports every ``--interval`` seconds. Printed per mode: completions,
+p50/p95 in ms and the p50's ratio to the mode without export, provider calls, and the exports
+the collector accepted and failed (from ``crucible/status``). Then, in this process, what one
+collection costs the server's event loop (``App.status()`` plus every instrument's callback)
+as a ratio to ``App.status()`` alone.
 
 Run from the repository root (needs the ``otel`` extra)::
 
