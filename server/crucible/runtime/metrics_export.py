@@ -174,7 +174,12 @@ async def export_until(
 ) -> None:
     """Export every ``target.interval_s`` until ``stop`` is set, then once more if the
     collector was accepting (bounded by ``_FINAL_EXPORT_S``)."""
-    export = MetricsExport(target, source, version=version, instance_id=instance_id)
+    try:
+        export = MetricsExport(target, source, version=version, instance_id=instance_id)
+    except Exception as exc:  # the SDK refused its setup (a malformed headers value, say)
+        record.state, record.last_error = ExportState.FAILING, type(exc).__name__
+        logger.warning("telemetry: cannot export to %s (%s)", target.host, type(exc).__name__)
+        return
     record.state = ExportState.STARTING
     logger.info("telemetry: exporting metrics to %s every %g s", target.host, target.interval_s)
     try:
