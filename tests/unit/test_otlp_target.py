@@ -43,6 +43,19 @@ def test_the_standard_variable_applies_when_the_file_names_no_endpoint() -> None
     assert mine is not None and mine.host == "127.0.0.1:1"
 
 
+def test_the_metrics_variable_is_the_whole_url_and_wins_over_the_generic_one() -> None:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://generic:4318",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics:4318/custom/path",
+    }
+    target = otlp_target(TelemetrySettings(), env)
+    assert target is not None
+    assert (target.url, target.source) == (
+        "http://metrics:4318/custom/path",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    )
+
+
 def test_otel_sdk_disabled_turns_the_export_off() -> None:
     settings = TelemetrySettings(otlp_endpoint="http://127.0.0.1:4318")
     assert otlp_target(settings, {"OTEL_SDK_DISABLED": "true"}) is None

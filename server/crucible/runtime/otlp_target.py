@@ -6,13 +6,15 @@ there is anything to export at all, so that an unconfigured server never imports
 OpenTelemetry. ``OtlpTarget`` is what the export needs to know; ``ExportRecord`` is how it is
 doing, as ``crucible/status`` ``telemetry_export`` shows it.
 
-Sources, first wins: ``[telemetry] otlp_endpoint``, then the standard
-``OTEL_EXPORTER_OTLP_ENDPOINT`` (read from the editor's environment); ``OTEL_SDK_DISABLED=true``
-turns the export off either way, as it does any OpenTelemetry SDK. The endpoint is the OTLP/HTTP
-root, as the standard variable takes it: ``/v1/metrics`` is appended (an endpoint that already
-ends with it is kept). Headers (an authorization token) come from the variable
-``otlp_headers_env`` names, else from ``OTEL_EXPORTER_OTLP_HEADERS``, which the exporter reads
-itself; they are never in a file, and never shown: status names the endpoint's host only.
+Sources, first wins: ``[telemetry] otlp_endpoint``, then the standard variables (read from
+the editor's environment) ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` (the metrics URL, taken as it
+is) and ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``OTEL_SDK_DISABLED=true`` turns the export off either
+way, as it does any OpenTelemetry SDK. ``otlp_endpoint`` is the OTLP/HTTP root, as the generic
+variable takes it: ``/v1/metrics`` is appended (an endpoint that already ends with it is kept).
+
+Headers (an authorization token) come from the variable ``otlp_headers_env`` names, else from
+``OTEL_EXPORTER_OTLP_HEADERS``, which the exporter reads itself; they are never in a file, and
+never shown: status names the endpoint's host only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from urllib.parse import urlsplit
 from crucible.config.settings import TelemetrySettings
 
 ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
+METRICS_ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
 DISABLED_VARIABLE = "OTEL_SDK_DISABLED"
 METRICS_PATH = "/v1/metrics"
 
@@ -58,12 +61,15 @@ def otlp_target(settings: TelemetrySettings, env: Mapping[str, str]) -> OtlpTarg
     if env.get(DISABLED_VARIABLE, "").strip().lower() == "true":
         return None
     endpoint, source = settings.otlp_endpoint, "[telemetry] otlp_endpoint"
-    if not endpoint:
+    whole = not endpoint and bool(env.get(METRICS_ENDPOINT_VARIABLE, "").strip())
+    if whole:
+        endpoint, source = env[METRICS_ENDPOINT_VARIABLE].strip(), METRICS_ENDPOINT_VARIABLE
+    elif not endpoint:
         endpoint, source = env.get(ENDPOINT_VARIABLE, "").strip(), ENDPOINT_VARIABLE
     if not endpoint or urlsplit(endpoint).scheme not in ("http", "https"):
         return None
-    url = endpoint.rstrip("/")
-    if not url.endswith(METRICS_PATH):
+    url = endpoint if whole else endpoint.rstrip("/")
+    if not whole and not url.endswith(METRICS_PATH):
         url += METRICS_PATH
     headers = env.get(settings.otlp_headers_env) if settings.otlp_headers_env else None
     return OtlpTarget(url, settings.export_interval_s, headers, source)
