@@ -146,7 +146,7 @@ class MetricsExport:
 
     def export(self, data: MetricsData) -> str | None:
         """In a thread: None when the collector accepted ``data``, else why not."""
-        _WORDS.take(), _WORDS.status()
+        _WORDS.take(), _WORDS.status()  # nothing left from an earlier export on this thread
         try:
             result = self._exporter.export(data)
         except Exception as exc:  # the exporter's own bug must not end the export loop
