@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -61,6 +62,10 @@ _HEALTH = ("ready", "slow", "failing", "offline", "disabled")
 _PRESSURE = ("normal", "elevated", "critical")
 _PREFETCH = ("started", "used", "wasted", "skipped", "explored")
 _MB = 1024 * 1024
+# A label taken from a key of the status (an outcome, a stage, a cache level) is exported only
+# if it looks like the code's own words: a path, a URI or a sentence never does, whatever
+# reaches those dictionaries one day.
+_LABEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 T = TypeVar("T")
 
@@ -390,6 +395,10 @@ def _instruments(meter: Meter, status: Callable[[], Mapping[str, Any]]) -> None:
     )
 
 
+def _label(key: Any) -> bool:
+    return isinstance(key, str) and _LABEL.fullmatch(key) is not None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -407,7 +416,7 @@ def _number(
 def _requests(status: Mapping[str, Any]) -> Iterable[Observation]:
     requests = status.get("requests", {})
     for name, count in requests.items():
-        if name != "total" and name not in MARKS and _is_number(count):
+        if name != "total" and name not in MARKS and _is_number(count) and _label(name):
             yield Observation(count, {"outcome": name})
 
 
@@ -419,6 +428,8 @@ def _marks(status: Mapping[str, Any]) -> Iterable[Observation]:
 
 def _stages(status: Mapping[str, Any]) -> Iterable[Observation]:
     for stage, found in status.get("stages_ms", {}).items():
+        if not _label(stage):
+            continue
         for quantile in _QUANTILES:
             yield from _number(found, quantile, attributes={"stage": stage, "quantile": quantile})
 
@@ -459,7 +470,8 @@ def _cache_levels(status: Mapping[str, Any], key: str, scale: float) -> Iterable
     """Every level status lists (l1, l2, and any added later), by its name."""
     levels = status.get("cache", {}).get("levels", {})
     for level, found in levels.items():
-        yield from _number(found, key, scale, attributes={"level": str(level)})
+        if _label(level):
+            yield from _number(found, key, scale, attributes={"level": level})
 
 
 def _memory_limits(status: Mapping[str, Any]) -> Iterable[Observation]:
