@@ -1,19 +1,21 @@
-"""What the OpenTelemetry instruments read from a status (runtime/metrics_export.py): named
-numbers only. A status whose every string is a marker (paths, URIs, task names, errors, a
-provider's model) exports no marker except in the attribute values that are meant to carry
-names: the provider's name."""
+"""What the exported metrics read from a status (runtime/metric_readings.py, turned into
+OpenTelemetry instruments by runtime/metrics_export.py): named numbers only. A status whose
+every string is a marker (paths, URIs, task names, errors, a provider's model, and the keys
+labels come from) exports no marker; the provider's name is the one string meant to go. And
+docs/metrics.md lists exactly the metrics exported, with their types and units."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-pytest.importorskip("opentelemetry.sdk")
-
-from crucible.runtime.metrics_export import MetricsExport
+from crucible.runtime.metric_readings import METRICS
 from crucible.runtime.otlp_target import OtlpTarget
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 MARK = "/home/someone/secret_project/main.py"
 
 
@@ -61,8 +63,9 @@ def status() -> dict[str, Any]:
 
 
 def test_only_named_numbers_leave_and_no_string_of_the_status_does() -> None:
+    metrics_export = pytest.importorskip("crucible.runtime.metrics_export")  # the otel extra
     target = OtlpTarget("http://127.0.0.1:9/v1/metrics", 60.0, None, "test")
-    export = MetricsExport(target, status, version="1.0", instance_id="test")
+    export = metrics_export.MetricsExport(target, status, version="1.0", instance_id="test")
     try:
         data = export.collect()
     finally:
@@ -83,3 +86,10 @@ def test_only_named_numbers_leave_and_no_string_of_the_status_does() -> None:
     ]
     assert ({}, 60.0 * 1024 * 1024) in points["crucible.memory.rss"]
     assert ({"result": "started"}, 1) in points["crucible.prefetch"]
+
+
+def test_the_docs_list_every_metric_with_its_type_and_unit() -> None:
+    rows = re.findall(
+        r"^\| `(crucible\.[a-z_.]+)` \| (\w+) \| `([^`]+)` \|", DOCS.read_text(), re.M
+    )
+    assert rows == [(m.name, m.kind, m.unit) for m in METRICS]

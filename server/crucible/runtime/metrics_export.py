@@ -4,9 +4,10 @@ The only module that imports OpenTelemetry. ``app.py`` imports it, off the event
 when ``runtime/otlp_target.py`` found somewhere to export to; an unconfigured server never
 loads it. docs/metrics.md lists every metric (name, type, unit, attributes, meaning).
 
-No second set of counters: every instrument is observable, and its callback reads the one
-status dictionary taken for that collection (``App.status``, the payload of ``crucible/status``),
-so the exported figures are the ones a user sees in status, counted once. Collection runs on
+No second set of counters: every instrument is observable (one per ``Metric`` of
+``runtime/metric_readings.py``, which says what is read), and its callback reads the one status
+dictionary taken for that collection (``App.status``, the payload of ``crucible/status``), so
+the exported figures are the ones a user sees in status, counted once. Collection runs on
 the event loop (the counters are the loop's and not thread-safe): ``collect`` takes the status,
 the SDK's reader calls the callbacks, and the encoded batch goes to the exporter in a daemon
 thread, since the exporter's HTTP client (requests) blocks. An export the collector does not
@@ -15,8 +16,8 @@ accept (down, slow, 4xx/5xx) costs that thread its timeout, never a completion.
 What leaves the machine: numbers, and as attribute values only the code's own labels (outcomes,
 marks, stage and cache level names, health states), provider names from the user's own
 configuration, and the resource attributes ``service.name``, ``service.version``,
-``service.instance.id`` (random per server process). Never document text, file paths, URIs,
-model output or keys: the callbacks pick named numeric fields of the status, nothing else.
+``service.instance.id`` (random per window's server). Never document text, file paths, URIs,
+model output or keys: the readings pick named numeric fields of the status, nothing else.
 
 The exporter logs why each export failed (status code, connection error) at WARNING and ERROR,
 on every failure; those records are kept here instead (``_ExporterWords``): the export's own
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -44,8 +44,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.re import parse_env_headers
 
+from crucible.runtime.metric_readings import METRICS, Reading, Status
 from crucible.runtime.otlp_target import ExportRecord, ExportState, OtlpTarget
-from crucible.runtime.telemetry import MARKS
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +57,6 @@ _EXPORT_TIMEOUT_S = 10.0
 # At shutdown, one last export of a healthy target may take this long; the process does not
 # wait for a collector that is failing.
 _FINAL_EXPORT_S = 2.0
-_QUANTILES = ("p50", "p95", "p99")
-_HEALTH = ("ready", "slow", "failing", "offline", "disabled")
-_PRESSURE = ("normal", "elevated", "critical")
-_PREFETCH = ("started", "used", "wasted", "skipped", "explored")
-_MB = 1024 * 1024
-# A label taken from a key of the status (an outcome, a stage, a cache level) is exported only
-# if it looks like the code's own words: a path, a URI or a sentence never does, whatever
-# reaches those dictionaries one day.
-_LABEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 T = TypeVar("T")
 
@@ -259,234 +250,30 @@ async def _off_loop(call: Callable[[], T], name: str) -> T:
     return await done
 
 
-# -- the instruments: each reads named numbers of one status (docs/metrics.md) ---------------
+# -- the instruments: one observable per Metric of runtime/metric_readings.py -----------------
 
 
-def _instruments(meter: Meter, status: Callable[[], Mapping[str, Any]]) -> None:
-    def observe(read: Callable[[Mapping[str, Any]], Iterable[Observation]]) -> Any:
-        def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            current = status()
-            return list(read(current)) if current else []
-
-        return [callback]
-
-    counter, gauge = meter.create_observable_counter, meter.create_observable_gauge
-    counter(
-        "crucible.requests",
-        observe(_requests),
-        unit="{request}",
-        description="Inline completion requests answered, by outcome.",
-    )
-    counter(
-        "crucible.requests.marks",
-        observe(_marks),
-        unit="{request}",
-        description="How answered requests were served (cache_hit, type_through, coalesced,"
-        " reused, batched) or what was done for them (prefetched).",
-    )
-    gauge(
-        "crucible.stage.duration",
-        observe(_stages),
-        unit="ms",
-        description="Percentiles of each completion stage over the recent 512 samples.",
-    )
-    counter(
-        "crucible.upstream.calls",
-        observe(lambda s: _number(s.get("upstream"), "calls")),
-        unit="{call}",
-        description="Provider calls (attempts) of every role since start-up.",
-    )
-    counter(
-        "crucible.upstream.errors",
-        observe(lambda s: _number(s.get("upstream"), "errors")),
-        unit="{call}",
-        description="Provider calls that failed, of every role, since start-up.",
-    )
-    counter(
-        "crucible.provider.calls",
-        observe(lambda s: _per_provider(s, "calls")),
-        unit="{call}",
-        description="Calls (attempts) to one provider.",
-    )
-    counter(
-        "crucible.provider.errors",
-        observe(lambda s: _per_provider(s, "failures")),
-        unit="{call}",
-        description="Failed calls to one provider.",
-    )
-    gauge(
-        "crucible.provider.duration",
-        observe(lambda s: _provider_quantiles(s, "latency_ms")),
-        unit="ms",
-        description="Percentiles of one provider's whole calls over its recent 50.",
-    )
-    gauge(
-        "crucible.provider.first_byte",
-        observe(lambda s: _provider_quantiles(s, "first_byte_ms")),
-        unit="ms",
-        description="Percentiles of one provider's time to first chunk over its recent 50.",
-    )
-    gauge(
-        "crucible.provider.health",
-        observe(_health),
-        unit="1",
-        description="1 for the provider's current health, 0 for the others.",
-    )
-    gauge(
-        "crucible.provider.parked",
-        observe(lambda s: _per_provider(s, "parked_remaining_s")),
-        unit="s",
-        description="Seconds until a provider parked by a rate limit is asked again.",
-    )
-    counter(
-        "crucible.cache.hits",
-        observe(_cache_hits),
-        unit="{request}",
-        description="Answers served from cache, per level.",
-    )
-    counter(
-        "crucible.cache.misses",
-        observe(lambda s: _number(s.get("cache"), "misses")),
-        unit="{request}",
-        description="Lookups no cache level could answer.",
-    )
-    gauge(
-        "crucible.cache.entries",
-        observe(lambda s: _cache_levels(s, "entries", 1)),
-        unit="{entry}",
-        description="Answers held, per level.",
-    )
-    gauge(
-        "crucible.cache.size",
-        observe(lambda s: _cache_levels(s, "bytes", 1)),
-        unit="By",
-        description="Bytes held, per level.",
-    )
-    gauge(
-        "crucible.memory.rss",
-        observe(lambda s: _number(s.get("memory"), "rss_mb", _MB)),
-        unit="By",
-        description="The server's resident memory.",
-    )
-    gauge(
-        "crucible.memory.limit",
-        observe(_memory_limits),
-        unit="By",
-        description="[memory] soft and hard limits.",
-    )
-    gauge(
-        "crucible.memory.pressure",
-        observe(_pressure),
-        unit="1",
-        description="1 for the current pressure level, 0 for the others.",
-    )
-    counter(
-        "crucible.prefetch",
-        observe(_prefetch),
-        unit="{prefetch}",
-        description="Prefetches started, used, wasted, skipped as unlikely to be used, and"
-        " explored.",
-    )
-    gauge(
-        "crucible.uptime",
-        observe(lambda s: _number(s, "uptime_s")),
-        unit="s",
-        description="Seconds since the server started.",
-    )
+def _instruments(meter: Meter, status: Callable[[], Status]) -> None:
+    for metric in METRICS:
+        create = (
+            meter.create_observable_counter
+            if metric.kind == "counter"
+            else meter.create_observable_gauge
+        )
+        callback = _observer(metric.read, status)
+        create(metric.name, [callback], unit=metric.unit, description=metric.description)
 
 
-def _label(key: Any) -> bool:
-    return isinstance(key, str) and _LABEL.fullmatch(key) is not None
+def _observer(
+    read: Callable[[Status], Iterable[Reading]], status: Callable[[], Status]
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """The SDK's callback for one metric: its readings of the status taken for this
+    collection (none outside a collection)."""
 
+    def callback(_options: CallbackOptions) -> Iterable[Observation]:
+        current = status()
+        if not current:
+            return []
+        return [Observation(value, labels or None) for value, labels in read(current)]
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _number(
-    table: Any, key: str, scale: float = 1, attributes: Mapping[str, str] | None = None
-) -> list[Observation]:
-    value = table.get(key) if isinstance(table, Mapping) else None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return []
-    scaled = value * scale if scale != 1 else value
-    return [Observation(scaled, dict(attributes) if attributes else None)]
-
-
-def _requests(status: Mapping[str, Any]) -> Iterable[Observation]:
-    requests = status.get("requests", {})
-    for name, count in requests.items():
-        if name != "total" and name not in MARKS and _is_number(count) and _label(name):
-            yield Observation(count, {"outcome": name})
-
-
-def _marks(status: Mapping[str, Any]) -> Iterable[Observation]:
-    requests = status.get("requests", {})
-    for name in MARKS:
-        yield from _number(requests, name, attributes={"mark": name})
-
-
-def _stages(status: Mapping[str, Any]) -> Iterable[Observation]:
-    for stage, found in status.get("stages_ms", {}).items():
-        if not _label(stage):
-            continue
-        for quantile in _QUANTILES:
-            yield from _number(found, quantile, attributes={"stage": stage, "quantile": quantile})
-
-
-def _providers(status: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    for provider in status.get("providers", ()):
-        if isinstance(provider, Mapping) and isinstance(provider.get("name"), str):
-            yield provider
-
-
-def _per_provider(status: Mapping[str, Any], key: str) -> Iterable[Observation]:
-    for provider in _providers(status):
-        yield from _number(provider, key, attributes={"provider": provider["name"]})
-
-
-def _provider_quantiles(status: Mapping[str, Any], key: str) -> Iterable[Observation]:
-    for provider in _providers(status):
-        for quantile in _QUANTILES:
-            labels = {"provider": provider["name"], "quantile": quantile}
-            yield from _number(provider.get(key), quantile, attributes=labels)
-
-
-def _health(status: Mapping[str, Any]) -> Iterable[Observation]:
-    for provider in _providers(status):
-        current = provider.get("health")
-        for health in _HEALTH:
-            labels = {"provider": provider["name"], "health": health}
-            yield Observation(1 if current == health else 0, labels)
-
-
-def _cache_hits(status: Mapping[str, Any]) -> Iterable[Observation]:
-    cache = status.get("cache", {})
-    yield from _cache_levels(status, "hits", 1)
-    yield from _number(cache, "type_through_hits", attributes={"level": "type_through"})
-
-
-def _cache_levels(status: Mapping[str, Any], key: str, scale: float) -> Iterable[Observation]:
-    """Every level status lists (l1, l2, and any added later), by its name."""
-    levels = status.get("cache", {}).get("levels", {})
-    for level, found in levels.items():
-        if _label(level):
-            yield from _number(found, key, scale, attributes={"level": level})
-
-
-def _memory_limits(status: Mapping[str, Any]) -> Iterable[Observation]:
-    memory = status.get("memory", {})
-    yield from _number(memory, "soft_limit_mb", _MB, attributes={"limit": "soft"})
-    yield from _number(memory, "hard_limit_mb", _MB, attributes={"limit": "hard"})
-
-
-def _pressure(status: Mapping[str, Any]) -> Iterable[Observation]:
-    current = status.get("memory", {}).get("pressure")
-    for level in _PRESSURE:
-        yield Observation(1 if current == level else 0, {"level": level})
-
-
-def _prefetch(status: Mapping[str, Any]) -> Iterable[Observation]:
-    prefetch = status.get("prefetch", {})
-    for result in _PREFETCH:
-        yield from _number(prefetch, result, attributes={"result": result})
+    return callback
