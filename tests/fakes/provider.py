@@ -5,8 +5,8 @@ the llama.cpp server (``/completion``, ``/infill``), Anthropic's Messages API (`
 Mistral's Codestral FIM (``/v1/fim/completions``) and the Tabby server (``/v1/completions`` with
 ``segments``, ``/v1/health``, what tabby-agent uses) closely enough that Crucible's httpx
 providers cannot tell it from the real thing, and it can misbehave on demand (:class:`Fault`):
-latency, slow streams, HTTP errors with ``Retry-After``, truncated or malformed streams, error
-events mid-stream, hangs.
+latency, slow streams, HTTP errors with ``Retry-After``, a gateway's rate-limit headers
+(``Fault.headers``), truncated or malformed streams, error events mid-stream, hangs.
 Like a local llama.cpp / Ollama server with N parallel slots, it can generate for at most
 ``slots`` requests at a time (:mod:`tests.fakes.slots`): the others wait in FIFO order, a request
 whose client leaves while queued is never generated, and ``Fault.latency_ms`` (prompt processing)

@@ -45,6 +45,9 @@ class Fault:
     # One stream event carrying a "token" of this many characters (well-formed, after the
     # preamble, in 64 KiB pieces), then the format's normal end: a provider ignoring max_tokens.
     giant_token: int | None = None
+    # Extra response headers, on the answer or the error status alike: a gateway's
+    # x-ratelimit-remaining-requests / x-ratelimit-reset-requests, for instance.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 NO_FAULT = Fault()

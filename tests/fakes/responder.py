@@ -362,9 +362,9 @@ class Responder:
             await exchange.wait_gone()
             return
         if fault.status is not None:
-            headers = None
+            headers = dict(fault.headers) or None
             if fault.retry_after is not None:
-                headers = {"Retry-After": _seconds(fault.retry_after)}
+                headers = {**(headers or {}), "Retry-After": _seconds(fault.retry_after)}
             message = f"injected fault: HTTP {fault.status}"
             await self._send_error(exchange, record, fault.status, message, headers=headers)
             return
@@ -441,10 +441,11 @@ class Responder:
             body = endpoint.garbage()
         else:
             body = json.dumps(endpoint.whole(generation)).encode()
+        headers = dict(fault.headers) or None
         if fault.truncate_after is not None:
-            await exchange.send(200, body, "application/json", cut_at=len(body) // 2)
+            await exchange.send(200, body, "application/json", headers, cut_at=len(body) // 2)
         else:
-            await _complete(record, exchange.send(200, body, "application/json"))
+            await _complete(record, exchange.send(200, body, "application/json", headers))
 
     async def _stream(
         self,
@@ -454,7 +455,7 @@ class Responder:
         generation: Generation,
         fault: Fault,
     ) -> None:
-        if not await exchange.start_stream(200, endpoint.content_type):
+        if not await exchange.start_stream(200, endpoint.content_type, dict(fault.headers) or None):
             return
         if fault.flood_bytes is not None:
             head = b"" if endpoint.family == "ollama" else b"data: "

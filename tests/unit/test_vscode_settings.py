@@ -25,7 +25,7 @@ import pytest
 
 from crucible import __version__
 from crucible.config import settings as schema
-from crucible.config.trust import ALLOWED, PATH_KEYS, TRUST_KEYS
+from crucible.config.trust import ALLOWED, NEVER_KEYS, PATH_KEYS, TRUST_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "editors" / "vscode"
@@ -143,7 +143,7 @@ def test_keys_that_say_where_code_goes_are_user_or_remote_settings_only() -> Non
     machine = {key for key in contributed() if PROPERTIES[key].get("scope") == "machine"}
     where = {"crucible.providers"}
     where |= {f"crucible.{key}" for key in TRUST_KEYS}
-    where |= {f"crucible.{section}.{name}" for section, name in PATH_KEYS}
+    where |= {f"crucible.{section}.{name}" for section, name in PATH_KEYS | NEVER_KEYS}
     assert machine == where
     assert PROPERTIES["crucible.server.path"]["scope"] == "machine"
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "server"))
 
 from crucible.config import settings as schema  # noqa: E402
-from crucible.config.trust import ALLOWED, PATH_KEYS, TRUST_KEYS  # noqa: E402
+from crucible.config.trust import ALLOWED, NEVER_KEYS, PATH_KEYS, TRUST_KEYS  # noqa: E402
 
 PACKAGE_JSON = ROOT / "editors" / "vscode" / "package.json"
 CLIENT_PREFIXES = tuple(f"crucible.{key}." for key in schema.CLIENT_KEYS)
@@ -161,7 +161,9 @@ def schema_properties() -> dict[str, dict[str, Any]]:
                     **value_schema(section, f),
                     "default": default_of(f),
                     "description": f.metadata["doc"],
-                    "scope": "machine" if (top.name, f.name) in PATH_KEYS else "resource",
+                    "scope": (
+                        "machine" if (top.name, f.name) in PATH_KEYS | NEVER_KEYS else "resource"
+                    ),
                     "order": order,
                 }
                 order += 1

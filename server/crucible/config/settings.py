@@ -385,6 +385,39 @@ class MemorySettings:
     )
 
 
+class OtlpProtocol(StrEnum):
+    """How metrics travel to an OpenTelemetry collector (``runtime/metrics_export.py``)."""
+
+    HTTP_PROTOBUF = "http/protobuf"  # OTLP/HTTP, the collector's port 4318; grpc is not built
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetrySettings:
+    """``[telemetry]``: export of crucible/status's figures to an OpenTelemetry collector
+    (``runtime/metrics_export.py``, docs/metrics.md). Off unless an endpoint is configured
+    here or in ``OTEL_EXPORTER_OTLP_ENDPOINT``; needs pip install 'crucible-lsp[otel]'.
+    Counts, latencies, provider names and outcome labels only: never code, paths or keys."""
+
+    otlp_endpoint: str = doc(
+        "The collector's OTLP/HTTP root (http://127.0.0.1:4318); /v1/metrics is appended."
+        " Empty: OTEL_EXPORTER_OTLP_ENDPOINT if set, else nothing is exported. Never taken"
+        " from a workspace's crucible.toml.",
+        default="",
+    )
+    otlp_protocol: OtlpProtocol = doc(  # noqa: RUF009 (doc() returns a field())
+        "http/protobuf (OTLP over HTTP; grpc is not supported).",
+        default=OtlpProtocol.HTTP_PROTOBUF,
+    )
+    # The OpenTelemetry SDK's OTEL_METRIC_EXPORT_INTERVAL default, 60000 ms.
+    export_interval_s: float = doc("Seconds between exports.", bounds=(0.1, 3600.0), default=60.0)
+    otlp_headers_env: str = doc(
+        "NAME of the environment variable holding the export's headers as OTLP writes them"
+        " (key=value,key2=value2, e.g. an authorization token); secrets never live in files."
+        " Empty: OTEL_EXPORTER_OTLP_HEADERS. Never taken from a workspace's crucible.toml.",
+        default="",
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ResilienceSettings:
     """``[resilience]``: how providers serving one role are routed around failures.
@@ -714,4 +747,8 @@ class Settings:
     )
     memory: MemorySettings = doc(  # noqa: RUF009 (doc() returns a field())
         "The memory budget Crucible keeps.", default_factory=MemorySettings
+    )
+    telemetry: TelemetrySettings = doc(  # noqa: RUF009 (doc() returns a field())
+        "Metrics exported to an OpenTelemetry collector (off by default).",
+        default_factory=TelemetrySettings,
     )

@@ -18,7 +18,8 @@ its choosing, or make every keystroke cost more. So:
   symlinks included). Both are read from the user's own configuration only: a workspace file
   that sets them is refused, trusted or not (no self-trust).
 * Even a trusted workspace cannot place a file outside Crucible's cache directory
-  (``PATH_KEYS``); a relative path is taken inside that directory.
+  (``PATH_KEYS``); a relative path is taken inside that directory. No workspace, trusted or
+  not, says where metrics go or which variable's value goes with them (``NEVER_KEYS``).
 
 Keys the schema does not know pass through untouched: validation reports them as typos and
 ignores them, so they reach nothing.
@@ -39,6 +40,7 @@ from crucible.errors import ConfigError
 
 __all__ = [
     "ALLOWED",
+    "NEVER_KEYS",
     "PATH_KEYS",
     "PROVIDER_NEVER_KEYS",
     "PROVIDER_PATH_KEYS",
@@ -97,6 +99,13 @@ ALLOWED: Mapping[tuple[str, str], Rule] = {
 
 # Never from a workspace file, trusted or not.
 TRUST_KEYS: tuple[str, ...] = ("trust_workspace_config", "trusted_workspaces")
+
+# Where the server's metrics go, and the variable whose value is sent with them: never from a
+# workspace file, trusted or not (a repository could otherwise watch its users' editors, or
+# have any environment variable sent as a header to a host of its choosing).
+NEVER_KEYS: frozenset[tuple[str, str]] = frozenset(
+    {("telemetry", "otlp_endpoint"), ("telemetry", "otlp_headers_env")}
+)
 
 # Files Crucible writes: from a trusted workspace only inside Crucible's cache directory.
 PATH_KEYS: frozenset[tuple[str, str]] = frozenset({("cache", "disk_path")})
@@ -213,6 +222,8 @@ def _screen_section(
         key = f"{section}.{name}"
         if name not in names or value is None:
             kept[name] = value  # a typo (validation names it) or "unset" (never overrides)
+        elif (section, name) in NEVER_KEYS:
+            refused.append(Refusal(key, _MINE))
         elif (section, name) in PATH_KEYS:
             if not trust.trusted:
                 refused.append(Refusal(key, "it names a file"))

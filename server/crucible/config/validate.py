@@ -42,6 +42,7 @@ from crucible.config.settings import (
     ResilienceSettings,
     ReviewSettings,
     Settings,
+    TelemetrySettings,
     default_base_url,
 )
 from crucible.errors import ConfigError
@@ -404,6 +405,9 @@ _SPECIAL: dict[tuple[type[Any], str], Checker] = {
     (CacheSettings, "shared_password_env"): _optional_env_name,
     (CacheSettings, "shared_namespace"): _namespace,
     (CustomActionSettings, "kind"): _action_kind,
+    # [telemetry]: "" leaves the endpoint to OTEL_EXPORTER_OTLP_ENDPOINT (or off).
+    (TelemetrySettings, "otlp_endpoint"): lambda v: "" if v == "" else _base_url(v),
+    (TelemetrySettings, "otlp_headers_env"): lambda v: "" if v == "" else _api_key_env(v),
 }
 
 
@@ -554,6 +558,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "review": ReviewSettings,
     "code_actions": CodeActionsSettings,
     "memory": MemorySettings,
+    "telemetry": TelemetrySettings,
 }
 # Top-level plain keys (the rest of the top level is ``providers`` and the sections).
 _TRUST_KEYS = ("trust_workspace_config", "trusted_workspaces")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from crucible.context.snapshot import ContextFile
 
@@ -54,6 +54,25 @@ class ProbeResult:
     ok: bool
     detail: str
     model_present: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPause:
+    """The provider's gateway said a quota window is spent: no call is worth making for
+    ``seconds`` (``providers/rate_limits.py``). ``window``: "requests" or "tokens"."""
+
+    seconds: float
+    window: str
+
+
+@runtime_checkable
+class QuotaReporter(Protocol):
+    """A provider that reads its gateway's rate-limit headers (every HTTP provider). The pool
+    asks it before choosing and after each call, and parks it while its quota is spent."""
+
+    def spent_quota(self) -> QuotaPause | None:
+        """The pause the last answer asked for, counted down to now; None when none."""
+        ...
 
 
 class Provider(Protocol):

@@ -6,6 +6,7 @@
     ├── ProviderTimeout              connect, first byte or deadline passed
     ├── ProviderUnavailable          connection refused/reset, 5xx
     ├── RateLimited                  429; retry_after in seconds when the server said
+    │                                (Retry-After, else a gateway's x-ratelimit-reset-*)
     ├── AuthError                    401, 403
     ├── ModelNotFound                404 for the model or route
     ├── BadRequest                   other 4xx: the request will not succeed as sent
@@ -36,9 +37,19 @@ class ProviderUnavailable(ProviderError):
 
 
 class RateLimited(ProviderError):
-    def __init__(self, provider: str, message: str, retry_after: float | None = None) -> None:
+    """``window``: the gateway's spent quota ("requests", "tokens") when its rate-limit
+    headers, not Retry-After, gave ``retry_after``."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        retry_after: float | None = None,
+        window: str | None = None,
+    ) -> None:
         super().__init__(provider, message)
         self.retry_after = retry_after
+        self.window = window
 
 
 class AuthError(ProviderError):

@@ -11,7 +11,9 @@ statuses into the typed tree of ``providers/errors.py`` (``raise … from exc``)
     HTTP 401, 403                                          -> AuthError
     HTTP 404                                               -> ModelNotFound
     HTTP 408                                               -> ProviderTimeout
-    HTTP 429                                               -> RateLimited (retry_after)
+    HTTP 429                                               -> RateLimited (retry_after: from
+                                                              Retry-After, else the gateway's
+                                                              x-ratelimit-reset-*)
     HTTP 5xx                                               -> ProviderUnavailable
     other HTTP 4xx                                         -> BadRequest
     an error body whose ``type`` the caller maps           -> the caller's error (``error_types``)
@@ -53,6 +55,7 @@ from crucible.providers.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from crucible.providers.rate_limits import refusal_pause
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +190,12 @@ async def check_status(
     if status == 408:
         raise ProviderTimeout(provider, message)
     if status == 429:
-        retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+        now = time.time()
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+        if retry_after is None:  # a gateway's own words: x-ratelimit-reset-requests …
+            pause = refusal_pause(response.headers, now)
+            if pause is not None:
+                raise RateLimited(provider, message, pause.seconds, pause.window)
         raise RateLimited(provider, message, retry_after)
     if status >= 500:
         raise ProviderUnavailable(provider, message)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypeAlias
@@ -33,7 +34,7 @@ from typing import Any, TypeAlias
 import httpx
 
 from crucible.config.settings import ProviderSettings
-from crucible.providers.base import ProbeResult
+from crucible.providers.base import ProbeResult, QuotaPause
 from crucible.providers.errors import FimUnsupported, ProviderError
 from crucible.providers.http import (
     auth_headers,
@@ -45,6 +46,7 @@ from crucible.providers.http import (
     read_body,
 )
 from crucible.providers.listing import ModelListing
+from crucible.providers.rate_limits import reports_quota, spent_quota
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,9 @@ class HttpProvider:
         # Where the key named by ``api_key_env`` is read: the process's environment, or in the
         # shared daemon the session's (set by the composition root, before the first request).
         self.env: Mapping[str, str] = os.environ
+        # The gateway's last word on the quota: spent until this monotonic time, which window.
+        self._quota_until = 0.0
+        self._quota_window = ""
 
     @property
     def name(self) -> str:
@@ -93,6 +98,29 @@ class HttpProvider:
         closed = await close_idle_connections(self._client)
         if closed:
             log.debug("%s: closed %d idle connections", self.name, closed)
+
+    def spent_quota(self) -> QuotaPause | None:
+        """``QuotaReporter``: the pause the gateway's last answer asked for, from now."""
+        left = self._quota_until - time.monotonic()
+        return QuotaPause(left, self._quota_window) if left > 0 else None
+
+    def _note_quota(self, response: httpx.Response) -> None:
+        """Every answer that says how much quota is left replaces what the last one said; an
+        answer that says nothing of it (a model listing) leaves it. A refusal (429) is not
+        read here: its pause travels with its ``RateLimited``."""
+        if not response.is_success or not reports_quota(response.headers):
+            return
+        pause = spent_quota(response.headers, time.time())
+        if pause is None:
+            self._quota_until = 0.0
+            return
+        self._quota_until, self._quota_window = time.monotonic() + pause.seconds, pause.window
+        log.info(
+            "%s: the gateway's %s quota is spent; resets in %.1f s",
+            self.name,
+            pause.window,
+            pause.seconds,
+        )
 
     def _headers(self) -> dict[str, str]:
         """Headers every request carries: ``Authorization: Bearer`` when a key is configured.
@@ -116,6 +144,7 @@ class HttpProvider:
             map_errors(self.name),
             self._client.stream(method, path, json=body, headers=self._headers()) as response,
         ):
+            self._note_quota(response)
             yield response
 
     async def _events(

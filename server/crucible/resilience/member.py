@@ -2,16 +2,17 @@
 
 A member holds its provider, its circuit breaker and concurrency limiter (each with its own
 rules), its recent latencies (whole call and first byte, ``runtime/samples.py``), counters, a
-"parked until" time set by a long Retry-After, a "disabled" reason once the provider rejected
-its credentials, and how many of its attempts are warming. The pool (``pool.py``) is the only
-writer of these fields, from one place per event; this module only reads them: whether the
-member can be asked now (:meth:`Member.selectable`), its place in the order of candidates
-(:meth:`Member.rank`), its :class:`Health` and its :class:`MemberSnapshot`. It raises nothing.
+"parked until" time set by a Retry-After or a gateway's spent quota (and why), a "disabled"
+reason once the provider rejected its credentials, and how many of its attempts are warming.
+The pool (``pool.py``) is the only writer of these fields, from one place per event; this
+module only reads them: whether the member can be asked now (:meth:`Member.selectable`), its
+place in the order of candidates (:meth:`Member.rank`), its :class:`Health` and its
+:class:`MemberSnapshot`. It raises nothing.
 
 Its health, as status pages and the editor's status bar show it (:class:`Health`)::
 
     disabled   credentials rejected; no calls until the configuration changes
-    offline    circuit open or half-open, or parked by a Retry-After
+    offline    circuit open or half-open, or parked (a Retry-After, a gateway's spent quota)
     failing    its last call failed (the circuit is still closed)
     slow       answering, but its first bytes take longer than the failover cut-off
     ready      otherwise
@@ -76,6 +77,7 @@ class MemberSnapshot:
     health: Health
     disabled: str | None
     warming: int
+    parked_reason: str | None = None  # why it is parked, while it is
 
     def latency_percentiles(self) -> dict[str, float]:
         """Whole calls, as ``crucible/status`` shows them: ``{p50, p95, p99}``, measured only."""
@@ -107,7 +109,8 @@ class Member:
     failures: int = 0
     last_error: str | None = None  # the type name of the last error
     last_failed: bool = False  # the last verdict was a failure that says something of health
-    parked_until: float = 0.0  # a long Retry-After: not asked before this time
+    parked_until: float = 0.0  # a Retry-After or a spent quota: not asked before this time
+    parked_reason: str | None = None  # what parked it, in words for status
     disabled: str | None = None  # why no call is made until the configuration changes
     warming: int = 0  # attempts cut before their first byte, still running to it
 
@@ -172,6 +175,7 @@ class Member:
             calls_in_window=status.calls_in_window,
             cooldown_remaining_s=status.cooldown_remaining,
             parked_remaining_s=max(0.0, self.parked_until - now),
+            parked_reason=self.parked_reason if now < self.parked_until else None,
             health=self.health(now),
             disabled=self.disabled,
             warming=self.warming,

@@ -74,7 +74,13 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crucible.providers.base import ChatRequest, FimRequest, ProbeResult, Provider
+from crucible.providers.base import (
+    ChatRequest,
+    FimRequest,
+    ProbeResult,
+    Provider,
+    QuotaReporter,
+)
 from crucible.providers.errors import (
     AuthError,
     BadRequest,
@@ -230,6 +236,11 @@ class ProviderPool:
             self._members.append(member)
         # Priority order, listed order within a tier: the primary comes first.
         self._members.sort(key=lambda m: (m.priority, m.index))
+        # The members whose provider reads its gateway's rate-limit headers (once: a runtime
+        # protocol check costs microseconds).
+        self._quota_readers: dict[Member, QuotaReporter] = {
+            m: m.provider for m in self._members if isinstance(m.provider, QuotaReporter)
+        }
 
     @property
     def name(self) -> str:
@@ -486,6 +497,8 @@ class ProviderPool:
 
     async def _open_next(self, req: PoolRequest) -> Attempt:
         """Start the next attempt: a pending chat retry, else the best remaining candidate."""
+        for reader in self._quota_readers:  # another pool's call may have spent a shared quota
+            self._note_quota(reader)
         while True:
             now = self._clock.now()
             if now >= req.deadline:
@@ -660,8 +673,8 @@ class ProviderPool:
                 member.name,
             )
         if isinstance(error, RateLimited) and error.retry_after is not None:
-            parked = self._clock.now() + min(error.retry_after, retry.park_cap)
-            member.parked_until = max(member.parked_until, parked)
+            said = f"the gateway's {error.window} quota" if error.window else "Retry-After"
+            self._park(member, error.retry_after, f"rate limited (HTTP 429, {said})")
         if req.kind == "chat" and not isinstance(error, FirstByteTimeout):
             count = req.retries.get(member, 0) + 1
             wait = retry_wait(count, error, retry, self._random)
@@ -683,8 +696,26 @@ class ProviderPool:
         member.breaker.record_success(attempt.admission)
         attempt.permit.succeeded(attempt.first_byte if attempt.first_byte is not None else elapsed)
         member.last_failed = False
+        self._note_quota(member)
         if self._on_outcome is not None:
             self._on_outcome(member, None)
+
+    def _park(self, member: Member, seconds: float, reason: str) -> None:
+        """Ask ``member`` nothing for ``seconds`` (at most ``park_cap``), unless it is parked
+        longer already; ``reason`` is what status says meanwhile."""
+        parked = self._clock.now() + min(seconds, self._policy.retry.park_cap)
+        if parked > member.parked_until:
+            member.parked_until, member.parked_reason = parked, reason
+
+    def _note_quota(self, member: Member) -> None:
+        """Park ``member`` while its gateway says its quota is spent (the remaining count of
+        a window reached 0 on an answer that succeeded): a call before the reset would only
+        earn a 429. Providers that read no such headers are left alone."""
+        provider = self._quota_readers.get(member)
+        pause = provider.spent_quota() if provider is not None else None
+        if pause is not None:
+            reason = f"the gateway's {pause.window} quota is spent until its reset"
+            self._park(member, pause.seconds, reason)
 
     def _record_failure(self, attempt: Attempt, error: ProviderError) -> None:
         if not _settle(attempt):

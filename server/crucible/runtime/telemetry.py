@@ -16,8 +16,8 @@ from typing import Any
 from crucible.runtime.samples import RecentSamples
 
 _WINDOW = 512  # recent samples kept per latency series
-_OUTCOMES = ("served", "empty", "superseded", "cancelled", "error", "timeout")
-_MARKS = ("coalesced", "reused", "batched", "cache_hit", "type_through", "prefetched")
+OUTCOMES = ("served", "empty", "superseded", "cancelled", "error", "timeout")
+MARKS = ("coalesced", "reused", "batched", "cache_hit", "type_through", "prefetched")
 
 
 def percentiles(samples: RecentSamples, points: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:
@@ -76,9 +76,9 @@ class Telemetry:
             # Outcomes add up to total; the marks after them say how some were served.
             "requests": {
                 "total": sum(self._requests.values()),
-                **{name: 0 for name in _OUTCOMES},
+                **{name: 0 for name in OUTCOMES},
                 **self._requests,
-                **{name: 0 for name in _MARKS},
+                **{name: 0 for name in MARKS},
                 **self._marks,
             },
             "stages_ms": {name: percentiles(series) for name, series in self._stages.items()},
