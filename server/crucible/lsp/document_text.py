@@ -67,6 +67,10 @@ class PieceText:
         self._in_pieces = False  # whether the pieces hold the text (else only ``_joined`` does)
         self._piece_bytes = 0  # the pieces' strings and their two counts, kept as they change
         self._memo: tuple[int, int] | None = None  # (line, its start): the last line found
+        # (line, column, encoding, offset): the last position converted, or the cursor just
+        # after the last insertion (``replace``), when the line is ASCII up to that column
+        # (so the position is exact: no clamping, no half character, any encoding).
+        self._cursor: tuple[int, int, str, int] | None = None
 
     def __len__(self) -> int:
         return self._length
@@ -112,7 +116,19 @@ class PieceText:
 
     def offset(self, position: types.Position, encoding: str = "utf-16") -> int:
         """The offset of an LSP position, with ``convert.position_to_offset``'s clamping:
-        past the last line is the end, past a line's end is that end (before ``\\r\\n``)."""
+        past the last line is the end, past a line's end is that end (before ``\\r\\n``).
+
+        A user types at one cursor, and each key asks for it three times (the change's start
+        and end, then the request at the cursor just after it): the last position converted
+        is remembered, and an insertion moves it along (``replace``), so a key converts none."""
+        cursor = self._cursor
+        if (
+            cursor is not None
+            and cursor[0] == position.line
+            and cursor[1] == position.character
+            and cursor[2] == encoding
+        ):
+            return cursor[3]
         start = self._line_start(position.line)
         if start is None:
             return self._length
@@ -123,11 +139,29 @@ class PieceText:
         newline = line.find("\n")
         if newline != -1:
             line = line[:newline].removesuffix("\r")
+        if column <= len(line) and line.isascii():
+            # ASCII up to an exact column (the slice holds ``column + 1`` characters, or the
+            # line's end): one code unit per character in every encoding.
+            self._cursor = (position.line, column, encoding, start + column)
+            return start + column
         return start + column_to_index(line, column, encoding)
 
     def replace(self, start: int, end: int, text: str) -> None:
         """Replace the characters ``start:end`` (clamped, in either order) with ``text``."""
         start, end = sorted((min(max(start, 0), self._length), min(max(end, 0), self._length)))
+        cursor, self._cursor = self._cursor, None
+        if (
+            cursor is not None
+            and start == end == cursor[3]
+            and text.isascii()
+            and "\n" not in text
+            and "\r" not in text
+        ):
+            # Typing at the remembered cursor: the position just after the insertion is the
+            # same line, as many columns further as characters were inserted (ASCII: one code
+            # unit each), at the offset just after them; the line before it is ASCII still.
+            line, column, encoding, offset = cursor
+            self._cursor = (line, column + len(text), encoding, offset + len(text))
         if not self._in_pieces:
             self._set_pieces(_split(self.value()))
         if not self._pieces:

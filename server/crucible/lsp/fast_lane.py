@@ -61,6 +61,7 @@ from crucible.lsp.document_text import OpenDocument
 from crucible.lsp.handlers.documents import changed
 from crucible.lsp.handlers.inline_completion import inline_answer
 from crucible.lsp.server import CrucibleLanguageServer
+from crucible.scheduling.eager import started
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class FastLane:
         self._protocol = server.protocol
         # Per request still running (by task: a client may reuse an id): its done callback,
         # for a cancel or a failure.
-        self._unanswered_callbacks: dict[asyncio.Task[None], Callable[[Any], None]] = {}
+        self._unanswered_callbacks: dict[asyncio.Future[None], Callable[[Any], None]] = {}
 
     def notification(self, notification: jsonrpc.Notification) -> bool:
         """Handle ``notification`` if it is one the lane takes; False: it was not touched."""
@@ -111,8 +112,10 @@ class FastLane:
             return True
         return False
 
-    def request(self, request: jsonrpc.Request) -> bool:
-        """Start ``request`` if it is one the lane takes; False: it was not touched."""
+    def request(self, request: jsonrpc.Request, more_buffered: bool = True) -> bool:
+        """Start ``request`` if it is one the lane takes; False: it was not touched.
+        ``more_buffered`` False: nothing the client sent after it has been read yet
+        (``Frame.more_buffered``), so it runs now (module docstring)."""
         protocol = self._protocol
         if (
             request.method != types.TEXT_DOCUMENT_INLINE_COMPLETION
@@ -128,14 +131,19 @@ class FastLane:
         msg_id = request.id
         context = contextvars.copy_context()
         context.run(protocol._ctx_msg_id.set, msg_id)
-        task = asyncio.get_running_loop().create_task(
-            self._inline_completion(msg_id, uri, position, invoked), context=context
-        )
+        answering = self._inline_completion(msg_id, uri, position, invoked)
+        running: asyncio.Future[None]
+        if more_buffered:
+            running = asyncio.get_running_loop().create_task(answering, context=context)
+        else:
+            running = context.run(started, answering)
+            if running.done() and not running.cancelled() and running.exception() is None:
+                return True  # answered already (a type-through, a memory hit)
         # pygls types the map with concurrent futures; it holds its own asyncio tasks too.
-        protocol._request_futures[msg_id] = task  # type: ignore[assignment]
+        protocol._request_futures[msg_id] = running  # type: ignore[assignment]
         unanswered = functools.partial(self._unanswered, msg_id)
-        self._unanswered_callbacks[task] = unanswered
-        task.add_done_callback(unanswered)
+        self._unanswered_callbacks[running] = unanswered
+        running.add_done_callback(unanswered)
         return True
 
     def _editable(self, uri: str) -> bool:
@@ -162,7 +170,9 @@ class FastLane:
     ) -> None:
         answer = await inline_answer(self._server, uri, position, invoked=invoked)
         result = {"items": []} if answer is None else inline_completion_json(*answer)
-        # Answered here, not by the done callback: that would run one loop turn later.
+        # Answered here, not by the done callback: that would run one loop turn later. (Run
+        # at once, ``request``'s ``started``, the current task is the reader's: no callback
+        # is registered for it yet, and none will be.)
         task = asyncio.current_task()
         unanswered = None if task is None else self._unanswered_callbacks.pop(task, None)
         if task is not None and unanswered is not None:
@@ -170,7 +180,7 @@ class FastLane:
         self._protocol._request_futures.pop(msg_id, None)
         await self._write({"id": msg_id, "jsonrpc": "2.0", "result": result})
 
-    def _unanswered(self, msg_id: jsonrpc.MsgId, task: asyncio.Task[None]) -> None:
+    def _unanswered(self, msg_id: jsonrpc.MsgId, task: asyncio.Future[None]) -> None:
         """A request cancelled (before it ran, or while it waited) or failed: pygls's own
         reply, RequestCancelled or the error (shortened by ``CrucibleProtocol``)."""
         self._unanswered_callbacks.pop(task, None)

@@ -73,7 +73,7 @@ class Shortcut(Protocol):
     """Handles some messages another way than pygls (``lsp/fast_lane.py``); False: the
     message was not touched and goes the pygls way."""
 
-    def request(self, request: jsonrpc.Request) -> bool: ...
+    def request(self, request: jsonrpc.Request, more_buffered: bool = True) -> bool: ...
 
     def notification(self, notification: jsonrpc.Notification) -> bool: ...
 
@@ -138,7 +138,7 @@ class CrucibleProtocol(LanguageServerProtocol):
                     ]
                 )
         elif isinstance(parsed, jsonrpc.Request):
-            if self.fast_lane is None or not self.fast_lane.request(parsed):
+            if self.fast_lane is None or not self.fast_lane.request(parsed, item.more_buffered):
                 self._request(parsed)
         elif isinstance(parsed, jsonrpc.Notification):
             if self.fast_lane is None or not self.fast_lane.notification(parsed):
