@@ -169,6 +169,8 @@ class PieceText:
             self._length, self._joined = len(text), text
             return
         first, head = self._locate(start)
+        if start == end and self._typed(first, head, start, text):
+            return
         last, tail = self._locate(end)
         merged = self._pieces[first][:head] + text + self._pieces[last][tail:]
         # The merged piece's line breaks from the counts kept, not by counting it: str.count
@@ -196,6 +198,29 @@ class PieceText:
         self._joined = None
         if self._memo is not None and start < self._memo[1]:
             self._memo = None  # the line may start elsewhere now
+
+    def _typed(self, index: int, at: int, start: int, text: str) -> bool:
+        """Insert ``text`` at ``at`` in piece ``index`` (``start`` in the text) when it is what typing sends (no line
+        break, the piece neither split nor merged): the general path's result, without its
+        lists and sums. False: nothing done, the general path is needed."""
+        piece = self._pieces[index]
+        grown = len(piece) + len(text)
+        if "\n" in text or grown >= 2 * _PIECE:
+            return False
+        if grown < _PIECE // 4 and index + 1 < len(self._pieces):
+            return False  # a crumb the general path joins to the next piece
+        merged = piece[:at] + text + piece[at:]
+        breaks = self._breaks[index]
+        self._piece_bytes += _counted_bytes(merged, grown, breaks) - _counted_bytes(
+            piece, len(piece), breaks
+        )
+        self._pieces[index] = merged
+        self._lengths[index] = grown
+        self._length += len(text)
+        self._joined = None
+        if self._memo is not None and start < self._memo[1]:
+            self._memo = None  # the line may start elsewhere now
+        return True
 
     def _breaks_between(self, first: int, head: int, last: int, tail: int) -> int:
         """Line breaks from offset ``head`` of piece ``first`` to ``tail`` of piece ``last``."""
