@@ -115,6 +115,10 @@ class PieceText:
         return self._slice(start, end), start, self._line_of(start)
 
     def offset(self, position: types.Position, encoding: str = "utf-16") -> int:
+        """``offset_at`` of an lsprotocol position."""
+        return self.offset_at(position.line, position.character, encoding)
+
+    def offset_at(self, line_number: int, character: int, encoding: str = "utf-16") -> int:
         """The offset of an LSP position, with ``convert.position_to_offset``'s clamping:
         past the last line is the end, past a line's end is that end (before ``\\r\\n``).
 
@@ -124,15 +128,15 @@ class PieceText:
         cursor = self._cursor
         if (
             cursor is not None
-            and cursor[0] == position.line
-            and cursor[1] == position.character
+            and cursor[0] == line_number
+            and cursor[1] == character
             and cursor[2] == encoding
         ):
             return cursor[3]
-        start = self._line_start(position.line)
+        start = self._line_start(line_number)
         if start is None:
             return self._length
-        column = max(position.character, 0)
+        column = max(character, 0)
         # One code point per code unit is the most the column can need, plus one to see
         # whether a final CR is the first half of the line break; never past the line.
         line = self._slice(start, min(start + column + 1, self._line_end_at(start)))
@@ -142,7 +146,7 @@ class PieceText:
         if column <= len(line) and line.isascii():
             # ASCII up to an exact column (the slice holds ``column + 1`` characters, or the
             # line's end): one code unit per character in every encoding.
-            self._cursor = (position.line, column, encoding, start + column)
+            self._cursor = (line_number, column, encoding, start + column)
             return start + column
         return start + column_to_index(line, column, encoding)
 
@@ -200,9 +204,10 @@ class PieceText:
             self._memo = None  # the line may start elsewhere now
 
     def _typed(self, index: int, at: int, start: int, text: str) -> bool:
-        """Insert ``text`` at ``at`` in piece ``index`` (``start`` in the text) when it is what typing sends (no line
-        break, the piece neither split nor merged): the general path's result, without its
-        lists and sums. False: nothing done, the general path is needed."""
+        """Insert ``text`` at ``at`` in piece ``index`` (``start`` in the text) when it is
+        what typing sends (no line break, the piece neither split nor merged): the general
+        path's result, without its lists and sums. False: nothing done, the general path is
+        needed."""
         piece = self._pieces[index]
         grown = len(piece) + len(text)
         if "\n" in text or grown >= 2 * _PIECE:
@@ -409,11 +414,24 @@ class OpenDocument(TextDocument):
         value = str(self.position_codec.encoding or "utf-16").lower()
         return value if value in _ENCODINGS else "utf-16"
 
-    def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
+    def replace_range(
+        self, start_line: int, start_character: int, end_line: int, end_character: int, text: str
+    ) -> None:
+        """An incremental change: the range (in the negotiated encoding's code units, clamped
+        as ``PieceText.offset_at`` clamps) replaced by ``text``. What pygls's
+        ``apply_change`` does with a ``TextDocumentContentChangePartial``, from plain values
+        (``lsp/fast_lane.py`` builds no lsprotocol objects)."""
         encoding = self._encoding()
-        start = self._text.offset(change.range.start, encoding)
-        end = self._text.offset(change.range.end, encoding)
-        self._text.replace(start, end, valid_text(change.text))
+        start = self._text.offset_at(start_line, start_character, encoding)
+        if end_line == start_line and end_character == start_character:
+            end = start  # an insertion, as typing sends
+        else:
+            end = self._text.offset_at(end_line, end_character, encoding)
+        self._text.replace(start, end, valid_text(text))
+
+    def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
+        start, end = change.range.start, change.range.end
+        self.replace_range(start.line, start.character, end.line, end.character, change.text)
 
     def _apply_full_change(self, change: types.TextDocumentContentChangeEvent) -> None:
         self._text = PieceText(valid_text(change.text))

@@ -57,8 +57,9 @@ from crucible.completion.service import CompletionResult
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.lsp import jsonrpc
 from crucible.lsp.convert import offset_to_position
+from crucible.lsp.diagnostics import line_edit
 from crucible.lsp.document_text import OpenDocument
-from crucible.lsp.handlers.documents import changed
+from crucible.lsp.handlers.documents import edited
 from crucible.lsp.handlers.inline_completion import inline_answer
 from crucible.lsp.server import CrucibleLanguageServer
 from crucible.scheduling.eager import started
@@ -95,10 +96,11 @@ class FastLane:
             return False
         method = notification.method
         if method == types.TEXT_DOCUMENT_DID_CHANGE:
-            params = _did_change_params(notification.params)
-            if params is None or not self._editable(params.text_document.uri):
+            change = _did_change_plain(notification.params)
+            document = None if change is None else self._editable(change[0])
+            if change is None or document is None:
                 return False
-            self._did_change(params)
+            self._did_change(document, *change)
             return True
         if method == types.CANCEL_REQUEST:
             params = notification.params
@@ -146,21 +148,28 @@ class FastLane:
         running.add_done_callback(unanswered)
         return True
 
-    def _editable(self, uri: str) -> bool:
-        # pygls looks documents up by the unquoted URI: one with escapes goes its way.
+    def _editable(self, uri: str) -> OpenDocument | None:
+        """The open document a change to ``uri`` edits, if the lane may apply it (pygls looks
+        documents up by the unquoted URI: one with escapes goes its way)."""
         document = None if "%" in uri else self._protocol.workspace.text_documents.get(uri)
-        return isinstance(document, OpenDocument) and document._is_sync_kind_incremental
+        if isinstance(document, OpenDocument) and document._is_sync_kind_incremental:
+            return document
+        return None
 
-    def _did_change(self, params: types.DidChangeTextDocumentParams) -> None:
-        # What pygls's didChange does (its built-in handler, then Crucible's), without the
-        # futures and the generator it runs them in.
-        if self._protocol._out_of_order(params):
+    def _did_change(
+        self, document: OpenDocument, uri: str, version: int, edits: list[_Edit]
+    ) -> None:
+        # What pygls's didChange does (its built-in handler: ``update_text_document``, each
+        # change applied and the version set; then Crucible's ``changed``), without the
+        # futures and the generator it runs them in, nor lsprotocol objects.
+        if self._protocol.stale_change(version, document.version):
             return
         try:
-            workspace = self._protocol.workspace
-            for change in params.content_changes:
-                workspace.update_text_document(params.text_document, change)
-            changed(self._server, params)
+            for edit in edits:
+                document.replace_range(*edit)
+                document.version = version
+            lines = [line_edit(edit[0], edit[2], edit[4]) for edit in edits]
+            edited(self._server, uri, version, lines)
         except Exception:
             error = JsonRpcInternalError.of(sys.exc_info())  # type: ignore[no-untyped-call]
             self._server._report_server_error(error, FeatureNotificationError)
@@ -263,16 +272,28 @@ def _uinteger(value: Any) -> bool:
     return type(value) is int and 0 <= value <= _UINTEGER_MAX
 
 
-def _position_of(value: Any) -> types.Position | None:
+def _line_character(value: Any) -> tuple[int, int] | None:
     if not _plain(value, _POSITION_KEYS, 2):
         return None
     line, character = value["line"], value["character"]
     if not (_uinteger(line) and _uinteger(character)):
         return None
-    return types.Position(line=line, character=character)
+    return line, character
 
 
-def _did_change_params(params: Any) -> types.DidChangeTextDocumentParams | None:
+def _position_of(value: Any) -> types.Position | None:
+    plain = _line_character(value)
+    return None if plain is None else types.Position(line=plain[0], character=plain[1])
+
+
+# A content change with a range, as plain values: start line, character, end line,
+# character, and the text that replaces the range.
+_Edit = tuple[int, int, int, int, str]
+
+
+def _did_change_plain(params: Any) -> tuple[str, int, list[_Edit]] | None:
+    """(uri, version, edits) of plain DidChangeTextDocumentParams, checked as lsprotocol
+    checks them: the values pygls would decode, without building its objects."""
     if not _plain(params, _DID_CHANGE_KEYS, 2):
         return None
     document, changes = params["textDocument"], params["contentChanges"]
@@ -283,7 +304,7 @@ def _did_change_params(params: Any) -> types.DidChangeTextDocumentParams | None:
         return None
     if not _INTEGER_MIN <= version <= _UINTEGER_MAX:
         return None
-    edits: list[types.TextDocumentContentChangeEvent] = []
+    edits: list[_Edit] = []
     for change in changes:
         if not _plain(change, _CHANGE_KEYS) or "range" not in change:
             return None  # a whole-document change, or more than the lane knows
@@ -293,18 +314,11 @@ def _did_change_params(params: Any) -> types.DidChangeTextDocumentParams | None:
             return None
         if not _plain(span, _RANGE_KEYS, 2):
             return None
-        start, end = _position_of(span["start"]), _position_of(span["end"])
+        start, end = _line_character(span["start"]), _line_character(span["end"])
         if start is None or end is None:
             return None
-        edits.append(
-            types.TextDocumentContentChangePartial(
-                range=types.Range(start=start, end=end), text=text, range_length=length
-            )
-        )
-    return types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-        content_changes=edits,
-    )
+        edits.append((*start, *end, text))
+    return uri, version, edits
 
 
 def _inline_params(params: Any) -> tuple[str, types.Position, bool] | None:

@@ -245,11 +245,16 @@ class CrucibleProtocol(LanguageServerProtocol):
         newer text (the spec: versions only increase), so it is dropped."""
         document = self.workspace.text_documents.get(params.text_document.uri)
         current = None if document is None else document.version
-        if current is None or params.text_document.version >= current:
+        return self.stale_change(params.text_document.version, current)
+
+    def stale_change(self, version: int, current: int | None) -> bool:
+        """``_out_of_order``'s rule and log line, for a change of ``version`` to a document at
+        ``current`` (``lsp/fast_lane.py`` has both at hand)."""
+        if current is None or version >= current:
             return False
         logger.warning(
             "dropped a didChange of version %d for a document at version %d: out of order",
-            params.text_document.version,
+            version,
             current,
         )
         return True
