@@ -55,6 +55,23 @@ class _Fingerprint:
     def after(cls, text: str) -> _Fingerprint:
         return cls(len(text), hash(text), text[:_CHECKED])
 
+    # The checks a type-through makes on every key, without building a fingerprint to compare
+    # (equal to ``before(...) ==`` / ``after(...) ==``; a string keeps its hash, so ``after``
+    # hashed once serves every anchor tried).
+
+    def before_is(self, text: str, start: int, end: int) -> bool:
+        """Whether ``text[start:end]`` is the text this ``before`` fingerprint was taken of."""
+        if end - start != self.length:
+            return False
+        near = text[max(start, end - _CHECKED) : end]
+        return near == self.near and hash(text[start:end]) == self.digest
+
+    def after_is(self, text: str) -> bool:
+        """Whether ``text`` is the text this ``after`` fingerprint was taken of."""
+        return (
+            len(text) == self.length and text[:_CHECKED] == self.near and hash(text) == self.digest
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Anchor(Generic[V]):
@@ -161,9 +178,8 @@ class TypeThrough(Generic[V]):
         if not anchors:
             return None
         now = self._clock()
-        exact = _Fingerprint.after(after)
         # The text after the cursor less one auto-inserted closer, when there may be one.
-        closed = _Fingerprint.after(after[1:]) if after[:1] in _PAIRS.values() else None
+        closed = after[1:] if after[:1] in _PAIRS.values() else None
         for anchor in reversed(anchors):
             if now - anchor.recorded > self._ttl_s:
                 continue
@@ -174,12 +190,14 @@ class TypeThrough(Generic[V]):
             if text[at:offset] != anchor.text[:typed]:
                 continue
             closer = 0
-            if exact != anchor.after:
-                if closed != anchor.after or not _auto_closed(anchor.text, typed, after[0]):
+            if not anchor.after.after_is(after):
+                if closed is None or not anchor.after.after_is(closed):
+                    continue
+                if not _auto_closed(anchor.text, typed, after[0]):
                     continue
                 closer = 1
             start = at - anchor.before.length
-            if start < 0 or _Fingerprint.before(text[start:at]) != anchor.before:
+            if start < 0 or not anchor.before.before_is(text, start, at):
                 continue
             self.hits += 1
             return Typed(typed, anchor.value, closer)
