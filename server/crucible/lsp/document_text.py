@@ -150,6 +150,11 @@ class PieceText:
             return start + column
         return start + column_to_index(line, column, encoding)
 
+    def remembers(self, line_number: int, character: int, encoding: str) -> bool:
+        """Whether the cursor remembered (``offset_at``) is this exact position."""
+        cursor = self._cursor
+        return cursor is not None and cursor[:3] == (line_number, character, encoding)
+
     def replace(self, start: int, end: int, text: str) -> None:
         """Replace the characters ``start:end`` (clamped, in either order) with ``text``."""
         start, end = sorted((min(max(start, 0), self._length), min(max(end, 0), self._length)))
@@ -339,8 +344,12 @@ def _piece_bytes(piece: str) -> int:
 
 def _counted_bytes(piece: str, length: int, breaks: int) -> int:
     """``_piece_bytes`` from the piece's counts, already known."""
-    counts = sum(sys.getsizeof(n) for n in (length, breaks) if n > 256)
-    return sys.getsizeof(piece) + counts
+    held = sys.getsizeof(piece)
+    if length > 256:
+        held += sys.getsizeof(length)
+    if breaks > 256:
+        held += sys.getsizeof(breaks)
+    return held
 
 
 def _split(text: str) -> list[str]:
@@ -397,6 +406,12 @@ class OpenDocument(TextDocument):
         cursor = self._text.offset(position, self._encoding())
         text, base, line = self._text.excerpt(cursor, before, after)
         return snapshot_with(self, text, base=base, base_line=line), cursor - base
+
+    def converts_exactly(self, position: types.Position) -> bool:
+        """Whether ``position`` was the last one converted (``snapshot_near``, a change) and
+        names its offset exactly: on a line ASCII up to it, not past its end. Then the
+        offset converts back to this very position, with no counting."""
+        return self._text.remembers(position.line, position.character, self._encoding())
 
     @property
     def size(self) -> int:

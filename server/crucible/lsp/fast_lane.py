@@ -178,7 +178,13 @@ class FastLane:
         self, msg_id: jsonrpc.MsgId, uri: str, position: types.Position, invoked: bool
     ) -> None:
         answer = await inline_answer(self._server, uri, position, invoked=invoked)
-        result = {"items": []} if answer is None else inline_completion_json(*answer)
+        result = (
+            {"items": []}
+            if answer is None
+            else inline_completion_json(
+                answer.snapshot, answer.result, answer.encoding, answer.cursor
+            )
+        )
         # Answered here, not by the done callback: that would run one loop turn later. (Run
         # at once, ``request``'s ``started``, the current task is the reader's: no callback
         # is registered for it yet, and none will be.)
@@ -226,15 +232,22 @@ def install(server: CrucibleLanguageServer) -> None:
 
 
 def inline_completion_json(
-    snapshot: DocumentSnapshot, result: CompletionResult | None, encoding: str
+    snapshot: DocumentSnapshot,
+    result: CompletionResult | None,
+    encoding: str,
+    cursor: tuple[int, types.Position] | None = None,
 ) -> dict[str, Any]:
     """``convert.inline_completion_list`` as the JSON pygls writes for it: the same items,
-    each ``insertText``, ``filterText``, ``range`` in lsprotocol's order."""
+    each ``insertText``, ``filterText``, ``range`` in lsprotocol's order. ``cursor``: an
+    offset whose position is known (``InlineAnswer.cursor``), not counted again."""
     if result is None:
         return {"items": []}
     text = snapshot.text
     line_before = text[snapshot.line_bounds(result.start)[0] : result.start]
-    start = _position(snapshot, result.start, encoding)
+    if cursor is not None and cursor[0] == result.start:
+        start = {"line": cursor[1].line, "character": cursor[1].character}
+    else:
+        start = _position(snapshot, result.start, encoding)
     choices = [(result.text, result.end)] + [(a.text, a.end) for a in result.alternatives]
     return {
         "items": [
