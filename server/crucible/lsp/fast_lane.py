@@ -47,7 +47,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lsprotocol import types
@@ -193,7 +193,9 @@ class FastLane:
         if task is not None and unanswered is not None:
             task.remove_done_callback(unanswered)
         self._protocol._request_futures.pop(msg_id, None)
-        await self._write({"id": msg_id, "jsonrpc": "2.0", "result": result})
+        pending = self._write({"id": msg_id, "jsonrpc": "2.0", "result": result})
+        if pending is not None:
+            await self._written(pending)
 
     def _unanswered(self, msg_id: jsonrpc.MsgId, task: asyncio.Future[None]) -> None:
         """A request cancelled (before it ran, or while it waited) or failed: pygls's own
@@ -201,14 +203,16 @@ class FastLane:
         self._unanswered_callbacks.pop(task, None)
         self._protocol._send_handler_result(task, msg_id=msg_id)  # type: ignore[arg-type]
 
-    async def _write(self, message: dict[str, Any]) -> None:
+    def _write(self, message: dict[str, Any]) -> Awaitable[Any] | None:
         """``message`` as pygls's ``_send_data`` writes it (header, body, its log line), with
-        one encoder for every answer (``json.dumps`` with an argument builds one per call)."""
+        one encoder for every answer (``json.dumps`` with an argument builds one per call).
+        A plain function, not a coroutine: stdio and TCP write at once; a writer that must be
+        awaited (a WebSocket's) has its write returned, for ``_written``."""
         protocol = self._protocol
         writer = protocol.writer
         if writer is None:
             logger.error("Unable to send data, no available transport!")
-            return
+            return None
         try:
             body = _ENCODER.encode(message)
             if _PYGLS_LOG.isEnabledFor(logging.INFO):
@@ -218,11 +222,20 @@ class FastLane:
                 f"Content-Type: {protocol.CONTENT_TYPE}; charset={protocol.CHARSET}\r\n\r\n"
             )
             written = writer.write((header + body).encode(protocol.CHARSET))
-            if inspect.isawaitable(written):  # a WebSocket's; stdio and TCP write at once
-                await written
         except Exception as error:  # as pygls: logged, and reported once a minute at most
-            logger.exception("Error sending data")
-            self._server._report_server_error(error, JsonRpcInternalError)
+            self._write_failed(error)
+            return None
+        return written if written is not None and inspect.isawaitable(written) else None
+
+    async def _written(self, pending: Awaitable[Any]) -> None:
+        try:
+            await pending
+        except Exception as error:
+            self._write_failed(error)
+
+    def _write_failed(self, error: Exception) -> None:
+        logger.exception("Error sending data")
+        self._server._report_server_error(error, JsonRpcInternalError)
 
 
 def install(server: CrucibleLanguageServer) -> None:
@@ -306,31 +319,40 @@ _Edit = tuple[int, int, int, int, str]
 
 def _did_change_plain(params: Any) -> tuple[str, int, list[_Edit]] | None:
     """(uri, version, edits) of plain DidChangeTextDocumentParams, checked as lsprotocol
-    checks them: the values pygls would decode, without building its objects."""
-    if not _plain(params, _DID_CHANGE_KEYS, 2):
+    checks them: the values pygls would decode, without building its objects. (``_plain``,
+    ``_line_character`` and ``_uinteger`` written out: this runs on every key.)"""
+    if type(params) is not dict or len(params) != 2 or not params.keys() <= _DID_CHANGE_KEYS:
         return None
     document, changes = params["textDocument"], params["contentChanges"]
-    if not _plain(document, _VERSIONED_KEYS, 2) or type(changes) is not list:
+    if type(document) is not dict or len(document) != 2 or not document.keys() <= _VERSIONED_KEYS:
         return None
     uri, version = document["uri"], document["version"]
-    if type(uri) is not str or type(version) is not int:
+    if type(uri) is not str or type(version) is not int or type(changes) is not list:
         return None
     if not _INTEGER_MIN <= version <= _UINTEGER_MAX:
         return None
     edits: list[_Edit] = []
     for change in changes:
-        if not _plain(change, _CHANGE_KEYS) or "range" not in change:
+        if type(change) is not dict or not change.keys() <= _CHANGE_KEYS:
+            return None
+        span, text = change.get("range"), change.get("text")
+        if type(span) is not dict or type(text) is not str:
             return None  # a whole-document change, or more than the lane knows
-        span, text = change["range"], change.get("text")
         length = change.get("rangeLength")
-        if type(text) is not str or not (length is None or _uinteger(length)):
+        if length is not None and not (type(length) is int and 0 <= length <= _UINTEGER_MAX):
             return None
-        if not _plain(span, _RANGE_KEYS, 2):
+        if len(span) != 2 or not span.keys() <= _RANGE_KEYS:
             return None
-        start, end = _line_character(span["start"]), _line_character(span["end"])
-        if start is None or end is None:
+        start, end = span["start"], span["end"]
+        if type(start) is not dict or len(start) != 2 or not start.keys() <= _POSITION_KEYS:
             return None
-        edits.append((*start, *end, text))
+        if type(end) is not dict or len(end) != 2 or not end.keys() <= _POSITION_KEYS:
+            return None
+        numbers = (start["line"], start["character"], end["line"], end["character"])
+        for number in numbers:
+            if type(number) is not int or not 0 <= number <= _UINTEGER_MAX:
+                return None
+        edits.append((*numbers, text))
     return uri, version, edits
 
 
