@@ -306,6 +306,21 @@ async def test_malformed_changes_are_left_to_pygls(lanes: tuple[Pair, Pair]) -> 
             {**params, "contentChanges": [{"range": {"start": span["start"]}, "text": "x"}]},
             {**params, "contentChanges": [{"range": span, "text": "x", "rangeLength": -1}]},
             {**params, "contentChanges": "x"},
+            {**params, "textDocument": {"uri": URI, "version": True}},
+            {**params, "contentChanges": [{"range": span, "text": "x", "extra": 1}]},
+            {**params, "contentChanges": [{"range": {**span, "end": {"line": True}}, "text": "x"}]},
+            {
+                **params,
+                "contentChanges": [
+                    {"range": {**span, "end": {"line": 1, "character": 2**31}}, "text": "x"}
+                ],
+            },
+            {
+                **params,
+                "contentChanges": [
+                    {"range": {**span, "start": {"line": 1, "character": 4, "x": 0}}, "text": "x"}
+                ],
+            },
         ):
             send(server, {**good, "params": variant})
         send(server, good)

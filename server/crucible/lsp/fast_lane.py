@@ -71,9 +71,12 @@ _INTEGER_MIN = -(2**31)
 _POSITION_KEYS = frozenset(("line", "character"))
 _RANGE_KEYS = frozenset(("start", "end"))
 _CHANGE_KEYS = frozenset(("range", "rangeLength", "text"))
+_RANGE_AND_TEXT = frozenset(("range", "text"))
 _DID_CHANGE_KEYS = frozenset(("textDocument", "contentChanges"))
 _VERSIONED_KEYS = frozenset(("uri", "version"))
 _INLINE_KEYS = frozenset(("textDocument", "position", "context"))
+_URI_KEYS = frozenset(("uri",))
+_CONTEXT_KEYS = frozenset(("triggerKind",))
 _ENCODER = json.JSONEncoder()  # json.dumps's defaults: ASCII, ", " and ": "
 _PYGLS_LOG = logging.getLogger("pygls.protocol.json_rpc")  # where pygls logs what it sends
 _TRIGGER_KINDS = {kind.value: kind for kind in types.InlineCompletionTriggerKind}
@@ -298,20 +301,6 @@ def _uinteger(value: Any) -> bool:
     return type(value) is int and 0 <= value <= _UINTEGER_MAX
 
 
-def _line_character(value: Any) -> tuple[int, int] | None:
-    if not _plain(value, _POSITION_KEYS, 2):
-        return None
-    line, character = value["line"], value["character"]
-    if not (_uinteger(line) and _uinteger(character)):
-        return None
-    return line, character
-
-
-def _position_of(value: Any) -> types.Position | None:
-    plain = _line_character(value)
-    return None if plain is None else types.Position(line=plain[0], character=plain[1])
-
-
 # A content change with a range, as plain values: start line, character, end line,
 # character, and the text that replaces the range.
 _Edit = tuple[int, int, int, int, str]
@@ -319,12 +308,12 @@ _Edit = tuple[int, int, int, int, str]
 
 def _did_change_plain(params: Any) -> tuple[str, int, list[_Edit]] | None:
     """(uri, version, edits) of plain DidChangeTextDocumentParams, checked as lsprotocol
-    checks them: the values pygls would decode, without building its objects. (``_plain``,
-    ``_line_character`` and ``_uinteger`` written out: this runs on every key.)"""
-    if type(params) is not dict or len(params) != 2 or not params.keys() <= _DID_CHANGE_KEYS:
+    checks them: the values pygls would decode, without building its objects. (The shape
+    checks written out, key sets compared whole: this runs on every key.)"""
+    if type(params) is not dict or params.keys() != _DID_CHANGE_KEYS:
         return None
     document, changes = params["textDocument"], params["contentChanges"]
-    if type(document) is not dict or len(document) != 2 or not document.keys() <= _VERSIONED_KEYS:
+    if type(document) is not dict or document.keys() != _VERSIONED_KEYS:
         return None
     uri, version = document["uri"], document["version"]
     if type(uri) is not str or type(version) is not int or type(changes) is not list:
@@ -333,42 +322,57 @@ def _did_change_plain(params: Any) -> tuple[str, int, list[_Edit]] | None:
         return None
     edits: list[_Edit] = []
     for change in changes:
-        if type(change) is not dict or not change.keys() <= _CHANGE_KEYS:
+        # A whole-document change (no range), or more than the lane knows: pygls's way.
+        if type(change) is not dict:
             return None
-        span, text = change.get("range"), change.get("text")
-        if type(span) is not dict or type(text) is not str:
-            return None  # a whole-document change, or more than the lane knows
+        keys = change.keys()
+        if keys != _RANGE_AND_TEXT and keys != _CHANGE_KEYS:
+            return None
+        span, text = change["range"], change["text"]
         length = change.get("rangeLength")
+        if type(text) is not str or type(span) is not dict or span.keys() != _RANGE_KEYS:
+            return None
         if length is not None and not (type(length) is int and 0 <= length <= _UINTEGER_MAX):
             return None
-        if len(span) != 2 or not span.keys() <= _RANGE_KEYS:
-            return None
         start, end = span["start"], span["end"]
-        if type(start) is not dict or len(start) != 2 or not start.keys() <= _POSITION_KEYS:
+        if type(start) is not dict or start.keys() != _POSITION_KEYS:
             return None
-        if type(end) is not dict or len(end) != 2 or not end.keys() <= _POSITION_KEYS:
+        if type(end) is not dict or end.keys() != _POSITION_KEYS:
             return None
-        numbers = (start["line"], start["character"], end["line"], end["character"])
-        for number in numbers:
-            if type(number) is not int or not 0 <= number <= _UINTEGER_MAX:
-                return None
-        edits.append((*numbers, text))
+        line, character = start["line"], start["character"]
+        end_line, end_character = end["line"], end["character"]
+        if not (
+            type(line) is int
+            and type(character) is int
+            and type(end_line) is int
+            and type(end_character) is int
+        ):
+            return None
+        if min(line, character, end_line, end_character) < 0:
+            return None
+        if max(line, character, end_line, end_character) > _UINTEGER_MAX:
+            return None
+        edits.append((line, character, end_line, end_character, text))
     return uri, version, edits
 
 
 def _inline_params(params: Any) -> tuple[str, types.Position, bool] | None:
     """(uri, position, invoked) of plain InlineCompletionParams."""
-    if not _plain(params, _INLINE_KEYS, 3):
+    if type(params) is not dict or params.keys() != _INLINE_KEYS:
         return None
-    document, context = params["textDocument"], params["context"]
-    if not _plain(document, {"uri"}, 1) or type(document["uri"]) is not str:
+    document, context, position = params["textDocument"], params["context"], params["position"]
+    if type(document) is not dict or document.keys() != _URI_KEYS:
         return None
-    if not _plain(context, {"triggerKind"}, 1):
+    if type(context) is not dict or context.keys() != _CONTEXT_KEYS:
         return None
-    kind = (
-        _TRIGGER_KINDS.get(context["triggerKind"]) if type(context["triggerKind"]) is int else None
-    )
-    position = _position_of(params["position"])
-    if kind is None or position is None:
+    uri, trigger = document["uri"], context["triggerKind"]
+    kind = _TRIGGER_KINDS.get(trigger) if type(trigger) is int else None
+    if type(uri) is not str or kind is None:
         return None
-    return document["uri"], position, kind is types.InlineCompletionTriggerKind.Invoked
+    if type(position) is not dict or position.keys() != _POSITION_KEYS:
+        return None
+    line, character = position["line"], position["character"]
+    if not (_uinteger(line) and _uinteger(character)):
+        return None
+    at = types.Position(line=line, character=character)
+    return uri, at, kind is types.InlineCompletionTriggerKind.Invoked
