@@ -382,7 +382,6 @@ class OpenDocument(TextDocument):
             position_codec,
         )
         self._text = PieceText(valid_text(source or ""))
-        self._encoding_named: tuple[PositionCodec, object, str] | None = None
 
     @property
     def source(self) -> str:
@@ -427,17 +426,8 @@ class OpenDocument(TextDocument):
         return DOCUMENT_OVERHEAD + names + self._text.memory_bytes()
 
     def _encoding(self) -> str:
-        # Read on every key (a change, a request): named once per codec and its encoding (the
-        # workspace's, negotiated at initialize).
-        codec = self._position_codec
-        raw = codec.encoding
-        named = self._encoding_named
-        if named is not None and named[0] is codec and named[1] is raw:
-            return named[2]
-        value = str(raw or "utf-16").lower()
-        value = value if value in _ENCODINGS else "utf-16"
-        self._encoding_named = (codec, raw, value)
-        return value
+        value = str(self.position_codec.encoding or "utf-16").lower()
+        return value if value in _ENCODINGS else "utf-16"
 
     def replace_range(
         self, start_line: int, start_character: int, end_line: int, end_character: int, text: str
