@@ -591,3 +591,47 @@ async def test_a_request_read_last_that_waits_is_cancelled_or_fails_as_pygls_say
     assert by_id[3]["error"]["code"] == -32603 and "secret" not in by_id[3]["error"]["message"]
     assert not fast.protocol._request_futures
     assert not fast.protocol.fast_lane._unanswered_callbacks  # type: ignore[union-attr]
+
+
+async def test_a_request_read_last_waits_for_what_pygls_has_yet_to_start(
+    lanes: tuple[Pair, Pair],
+) -> None:
+    """A frame that went the pygls way just before (a coroutine handler, started by pygls on
+    the next loop turn) runs before a request read last behind it, on either lane: the
+    request is not run at once then, and sees what that handler did."""
+
+    async def play(pair: Pair) -> None:
+        server, _, recorded = pair
+        order: list[str] = []
+        applied = server.backend.change_configuration
+
+        def change_configuration(settings: object) -> list[str]:
+            order.append("configuration")
+            return applied(settings)
+
+        complete = recorded.complete
+
+        async def completing(request: CompletionRequest) -> CompletionResult | None:
+            order.append("completion")
+            return await complete(request)
+
+        server.backend.change_configuration = change_configuration  # type: ignore[method-assign]
+        server.backend.completion.complete = completing  # type: ignore[method-assign]
+        settings = {"crucible": {"completion": {"debounce_ms": 5}}}
+        send(
+            server,
+            {
+                "jsonrpc": "2.0",
+                "method": "workspace/didChangeConfiguration",
+                "params": {"settings": settings},
+            },
+        )
+        send(server, inline(1, 2, 4), last=True)
+        await settle()
+        assert order == ["configuration", "completion"]
+        send(server, inline(2, 2, 4), last=True)  # nothing pending now: the lane runs it at once
+        at_once = server.protocol.fast_lane is not None
+        assert len(order) == (3 if at_once else 2)
+        await settle()
+
+    await both(lanes, play)

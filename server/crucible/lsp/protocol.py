@@ -99,6 +99,11 @@ class CrucibleProtocol(LanguageServerProtocol):
         # The keystroke's messages, handled without pygls's dispatch (``lsp/fast_lane.py``);
         # what it does not take comes here.
         self.fast_lane: Shortcut | None = None
+        # Whether a frame went the pygls way since the loop last turned: pygls starts a
+        # coroutine handler (``initialized``, ``didChangeConfiguration``) and wakes what
+        # awaits a response on the next turn, so a request behind it must not run before
+        # them (the lane runs a request read last at once only when this is False).
+        self.pygls_pending = False
 
     # pygls assigns the workspace it builds in its initialize handler to ``_workspace``; it
     # passes through ``adopt`` here, so every document it creates is an ``OpenDocument``
@@ -138,13 +143,27 @@ class CrucibleProtocol(LanguageServerProtocol):
                     ]
                 )
         elif isinstance(parsed, jsonrpc.Request):
-            if self.fast_lane is None or not self.fast_lane.request(parsed, item.more_buffered):
+            lane = self.fast_lane
+            if lane is None or not lane.request(parsed, item.more_buffered or self.pygls_pending):
+                self._went_the_pygls_way()
                 self._request(parsed)
         elif isinstance(parsed, jsonrpc.Notification):
             if self.fast_lane is None or not self.fast_lane.notification(parsed):
+                self._went_the_pygls_way()
                 self._notification(parsed)
         else:
+            self._went_the_pygls_way()
             self._response(parsed)
+
+    def _went_the_pygls_way(self) -> None:
+        """``pygls_pending`` until the next loop turn has started what pygls scheduled (the
+        reset is scheduled after it: callbacks run in the order they were scheduled)."""
+        if not self.pygls_pending:
+            self.pygls_pending = True
+            asyncio.get_running_loop().call_soon(self._pygls_started)
+
+    def _pygls_started(self) -> None:
+        self.pygls_pending = False
 
     def _frame_error(self, error: FrameError) -> None:
         if error.fault is FrameFault.TOO_LARGE:
