@@ -157,7 +157,8 @@ class PieceText:
 
     def replace(self, start: int, end: int, text: str) -> None:
         """Replace the characters ``start:end`` (clamped, in either order) with ``text``."""
-        start, end = sorted((min(max(start, 0), self._length), min(max(end, 0), self._length)))
+        if not 0 <= start <= end <= self._length:  # (typing's never is: no tuple, no sort)
+            start, end = sorted((min(max(start, 0), self._length), min(max(end, 0), self._length)))
         cursor, self._cursor = self._cursor, None
         if (
             cursor is not None
@@ -220,10 +221,11 @@ class PieceText:
         if grown < _PIECE // 4 and index + 1 < len(self._pieces):
             return False  # a crumb the general path joins to the next piece
         merged = piece[:at] + text + piece[at:]
-        breaks = self._breaks[index]
-        self._piece_bytes += _counted_bytes(merged, grown, breaks) - _counted_bytes(
-            piece, len(piece), breaks
-        )
+        # ``_counted_bytes`` of the new piece less the old one's: the line breaks, and so
+        # their count's int, are the same.
+        self._piece_bytes += sys.getsizeof(merged) - sys.getsizeof(piece)
+        if grown > 256:
+            self._piece_bytes += sys.getsizeof(grown) - _int_bytes(len(piece))
         self._pieces[index] = merged
         self._lengths[index] = grown
         self._length += len(text)
@@ -340,6 +342,11 @@ class PieceText:
 def _piece_bytes(piece: str) -> int:
     """A piece's string and its two counts (ints past the small-int cache when large)."""
     return _counted_bytes(piece, len(piece), piece.count("\n"))
+
+
+def _int_bytes(count: int) -> int:
+    """A count's int as ``_counted_bytes`` counts it: nothing up to 256 (shared)."""
+    return sys.getsizeof(count) if count > 256 else 0
 
 
 def _counted_bytes(piece: str, length: int, breaks: int) -> int:
