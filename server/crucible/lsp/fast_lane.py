@@ -5,12 +5,13 @@ Typing sends two messages per key, a ``textDocument/didChange`` and a
 Through pygls each costs more than Crucible's own work on it: cattrs structures the params
 into lsprotocol objects, pygls wraps every handler in futures and generators (a uuid per
 notification), and the answer is unstructured by cattrs again before ``json.dumps``. Here the
-JSON that ``CrucibleProtocol.handle_frame`` decoded once is checked by hand, the same
-lsprotocol values the handlers take are built directly, the same code runs
-(``handlers/documents.changed``, ``handlers/inline_completion.inline_answer``), and the
-answer is written as plain JSON, the same fields in the same order, ``None`` omitted, as
-pygls writes ``convert.inline_completion_list``'s answer (``tests/unit/test_fast_lane.py``
-holds the two equal).
+JSON that ``CrucibleProtocol.handle_frame`` decoded once is checked by hand; a change is
+applied from its plain values (``OpenDocument.replace_range``, then
+``handlers/documents.edited``, what pygls's handlers do with the lsprotocol values), the
+completion runs the same code (``handlers/inline_completion.inline_answer``), and the answer
+is written as plain JSON, the same fields in the same order, ``None`` omitted, as pygls writes
+``convert.inline_completion_list``'s answer (``tests/unit/test_fast_lane.py`` holds the two
+equal).
 
 The lane takes only what it is sure of; anything else goes the pygls way, with its answers
 and its log lines (``False`` from ``request`` / ``notification``):
@@ -25,12 +26,17 @@ What it keeps as pygls does it, so the two lanes interleave in arrival order:
 
 * a ``didChange`` is applied and its handler run at once, inside ``handle_frame``, as pygls
   runs notification handlers (a generator and a plain function, both synchronous); the
-  version rule (``CrucibleProtocol._out_of_order``) runs first;
+  version rule (``CrucibleProtocol.stale_change``) runs first;
 * an ``inlineCompletion`` starts as a task on the next loop turn, as pygls starts a coroutine
   handler (``asyncio.ensure_future``), with the request id in pygls's context variable, and
   is kept in ``_request_futures`` under its id: a ``$/cancelRequest`` cancels it, and a
   cancelled or failed one is answered by pygls's own ``_send_handler_result``
   (RequestCancelled, or the error without its traceback);
+* except when nothing was read behind it (``Frame.more_buffered`` False) and nothing went the
+  pygls way since the loop last turned (``CrucibleProtocol.pygls_pending``): whatever comes
+  next is handled on a later turn anyway, so it runs now, inside ``handle_frame``
+  (``scheduling/eager.py``): typing through a suggestion is answered with no task and no
+  loop turn; a request that waits goes on as a task, kept and cancelled as above;
 * a ``$/cancelRequest`` cancels through pygls's ``_handle_cancel_notification``; a cancel of a
   request already answered is ignored at DEBUG, as ``CrucibleProtocol._expected`` does.
 
