@@ -126,7 +126,8 @@ class FastLane:
     def request(self, request: jsonrpc.Request, more_buffered: bool = True) -> bool:
         """Start ``request`` if it is one the lane takes; False: it was not touched.
         ``more_buffered`` False: nothing the client sent after it has been read yet
-        (``Frame.more_buffered``), so it runs now (module docstring)."""
+        (``Frame.more_buffered``) and nothing before it waits to be started
+        (``CrucibleProtocol.pygls_pending``), so it runs now (module docstring)."""
         protocol = self._protocol
         if (
             request.method != types.TEXT_DOCUMENT_INLINE_COMPLETION
@@ -169,8 +170,9 @@ class FastLane:
         self, document: OpenDocument, uri: str, version: int, edits: list[_Edit]
     ) -> None:
         # What pygls's didChange does (its built-in handler: ``update_text_document``, each
-        # change applied and the version set; then Crucible's ``changed``), without the
-        # futures and the generator it runs them in, nor lsprotocol objects.
+        # change applied and the version set; then Crucible's ``changed``, which is
+        # ``edited``), without the futures and the generator it runs them in, nor lsprotocol
+        # objects.
         if self._protocol.stale_change(version, document.version):
             return
         try:
