@@ -106,6 +106,8 @@ class PieceText:
         after`` (the text itself when they are all of it), where they start, and the line
         they start on. The start is taken from ``_ALIGN``-character blocks, so it stays put
         while the user types at the cursor: offsets in consecutive excerpts agree."""
+        if cursor <= before and cursor + after >= self._length:
+            return self.value(), 0, 0  # a text this short is its own excerpt
         low = max(0, cursor - before) // _ALIGN * _ALIGN
         high = min(self._length, cursor + after)
         start = self._line_start_at(low) if low > 0 else 0
@@ -404,21 +406,23 @@ class OpenDocument(TextDocument):
         return self._text.head(n)
 
     def snapshot_near(
-        self, position: types.Position, before: int, after: int
+        self, position: types.Position, before: int, after: int, encoding: str | None = None
     ) -> tuple[DocumentSnapshot, int]:
         """A snapshot of the lines within ``before`` characters before ``position`` and
         ``after`` after it (``PieceText.excerpt``), and the position's offset in it: what a
         completion reads costs the size of that excerpt, not of the document (a keystroke
         in a 4 MB document copied 4 MB per request, and each request in flight held a copy)."""
-        cursor = self._text.offset(position, self._encoding())
+        cursor = self._text.offset(position, encoding or self._encoding())
         text, base, line = self._text.excerpt(cursor, before, after)
         return snapshot_with(self, text, base=base, base_line=line), cursor - base
 
-    def converts_exactly(self, position: types.Position) -> bool:
+    def converts_exactly(self, position: types.Position, encoding: str | None = None) -> bool:
         """Whether ``position`` was the last one converted (``snapshot_near``, a change) and
         names its offset exactly: on a line ASCII up to it, not past its end. Then the
-        offset converts back to this very position, with no counting."""
-        return self._text.remembers(position.line, position.character, self._encoding())
+        offset converts back to this very position, with no counting. (``encoding``: the
+        document's, when the caller has it already.)"""
+        encoding = encoding or self._encoding()
+        return self._text.remembers(position.line, position.character, encoding)
 
     @property
     def size(self) -> int:

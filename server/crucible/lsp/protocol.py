@@ -125,7 +125,17 @@ class CrucibleProtocol(LanguageServerProtocol):
             self._frame_error(item)
             return
         parsed = jsonrpc.parse_body(item.body)
-        if isinstance(parsed, jsonrpc.Invalid):
+        # The keystroke's kinds first: a notification and a request per key.
+        if isinstance(parsed, jsonrpc.Notification):
+            if self.fast_lane is None or not self.fast_lane.notification(parsed):
+                self._went_the_pygls_way()
+                self._notification(parsed)
+        elif isinstance(parsed, jsonrpc.Request):
+            lane = self.fast_lane
+            if lane is None or not lane.request(parsed, item.more_buffered or self.pygls_pending):
+                self._went_the_pygls_way()
+                self._request(parsed)
+        elif isinstance(parsed, jsonrpc.Invalid):
             self._complaints.log("%s (%d bytes)", parsed.message, len(item.body))
             self.send_error(parsed.reply_id, parsed.code, parsed.message)
         elif isinstance(parsed, jsonrpc.Batch):
@@ -142,15 +152,6 @@ class CrucibleProtocol(LanguageServerProtocol):
                         for msg_id in parsed.reply_ids
                     ]
                 )
-        elif isinstance(parsed, jsonrpc.Request):
-            lane = self.fast_lane
-            if lane is None or not lane.request(parsed, item.more_buffered or self.pygls_pending):
-                self._went_the_pygls_way()
-                self._request(parsed)
-        elif isinstance(parsed, jsonrpc.Notification):
-            if self.fast_lane is None or not self.fast_lane.notification(parsed):
-                self._went_the_pygls_way()
-                self._notification(parsed)
         else:
             self._went_the_pygls_way()
             self._response(parsed)

@@ -82,8 +82,9 @@ def _request(
             position,
             settings.max_prefix_chars + _EXCERPT_MARGIN,
             settings.max_suffix_chars + _EXCERPT_MARGIN,
+            encoding,
         )
-        exact = document.converts_exactly(position)
+        exact = document.converts_exactly(position, encoding)
     else:
         snapshot = snapshot_of(document)
         offset = position_to_offset(snapshot.text, position, encoding)
