@@ -6,7 +6,8 @@ each body through ``lsp/jsonrpc.py``, as the server reads them; ``initialize`` a
 empty capabilities, every other request with ``null`` from a task of its own (as the server
 runs a request's handler), notifications ignored, ``exit`` ends it. Beside
 ``_peer_floor.py`` (blocking reads, no event loop) it tells what the asyncio transport costs,
-so a keystroke's CPU can be split into transport and work (``scaling.py``).
+so a keystroke's CPU can be split into transport and work (``scaling.py``). It is issue 16's
+baseline, "an echo on the same transport": the issue's 670 µs a key was 7 × it (~96 µs).
 """
 
 from __future__ import annotations

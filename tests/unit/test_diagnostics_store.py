@@ -3,6 +3,7 @@ forgetting, bounds."""
 
 from __future__ import annotations
 
+from crucible.context import diagnostics
 from crucible.context.diagnostics import (
     MAX_MESSAGE_CHARS,
     DiagnosticsStore,
@@ -107,3 +108,19 @@ def test_bounds() -> None:
     assert len(store.of("b")[0].message) == MAX_MESSAGE_CHARS
     store.replace("c", 1, [diag(1)])
     assert len(store) == 2 and store.of("a") == ()  # the least recently updated went
+
+
+def test_keystrokes_in_a_document_without_diagnostics_keep_its_version_and_bytes() -> None:
+    """The usual keystroke (no diagnostics to move) only advances the version; what the store
+    counts stays what a recount gives, also when the version's int grows past 256."""
+    store = DiagnosticsStore()
+    store.edited("file:///a.py", 250, [LineEdit(1, 1, 1)])
+    for version in range(251, 300):
+        store.edited("file:///a.py", version, [LineEdit(1, 1, 1)])
+    store.edited("file:///a.py", 120, [LineEdit(1, 1, 1)])  # an older one: the newest is kept
+    document = store._documents["file:///a.py"]
+    assert document.version == 299
+    assert document.bytes == diagnostics._entry_bytes("file:///a.py", document)
+    assert store._bytes == document.bytes
+    # Stale diagnostics for an older version are still refused.
+    assert not store.replace("file:///a.py", 298, [])

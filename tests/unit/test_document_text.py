@@ -175,6 +175,53 @@ def test_piece_text_edits_like_one_spliced_string(
         assert pieces.value() == expected
 
 
+TYPED = st.lists(
+    st.one_of(st.sampled_from(["a", "_", " ", "(", "é", "😀", "\n", "\r"]), ANY_CHAR), max_size=3
+).map("".join)
+
+
+@FUZZ
+@given(st.data(), TEXT, ENCODINGS, st.sampled_from([1, 3, 8, 1 << 15]))
+def test_typing_at_the_cursor_converts_positions_as_one_spliced_string(
+    data: st.DataObject, text: str, encoding: str, piece: int
+) -> None:
+    """What a user's keys send: an insertion at the cursor, then the position just after it
+    asked for (the request), then the next insertion there; now and then an edit elsewhere.
+    The cursor ``PieceText.offset`` remembers, and the one an insertion leaves, must give
+    ``position_to_offset``'s answer every time, and the pieces' counts stay their own."""
+    with patch.object(document_text, "_PIECE", piece):
+        pieces = PieceText(text)
+        expected = text
+        cursor = data.draw(positions(expected))
+        for _ in range(data.draw(st.integers(1, 20))):
+            if data.draw(st.integers(0, 5)) == 0:  # a jump: the cursor elsewhere
+                cursor = data.draw(positions(expected))
+            at = position_to_offset(expected, cursor, encoding)
+            assert pieces.offset(cursor, encoding) == at
+            assert pieces.offset(cursor, encoding) == at  # asked twice (a change's end)
+            typed = valid_text(data.draw(TYPED))
+            pieces.replace(at, at, typed)
+            expected = expected[:at] + typed + expected[at:]
+            after = at + len(typed)
+            line_start = expected.rfind("\n", 0, after) + 1
+            column = _columns(expected[line_start:after], encoding)
+            line = expected.count("\n", 0, after)
+            for near in range(max(0, column - 4), column + 5):  # the cursor and around it
+                at_near = types.Position(line, near)
+                assert pieces.offset(at_near, encoding) == position_to_offset(
+                    expected, at_near, encoding
+                )
+            cursor = types.Position(line, column)
+            assert pieces._breaks == [part.count("\n") for part in pieces._pieces]
+            assert pieces._lengths == [len(part) for part in pieces._pieces]
+            assert pieces._piece_bytes == sum(map(document_text._piece_bytes, pieces._pieces))
+        assert pieces.value() == expected
+
+
+def _columns(head: str, encoding: str) -> int:
+    return sum(_width(char, encoding) for char in head)
+
+
 @FUZZ
 @given(
     st.data(),

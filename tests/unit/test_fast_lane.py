@@ -80,9 +80,13 @@ def lanes(tmp_path: Path) -> tuple[Pair, Pair]:
     return _server(tmp_path, "fast", True), _server(tmp_path, "pygls", False)
 
 
-def send(server: CrucibleLanguageServer, message: dict[str, Any] | bytes) -> None:
+def send(
+    server: CrucibleLanguageServer, message: dict[str, Any] | bytes, *, last: bool = False
+) -> None:
+    """Hand ``message`` to the protocol as a frame read; ``last``: nothing was read behind it
+    (``Frame.more_buffered`` False), as when a client waits for each answer."""
     body = message if isinstance(message, bytes) else json.dumps(message).encode()
-    server.protocol.handle_frame(Frame(body))
+    server.protocol.handle_frame(Frame(body, more_buffered=not last))
 
 
 async def settle() -> None:
@@ -306,6 +310,21 @@ async def test_malformed_changes_are_left_to_pygls(lanes: tuple[Pair, Pair]) -> 
             {**params, "contentChanges": [{"range": {"start": span["start"]}, "text": "x"}]},
             {**params, "contentChanges": [{"range": span, "text": "x", "rangeLength": -1}]},
             {**params, "contentChanges": "x"},
+            {**params, "textDocument": {"uri": URI, "version": True}},
+            {**params, "contentChanges": [{"range": span, "text": "x", "extra": 1}]},
+            {**params, "contentChanges": [{"range": {**span, "end": {"line": True}}, "text": "x"}]},
+            {
+                **params,
+                "contentChanges": [
+                    {"range": {**span, "end": {"line": 1, "character": 2**31}}, "text": "x"}
+                ],
+            },
+            {
+                **params,
+                "contentChanges": [
+                    {"range": {**span, "start": {"line": 1, "character": 4, "x": 0}}, "text": "x"}
+                ],
+            },
         ):
             send(server, {**good, "params": variant})
         send(server, good)
@@ -509,3 +528,110 @@ async def test_a_reused_id_gets_one_answer_per_request(lanes: tuple[Pair, Pair])
     assert all(m["result"]["items"] for m in written.messages)
     assert not fast.protocol._request_futures
     assert not fast.protocol.fast_lane._unanswered_callbacks  # type: ignore[union-attr]
+
+
+# -- a request read last: run at once ------------------------------------------------------
+
+
+async def test_a_request_read_last_is_answered_at_once_as_pygls_answers_it(
+    lanes: tuple[Pair, Pair],
+) -> None:
+    """Nothing read behind it: the lane runs the request inside ``handle_frame`` (no task, no
+    loop turn); an answer that needs no waiting is written before ``handle_frame`` returns,
+    and it is the pygls lane's answer."""
+    immediate: list[bool] = []
+
+    async def play(pair: Pair) -> None:
+        server, written, _ = pair
+        for version, (msg_id, column) in enumerate([(1, 4), (2, 5), ("three", 6)], start=2):
+            send(server, change(version, (2, column), (2, column), "x"))  # an ASCII line
+            before = len(written.messages)
+            send(server, inline(msg_id, 2, column + 1), last=True)
+            immediate.append(len(written.messages) == before + 1)
+            await settle()
+        send(server, inline(4, 1, 99), last=True)  # past a line's end: converted back
+        await settle()
+
+    (fast, written, _), (_, reference, _) = await both(lanes, play)
+    assert immediate[:3] == [True, True, True]  # the fast lane's server
+    assert immediate[3:] == [False, False, False]  # the pygls lane answers a turn later
+    assert written.raw == reference.raw  # the same bytes, in the same order
+    assert not fast.protocol._request_futures
+    assert not fast.protocol.fast_lane._unanswered_callbacks  # type: ignore[union-attr]
+
+
+async def test_a_request_read_last_that_waits_is_cancelled_or_fails_as_pygls_says(
+    lanes: tuple[Pair, Pair],
+) -> None:
+    """Run at once, a request that waits goes on as a task: a cancel gets RequestCancelled,
+    a completion that fails gets pygls's error, and nothing is left behind."""
+
+    async def play(pair: Pair) -> None:
+        server, _, recorded = pair
+        recorded.gate = asyncio.Event()
+        send(server, inline(1, 1, 6), last=True)
+        await settle()
+        send(server, {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}})
+        await settle()
+        recorded.gate.set()
+        send(server, inline(2, 1, 6), last=True)
+        await settle()
+
+        async def broken(request: CompletionRequest) -> CompletionResult | None:
+            raise ValueError("no completion for /home/someone/secret.py")
+
+        server.backend.completion.complete = broken  # type: ignore[method-assign]
+        send(server, inline(3, 1, 6), last=True)
+        await settle()
+
+    (fast, written, _), _ = await both(lanes, play)
+    by_id = {message["id"]: message for message in written.messages}
+    assert by_id[1]["error"]["code"] == -32800
+    assert by_id[2]["result"]["items"]
+    assert by_id[3]["error"]["code"] == -32603 and "secret" not in by_id[3]["error"]["message"]
+    assert not fast.protocol._request_futures
+    assert not fast.protocol.fast_lane._unanswered_callbacks  # type: ignore[union-attr]
+
+
+async def test_a_request_read_last_waits_for_what_pygls_has_yet_to_start(
+    lanes: tuple[Pair, Pair],
+) -> None:
+    """A frame that went the pygls way just before (a coroutine handler, started by pygls on
+    the next loop turn) runs before a request read last behind it, on either lane: the
+    request is not run at once then, and sees what that handler did."""
+
+    async def play(pair: Pair) -> None:
+        server, _, recorded = pair
+        order: list[str] = []
+        applied = server.backend.change_configuration
+
+        def change_configuration(settings: object) -> list[str]:
+            order.append("configuration")
+            return applied(settings)
+
+        complete = recorded.complete
+
+        async def completing(request: CompletionRequest) -> CompletionResult | None:
+            order.append("completion")
+            return await complete(request)
+
+        server.backend.change_configuration = change_configuration  # type: ignore[method-assign]
+        server.backend.completion.complete = completing  # type: ignore[method-assign]
+        settings = {"crucible": {"completion": {"debounce_ms": 5}}}
+        send(
+            server,
+            {
+                "jsonrpc": "2.0",
+                "method": "workspace/didChangeConfiguration",
+                "params": {"settings": settings},
+            },
+        )
+        send(server, inline(1, 2, 4), last=True)
+        await settle()
+        assert order == ["configuration", "completion"]
+        send(server, inline(2, 2, 4), last=True)  # nothing pending now: the lane runs it at once
+        at_once = server.protocol.fast_lane is not None
+        assert len(order) == (3 if at_once else 2)
+        await settle()
+
+    await both(lanes, play)

@@ -10,7 +10,7 @@ import pytest
 from lsprotocol.types import ResponseError
 
 from crucible.lsp import jsonrpc
-from crucible.lsp.framing import Frame, FrameError, FrameFault, FrameReader, frame_start
+from crucible.lsp.framing import CHUNK, Frame, FrameError, FrameFault, FrameReader, frame_start
 from crucible.lsp.protocol import _short
 
 
@@ -147,3 +147,30 @@ async def _read_in_chunks(data: bytes, size: int, plain: bool) -> tuple[list[obj
 @pytest.mark.parametrize("size", [1, 7, 64, 1 << 16])
 async def test_plain_frames_are_cut_as_the_general_path_cuts_them(data: bytes, size: int) -> None:
     assert await _read_in_chunks(data, size, True) == await _read_in_chunks(data, size, False)
+
+
+async def test_a_frame_says_whether_anything_was_read_behind_it() -> None:
+    """``Frame.more_buffered`` is False only for a frame with nothing after it in the reader's
+    buffer or its stream's: then whatever the client sent next is handled on a later loop
+    turn (the fast lane runs such a request at once)."""
+    stream = asyncio.StreamReader()
+    reader = FrameReader(stream, 1 << 20)
+    first, second = _frame(GOOD), _frame({**GOOD, "id": 2})
+    stream.feed_data(first + second)
+    assert (await reader.next()).more_buffered is True  # type: ignore[union-attr]
+    assert (await reader.next()).more_buffered is False  # type: ignore[union-attr]
+    stream.feed_data(first)
+    assert (await reader.next()).more_buffered is False  # type: ignore[union-attr]
+    # A frame that fills a whole read exactly, with more waiting in the stream: it does not
+    # know what follows it, so it claims more.
+    filler = CHUNK - len(_frame({**GOOD, "params": {"text": ""}}))
+    exact = _frame({**GOOD, "params": {"text": "x" * filler}})
+    exact = _frame({**GOOD, "params": {"text": "x" * (filler - (len(exact) - CHUNK))}})
+    assert len(exact) == CHUNK  # (the header's length has more digits: taken off again)
+    stream.feed_data(exact + first)
+    whole = await reader.next()
+    assert isinstance(whole, Frame) and len(whole.body) > CHUNK // 2 and whole.more_buffered
+    assert (await reader.next()).more_buffered is False  # type: ignore[union-attr]
+    # A frame cut the general way (a header the plain match does not know) claims nothing.
+    stream.feed_data(b"X-Other: 1\r\n" + first)
+    assert (await reader.next()).more_buffered is True  # type: ignore[union-attr]

@@ -146,3 +146,32 @@ def test_anchors_are_at_document_offsets_so_an_excerpt_starting_elsewhere_finds_
     # An excerpt starting inside what the model saw before the cursor cannot vouch for it.
     late = len(head) - 300
     assert index.find(DOC, document[late:], cursor - late, AFTER, late) is None
+
+
+def test_a_key_typed_after_a_hit_is_checked_against_the_texts_of_that_hit() -> None:
+    """The texts a hit was checked against are kept for the next key (compared, not hashed
+    again): an edit far from the cursor, past the verbatim tails, is still a miss after any
+    number of hits; the same key again is still a hit, and a closer the editor added still
+    replaces it."""
+    head = "# " + "a" * 300 + "\n"
+    tail = "\n" + "b" * 300 + "\n"
+    index: TypeThrough[str] = TypeThrough()
+    index.record(DOC, len(head), head, tail, "total(", "value")
+
+    def find(before: str, text: str, after: str) -> tuple[int, int] | None:
+        found = index.find(DOC, before + text + after, len(before) + len(text), after)
+        return None if found is None else (found.typed, found.closer)
+
+    assert find(head, "t", tail) == (1, 0)
+    assert find(head, "to", tail) == (2, 0)
+    far_before = "#!" + head[2:]  # the same length, changed 300 characters before the cursor
+    assert find(far_before, "tot", tail) is None
+    far_after = tail[:-2] + "c\n"  # changed 300 characters after it
+    assert find(head, "tot", far_after) is None
+    assert find(head, "tot", tail) == (3, 0)
+    assert find(head, "tot", tail) == (3, 0)
+    assert find(head, "tota", ")" + tail) is None  # not a closer of "a"
+    index.record(DOC, len(head), head, tail, "f(x)", "call")
+    assert find(head, "f(", ")" + tail) == (2, 1)  # the editor closed the bracket
+    assert find(head, "f(", ")" + tail) == (2, 1)
+    assert find(head, "f(", tail) == (2, 0)

@@ -21,7 +21,10 @@ Each document keeps its ``per_document`` most recent anchors (newest tried first
 when the document closes or after ``ttl_s``. The window texts are not copied: an anchor keeps
 their length, hash and a verbatim tail, so an anchor costs ~500 bytes plus its suggestion
 (``memory_bytes``). An expired anchor is skipped, not removed: it goes when its document
-closes or 16 newer ones push it out.
+closes or 16 newer ones push it out. Per document, the last hit keeps the two texts it was
+checked against (the window's before the anchor and after the cursor, ~8 K characters with the
+default window): the next key, typed through the same suggestion, compares its texts with
+them instead of hashing them again.
 """
 
 from __future__ import annotations
@@ -54,6 +57,22 @@ class _Fingerprint:
     @classmethod
     def after(cls, text: str) -> _Fingerprint:
         return cls(len(text), hash(text), text[:_CHECKED])
+
+    # The checks a type-through makes on every key, without building a fingerprint to compare
+    # (equal to ``before(...) ==`` / ``after(...) ==``; a string keeps its hash, so ``after``
+    # hashed once serves every anchor tried).
+
+    def before_is(self, text: str) -> bool:
+        """Whether ``text`` is the text this ``before`` fingerprint was taken of."""
+        return (
+            len(text) == self.length and text[-_CHECKED:] == self.near and hash(text) == self.digest
+        )
+
+    def after_is(self, text: str) -> bool:
+        """Whether ``text`` is the text this ``after`` fingerprint was taken of."""
+        return (
+            len(text) == self.length and text[:_CHECKED] == self.near and hash(text) == self.digest
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +137,11 @@ class TypeThrough(Generic[V]):
         self._clock = clock
         self._documents: dict[str, deque[_Anchor[V]]] = {}
         self._held = 0  # the anchors' own bytes (``_bytes_of``), kept as they change
+        # Per document, the last hit and the texts it was checked against: the text before its
+        # anchor, and the text after the cursor when it matched as it was (no closer). While a
+        # user types through a suggestion each key's texts are the last key's: compared
+        # (memcmp) instead of hashed again (~8 K characters a key with the default window).
+        self._checked: dict[str, tuple[_Anchor[V], str, str | None]] = {}
         self.hits = 0
 
     def record(
@@ -161,9 +185,9 @@ class TypeThrough(Generic[V]):
         if not anchors:
             return None
         now = self._clock()
-        exact = _Fingerprint.after(after)
         # The text after the cursor less one auto-inserted closer, when there may be one.
-        closed = _Fingerprint.after(after[1:]) if after[:1] in _PAIRS.values() else None
+        closed = after[1:] if after[:1] in _PAIRS.values() else None
+        checked = self._checked.get(document)
         for anchor in reversed(anchors):
             if now - anchor.recorded > self._ttl_s:
                 continue
@@ -173,19 +197,28 @@ class TypeThrough(Generic[V]):
                 continue
             if text[at:offset] != anchor.text[:typed]:
                 continue
+            last = checked if checked is not None and checked[0] is anchor else None
             closer = 0
-            if exact != anchor.after:
-                if closed != anchor.after or not _auto_closed(anchor.text, typed, after[0]):
+            exact = (last is not None and after == last[2]) or anchor.after.after_is(after)
+            if not exact:
+                if closed is None or not anchor.after.after_is(closed):
+                    continue
+                if not _auto_closed(anchor.text, typed, after[0]):
                     continue
                 closer = 1
             start = at - anchor.before.length
-            if start < 0 or _Fingerprint.before(text[start:at]) != anchor.before:
+            if start < 0:
                 continue
+            before = text[start:at]
+            if not ((last is not None and before == last[1]) or anchor.before.before_is(before)):
+                continue
+            self._checked[document] = (anchor, before, after if exact else None)
             self.hits += 1
             return Typed(typed, anchor.value, closer)
         return None
 
     def forget(self, document: str) -> None:
+        self._checked.pop(document, None)
         anchors = self._documents.pop(document, None)
         if anchors is not None:
             self._held -= sum(_bytes_of(anchor) for anchor in anchors)
@@ -193,16 +226,20 @@ class TypeThrough(Generic[V]):
     def clear(self) -> int:
         count = sum(len(anchors) for anchors in self._documents.values())
         self._documents.clear()
+        self._checked.clear()
         self._held = 0
         return count
 
     def memory_bytes(self) -> int:
         """The bytes held (O(documents)): every anchor as ``_bytes_of`` counts it, and per
-        document its name, its deque and its dict slot. A suggestion whose text and value are
-        also in L1 is counted by both (an over-estimate)."""
-        documents = sys.getsizeof(self._documents)
+        document its name, its deque and its dict slot, and the texts its last hit was
+        checked against. A suggestion whose text and value are also in L1 is counted by both
+        (an over-estimate)."""
+        documents = sys.getsizeof(self._documents) + sys.getsizeof(self._checked)
         for name, anchors in self._documents.items():
             documents += sys.getsizeof(name) + sys.getsizeof(anchors)
+        for _, before, after in self._checked.values():
+            documents += sys.getsizeof(before) + (sys.getsizeof(after) if after else 0)
         return documents + self._held
 
     def __len__(self) -> int:

@@ -285,16 +285,18 @@ class CompletionService:
         snapshot = request.snapshot
         ticket = self._latest.begin(document, (snapshot.base, request.offset, snapshot.text))
         state.ticket = ticket
-        # Started at once: a type-through (or a memory hit) is answered without a loop turn.
-        work = started(self._answer(state))
+        # A type-through that is the whole answer needs nothing else; otherwise the answer is
+        # started at once: a memory hit is answered without a loop turn.
+        typed = self._typed_answer(state)
+        work = None if typed is not None else started(self._answer(state))
         try:
-            if not work.done():
+            if work is not None and not work.done():
                 await asyncio.wait((work, ticket.superseded), return_when=asyncio.FIRST_COMPLETED)
             if not ticket.is_current:
                 # A newer request for this document exists: this text is already stale.
                 state.outcome = "superseded"
                 return None
-            result = work.result()
+            result = typed if work is None else work.result()
             state.outcome = "served" if result else "empty"
             return result
         except asyncio.CancelledError:
@@ -343,6 +345,19 @@ class CompletionService:
             state.reuse = find_reusable(
                 self._flights, request.snapshot, request.offset, state.window
             )
+
+    def _typed_answer(self, state: _RequestState) -> CompletionResult | None:
+        """``_answer``'s result for a type-through with no alternatives to look for (no plan,
+        one suggestion shown at a time), without its coroutines: every key typed through a
+        suggestion comes here (``docs/architecture.md``, "The transport")."""
+        typed = state.typed
+        if typed is None or state.plan is not None or self._settings.alternatives > 1:
+            return None
+        if not typed.text:
+            return None  # never from type-through (the rest is never empty): ``_answer``'s case
+        self._telemetry.mark("type_through")
+        offset = state.request.offset
+        return CompletionResult(typed.text, offset, offset + typed.replace_suffix)
 
     async def _answer(self, state: _RequestState) -> CompletionResult | None:
         """The first suggestion, placed at the cursor, with its alternatives."""
@@ -549,9 +564,12 @@ class CompletionService:
         return "timeout"
 
     def _finish(
-        self, state: _RequestState, work: asyncio.Future[CompletionResult | None], ticket: Ticket
+        self,
+        state: _RequestState,
+        work: asyncio.Future[CompletionResult | None] | None,
+        ticket: Ticket,
     ) -> None:
-        if not work.done():
+        if work is not None and not work.done():
             work.cancel()
             work.add_done_callback(_retrieve)
         for seat in state.seats():

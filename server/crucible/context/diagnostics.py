@@ -151,6 +151,15 @@ class DiagnosticsStore:
                 self._put(uri, _Document(version))
             return
         diagnostics = document.diagnostics
+        if not diagnostics:
+            # Nothing to move or drop (the usual keystroke): only the version, and the bytes
+            # its int takes, change; ``_entry_bytes`` would count the same otherwise.
+            before = _int_bytes(document.version)
+            document.version = _newest(document, version)
+            grown = _int_bytes(document.version) - before
+            document.bytes += grown
+            self._bytes += grown
+            return
         for edit in edits:
             before = len(diagnostics)
             diagnostics = _after_edit(diagnostics, edit)

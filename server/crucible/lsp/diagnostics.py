@@ -94,8 +94,13 @@ def _line_edit(change: types.TextDocumentContentChangeEvent) -> LineEdit | None:
     range_ = getattr(change, "range", None)
     if range_ is None:
         return None
-    new_lines = change.text.count("\n") + change.text.count("\r") - change.text.count("\r\n")
-    return LineEdit(range_.start.line, range_.end.line, new_lines + 1)
+    return line_edit(range_.start.line, range_.end.line, change.text)
+
+
+def line_edit(start_line: int, end_line: int, text: str) -> LineEdit:
+    """A range's change by lines: ``start_line``..``end_line`` replaced by ``text``."""
+    new_lines = text.count("\n") + text.count("\r") - text.count("\r\n")
+    return LineEdit(start_line, end_line, new_lines + 1)
 
 
 def lsp_diagnostics(values: Iterable[types.Diagnostic]) -> list[KnownDiagnostic]:

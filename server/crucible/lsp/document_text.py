@@ -67,6 +67,10 @@ class PieceText:
         self._in_pieces = False  # whether the pieces hold the text (else only ``_joined`` does)
         self._piece_bytes = 0  # the pieces' strings and their two counts, kept as they change
         self._memo: tuple[int, int] | None = None  # (line, its start): the last line found
+        # (line, column, encoding, offset): the last position converted, or the cursor just
+        # after the last insertion (``replace``), when the line is ASCII up to that column
+        # (so the position is exact: no clamping, no half character, any encoding).
+        self._cursor: tuple[int, int, str, int] | None = None
 
     def __len__(self) -> int:
         return self._length
@@ -102,6 +106,8 @@ class PieceText:
         after`` (the text itself when they are all of it), where they start, and the line
         they start on. The start is taken from ``_ALIGN``-character blocks, so it stays put
         while the user types at the cursor: offsets in consecutive excerpts agree."""
+        if cursor <= before and cursor + after >= self._length:
+            return self.value(), 0, 0  # a text this short is its own excerpt
         low = max(0, cursor - before) // _ALIGN * _ALIGN
         high = min(self._length, cursor + after)
         start = self._line_start_at(low) if low > 0 else 0
@@ -111,23 +117,63 @@ class PieceText:
         return self._slice(start, end), start, self._line_of(start)
 
     def offset(self, position: types.Position, encoding: str = "utf-16") -> int:
+        """``offset_at`` of an lsprotocol position."""
+        return self.offset_at(position.line, position.character, encoding)
+
+    def offset_at(self, line_number: int, character: int, encoding: str = "utf-16") -> int:
         """The offset of an LSP position, with ``convert.position_to_offset``'s clamping:
-        past the last line is the end, past a line's end is that end (before ``\\r\\n``)."""
-        start = self._line_start(position.line)
+        past the last line is the end, past a line's end is that end (before ``\\r\\n``).
+
+        A user types at one cursor, and each key asks for it three times (the change's start
+        and end, then the request at the cursor just after it): the last position converted
+        is remembered, and an insertion moves it along (``replace``), so a key converts none."""
+        cursor = self._cursor
+        if (
+            cursor is not None
+            and cursor[0] == line_number
+            and cursor[1] == character
+            and cursor[2] == encoding
+        ):
+            return cursor[3]
+        start = self._line_start(line_number)
         if start is None:
             return self._length
-        column = max(position.character, 0)
+        column = max(character, 0)
         # One code point per code unit is the most the column can need, plus one to see
         # whether a final CR is the first half of the line break; never past the line.
         line = self._slice(start, min(start + column + 1, self._line_end_at(start)))
         newline = line.find("\n")
         if newline != -1:
             line = line[:newline].removesuffix("\r")
+        if column <= len(line) and line.isascii():
+            # ASCII up to an exact column (the slice holds ``column + 1`` characters, or the
+            # line's end): one code unit per character in every encoding.
+            self._cursor = (line_number, column, encoding, start + column)
+            return start + column
         return start + column_to_index(line, column, encoding)
+
+    def remembers(self, line_number: int, character: int, encoding: str) -> bool:
+        """Whether the cursor remembered (``offset_at``) is this exact position."""
+        cursor = self._cursor
+        return cursor is not None and cursor[:3] == (line_number, character, encoding)
 
     def replace(self, start: int, end: int, text: str) -> None:
         """Replace the characters ``start:end`` (clamped, in either order) with ``text``."""
-        start, end = sorted((min(max(start, 0), self._length), min(max(end, 0), self._length)))
+        if not 0 <= start <= end <= self._length:  # (typing's never is: no tuple, no sort)
+            start, end = sorted((min(max(start, 0), self._length), min(max(end, 0), self._length)))
+        cursor, self._cursor = self._cursor, None
+        if (
+            cursor is not None
+            and start == end == cursor[3]
+            and text.isascii()
+            and "\n" not in text
+            and "\r" not in text
+        ):
+            # Typing at the remembered cursor: the position just after the insertion is the
+            # same line, as many columns further as characters were inserted (ASCII: one code
+            # unit each), at the offset just after them; the line before it is ASCII still.
+            line, column, encoding, offset = cursor
+            self._cursor = (line, column + len(text), encoding, offset + len(text))
         if not self._in_pieces:
             self._set_pieces(_split(self.value()))
         if not self._pieces:
@@ -135,6 +181,8 @@ class PieceText:
             self._length, self._joined = len(text), text
             return
         first, head = self._locate(start)
+        if start == end and self._typed(first, head, start, text):
+            return
         last, tail = self._locate(end)
         merged = self._pieces[first][:head] + text + self._pieces[last][tail:]
         # The merged piece's line breaks from the counts kept, not by counting it: str.count
@@ -162,6 +210,31 @@ class PieceText:
         self._joined = None
         if self._memo is not None and start < self._memo[1]:
             self._memo = None  # the line may start elsewhere now
+
+    def _typed(self, index: int, at: int, start: int, text: str) -> bool:
+        """Insert ``text`` at ``at`` in piece ``index`` (``start`` in the text) when it is
+        what typing sends (no line break, the piece neither split nor merged): the general
+        path's result, without its lists and sums. False: nothing done, the general path is
+        needed."""
+        piece = self._pieces[index]
+        grown = len(piece) + len(text)
+        if "\n" in text or grown >= 2 * _PIECE:
+            return False
+        if grown < _PIECE // 4 and index + 1 < len(self._pieces):
+            return False  # a crumb the general path joins to the next piece
+        merged = piece[:at] + text + piece[at:]
+        # ``_counted_bytes`` of the new piece less the old one's: the line breaks, and so
+        # their count's int, are the same.
+        self._piece_bytes += sys.getsizeof(merged) - sys.getsizeof(piece)
+        if grown > 256:
+            self._piece_bytes += sys.getsizeof(grown) - _int_bytes(len(piece))
+        self._pieces[index] = merged
+        self._lengths[index] = grown
+        self._length += len(text)
+        self._joined = None
+        if self._memo is not None and start < self._memo[1]:
+            self._memo = None  # the line may start elsewhere now
+        return True
 
     def _breaks_between(self, first: int, head: int, last: int, tail: int) -> int:
         """Line breaks from offset ``head`` of piece ``first`` to ``tail`` of piece ``last``."""
@@ -273,10 +346,19 @@ def _piece_bytes(piece: str) -> int:
     return _counted_bytes(piece, len(piece), piece.count("\n"))
 
 
+def _int_bytes(count: int) -> int:
+    """A count's int as ``_counted_bytes`` counts it: nothing up to 256 (shared)."""
+    return sys.getsizeof(count) if count > 256 else 0
+
+
 def _counted_bytes(piece: str, length: int, breaks: int) -> int:
     """``_piece_bytes`` from the piece's counts, already known."""
-    counts = sum(sys.getsizeof(n) for n in (length, breaks) if n > 256)
-    return sys.getsizeof(piece) + counts
+    held = sys.getsizeof(piece)
+    if length > 256:
+        held += sys.getsizeof(length)
+    if breaks > 256:
+        held += sys.getsizeof(breaks)
+    return held
 
 
 def _split(text: str) -> list[str]:
@@ -324,15 +406,23 @@ class OpenDocument(TextDocument):
         return self._text.head(n)
 
     def snapshot_near(
-        self, position: types.Position, before: int, after: int
+        self, position: types.Position, before: int, after: int, encoding: str | None = None
     ) -> tuple[DocumentSnapshot, int]:
         """A snapshot of the lines within ``before`` characters before ``position`` and
         ``after`` after it (``PieceText.excerpt``), and the position's offset in it: what a
         completion reads costs the size of that excerpt, not of the document (a keystroke
         in a 4 MB document copied 4 MB per request, and each request in flight held a copy)."""
-        cursor = self._text.offset(position, self._encoding())
+        cursor = self._text.offset(position, encoding or self._encoding())
         text, base, line = self._text.excerpt(cursor, before, after)
         return snapshot_with(self, text, base=base, base_line=line), cursor - base
+
+    def converts_exactly(self, position: types.Position, encoding: str | None = None) -> bool:
+        """Whether ``position`` was the last one converted (``snapshot_near``, a change) and
+        names its offset exactly: on a line ASCII up to it, not past its end. Then the
+        offset converts back to this very position, with no counting. (``encoding``: the
+        document's, when the caller has it already.)"""
+        encoding = encoding or self._encoding()
+        return self._text.remembers(position.line, position.character, encoding)
 
     @property
     def size(self) -> int:
@@ -350,11 +440,24 @@ class OpenDocument(TextDocument):
         value = str(self.position_codec.encoding or "utf-16").lower()
         return value if value in _ENCODINGS else "utf-16"
 
-    def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
+    def replace_range(
+        self, start_line: int, start_character: int, end_line: int, end_character: int, text: str
+    ) -> None:
+        """An incremental change: the range (in the negotiated encoding's code units, clamped
+        as ``PieceText.offset_at`` clamps) replaced by ``text``. What pygls's
+        ``apply_change`` does with a ``TextDocumentContentChangePartial``, from plain values
+        (``lsp/fast_lane.py`` builds no lsprotocol objects)."""
         encoding = self._encoding()
-        start = self._text.offset(change.range.start, encoding)
-        end = self._text.offset(change.range.end, encoding)
-        self._text.replace(start, end, valid_text(change.text))
+        start = self._text.offset_at(start_line, start_character, encoding)
+        if end_line == start_line and end_character == start_character:
+            end = start  # an insertion, as typing sends
+        else:
+            end = self._text.offset_at(end_line, end_character, encoding)
+        self._text.replace(start, end, valid_text(text))
+
+    def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
+        start, end = change.range.start, change.range.end
+        self.replace_range(start.line, start.character, end.line, end.character, change.text)
 
     def _apply_full_change(self, change: types.TextDocumentContentChangeEvent) -> None:
         self._text = PieceText(valid_text(change.text))

@@ -5,12 +5,13 @@ Typing sends two messages per key, a ``textDocument/didChange`` and a
 Through pygls each costs more than Crucible's own work on it: cattrs structures the params
 into lsprotocol objects, pygls wraps every handler in futures and generators (a uuid per
 notification), and the answer is unstructured by cattrs again before ``json.dumps``. Here the
-JSON that ``CrucibleProtocol.handle_frame`` decoded once is checked by hand, the same
-lsprotocol values the handlers take are built directly, the same code runs
-(``handlers/documents.changed``, ``handlers/inline_completion.inline_answer``), and the
-answer is written as plain JSON, the same fields in the same order, ``None`` omitted, as
-pygls writes ``convert.inline_completion_list``'s answer (``tests/unit/test_fast_lane.py``
-holds the two equal).
+JSON that ``CrucibleProtocol.handle_frame`` decoded once is checked by hand; a change is
+applied from its plain values (``OpenDocument.replace_range``, then
+``handlers/documents.edited``, what pygls's handlers do with the lsprotocol values), the
+completion runs the same code (``handlers/inline_completion.inline_answer``), and the answer
+is written as plain JSON, the same fields in the same order, ``None`` omitted, as pygls writes
+``convert.inline_completion_list``'s answer (``tests/unit/test_fast_lane.py`` holds the two
+equal).
 
 The lane takes only what it is sure of; anything else goes the pygls way, with its answers
 and its log lines (``False`` from ``request`` / ``notification``):
@@ -25,12 +26,17 @@ What it keeps as pygls does it, so the two lanes interleave in arrival order:
 
 * a ``didChange`` is applied and its handler run at once, inside ``handle_frame``, as pygls
   runs notification handlers (a generator and a plain function, both synchronous); the
-  version rule (``CrucibleProtocol._out_of_order``) runs first;
+  version rule (``CrucibleProtocol.stale_change``) runs first;
 * an ``inlineCompletion`` starts as a task on the next loop turn, as pygls starts a coroutine
   handler (``asyncio.ensure_future``), with the request id in pygls's context variable, and
   is kept in ``_request_futures`` under its id: a ``$/cancelRequest`` cancels it, and a
   cancelled or failed one is answered by pygls's own ``_send_handler_result``
   (RequestCancelled, or the error without its traceback);
+* except when nothing was read behind it (``Frame.more_buffered`` False) and nothing went the
+  pygls way since the loop last turned (``CrucibleProtocol.pygls_pending``): whatever comes
+  next is handled on a later turn anyway, so it runs now, inside ``handle_frame``
+  (``scheduling/eager.py``): typing through a suggestion is answered with no task and no
+  loop turn; a request that waits goes on as a task, kept and cancelled as above;
 * a ``$/cancelRequest`` cancels through pygls's ``_handle_cancel_notification``; a cancel of a
   request already answered is ignored at DEBUG, as ``CrucibleProtocol._expected`` does.
 
@@ -47,7 +53,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lsprotocol import types
@@ -57,10 +63,12 @@ from crucible.completion.service import CompletionResult
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.lsp import jsonrpc
 from crucible.lsp.convert import offset_to_position
+from crucible.lsp.diagnostics import line_edit
 from crucible.lsp.document_text import OpenDocument
-from crucible.lsp.handlers.documents import changed
+from crucible.lsp.handlers.documents import edited
 from crucible.lsp.handlers.inline_completion import inline_answer
 from crucible.lsp.server import CrucibleLanguageServer
+from crucible.scheduling.eager import started
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +77,12 @@ _INTEGER_MIN = -(2**31)
 _POSITION_KEYS = frozenset(("line", "character"))
 _RANGE_KEYS = frozenset(("start", "end"))
 _CHANGE_KEYS = frozenset(("range", "rangeLength", "text"))
+_RANGE_AND_TEXT = frozenset(("range", "text"))
 _DID_CHANGE_KEYS = frozenset(("textDocument", "contentChanges"))
 _VERSIONED_KEYS = frozenset(("uri", "version"))
 _INLINE_KEYS = frozenset(("textDocument", "position", "context"))
+_URI_KEYS = frozenset(("uri",))
+_CONTEXT_KEYS = frozenset(("triggerKind",))
 _ENCODER = json.JSONEncoder()  # json.dumps's defaults: ASCII, ", " and ": "
 _PYGLS_LOG = logging.getLogger("pygls.protocol.json_rpc")  # where pygls logs what it sends
 _TRIGGER_KINDS = {kind.value: kind for kind in types.InlineCompletionTriggerKind}
@@ -85,7 +96,7 @@ class FastLane:
         self._protocol = server.protocol
         # Per request still running (by task: a client may reuse an id): its done callback,
         # for a cancel or a failure.
-        self._unanswered_callbacks: dict[asyncio.Task[None], Callable[[Any], None]] = {}
+        self._unanswered_callbacks: dict[asyncio.Future[None], Callable[[Any], None]] = {}
 
     def notification(self, notification: jsonrpc.Notification) -> bool:
         """Handle ``notification`` if it is one the lane takes; False: it was not touched."""
@@ -94,10 +105,11 @@ class FastLane:
             return False
         method = notification.method
         if method == types.TEXT_DOCUMENT_DID_CHANGE:
-            params = _did_change_params(notification.params)
-            if params is None or not self._editable(params.text_document.uri):
+            change = _did_change_plain(notification.params)
+            document = None if change is None else self._editable(change[0])
+            if change is None or document is None:
                 return False
-            self._did_change(params)
+            self._did_change(document, *change)
             return True
         if method == types.CANCEL_REQUEST:
             params = notification.params
@@ -111,8 +123,11 @@ class FastLane:
             return True
         return False
 
-    def request(self, request: jsonrpc.Request) -> bool:
-        """Start ``request`` if it is one the lane takes; False: it was not touched."""
+    def request(self, request: jsonrpc.Request, more_buffered: bool = True) -> bool:
+        """Start ``request`` if it is one the lane takes; False: it was not touched.
+        ``more_buffered`` False: nothing the client sent after it has been read yet
+        (``Frame.more_buffered``) and nothing before it waits to be started
+        (``CrucibleProtocol.pygls_pending``), so it runs now (module docstring)."""
         protocol = self._protocol
         if (
             request.method != types.TEXT_DOCUMENT_INLINE_COMPLETION
@@ -128,31 +143,44 @@ class FastLane:
         msg_id = request.id
         context = contextvars.copy_context()
         context.run(protocol._ctx_msg_id.set, msg_id)
-        task = asyncio.get_running_loop().create_task(
-            self._inline_completion(msg_id, uri, position, invoked), context=context
-        )
+        answering = self._inline_completion(msg_id, uri, position, invoked)
+        running: asyncio.Future[None]
+        if more_buffered:
+            running = asyncio.get_running_loop().create_task(answering, context=context)
+        else:
+            running = context.run(started, answering)
+            if running.done() and not running.cancelled() and running.exception() is None:
+                return True  # answered already (a type-through, a memory hit)
         # pygls types the map with concurrent futures; it holds its own asyncio tasks too.
-        protocol._request_futures[msg_id] = task  # type: ignore[assignment]
+        protocol._request_futures[msg_id] = running  # type: ignore[assignment]
         unanswered = functools.partial(self._unanswered, msg_id)
-        self._unanswered_callbacks[task] = unanswered
-        task.add_done_callback(unanswered)
+        self._unanswered_callbacks[running] = unanswered
+        running.add_done_callback(unanswered)
         return True
 
-    def _editable(self, uri: str) -> bool:
-        # pygls looks documents up by the unquoted URI: one with escapes goes its way.
+    def _editable(self, uri: str) -> OpenDocument | None:
+        """The open document a change to ``uri`` edits, if the lane may apply it (pygls looks
+        documents up by the unquoted URI: one with escapes goes its way)."""
         document = None if "%" in uri else self._protocol.workspace.text_documents.get(uri)
-        return isinstance(document, OpenDocument) and document._is_sync_kind_incremental
+        if isinstance(document, OpenDocument) and document._is_sync_kind_incremental:
+            return document
+        return None
 
-    def _did_change(self, params: types.DidChangeTextDocumentParams) -> None:
-        # What pygls's didChange does (its built-in handler, then Crucible's), without the
-        # futures and the generator it runs them in.
-        if self._protocol._out_of_order(params):
+    def _did_change(
+        self, document: OpenDocument, uri: str, version: int, edits: list[_Edit]
+    ) -> None:
+        # What pygls's didChange does (its built-in handler: ``update_text_document``, each
+        # change applied and the version set; then Crucible's ``changed``, which is
+        # ``edited``), without the futures and the generator it runs them in, nor lsprotocol
+        # objects.
+        if self._protocol.stale_change(version, document.version):
             return
         try:
-            workspace = self._protocol.workspace
-            for change in params.content_changes:
-                workspace.update_text_document(params.text_document, change)
-            changed(self._server, params)
+            for edit in edits:
+                document.replace_range(*edit)
+                document.version = version
+            lines = [line_edit(edit[0], edit[2], edit[4]) for edit in edits]
+            edited(self._server, uri, version, lines)
         except Exception:
             error = JsonRpcInternalError.of(sys.exc_info())  # type: ignore[no-untyped-call]
             self._server._report_server_error(error, FeatureNotificationError)
@@ -161,29 +189,41 @@ class FastLane:
         self, msg_id: jsonrpc.MsgId, uri: str, position: types.Position, invoked: bool
     ) -> None:
         answer = await inline_answer(self._server, uri, position, invoked=invoked)
-        result = {"items": []} if answer is None else inline_completion_json(*answer)
-        # Answered here, not by the done callback: that would run one loop turn later.
+        result = (
+            {"items": []}
+            if answer is None
+            else inline_completion_json(
+                answer.snapshot, answer.result, answer.encoding, answer.cursor
+            )
+        )
+        # Answered here, not by the done callback: that would run one loop turn later. (Run
+        # at once, ``request``'s ``started``, the current task is the reader's: no callback
+        # is registered for it yet, and none will be.)
         task = asyncio.current_task()
         unanswered = None if task is None else self._unanswered_callbacks.pop(task, None)
         if task is not None and unanswered is not None:
             task.remove_done_callback(unanswered)
         self._protocol._request_futures.pop(msg_id, None)
-        await self._write({"id": msg_id, "jsonrpc": "2.0", "result": result})
+        pending = self._write({"id": msg_id, "jsonrpc": "2.0", "result": result})
+        if pending is not None:
+            await self._written(pending)
 
-    def _unanswered(self, msg_id: jsonrpc.MsgId, task: asyncio.Task[None]) -> None:
+    def _unanswered(self, msg_id: jsonrpc.MsgId, task: asyncio.Future[None]) -> None:
         """A request cancelled (before it ran, or while it waited) or failed: pygls's own
         reply, RequestCancelled or the error (shortened by ``CrucibleProtocol``)."""
         self._unanswered_callbacks.pop(task, None)
         self._protocol._send_handler_result(task, msg_id=msg_id)  # type: ignore[arg-type]
 
-    async def _write(self, message: dict[str, Any]) -> None:
+    def _write(self, message: dict[str, Any]) -> Awaitable[Any] | None:
         """``message`` as pygls's ``_send_data`` writes it (header, body, its log line), with
-        one encoder for every answer (``json.dumps`` with an argument builds one per call)."""
+        one encoder for every answer (``json.dumps`` with an argument builds one per call).
+        A plain function, not a coroutine: stdio and TCP write at once; a writer that must be
+        awaited (a WebSocket's) has its write returned, for ``_written``."""
         protocol = self._protocol
         writer = protocol.writer
         if writer is None:
             logger.error("Unable to send data, no available transport!")
-            return
+            return None
         try:
             body = _ENCODER.encode(message)
             if _PYGLS_LOG.isEnabledFor(logging.INFO):
@@ -193,11 +233,20 @@ class FastLane:
                 f"Content-Type: {protocol.CONTENT_TYPE}; charset={protocol.CHARSET}\r\n\r\n"
             )
             written = writer.write((header + body).encode(protocol.CHARSET))
-            if inspect.isawaitable(written):  # a WebSocket's; stdio and TCP write at once
-                await written
         except Exception as error:  # as pygls: logged, and reported once a minute at most
-            logger.exception("Error sending data")
-            self._server._report_server_error(error, JsonRpcInternalError)
+            self._write_failed(error)
+            return None
+        return written if written is not None and inspect.isawaitable(written) else None
+
+    async def _written(self, pending: Awaitable[Any]) -> None:
+        try:
+            await pending
+        except Exception as error:
+            self._write_failed(error)
+
+    def _write_failed(self, error: Exception) -> None:
+        logger.exception("Error sending data")
+        self._server._report_server_error(error, JsonRpcInternalError)
 
 
 def install(server: CrucibleLanguageServer) -> None:
@@ -207,15 +256,22 @@ def install(server: CrucibleLanguageServer) -> None:
 
 
 def inline_completion_json(
-    snapshot: DocumentSnapshot, result: CompletionResult | None, encoding: str
+    snapshot: DocumentSnapshot,
+    result: CompletionResult | None,
+    encoding: str,
+    cursor: tuple[int, types.Position] | None = None,
 ) -> dict[str, Any]:
     """``convert.inline_completion_list`` as the JSON pygls writes for it: the same items,
-    each ``insertText``, ``filterText``, ``range`` in lsprotocol's order."""
+    each ``insertText``, ``filterText``, ``range`` in lsprotocol's order. ``cursor``: an
+    offset whose position is known (``InlineAnswer.cursor``), not counted again."""
     if result is None:
         return {"items": []}
     text = snapshot.text
     line_before = text[snapshot.line_bounds(result.start)[0] : result.start]
-    start = _position(snapshot, result.start, encoding)
+    if cursor is not None and cursor[0] == result.start:
+        start = {"line": cursor[1].line, "character": cursor[1].character}
+    else:
+        start = _position(snapshot, result.start, encoding)
     choices = [(result.text, result.end)] + [(a.text, a.end) for a in result.alternatives]
     return {
         "items": [
@@ -253,63 +309,78 @@ def _uinteger(value: Any) -> bool:
     return type(value) is int and 0 <= value <= _UINTEGER_MAX
 
 
-def _position_of(value: Any) -> types.Position | None:
-    if not _plain(value, _POSITION_KEYS, 2):
-        return None
-    line, character = value["line"], value["character"]
-    if not (_uinteger(line) and _uinteger(character)):
-        return None
-    return types.Position(line=line, character=character)
+# A content change with a range, as plain values: start line, character, end line,
+# character, and the text that replaces the range.
+_Edit = tuple[int, int, int, int, str]
 
 
-def _did_change_params(params: Any) -> types.DidChangeTextDocumentParams | None:
-    if not _plain(params, _DID_CHANGE_KEYS, 2):
+def _did_change_plain(params: Any) -> tuple[str, int, list[_Edit]] | None:
+    """(uri, version, edits) of plain DidChangeTextDocumentParams, checked as lsprotocol
+    checks them: the values pygls would decode, without building its objects. (The shape
+    checks written out, key sets compared whole: this runs on every key.)"""
+    if type(params) is not dict or params.keys() != _DID_CHANGE_KEYS:
         return None
     document, changes = params["textDocument"], params["contentChanges"]
-    if not _plain(document, _VERSIONED_KEYS, 2) or type(changes) is not list:
+    if type(document) is not dict or document.keys() != _VERSIONED_KEYS:
         return None
     uri, version = document["uri"], document["version"]
-    if type(uri) is not str or type(version) is not int:
+    if type(uri) is not str or type(version) is not int or type(changes) is not list:
         return None
     if not _INTEGER_MIN <= version <= _UINTEGER_MAX:
         return None
-    edits: list[types.TextDocumentContentChangeEvent] = []
+    edits: list[_Edit] = []
     for change in changes:
-        if not _plain(change, _CHANGE_KEYS) or "range" not in change:
-            return None  # a whole-document change, or more than the lane knows
-        span, text = change["range"], change.get("text")
+        # A whole-document change (no range), or more than the lane knows: pygls's way.
+        if type(change) is not dict:
+            return None
+        keys = change.keys()
+        if keys != _RANGE_AND_TEXT and keys != _CHANGE_KEYS:
+            return None
+        span, text = change["range"], change["text"]
         length = change.get("rangeLength")
-        if type(text) is not str or not (length is None or _uinteger(length)):
+        if type(text) is not str or type(span) is not dict or span.keys() != _RANGE_KEYS:
             return None
-        if not _plain(span, _RANGE_KEYS, 2):
+        if length is not None and not (type(length) is int and 0 <= length <= _UINTEGER_MAX):
             return None
-        start, end = _position_of(span["start"]), _position_of(span["end"])
-        if start is None or end is None:
+        start, end = span["start"], span["end"]
+        if type(start) is not dict or start.keys() != _POSITION_KEYS:
             return None
-        edits.append(
-            types.TextDocumentContentChangePartial(
-                range=types.Range(start=start, end=end), text=text, range_length=length
-            )
-        )
-    return types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-        content_changes=edits,
-    )
+        if type(end) is not dict or end.keys() != _POSITION_KEYS:
+            return None
+        line, character = start["line"], start["character"]
+        end_line, end_character = end["line"], end["character"]
+        if not (
+            type(line) is int
+            and type(character) is int
+            and type(end_line) is int
+            and type(end_character) is int
+        ):
+            return None
+        if min(line, character, end_line, end_character) < 0:
+            return None
+        if max(line, character, end_line, end_character) > _UINTEGER_MAX:
+            return None
+        edits.append((line, character, end_line, end_character, text))
+    return uri, version, edits
 
 
 def _inline_params(params: Any) -> tuple[str, types.Position, bool] | None:
     """(uri, position, invoked) of plain InlineCompletionParams."""
-    if not _plain(params, _INLINE_KEYS, 3):
+    if type(params) is not dict or params.keys() != _INLINE_KEYS:
         return None
-    document, context = params["textDocument"], params["context"]
-    if not _plain(document, {"uri"}, 1) or type(document["uri"]) is not str:
+    document, context, position = params["textDocument"], params["context"], params["position"]
+    if type(document) is not dict or document.keys() != _URI_KEYS:
         return None
-    if not _plain(context, {"triggerKind"}, 1):
+    if type(context) is not dict or context.keys() != _CONTEXT_KEYS:
         return None
-    kind = (
-        _TRIGGER_KINDS.get(context["triggerKind"]) if type(context["triggerKind"]) is int else None
-    )
-    position = _position_of(params["position"])
-    if kind is None or position is None:
+    uri, trigger = document["uri"], context["triggerKind"]
+    kind = _TRIGGER_KINDS.get(trigger) if type(trigger) is int else None
+    if type(uri) is not str or kind is None:
         return None
-    return document["uri"], position, kind is types.InlineCompletionTriggerKind.Invoked
+    if type(position) is not dict or position.keys() != _POSITION_KEYS:
+        return None
+    line, character = position["line"], position["character"]
+    if not (_uinteger(line) and _uinteger(character)):
+        return None
+    at = types.Position(line=line, character=character)
+    return uri, at, kind is types.InlineCompletionTriggerKind.Invoked

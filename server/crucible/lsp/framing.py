@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CHUNK = 1 << 16  # bytes asked of the stream at a time
 # The largest message body served. Past it the body is dropped unread: a document of tens of
@@ -73,6 +73,11 @@ class FrameFault(enum.Enum):
 @dataclass(frozen=True)
 class Frame:
     body: bytes
+    # False when nothing the client sent after this frame was read yet (the reader's buffer
+    # and its stream's are empty): whatever it sent next can only be handled on a later loop
+    # turn, so a request's handler may run now instead of on the next turn with the same
+    # order (``lsp/fast_lane.py``). True when unknown.
+    more_buffered: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,9 @@ class FrameReader:
         self._max_body = max_body
         self._buffer = bytearray()
         self._eof = False
+        # Whether the last read took everything its stream held: ``read(CHUNK)`` returns fewer
+        # than CHUNK bytes only when it emptied the stream's buffer.
+        self._drained = False
         self.junk_bytes = 0  # dropped outside any frame, for the log
 
     async def next(self) -> Frame | FrameError | None:
@@ -167,7 +175,7 @@ class FrameReader:
             return None  # a length that lies: the general path cuts the body short
         body = bytes(self._buffer[start:end])
         del self._buffer[:end]
-        return Frame(body)
+        return Frame(body, bool(self._buffer) or not self._drained)
 
     async def _fill(self) -> bool:
         if self._eof:
@@ -176,6 +184,7 @@ class FrameReader:
         if not data:
             self._eof = True
             return False
+        self._drained = len(data) < CHUNK
         self._buffer += data
         return True
 

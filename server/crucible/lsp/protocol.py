@@ -73,7 +73,7 @@ class Shortcut(Protocol):
     """Handles some messages another way than pygls (``lsp/fast_lane.py``); False: the
     message was not touched and goes the pygls way."""
 
-    def request(self, request: jsonrpc.Request) -> bool: ...
+    def request(self, request: jsonrpc.Request, more_buffered: bool = True) -> bool: ...
 
     def notification(self, notification: jsonrpc.Notification) -> bool: ...
 
@@ -99,6 +99,11 @@ class CrucibleProtocol(LanguageServerProtocol):
         # The keystroke's messages, handled without pygls's dispatch (``lsp/fast_lane.py``);
         # what it does not take comes here.
         self.fast_lane: Shortcut | None = None
+        # Whether a frame went the pygls way since the loop last turned: pygls starts a
+        # coroutine handler (``initialized``, ``didChangeConfiguration``) and wakes what
+        # awaits a response on the next turn, so a request behind it must not run before
+        # them (the lane runs a request read last at once only when this is False).
+        self.pygls_pending = False
 
     # pygls assigns the workspace it builds in its initialize handler to ``_workspace``; it
     # passes through ``adopt`` here, so every document it creates is an ``OpenDocument``
@@ -120,7 +125,17 @@ class CrucibleProtocol(LanguageServerProtocol):
             self._frame_error(item)
             return
         parsed = jsonrpc.parse_body(item.body)
-        if isinstance(parsed, jsonrpc.Invalid):
+        # The keystroke's kinds first: a notification and a request per key.
+        if isinstance(parsed, jsonrpc.Notification):
+            if self.fast_lane is None or not self.fast_lane.notification(parsed):
+                self._went_the_pygls_way()
+                self._notification(parsed)
+        elif isinstance(parsed, jsonrpc.Request):
+            lane = self.fast_lane
+            if lane is None or not lane.request(parsed, item.more_buffered or self.pygls_pending):
+                self._went_the_pygls_way()
+                self._request(parsed)
+        elif isinstance(parsed, jsonrpc.Invalid):
             self._complaints.log("%s (%d bytes)", parsed.message, len(item.body))
             self.send_error(parsed.reply_id, parsed.code, parsed.message)
         elif isinstance(parsed, jsonrpc.Batch):
@@ -137,14 +152,19 @@ class CrucibleProtocol(LanguageServerProtocol):
                         for msg_id in parsed.reply_ids
                     ]
                 )
-        elif isinstance(parsed, jsonrpc.Request):
-            if self.fast_lane is None or not self.fast_lane.request(parsed):
-                self._request(parsed)
-        elif isinstance(parsed, jsonrpc.Notification):
-            if self.fast_lane is None or not self.fast_lane.notification(parsed):
-                self._notification(parsed)
         else:
+            self._went_the_pygls_way()
             self._response(parsed)
+
+    def _went_the_pygls_way(self) -> None:
+        """``pygls_pending`` until the next loop turn has started what pygls scheduled (the
+        reset is scheduled after it: callbacks run in the order they were scheduled)."""
+        if not self.pygls_pending:
+            self.pygls_pending = True
+            asyncio.get_running_loop().call_soon(self._pygls_started)
+
+    def _pygls_started(self) -> None:
+        self.pygls_pending = False
 
     def _frame_error(self, error: FrameError) -> None:
         if error.fault is FrameFault.TOO_LARGE:
@@ -245,11 +265,16 @@ class CrucibleProtocol(LanguageServerProtocol):
         newer text (the spec: versions only increase), so it is dropped."""
         document = self.workspace.text_documents.get(params.text_document.uri)
         current = None if document is None else document.version
-        if current is None or params.text_document.version >= current:
+        return self.stale_change(params.text_document.version, current)
+
+    def stale_change(self, version: int, current: int | None) -> bool:
+        """``_out_of_order``'s rule and log line, for a change of ``version`` to a document at
+        ``current`` (``lsp/fast_lane.py`` has both at hand)."""
+        if current is None or version >= current:
             return False
         logger.warning(
             "dropped a didChange of version %d for a document at version %d: out of order",
-            params.text_document.version,
+            version,
             current,
         )
         return True

@@ -13,11 +13,13 @@ not only to the allocator.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
+from crucible.context.diagnostics import LineEdit
 from crucible.context.neighbours import OpenFile
 from crucible.context.snapshot import valid_text
 from crucible.lsp.diagnostics import line_edits, notification_diagnostics, notification_target
@@ -56,14 +58,19 @@ def _touch(ls: CrucibleLanguageServer, uri: str) -> None:
 
 
 def changed(ls: CrucibleLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-    """After a change is applied to the document (by pygls, or by ``lsp/fast_lane.py``)."""
-    _touch(ls, params.text_document.uri)
-    ls.backend.completion.document_changed(params.text_document.uri)
-    ls.backend.hover.store.edited(
-        params.text_document.uri,
-        params.text_document.version,
-        line_edits(params.content_changes),
-    )
+    """After a change is applied to the document by pygls."""
+    document = params.text_document
+    edited(ls, document.uri, document.version, line_edits(params.content_changes))
+
+
+def edited(
+    ls: CrucibleLanguageServer, uri: str, version: int, edits: Sequence[LineEdit | None]
+) -> None:
+    """After a change is applied to the document (``changed``, or ``lsp/fast_lane.py`` from
+    the JSON without lsprotocol objects): ``edits`` are its content changes by lines."""
+    _touch(ls, uri)
+    ls.backend.completion.document_changed(uri)
+    ls.backend.hover.store.edited(uri, version, edits)
 
 
 def register(server: CrucibleLanguageServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from lsprotocol import types
 from pygls.workspace import TextDocument
@@ -51,9 +52,23 @@ def _too_large(ls: CrucibleLanguageServer, document: TextDocument) -> bool:
     return True
 
 
+class InlineAnswer(NamedTuple):
+    """What an inline completion answers, for its writer (the pygls handler, the fast lane)."""
+
+    snapshot: DocumentSnapshot  # what the completion read
+    result: CompletionResult | None  # None: nothing to show
+    encoding: str  # the client's position encoding
+    # (offset in the snapshot, position) when the request's position converted exactly to
+    # that offset (an ASCII line up to it: ``OpenDocument.converts_exactly``), so an answer
+    # placed there needs no conversion back.
+    cursor: tuple[int, types.Position] | None = None
+
+
 def _request(
     ls: CrucibleLanguageServer, uri: str, position: types.Position, *, invoked: bool
-) -> tuple[CompletionRequest, str] | None:
+) -> tuple[CompletionRequest, str, bool] | None:
+    """The completion request at ``position``, the client's encoding, and whether the
+    position converted exactly (``InlineAnswer.cursor``)."""
     document = ls.workspace.text_documents.get(uri)
     if document is None:  # never opened: nothing we may read
         return None
@@ -61,12 +76,15 @@ def _request(
         return None
     encoding = encoding_of(document)
     settings = ls.backend.completion.settings
+    exact = False
     if isinstance(document, OpenDocument):
         snapshot, offset = document.snapshot_near(
             position,
             settings.max_prefix_chars + _EXCERPT_MARGIN,
             settings.max_suffix_chars + _EXCERPT_MARGIN,
+            encoding,
         )
+        exact = document.converts_exactly(position, encoding)
     else:
         snapshot = snapshot_of(document)
         offset = position_to_offset(snapshot.text, position, encoding)
@@ -80,21 +98,21 @@ def _request(
     request = CompletionRequest(
         snapshot=snapshot, offset=offset, invoked=invoked, neighbours=neighbours
     )
-    return request, encoding
+    return request, encoding, exact
 
 
 async def inline_answer(
     ls: CrucibleLanguageServer, uri: str, position: types.Position, *, invoked: bool
-) -> tuple[DocumentSnapshot, CompletionResult | None, str] | None:
-    """What an inline completion at ``position`` answers: the snapshot it read, the result
-    (None: nothing to show) and the position encoding; None when there is nothing to read.
-    The pygls handler and ``lsp/fast_lane.py`` each write it in their own way."""
+) -> InlineAnswer | None:
+    """What an inline completion at ``position`` answers; None when there is nothing to
+    read. The pygls handler and ``lsp/fast_lane.py`` each write it in their own way."""
     built = _request(ls, uri, position, invoked=invoked)
     if built is None:
         return None
-    request, encoding = built
+    request, encoding, exact = built
     result = await ls.backend.completion.complete(request)
-    return request.snapshot, result, encoding
+    cursor = (request.offset, position) if exact else None
+    return InlineAnswer(request.snapshot, result, encoding, cursor)
 
 
 def register(server: CrucibleLanguageServer) -> None:
@@ -110,7 +128,7 @@ def register(server: CrucibleLanguageServer) -> None:
         )
         if answer is None:
             return types.InlineCompletionList(items=[])
-        return inline_completion_list(*answer)
+        return inline_completion_list(answer.snapshot, answer.result, answer.encoding)
 
     @server.feature(
         types.TEXT_DOCUMENT_COMPLETION,
@@ -128,6 +146,6 @@ def register(server: CrucibleLanguageServer) -> None:
         built = _request(ls, params.text_document.uri, params.position, invoked=invoked)
         if built is None:
             return types.CompletionList(is_incomplete=False, items=[])
-        request, encoding = built
+        request, encoding, _ = built
         result = await ls.backend.completion.complete(request)
         return completion_list(request.snapshot, result, encoding, client)
