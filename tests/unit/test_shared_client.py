@@ -140,3 +140,22 @@ def test_the_editors_options_name_key_variables_too() -> None:
     assert key_names(None) == set()
     environ = {"LLM_CREDENTIAL": "k", "OTHER": "x"}
     assert session_env(environ, [], key_names(options)) == {"LLM_CREDENTIAL": "k"}
+
+
+def test_versions_are_totally_ordered_and_only_the_newer_retires_a_daemon() -> None:
+    from crucible.shared.handshake import PROTOCOL, newer, welcome_for
+
+    ordered = ["0.0.1", "0.1.0rc1", "0.1.0", "0.1.0+local", "0.2.0", "0.10.0", "nightly"]
+    for a in ordered:
+        for b in ordered:
+            if a != b:
+                assert newer(a, b) != newer(b, a)  # exactly one of two versions is newer
+    assert newer("0.10.0", "0.2.0") and newer("0.1.0", "0.1.0rc1")
+    old, new = Hello("0.1.0"), Hello("0.2.0")
+    assert welcome_for(new, "0.1.0", retiring=False) == (False, True)  # retire for the newer
+    assert welcome_for(old, "0.2.0", retiring=False) == (True, False)  # serve the older
+    alien = Hello("0.1.0", protocol=PROTOCOL + 1)
+    assert welcome_for(alien, "0.2.0", retiring=False) == (False, False)  # refuse, stay
+    assert welcome_for(old, "0.1.0", retiring=True) == (False, False)
+    # A hello from before the field was added is protocol 1.
+    assert Hello.decode(b'{"crucible": "0.0.9"}\n').protocol == 1

@@ -24,10 +24,11 @@ client (``serve_connection``). Its log records go to its own editor (``runtime/l
 killed, a broken frame, its editor's process gone) ends only it; an exception in it is logged
 and goes no further.
 
-A hello of another version makes the daemon retire: it answers ``accepted: false``, stops
+A hello of a newer version makes the daemon retire: it answers ``accepted: false``, stops
 accepting, removes its socket file (the new daemon binds a new one), and exits once its last
-session ends; no session is cut. With no session for ``CRUCIBLE_DAEMON_IDLE_S`` seconds
-(default 600) it exits, removing its socket and pid files.
+session ends; no session is cut. An older client is served when it speaks this protocol, else
+refused without retiring (``shared/handshake.py``, ``welcome_for``). With no session for
+``CRUCIBLE_DAEMON_IDLE_S`` seconds (default 600) it exits, removing its socket and pid files.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from crucible.runtime.log import (
     SessionLogRouter,
     configure_logging,
 )
-from crucible.shared.handshake import HandshakeError, Hello, Welcome
+from crucible.shared.handshake import HandshakeError, Hello, Welcome, welcome_for
 from crucible.shared.place import DaemonPlace, log_path, private_dir
 
 if TYPE_CHECKING:
@@ -163,10 +164,17 @@ class Daemon:
             logger.warning("a client's hello was not understood: %s", exc)
             writer.close()
             return
-        if hello.version != crucible.__version__ or self._retiring:
-            if hello.version != crucible.__version__:
-                logger.info("a client of version %s: retiring", hello.version)
+        accepted, retire = welcome_for(hello, crucible.__version__, self._retiring)
+        if not accepted:
+            if retire:
+                logger.info("a client of the newer version %s: retiring", hello.version)
                 self.retire()
+            elif not self._retiring:
+                logger.info(
+                    "a client of the older version %s, protocol %d: it serves itself",
+                    hello.version,
+                    hello.protocol,
+                )
             writer.write(Welcome(crucible.__version__, accepted=False).encode())
             with contextlib.suppress(OSError):
                 await writer.drain()
