@@ -398,9 +398,12 @@ class App:
         )
 
     async def clear_cache(self) -> dict[str, int]:
-        """``crucible.clearCache``: every level emptied."""
+        """``crucible.clearCache``: every level emptied (in the shared daemon, for every
+        window using this cache: ``SharedResources.clear_cache`` says how many)."""
         if self.cache is None:
             return {"l1": 0, "type_through": 0, "l2": 0}
+        if self._shared is not None:
+            return await self._shared.clear_cache(self.cache, self)
         return await self.cache.clear()
 
     def _create(self, settings: ProviderSettings) -> Provider:

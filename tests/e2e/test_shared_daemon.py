@@ -408,3 +408,43 @@ async def test_each_window_sends_its_own_editors_key(place: Place, fake: FakePro
         assert (await server_status(second))["shared"]["providers"] == 2
     keys = [r.headers.get("authorization") for r in fake.generation_requests()]
     assert keys == ["Bearer first-key", "Bearer second-key"]
+
+
+async def _clear_cache(client: LanguageClient) -> dict[str, int]:
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="crucible.clearCache")
+    )
+    assert isinstance(result, dict)
+    return result
+
+
+async def test_clear_cache_in_one_window_says_it_is_shared_and_tells_the_others(
+    place: Place, fake: FakeProvider
+) -> None:
+    options = provider_options(fake)
+    separate = {**options, "cache": {**options["cache"], "memory_mb": 16}}  # another cache
+    async with (
+        window(place, options) as first,
+        window(place, options) as second,
+        window(place, separate) as third,
+    ):
+        assert await suggestion(first, TEXT) == "return a + b"
+        assert await suggestion(third, TEXT) == "return a + b"
+        calls = len(fake.generation_requests())
+        cleared = await _clear_cache(second)
+        # The cache the second window uses is the first's too: it says so.
+        assert cleared["shared_with"] == 1 and cleared["l1"] >= 1
+        told = "emptied by crucible.clearCache in another window"
+        for _ in range(100):
+            if any(told in m.message for m in first.log_messages):
+                break
+            await asyncio.sleep(0.05)
+        assert any(told in m.message for m in first.log_messages)
+        assert not any(told in m.message for m in third.log_messages + second.log_messages)
+        # Cleared for the first window too (an answer belongs to no one window) ...
+        assert await suggestion(first, TEXT, name="main.py") == "return a + b"
+        assert len(fake.generation_requests()) == calls + 1
+        # ... not for the third, whose own cache it is not.
+        assert await suggestion(third, TEXT, name="main.py") == "return a + b"
+        assert len(fake.generation_requests()) == calls + 1
+        assert (await _clear_cache(third))["shared_with"] == 0

@@ -6,7 +6,9 @@ It owns three things:
 
 - the response caches: one ``TieredCache`` (one L1, the sqlite L2) per identical
   ``CacheSettings`` and disk file, so sessions configured alike (the usual case: one user, one
-  user file) share every answer; a session configured otherwise gets its own;
+  user file) share every answer; a session configured otherwise gets its own.
+  ``crucible.clearCache`` empties the one its window uses, and says so to the others
+  (``clear_cache``);
 - the providers: one per identical ``ProviderSettings`` *and* resolved API key (the value of
   ``api_key_env`` in the session's environment), so one connection pool per provider serves
   every window, and a window never sends another window's key;
@@ -37,7 +39,7 @@ from crucible.providers.errors import ProviderError
 from crucible.providers.http import api_key
 from crucible.providers.http_provider import HttpProvider
 from crucible.providers.openai import OpenAIProvider
-from crucible.runtime.log import SESSION_LOG
+from crucible.runtime.log import SESSION_LOG, SessionLog
 from crucible.runtime.memory import MemoryRelief, MemorySupervisor
 from crucible.runtime.tasks import BackgroundTasks
 
@@ -76,6 +78,7 @@ class SharedResources:
 
     def __init__(self, memory: MemorySettings | None = None) -> None:
         self._sessions: list[SessionBackend] = []
+        self._logs: dict[SessionBackend, SessionLog | None] = {}  # each session's, for _tell
         self._caches: dict[Hashable, _Lease[TieredCache]] = {}
         self._providers: dict[Hashable, _Lease[Provider]] = {}
         self._tasks: BackgroundTasks | None = None
@@ -112,11 +115,22 @@ class SharedResources:
             SESSION_LOG.reset(token)
 
     def join(self, session: SessionBackend) -> None:
+        """Called in the session's task (``App`` is built there): its log is the one set."""
         self._sessions.append(session)
+        self._logs[session] = SESSION_LOG.get()
 
     def leave(self, session: SessionBackend) -> None:
         if session in self._sessions:
             self._sessions.remove(session)
+        self._logs.pop(session, None)
+
+    def _tell(self, session: SessionBackend, message: str) -> None:
+        """Log ``message`` at INFO as ``session``'s: to its editor and its file only."""
+        token = SESSION_LOG.set(self._logs.get(session))
+        try:
+            logger.info("%s", message)
+        finally:
+            SESSION_LOG.reset(token)
 
     @property
     def sessions(self) -> int:
@@ -200,6 +214,24 @@ class SharedResources:
             self._unstarted.append(work)
         else:
             self._daemon_wide(work, "close a shared resource")
+
+    async def clear_cache(self, cache: TieredCache, holder: SessionBackend) -> dict[str, int]:
+        """``crucible.clearCache`` from ``holder``'s window: ``cache`` is emptied for every
+        window using it (an answer belongs to no window: any window's prompt may be served
+        by it). The answer says how many other windows share it (``shared_with``), and each
+        of them is told in its log."""
+        cleared = await cache.clear()
+        lease = next((lease for lease in self._caches.values() if lease.value is cache), None)
+        others = list(dict.fromkeys(h for h in (lease.holders if lease else []) if h != holder))
+        for other in others:
+            self._tell(
+                other,
+                "the response cache this window shares was emptied by crucible.clearCache"
+                " in another window",
+            )
+        if others:
+            logger.info("the cache cleared is shared with %d other windows", len(others))
+        return {**cleared, "shared_with": len(others)}
 
     def caches(self) -> list[TieredCache]:
         return [lease.value for lease in self._caches.values()]
