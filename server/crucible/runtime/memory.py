@@ -214,6 +214,18 @@ class MemoryRelief(Protocol):
         ...
 
 
+class MemoryBudget(Protocol):
+    """What the App holds as its ``memory``: its own ``MemorySupervisor``, or in the shared
+    daemon its session's view of the daemon's budget (``shared/budget.py``)."""
+
+    @property
+    def cache_fraction(self) -> float: ...
+
+    def reconfigure(self, settings: MemorySettings) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
 @dataclass(slots=True)
 class ActionRecord:
     """How often an action ran and what it freed, as RSS before minus after (never negative)."""
@@ -237,8 +249,10 @@ class MemorySupervisor:
         collect: Callable[[], object] = gc.collect,
         trim: Callable[[], None] = release_free_memory,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_sample: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
+        self._on_sample = on_sample  # after each sample's actions (the shared daemon's sessions)
         self._relief = relief
         self._components = components
         self._activity = activity
@@ -423,6 +437,7 @@ class MemorySupervisor:
             try:
                 interval = self.check()
                 await self.finish()
+                self._on_sample()
             except Exception:
                 logger.exception("memory: a sample failed")
                 interval = self._settings.check_interval_s
