@@ -448,3 +448,31 @@ async def test_clear_cache_in_one_window_says_it_is_shared_and_tells_the_others(
         assert await suggestion(third, TEXT, name="main.py") == "return a + b"
         assert len(fake.generation_requests()) == calls + 1
         assert (await _clear_cache(third))["shared_with"] == 0
+
+
+async def test_what_follows_initialize_waits_for_the_sessions_configuration(
+    place: Place, fake: FakeProvider
+) -> None:
+    # The client answers initialize itself, so an editor asks at once: the daemon must hold
+    # what follows until the session has applied the editor's options. A status request
+    # (answered on the spot) right behind initialize, in the same write, shows the
+    # configuration it was answered with; twice, the second time from a loaded daemon.
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            *SHARED, env=place.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        assert process.stdin is not None and process.stdout is not None
+        params = {
+            "processId": None,
+            "capabilities": {},
+            "initializationOptions": provider_options(fake),
+        }
+        process.stdin.write(
+            _frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
+            + _frame({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+            + _frame({"jsonrpc": "2.0", "id": 2, "method": "crucible/status"})
+        )
+        status = (await asyncio.wait_for(_answer(process.stdout, 2), 20))["result"]
+        assert [p["name"] for p in status["providers"]] == ["fake-ollama"]
+        process.kill()
+        await process.wait()

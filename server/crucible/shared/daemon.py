@@ -213,6 +213,7 @@ class Daemon:
             await asyncio.wait_for(asyncio.shield(self._loaded), LOAD_S)
             from crucible.app import App, build_server
             from crucible.shared.resources import SharedResources
+            from crucible.shared.session_frames import InitializeFirst
 
             if self._shared is None:
                 self._shared = SharedResources()
@@ -220,7 +221,10 @@ class Daemon:
             app = App(config_path=config, env=hello.env, shared=self._shared)
             server = build_server(app)
             logger.info("session started (%d open)", self._sessions)
-            code = await server.serve_connection(reader, writer)
+            requests = server.protocol._request_futures
+            code = await server.serve_connection(
+                reader, writer, lambda read: InitializeFirst(read, requests)
+            )
             logger.info("session ended (exit code %d)", code)
         finally:
             self._logs.remove(log)
