@@ -168,3 +168,23 @@ def test_a_client_serving_alone_reaps_its_server(tmp_path: Path) -> None:
 def _children() -> set[int]:
     """This process's children, zombies included (a zombie is one nobody waited for)."""
     return {child.pid for child in psutil.Process().children()}
+
+
+async def test_shutdown_and_exit_together_are_answered_and_end_with_0(place: Place) -> None:
+    # A body cut short by the next frame first: the client still sees the shutdown after it.
+    cut = b'Content-Length: 30\r\n\r\n{"id": 9,'
+    for damaged in (False, True):
+        client = await asyncio.create_subprocess_exec(
+            *SHARED, env=place.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        assert client.stdin is not None and client.stdout is not None
+        initialized = _frame({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        client.stdin.write(INITIALIZE + initialized + (cut if damaged else b"") + STATUS)
+        await asyncio.wait_for(_answer(client.stdout, 2), 20)
+        client.stdin.write(
+            _frame({"jsonrpc": "2.0", "id": 3, "method": "shutdown"})
+            + _frame({"jsonrpc": "2.0", "method": "exit"})
+        )
+        answer = await asyncio.wait_for(_answer(client.stdout, 3), 20)
+        assert answer["result"] is None  # answered before the session closed
+        assert await asyncio.wait_for(client.wait(), 10) == 0

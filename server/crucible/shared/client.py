@@ -80,11 +80,15 @@ INITIALIZE_WAIT_S = 2.0  # bodies read for ``shutdown`` / ``exit`` (both are tin
 
 class FrameSplitter:
     """Well-formed LSP frames out of a byte stream, for looking at (the bytes go on as
-    they came). A frame it cannot read ends the looking: ``broken`` turns true."""
+    they came). It resynchronises as ``lsp/framing.py`` does: ``Content-Length:`` cannot occur
+    in a valid JSON body, so wherever it appears a new frame starts there (a body cut short
+    by the next frame is given up, as the server answers it with a parse error). Junk it
+    cannot resynchronise in (8 KB without a header) ends the looking: ``broken`` turns true."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._length: int | None = None  # of the body being waited for
+        self._scanned = 0  # bytes of that body searched for a header already
         self.broken = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
@@ -101,10 +105,23 @@ class FrameSplitter:
                     return
                 length = _content_length(bytes(self._buffer[:end]))
                 if length is None:
-                    self.broken = True
-                    return
+                    restart = self._buffer.find(_HEADER, 1)
+                    if restart < 0:
+                        self.broken = True
+                        return
+                    del self._buffer[:restart]
+                    continue
                 del self._buffer[: end + 4]
-                self._length = length
+                self._length, self._scanned = length, 0
+            # Only what arrived since the last look is searched (a large body comes in many
+            # chunks), from a header's length back, in case one straddles two chunks.
+            start = max(0, self._scanned - len(_HEADER))
+            cut = self._buffer.find(_HEADER, start, self._length)
+            self._scanned = min(len(self._buffer), self._length)
+            if cut >= 0:  # the next frame starts inside this body: this one was cut short
+                del self._buffer[:cut]
+                self._length = None
+                continue
             if len(self._buffer) < self._length:
                 return
             body = bytes(self._buffer[: self._length])
@@ -117,6 +134,9 @@ class FrameSplitter:
         if self._length is None:
             return bytes(self._buffer)
         return b"Content-Length: %d\r\n\r\n" % self._length + bytes(self._buffer)
+
+
+_HEADER = b"Content-Length:"
 
 
 def _content_length(headers: bytes) -> int | None:

@@ -213,7 +213,7 @@ class Daemon:
             await asyncio.wait_for(asyncio.shield(self._loaded), LOAD_S)
             from crucible.app import App, build_server
             from crucible.shared.resources import SharedResources
-            from crucible.shared.session_frames import InitializeFirst
+            from crucible.shared.session_frames import SessionFrames
 
             if self._shared is None:
                 self._shared = SharedResources()
@@ -223,7 +223,7 @@ class Daemon:
             logger.info("session started (%d open)", self._sessions)
             requests = server.protocol._request_futures
             code = await server.serve_connection(
-                reader, writer, lambda read: InitializeFirst(read, requests)
+                reader, writer, lambda read: SessionFrames(read, requests)
             )
             logger.info("session ended (exit code %d)", code)
         finally:
