@@ -81,6 +81,9 @@ class Pressure(StrEnum):
     CRITICAL = "critical"
 
 
+_RANK = {Pressure.NORMAL: 0, Pressure.ELEVATED: 1, Pressure.CRITICAL: 2}
+
+
 # -- readings ----------------------------------------------------------------------------------
 
 
@@ -263,6 +266,7 @@ class MemorySupervisor:
         self._sleep = sleep
         self.pressure = Pressure.NORMAL
         self._since = clock()
+        self._entered_at = self._limits()  # the limits the level was entered at
         self._cache_fraction = 1.0
         self._last_rss = 0
         self._last_activity = activity()
@@ -280,7 +284,8 @@ class MemorySupervisor:
         return self._cache_fraction
 
     def reconfigure(self, settings: MemorySettings) -> None:
-        """New limits apply from the next sample (which may then change the level)."""
+        """New limits apply from the next sample (which may then change the level). Limits
+        other than those a level was entered at waive the dwell (``_classify``)."""
         self._settings = settings
 
     # -- one sample ---------------------------------------------------------------------------
@@ -303,8 +308,12 @@ class MemorySupervisor:
         soft, hard = self._limits()
         if rss >= hard:
             return Pressure.CRITICAL
-        # Down one level at a time, and only past the band and the dwell.
-        settled = self._clock() - self._since >= _DWELL_S
+        # Down one level at a time, and only past the band and the dwell. The dwell keeps a
+        # level from flapping around a limit; when the limits are no longer those the level
+        # was entered at, it is waived (the shared daemon's rise when a window with small
+        # ones closes, and the other windows should not stay shed for another 30 s).
+        moved = self._limits() != self._entered_at
+        settled = moved or self._clock() - self._since >= _DWELL_S
         if self.pressure is Pressure.CRITICAL:
             eased = settled and rss < hard * _RELEASE_FRACTION
             return Pressure.ELEVATED if eased else Pressure.CRITICAL
@@ -320,6 +329,8 @@ class MemorySupervisor:
     def _enter(self, level: Pressure, rss: int) -> None:
         previous, self.pressure = self.pressure, level
         self._since = self._clock()
+        if _RANK[level] > _RANK[previous]:  # down, the limits waived stay waived
+            self._entered_at = self._limits()
         self._transitions += 1
         soft, hard = self._limits()
         logger.warning(
