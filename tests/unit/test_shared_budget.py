@@ -130,3 +130,18 @@ def test_process_relief_shrinks_each_shared_cache_once_and_tells_each_window() -
     for session in sessions:
         assert session.log.calls[0] == "drop_idle_state"
         assert "serves 3 windows; this one holds 1 MB" in session.log.calls[1]
+
+
+def test_a_level_reached_under_a_closed_windows_limits_is_left_at_once() -> None:
+    from crucible.runtime.memory import Pressure
+
+    budget = DaemonBudget(list, list, dict)
+    small, roomy = _Session(), _Session()
+    budget.view(small).reconfigure(_memory(16, 32))  # this process holds more than 32 MB
+    budget.supervisor.check()
+    assert budget.supervisor.pressure is Pressure.CRITICAL
+    assert small.log.paused
+    budget.view(roomy).reconfigure(_memory(60_000, 120_000))
+    budget.leave(small)
+    assert budget.supervisor.pressure is Pressure.NORMAL  # no sample waited for
+    assert not roomy.log.paused

@@ -41,6 +41,7 @@ from crucible.cache.tiered import TieredCache
 from crucible.config.settings import CacheSettings, MemorySettings
 from crucible.providers.base import Provider
 from crucible.providers.http_provider import HttpProvider
+from crucible.runtime.log import SESSION_LOG
 from crucible.runtime.memory import (
     IDLE_DOCUMENT_S,
     MemoryRelief,
@@ -95,6 +96,7 @@ class DaemonBudget:
         self._caches = caches
         self._providers = providers
         self._process_paused = False
+        self._applied = MemorySettings()  # the limits the supervisor has
         self.supervisor = MemorySupervisor(
             MemorySettings(),
             _DaemonRelief(self),
@@ -135,7 +137,23 @@ class DaemonBudget:
         )
 
     def _apply_rule(self) -> None:
-        self.supervisor.reconfigure(self.limits())
+        """The rule's limits to the supervisor. When they change while the process is under
+        pressure, the level is taken again at once against them (a level per sample, so at
+        most twice): a window opening after one with small limits closed should not find
+        the daemon still shedding under them until the next sample."""
+        limits = self.limits()
+        if limits == self._applied:
+            return
+        self._applied = limits
+        self.supervisor.reconfigure(limits)
+        token = SESSION_LOG.set(None)  # the daemon's work, not the session's that changed it
+        try:
+            for _ in range(2):
+                if self.supervisor.pressure is Pressure.NORMAL:
+                    break
+                self.supervisor.check()
+        finally:
+            SESSION_LOG.reset(token)
 
     # -- each session's own share ----------------------------------------------------------------
 
