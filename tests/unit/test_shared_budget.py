@@ -145,3 +145,17 @@ def test_a_level_reached_under_a_closed_windows_limits_is_left_at_once() -> None
     budget.leave(small)
     assert budget.supervisor.pressure is Pressure.NORMAL  # no sample waited for
     assert not roomy.log.paused
+
+
+def test_each_window_is_told_of_the_daemons_hard_limit_once() -> None:
+    budget = DaemonBudget(list, list, dict)
+    first = _Session()
+    budget.view(first)
+    relief = budget.supervisor._relief
+    relief.tell_user("over.")
+    relief.tell_user("over.")
+    later = _Session()
+    budget.view(later)
+    relief.tell_user("over.")
+    told = [sum(c.startswith("told:") for c in s.log.calls) for s in (first, later)]
+    assert told == [1, 1]

@@ -253,6 +253,7 @@ class MemorySupervisor:
         trim: Callable[[], None] = release_free_memory,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_sample: Callable[[], None] = lambda: None,
+        tell_once: bool = True,
     ) -> None:
         self._settings = settings
         self._on_sample = on_sample  # after each sample's actions (the shared daemon's sessions)
@@ -274,6 +275,10 @@ class MemorySupervisor:
         self._samples = 0
         self._transitions = 0
         self._told = False
+        self._napping: asyncio.Future[None] | None = None  # run's sleep until the next sample
+        # False: the user is told on every entry into critical, and the relief decides whom
+        # (the shared daemon tells each session once: its sessions come and go).
+        self._tell_once = tell_once
         self.actions: dict[str, ActionRecord] = {}
         # What actions left to finish, for ``finish``; with the record to credit (None: none).
         self._pending: list[tuple[ActionRecord | None, Awaitable[object]]] = []
@@ -285,8 +290,12 @@ class MemorySupervisor:
 
     def reconfigure(self, settings: MemorySettings) -> None:
         """New limits apply from the next sample (which may then change the level). Limits
-        other than those a level was entered at waive the dwell (``_classify``)."""
+        other than those a level was entered at waive the dwell (``_classify``); a shorter
+        interval ends the nap before the next sample (``_nap``)."""
+        shorter = settings.check_interval_s < self._settings.check_interval_s
         self._settings = settings
+        if shorter and self._napping is not None:
+            self._napping.cancel()
 
     # -- one sample ---------------------------------------------------------------------------
 
@@ -373,7 +382,7 @@ class MemorySupervisor:
         self._act("release_connections", self._relief.release_connections)
         self._act("pause_prefetch", lambda: self._relief.pause_background(True))
         if not self._told:
-            self._told = True
+            self._told = self._tell_once
             self._relief.tell_user(self._critical_message(rss))
 
     def _limit_cache(self) -> None:
@@ -444,7 +453,7 @@ class MemorySupervisor:
         next one tried later: supervision must never take the server down."""
         interval = self._settings.check_interval_s
         while True:
-            await self._sleep(interval)
+            await self._nap(interval)
             try:
                 interval = self.check()
                 await self.finish()
@@ -452,6 +461,18 @@ class MemorySupervisor:
             except Exception:
                 logger.exception("memory: a sample failed")
                 interval = self._settings.check_interval_s
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less: a shorter ``check_interval_s`` (``reconfigure``) ends
+        the nap at once, so it applies now, not after up to six times the old interval (in
+        the shared daemon, a window asking for 0.5 s behind one at the default 10 s)."""
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        self._napping = nap
+        try:
+            await asyncio.wait({nap})
+        finally:
+            self._napping = None
+            nap.cancel()
 
     # -- status -------------------------------------------------------------------------------
 

@@ -73,7 +73,8 @@ class _Share:
 
     settings: MemorySettings
     pressure: Pressure = Pressure.NORMAL
-    told: bool = False
+    told: bool = False  # of its own hard limit
+    told_process: bool = False  # of the daemon's
 
 
 def own_bytes(session: BudgetedSession) -> int:
@@ -103,6 +104,7 @@ class DaemonBudget:
             components=components,
             activity=lambda: sum(s.requests_total() for s in self._shares),
             on_sample=self.check_sessions,
+            tell_once=False,  # each session once: _DaemonRelief.tell_user
         )
 
     # -- sessions ------------------------------------------------------------------------------
@@ -290,7 +292,12 @@ class _DaemonRelief:
         return _all([provider.release_idle_connections() for provider in providers])
 
     def tell_user(self, message: str) -> None:
-        for session, _ in self._budget.sessions():
+        """Each session once (its window is told when the process first goes critical while
+        it is open; a window opened later is told the first time after that)."""
+        for session, share in self._budget.sessions():
+            if share.told_process:
+                continue
+            share.told_process = True
             held = own_bytes(session) / _MB
             session.relief.tell_user(
                 f"{message} (The shared server serves {len(self._budget.sessions())} windows;"
