@@ -76,7 +76,12 @@ from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
 from crucible.review.service import ReviewService
-from crucible.runtime.memory import MemoryRelief, MemorySupervisor, fix_mmap_threshold
+from crucible.runtime.memory import (
+    MemoryBudget,
+    MemoryRelief,
+    MemorySupervisor,
+    fix_mmap_threshold,
+)
 from crucible.runtime.notices import ProblemBoard, team_cache_problem
 from crucible.runtime.otlp_target import ExportRecord, ExportState, OtlpTarget, otlp_target
 from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
@@ -166,11 +171,14 @@ class App:
         # The memory budget ([memory]): samples RSS on the loop once started, and asks the
         # components (through ``_Relief``) to shed what they can rebuild.
         self.relief: MemoryRelief = _Relief(self)
+        self._supervisor: MemorySupervisor | None = None  # its own, without the daemon
+        self.memory: MemoryBudget
         if shared is not None:
-            self.memory = shared.memory  # one budget for the daemon; it relieves every session
             shared.join(self)
+            # The daemon's budget: this session's [memory] and share (shared/budget.py).
+            self.memory = shared.memory_for(self)
         else:
-            self.memory = MemorySupervisor(
+            self._supervisor = self.memory = MemorySupervisor(
                 self.settings.memory,
                 self.relief,
                 components=self.memory_components,
@@ -204,9 +212,9 @@ class App:
             return
         self._tasks = BackgroundTasks(asyncio.get_running_loop())
         fix_mmap_threshold()  # large texts freed go back to the system (runtime/memory.py)
-        if self._shared is None:
-            self._supervising = self._tasks.spawn(self.memory.run(), name="memory supervisor")
-        else:
+        if self._supervisor is not None:
+            self._supervising = self._tasks.spawn(self._supervisor.run(), name="memory supervisor")
+        elif self._shared is not None:
             self._shared.start()  # the daemon's supervisor, once
         if self.cache is not None:
             self.cache.start()
@@ -548,9 +556,12 @@ class App:
 
     async def clear_cache(self) -> dict[str, int]:
         """``crucible.clearCache``: this user's levels emptied; L3 is the team's, kept
-        (``l3_kept``)."""
+        (``l3_kept``). In the shared daemon, for every window using this cache
+        (``SharedResources.clear_cache`` says how many)."""
         if self.cache is None:
             return {"l1": 0, "type_through": 0, "l2": 0}
+        if self._shared is not None:
+            return await self._shared.clear_cache(self.cache, self)
         return await self.cache.clear()
 
     def _create(self, settings: ProviderSettings) -> Provider:

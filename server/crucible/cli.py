@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:  # no fcntl / Unix sockets (Windows): this window serves alone
             code = None
         else:
-            code = run_client(args.config, args.log_level)
+            code = run_client(args.config, args.log_level, args.log_file)
         if code is not None:
             return code  # else: the daemon's directory is unusable; this window serves alone
 

@@ -408,3 +408,71 @@ async def test_each_window_sends_its_own_editors_key(place: Place, fake: FakePro
         assert (await server_status(second))["shared"]["providers"] == 2
     keys = [r.headers.get("authorization") for r in fake.generation_requests()]
     assert keys == ["Bearer first-key", "Bearer second-key"]
+
+
+async def _clear_cache(client: LanguageClient) -> dict[str, int]:
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="crucible.clearCache")
+    )
+    assert isinstance(result, dict)
+    return result
+
+
+async def test_clear_cache_in_one_window_says_it_is_shared_and_tells_the_others(
+    place: Place, fake: FakeProvider
+) -> None:
+    options = provider_options(fake)
+    separate = {**options, "cache": {**options["cache"], "memory_mb": 16}}  # another cache
+    async with (
+        window(place, options) as first,
+        window(place, options) as second,
+        window(place, separate) as third,
+    ):
+        assert await suggestion(first, TEXT) == "return a + b"
+        assert await suggestion(third, TEXT) == "return a + b"
+        calls = len(fake.generation_requests())
+        cleared = await _clear_cache(second)
+        # The cache the second window uses is the first's too: it says so.
+        assert cleared["shared_with"] == 1 and cleared["l1"] >= 1
+        told = "emptied by crucible.clearCache in another window"
+        for _ in range(100):
+            if any(told in m.message for m in first.log_messages):
+                break
+            await asyncio.sleep(0.05)
+        assert any(told in m.message for m in first.log_messages)
+        assert not any(told in m.message for m in third.log_messages + second.log_messages)
+        # Cleared for the first window too (an answer belongs to no one window) ...
+        assert await suggestion(first, TEXT, name="main.py") == "return a + b"
+        assert len(fake.generation_requests()) == calls + 1
+        # ... not for the third, whose own cache it is not.
+        assert await suggestion(third, TEXT, name="main.py") == "return a + b"
+        assert len(fake.generation_requests()) == calls + 1
+        assert (await _clear_cache(third))["shared_with"] == 0
+
+
+async def test_what_follows_initialize_waits_for_the_sessions_configuration(
+    place: Place, fake: FakeProvider
+) -> None:
+    # The client answers initialize itself, so an editor asks at once: the daemon must hold
+    # what follows until the session has applied the editor's options. A status request
+    # (answered on the spot) right behind initialize, in the same write, shows the
+    # configuration it was answered with; twice, the second time from a loaded daemon.
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            *SHARED, env=place.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        assert process.stdin is not None and process.stdout is not None
+        params = {
+            "processId": None,
+            "capabilities": {},
+            "initializationOptions": provider_options(fake),
+        }
+        process.stdin.write(
+            _frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
+            + _frame({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+            + _frame({"jsonrpc": "2.0", "id": 2, "method": "crucible/status"})
+        )
+        status = (await asyncio.wait_for(_answer(process.stdout, 2), 20))["result"]
+        assert [p["name"] for p in status["providers"]] == ["fake-ollama"]
+        process.kill()
+        await process.wait()

@@ -298,3 +298,54 @@ async def test_run_samples_until_cancelled_and_survives_a_failing_sample() -> No
     # 10 s in, then 20 s (idle: doubled), the failure retried after the plain interval, then
     # the doubling goes on: the failing sample did not end the loop.
     assert [t - 1000 for t in samples] == [10, 30, 40, 80]
+
+
+def test_raised_limits_let_the_level_down_at_the_next_sample() -> None:
+    watcher, process, _ = supervisor()
+    process.rss = 250 * MB
+    watcher.check()
+    assert watcher.pressure is Pressure.CRITICAL
+    process.now += 1  # well inside the dwell
+    watcher.check()
+    assert watcher.pressure is Pressure.CRITICAL  # the same limits: the dwell holds
+    watcher.reconfigure(MemorySettings(soft_limit_mb=400, hard_limit_mb=800))
+    process.now += 1
+    watcher.check()
+    assert watcher.pressure is Pressure.ELEVATED  # one level a sample, as ever
+    watcher.check()
+    assert watcher.pressure is Pressure.NORMAL
+    process.rss = 410 * MB
+    watcher.check()
+    process.rss = 300 * MB
+    watcher.check()
+    assert watcher.pressure is Pressure.ELEVATED  # the same limits again: the dwell holds
+
+
+async def test_a_shorter_interval_ends_the_wait_for_the_next_sample() -> None:
+    process = Process()
+
+    async def forever(seconds: float) -> None:
+        await asyncio.get_running_loop().create_future()  # as a 60 s idle nap, for the test
+
+    watcher = MemorySupervisor(
+        LIMITS,
+        Relief(process),
+        read_rss=lambda: process.rss,
+        clock=lambda: process.now,
+        trim=lambda: None,
+        sleep=forever,
+    )
+    running = asyncio.create_task(watcher.run())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    watcher.reconfigure(LIMITS)  # the same interval: the nap goes on
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert watcher.snapshot()["samples"] == 0
+    watcher.reconfigure(MemorySettings(soft_limit_mb=100, hard_limit_mb=200, check_interval_s=1))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert watcher.snapshot()["samples"] == 1
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running

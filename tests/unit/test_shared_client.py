@@ -140,3 +140,36 @@ def test_the_editors_options_name_key_variables_too() -> None:
     assert key_names(None) == set()
     environ = {"LLM_CREDENTIAL": "k", "OTHER": "x"}
     assert session_env(environ, [], key_names(options)) == {"LLM_CREDENTIAL": "k"}
+
+
+def test_versions_are_totally_ordered_and_only_the_newer_retires_a_daemon() -> None:
+    from crucible.shared.handshake import PROTOCOL, newer, welcome_for
+
+    ordered = ["0.0.1", "0.1.0rc1", "0.1.0", "0.1.0+local", "0.2.0", "0.10.0", "nightly"]
+    for a in ordered:
+        for b in ordered:
+            if a != b:
+                assert newer(a, b) != newer(b, a)  # exactly one of two versions is newer
+    assert newer("0.10.0", "0.2.0") and newer("0.1.0", "0.1.0rc1")
+    old, new = Hello("0.1.0"), Hello("0.2.0")
+    assert welcome_for(new, "0.1.0", retiring=False) == (False, True)  # retire for the newer
+    assert welcome_for(old, "0.2.0", retiring=False) == (True, False)  # serve the older
+    alien = Hello("0.1.0", protocol=PROTOCOL + 1)
+    assert welcome_for(alien, "0.2.0", retiring=False) == (False, False)  # refuse, stay
+    assert welcome_for(old, "0.1.0", retiring=True) == (False, False)
+    # A hello from before the field was added is protocol 1.
+    assert Hello.decode(b'{"crucible": "0.0.9"}\n').protocol == 1
+
+
+def test_the_splitter_resynchronises_on_a_body_cut_short_by_the_next_frame() -> None:
+    cut = b'Content-Length: 30\r\n\r\n{"id": 2,'  # 9 bytes of 30, then the next frame
+    stream = frame({"id": 1}) + cut + frame({"id": 3, "method": "shutdown"}) + frame({"id": 4})
+    for size in (1, 7, len(stream)):
+        splitter = FrameSplitter()
+        bodies = [
+            b for i in range(0, len(stream), size) for b in splitter.feed(stream[i : i + size])
+        ]
+        assert [json.loads(b)["id"] for b in bodies] == [1, 3, 4]
+        assert not splitter.broken
+    junk = FrameSplitter()
+    assert [json.loads(b) for b in junk.feed(b"junk\r\n\r\n" + frame({"id": 5}))] == [{"id": 5}]

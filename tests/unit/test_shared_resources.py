@@ -10,7 +10,7 @@ from typing import Any
 from crucible.cache.tiered import TieredCache
 from crucible.config.settings import CacheSettings, ProviderSettings
 from crucible.providers.errors import ProviderError
-from crucible.runtime.log import SESSION_LOG, ClientLogHandler, SessionLogRouter
+from crucible.runtime.log import SESSION_LOG, ClientLogHandler, SessionLog, SessionLogRouter
 from crucible.runtime.memory import MemoryRelief
 from crucible.shared.resources import SharedResources
 
@@ -92,10 +92,10 @@ def test_a_sessions_records_reach_only_its_own_editor() -> None:
     logger.setLevel(logging.INFO)
     first, second = ClientLogHandler(), ClientLogHandler()
     try:
-        token = SESSION_LOG.set(first)
+        token = SESSION_LOG.set(SessionLog("INFO", first))
         logger.info("for the first window")
         SESSION_LOG.reset(token)
-        token = SESSION_LOG.set(second)
+        token = SESSION_LOG.set(SessionLog("INFO", second))
         logger.info("for the second window")
         SESSION_LOG.reset(token)
         logger.info("the daemon's own")  # no session: no editor
@@ -113,7 +113,7 @@ async def test_the_daemon_wide_supervisor_logs_as_no_session() -> None:
         seen.append(SESSION_LOG.get())
 
     shared.memory.run = run  # type: ignore[method-assign]
-    token = SESSION_LOG.set(ClientLogHandler())  # started by the first session's App
+    token = SESSION_LOG.set(SessionLog("INFO", ClientLogHandler()))  # the first session's App
     try:
         shared.start()
     finally:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from lsprotocol import types
@@ -300,13 +301,18 @@ class CrucibleLanguageServer(LanguageServer):
             return await done
 
     async def serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        frames: Callable[[FrameReader], FrameSource] | None = None,
     ) -> int:
         """Serve one client on a connection's streams (a TCP client, a shared daemon's
-        session) until ``exit``, its end or the parent's; then close the connection."""
+        session) until ``exit``, its end or the parent's; then close the connection.
+        ``frames`` wraps the reader (the daemon's sessions: ``shared/session_frames.py``)."""
         self.protocol.set_writer(writer)
+        read = FrameReader(reader, MAX_MESSAGE_BYTES)
         try:
-            return await self._serve(FrameReader(reader, MAX_MESSAGE_BYTES))
+            return await self._serve(read if frames is None else frames(read))
         finally:
             writer.close()
 

@@ -17,11 +17,15 @@ written, cannot recurse or wait. A full queue drops the record and counts it; th
 told how many were dropped once the queue drains.
 
 The shared daemon (``shared/daemon.py``) serves many editors in one process, so there is no
-one client: each session sets ``SESSION_LOG`` to its own ``ClientLogHandler`` in the task that
-serves it (tasks it starts inherit the value), and the root logger's ``SessionLogRouter``
-hands each record to the handler of the session that logged it. A record logged outside any
-session (the daemon's own work) reaches only the daemon's log file: nothing of one session is
-ever sent to another window. ``client_handler()`` answers the session's handler first.
+one client: each session sets ``SESSION_LOG`` to its own ``SessionLog`` (its editor's
+``ClientLogHandler`` and its window's ``--log-file``, at its window's ``--log-level``) in the
+task that serves it (tasks it starts inherit the value), and the root logger's
+``SessionLogRouter`` hands each record to the log of the session that logged it. The daemon's
+own file takes every session's records at INFO, the quiet libraries' kept out
+(``NotQuietLibraries``); ``daemon_levels`` opens the root logger to the most verbose level a
+session asks for. A record logged outside any session (the daemon's own work) reaches only
+the daemon's log file: nothing of one session is ever sent to another window or written to
+another window's file. ``client_handler()`` answers the session's handler first.
 """
 
 from __future__ import annotations
@@ -214,9 +218,7 @@ def configure_logging(
 ) -> None:
     """Route records as the module docstring says; ``client`` for the language server only
     (``doctor`` prints for people and has no client)."""
-    chosen = logging.getLevelName(level.upper())
-    if not isinstance(chosen, int):
-        chosen = logging.INFO
+    chosen = level_number(level)
     formatter = logging.Formatter(_FORMAT)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(max(logging.WARNING, chosen))
@@ -239,20 +241,82 @@ def configure_logging(
         logging.getLogger(noisy).setLevel(quiet)
 
 
-# The client log of the session this code runs for, in the shared daemon; unset elsewhere.
-SESSION_LOG: contextvars.ContextVar[ClientLogHandler | None] = contextvars.ContextVar(
+class SessionLog:
+    """One session's log in the shared daemon: its editor (a ``ClientLogHandler``) and, when
+    its window was started with ``--log-file``, that file, both at the window's
+    ``--log-level``. The quiet libraries (pygls, httpx) reach them below WARNING only at
+    DEBUG, as ``configure_logging`` has it for a server of its own."""
+
+    def __init__(self, level: str, client: ClientLogHandler, log_file: Path | None = None) -> None:
+        self.level = level_number(level)
+        self.client = client
+        client.setLevel(self.level)
+        self.file: logging.Handler | None = None
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            self.file = logging.FileHandler(log_file, encoding="utf-8")
+            self.file.setFormatter(logging.Formatter(_FORMAT))
+            self.file.setLevel(self.level)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        if record.levelno < self.level:
+            return
+        if (
+            record.levelno < logging.WARNING
+            and self.level > logging.DEBUG
+            and record.name.startswith(_NOT_FOR_CLIENT)
+        ):
+            return
+        self.client.handle(record)
+        if self.file is not None:
+            self.file.handle(record)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def level_number(level: str) -> int:
+    """``logging``'s number for a level name; INFO for a name it does not know."""
+    chosen = logging.getLevelName(level.upper())
+    return chosen if isinstance(chosen, int) else logging.INFO
+
+
+def daemon_levels(session_levels: list[int], own: int = logging.INFO) -> None:
+    """Let records through at the most verbose level any session (or the daemon, ``own``)
+    asks for: the root logger's level gates every record before any handler sees it. The
+    quiet libraries log below WARNING only while some session is at DEBUG. Each handler
+    keeps its own level (the daemon's file stays at ``own``)."""
+    lowest = min([own, *session_levels])
+    logging.getLogger().setLevel(lowest)
+    quiet = logging.DEBUG if lowest <= logging.DEBUG else logging.WARNING
+    for noisy in _NOT_FOR_CLIENT:
+        logging.getLogger(noisy).setLevel(quiet)
+
+
+class NotQuietLibraries(logging.Filter):
+    """For the daemon's own log file, at INFO: the quiet libraries' records below WARNING
+    (pygls logs every message it sends at INFO, document text included) stay out of it even
+    while a session at DEBUG lets them through to that session's own log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(_NOT_FOR_CLIENT)
+
+
+# The log of the session this code runs for, in the shared daemon; unset elsewhere.
+SESSION_LOG: contextvars.ContextVar[SessionLog | None] = contextvars.ContextVar(
     "crucible_session_log", default=None
 )
 
 
 class SessionLogRouter(logging.Handler):
-    """The daemon's root handler: a record goes to the client log of the session it was
-    logged for (``SESSION_LOG``), and nowhere when it was logged outside any session."""
+    """The daemon's root handler: a record goes to the log of the session it was logged for
+    (``SESSION_LOG``), and nowhere when it was logged outside any session."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        handler = SESSION_LOG.get()
-        if handler is not None and record.levelno >= handler.level:
-            handler.handle(record)
+        session = SESSION_LOG.get()
+        if session is not None:
+            session.handle(record)
 
 
 def client_handler() -> ClientLogHandler | None:
@@ -260,7 +324,7 @@ def client_handler() -> ClientLogHandler | None:
     the one installed on the root logger, if any."""
     session = SESSION_LOG.get()
     if session is not None:
-        return session
+        return session.client
     for handler in logging.getLogger().handlers:
         if isinstance(handler, ClientLogHandler):
             return handler

@@ -81,6 +81,9 @@ class Pressure(StrEnum):
     CRITICAL = "critical"
 
 
+_RANK = {Pressure.NORMAL: 0, Pressure.ELEVATED: 1, Pressure.CRITICAL: 2}
+
+
 # -- readings ----------------------------------------------------------------------------------
 
 
@@ -214,6 +217,18 @@ class MemoryRelief(Protocol):
         ...
 
 
+class MemoryBudget(Protocol):
+    """What the App holds as its ``memory``: its own ``MemorySupervisor``, or in the shared
+    daemon its session's view of the daemon's budget (``shared/budget.py``)."""
+
+    @property
+    def cache_fraction(self) -> float: ...
+
+    def reconfigure(self, settings: MemorySettings) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
 @dataclass(slots=True)
 class ActionRecord:
     """How often an action ran and what it freed, as RSS before minus after (never negative)."""
@@ -237,8 +252,11 @@ class MemorySupervisor:
         collect: Callable[[], object] = gc.collect,
         trim: Callable[[], None] = release_free_memory,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_sample: Callable[[], None] = lambda: None,
+        tell_once: bool = True,
     ) -> None:
         self._settings = settings
+        self._on_sample = on_sample  # after each sample's actions (the shared daemon's sessions)
         self._relief = relief
         self._components = components
         self._activity = activity
@@ -249,6 +267,7 @@ class MemorySupervisor:
         self._sleep = sleep
         self.pressure = Pressure.NORMAL
         self._since = clock()
+        self._entered_at = self._limits()  # the limits the level was entered at
         self._cache_fraction = 1.0
         self._last_rss = 0
         self._last_activity = activity()
@@ -256,6 +275,10 @@ class MemorySupervisor:
         self._samples = 0
         self._transitions = 0
         self._told = False
+        self._napping: asyncio.Future[None] | None = None  # run's sleep until the next sample
+        # False: the user is told on every entry into critical, and the relief decides whom
+        # (the shared daemon tells each session once: its sessions come and go).
+        self._tell_once = tell_once
         self.actions: dict[str, ActionRecord] = {}
         # What actions left to finish, for ``finish``; with the record to credit (None: none).
         self._pending: list[tuple[ActionRecord | None, Awaitable[object]]] = []
@@ -266,8 +289,13 @@ class MemorySupervisor:
         return self._cache_fraction
 
     def reconfigure(self, settings: MemorySettings) -> None:
-        """New limits apply from the next sample (which may then change the level)."""
+        """New limits apply from the next sample (which may then change the level). Limits
+        other than those a level was entered at waive the dwell (``_classify``); a shorter
+        interval ends the nap before the next sample (``_nap``)."""
+        shorter = settings.check_interval_s < self._settings.check_interval_s
         self._settings = settings
+        if shorter and self._napping is not None:
+            self._napping.cancel()
 
     # -- one sample ---------------------------------------------------------------------------
 
@@ -289,8 +317,12 @@ class MemorySupervisor:
         soft, hard = self._limits()
         if rss >= hard:
             return Pressure.CRITICAL
-        # Down one level at a time, and only past the band and the dwell.
-        settled = self._clock() - self._since >= _DWELL_S
+        # Down one level at a time, and only past the band and the dwell. The dwell keeps a
+        # level from flapping around a limit; when the limits are no longer those the level
+        # was entered at, it is waived (the shared daemon's rise when a window with small
+        # ones closes, and the other windows should not stay shed for another 30 s).
+        moved = self._limits() != self._entered_at
+        settled = moved or self._clock() - self._since >= _DWELL_S
         if self.pressure is Pressure.CRITICAL:
             eased = settled and rss < hard * _RELEASE_FRACTION
             return Pressure.ELEVATED if eased else Pressure.CRITICAL
@@ -306,6 +338,8 @@ class MemorySupervisor:
     def _enter(self, level: Pressure, rss: int) -> None:
         previous, self.pressure = self.pressure, level
         self._since = self._clock()
+        if _RANK[level] > _RANK[previous]:  # down, the limits waived stay waived
+            self._entered_at = self._limits()
         self._transitions += 1
         soft, hard = self._limits()
         logger.warning(
@@ -348,7 +382,7 @@ class MemorySupervisor:
         self._act("release_connections", self._relief.release_connections)
         self._act("pause_prefetch", lambda: self._relief.pause_background(True))
         if not self._told:
-            self._told = True
+            self._told = self._tell_once
             self._relief.tell_user(self._critical_message(rss))
 
     def _limit_cache(self) -> None:
@@ -419,13 +453,26 @@ class MemorySupervisor:
         next one tried later: supervision must never take the server down."""
         interval = self._settings.check_interval_s
         while True:
-            await self._sleep(interval)
+            await self._nap(interval)
             try:
                 interval = self.check()
                 await self.finish()
+                self._on_sample()
             except Exception:
                 logger.exception("memory: a sample failed")
                 interval = self._settings.check_interval_s
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less: a shorter ``check_interval_s`` (``reconfigure``) ends
+        the nap at once, so it applies now, not after up to six times the old interval (in
+        the shared daemon, a window asking for 0.5 s behind one at the default 10 s)."""
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        self._napping = nap
+        try:
+            await asyncio.wait({nap})
+        finally:
+            self._napping = None
+            nap.cancel()
 
     # -- status -------------------------------------------------------------------------------
 

@@ -20,8 +20,12 @@ Starting is race-free: a client that finds no daemon takes ``start.lock`` (``fcn
 tries again (another window may have started one meanwhile), and only then replaces a stale
 socket (nothing accepts on it: its daemon died) and starts a daemon, detached (its own
 session, stdio to /dev/null and the log), which binds the socket before anything else; the
-lock is released once the daemon accepts. A daemon of another version retires when greeted
-(``accepted: false``) and the client starts its own.
+lock is released once the daemon accepts, and a thread of the client waits for the daemon it
+started (its child until the client exits), so it never lingers as a zombie. Versions meet as
+``shared/handshake.py`` says: an older daemon retires when greeted and the client starts its
+own; a newer one serves the client, or, speaking another protocol, refuses it and stays, and
+the client then serves its window alone: a plain server of its own version, its child, joined
+to the relay by a socket pair.
 
 The end: once the editor sent ``exit`` (or closed stdin) and the daemon closed the session,
 the client exits 0 (1 for ``exit`` without ``shutdown``, as the server would). The daemon
@@ -42,19 +46,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from crucible import __version__
 from crucible.lsp.capabilities import early_capabilities, initialize_result
+from crucible.shared import handshake
 from crucible.shared.handshake import (
     HandshakeError,
     Hello,
     Welcome,
     key_names,
+    newer,
     session_env,
     user_config_file,
 )
 from crucible.shared.place import DaemonPlace, UnsafeDirectory, daemon_place, log_path
+
+if TYPE_CHECKING:
+    import subprocess
 
 CHUNK = 1 << 16
 HANDSHAKE_S = 10.0  # the daemon answers at once, even while it loads
@@ -71,11 +80,15 @@ INITIALIZE_WAIT_S = 2.0  # bodies read for ``shutdown`` / ``exit`` (both are tin
 
 class FrameSplitter:
     """Well-formed LSP frames out of a byte stream, for looking at (the bytes go on as
-    they came). A frame it cannot read ends the looking: ``broken`` turns true."""
+    they came). It resynchronises as ``lsp/framing.py`` does: ``Content-Length:`` cannot occur
+    in a valid JSON body, so wherever it appears a new frame starts there (a body cut short
+    by the next frame is given up, as the server answers it with a parse error). Junk it
+    cannot resynchronise in (8 KB without a header) ends the looking: ``broken`` turns true."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._length: int | None = None  # of the body being waited for
+        self._scanned = 0  # bytes of that body searched for a header already
         self.broken = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
@@ -92,10 +105,23 @@ class FrameSplitter:
                     return
                 length = _content_length(bytes(self._buffer[:end]))
                 if length is None:
-                    self.broken = True
-                    return
+                    restart = self._buffer.find(_HEADER, 1)
+                    if restart < 0:
+                        self.broken = True
+                        return
+                    del self._buffer[:restart]
+                    continue
                 del self._buffer[: end + 4]
-                self._length = length
+                self._length, self._scanned = length, 0
+            # Only what arrived since the last look is searched (a large body comes in many
+            # chunks), from a header's length back, in case one straddles two chunks.
+            start = max(0, self._scanned - len(_HEADER))
+            cut = self._buffer.find(_HEADER, start, self._length)
+            self._scanned = min(len(self._buffer), self._length)
+            if cut >= 0:  # the next frame starts inside this body: this one was cut short
+                del self._buffer[:cut]
+                self._length = None
+                continue
             if len(self._buffer) < self._length:
                 return
             body = bytes(self._buffer[: self._length])
@@ -108,6 +134,9 @@ class FrameSplitter:
         if self._length is None:
             return bytes(self._buffer)
         return b"Content-Length: %d\r\n\r\n" % self._length + bytes(self._buffer)
+
+
+_HEADER = b"Content-Length:"
 
 
 def _content_length(headers: bytes) -> int | None:
@@ -294,9 +323,15 @@ def _say(message: str) -> None:
 # -- finding, or starting, the daemon -------------------------------------------------------
 
 
+class Refused(Exception):
+    """A newer daemon that cannot serve this client (another protocol) refused it: this
+    window is served alone, and the daemon is left serving the others."""
+
+
 def connect(place: DaemonPlace, hello: Hello) -> socket.socket | None:
-    """A connection to a daemon of our version that accepted ``hello``; None when there is
-    no daemon, a dead one, or one of another version (which retires on being greeted)."""
+    """A connection to a daemon that accepted ``hello``; None when there is no daemon, a dead
+    one, or an older one (which retires on being greeted: ``shared/handshake.py``). Raises
+    ``Refused`` when a newer daemon will not serve us."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(place.socket))
@@ -306,8 +341,10 @@ def connect(place: DaemonPlace, hello: Hello) -> socket.socket | None:
     except (OSError, HandshakeError):
         sock.close()
         return None
-    if not welcome.accepted or welcome.version != hello.version:
+    if not welcome.accepted:
         sock.close()
+        if newer(welcome.version, hello.version):
+            raise Refused(f"the shared daemon {welcome.version} is newer and cannot serve it")
         return None
     sock.settimeout(None)
     return sock
@@ -326,7 +363,8 @@ def _read_line(sock: socket.socket) -> bytes:
 def connect_or_start(
     place: DaemonPlace, hello: Hello, start: Callable[[], None]
 ) -> socket.socket | None:
-    """Connect; else, holding the start lock, start a daemon and connect to it."""
+    """Connect; else, holding the start lock, start a daemon and connect to it. Raises
+    ``Refused`` (``connect``)."""
     sock = connect(place, hello)
     if sock is not None:
         return sock
@@ -335,7 +373,7 @@ def connect_or_start(
         if sock is not None:
             return sock
         with contextlib.suppress(FileNotFoundError):
-            place.socket.unlink()  # stale: nothing accepts on it, and we hold the lock
+            place.socket.unlink()  # stale, or an older daemon's, which gave it up already
         start()
         deadline = time.monotonic() + DAEMON_START_S
         while time.monotonic() < deadline:
@@ -356,13 +394,20 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for ``process`` in a thread, so that it never lingers as a zombie while this
+    client lives (the daemon is our child until we exit; then init, or the nearest
+    subreaper, inherits and reaps it)."""
+    threading.Thread(target=process.wait, name="reap", daemon=True).start()
+
+
 def start_daemon(place: DaemonPlace, log_file: Path) -> None:
     """Start a detached daemon: its own session, no terminal, stdio to /dev/null and the log."""
     import subprocess  # only on a cold start
 
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
-        subprocess.Popen(
+        daemon = subprocess.Popen(
             [sys.executable, "-c", _DAEMON_MAIN, str(place.directory)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -371,9 +416,34 @@ def start_daemon(place: DaemonPlace, log_file: Path) -> None:
             close_fds=True,
             cwd="/",
         )
+    _reap(daemon)
 
 
-def run_client(config: Path | None, log_level: str) -> int | None:
+def serve_alone(relay: Relay, config: Path | None, log_level: str, log_file: Path | None) -> int:
+    """Serve this window with a plain server of this version, a child joined to the relay
+    by a socket pair (the relay has read stdin already, and drops the child's answer to the
+    ``initialize`` it answered early). The child ends when the editor does; it is reaped."""
+    import subprocess
+
+    ours, theirs = socket.socketpair()
+    command = [sys.executable, "-m", "crucible", "--stdio", "--log-level", log_level]
+    command += ["--config", str(config)] if config is not None else []
+    command += ["--log-file", str(log_file)] if log_file is not None else []
+    env = {k: v for k, v in os.environ.items() if k != "CRUCIBLE_SHARED"}
+    child = subprocess.Popen(command, stdin=theirs.fileno(), stdout=theirs.fileno(), env=env)
+    theirs.close()
+    try:
+        return relay.run(ours)
+    finally:
+        ours.close()
+        try:
+            child.wait(CLOSE_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def run_client(config: Path | None, log_level: str, log_file: Path | None = None) -> int | None:
     """Relay the editor's stdio to the shared daemon; the exit code, or None when the daemon's
     directory cannot be used (then the caller serves on its own, as without ``--shared``)."""
     env = os.environ
@@ -382,10 +452,11 @@ def run_client(config: Path | None, log_level: str) -> int | None:
     except (UnsafeDirectory, OSError) as exc:
         _say(f"no shared daemon ({exc}); serving this window alone")
         return None  # before reading anything: the server alone reads stdin from the start
-    log_file = log_path(env)
-    relay = Relay(sys.stdin.fileno(), sys.stdout.buffer, log_file)
+    daemon_log = log_path(env)
+    relay = Relay(sys.stdin.fileno(), sys.stdout.buffer, daemon_log)
     relay.start_reading()  # initialize is answered while we connect
     config_file = config.resolve() if config is not None else None
+    session_log = log_file.resolve() if log_file is not None else None
     relay.wait_initialize(INITIALIZE_WAIT_S)
     files = [user_config_file(env), *([config_file] if config_file else [])]
     hello = Hello(
@@ -394,9 +465,15 @@ def run_client(config: Path | None, log_level: str) -> int | None:
         os.getcwd(),
         str(config_file) if config_file else None,
         log_level,
+        str(session_log) if session_log else None,
+        handshake.PROTOCOL,
     )
-    sock = connect_or_start(place, hello, lambda: start_daemon(place, log_file))
+    try:
+        sock = connect_or_start(place, hello, lambda: start_daemon(place, daemon_log))
+    except Refused as refused:
+        _say(f"{refused}; serving this window alone")
+        return serve_alone(relay, config_file, log_level, session_log)
     if sock is None:
-        _say(f"the shared daemon did not start; its log: {log_file}")
+        _say(f"the shared daemon did not start; its log: {daemon_log}")
         return 1
     return relay.run(sock)

@@ -19,15 +19,17 @@ detached: its own session, stdin/stdout on /dev/null, stderr on the log file. It
 A session is an ``App`` of its own (its documents, configuration, workspace trust, status and
 editor channel; the environment the client sent is the one it reads keys and XDG paths from)
 and a ``CrucibleLanguageServer`` of its own, served on the connection's streams like a TCP
-client (``serve_connection``). Its log records go to its own editor (``runtime/log.py``
-``SESSION_LOG``) and to the daemon's log file. Its end (``exit``, end of input, a client
-killed, a broken frame, its editor's process gone) ends only it; an exception in it is logged
-and goes no further.
+client (``serve_connection``). Its log records go to its own editor and, when its window was
+started with ``--log-file``, to that file, both at its window's ``--log-level``
+(``runtime/log.py`` ``SessionLog``), and at INFO to the daemon's log file. Its end
+(``exit``, end of input, a client killed, a broken frame, its editor's process gone) ends only
+it; an exception in it is logged and goes no further.
 
-A hello of another version makes the daemon retire: it answers ``accepted: false``, stops
+A hello of a newer version makes the daemon retire: it answers ``accepted: false``, stops
 accepting, removes its socket file (the new daemon binds a new one), and exits once its last
-session ends; no session is cut. With no session for ``CRUCIBLE_DAEMON_IDLE_S`` seconds
-(default 600) it exits, removing its socket and pid files.
+session ends; no session is cut. An older client is served when it speaks this protocol, else
+refused without retiring (``shared/handshake.py``, ``welcome_for``). With no session for
+``CRUCIBLE_DAEMON_IDLE_S`` seconds (default 600) it exits, removing its socket and pid files.
 """
 
 from __future__ import annotations
@@ -50,10 +52,13 @@ import crucible
 from crucible.runtime.log import (
     SESSION_LOG,
     ClientLogHandler,
+    NotQuietLibraries,
+    SessionLog,
     SessionLogRouter,
     configure_logging,
+    daemon_levels,
 )
-from crucible.shared.handshake import HandshakeError, Hello, Welcome
+from crucible.shared.handshake import HandshakeError, Hello, Welcome, welcome_for
 from crucible.shared.place import DaemonPlace, log_path, private_dir
 
 if TYPE_CHECKING:
@@ -127,6 +132,7 @@ class Daemon:
         self._loading = loading or start_loading()
         self._loaded: asyncio.Future[None] | None = None
         self._shared: SharedResources | None = None
+        self._logs: list[SessionLog] = []  # of the sessions being served
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
@@ -163,10 +169,17 @@ class Daemon:
             logger.warning("a client's hello was not understood: %s", exc)
             writer.close()
             return
-        if hello.version != crucible.__version__ or self._retiring:
-            if hello.version != crucible.__version__:
-                logger.info("a client of version %s: retiring", hello.version)
+        accepted, retire = welcome_for(hello, crucible.__version__, self._retiring)
+        if not accepted:
+            if retire:
+                logger.info("a client of the newer version %s: retiring", hello.version)
                 self.retire()
+            elif not self._retiring:
+                logger.info(
+                    "a client of the older version %s, protocol %d: it serves itself",
+                    hello.version,
+                    hello.protocol,
+                )
             writer.write(Welcome(crucible.__version__, accepted=False).encode())
             with contextlib.suppress(OSError):
                 await writer.drain()
@@ -189,23 +202,47 @@ class Daemon:
     async def _session(
         self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        # This task's records (and those of the tasks it starts) go to this session's editor.
-        client_log = ClientLogHandler()
-        client_log.setLevel(hello.log_level.upper())
-        SESSION_LOG.set(client_log)
-        assert self._loaded is not None
-        await asyncio.wait_for(asyncio.shield(self._loaded), LOAD_S)
-        from crucible.app import App, build_server
-        from crucible.shared.resources import SharedResources
+        # This task's records (and those of the tasks it starts) go to this session's editor
+        # and its window's --log-file, at its window's --log-level.
+        log = self._session_log(hello)
+        SESSION_LOG.set(log)
+        self._logs.append(log)
+        daemon_levels([s.level for s in self._logs])
+        try:
+            assert self._loaded is not None
+            await asyncio.wait_for(asyncio.shield(self._loaded), LOAD_S)
+            from crucible.app import App, build_server
+            from crucible.shared.resources import SharedResources
+            from crucible.shared.session_frames import SessionFrames
 
-        if self._shared is None:
-            self._shared = SharedResources()
-        config = Path(hello.config) if hello.config else None
-        app = App(config_path=config, env=hello.env, shared=self._shared)
-        server = build_server(app)
-        logger.info("session started (%d open)", self._sessions)
-        code = await server.serve_connection(reader, writer)
-        logger.info("session ended (exit code %d)", code)
+            if self._shared is None:
+                self._shared = SharedResources()
+            config = Path(hello.config) if hello.config else None
+            app = App(config_path=config, env=hello.env, shared=self._shared)
+            server = build_server(app)
+            logger.info("session started (%d open)", self._sessions)
+            requests = server.protocol._request_futures
+            code = await server.serve_connection(
+                reader, writer, lambda read: SessionFrames(read, requests)
+            )
+            logger.info("session ended (exit code %d)", code)
+        finally:
+            self._logs.remove(log)
+            daemon_levels([s.level for s in self._logs])
+            log.close()
+
+    @staticmethod
+    def _session_log(hello: Hello) -> SessionLog:
+        client = ClientLogHandler()
+        path = Path(hello.cwd, hello.log_file) if hello.log_file else None
+        try:
+            return SessionLog(hello.log_level, client, path)
+        except OSError as exc:  # the window's file cannot be written: said in its editor
+            log = SessionLog(hello.log_level, client)
+            token = SESSION_LOG.set(log)
+            logger.warning("--log-file %s cannot be written (%s): not logging there", path, exc)
+            SESSION_LOG.reset(token)
+            return log
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -293,6 +330,9 @@ def main(argv: list[str]) -> int:
     root = logging.getLogger()
     # stderr is the log file already (the client started us so): records go there once.
     root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler]
+    for own in root.handlers:  # the daemon's file: INFO, whatever a session asks for
+        own.setLevel(logging.INFO)
+        own.addFilter(NotQuietLibraries())
     root.addHandler(SessionLogRouter())
     try:
         daemon = Daemon(place, listener, inode, idle_seconds(os.environ), loading)

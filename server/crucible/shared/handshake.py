@@ -2,9 +2,9 @@
 
 Standard library only (the thin client imports it). Each line is one JSON object and ``\\n``::
 
-    client -> daemon   {"crucible": "<version>", "env": {...}, "cwd": "...", "config": path|null,
-                        "log_level": "INFO"}
-    daemon -> client   {"crucible": "<version>", "accepted": true|false}
+    client -> daemon   {"crucible": "<version>", "protocol": 1, "env": {...}, "cwd": "...",
+                        "config": path|null, "log_level": "INFO", "log_file": path|null}
+    daemon -> client   {"crucible": "<version>", "protocol": 1, "accepted": true|false}
 
 ``env`` is the part of the editor's environment a session reads: the XDG and HOME variables
 (where the user's configuration and cache are), ``CRUCIBLE_*``, every variable whose name says
@@ -14,8 +14,20 @@ it holds a secret (``*_KEY``, ``*_TOKEN``, ``*_SECRET``), and every variable an
 must be named like a secret to reach the session). The daemon's
 own environment is that of whichever window started it, so it is never used for a session.
 
-A daemon of another version answers ``accepted: false`` and retires (``shared/daemon.py``):
-the client then starts one of its own version.
+Versions meet by one rule, the same on both sides (``newer``: release numbers, then a final
+release over a pre-release, then the string itself, so any two versions are ordered and
+exactly one of them is the newer):
+
+- the same version: accepted;
+- the client newer than the daemon: the daemon answers ``accepted: false`` and retires
+  (``shared/daemon.py``), and the client starts a daemon of its own version;
+- the client older: the daemon serves it when it speaks the same ``protocol`` (this line and
+  the LSP session behind it; a hello without the field is protocol 1, the first); else it
+  answers ``accepted: false`` and stays, and the client serves its window alone (a plain
+  server of its own, ``shared/client.py``).
+
+So two editors with different installed versions end on the newer daemon, once: the older
+client never retires it, and the newer never starts a second.
 
 Errors: ``HandshakeError`` for a line that is not such an object (too long, not JSON, a
 field of the wrong type).
@@ -31,6 +43,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 MAX_LINE_BYTES = 1 << 20
+# The handshake and the session behind it. Raise it when an older client could no longer be
+# served by a newer daemon (the hello's fields, what the relay expects of the session).
+PROTOCOL = 1
+_RELEASE = re.compile(r"\d+(?:\.\d+)*")
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET)$", re.IGNORECASE)
 _ALWAYS = ("HOME", "USER", "LOGNAME")
 _PREFIXES = ("XDG_", "CRUCIBLE_")
@@ -52,14 +68,18 @@ class Hello(NamedTuple):
     cwd: str = ""
     config: str | None = None
     log_level: str = "INFO"
+    log_file: str | None = None  # the window's --log-file: its session's records, at its level
+    protocol: int = PROTOCOL
 
     def encode(self) -> bytes:
         message = {
             "crucible": self.version,
+            "protocol": self.protocol,
             "env": self.env,
             "cwd": self.cwd,
             "config": self.config,
             "log_level": self.log_level,
+            "log_file": self.log_file,
         }
         return json.dumps(message).encode("utf-8") + b"\n"
 
@@ -68,6 +88,7 @@ class Hello(NamedTuple):
         message = _object(line)
         env, cwd = message.get("env", {}), message.get("cwd", "")
         config, level = message.get("config"), message.get("log_level", "INFO")
+        log_file = message.get("log_file")
         if not isinstance(env, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
@@ -76,7 +97,9 @@ class Hello(NamedTuple):
             raise HandshakeError("cwd, log_level: not strings")
         if config is not None and not isinstance(config, str):
             raise HandshakeError("config: not a string")
-        return cls(_version(message), env, cwd, config, level)
+        if log_file is not None and not isinstance(log_file, str):
+            raise HandshakeError("log_file: not a string")
+        return cls(_version(message), env, cwd, config, level, log_file, _protocol(message))
 
 
 class Welcome(NamedTuple):
@@ -84,15 +107,40 @@ class Welcome(NamedTuple):
 
     version: str
     accepted: bool
+    protocol: int = PROTOCOL
 
     def encode(self) -> bytes:
-        message = {"crucible": self.version, "accepted": self.accepted}
+        message = {"crucible": self.version, "protocol": self.protocol, "accepted": self.accepted}
         return json.dumps(message).encode("utf-8") + b"\n"
 
     @classmethod
     def decode(cls, line: bytes) -> Welcome:
         message = _object(line)
-        return cls(_version(message), message.get("accepted") is True)
+        return cls(_version(message), message.get("accepted") is True, _protocol(message))
+
+
+def version_order(version: str) -> tuple[tuple[int, ...], int, str]:
+    """A key ordering versions: release numbers, a final release over a pre-release of the
+    same numbers (``0.2.0`` over ``0.2.0rc1``), then the string, so the order is total."""
+    found = _RELEASE.match(version)
+    release = tuple(int(part) for part in found.group().split(".")) if found else ()
+    final = 1 if found is not None and found.end() == len(version) else 0
+    return release, final, version
+
+
+def newer(version: str, than: str) -> bool:
+    """Whether ``version`` is the newer of the two (module docstring)."""
+    return version_order(version) > version_order(than)
+
+
+def welcome_for(hello: Hello, version: str, retiring: bool) -> tuple[bool, bool]:
+    """What a daemon of ``version`` does with ``hello``: (accept it, retire). A retiring
+    daemon accepts no one."""
+    if hello.version == version:
+        return not retiring, False
+    if newer(hello.version, version):
+        return False, True
+    return hello.protocol == PROTOCOL and not retiring, False
 
 
 def _object(line: bytes) -> dict[str, object]:
@@ -105,6 +153,13 @@ def _object(line: bytes) -> dict[str, object]:
     if not isinstance(message, dict):
         raise HandshakeError("not a JSON object")
     return message
+
+
+def _protocol(message: dict[str, object]) -> int:
+    protocol = message.get("protocol", 1)  # the first protocol did not say
+    if not isinstance(protocol, int) or isinstance(protocol, bool):
+        raise HandshakeError("protocol: not an integer")
+    return protocol
 
 
 def _version(message: dict[str, object]) -> str:

@@ -6,7 +6,9 @@ It owns three things:
 
 - the response caches: one ``TieredCache`` (one L1, the sqlite L2) per identical
   ``CacheSettings`` and disk file, so sessions configured alike (the usual case: one user, one
-  user file) share every answer; a session configured otherwise gets its own;
+  user file) share every answer; a session configured otherwise gets its own.
+  ``crucible.clearCache`` empties the one its window uses, and says so to the others
+  (``clear_cache``);
 - the providers: one per identical ``ProviderSettings`` *and* resolved API key (the value of
   ``api_key_env`` in the session's environment), so one connection pool per provider serves
   every window, and a window never sends another window's key;
@@ -14,8 +16,10 @@ It owns three things:
   resolved password, so the windows of one user share its connections, its breaker and its
   state (one notice per session, each from its own listener); a cache using a link is shared
   only with sessions sharing that link;
-- the memory supervisor: one budget for the process (``[memory]`` as the last session to
-  apply a configuration says), whose relief acts on every session and every cache.
+- the memory budget (``shared/budget.py``): one supervisor for the process, whose limits are
+  the largest any session's ``[memory]`` asks for, and each session's own share held to its
+  own limits; relief acts on each shared cache and provider once, and on each session's own
+  state.
 
 Caches and providers are leased: ``cache`` / ``provider`` hand out the shared instance and
 count the lease; ``release`` gives it back, and the last release closes it (on the daemon's
@@ -30,20 +34,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from crucible.cache.tiered import TieredCache
-from crucible.config.settings import MemorySettings, ProviderSettings
+from crucible.config.settings import CacheSettings, MemorySettings, ProviderSettings
 from crucible.providers.base import Provider
 from crucible.providers.errors import ProviderError
 from crucible.providers.http import api_key
 from crucible.providers.http_provider import HttpProvider
 from crucible.providers.openai import OpenAIProvider
-from crucible.runtime.log import SESSION_LOG
+from crucible.runtime.log import SESSION_LOG, SessionLog
 from crucible.runtime.memory import MemoryRelief, MemorySupervisor
 from crucible.runtime.tasks import BackgroundTasks
+from crucible.shared.budget import DaemonBudget, SessionMemory
 from crucible.team.redis_link import RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
@@ -81,18 +86,17 @@ class SharedResources:
 
     def __init__(self, memory: MemorySettings | None = None) -> None:
         self._sessions: list[SessionBackend] = []
+        self._logs: dict[SessionBackend, SessionLog | None] = {}  # each session's, for _tell
         self._caches: dict[Hashable, _Lease[TieredCache]] = {}
         self._providers: dict[Hashable, _Lease[Provider]] = {}
         self._links: dict[Hashable, _Lease[RedisLink]] = {}
         self._tasks: BackgroundTasks | None = None
         self._unstarted: list[Coroutine[Any, Any, None]] = []
         self._supervising: asyncio.Task[None] | None = None
-        self.memory = MemorySupervisor(
-            memory or MemorySettings(),
-            _EverySession(self),
-            components=self.memory_components,
-            activity=lambda: sum(s.requests_total() for s in self._sessions),
-        )
+        self.budget = DaemonBudget(self._cache_settings, self.providers, self.memory_components)
+        self.memory: MemorySupervisor = self.budget.supervisor
+        if memory is not None:
+            self.memory.reconfigure(memory)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -118,11 +122,28 @@ class SharedResources:
             SESSION_LOG.reset(token)
 
     def join(self, session: SessionBackend) -> None:
+        """Called in the session's task (``App`` is built there): its log is the one set."""
         self._sessions.append(session)
+        self._logs[session] = SESSION_LOG.get()
+        self.budget.join(session)
 
     def leave(self, session: SessionBackend) -> None:
         if session in self._sessions:
             self._sessions.remove(session)
+        self._logs.pop(session, None)
+        self.budget.leave(session)
+
+    def memory_for(self, session: SessionBackend) -> SessionMemory:
+        """``session``'s view of the daemon's memory budget (``shared/budget.py``)."""
+        return self.budget.view(session)
+
+    def _tell(self, session: SessionBackend, message: str) -> None:
+        """Log ``message`` at INFO as ``session``'s: to its editor and its file only."""
+        token = SESSION_LOG.set(self._logs.get(session))
+        try:
+            logger.info("%s", message)
+        finally:
+            SESSION_LOG.reset(token)
 
     @property
     def sessions(self) -> int:
@@ -226,6 +247,32 @@ class SharedResources:
         else:
             self._daemon_wide(work, "close a shared resource")
 
+    async def clear_cache(self, cache: TieredCache, holder: SessionBackend) -> dict[str, int]:
+        """``crucible.clearCache`` from ``holder``'s window: ``cache`` is emptied for every
+        window using it (an answer belongs to no window: any window's prompt may be served
+        by it). The answer says how many other windows share it (``shared_with``), and each
+        of them is told in its log."""
+        cleared = await cache.clear()
+        lease = next((lease for lease in self._caches.values() if lease.value is cache), None)
+        others = list(dict.fromkeys(h for h in (lease.holders if lease else []) if h != holder))
+        for other in others:
+            self._tell(
+                other,
+                "the response cache this window shares was emptied by crucible.clearCache"
+                " in another window",
+            )
+        if others:
+            logger.info("the cache cleared is shared with %d other windows", len(others))
+        return {**cleared, "shared_with": len(others)}
+
+    def _cache_settings(self) -> list[tuple[CacheSettings, TieredCache]]:
+        """Each shared cache with the settings it was built for (leases are keyed by them)."""
+        return [
+            (key[0], lease.value)
+            for key, lease in self._caches.items()
+            if isinstance(key, tuple) and isinstance(key[0], CacheSettings)
+        ]
+
     def caches(self) -> list[TieredCache]:
         return [lease.value for lease in self._caches.values()]
 
@@ -273,46 +320,3 @@ async def _close(value: _Closable) -> None:
         await value.aclose()
     except Exception:
         logger.exception("closing a shared resource failed")
-
-
-class _EverySession:
-    """The supervisor's requests, carried out for every session (each on its own App: its
-    completion state, its documents, its user) and so on every cache they lease."""
-
-    def __init__(self, shared: SharedResources) -> None:
-        self._shared = shared
-
-    def _reliefs(self) -> list[MemoryRelief]:
-        return [session.relief for session in self._shared._sessions]
-
-    def limit_cache(self, fraction: float) -> Awaitable[None] | None:
-        waits = [w for r in self._reliefs() if (w := r.limit_cache(fraction)) is not None]
-        return _all(waits) if waits else None
-
-    def drop_idle_state(self, idle_s: float) -> None:
-        for relief in self._reliefs():
-            relief.drop_idle_state(idle_s)
-
-    def pause_background(self, paused: bool) -> None:
-        for relief in self._reliefs():
-            relief.pause_background(paused)
-
-    def cancel_background(self) -> None:
-        for relief in self._reliefs():
-            relief.cancel_background()
-
-    def clear_cache(self) -> None:
-        for relief in self._reliefs():
-            relief.clear_cache()
-
-    def release_connections(self) -> Awaitable[None] | None:
-        waits = [w for r in self._reliefs() if (w := r.release_connections()) is not None]
-        return _all(waits) if waits else None
-
-    def tell_user(self, message: str) -> None:
-        for relief in self._reliefs():
-            relief.tell_user(message)
-
-
-async def _all(waits: list[Awaitable[None]]) -> None:
-    await asyncio.gather(*waits)

@@ -14,5 +14,6 @@ def register(server: CrucibleLanguageServer) -> None:
 
     @server.command("crucible.clearCache")
     async def clear_cache(ls: CrucibleLanguageServer, *args: Any) -> dict[str, int]:
-        """Empty every cache level (memory, type-through, disk); returns what each held."""
+        """Empty every cache level (memory, type-through, disk); returns what each held (and,
+        in the shared daemon, ``shared_with``: how many other windows used that cache)."""
         return await ls.backend.clear_cache()

@@ -1,0 +1,81 @@
+"""The shared daemon across versions: two installed versions used in turn end on one daemon
+(the newer), never retiring each other in a loop; a client the newer daemon cannot serve
+(another protocol) serves its window alone and leaves the daemon serving the others.
+
+Versions are faked by the test only: a thin client started with ``-c`` that sets
+``crucible.__version__`` (and the daemon it would start, ``client._DAEMON_MAIN``), and, for
+another protocol, ``handshake.PROTOCOL``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tests.e2e.conftest import server_status
+from tests.e2e.test_shared_daemon import SHARED, Place, place, window
+
+__all__ = ["place"]  # the fixture, used by name
+
+OLD = "0.0.1"
+
+
+def client_of(version: str, *, protocol: int | None = None) -> list[str]:
+    """A thin client that says it is ``version``, whose daemon, if it starts one, says so too."""
+    daemon = (
+        f"import sys, crucible; crucible.__version__ = {version!r};"
+        " from crucible.shared.daemon import main; sys.exit(main(sys.argv[1:]))"
+    )
+    patch = f"import crucible.shared.handshake as h; h.PROTOCOL = {protocol};" if protocol else ""
+    code = (
+        f"import sys, crucible; crucible.__version__ = {version!r}; {patch}"
+        f" import crucible.shared.client as c; c._DAEMON_MAIN = {daemon!r};"
+        " from crucible.cli import main; sys.exit(main())"
+    )
+    return [sys.executable, "-c", code, "--stdio", "--shared"]
+
+
+async def test_two_versions_in_turn_end_on_the_newer_daemon_once(place: Place) -> None:
+    old = client_of(OLD)
+    async with window(place, command=old) as first:
+        older = await server_status(first)
+        assert older["version"] == OLD
+        old_daemon = older["shared"]["pid"]
+    pids = {old_daemon}
+    # The editors take turns: new, old, new, old. The first new one retires the old daemon
+    # (its last session has ended) and starts its own; from then on every window, old or new,
+    # is served by that one.
+    for command in (SHARED, old, SHARED, old):
+        async with window(place, command=command) as editor:
+            status = await server_status(editor)
+            pids.add(status["shared"]["pid"])
+            assert status["version"] != OLD  # the newer daemon serves the older client too
+    (new_daemon,) = pids - {old_daemon}
+    assert [p.pid for p in place.wait_daemons(1)] == [new_daemon]  # the old one retired
+
+
+async def test_two_versions_open_together_share_the_newer_daemon(place: Place) -> None:
+    async with (
+        window(place) as new,
+        window(place, command=client_of(OLD)) as old,
+        window(place) as again,
+    ):
+        pid = (await server_status(new))["shared"]["pid"]
+        assert (await server_status(old))["shared"]["pid"] == pid
+        status = await server_status(again)
+        assert status["shared"]["pid"] == pid and status["shared"]["sessions"] == 3
+        assert len(place.daemons()) == 1
+
+
+async def test_a_client_of_another_protocol_serves_alone_and_retires_nothing(
+    place: Place,
+) -> None:
+    async with window(place) as new:
+        pid = (await server_status(new))["shared"]["pid"]
+        async with window(place, command=client_of(OLD, protocol=99)) as alone:
+            status = await server_status(alone)
+            assert "shared" not in status  # a plain server, the client's own child
+        status = await server_status(new)
+        assert status["shared"]["pid"] == pid and status["shared"]["sessions"] == 1
+        async with window(place) as later:
+            assert (await server_status(later))["shared"]["pid"] == pid
+        assert [p.pid for p in place.daemons()] == [pid]
