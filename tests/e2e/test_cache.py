@@ -210,7 +210,9 @@ async def test_a_configuration_change_that_alters_the_answer_changes_the_key(
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
         await ask(editor)
-        changed = {**options, "providers": [{**options["providers"][0], "name": "renamed"}]}
+        # Another model at the same address answers otherwise (a new name alone would not:
+        # a provider's name is the user's label, not part of what answers).
+        changed = {**options, "providers": [{**options["providers"][0], "model": "another"}]}
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"crucible": changed})
         )
