@@ -284,7 +284,7 @@ class AdaptiveDebounce:
             return None
         user = _shrunk_tail(self._user_gaps, _PRIOR_TAIL)
         tail = _shrunk_tail(rhythm.gaps, user)
-        stop = typical * tail**_TAIL_EXPONENT + _JITTER_MS
+        stop = typical * math.pow(tail, _TAIL_EXPONENT) + _JITTER_MS
         return min(max(stop, self._min_ms), self._max_ms)
 
     def last_activity(self, document: str) -> float:

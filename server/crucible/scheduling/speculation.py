@@ -143,9 +143,9 @@ class SpeculativeStarts:
         """A request for ``document`` arrived at ``now``: answered by a type-through (of the
         speculative suggestion, or any), sitting on the stream ``seated_on`` (None: on none).
         Every start whose pause has ended with no request since is judged here (kept)."""
-        for other, pending in list(self._pending.items()):
-            if not pending.deferred and now >= pending.until:
-                self._judge(other, kept=True)
+        stopped = [d for d, p in self._pending.items() if not p.deferred and now >= p.until]
+        for other in stopped:
+            self._judge(other, kept=True)
         pending = self._pending.get(document)
         if pending is None:
             return
