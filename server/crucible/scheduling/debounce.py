@@ -19,10 +19,10 @@ Two earlier points a request may go at, speculatively (``speculation.py`` decide
 the completion service keeps its stream only if the next key fits it), each within the bounds
 and never after the pause: ``wait(..., early=Start.GAP)`` counts to where a pause *begins*, one
 normal gap after the last edit (``start = SPECULATE_GAPS * gap``); ``early=Start.STOP`` to
-where the document's own rhythm says the burst is over, its p99 gap, extrapolated from the p75
-and p95 as a log-normal tail, plus a margin for timer jitter::
+where the document's own rhythm says the burst is over, its p99.5 gap, extrapolated from the
+p75 and p95 as a log-normal tail, plus a margin for timer jitter::
 
-    stop = p75 * (p95 / p75) ** TAIL_EXPONENT + JITTER_MS      once the document has 8 gaps
+    stop = p75 * (p95 / p75) ** TAIL_EXPONENT + JITTER_MS     once the document has 16 gaps
     (p95 / p75 weighed against the user's, itself against a typist whose gaps vary by 30 %)
 
 The deadline counts from the document's last activity (an edit, or an earlier request: a
@@ -65,20 +65,24 @@ _PAUSE_GAPS = 1.6
 _SPECULATE_GAPS = 1.0
 # The end of a burst from the rhythm's tail: a regular typist's burst is over about one longest
 # gap after the last key, where 1.6 p75 gaps x the context margins (2.1 gaps after a letter) wait
-# twice a gap. The p99 gap, from the p75 and p95 as a log-normal tail (ln(p99 / p75) is 1.70 x
-# ln(p95 / p75)): for gaps that spread little (a steady typist, uniform 60-90 ms) it is just past
-# the longest gap, for a heavy tail it grows past the pause and the pause stands. The p95 of 32
-# gaps is their second longest: hesitations that are 5 % of the gaps or more are inside it, so
-# they move the stop and never fire it; rarer ones fire it as they fire the pause.
+# twice a gap. The p99.5 gap, from the p75 and p95 as a log-normal tail (z = 0.67 + 2.0 x 0.97 =
+# 2.6): for gaps that spread little (a steady typist, uniform 60-90 ms) it is just past the
+# longest gap, for a heavy tail it grows past the pause and the pause stands. Not the p99 (x 1.7):
+# with a 30 %-spread typist that fired mid-burst at 1 gap in 100 beyond the pause's, against 1 in
+# 160 here, for 1-2 ms more at the benchmark's regular speeds. The p95 of 32 gaps is their second
+# longest: hesitations that are 5 % of the gaps or more are inside it, so they move the stop and
+# never fire it; rarer ones fire it as they fire the pause.
 _TAIL_QUANTILE = 0.95
-_TAIL_EXPONENT = 1.70
+_TAIL_EXPONENT = 2.0
 # Timer and transport jitter (an event loop turn, a pipe, a loaded machine): a gap measured at the
 # server differs from the typed one by a few ms, which matters where the stop is just past the
 # longest gap.
-_JITTER_MS = 4.0
-# The document's own gaps before its tail is trusted: fewer say little about the longest gap (a
-# new document typed at another pace than the last one fired mid-burst with the user's tail).
-_STOP_MIN_GAPS = 8
+_JITTER_MS = 3.0
+# The document's own gaps before its tail is trusted: fewer say little about the longest gap
+# (with 8, a document typed at 30-60 ms after one at 90-120 ms fired mid-burst at 1 burst in 4 in
+# the peers benchmark: its p95 was its longest gap so far, and the user's last 32 gaps, both
+# paces mixed, put their p75 and p95 in the slower one). A document in use has its window full.
+_STOP_MIN_GAPS = 16
 # p95 / p75 of a typist whose gaps vary by ~30 % (log-normal, e^(0.3 x 0.97)): the prior of the
 # tail's shape, weighed as _PRIOR_WEIGHT gaps. The shape is the user's (across documents), the
 # scale the document's.
@@ -120,7 +124,7 @@ class Start(Enum):
     """Where a request may go upstream before the pause that ends a burst is over."""
 
     PAUSE = "pause"  # not before: the pause that ends a burst
-    STOP = "stop"  # where the rhythm's tail says the burst is over (its p99 gap)
+    STOP = "stop"  # where the rhythm's tail says the burst is over (its p99.5 gap)
     GAP = "gap"  # where a pause begins: one normal (p75) gap
 
 
@@ -273,7 +277,7 @@ class AdaptiveDebounce:
 
     def stop_ms(self, document: str) -> float | None:
         """How long after the last edit of ``document`` its rhythm's tail says the burst is
-        over (its p99 gap, within the bounds); None before the document has ``_STOP_MIN_GAPS``
+        over (its p99.5 gap, within the bounds); None before the document has ``_STOP_MIN_GAPS``
         gaps of its own, and in fixed mode."""
         rhythm = self._documents.get(document)
         if self._mode is DebounceMode.FIXED or rhythm is None:
