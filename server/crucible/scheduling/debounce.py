@@ -328,13 +328,12 @@ class AdaptiveDebounce:
         return _shrunk(rhythm.gaps, user)
 
     def _early_ms(self, document: str, early: Start | bool, pause: float) -> float:
-        """When a request may go at the ``early`` point, never after the pause."""
+        """When the ``early`` point comes (``pause`` when there is none); the caller takes
+        the sooner of it and the pause."""
         if early is True or early is Start.GAP:
-            return min(self.start_ms(document), pause)
-        if early is Start.STOP:
-            stop = self.stop_ms(document)
-            return pause if stop is None else min(stop, pause)
-        return pause
+            return self.start_ms(document)
+        stop = self.stop_ms(document) if early is Start.STOP else None
+        return pause if stop is None else stop
 
     def _latency_ms(self) -> float:
         return self._latency.percentile(0.5) or 0.0
