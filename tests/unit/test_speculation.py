@@ -97,25 +97,46 @@ def test_the_next_request_judges_a_speculative_start() -> None:
     assert starts.snapshot()["wasted"] == 1
 
 
-def test_a_start_the_user_stopped_after_is_kept_whatever_its_stream_said() -> None:
+def stop_start(starts: SpeculativeStarts, document: str, until: float) -> object:
+    """A speculative start at the STOP (GAP starts no longer pay)."""
+    stream = object()
+    assert starts.allowed(document) is Start.STOP
+    starts.sent(document, stream, speculative=True, until=until)
+    return stream
+
+
+def test_a_stop_start_the_user_stopped_after_is_kept_whatever_its_stream_said() -> None:
     # The user stopped: no request for the document before its pause would have ended. Any
     # request (of another document) after that judges it; so does closing the document.
     starts = SpeculativeStarts()
-    starts.sent(DOC, object(), speculative=True, until=10.0)
+    wasted(starts, "file:///x.py")
+    wasted(starts, "file:///y.py")  # GAP starts do not pay
+    stop_start(starts, DOC, 10.0)
     starts.arrived("file:///other.py", 9.0, typed_through=False)  # within the pause: open
-    assert starts.snapshot()["kept"] == 0
+    assert starts.snapshot()["stop_kept"] == 0
     starts.arrived("file:///other.py", 10.5, typed_through=False)
-    assert totals(starts.snapshot()) == {"started": 1, "kept": 1, "wasted": 0}
-    starts.sent(DOC, object(), speculative=True, until=20.0)
+    assert starts.snapshot()["stop_kept"] == 1
+    stop_start(starts, DOC, 20.0)
     starts.forget(DOC)  # closed with no key after it
-    assert totals(starts.snapshot()) == {"started": 2, "kept": 2, "wasted": 0}
+    assert starts.snapshot()["stop_kept"] == 2
     # One a request sat on leaves with its document, unjudged: its stream had the verdict.
-    stream = object()
-    starts.sent(DOC, stream, speculative=True, until=30.0)
+    stream = stop_start(starts, DOC, 30.0)
     starts.arrived(DOC, 25.0, typed_through=False, seated_on=stream)
     starts.forget(DOC)
     starts.arrived("file:///other.py", 40.0, typed_through=False)
-    assert totals(starts.snapshot()) == {"started": 3, "kept": 2, "wasted": 0}
+    assert {k: v for k, v in starts.snapshot().items() if k.startswith("stop_")} == {
+        "stop_started": 3,
+        "stop_kept": 2,
+        "stop_wasted": 0,
+    }
+
+
+def test_a_gap_start_nobody_followed_goes_unjudged() -> None:
+    starts = SpeculativeStarts()
+    starts.sent(DOC, object(), speculative=True, until=10.0)
+    starts.arrived("file:///other.py", 11.0, typed_through=False)
+    starts.forget(DOC)
+    assert totals(starts.snapshot()) == {"started": 1, "kept": 0, "wasted": 0}
 
 
 def test_a_wasted_speculation_stops_it_in_that_burst_only() -> None:

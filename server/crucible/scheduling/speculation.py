@@ -12,9 +12,14 @@ stream a request sat on served it (``stream_ended``).
 
 A speculative start is judged by what follows it in its document: *kept* when the next request
 is served from the speculative stream (stream reuse, type-through of its suggestion), or when
-the user had in fact stopped (no request before the pause that ends the burst would have ended,
-or the document closed with none: going early cost nothing, whatever the model said); *wasted*
-when the next key did not fit it (its stream is cancelled; it still cost a call). A request that
+it came after the pause that ends the burst would have ended (the user had stopped: going early
+cost nothing, whatever the model said); *wasted* when the next key did not fit it (its stream
+is cancelled; it still cost a call). A STOP start is also kept when no request followed it by
+then (judged at the next request of any document) or its document closed: it stands for the
+end of a burst, and the user had stopped. A GAP start nobody followed goes unjudged, as before
+the STOP: it measures whether the model predicts the keys that follow, and none did (judged
+kept, the benchmark's warm-up alone kept GAP starts on for a burst more at a model that
+mispredicts). A request that
 takes a seat on the stream before its first chunk leaves the verdict to the stream: whether its
 text serves the request sitting on it when it ends, whenever later keys come.
 
@@ -142,14 +147,19 @@ class SpeculativeStarts:
     ) -> None:
         """A request for ``document`` arrived at ``now``: answered by a type-through (of the
         speculative suggestion, or any), sitting on the stream ``seated_on`` (None: on none).
-        Every start whose pause has ended with no request since is judged here (kept)."""
-        stopped = [d for d, p in self._pending.items() if not p.deferred and now >= p.until]
+        Every STOP start (of any document) whose pause has ended with no request since is
+        judged here: kept."""
+        stopped = [
+            other
+            for other, pending in self._pending.items()
+            if pending.point is Start.STOP and not pending.deferred and now >= pending.until
+        ]
         for other in stopped:
             self._judge(other, kept=True)
         pending = self._pending.get(document)
         if pending is None:
             return
-        if typed_through:
+        if typed_through or (not pending.deferred and now >= pending.until):
             self._judge(document, kept=True)
         elif seated_on is not None and seated_on is pending.stream:
             pending.deferred = True
@@ -163,14 +173,15 @@ class SpeculativeStarts:
             self._judge(document, kept=served)
 
     def forget(self, document: str) -> None:
-        """``document`` was closed: a start nobody sat on is kept (nothing that did not fit
-        followed it)."""
+        """``document`` was closed: a STOP start nobody sat on is kept (nothing that did not
+        fit followed it); a GAP start goes unjudged (nothing said whether the model predicted
+        what the user types next)."""
         pending = self._pending.get(document)
         if pending is not None:
-            if pending.deferred:
-                del self._pending[document]
-            else:
+            if pending.point is Start.STOP and not pending.deferred:
                 self._judge(document, kept=True)
+            else:
+                del self._pending[document]
         self._wasted_in_burst.pop(document, None)
         self._offered.pop(document, None)
 
