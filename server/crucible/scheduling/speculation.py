@@ -4,7 +4,7 @@ burst is over, and at which point.
 Single responsibility: decide, from what earlier speculative starts came to, whether the next
 request may start at an earlier point than the pause that ends a burst (``debounce.Start``):
 when a pause *begins* (``GAP``, one normal gap after the last key, ``AdaptiveDebounce.start_ms``)
-or where the document's rhythm says the burst is over (``STOP``, its p99 gap,
+or where the document's rhythm says the burst is over (``STOP``, its p99.5 gap,
 ``AdaptiveDebounce.stop_ms``). It never sleeps and reads no stream: the completion service asks
 before each wait (``allowed``), and reports each request that went upstream (``sent``, with a
 token for a speculative one's stream), each request that arrives (``arrived``) and whether a
@@ -14,14 +14,14 @@ A speculative start is judged by what follows it in its document: *kept* when th
 is served from the speculative stream (stream reuse, type-through of its suggestion), or when
 it came after the pause that ends the burst would have ended (the user had stopped: going early
 cost nothing, whatever the model said); *wasted* when the next key did not fit it (its stream
-is cancelled; it still cost a call). A STOP start is also kept when no request followed it by
-then (judged at the next request of any document) or its document closed: it stands for the
-end of a burst, and the user had stopped. A GAP start nobody followed goes unjudged, as before
-the STOP: it measures whether the model predicts the keys that follow, and none did (judged
-kept, the benchmark's warm-up alone kept GAP starts on for a burst more at a model that
-mispredicts). A request that
-takes a seat on the stream before its first chunk leaves the verdict to the stream: whether its
-text serves the request sitting on it when it ends, whenever later keys come.
+is cancelled; it still cost a call). A request that takes a seat on the stream before its first
+chunk leaves the verdict to the stream: whether its text serves the request sitting on it when
+it ends, whenever later keys come. A STOP start is also kept when no request followed it by the
+end of its pause (judged at the next request of any document) or its document closed: it
+stands for the end of a burst, and the user had stopped. A GAP start nobody followed goes
+unjudged: it measures whether the model predicts the keys that follow, and none came (judged
+kept, the peers benchmark's warm-up alone kept GAP starts on for a burst more with a model
+that mispredicts).
 
 The rule, per point (reasoning and figures in ``docs/architecture.md``, "Adaptive debounce")::
 
