@@ -446,19 +446,22 @@ def test_hesitations_a_twentieth_of_the_gaps_move_the_stop_past_them() -> None:
     assert stop is not None and stop > 350.0
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_a_heavy_tailed_typists_hesitations_cost_no_more_calls_at_the_stop(seed: int) -> None:
-    # Log-normal gaps (median 60 ms, 30 % spread) and a 350 ms hesitation in 1 gap of 30:
-    # hesitations this rare stay out of the p95, so they fire a call as they fire one at the
-    # pause (ending a word is a fair place to suggest); the STOP adds few calls of its own.
-    rng = random.Random(seed)
-    gaps = [
-        350.0 if rng.random() < 1 / 30 else rng.lognormvariate(math.log(60.0), 0.3)
-        for _ in range(79)
-    ]
-    at_pause, clock = make()
-    paused = simulate_burst(at_pause, clock, gaps[: len(LINE) - 1])
-    paused += simulate_burst(at_pause, clock, gaps[len(LINE) - 1 :])
-    at_stop, clock = make()
-    stopped = stop_calls(at_stop, clock, gaps)
-    assert stopped <= paused + 3
+def test_a_heavy_tailed_typists_hesitations_cost_few_more_calls_at_the_stop() -> None:
+    # Log-normal gaps (median 60 ms, 30 % spread) and a 350 ms hesitation in 1 gap of 30, 80
+    # keys, 20 typists: hesitations this rare stay out of the p95, so they fire a call as they
+    # fire one at the pause (ending a word is a fair place to suggest); the STOP adds about one
+    # call in two such bursts of its own (the p99 (x 1.7) added 13 over the 20, none (x 1.0) 31).
+    extra = []
+    for seed in range(20):
+        rng = random.Random(seed)
+        gaps = [
+            350.0 if rng.random() < 1 / 30 else rng.lognormvariate(math.log(60.0), 0.3)
+            for _ in range(79)
+        ]
+        at_pause, clock = make()
+        paused = simulate_burst(at_pause, clock, gaps[: len(LINE) - 1])
+        paused += simulate_burst(at_pause, clock, gaps[len(LINE) - 1 :]) - 1  # one last key
+        at_stop, clock = make()
+        extra.append(stop_calls(at_stop, clock, gaps) - paused)
+    assert max(extra) <= 3
+    assert sum(extra) <= 12
