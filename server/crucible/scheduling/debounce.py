@@ -131,7 +131,7 @@ class Start(Enum):
 @dataclass(frozen=True, slots=True)
 class Wait:
     """How long a request waits before it may go upstream, and whether going then is
-    speculative: at the start of a pause, before the pause that ends a burst is over."""
+    speculative: at an early point (``Start``), before the pause that ends a burst is over."""
 
     ms: float
     speculative: bool = False
