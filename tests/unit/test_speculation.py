@@ -19,7 +19,7 @@ from tests.unit.test_debounce import DOC, MID_WORD, make, type_gaps
 
 from crucible.completion.service import CompletionRequest, CompletionResult, CompletionService
 from crucible.config.settings import DebounceMode
-from crucible.scheduling.debounce import Wait
+from crucible.scheduling.debounce import Start, Wait
 from crucible.scheduling.speculation import SpeculativeStarts
 
 # -- the rule ------------------------------------------------------------------------------------
@@ -71,55 +71,136 @@ def kept(starts: SpeculativeStarts, document: str = DOC) -> None:
     starts.stream_ended(document, stream, served=True)
 
 
+def totals(snapshot: dict[str, int]) -> dict[str, int]:
+    """Starts at any point, and how many were kept and wasted."""
+    return {key: snapshot[key] for key in ("started", "kept", "wasted")}
+
+
 def test_the_next_request_judges_a_speculative_start() -> None:
     starts = SpeculativeStarts()
     stream = object()
     starts.sent(DOC, stream, speculative=True, until=10.0)
     starts.arrived(DOC, 1.0, typed_through=False, seated_on=stream)  # the verdict waits
     starts.arrived(DOC, 11.0, typed_through=False, seated_on=stream)  # even past the pause
-    assert starts.snapshot() == {"started": 1, "kept": 0, "wasted": 0}
+    assert totals(starts.snapshot()) == {"started": 1, "kept": 0, "wasted": 0}
     starts.stream_ended(DOC, object(), served=True)  # another stream: not this one's verdict
     starts.stream_ended(DOC, stream, served=False)  # its text did not fit
-    assert starts.snapshot() == {"started": 1, "kept": 0, "wasted": 1}
+    assert totals(starts.snapshot()) == {"started": 1, "kept": 0, "wasted": 1}
     starts.sent(DOC, speculative=False)
     # After the pause (the user had stopped) or typed through: kept.
     starts.sent(DOC, object(), speculative=True, until=10.0)
     starts.arrived(DOC, 10.0, typed_through=False)
     starts.sent(DOC, object(), speculative=True, until=10.0)
     starts.arrived(DOC, 2.0, typed_through=True)
-    assert starts.snapshot() == {"started": 3, "kept": 2, "wasted": 1}
+    assert totals(starts.snapshot()) == {"started": 3, "kept": 2, "wasted": 1}
     starts.arrived(DOC, 3.0, typed_through=False)  # nothing pending: no verdict
     assert starts.snapshot()["wasted"] == 1
 
 
+def stop_start(starts: SpeculativeStarts, document: str, until: float) -> object:
+    """A speculative start at the STOP (GAP starts no longer pay)."""
+    stream = object()
+    assert starts.allowed(document) is Start.STOP
+    starts.sent(document, stream, speculative=True, until=until)
+    return stream
+
+
+def test_a_stop_start_the_user_stopped_after_is_kept_whatever_its_stream_said() -> None:
+    # The user stopped: no request for the document before its pause would have ended. Any
+    # request (of another document) after that judges it; so does closing the document.
+    starts = SpeculativeStarts()
+    wasted(starts, "file:///x.py")
+    wasted(starts, "file:///y.py")  # GAP starts do not pay
+    stop_start(starts, DOC, 10.0)
+    starts.arrived("file:///other.py", 9.0, typed_through=False)  # within the pause: open
+    assert starts.snapshot()["stop_kept"] == 0
+    starts.arrived("file:///other.py", 10.5, typed_through=False)
+    assert starts.snapshot()["stop_kept"] == 1
+    stop_start(starts, DOC, 20.0)
+    starts.forget(DOC)  # closed with no key after it
+    assert starts.snapshot()["stop_kept"] == 2
+    # One a request sat on leaves with its document, unjudged: its stream had the verdict.
+    stream = stop_start(starts, DOC, 30.0)
+    starts.arrived(DOC, 25.0, typed_through=False, seated_on=stream)
+    starts.forget(DOC)
+    starts.arrived("file:///other.py", 40.0, typed_through=False)
+    assert {k: v for k, v in starts.snapshot().items() if k.startswith("stop_")} == {
+        "stop_started": 3,
+        "stop_kept": 2,
+        "stop_wasted": 0,
+    }
+
+
+def test_a_gap_start_nobody_followed_goes_unjudged() -> None:
+    starts = SpeculativeStarts()
+    starts.sent(DOC, object(), speculative=True, until=10.0)
+    starts.arrived("file:///other.py", 11.0, typed_through=False)
+    starts.forget(DOC)
+    assert totals(starts.snapshot()) == {"started": 1, "kept": 0, "wasted": 0}
+
+
 def test_a_wasted_speculation_stops_it_in_that_burst_only() -> None:
     starts = SpeculativeStarts()
-    assert starts.allowed(DOC)
+    assert starts.allowed(DOC) is Start.GAP
     kept(starts)
     kept(starts)
     wasted(starts)  # the next key did not fit; 3 kept of 4 with the prior: it still pays
-    assert not starts.allowed(DOC)  # the rest of the burst waits the full pause
-    assert starts.allowed("file:///other.py")
+    # The rest of the burst starts no earlier than where the burst is surely over.
+    assert starts.allowed(DOC) is Start.STOP
+    assert starts.allowed("file:///other.py") is Start.GAP
     starts.sent(DOC, speculative=False)  # the burst ended at the full pause
-    assert starts.allowed(DOC)
+    assert starts.allowed(DOC) is Start.GAP
+
+
+def test_a_wasted_stop_start_leaves_the_burst_to_the_full_pause() -> None:
+    starts = SpeculativeStarts()
+    wasted(starts)
+    wasted(starts, "file:///other.py")  # GAP starts do not pay: 1 kept of 3
+    assert starts.allowed(DOC) is Start.STOP
+    starts.sent(DOC, object(), speculative=True, until=10.0)
+    starts.forget(DOC)  # the user stopped there: kept
+    assert starts.allowed(DOC) is Start.STOP
+    starts.sent(DOC, object(), speculative=True, until=10.0)
+    starts.arrived(DOC, 1.0, typed_through=False)  # a key came after the longest gap
+    assert starts.snapshot()["stop_wasted"] == 1
+    assert starts.allowed(DOC) is Start.PAUSE  # the rest of this burst
+    assert starts.allowed("file:///third.py") is Start.STOP  # 2 kept of 3 with the prior
+    starts.sent(DOC, speculative=False)
+    assert starts.allowed(DOC) is Start.STOP
 
 
 def test_speculation_stops_where_it_does_not_pay_and_explores_to_come_back() -> None:
     starts = SpeculativeStarts()
     kept(starts)
     wasted(starts, "file:///other.py")
-    assert starts.allowed("file:///third.py")  # one kept, one wasted: 2 of 3 (with the prior)
+    assert starts.allowed("file:///third.py") is Start.GAP  # 2 of 3 (with the prior)
     wasted(starts, "file:///other.py")
-    assert not starts.allowed("file:///third.py")  # 2 of 4 < 2 / 3
+    # 2 of 4 < 2 / 3: GAP starts stop; the STOP, judged apart, has not wasted any.
+    assert starts.allowed("file:///third.py") is Start.STOP
     allowed = []
     for _ in range(4):
         starts.sent(DOC, speculative=False)  # bursts end at the full pause
         allowed.append(starts.allowed(DOC))
-    assert allowed == [False, False, False, True]  # one burst in four explores
+    assert allowed == [Start.STOP, Start.STOP, Start.STOP, Start.GAP]  # one in four explores
     for _ in range(3):
         kept(starts)
-    assert starts.allowed(DOC)  # kept again: 5 of 7
-    assert starts.snapshot() == {"started": 6, "kept": 4, "wasted": 2}
+    assert starts.allowed(DOC) is Start.GAP  # kept again: 5 of 7
+    assert totals(starts.snapshot()) == {"started": 6, "kept": 4, "wasted": 2}
+
+
+def test_bursts_ended_at_the_stop_count_towards_exploring_gap_starts() -> None:
+    starts = SpeculativeStarts()
+    wasted(starts)
+    wasted(starts)
+    offered = []
+    for number in range(4):
+        document = f"file:///{number}.py"
+        offered.append(starts.allowed(document))
+        starts.sent(document, object(), speculative=True, until=10.0)
+        starts.forget(document)  # the user stopped there: kept, at the STOP
+    assert offered == [Start.STOP] * 4
+    assert starts.allowed("file:///next.py") is Start.GAP
+    assert starts.snapshot()["stop_kept"] == 4
 
 
 # -- in the completion service -------------------------------------------------------------------
@@ -196,7 +277,7 @@ async def test_a_key_that_fits_the_speculative_stream_is_served_from_it() -> Non
     assert continued is not None and continued.text == "turn a + b"
     assert len(provider.calls) == 1 and provider.calls[0].ended == "completed"
     assert telemetry.snapshot()["requests"]["reused"] == 1
-    assert service.speculation_snapshot() == {"started": 1, "kept": 1, "wasted": 0}
+    assert totals(service.speculation_snapshot()) == {"started": 1, "kept": 1, "wasted": 0}
 
 
 async def test_a_key_that_does_not_fit_cancels_the_speculative_stream_at_its_first_chunk() -> None:
@@ -232,7 +313,7 @@ async def test_a_key_that_does_not_fit_cancels_the_speculative_stream_at_its_fir
     # (1.6 x ~103 ms x 1.3 right after a letter: ~215 ms), not a speculative one gap, and not
     # for the first stream's end (a second later).
     assert 0.2 <= second.started - typed <= 0.23
-    assert service.speculation_snapshot() == {"started": 1, "kept": 0, "wasted": 1}
+    assert totals(service.speculation_snapshot()) == {"started": 1, "kept": 0, "wasted": 1}
 
 
 async def test_keys_that_keep_a_seat_past_the_pause_do_not_make_a_wasted_stream_kept() -> None:
@@ -262,4 +343,42 @@ async def test_keys_that_keep_a_seat_past_the_pause_do_not_make_a_wasted_stream_
     assert answers[-1] is not None and answers[-1].text == "se b"
     # "i" came after the pause that ends a burst would have ended, while "a" sat on the
     # stream: the verdict is still the stream's, which did not fit.
-    assert service.speculation_snapshot() == {"started": 1, "kept": 0, "wasted": 1}
+    assert totals(service.speculation_snapshot()) == {"started": 1, "kept": 0, "wasted": 1}
+
+
+async def test_after_a_wasted_start_the_burst_still_ends_at_the_stop_not_the_full_pause() -> None:
+    time = FakeTime()
+    replies = [
+        Reply(chunks=("ise ValueError",), first_byte=0.15),  # a model that mispredicts
+        Reply(chunks=(" + f",), first_byte=0.15),
+    ]
+    provider = ScriptedProvider("local", time, replies)
+    service, _, _ = service_on(time, provider)
+    learned(time, service)
+
+    async def typing() -> tuple[list[Any], float]:
+        text = "def add(a, b, c, d, e):\n    "
+        asked = []
+        last_key = time.now
+        for index, key in enumerate("return a + b + c + d + e"):
+            if index:
+                # A hesitation after "r" (the GAP start goes, and "e" does not fit its
+                # stream), then a regular 90 ms.
+                await time.sleep(0.12 if index == 1 else 0.09)
+            text += key
+            service.document_changed("file:///w/add.py")
+            last_key = time.now
+            request = CompletionRequest(snapshot(text, index + 1), len(text))
+            asked.append(asyncio.ensure_future(service.complete(request)))
+        return list(await asyncio.gather(*asked)), last_key
+
+    answers, last_key = await time.run(typing())
+
+    assert answers[-1] is not None and answers[-1].text == " + f"
+    assert len(provider.calls) == 2
+    # The GAP start was wasted; the rest of the burst may not start at a GAP, but at the STOP:
+    # just past the document's longest gap (90 ms: the hesitation is over its p95), where
+    # the full pause would have waited ~190 ms (1.6 gaps, x 1.3 after a letter).
+    assert 0.09 < provider.calls[1].started - last_key <= 0.1
+    counts = service.speculation_snapshot()
+    assert counts["wasted"] == 1 and counts["stop_started"] == 1

@@ -15,10 +15,15 @@ The pause that ends a burst, adaptive mode (reasoning and the comparison with ta
     pause  = clamp(pause, debounce_min_ms, debounce_max_ms)
     delay  = max(0, pause - time since the document's last edit or request)
 
-A pause *begins* one normal gap after the last edit (``start = SPECULATE_GAPS * gap``, within
-the bounds and never after the pause): ``wait(..., early=True)`` counts to that instead, for
-a request the caller starts speculatively (``speculation.py`` decides when that pays, the
-completion service keeps its stream only if the next key fits it).
+Two earlier points a request may go at, speculatively (``speculation.py`` decides which pays,
+the completion service keeps its stream only if the next key fits it), each within the bounds
+and never after the pause: ``wait(..., early=Start.GAP)`` counts to where a pause *begins*, one
+normal gap after the last edit (``start = SPECULATE_GAPS * gap``); ``early=Start.STOP`` to
+where the document's own rhythm says the burst is over, its p99.5 gap, extrapolated from the
+p75 and p95 as a log-normal tail, plus a margin for timer jitter::
+
+    stop = p75 * (p95 / p75) ** TAIL_EXPONENT + JITTER_MS     once the document has 16 gaps
+    (p95 / p75 weighed against the user's, itself against a typist whose gaps vary by 30 %)
 
 The deadline counts from the document's last activity (an edit, or an earlier request: a
 cursor moved without editing), not from the request's arrival: a request that comes after the
@@ -34,6 +39,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from crucible.config.settings import CompletionSettings, DebounceMode
 from crucible.runtime.samples import RecentSamples
@@ -57,6 +63,30 @@ _PAUSE_GAPS = 1.6
 # (kept only if the next key fits its stream), but it starts 0.6 gap sooner than the pause
 # that ends a burst, ~60 ms at 105 ms between keys, without the context and latency margins.
 _SPECULATE_GAPS = 1.0
+# The end of a burst from the rhythm's tail: a regular typist's burst is over about one longest
+# gap after the last key, where 1.6 p75 gaps x the context margins (2.1 gaps after a letter) wait
+# twice a gap. The p99.5 gap, from the p75 and p95 as a log-normal tail (z = 0.67 + 2.0 x 0.97 =
+# 2.6): for gaps that spread little (a steady typist, uniform 60-90 ms) it is just past the
+# longest gap, for a heavy tail it grows past the pause and the pause stands. Not the p99 (x 1.7):
+# with a 30 %-spread typist that fired mid-burst at 1 gap in 100 beyond the pause's, against 1 in
+# 160 here, for 1-2 ms more at the benchmark's regular speeds. The p95 of 32 gaps is their second
+# longest: hesitations that are 5 % of the gaps or more are inside it, so they move the stop and
+# never fire it; rarer ones fire it as they fire the pause.
+_TAIL_QUANTILE = 0.95
+_TAIL_EXPONENT = 2.0
+# Timer and transport jitter (an event loop turn, a pipe, a loaded machine): a gap measured at the
+# server differs from the typed one by a few ms, which matters where the stop is just past the
+# longest gap.
+_JITTER_MS = 3.0
+# The document's own gaps before its tail is trusted: fewer say little about the longest gap
+# (with 8, a document typed at 30-60 ms after one at 90-120 ms fired mid-burst at 1 burst in 4 in
+# the peers benchmark: its p95 was its longest gap so far, and the user's last 32 gaps, both
+# paces mixed, put their p75 and p95 in the slower one). A document in use has its window full.
+_STOP_MIN_GAPS = 16
+# p95 / p75 of a typist whose gaps vary by ~30 % (log-normal, e^(0.3 x 0.97)): the prior of the
+# tail's shape, weighed as _PRIOR_WEIGHT gaps. The shape is the user's (across documents), the
+# scale the document's.
+_PRIOR_TAIL = 1.34
 # debounce_ms / PAUSE_GAPS counts as K0 pseudo-gaps: the first keystrokes nudge the estimate
 # instead of replacing it, and a new document starts where the user configured. With a full
 # window it still weighs 4/36, which acts as an absolute margin (on a 30 ms gap, defaults: +7 ms
@@ -90,10 +120,18 @@ _KEYWORDS = frozenset(_KEYWORD_WORDS.split())
 _LAST_WORD = re.compile(r"\w+$")
 
 
+class Start(Enum):
+    """Where a request may go upstream before the pause that ends a burst is over."""
+
+    PAUSE = "pause"  # not before: the pause that ends a burst
+    STOP = "stop"  # where the rhythm's tail says the burst is over (its p99.5 gap)
+    GAP = "gap"  # where a pause begins: one normal (p75) gap
+
+
 @dataclass(frozen=True, slots=True)
 class Wait:
     """How long a request waits before it may go upstream, and whether going then is
-    speculative: at the start of a pause, before the pause that ends a burst is over."""
+    speculative: at an early point (``Start``), before the pause that ends a burst is over."""
 
     ms: float
     speculative: bool = False
@@ -116,6 +154,17 @@ def _shrunk(gaps: RecentSamples, prior: float) -> float:
         return prior
     typical = gaps.percentile(_GAP_QUANTILE) or 0.0
     return (samples * typical + _PRIOR_WEIGHT * prior) / (samples + _PRIOR_WEIGHT)
+
+
+def _shrunk_tail(gaps: RecentSamples, prior: float) -> float:
+    """p95 / p75 of ``gaps`` (how far their tail reaches), weighed against ``prior`` as
+    ``_PRIOR_WEIGHT`` samples."""
+    typical = gaps.percentile(_GAP_QUANTILE)
+    high = gaps.percentile(_TAIL_QUANTILE)
+    if not typical or high is None:
+        return prior
+    samples = len(gaps)
+    return (samples * high / typical + _PRIOR_WEIGHT * prior) / (samples + _PRIOR_WEIGHT)
 
 
 def _context_factor(line_prefix: str, line_suffix: str) -> float:
@@ -186,16 +235,17 @@ class AdaptiveDebounce:
         line_suffix: str,
         *,
         invoked: bool = False,
-        early: bool = False,
+        early: Start | bool = Start.PAUSE,
     ) -> Wait:
-        """As ``delay_ms``; ``early``: counted to the start of a pause (``start_ms``) when that
-        comes sooner, and then the wait says it is speculative."""
+        """As ``delay_ms``; ``early``: counted to an earlier point (``Start.GAP`` or True: the
+        start of a pause, ``start_ms``; ``Start.STOP``: ``stop_ms``) when that comes sooner,
+        and then the wait says it is speculative."""
         rhythm = self._rhythm(document)
         delay = 0.0
         speculative = False
         if not invoked:
             delay = self.pause_ms(document, line_prefix, line_suffix)
-            start = self.start_ms(document) if early else delay
+            start = self._early_ms(document, early, delay)
             now = self._clock()
             active = [t for t in (rhythm.last_keystroke, rhythm.last_request) if t is not None]
             since = max((now - max(active)) * 1000.0, 0.0) if active else 0.0
@@ -224,6 +274,22 @@ class AdaptiveDebounce:
         rhythm = self._documents.get(document) or _DocumentRhythm()
         start = _SPECULATE_GAPS * self._gap_ms(rhythm)
         return min(max(start, self._min_ms), self._max_ms)
+
+    def stop_ms(self, document: str) -> float | None:
+        """How long after the last edit of ``document`` its rhythm's tail says the burst is
+        over (its p99.5 gap, within the bounds); None before the document has ``_STOP_MIN_GAPS``
+        gaps of its own, and in fixed mode."""
+        rhythm = self._documents.get(document)
+        if self._mode is DebounceMode.FIXED or rhythm is None:
+            return None
+        samples = len(rhythm.gaps)
+        typical = rhythm.gaps.percentile(_GAP_QUANTILE)
+        if samples < _STOP_MIN_GAPS or not typical:
+            return None
+        user = _shrunk_tail(self._user_gaps, _PRIOR_TAIL)
+        tail = _shrunk_tail(rhythm.gaps, user)
+        stop = typical * math.pow(tail, _TAIL_EXPONENT) + _JITTER_MS
+        return min(max(stop, self._min_ms), self._max_ms)
 
     def last_activity(self, document: str) -> float:
         """When ``document`` was last edited or asked about (the clock's time; now if never):
@@ -260,6 +326,14 @@ class AdaptiveDebounce:
         starting point."""
         user = _shrunk(self._user_gaps, self._fixed_ms / _PAUSE_GAPS)
         return _shrunk(rhythm.gaps, user)
+
+    def _early_ms(self, document: str, early: Start | bool, pause: float) -> float:
+        """When the ``early`` point comes (``pause`` when there is none); the caller takes
+        the sooner of it and the pause."""
+        if early is True or early is Start.GAP:
+            return self.start_ms(document)
+        stop = self.stop_ms(document) if early is Start.STOP else None
+        return pause if stop is None else stop
 
     def _latency_ms(self) -> float:
         return self._latency.percentile(0.5) or 0.0
