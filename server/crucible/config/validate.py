@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from crucible.config.settings import (
     CLIENT_KEYS,
@@ -226,20 +226,28 @@ def _sha256(value: Any) -> str:
     return text
 
 
-def _base_url(value: Any) -> str:
-    expected = "expected an absolute http:// or https:// URL with a host"
+def _url(value: Any, expected: str, schemes: tuple[str, ...]) -> tuple[str, SplitResult, str]:
+    """``value`` stripped, split as a URL with one of ``schemes`` and no stray characters, and
+    how to show it in a message (secrets masked: anything not a URL might be a pasted key); else
+    :class:`_Invalid` saying ``expected``."""
     if not isinstance(value, str):
         raise _Invalid(f"{expected}, got {_given(value)}")
     url = value.strip()
+    shown = json.dumps(mask_url(url)) if "://" in url else _given(url)
     try:
         parts = urlsplit(url)
-        scheme, host, _port = parts.scheme, parts.hostname, parts.port  # .port checks the port
-    except ValueError:  # an unclosed IPv6 bracket, a non-numeric port …
-        scheme, host = "", None
-    bad_char = any(c.isspace() or not c.isprintable() for c in url)
-    if bad_char or scheme not in ("http", "https") or not host:
-        # A URL is shown with its secrets masked; anything else might be a pasted key.
-        shown = json.dumps(mask_url(url)) if "://" in url else _given(url)
+        _port = parts.port  # checks the port
+    except ValueError as exc:  # an unclosed IPv6 bracket, a non-numeric port …
+        raise _Invalid(f"{expected}, got {shown}") from exc
+    if any(c.isspace() or not c.isprintable() for c in url) or parts.scheme not in schemes:
+        raise _Invalid(f"{expected}, got {shown}")
+    return url, parts, shown
+
+
+def _base_url(value: Any) -> str:
+    expected = "expected an absolute http:// or https:// URL with a host"
+    url, parts, shown = _url(value, expected, ("http", "https"))
+    if not parts.hostname:
         raise _Invalid(f"{expected}, got {shown}")
     if "@" in parts.netloc or parts.query or parts.fragment:
         # Credentials in a URL end up in logs and error messages, and httpx would send a
@@ -247,7 +255,7 @@ def _base_url(value: Any) -> str:
         # appends (base/v1?x=1 + completions -> base/v1?x=1/completions).
         raise _Invalid(
             "must not carry credentials or a query string (keys go in the environment"
-            f" variable api_key_env names), got {json.dumps(mask_url(url))}"
+            f" variable api_key_env names), got {shown}"
         )
     return url.rstrip("/")
 
@@ -257,21 +265,10 @@ def _redis_url(value: Any) -> str:
     if value == "":
         return ""
     expected = "expected a redis://, rediss:// or unix:// URL (or empty: no shared cache)"
-    if not isinstance(value, str):
-        raise _Invalid(f"{expected}, got {_given(value)}")
-    url = value.strip()
-    try:
-        parts = urlsplit(url)
-        scheme, host, _port = parts.scheme, parts.hostname, parts.port
-    except ValueError:
-        scheme, host = "", None
-    bad_char = any(c.isspace() or not c.isprintable() for c in url)
-    shown = json.dumps(mask_url(url)) if "://" in url else _given(url)
-    if bad_char or scheme not in ("redis", "rediss", "unix"):
-        raise _Invalid(f"{expected}, got {shown}")
-    if scheme == "unix" and not parts.path.startswith("/"):
+    url, parts, shown = _url(value, expected, ("redis", "rediss", "unix"))
+    if parts.scheme == "unix" and not parts.path.startswith("/"):
         raise _Invalid(f"a unix:// URL needs an absolute socket path, got {shown}")
-    if scheme != "unix" and not host:
+    if parts.scheme != "unix" and not parts.hostname:
         raise _Invalid(f"{expected}, got {shown}")
     if parts.password is not None or parts.fragment:
         raise _Invalid(
