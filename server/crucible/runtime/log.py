@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import sys
 import threading
 from collections import deque
@@ -241,16 +242,89 @@ def configure_logging(
         logging.getLogger(noisy).setLevel(quiet)
 
 
+class SessionStderr(logging.Handler):
+    """WARNING and above, in ``configure_logging``'s stderr format, to one window's stderr in
+    the shared daemon: ``fd`` is the pipe its thin client passed with the hello
+    (``shared/client.py`` ``StderrPipe``). The daemon's event loop writes here, so a write
+    never waits: the fd is made non-blocking, and what the pipe cannot take waits in a
+    bounded buffer, tried again with the next record and at close. A record that does not fit
+    is dropped and counted, and the count said once the pipe takes writes again (an editor
+    that never reads its server's stderr costs its own warnings, nothing else)."""
+
+    def __init__(self, fd: int, *, capacity: int = 1 << 16) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter(_FORMAT))
+        self.fd: int | None = fd
+        self.capacity = capacity  # bytes waiting for the pipe, at most
+        self.dropped = 0
+        self._reported_drops = 0
+        self._pending = bytearray()
+        os.set_blocking(fd, False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = (self.format(record) + "\n").encode("utf-8", "replace")
+        except Exception:
+            self.handleError(record)
+            return
+        self._flush()
+        if self.dropped > self._reported_drops and not self._pending:
+            note = (
+                f"crucible: {self.dropped - self._reported_drops} warnings were not written"
+                " here (stderr was not being read); --log-file keeps every one\n"
+            ).encode()
+            self._reported_drops = self.dropped
+            self._pending += note
+        if len(self._pending) + len(line) > self.capacity:
+            self.dropped += 1
+            return
+        self._pending += line
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._pending and self.fd is not None:
+            try:
+                written = os.write(self.fd, self._pending)
+            except BlockingIOError:
+                return  # full: the rest waits for the next record
+            except OSError:  # the client is gone
+                self._pending.clear()
+                return
+            del self._pending[:written]
+
+    def close(self) -> None:
+        with self._queue_lock():
+            self._flush()  # once more, without waiting
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+        super().close()
+
+    def _queue_lock(self) -> threading.RLock:
+        assert self.lock is not None
+        return self.lock
+
+
 class SessionLog:
     """One session's log in the shared daemon: its editor (a ``ClientLogHandler``) and, when
     its window was started with ``--log-file``, that file, both at the window's
-    ``--log-level``. The quiet libraries (pygls, httpx) reach them below WARNING only at
-    DEBUG, as ``configure_logging`` has it for a server of its own."""
+    ``--log-level``; and its WARNING+ records to its thin client's stderr (``SessionStderr``)
+    when the client passed it. The quiet libraries (pygls, httpx) reach them below WARNING
+    only at DEBUG, as ``configure_logging`` has it for a server of its own."""
 
-    def __init__(self, level: str, client: ClientLogHandler, log_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        level: str,
+        client: ClientLogHandler,
+        log_file: Path | None = None,
+        stderr: SessionStderr | None = None,
+    ) -> None:
         self.level = level_number(level)
         self.client = client
         client.setLevel(self.level)
+        self.stderr = stderr
+        if stderr is not None:
+            stderr.setLevel(max(logging.WARNING, self.level))
         self.file: logging.Handler | None = None
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -270,10 +344,14 @@ class SessionLog:
         self.client.handle(record)
         if self.file is not None:
             self.file.handle(record)
+        if self.stderr is not None and record.levelno >= self.stderr.level:
+            self.stderr.handle(record)
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+        if self.stderr is not None:
+            self.stderr.close()
 
 
 def level_number(level: str) -> int:

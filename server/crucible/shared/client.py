@@ -73,6 +73,7 @@ CLOSE_S = 30.0  # after the editor's end, for the daemon to finish the session
 # Not ``-m crucible.shared.daemon``: its records would be logged as ``__main__``.
 _DAEMON_MAIN = "import sys; from crucible.shared.daemon import main; sys.exit(main(sys.argv[1:]))"
 SMALL_BODY = 256
+STDERR_DRAIN_S = 2.0  # at the end, for the session's last warnings to reach our stderr
 # For the editor's initialize (it comes first, at once) before saying hello: the API-key
 # variables its initializationOptions name go with the hello.
 INITIALIZE_WAIT_S = 2.0  # bodies read for ``shutdown`` / ``exit`` (both are tiny)
@@ -328,15 +329,16 @@ class Refused(Exception):
     window is served alone, and the daemon is left serving the others."""
 
 
-def connect(place: DaemonPlace, hello: Hello) -> socket.socket | None:
+def connect(place: DaemonPlace, hello: Hello, stderr_fd: int | None = None) -> socket.socket | None:
     """A connection to a daemon that accepted ``hello``; None when there is no daemon, a dead
     one, or an older one (which retires on being greeted: ``shared/handshake.py``). Raises
-    ``Refused`` when a newer daemon will not serve us."""
+    ``Refused`` when a newer daemon will not serve us. ``stderr_fd`` goes with the hello
+    (``SCM_RIGHTS``): the session writes its warnings there (``SessionStderr``)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(place.socket))
         sock.settimeout(HANDSHAKE_S)
-        sock.sendall(hello.encode())
+        _send_hello(sock, hello.encode(), stderr_fd)
         welcome = Welcome.decode(_read_line(sock))
     except (OSError, HandshakeError):
         sock.close()
@@ -350,6 +352,17 @@ def connect(place: DaemonPlace, hello: Hello) -> socket.socket | None:
     return sock
 
 
+def _send_hello(sock: socket.socket, line: bytes, stderr_fd: int | None) -> None:
+    """The hello line, with ``stderr_fd`` attached to its first bytes. A daemon that reads
+    it without ``recvmsg`` (an older one) loses the descriptor, which the kernel closes."""
+    if stderr_fd is None or not hasattr(socket, "send_fds"):
+        sock.sendall(line)
+        return
+    sent = socket.send_fds(sock, [line], [stderr_fd])
+    if sent < len(line):
+        sock.sendall(line[sent:])
+
+
 def _read_line(sock: socket.socket) -> bytes:
     line = bytearray()
     while not line.endswith(b"\n"):
@@ -361,15 +374,15 @@ def _read_line(sock: socket.socket) -> bytes:
 
 
 def connect_or_start(
-    place: DaemonPlace, hello: Hello, start: Callable[[], None]
+    place: DaemonPlace, hello: Hello, start: Callable[[], None], stderr_fd: int | None = None
 ) -> socket.socket | None:
     """Connect; else, holding the start lock, start a daemon and connect to it. Raises
     ``Refused`` (``connect``)."""
-    sock = connect(place, hello)
+    sock = connect(place, hello, stderr_fd)
     if sock is not None:
         return sock
     with _locked(place.lock):
-        sock = connect(place, hello)  # another window may have started one meanwhile
+        sock = connect(place, hello, stderr_fd)  # another window may have started one
         if sock is not None:
             return sock
         with contextlib.suppress(FileNotFoundError):
@@ -377,7 +390,7 @@ def connect_or_start(
         start()
         deadline = time.monotonic() + DAEMON_START_S
         while time.monotonic() < deadline:
-            sock = connect(place, hello)
+            sock = connect(place, hello, stderr_fd)
             if sock is not None:
                 return sock
             time.sleep(POLL_S)
@@ -468,12 +481,68 @@ def run_client(config: Path | None, log_level: str, log_file: Path | None = None
         str(session_log) if session_log else None,
         handshake.PROTOCOL,
     )
+    warnings = StderrPipe.open()
     try:
-        sock = connect_or_start(place, hello, lambda: start_daemon(place, daemon_log))
+        sock = connect_or_start(
+            place,
+            hello,
+            lambda: start_daemon(place, daemon_log),
+            warnings.write_fd if warnings else None,
+        )
     except Refused as refused:
         _say(f"{refused}; serving this window alone")
         return serve_alone(relay, config_file, log_level, session_log)
+    finally:
+        if warnings is not None:
+            warnings.given()  # the daemon holds its own copy, or none
     if sock is None:
         _say(f"the shared daemon did not start; its log: {daemon_log}")
         return 1
-    return relay.run(sock)
+    try:
+        return relay.run(sock)
+    finally:
+        if warnings is not None:
+            warnings.finish(STDERR_DRAIN_S)
+
+
+class StderrPipe:
+    """A pipe whose write end goes to the daemon with the hello, and a thread copying what
+    arrives on it to this client's stderr. Not the client's stderr itself: the daemon makes
+    the end it writes non-blocking (an editor that never reads stderr must not stall the
+    daemon), and that flag belongs to the open file, which the editor may share; the pipe is
+    ours alone. An editor that stops reading blocks only this thread."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.write_fd: int | None = write_fd
+        self._read_fd = read_fd
+        self._copier = threading.Thread(target=self._copy, name="stderr", daemon=True)
+        self._copier.start()
+
+    @classmethod
+    def open(cls) -> StderrPipe | None:
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError:
+            return None  # the session's warnings stay in its editor and --log-file
+        return cls(read_fd, write_fd)
+
+    def given(self) -> None:
+        """Close our copy of the write end: the copy ends when the daemon closes its own."""
+        if self.write_fd is not None:
+            os.close(self.write_fd)
+            self.write_fd = None
+
+    def finish(self, timeout: float) -> None:
+        """Wait for what the daemon wrote before the session ended to be copied."""
+        self.given()
+        self._copier.join(timeout)
+
+    def _copy(self) -> None:
+        try:
+            while data := os.read(self._read_fd, CHUNK):
+                while data:  # blocking: only this thread waits for the editor
+                    data = data[os.write(2, data) :]
+        except OSError:
+            pass  # our stderr is gone: nothing left to say anything on
+        finally:
+            os.close(self._read_fd)

@@ -55,10 +55,11 @@ from crucible.runtime.log import (
     NotQuietLibraries,
     SessionLog,
     SessionLogRouter,
+    SessionStderr,
     configure_logging,
     daemon_levels,
 )
-from crucible.shared.handshake import HandshakeError, Hello, Welcome, welcome_for
+from crucible.shared.handshake import MAX_LINE_BYTES, HandshakeError, Hello, Welcome, welcome_for
 from crucible.shared.place import DaemonPlace, log_path, private_dir
 
 if TYPE_CHECKING:
@@ -126,7 +127,8 @@ class Daemon:
         self._idle_s = idle_s
         self._sessions = 0
         self._retiring = False
-        self._server: asyncio.AbstractServer | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[None]] = set()
         self._done: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._loading = loading or start_loading()
@@ -138,7 +140,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self._loaded = asyncio.wrap_future(self._loading)
-        self._server = await asyncio.start_unix_server(self._connection, sock=self._listener)
+        self._accepting = loop.create_task(self._accept())
         logger.info(
             "daemon %s serving on %s (pid %d)",
             crucible.__version__,
@@ -149,7 +151,7 @@ class Daemon:
         try:
             await self._done
         finally:
-            self._server.close()
+            self._stop_accepting()
             self._remove_files()
             if self._shared is not None:
                 await self._shared.aclose()
@@ -158,16 +160,52 @@ class Daemon:
 
     # -- connections -------------------------------------------------------------------------
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not peer_allowed(writer.get_extra_info("socket"), self._place.directory):
+    async def _accept(self) -> None:
+        """Accept connections ourselves, not through ``asyncio.start_unix_server``: its
+        transport reads at once with ``recv``, which would lose the descriptor that comes
+        with the hello (``read_hello``)."""
+        loop = asyncio.get_running_loop()
+        self._listener.setblocking(False)
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:  # out of descriptors, say: the next one may do
+                logger.warning("accepting a connection failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = loop.create_task(self._connection(conn))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    def _stop_accepting(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+        # Closed once the cancelled accept has removed its reader (its callbacks run first).
+        asyncio.get_running_loop().call_soon(self._listener.close)
+
+    async def _connection(self, conn: socket.socket) -> None:
+        if not peer_allowed(conn, self._place.directory):
+            # The daemon's own record (outside any session): its log file only.
             logger.warning("refused a connection from another user")
-            writer.close()
+            conn.close()
             return
         try:
-            hello = Hello.decode(await asyncio.wait_for(reader.readline(), HELLO_S))
-        except (HandshakeError, TimeoutError, OSError, ValueError) as exc:
+            line, fds = await asyncio.wait_for(read_hello(conn), HELLO_S)
+        except (TimeoutError, OSError) as exc:
             logger.warning("a client's hello was not understood: %s", exc)
-            writer.close()
+            conn.close()
+            return
+        stderr_fd, extra = (fds[0], fds[1:]) if fds else (None, [])
+        for fd in extra:
+            os.close(fd)
+        try:
+            hello = Hello.decode(line)
+            reader, writer = await asyncio.open_unix_connection(sock=conn)
+        except (HandshakeError, OSError, ValueError) as exc:
+            logger.warning("a client's hello was not understood: %s", exc)
+            conn.close()
+            if stderr_fd is not None:
+                os.close(stderr_fd)
             return
         accepted, retire = welcome_for(hello, crucible.__version__, self._retiring)
         if not accepted:
@@ -180,6 +218,8 @@ class Daemon:
                     hello.version,
                     hello.protocol,
                 )
+            if stderr_fd is not None:
+                os.close(stderr_fd)
             writer.write(Welcome(crucible.__version__, accepted=False).encode())
             with contextlib.suppress(OSError):
                 await writer.drain()
@@ -191,7 +231,7 @@ class Daemon:
             self._idle.cancel()
             self._idle = None
         try:
-            await self._session(hello, reader, writer)
+            await self._session(hello, reader, writer, stderr_fd)
         except Exception:  # one session's failure is logged, and reaches no other
             logger.exception("a session failed")
             writer.close()
@@ -200,11 +240,16 @@ class Daemon:
             self._session_ended()
 
     async def _session(
-        self, hello: Hello, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        hello: Hello,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stderr_fd: int | None,
     ) -> None:
         # This task's records (and those of the tasks it starts) go to this session's editor
-        # and its window's --log-file, at its window's --log-level.
-        log = self._session_log(hello)
+        # and its window's --log-file, at its window's --log-level, and its warnings to its
+        # thin client's stderr.
+        log = self._session_log(hello, stderr_fd)
         SESSION_LOG.set(log)
         self._logs.append(log)
         daemon_levels([s.level for s in self._logs])
@@ -232,13 +277,19 @@ class Daemon:
             log.close()
 
     @staticmethod
-    def _session_log(hello: Hello) -> SessionLog:
+    def _session_log(hello: Hello, stderr_fd: int | None) -> SessionLog:
         client = ClientLogHandler()
+        stderr = None
+        if stderr_fd is not None:
+            try:
+                stderr = SessionStderr(stderr_fd)
+            except OSError:  # not a descriptor we can make non-blocking: not written to
+                os.close(stderr_fd)
         path = Path(hello.cwd, hello.log_file) if hello.log_file else None
         try:
-            return SessionLog(hello.log_level, client, path)
+            return SessionLog(hello.log_level, client, path, stderr)
         except OSError as exc:  # the window's file cannot be written: said in its editor
-            log = SessionLog(hello.log_level, client)
+            log = SessionLog(hello.log_level, client, stderr=stderr)
             token = SESSION_LOG.set(log)
             logger.warning("--log-file %s cannot be written (%s): not logging there", path, exc)
             SESSION_LOG.reset(token)
@@ -269,8 +320,7 @@ class Daemon:
         if self._retiring:
             return
         self._retiring = True
-        if self._server is not None:
-            self._server.close()
+        self._stop_accepting()
         self._remove_files()
         if not self._sessions:
             self._finish()
@@ -287,6 +337,36 @@ class Daemon:
         with contextlib.suppress(OSError, ValueError):
             if int(self._place.pid.read_text()) == os.getpid():
                 self._place.pid.unlink()
+
+
+async def read_hello(conn: socket.socket) -> tuple[bytes, list[int]]:
+    """The hello line and the descriptors that came with it (``SCM_RIGHTS``: the client's
+    stderr pipe). The client sends nothing more before the welcome, so reading whatever has
+    arrived never takes LSP bytes."""
+    loop = asyncio.get_running_loop()
+    conn.setblocking(False)
+    line, fds = bytearray(), list[int]()
+    try:
+        while not line.endswith(b"\n") and len(line) <= MAX_LINE_BYTES:
+            readable = loop.create_future()
+            loop.add_reader(conn.fileno(), readable.set_result, None)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(conn.fileno())
+            try:
+                data, received, _, _ = socket.recv_fds(conn, 1 << 16, 4)
+            except BlockingIOError:
+                continue
+            fds += received
+            if not data:
+                break
+            line += data
+    except BaseException:  # timed out, cancelled: the descriptors received are ours to close
+        for fd in fds:
+            os.close(fd)
+        raise
+    return bytes(line), fds
 
 
 def start_loading() -> concurrent.futures.Future[None]:
