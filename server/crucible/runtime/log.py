@@ -22,10 +22,12 @@ one client: each session sets ``SESSION_LOG`` to its own ``SessionLog`` (its edi
 task that serves it (tasks it starts inherit the value), and the root logger's
 ``SessionLogRouter`` hands each record to the log of the session that logged it. The daemon's
 own file takes every session's records at INFO, the quiet libraries' kept out
-(``NotQuietLibraries``); ``daemon_levels`` opens the root logger to the most verbose level a
-session asks for. A record logged outside any session (the daemon's own work) reaches only
-the daemon's log file: nothing of one session is ever sent to another window or written to
-another window's file. ``client_handler()`` answers the session's handler first.
+(``NotQuietLibraries``), and a session's WARNING+ records go to its own thin client's stderr
+too when the client passed it (``SessionStderr``); ``daemon_levels`` opens the root logger
+to the most verbose level a session asks for. A record logged outside any session (the
+daemon's own work) reaches only the daemon's log file: nothing of one session is ever sent
+to another window, written to another window's file or to another window's stderr.
+``client_handler()`` answers the session's handler first.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 per-user daemon (``shared/daemon.py``), starting the daemon when there is none.
 
 Standard library only, and little of it (no asyncio, no pygls, no ``crucible.app``): it is
-what the editor waits for on every window's start. Three threads:
+what the editor waits for on every window's start. Four threads:
 
 - the editor reader reads stdin in chunks and queues each, untouched, for the daemon. It also
   splits the chunks into frames (a copy; only the headers are read, and only small bodies are
@@ -14,7 +14,9 @@ what the editor waits for on every window's start. Three threads:
   the editor waits for none of it;
 - the daemon reader copies the daemon's frames to stdout, except its own answer to the
   ``initialize`` answered early: the editor has one already (a difference is logged to
-  stderr, as early start logs it). After that answer it copies bytes without looking.
+  stderr, as early start logs it). After that answer it copies bytes without looking;
+- the stderr copier (``StderrPipe``) copies the session's warnings, which the daemon writes
+  to a pipe whose write end went with the hello, to this process's stderr.
 
 Starting is race-free: a client that finds no daemon takes ``start.lock`` (``fcntl.flock``),
 tries again (another window may have started one meanwhile), and only then replaces a stale

@@ -21,7 +21,9 @@ editor channel; the environment the client sent is the one it reads keys and XDG
 and a ``CrucibleLanguageServer`` of its own, served on the connection's streams like a TCP
 client (``serve_connection``). Its log records go to its own editor and, when its window was
 started with ``--log-file``, to that file, both at its window's ``--log-level``
-(``runtime/log.py`` ``SessionLog``), and at INFO to the daemon's log file. Its end
+(``runtime/log.py`` ``SessionLog``), its WARNING+ records to its thin client's stderr (a
+pipe the client passed with the hello: ``read_hello``, ``SessionStderr``), and at INFO to
+the daemon's log file. Its end
 (``exit``, end of input, a client killed, a broken frame, its editor's process gone) ends only
 it; an exception in it is logged and goes no further.
 
