@@ -89,11 +89,23 @@ async def test_a_windows_warnings_reach_its_own_stderr_only(
     place: Place, fake: FakeProvider
 ) -> None:
     first_err, second_err = place.home / "first.err", place.home / "second.err"
-    typo_options = provider_options(fake)
+    typo_options, options = provider_options(fake, "openai"), provider_options(fake, "openai")
+    for each in (typo_options, options):
+        each["providers"][0]["api_key_env"] = "MY_LLM_CREDENTIAL"
     typo_options["completion"]["debounce_mz"] = 3  # a typo: a WARNING naming the key
     async with (
-        window(place, typo_options, command=_stderr_to(first_err)) as first,
-        window(place, provider_options(fake), command=_stderr_to(second_err)) as second,
+        window(
+            place,
+            typo_options,
+            command=_stderr_to(first_err),
+            env={"MY_LLM_CREDENTIAL": KEY},
+        ) as first,
+        window(
+            place,
+            options,
+            command=_stderr_to(second_err),
+            env={"MY_LLM_CREDENTIAL": OTHER_KEY},
+        ) as second,
     ):
         assert (await server_status(second))["shared"]["sessions"] == 2
         assert await suggestion(first, TEXT) == "return a + b"
@@ -103,6 +115,7 @@ async def test_a_windows_warnings_reach_its_own_stderr_only(
     assert re.search(r"^\S+ \S+ WARNING crucible\.\S+: .*completion\.debounce_mz", first_text, re.M)
     assert " INFO " not in first_text
     assert second_text == ""  # the other window's warning, and the daemon's INFO: not here
+    assert KEY not in first_text and OTHER_KEY not in first_text
 
 
 async def test_a_window_whose_stderr_is_never_read_stalls_no_one(
