@@ -36,7 +36,11 @@ def test_hello_and_welcome_round_trip() -> None:
 
 def test_the_session_env_holds_keys_and_paths_not_the_rest(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text('[[providers]]\napi_key_env = "MY_PROVIDER_PASS"\n')
+    config.write_text(
+        '[[providers]]\napi_key_env = "MY_PROVIDER_PASS"\n'
+        '[cache]\nshared_password_env = "TEAM_REDIS"\n'
+        '[telemetry]\notlp_headers_env = "COLLECTOR_AUTH"\n'
+    )
     environ = {
         "HOME": "/home/u",
         "XDG_CACHE_HOME": "/c",
@@ -44,6 +48,10 @@ def test_the_session_env_holds_keys_and_paths_not_the_rest(tmp_path: Path) -> No
         "OPENAI_API_KEY": "sk-1",
         "GITHUB_TOKEN": "t",
         "MY_PROVIDER_PASS": "p",
+        "TEAM_REDIS": "r",
+        "COLLECTOR_AUTH": "a",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "OLLAMA_HOST": "127.0.0.1:11434",
         "PATH": "/bin",
         "EDITOR": "vim",
     }
@@ -55,6 +63,10 @@ def test_the_session_env_holds_keys_and_paths_not_the_rest(tmp_path: Path) -> No
         "OPENAI_API_KEY",
         "GITHUB_TOKEN",
         "MY_PROVIDER_PASS",
+        "TEAM_REDIS",
+        "COLLECTOR_AUTH",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OLLAMA_HOST",
     }
 
 
@@ -135,11 +147,17 @@ def test_a_peer_is_allowed_by_its_uid(tmp_path: Path) -> None:
 
 
 def test_the_editors_options_name_key_variables_too() -> None:
-    options = {"providers": [{"name": "a", "api_key_env": "LLM_CREDENTIAL"}, {"name": "b"}]}
-    assert key_names(options) == {"LLM_CREDENTIAL"}
+    options = {
+        "providers": [{"name": "a", "api_key_env": "LLM_CREDENTIAL"}, {"name": "b"}],
+        "cache": {"shared_password_env": "TEAM_REDIS"},
+    }
+    assert key_names(options) == {"LLM_CREDENTIAL", "TEAM_REDIS"}
     assert key_names(None) == set()
-    environ = {"LLM_CREDENTIAL": "k", "OTHER": "x"}
-    assert session_env(environ, [], key_names(options)) == {"LLM_CREDENTIAL": "k"}
+    environ = {"LLM_CREDENTIAL": "k", "TEAM_REDIS": "r", "OTHER": "x"}
+    assert session_env(environ, [], key_names(options)) == {
+        "LLM_CREDENTIAL": "k",
+        "TEAM_REDIS": "r",
+    }
 
 
 def test_versions_are_totally_ordered_and_only_the_newer_retires_a_daemon() -> None:

@@ -8,8 +8,9 @@ Standard library only (the thin client imports it). Each line is one JSON object
 
 ``env`` is the part of the editor's environment a session reads: the XDG and HOME variables
 (where the user's configuration and cache are), ``CRUCIBLE_*``, every variable whose name says
-it holds a secret (``*_KEY``, ``*_TOKEN``, ``*_SECRET``), and every variable an
-``api_key_env = "..."`` in the user's configuration file, ``--config`` or the editor's
+it holds a secret (``*_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``), ``OTEL_*`` and
+``OLLAMA_HOST``, and every variable an ``api_key_env``, ``shared_password_env`` or
+``otlp_headers_env`` in the user's configuration file, ``--config`` or the editor's
 ``initializationOptions`` names (a variable named only in a later ``didChangeConfiguration``
 must be named like a secret to reach the session). The daemon's
 own environment is that of whichever window started it, so it is never used for a session.
@@ -47,12 +48,19 @@ MAX_LINE_BYTES = 1 << 20
 # served by a newer daemon (the hello's fields, what the relay expects of the session).
 PROTOCOL = 1
 _RELEASE = re.compile(r"\d+(?:\.\d+)*")
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET)$", re.IGNORECASE)
-_ALWAYS = ("HOME", "USER", "LOGNAME")
-_PREFIXES = ("XDG_", "CRUCIBLE_")
-# An ``api_key_env = "NAME"`` line of a TOML file: read without parsing the file (tomllib
-# would cost the thin client a few ms, and a variable named twice is harmless).
-_KEY_ENV_LINE = re.compile(r"""^\s*api_key_env\s*=\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""", re.M)
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+# OLLAMA_HOST: where the default provider is looked for; OTEL_*: the metrics export's target
+# and headers when [telemetry] names none (runtime/otlp_target.py).
+_ALWAYS = ("HOME", "USER", "LOGNAME", "OLLAMA_HOST")
+_PREFIXES = ("XDG_", "CRUCIBLE_", "OTEL_")
+# The settings whose value is the NAME of a variable holding a secret: a provider's key, the
+# team Redis' password, the metrics export's headers.
+_NAMING_KEYS = ("api_key_env", "shared_password_env", "otlp_headers_env")
+# Such a line of a TOML file: read without parsing the file (tomllib would cost the thin
+# client a few ms, and a variable named twice is harmless).
+_KEY_ENV_LINE = re.compile(
+    rf"""^\s*(?:{"|".join(_NAMING_KEYS)})\s*=\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""", re.M
+)
 
 
 class HandshakeError(Exception):
@@ -196,14 +204,15 @@ def user_config_file(environ: Mapping[str, str]) -> Path:
 
 
 def key_names(options: object) -> set[str]:
-    """Every ``api_key_env`` string value anywhere in ``options`` (initializationOptions)."""
+    """Every variable named anywhere in ``options`` (initializationOptions) by a key that
+    names one (``api_key_env``, ``shared_password_env``, ``otlp_headers_env``)."""
     found: set[str] = set()
     stack = [options]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                if key == "api_key_env" and isinstance(item, str):
+                if key in _NAMING_KEYS and isinstance(item, str):
                     found.add(item)
                 else:
                     stack.append(item)
