@@ -28,11 +28,9 @@ import dataclasses
 import functools
 import logging
 import os
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import crucible
@@ -51,7 +49,6 @@ from crucible.config.settings import (
     ProviderSettings,
     Role,
     Settings,
-    TelemetrySettings,
 )
 from crucible.context.diagnostics import DiagnosticsStore
 from crucible.context.privacy import WorkspacePrivacy
@@ -83,7 +80,7 @@ from crucible.runtime.memory import (
     fix_mmap_threshold,
 )
 from crucible.runtime.notices import ProblemBoard, team_cache_problem
-from crucible.runtime.otlp_target import ExportRecord, ExportState, OtlpTarget, otlp_target
+from crucible.runtime.otlp_target import TelemetryExport
 from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
@@ -187,10 +184,13 @@ class App:
         self._supervising: asyncio.Task[None] | None = None
         # [telemetry]: the OpenTelemetry export, when a target is configured (off by default;
         # runtime/otlp_target.py decides without importing OpenTelemetry).
-        self._export = ExportRecord(None)
-        self._export_stop: asyncio.Event | None = None
-        self._export_ended: asyncio.Event | None = None
-        self._instance_id = str(uuid.uuid4())  # service.instance.id: this server process
+        self.telemetry_export = TelemetryExport(
+            self._env,
+            status=self.status,
+            spawn=self.spawn,
+            announce=self._announce,
+            version=crucible.__version__,
+        )
         # With no provider configured: what was chosen and why (providers/default_choice.py),
         # and the provider that replaces the schema's default when it is not Ollama's.
         self.default_provider = DefaultProvider(
@@ -299,7 +299,7 @@ class App:
         )
         self._apply_chat_features(result.settings)
         self.memory.reconfigure(result.settings.memory)
-        self._apply_telemetry(result.settings.telemetry)
+        self.telemetry_export.apply(result.settings.telemetry)
         for pool in self._pools.values():
             pool.enable_all()
         logger.info(
@@ -335,49 +335,6 @@ class App:
             self.pool(Role.CHAT),
             privacy=self._workspace_privacy(settings.privacy),
             redact=settings.privacy.redact,
-        )
-
-    def _apply_telemetry(self, settings: TelemetrySettings) -> None:
-        """Start, replace or stop the metrics export; unchanged target, nothing done."""
-        target = otlp_target(settings, self._env)
-        if target == self._export.target:
-            return
-        if self._export_stop is not None:
-            self._export_stop.set()  # the old loop ends (runtime/metrics_export.py)
-            self._export_stop = None
-        self._export = ExportRecord(target)
-        if target is not None:
-            self._export.state = ExportState.STARTING
-            self._export_stop, self._export_ended = asyncio.Event(), asyncio.Event()
-            work = self._export_metrics(target, self._export, self._export_stop)
-            self.spawn(_then_set(work, self._export_ended), "export metrics")
-
-    async def _export_metrics(
-        self, target: OtlpTarget, record: ExportRecord, stop: asyncio.Event
-    ) -> None:
-        if stop.is_set():  # replaced or closed before the loop ran
-            return
-        try:
-            # ~100 ms of imports, off the loop; only now, so an unconfigured server never
-            # imports OpenTelemetry.
-            exporting = await asyncio.to_thread(_metrics_export_module)
-        except ImportError as exc:
-            record.state = ExportState.UNAVAILABLE
-            record.last_error = f"{type(exc).__name__}: {exc.name or exc}"
-            message = (
-                f"Crucible: metrics export to {target.host} needs the otel extra:"
-                " pip install 'crucible-lsp[otel]'"
-            )
-            logger.warning("telemetry: %s", message)
-            self._announce(message)
-            return
-        await exporting.export_until(
-            target,
-            self.status,
-            record,
-            stop,
-            version=crucible.__version__,
-            instance_id=self._instance_id,
         )
 
     def _workspace_privacy(self, settings: PrivacySettings) -> WorkspacePrivacy:
@@ -741,7 +698,7 @@ class App:
                 else None
             ),
             # The OpenTelemetry export: where to (host only), and how it is doing.
-            "telemetry_export": self._export.snapshot(),
+            "telemetry_export": self.telemetry_export.record.snapshot(),
             # Served by the shared daemon: which process, and how many windows it serves.
             **({"shared": self._shared.snapshot()} if self._shared is not None else {}),
         }
@@ -777,14 +734,7 @@ class App:
 
     async def aclose(self) -> None:
         self.default_provider.cancel()
-        if self._export_stop is not None and self._export_ended is not None:
-            # A last export while every component still counts, bounded, then the loop ends.
-            self._export_stop.set()
-            if self.started:
-                try:
-                    await asyncio.wait_for(self._export_ended.wait(), _EXPORT_END_S)
-                except TimeoutError:
-                    logger.debug("telemetry: the export loop did not end in time")
+        await self.telemetry_export.aclose(started=self.started)
         if self._supervising is not None:
             self._supervising.cancel()
         self.status_feed.close()
@@ -917,25 +867,6 @@ def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:
         "in_flight": member.in_flight,
         "queued": member.queued,
     }
-
-
-# How long closing waits for the export loop's last export (runtime/metrics_export.py bounds
-# it at 2 s) and shutdown.
-_EXPORT_END_S = 3.0
-
-
-async def _then_set(work: Awaitable[None], ended: asyncio.Event) -> None:
-    try:
-        await work
-    finally:
-        ended.set()
-
-
-def _metrics_export_module() -> ModuleType:
-    """The OpenTelemetry side (the ``otel`` extra); ImportError when it is not installed."""
-    from crucible.runtime import metrics_export
-
-    return metrics_export
 
 
 def build_server(app: App) -> CrucibleLanguageServer:

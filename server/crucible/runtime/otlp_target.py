@@ -4,7 +4,9 @@ The export itself (``runtime/metrics_export.py``) needs the optional ``otel`` ex
 ~100 ms of imports; this module decides, from ``[telemetry]`` and the environment, whether
 there is anything to export at all, so that an unconfigured server never imports
 OpenTelemetry. ``OtlpTarget`` is what the export needs to know; ``ExportRecord`` is how it is
-doing, as ``crucible/status`` ``telemetry_export`` shows it.
+doing, as ``crucible/status`` ``telemetry_export`` shows it; ``TelemetryExport`` is the
+export's life in one server: started, replaced or stopped as ``[telemetry]`` changes, and a
+last export at the end.
 
 Sources, first wins: ``[telemetry] otlp_endpoint``, then the standard variables (read from
 the editor's environment) ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` (the metrics URL, taken as it
@@ -19,13 +21,19 @@ never shown: status names the endpoint's host only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import importlib
+import logging
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 from crucible.config.settings import TelemetrySettings
+
+logger = logging.getLogger(__name__)
 
 ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 METRICS_ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
@@ -106,3 +114,93 @@ class ExportRecord:
             "last_error": self.last_error,
             "interval_s": self.target.interval_s,
         }
+
+
+# How long closing waits for the export loop's last export (runtime/metrics_export.py bounds
+# it at 2 s) and shutdown.
+_END_S = 3.0
+
+
+class TelemetryExport:
+    """The metrics export of one server (``[telemetry]``): the target in force, its loop and
+    its record. The loop (``runtime/metrics_export.py``, imported in a thread only once a
+    target is set) reads ``status`` at each export; ``spawn`` runs it as the App's owned
+    background work; ``announce`` tells the user the ``otel`` extra is missing."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        status: Callable[[], dict[str, Any]],
+        spawn: Callable[[Coroutine[Any, Any, None], str], None],
+        announce: Callable[[str], None],
+        version: str,
+    ) -> None:
+        self._env = env
+        self._status = status
+        self._spawn = spawn
+        self._announce = announce
+        self._version = version
+        self._instance_id = str(uuid.uuid4())  # service.instance.id: this server process
+        self.record = ExportRecord(None)
+        self._stop: asyncio.Event | None = None
+        self._ended: asyncio.Event | None = None
+
+    def apply(self, settings: TelemetrySettings) -> None:
+        """Start, replace or stop the export; an unchanged target, nothing done."""
+        target = otlp_target(settings, self._env)
+        if target == self.record.target:
+            return
+        if self._stop is not None:
+            self._stop.set()  # the old loop ends
+            self._stop = None
+        self.record = ExportRecord(target)
+        if target is not None:
+            self.record.state = ExportState.STARTING
+            self._stop, self._ended = asyncio.Event(), asyncio.Event()
+            self._spawn(self._run(target, self.record, self._stop, self._ended), "export metrics")
+
+    async def aclose(self, *, started: bool) -> None:
+        """A last export while every component still counts, bounded, then the loop ends
+        (waited for only when the loop could have run: ``started``)."""
+        if self._stop is None or self._ended is None:
+            return
+        self._stop.set()
+        if started:
+            try:
+                await asyncio.wait_for(self._ended.wait(), _END_S)
+            except TimeoutError:
+                logger.debug("telemetry: the export loop did not end in time")
+
+    async def _run(
+        self, target: OtlpTarget, record: ExportRecord, stop: asyncio.Event, ended: asyncio.Event
+    ) -> None:
+        try:
+            if stop.is_set():  # replaced or closed before the loop ran
+                return
+            try:
+                # ~100 ms of imports, off the loop; only now, so an unconfigured server never
+                # imports OpenTelemetry.
+                exporting: Any = await asyncio.to_thread(
+                    importlib.import_module, "crucible.runtime.metrics_export"
+                )
+            except ImportError as exc:
+                record.state = ExportState.UNAVAILABLE
+                record.last_error = f"{type(exc).__name__}: {exc.name or exc}"
+                message = (
+                    f"Crucible: metrics export to {target.host} needs the otel extra:"
+                    " pip install 'crucible-lsp[otel]'"
+                )
+                logger.warning("telemetry: %s", message)
+                self._announce(message)
+                return
+            await exporting.export_until(
+                target,
+                self._status,
+                record,
+                stop,
+                version=self._version,
+                instance_id=self._instance_id,
+            )
+        finally:
+            ended.set()
