@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from crucible.lsp.capabilities import initialize_result
-from crucible.shared.client import FrameSplitter, Relay
+from crucible.shared.client import Relay
 from crucible.shared.daemon import peer_allowed, peer_uid
+from crucible.shared.frames import FrameSplitter
 from crucible.shared.handshake import HandshakeError, Hello, Welcome, key_names, session_env
 from crucible.shared.place import UnsafeDirectory, daemon_dir, log_path, private_dir
 
