@@ -156,7 +156,7 @@ class App:
         self.problems = ProblemBoard(self._announce, env)
         self._last_errors: dict[str, ProviderError] = {}  # per provider, for circuit messages
         self._active: dict[Role, int] = {}  # requests a user waits on, per role's pool
-        self.status_feed = StatusFeed(self._status_payload)
+        self.status_feed = StatusFeed(self._status_payload, wake_in=self._next_reset)
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
         # Diagnostics other tools reported, and their explanations on hover.
@@ -630,16 +630,32 @@ class App:
         return members
 
     def _status_payload(self) -> dict[str, Any]:
-        health = {name: member.health for name, member in self._members().items()}
+        members = self._members()
         return overall(
             enabled=self.settings.completion.enabled,
             providers=[
-                ProviderHealth(s.name, health.get(s.name, Health.READY), s.name in health)
+                ProviderHealth(
+                    s.name,
+                    m.health if m is not None else Health.READY,
+                    # Only completion providers decide the state (a chat-only one does not).
+                    m is not None and Role.COMPLETION in s.roles,
+                    m.parked_remaining_s if m is not None else 0.0,
+                )
                 for s in self.settings.providers
+                for m in [members.get(s.name)]
             ],
             busy=any(self._active.values()),
             problems=self.problems.current,
         )
+
+    def _next_reset(self) -> float | None:
+        """Seconds until the soonest rate limit resets (the status changes then), or None."""
+        waits = [
+            m.parked_remaining_s
+            for m in self._members().values()
+            if m.health is Health.RATE_LIMITED
+        ]
+        return min(waits, default=None)
 
     # -- status and lifetime ---------------------------------------------------------------
 

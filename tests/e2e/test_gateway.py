@@ -10,9 +10,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import Editor, Session, open_document, server_status, texts
+from tests.e2e.conftest import (
+    Editor,
+    Session,
+    open_document,
+    server_status,
+    statuses,
+    texts,
+)
 from tests.e2e.test_hover import DIAGNOSTIC, ON_THE_ERROR, hover, send_diagnostics
 from tests.e2e.test_hover import TEXT as HOVER_TEXT
+from tests.e2e.test_user_feedback import eventually
 from tests.fakes.provider import FakeProvider, Fault, RecordedRequest
 
 pytestmark = pytest.mark.e2e
@@ -111,8 +119,29 @@ async def test_a_spent_quota_parks_the_gateway_until_its_reset(
     parked = member(status, "cluster-fim")
     assert 25 < parked["parked_remaining_s"] <= 30
     assert parked["parked_reason"] == "the gateway's requests quota is spent until its reset"
-    assert parked["health"] == "offline"
+    assert parked["health"] == "rate_limited"
     assert parked["failures"] == 0  # a spent quota is not a failure: the breaker is untouched
+
+
+async def test_the_status_bar_waits_for_a_spent_quota_then_is_ready_again(
+    gateway: FakeProvider, local: FakeProvider, lsp_session: Session
+) -> None:
+    gateway.inject(spent("2s"), times=1)
+    async with lsp_session(with_fallback(gateway, local)) as client:
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        await ask_many(editor, 1)
+        assert await eventually(lambda: statuses(client)[-1]["state"] == "degraded")
+        waiting = statuses(client)[-1]
+        # Nothing else happens: the feed looks again at the reset by itself.
+        assert await eventually(lambda: statuses(client)[-1]["state"] == "ready")
+        after = statuses(client)[-1]
+
+    # Its own words, not "some providers are failing" or a problem's.
+    words = "Crucible: waiting for cluster-fim's rate limit (resets at"
+    assert waiting["message"].startswith(words)
+    assert waiting["message"].endswith("; local serves meanwhile")
+    assert {"name": "cluster-fim", "state": "rate_limited"} in waiting["providers"]
+    assert {"name": "cluster-fim", "state": "ready"} in after["providers"]
 
 
 async def test_the_gateway_is_asked_again_once_its_quota_resets(

@@ -119,6 +119,9 @@ async def test_a_month_spent_parks_the_provider() -> None:
     assert len(budget.asked) == 1 and hosted.calls == []
     snap = next(m for m in pool.snapshot() if m.name == "hosted")
     assert snap.parked_remaining_s == pytest.approx(86_400.0)
+    # A wait for the team's limit, not a failure; status says which limit.
+    assert str(snap.health) == "rate_limited"
+    assert snap.parked_reason == "the team's calls per minute are spent"
 
 
 async def test_each_attempt_settles_once_with_the_text_it_yielded() -> None:

@@ -5,6 +5,7 @@ in tests/e2e/test_user_feedback.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from crucible.config.settings import ProviderKind, ProviderSettings
@@ -125,6 +126,45 @@ def test_the_overall_state_rules() -> None:
     assert slow["providers"] == [{"name": "a", "state": "slow"}]
     chat_only = [*health(("a", Health.READY)), ProviderHealth("c", Health.READY, False)]
     assert overall(enabled=True, providers=chat_only, busy=False, problems=[])["state"] == "ready"
+
+
+def test_a_rate_limited_provider_is_waited_for_not_failing() -> None:
+    wall = 1_700_000_000.0  # resets at wall + 42 s, shown as the local time of day
+    at = time.strftime("%H:%M:%S", time.localtime(wall + 42))
+    parked = ProviderHealth("gateway", Health.RATE_LIMITED, True, resets_in_s=42.0)
+    fallback = ProviderHealth("local", Health.READY, True)
+    # Another serves meanwhile: degraded, in the rate limit's words, not a problem's.
+    degraded = overall(
+        enabled=True, providers=[parked, fallback], busy=False, problems=["old"], wall_now=wall
+    )
+    assert degraded["state"] == "degraded"
+    assert degraded["message"] == (
+        f"Crucible: waiting for gateway's rate limit (resets at {at}); local serves meanwhile"
+    )
+    assert degraded["providers"][0] == {"name": "gateway", "state": "rate_limited"}
+    # Nobody else: offline (no suggestions now), still in its words.
+    alone = overall(enabled=True, providers=[parked], busy=False, problems=[], wall_now=wall)
+    assert alone == {
+        "state": "offline",
+        "message": f"Crucible: waiting for gateway's rate limit (resets at {at})",
+        "providers": [{"name": "gateway", "state": "rate_limited"}],
+    }
+    # Something actually failing as well: the failing words win.
+    broken = ProviderHealth("other", Health.FAILING, True)
+    mixed = overall(enabled=True, providers=[parked, broken, fallback], busy=False, problems=[])
+    assert mixed["message"].startswith("Crucible: some providers are failing")
+
+
+async def test_the_feed_looks_again_when_a_rate_limit_resets() -> None:
+    reset = {"in": 0.05}  # seconds until the wait ends, as the App reads its members
+    state = {"state": "degraded"}
+    sent: list[str] = []
+    feed = StatusFeed(lambda: dict(state), wake_in=lambda: reset["in"])
+    feed.connect(lambda payload: sent.append(payload["state"]))
+    state["state"], reset["in"] = "ready", None  # the reset passed: nothing else happens
+    await asyncio.sleep(0.3)
+    assert sent == ["degraded", "ready"]  # told without a request to trigger it
+    feed.close()
 
 
 class Clock:

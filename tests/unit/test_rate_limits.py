@@ -180,7 +180,7 @@ async def test_the_pool_parks_a_member_whose_quota_is_spent_until_the_reset() ->
     parked = snapshot(pool, "gateway")
     assert parked.parked_remaining_s == pytest.approx(60.0)
     assert parked.parked_reason == "the gateway's requests quota is spent until its reset"
-    assert str(parked.health) == "offline"
+    assert str(parked.health) == "rate_limited"  # a wait, not a failure
     await time.advance(60.0)
     assert await time.run(_drain(pool)) == ["A"]  # reset: asked again
     assert snapshot(pool, "gateway").parked_reason is None

@@ -11,11 +11,13 @@ place in the order of candidates (:meth:`Member.rank`), its :class:`Health` and 
 
 Its health, as status pages and the editor's status bar show it (:class:`Health`)::
 
-    disabled   credentials rejected; no calls until the configuration changes
-    offline    circuit open or half-open, or parked (a Retry-After, a gateway's spent quota)
-    failing    its last call failed (the circuit is still closed)
-    slow       answering, but its first bytes take longer than the failover cut-off
-    ready      otherwise
+    disabled      credentials rejected; no calls until the configuration changes
+    offline       circuit open or half-open
+    rate_limited  parked until a rate limit resets (a 429's Retry-After or reset, a gateway's
+                  spent quota, the team's month spent); nothing is wrong with it, it waits
+    failing       its last call failed (the circuit is still closed)
+    slow          answering, but its first bytes take longer than the failover cut-off
+    ready         otherwise
 
 :class:`MemberSnapshot` is the frozen view ``crucible/status`` shows. It names error *types*
 only: messages can quote the server, and status must never carry a secret.
@@ -40,6 +42,7 @@ class Health(StrEnum):
     SLOW = "slow"
     FAILING = "failing"
     OFFLINE = "offline"
+    RATE_LIMITED = "rate_limited"
     DISABLED = "disabled"
 
 
@@ -139,8 +142,10 @@ class Member:
     def health(self, now: float) -> Health:
         if self.disabled is not None:
             return Health.DISABLED
-        if now < self.parked_until or self.breaker.state is not BreakerState.CLOSED:
+        if self.breaker.state is not BreakerState.CLOSED:
             return Health.OFFLINE
+        if now < self.parked_until:
+            return Health.RATE_LIMITED  # before failing: a 429 that parked it is a wait
         if self.last_failed:
             return Health.FAILING
         p50 = self.first_byte.percentile(0.5)

@@ -570,8 +570,10 @@ class ProviderPool:
         verdict = await self._call_budget.admit(member.name, cost, background=req.background)
         if verdict.charge is not None:
             return verdict.charge
-        if verdict.park_s > 0:
-            member.parked_until = max(member.parked_until, self._clock.now() + verdict.park_s)
+        if verdict.park_s > 0:  # the month spent: past park_cap, until the month ends
+            parked = self._clock.now() + verdict.park_s
+            if parked > member.parked_until:
+                member.parked_until, member.parked_reason = parked, verdict.reason
         req.last_error = BudgetRefused(member.name, verdict.reason)
         log.debug("provider %s: %s", member.name, verdict.reason)
         return None

@@ -23,7 +23,7 @@ Reading = tuple[float, dict[str, str]]
 Status = Mapping[str, Any]
 
 _QUANTILES = ("p50", "p95", "p99")
-_HEALTH = ("ready", "slow", "failing", "offline", "disabled")
+_HEALTH = ("ready", "slow", "failing", "offline", "rate_limited", "disabled")
 _PRESSURE = ("normal", "elevated", "critical")
 _PREFETCH = ("started", "used", "wasted", "skipped", "explored")
 _MB = 1024 * 1024

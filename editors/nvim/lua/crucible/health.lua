@@ -88,6 +88,8 @@ local function report_providers(h, status)
     local text = string.format('provider %s (%s %s): %s', p.name, p.kind, p.model, health)
     if health == 'ready' or health == 'slow' then
       h.ok(text)
+    elseif health == 'rate_limited' then
+      h.warn(text .. ' (waiting for its rate limit to reset)')
     else
       h.error(text)
     end
