@@ -720,10 +720,11 @@ class App:
         }
 
     def _background_tasks(self) -> int:
-        """Owned background work in flight: prefetches (completions, hover) and the App's own
-        (closing what a change replaced, the supervisor)."""
+        """Owned background work in flight: prefetches (completions, hover), the team cache's
+        writer (L3) and the App's own (closing what a change replaced, the supervisor)."""
         owned = len(self._tasks) if self._tasks is not None else 0
-        return owned + self.completion.background_tasks() + self.hover.background_tasks()
+        cache = self.cache.background_tasks() if self.cache is not None else 0
+        return owned + cache + self.completion.background_tasks() + self.hover.background_tasks()
 
     def memory_components(self) -> dict[str, int]:
         """Bytes held per component, each as the component estimates it (crucible/status

@@ -134,3 +134,35 @@ async def test_the_daemons_sessions_share_one_link_and_its_cache(
     await _until(lambda: link.state is LinkState.CLOSED, "the last release did not close it")
     await other.aclose()
     await shared.aclose()
+
+
+async def test_the_team_caches_writer_is_counted_and_ended_with_the_app(
+    redis_server: RedisServer,
+) -> None:
+    app = App(env={})
+    app.initialize(None, _options(redis_server.url))
+    await app.start()
+    link = app.team_redis
+    assert link is not None and app.cache is not None and app.cache.team is not None
+    await _until(lambda: link.state is LinkState.UP, "the link never came up")
+    await _until(lambda: _background(app) == 1, "background work did not settle")
+    # The memory supervisor runs all along: 1.
+
+    team = app.cache.team
+    app.cache.store("a" * 32, Suggestion("written in the background"))
+    assert _background(app) == 2  # the writer is live work, as prefetches are
+    await team.flush()
+    assert team.counts["writes"] == 1 and _background(app) == 1
+
+    app.cache.store("b" * 32, Suggestion("still queued at shutdown"))
+    writer = team._writer
+    assert writer is not None and not writer.done()
+    await app.aclose()
+    assert writer.cancelled() and team.background_tasks() == 0  # cancelled and awaited
+    assert team.counts["dropped_writes"] == 1
+
+
+def _background(app: App) -> int:
+    count = app.status()["memory"]["background_tasks"]
+    assert isinstance(count, int)
+    return count

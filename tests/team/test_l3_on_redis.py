@@ -6,8 +6,10 @@ miss (the provider is asked), never an error or a wait past the budget."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
+import pytest
 from tests.redis_server import RedisServer
 
 from crucible.cache.team import FORMAT_VERSION, TeamCache, pack
@@ -182,3 +184,21 @@ async def test_a_full_write_queue_drops_and_counts(redis_server: RedisServer) ->
     await small.flush()
     assert small.counts["writes"] == 2
     await _close(small)
+
+
+async def test_a_writer_that_fails_is_logged_not_lost(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team = await _team(redis_server)
+
+    def broken(redis_key: str, answer: Suggestion) -> bytes:
+        raise ValueError("a bug in the writer")
+
+    monkeypatch.setattr("crucible.cache.team.pack", broken)
+    team.put(KEY, Suggestion("never written"))
+    assert team.background_tasks() == 1
+    await team.flush()
+    assert team.background_tasks() == 0
+    failed = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("write to the team cache" in m and "a bug in the writer" in m for m in failed)
+    await _close(team)

@@ -4,7 +4,10 @@ Looked up after L1 and L2 miss and before the provider (``tiered.py``), within
 ``cache.shared_timeout_ms``: past it the request goes on to the provider, and the lookup is
 cancelled (``RedisLink.run``). A hit is copied into L1 and L2 by the tiered cache. Writes never
 wait: ``put`` queues the answer (a bounded queue: when it is full the answer is dropped and
-counted), and one background task writes the queue, entry by entry.
+counted), and one background task writes the queue, entry by entry. That writer is owned
+(``runtime/tasks.py``: a failure is logged, never lost), counted among the live background work
+(``background_tasks``, which ``crucible/status`` ``memory.background_tasks`` adds up), and
+cancelled and awaited by ``aclose``.
 
 **What is stored**, per answer, under ``crucible:<namespace>:l3:<cache key>``: the cache key is
 a BLAKE2b digest of every input of the answer (``keys.py``: the providers' identities, the
@@ -49,6 +52,7 @@ from typing import Any
 
 from crucible.completion.suggestion import Suggestion
 from crucible.runtime.samples import RecentSamples
+from crucible.runtime.tasks import BackgroundTasks
 from crucible.team.redis_link import RedisLink, RedisUnavailable
 
 logger = logging.getLogger(__name__)
@@ -157,6 +161,7 @@ class TeamCache:
         self._queue: deque[tuple[str, Suggestion]] = deque()
         self._queue_size = queue
         self._writer: asyncio.Task[None] | None = None
+        self._tasks: BackgroundTasks | None = None  # made on the loop of the first write
         self._script: Any = None  # redis-py's Script (EVALSHA, loaded again after NOSCRIPT)
         self._script_client: Any = None  # the client it is registered on
         self._latencies = RecentSamples(_LATENCIES)
@@ -226,14 +231,20 @@ class TeamCache:
             return
         self._queue.append((key, answer))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(
-                self._write_queue(), name="write to the team cache"
-            )
+            if self._tasks is None:
+                self._tasks = BackgroundTasks(asyncio.get_running_loop())
+            self._writer = self._tasks.spawn(self._write_queue(), name="write to the team cache")
+
+    def background_tasks(self) -> int:
+        """Tasks running work no request waits for: the writer, while it writes."""
+        return len(self._tasks) if self._tasks is not None else 0
 
     async def flush(self) -> None:
         """Wait until everything queued so far was written (or failed)."""
         while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+            # Waited for, not awaited: the writer's failure is its owner's to log, and a
+            # caller cancelled here leaves the writer running.
+            await asyncio.wait([self._writer])
 
     async def _write_queue(self) -> None:
         while self._queue:
@@ -275,7 +286,8 @@ class TeamCache:
         self._queue.clear()
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._tasks is not None:
+            await self._tasks.aclose()
 
     def stats(self) -> dict[str, Any]:
         """``crucible/status`` ``cache.levels.l3``: the link's state, this level's counts,

@@ -101,6 +101,10 @@ class TieredCache:
         self.start()
         await self._disk_ready()
 
+    def background_tasks(self) -> int:
+        """Background work the levels run that no request waits for: L3's writer."""
+        return self.team.background_tasks() if self.team is not None else 0
+
     async def aclose(self) -> None:
         if self.team is not None:
             await self.team.aclose()
