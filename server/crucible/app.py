@@ -67,7 +67,13 @@ from crucible.providers.errors import ProviderError
 from crucible.providers.http_provider import HttpProvider
 from crucible.providers.local import LocalProvider
 from crucible.providers.openai import OpenAIProvider
-from crucible.providers.registry import create_provider, identity, is_local, ordered_for_role
+from crucible.providers.registry import (
+    create_provider,
+    identity,
+    is_local,
+    ordered_for_role,
+    reuse_key,
+)
 from crucible.resilience.breaker import BreakerState, Transition
 from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
@@ -85,7 +91,7 @@ from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
 from crucible.shared.resources import SharedResources
-from crucible.team.budget import TeamBudget, TeamLimits
+from crucible.team.budget import TeamBudget, TeamLimits, budget_identity
 from crucible.team.redis_link import LinkState, RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
@@ -276,8 +282,10 @@ class App:
         self.problems.reset()
         self._last_errors.clear()
         wanted = result.settings.providers
-        stale = [p for s, p in self._providers.items() if s not in wanted]
-        self._providers = {s: self._providers.get(s) or self._create(s) for s in wanted}
+        # Keyed by what needs a new provider when it changes: a new team limit does not.
+        kept = [reuse_key(s) for s in wanted]
+        stale = [p for key, p in self._providers.items() if key not in kept]
+        self._providers = {key: self._providers.get(key) or self._create(key) for key in kept}
         for provider in stale:
             self._close_later(provider)
         completion_settings = ordered_for_role(wanted, Role.COMPLETION)
@@ -356,14 +364,18 @@ class App:
         self, role: Role, members: tuple[ProviderSettings, ...], settings: Settings
     ) -> None:
         policy = policy_for(settings) if members else None
-        key = (members, policy, self.team_budget)
+        # Not the team budget nor the team limits: a new budget is handed to the pool as it
+        # stands, so its breakers, latencies and parks survive a change of limits.
+        key = (tuple(reuse_key(s) for s in members), policy)
         if key == self._pool_keys.get(role):
+            if (kept := self._pools.get(role)) is not None:
+                kept.use_budget(self.team_budget)
             return
         old = self._pools.pop(role, None)
         self._pool_keys[role] = key
         if members:
             pool = ProviderPool(
-                [(self._providers[s], s.priority) for s in members],
+                [(self._providers[reuse_key(s)], s.priority) for s in members],
                 policy,
                 owns_providers=False,  # shared with the next pool; closed by _apply / aclose
                 on_queued=lambda seconds: self.telemetry.stage("queue", seconds * 1000),
@@ -383,8 +395,10 @@ class App:
 
     def _apply_team(self, settings: Settings) -> None:
         """The team's Redis when ``[cache] shared_url`` names one (rebuilt when its target
-        changes), and the budget of the providers with team limits (rebuilt when those,
-        the link or the wait allowed for it change; the pools are rebuilt with it)."""
+        changes), and the budget of the providers with team limits (rebuilt when which
+        providers have limits, on which API, the link or the wait allowed for it change;
+        new limits of the same providers are applied to it in place, so their meters and
+        counts go on; the pools are handed whichever budget is in force)."""
         target = TeamRedis.from_settings(settings.cache)
         old = self.team_redis
         new_link = (old.target if old is not None else None) != (target if target.url else None)
@@ -393,7 +407,10 @@ class App:
             if old is not None:
                 self._release_team_link(old)
         budgeted = tuple(s for s in settings.providers if TeamLimits.of(s).any)
-        key = (budgeted, self.team_redis, settings.cache.shared_timeout_ms)
+        apis = tuple((s.name, budget_identity(s)) for s in budgeted)
+        key = (apis, self.team_redis, settings.cache.shared_timeout_ms)
+        if key == self._team_budget_key and self.team_budget is not None:
+            self.team_budget.update_limits(budgeted)
         if key != self._team_budget_key:
             self._team_budget_key = key
             self.team_budget = (
@@ -700,7 +717,7 @@ class App:
                     # The local kind's own llama.cpp server: state, pid, start-up time, RSS.
                     **(
                         {"managed": provider.status()}
-                        if isinstance(provider := self._providers.get(s), LocalProvider)
+                        if isinstance(provider := self._providers.get(reuse_key(s)), LocalProvider)
                         else {}
                     ),
                 }

@@ -13,7 +13,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 from tests.e2e.conftest import Editor, Session, open_document, server_status, texts
-from tests.fakes.provider import FakeProvider
+from tests.fakes.provider import FakeProvider, Fault
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +99,41 @@ async def test_two_crucibles_together_keep_to_the_teams_calls_per_minute(
     assert sum(s["admitted"] for s in statuses) == 6 + extra
     assert sum(s["refused"] for s in statuses) == 14 - extra
     assert all(s["calls_per_minute"] == 6 for s in statuses)
+
+
+async def test_a_new_team_limit_keeps_the_provider_and_applies_at_once(
+    fake: FakeProvider, redis_server: RedisServer, lsp_session: Session
+) -> None:
+    options = team_options(fake, redis_server, team_calls_per_minute=100)
+    fake.inject(Fault(status=500), times=1)  # something for the breaker to remember
+    async with lsp_session(options) as client:
+        await redis_up(client)
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        before = [await ask(editor, n) for n in range(2)]
+        first = await server_status(client)
+        # Two calls were made this minute: a limit of 2 leaves no room.
+        lowered = team_options(fake, redis_server, team_calls_per_minute=2)
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"crucible": lowered})
+        )
+        for _ in range(200):
+            changed = await server_status(client)
+            if budget(changed)["calls_per_minute"] == 2:
+                break
+            await asyncio.sleep(0.02)
+        after = await ask(editor, 2)
+        last = await server_status(client)
+
+    assert before == [[], [REPLY]]  # the 500, then an answer
+    hosted = next(p for p in changed["providers"] if p["name"] == "hosted")
+    # The same member: its calls, failures and breaker window went on (a new provider and
+    # pool would start from 0).
+    assert (hosted["calls"], hosted["failures"], hosted["calls_in_window"]) == (2, 1, 2)
+    assert budget(changed)["admitted"] == budget(first)["admitted"] == 2  # the same budget
+    # The new limit applies to the next call: refused, no provider call.
+    assert after == []
+    assert len(fake.generation_requests()) == 2
+    assert budget(last)["refused"] == 1 and "calls per minute" in budget(last)["last_refusal"]
 
 
 async def test_the_month_spent_parks_the_provider_with_one_message(

@@ -124,6 +124,21 @@ async def test_a_month_spent_parks_the_provider() -> None:
     assert snap.parked_reason == "the team's calls per minute are spent"
 
 
+async def test_a_configuration_change_asks_a_month_parked_provider_again() -> None:
+    time = FakeTime()
+    hosted = ScriptedProvider("hosted", time, Reply(("hosted",)))
+    local = ScriptedProvider("local", time, Reply(("local",)))
+    budget = ScriptedBudget({"hosted"}, room=0, park_s=86_400.0)
+    pool = make_pool(time, budget, (hosted, 0), (local, 1))
+    assert await time.run(drain(pool.stream_fim(FIM))) == ["local"]
+    # The pool outlives a change of limits (App hands it the budget in force): the park
+    # for the month is lifted, since the limit may have been raised.
+    budget.room = 10
+    pool.use_budget(budget)
+    pool.enable_all()
+    assert await time.run(drain(pool.stream_fim(FIM))) == ["hosted"]
+
+
 async def test_each_attempt_settles_once_with_the_text_it_yielded() -> None:
     time = FakeTime()
     failing = ScriptedProvider("failing", time, Reply(chunks=(), error=RateLimited("f", "429")))

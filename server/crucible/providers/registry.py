@@ -48,6 +48,16 @@ def create_provider(settings: ProviderSettings) -> Provider:
         return cls(replace(settings, fim_template="auto"))
 
 
+def reuse_key(settings: ProviderSettings) -> ProviderSettings:
+    """What in a provider's settings needs a new provider (and a new pool member, with a new
+    breaker and connection pool) when it changes: everything but the team limits
+    (``team_*``), which no provider reads; the team's budget (team/budget.py) takes new
+    limits in place. A configuration change compares these, never the settings as given."""
+    return replace(
+        settings, team_calls_per_minute=0, team_tokens_per_minute=0, team_tokens_per_month=0
+    )
+
+
 def is_local(settings: ProviderSettings) -> bool:
     """Whether the provider runs on this machine (a loopback address): extra calls to it cost
     the user nothing but idle local compute, unlike a hosted API's bill or a shared server."""

@@ -213,6 +213,7 @@ class ProviderPool:
         self._on_activity = on_activity
         # A team's limits on calls and tokens (call_budget.py); asked before each attempt.
         self._call_budget = budget
+        self._budget_parked: set[Member] = set()  # parked by the budget (the month spent)
         self._active = 0  # interactive (not background) requests between start and end
         self._warming: set[asyncio.Task[None]] = set()
         connections = max_connections or {}
@@ -261,9 +262,19 @@ class ProviderPool:
 
     def enable_all(self) -> None:
         """The configuration changed: members disabled by rejected credentials may try again
-        (the user may have fixed the key's variable or the provider's account)."""
+        (the user may have fixed the key's variable or the provider's account), and members
+        the budget parked for the month are asked again (the limit may have been raised; if
+        not, the budget's next decision parks them again, with no provider call)."""
         for member in self._members:
             member.disabled = None
+        for member in self._budget_parked:
+            member.parked_until, member.parked_reason = 0.0, None
+        self._budget_parked.clear()
+
+    def use_budget(self, budget: CallBudget | None) -> None:
+        """The team budget asked before each attempt from now on (a configuration change may
+        build another: the members, their breakers and connections stay)."""
+        self._call_budget = budget
 
     def snapshot(self) -> tuple[MemberSnapshot, ...]:
         now = self._clock.now()
@@ -574,6 +585,7 @@ class ProviderPool:
             parked = self._clock.now() + verdict.park_s
             if parked > member.parked_until:
                 member.parked_until, member.parked_reason = parked, verdict.reason
+                self._budget_parked.add(member)
         req.last_error = BudgetRefused(member.name, verdict.reason)
         log.debug("provider %s: %s", member.name, verdict.reason)
         return None
@@ -708,6 +720,7 @@ class ProviderPool:
         parked = self._clock.now() + min(seconds, self._policy.retry.park_cap)
         if parked > member.parked_until:
             member.parked_until, member.parked_reason = parked, reason
+            self._budget_parked.discard(member)  # a configuration change does not lift this
 
     def _note_quota(self, member: Member) -> None:
         """Park ``member`` while its gateway says its quota is spent (the remaining count of

@@ -329,6 +329,29 @@ class TeamBudget:
             )
         self._script: Any = None  # redis-py's Script, registered on the first shared call
 
+    def update_limits(self, providers: Iterable[ProviderSettings]) -> None:
+        """The configuration changed the limits of the providers this budget counts for (the
+        same names, on the same APIs: App builds a new budget otherwise). The meters and
+        counts go on; what is left is unknown until the next decision, and a month limit
+        that changed may be told spent again."""
+        for settings in providers:
+            budget = self._budgets.get(settings.name)
+            limits = TeamLimits.of(settings)
+            if budget is None or budget.limits == limits:
+                continue
+            old, budget.limits = budget.limits, limits
+            budget.calls.limit, budget.tokens.limit = (
+                limits.calls_per_minute,
+                limits.tokens_per_minute,
+            )
+            if limits.calls_per_minute != old.calls_per_minute:
+                budget.calls_left = None
+            if limits.tokens_per_minute != old.tokens_per_minute:
+                budget.tokens_left = None
+            if limits.tokens_per_month != old.tokens_per_month:
+                budget.told_month = ""
+            log.info("team budget for %s: limits now %s", settings.name, limits)
+
     @property
     def budgeted(self) -> tuple[str, ...]:
         return tuple(self._budgets)
