@@ -91,8 +91,8 @@ from crucible.runtime.status_feed import ProviderHealth, StatusFeed, overall
 from crucible.runtime.tasks import BackgroundTasks
 from crucible.runtime.telemetry import Telemetry
 from crucible.shared.resources import SharedResources
-from crucible.team.budget import TeamBudget, TeamLimits, budget_identity
-from crucible.team.redis_link import LinkState, RedisLink, TeamRedis
+from crucible.team.composition import Team
+from crucible.team.redis_link import RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +139,6 @@ class App:
         # /api/generate and /api/chat can fail apart (a model without a chat template).
         self._pools: dict[Role, ProviderPool] = {}
         self._pool_keys: dict[Role, tuple[Any, ...]] = {}
-        # The team's Redis ([cache] shared_url): L3 (cache/team.py) and the providers' team
-        # limits counted there (team/budget.py; the pools ask the budget before each call).
-        # One per distinct (url, password variable, namespace), leased from the daemon when
-        # there is one; replaced when those change.
-        self.team_redis: RedisLink | None = None
-        self._team_told = False  # the link's problem was told (once per link)
-        self.team_budget: TeamBudget | None = None
-        self._team_budget_key: tuple[Any, ...] | None = None
         # Exclusions for this workspace (built-in, [privacy] exclude, .crucibleignore),
         # rebuilt when the root or the configured list changes.
         self._privacy: WorkspacePrivacy | None = None
@@ -163,6 +155,16 @@ class App:
         self._last_errors: dict[str, ProviderError] = {}  # per provider, for circuit messages
         self._active: dict[Role, int] = {}  # requests a user waits on, per role's pool
         self.status_feed = StatusFeed(self._status_payload, wake_in=self._next_reset)
+        # The team's Redis ([cache] shared_url): L3 (cache/team.py) is built on its link, and
+        # the providers' team limits are counted there (the pools ask its budget before each
+        # call). The link is leased from the daemon when there is one (team/composition.py).
+        self.team = Team(
+            lease=self._lease_team_link,
+            give_back=self._give_back_team_link,
+            spawn=self.spawn,
+            announce=self._announce,
+            wording=team_cache_problem,
+        )
         self.settings = Settings()
         self.completion = CompletionService(self.settings.completion, None, self.telemetry)
         # Diagnostics other tools reported, and their explanations on hover.
@@ -289,7 +291,7 @@ class App:
         for provider in stale:
             self._close_later(provider)
         completion_settings = ordered_for_role(wanted, Role.COMPLETION)
-        self._apply_team(result.settings)
+        self.team.apply(result.settings)
         for role in Role:
             self._apply_pool(role, ordered_for_role(wanted, role), result.settings)
         self._apply_cache(result.settings.cache)
@@ -369,7 +371,7 @@ class App:
         key = (tuple(reuse_key(s) for s in members), policy)
         if key == self._pool_keys.get(role):
             if (kept := self._pools.get(role)) is not None:
-                kept.use_budget(self.team_budget)
+                kept.use_budget(self.team.budget)
             return
         old = self._pools.pop(role, None)
         self._pool_keys[role] = key
@@ -383,7 +385,7 @@ class App:
                 on_activity=functools.partial(self._on_activity, role),
                 # Each provider's own connection pool caps its concurrency, not the smallest.
                 max_connections={s.name: s.max_connections for s in members},
-                budget=self.team_budget,
+                budget=self.team.budget,
             )
             pool.add_listener(functools.partial(self._on_transition, pool))
             self._pools[role] = pool
@@ -392,42 +394,6 @@ class App:
                 self._retired["calls"] += member.calls
                 self._retired["errors"] += member.failures
             self.spawn(old.aclose(), "close the old provider pool")
-
-    def _apply_team(self, settings: Settings) -> None:
-        """The team's Redis when ``[cache] shared_url`` names one (rebuilt when its target
-        changes), and the budget of the providers with team limits (rebuilt when which
-        providers have limits, on which API, the link or the wait allowed for it change;
-        new limits of the same providers are applied to it in place, so their meters and
-        counts go on; the pools are handed whichever budget is in force)."""
-        target = TeamRedis.from_settings(settings.cache)
-        old = self.team_redis
-        new_link = (old.target if old is not None else None) != (target if target.url else None)
-        if new_link:
-            self.team_redis = self._team_link(target) if target.url else None
-            if old is not None:
-                self._release_team_link(old)
-        budgeted = tuple(s for s in settings.providers if TeamLimits.of(s).any)
-        apis = tuple((s.name, budget_identity(s)) for s in budgeted)
-        key = (apis, self.team_redis, settings.cache.shared_timeout_ms)
-        if key == self._team_budget_key and self.team_budget is not None:
-            self.team_budget.update_limits(budgeted)
-        if key != self._team_budget_key:
-            self._team_budget_key = key
-            self.team_budget = (
-                TeamBudget(
-                    budgeted,
-                    self.team_redis,
-                    budget_s=settings.cache.shared_timeout_ms / 1000,
-                    notify=self._announce,
-                )
-                if budgeted
-                else None
-            )
-        elif not new_link:
-            return
-        link = self.team_redis if new_link else None
-        if link is not None or self.team_budget is not None:
-            self.spawn(_ready_team(link, self.team_budget), "ready the team's redis")
 
     def _apply_cache(self, settings: CacheSettings) -> None:
         """Rebuild the cache when its settings changed (answers are kept on disk, and keys
@@ -445,37 +411,20 @@ class App:
         if self.cache is not None and self.started:
             self.cache.start()  # once: later calls find it started
 
-    def _team_link(self, target: TeamRedis) -> RedisLink:
+    def _lease_team_link(self, target: TeamRedis) -> RedisLink:
         """The link to ``target``: the daemon's shared one (same target and password), else a
-        new one. The redis library is imported by ``warm`` (``_ready_team``), in the
-        background, never on the way to an answer."""
-        link = (
-            self._shared.redis_link(target, self._env, holder=self)
-            if self._shared is not None
-            else RedisLink(target, self._env)
-        )
-        link.add_listener(self._team_link_changed)
-        self._team_told = False
-        return link
+        new one (``Team``'s ``lease``)."""
+        if self._shared is not None:
+            return self._shared.redis_link(target, self._env, holder=self)
+        return RedisLink(target, self._env)
 
-    def _release_team_link(self, link: RedisLink) -> None:
-        link.remove_listener(self._team_link_changed)
+    def _give_back_team_link(self, link: RedisLink) -> Coroutine[Any, Any, None] | None:
+        """``Team``'s ``give_back``: to the daemon (its last holder's release closes it), else
+        the closing to run."""
         if self._shared is not None:
             self._shared.release(link, self)
-        else:
-            self.spawn(link.aclose(), "close the old team redis link")
-
-    def _team_link_changed(self, state: LinkState, reason: str) -> None:
-        """The team's Redis went down (or the library is missing): said once per link; the
-        log has every change (``RedisLink``) and ``crucible/status`` the state now. With a
-        team budget in force, the budget's own notice of the outage is the one message."""
-        link = self.team_redis
-        if link is None or self._team_told or self.team_budget is not None:
-            return
-        message = team_cache_problem(str(state), reason, link.status()["url"])
-        if message is not None:
-            self._team_told = True
-            self._announce(message)
+            return None
+        return link.aclose()
 
     def _lease_cache(self, settings: CacheSettings) -> TieredCache | None:
         """The cache ``settings`` ask for: the daemon's shared one for them, else a new one."""
@@ -487,7 +436,7 @@ class App:
         # Shared with the sessions configured alike and using the same link (the same team
         # Redis with the same password).
         return self._shared.cache(
-            (settings, path, self.team_redis),
+            (settings, path, self.team.link),
             lambda: self._build_cache(settings, path),
             holder=self,
         )
@@ -514,9 +463,9 @@ class App:
                 ttl_s=settings.disk_ttl_hours * 3600,
             )
         team = None
-        if self.team_redis is not None:
+        if self.team.link is not None:
             team = TeamCache(
-                self.team_redis,
+                self.team.link,
                 timeout_s=settings.shared_timeout_ms / 1000,
                 ttl_s=settings.shared_ttl_s,
                 max_bytes=int(settings.shared_max_mb * 1024 * 1024),
@@ -692,9 +641,7 @@ class App:
             "review": self.review.snapshot(),
             "upstream": self._upstream(),
             # The team's Redis ([cache] shared_url) as the budget (and L3) see it.
-            "team_redis": (
-                self.team_redis.status() if self.team_redis is not None else {"state": "off"}
-            ),
+            "team_redis": self.team.status(),
             "code_actions": self.code_actions.snapshot(),
             "providers": [
                 {
@@ -709,11 +656,7 @@ class App:
                     "roles": [str(r) for r in s.roles],
                     **_member_status(members.get(s.name)),
                     # Its share of the team's limits ([[providers]] team_*), as last known.
-                    "team_budget": (
-                        self.team_budget.status(s.name)
-                        if self.team_budget is not None
-                        else {"state": "off"}
-                    ),
+                    "team_budget": self.team.budget_status(s.name),
                     # The local kind's own llama.cpp server: state, pid, start-up time, RSS.
                     **(
                         {"managed": provider.status()}
@@ -786,18 +729,14 @@ class App:
             if self.cache is not None:
                 self._shared.release(self.cache, self)
                 self.cache = None
-            if self.team_redis is not None:
-                self._release_team_link(self.team_redis)
-                self.team_redis = None
+            await self.team.aclose()
             self._shared.leave(self)
         else:
             for provider in providers:
                 await provider.aclose()
             if self.cache is not None:
                 await self.cache.aclose()
-            if self.team_redis is not None:
-                self.team_redis.remove_listener(self._team_link_changed)
-                await self.team_redis.aclose()
+            await self.team.aclose()
         waiting, self._unstarted = self._unstarted, []  # never started: close them now
         await asyncio.gather(*(work for work, _ in waiting), return_exceptions=True)
         if self._tasks is not None:
@@ -857,15 +796,6 @@ def _prefetch_on(setting: Prefetch, providers: tuple[ProviderSettings, ...]) -> 
     if setting is Prefetch.AUTO:
         return bool(providers) and all(is_local(s) for s in providers)
     return setting is Prefetch.ON
-
-
-async def _ready_team(link: RedisLink | None, budget: TeamBudget | None) -> None:
-    """A new link loads its library (off the loop), then a new budget loads its script:
-    in this order, so the script finds the client made."""
-    if link is not None:
-        await link.warm()
-    if budget is not None:
-        await budget.prepare()
 
 
 def _member_status(member: MemberSnapshot | None) -> dict[str, Any]:

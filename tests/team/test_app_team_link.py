@@ -32,7 +32,7 @@ async def _until(predicate: object, what: str) -> None:
 async def test_one_link_per_team_redis_warmed_after_start(redis_server: RedisServer) -> None:
     app = App(env={})
     app.initialize(None, _options(redis_server.url))
-    link = app.team_redis
+    link = app.team.link
     assert link is not None and link.state is LinkState.LOADING  # nothing before start
     assert app.cache is not None and app.cache.team is not None
     assert app.cache.team.link is link
@@ -40,11 +40,11 @@ async def test_one_link_per_team_redis_warmed_after_start(redis_server: RedisSer
     await _until(lambda: link.state is LinkState.UP, "the link never came up")
 
     app.change_configuration(_options(redis_server.url, memory_mb=16))
-    assert app.team_redis is link  # an unrelated change keeps the connection
+    assert app.team.link is link  # an unrelated change keeps the connection
     assert app.cache is not None and app.cache.team is not None and app.cache.team.link is link
 
     app.change_configuration(_options(redis_server.url, shared_namespace="team-b"))
-    replaced = app.team_redis
+    replaced = app.team.link
     assert replaced is not None and replaced is not link
     await _until(lambda: link.state is LinkState.CLOSED, "the old link was not closed")
     await _until(lambda: replaced.state is LinkState.UP, "the new link never came up")
@@ -58,7 +58,7 @@ async def test_one_link_per_team_redis_warmed_after_start(redis_server: RedisSer
 async def test_the_links_problem_is_told_once(redis_server: RedisServer) -> None:
     app = App(env={})
     app.initialize(None, _options(redis_server.url))
-    link = app.team_redis
+    link = app.team.link
     assert link is not None
     for state in (LinkState.DOWN, LinkState.UP, LinkState.DOWN, LinkState.UP, LinkState.DOWN):
         link._set_state(state, "no answer within 5 ms")
@@ -79,8 +79,8 @@ async def test_with_a_team_budget_the_budgets_notice_is_the_one_message(
     }
     app = App(env={})
     app.initialize(None, {**_options(redis_server.url), "providers": [provider]})
-    link = app.team_redis
-    assert link is not None and app.team_budget is not None
+    link = app.team.link
+    assert link is not None and app.team.budget is not None
     link._set_state(LinkState.DOWN, "no answer within 5 ms")
     assert not [m for m in app._unsent if "team cache" in m]  # the budget tells, at its turn
     await app.aclose()
@@ -93,7 +93,7 @@ def test_start_up_does_not_import_redis(tmp_path: Path) -> None:
         "app = App(env={})\n"
         "app.initialize(None, {'cache': {'shared_url': 'redis://127.0.0.1:1'}})\n"
         "build_server(app)\n"
-        "assert app.team_redis is not None\n"
+        "assert app.team.link is not None\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis'))\n"
     )
     out = subprocess.run(
@@ -111,13 +111,13 @@ async def test_the_daemons_sessions_share_one_link_and_its_cache(
     # The same settings; another password in the other session's environment.
     for app in (first, second, other):
         app.initialize(None, _options(redis_server.url, shared_password_env="PW"))
-    assert first.team_redis is not None and first.team_redis is second.team_redis
+    assert first.team.link is not None and first.team.link is second.team.link
     assert first.cache is second.cache
-    assert other.team_redis is not first.team_redis and other.cache is not first.cache
+    assert other.team.link is not first.team.link and other.cache is not first.cache
     assert shared.snapshot()["redis_links"] == 2
     for app in (first, second, other):
         await app.start()
-    link = first.team_redis
+    link = first.team.link
     await _until(lambda: link.state is LinkState.UP, "the shared link never came up")
     assert link.calls == 1  # warmed once (one PING), though both sessions asked
 
@@ -142,7 +142,7 @@ async def test_the_team_caches_writer_is_counted_and_ended_with_the_app(
     app = App(env={})
     app.initialize(None, _options(redis_server.url))
     await app.start()
-    link = app.team_redis
+    link = app.team.link
     assert link is not None and app.cache is not None and app.cache.team is not None
     await _until(lambda: link.state is LinkState.UP, "the link never came up")
     await _until(lambda: _background(app) == 1, "background work did not settle")
