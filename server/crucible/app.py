@@ -154,6 +154,7 @@ class App:
         self.problems = ProblemBoard(self._announce, env)
         self._last_errors: dict[str, ProviderError] = {}  # per provider, for circuit messages
         self._active: dict[Role, int] = {}  # requests a user waits on, per role's pool
+        self._soonest_reset: float | None = None  # read by _status_payload, for the feed
         self.status_feed = StatusFeed(self._status_payload, wake_in=self._next_reset)
         # The team's Redis ([cache] shared_url): L3 (cache/team.py) is built on its link, and
         # the providers' team limits are counted there (the pools ask its budget before each
@@ -597,6 +598,10 @@ class App:
 
     def _status_payload(self) -> dict[str, Any]:
         members = self._members()
+        self._soonest_reset = min(
+            (m.parked_remaining_s for m in members.values() if m.health is Health.RATE_LIMITED),
+            default=None,
+        )
         return overall(
             enabled=self.settings.completion.enabled,
             providers=[
@@ -615,13 +620,9 @@ class App:
         )
 
     def _next_reset(self) -> float | None:
-        """Seconds until the soonest rate limit resets (the status changes then), or None."""
-        waits = [
-            m.parked_remaining_s
-            for m in self._members().values()
-            if m.health is Health.RATE_LIMITED
-        ]
-        return min(waits, default=None)
+        """Seconds until the soonest rate limit resets (the status changes then), or None:
+        as the status feed's last ``_status_payload`` read it, just before it asks."""
+        return self._soonest_reset
 
     # -- status and lifetime ---------------------------------------------------------------
 

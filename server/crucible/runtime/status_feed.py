@@ -134,7 +134,8 @@ class StatusFeed:
         wake_in: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._compute = compute
-        # Seconds until time alone changes the state (a rate limit resets), or None.
+        # Seconds until time alone changes the state (a rate limit resets), or None; asked
+        # right after ``compute``, so it may answer from what ``compute`` read.
         self._wake_in = wake_in
         self._wake: asyncio.TimerHandle | None = None
         self._min_interval = min_interval
@@ -179,8 +180,8 @@ class StatusFeed:
         self._timer = None
         if self._send is None:
             return
-        self._schedule_wake()
         payload = self._compute()
+        self._schedule_wake()
         if payload == self._last:
             return
         self._last = payload
