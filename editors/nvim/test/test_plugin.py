@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from nvim_harness import Editor, settings_for
-from tests.fakes.provider import FakeProvider
+from tests.fakes.provider import FakeProvider, Fault
 
 SOURCE = "import os\n\n"
 
@@ -144,6 +144,29 @@ def test_checkhealth_ok_with_the_fake_provider(editor: Editor, fake: FakeProvide
     assert "ERROR" not in report, report
     assert re.search(r"OK.*server state: ready", report), report
     assert re.search(r"OK.*provider fake \(ollama .*\): ready", report), report
+
+
+def test_checkhealth_warns_of_a_provider_waiting_for_its_rate_limit(
+    editor: Editor, fake: FakeProvider
+) -> None:
+    spent = (("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "60s"))
+    fake.inject(Fault(headers=spent), times=1)  # the answer comes, and spends the quota
+    start(editor, fake)
+    editor.input("Godef add(a, b):<CR>")
+    editor.wait_ghost()
+    status = editor.wait(
+        lambda: editor.lua(
+            "local s = require('crucible.client').status(0)"
+            " return s and s.state == 'offline' and s or nil"
+        ),
+        what="the status to say the provider waits",
+    )
+    assert status["message"].startswith("Crucible: waiting for fake's rate limit (resets at")
+    report = checkhealth(editor)
+    # Waiting is not an error of the provider's: a warning, with why.
+    assert re.search(
+        r"WARNING.*provider fake \(ollama .*\): rate_limited \(waiting for its rate limit", report
+    ), report
 
 
 def test_checkhealth_error_without_a_server(editor: Editor, tmp_path: Path) -> None:
