@@ -110,6 +110,15 @@ const BASE_SETTINGS = {
   "editor.quickSuggestions": { other: "off", comments: "off", strings: "off" },
 };
 
+/** The XDG_RUNTIME_DIR of a run: the shared daemon's folder is `crucible/` in it. */
+export function runtimeDir(runDir) {
+  return path.join(runDir, "runtime");
+}
+
+function passedThrough(names) {
+  return Object.fromEntries(names.filter((name) => process.env[name]).map((name) => [name, process.env[name]]));
+}
+
 /**
  * code-server on a free loopback port, with a fresh profile, the .vsix installed, the user's
  * Crucible config file naming the fake provider, and `settings` in the user settings.
@@ -149,6 +158,13 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
     XDG_CONFIG_HOME: config,
     XDG_CACHE_HOME: path.join(runDir, "cache"),
     XDG_DATA_HOME: path.join(runDir, "data"),
+    XDG_STATE_HOME: path.join(runDir, "state"),
+    // The shared daemon's socket (crucible-lsp --shared) is looked for here: a folder of this
+    // run's own, so a window of this test never joins a daemon outside it.
+    XDG_RUNTIME_DIR: runtimeDir(runDir),
+    // Passed through when the suite runs with them: CRUCIBLE_SHARED=1 runs every window
+    // through the daemon, PYTHONPATH points an editable install at a checkout's code.
+    ...passedThrough(["CRUCIBLE_SHARED", "PYTHONPATH"]),
     // code-server asks its extension gallery (open-vsx.org) about installed extensions; tests
     // talk to 127.0.0.1 only, so the gallery is a closed loopback port (port 9, discard).
     EXTENSIONS_GALLERY: JSON.stringify({
@@ -335,12 +351,37 @@ export class Editor {
     await this.page.screenshot({ path: path.join(folder, `${name}.png`) }).catch(() => {});
   }
 
+  /** The shared daemon's folder in this run's private XDG_RUNTIME_DIR. */
+  get daemonDir() {
+    return path.join(runtimeDir(this.runDir), "crucible");
+  }
+
+  /** The pid of this run's shared daemon, when one serves (its daemon.pid file). */
+  daemonPid() {
+    try {
+      return Number.parseInt(fs.readFileSync(path.join(this.daemonDir, "daemon.pid"), "utf8"), 10) || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   async close() {
     await this.context.close().catch(() => {});
+    // Read before the group is killed: the daemon removes its pid file when it exits.
+    const daemon = this.daemonPid();
     try {
       process.kill(-this.server.pid, "SIGTERM"); // the group: extension host and language server too
     } catch {
       // already gone
+    }
+    // A shared daemon runs in a session of its own, outside the group: it would otherwise
+    // wait CRUCIBLE_DAEMON_IDLE_S (10 minutes) for another window of this run.
+    if (daemon !== undefined) {
+      try {
+        process.kill(daemon, "SIGTERM");
+      } catch {
+        // already gone
+      }
     }
     if (!process.env.CRUCIBLE_VSCODE_KEEP) fs.rmSync(this.runDir, { recursive: true, force: true });
   }
