@@ -201,7 +201,7 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
   await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
-  return new Editor({ runDir, workspace, userData, server, context, page });
+  return new Editor({ name, runDir, workspace, userData, server, context, page });
 }
 
 export class Editor {
@@ -377,6 +377,8 @@ export class Editor {
     // A shared daemon runs in a session of its own, outside the group: it would otherwise
     // wait CRUCIBLE_DAEMON_IDLE_S (10 minutes) for another window of this run.
     if (daemon !== undefined) {
+      // Said, so that a run with CRUCIBLE_SHARED=1 shows each window went through a daemon.
+      console.error(`${this.name}: a shared daemon served this editor (pid ${daemon}); stopping it`);
       try {
         process.kill(daemon, "SIGTERM");
       } catch {
