@@ -115,6 +115,11 @@ export function runtimeDir(runDir) {
   return path.join(runDir, "runtime");
 }
 
+/** `env` without the names a test unset (`{PYTHONPATH: undefined}`). */
+function withoutUnset(env) {
+  return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined));
+}
+
 function passedThrough(names) {
   return Object.fromEntries(names.filter((name) => process.env[name]).map((name) => [name, process.env[name]]));
 }
@@ -151,7 +156,7 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
   for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(workspace, file), text);
 
   const PATH = pathWithoutServer(runDir);
-  const childEnv = {
+  const childEnv = withoutUnset({
     HOME: home,
     SHELL: "/bin/sh",
     PATH,
@@ -173,7 +178,7 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
       resourceUrlTemplate: "http://127.0.0.1:9/vscode/unpkg/{publisher}/{name}/{version}/{path}",
     }),
     ...env,
-  };
+  });
   const common = ["--config", "/dev/null", "--user-data-dir", userData, "--extensions-dir", extensions];
   const install = spawnSync(CODE_SERVER, [...common, "--install-extension", required("CRUCIBLE_VSIX")], { env: childEnv });
   if (install.status !== 0) throw new Error(`--install-extension failed: ${install.stderr}`);
