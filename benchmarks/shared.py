@@ -14,6 +14,11 @@ answer comes from the cache):
   spawn -> the answer to an ``inlineCompletion`` sent right after ``initialized`` and
   ``didOpen`` (for **shared**, this includes starting the daemon);
 - ``second init`` / ``second ready``: the same for a second window while the first is open;
+- ``client work`` (shared systems only): the CPU time (user + system: the machine's load
+  moves it far less than wall time) of the thin client's own work before it can say hello to
+  the daemon, in a fresh process after the interpreter's start (the same for all): its
+  imports, the daemon's directory, the version it says (``shared/code_version.py``: a
+  checkout's fingerprint) and the environment it passes; the median of 5 processes a run;
 - ``PSS N`` (and ``RSS N``): with N windows open, each having served a completion, the sum
   over every process (the servers; or the thin clients plus the daemon) of the proportional
   set size (shared pages split between the processes sharing them; psutil on Linux), and of
@@ -150,6 +155,43 @@ async def open_window(bench: Bench, tag: str) -> tuple[RawLsp, float, float]:
     return lsp, init, ready * 1000
 
 
+# The thin client's work before its hello (shared/client.py run_client), timed in a fresh
+# process; a checkout without shared/code_version.py (the baseline before it) says its release.
+_CLIENT_WORK = """
+import time
+started = time.process_time()
+import os, sys
+import crucible
+from crucible.shared.client import Relay
+from crucible.shared.handshake import Hello, session_env, user_config_file
+from crucible.shared.place import daemon_place
+try:
+    from crucible.shared.code_version import code_version
+except ImportError:
+    def code_version():
+        return crucible.__version__
+place = daemon_place(os.environ)
+hello = Hello(code_version(), session_env(os.environ, [user_config_file(os.environ)]))
+print((time.process_time() - started) * 1000)
+"""
+
+
+async def client_work_ms(bench: Bench, samples: int = 5) -> float:
+    found = []
+    for _ in range(samples):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CLIENT_WORK,
+            env=bench.env,
+            cwd=bench.workspace,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        found.append(float(out))
+    return statistics.median(found)
+
+
 def memory_mb(pids: list[int]) -> tuple[float, float]:
     """(PSS, RSS) summed over ``pids``, in MB; PSS falls back to USS, then RSS."""
     pss = rss = 0
@@ -165,6 +207,8 @@ def memory_mb(pids: list[int]) -> tuple[float, float]:
 
 async def run_system(bench: Bench, samples: Samples, windows: list[int], run: int) -> None:
     opened: list[RawLsp] = []
+    if bench.system != "separate":
+        samples.add("client work", await client_work_ms(bench))
     try:
         first, init, ready = await open_window(bench, f"r{run}w0")
         opened.append(first)
@@ -222,9 +266,10 @@ def table(found: dict[str, Samples]) -> str:
     if baseline is not None:
         header += f"{'baseline':>12}{'shared/baseline':>18}"
     lines = [header]
-    for name in base:
-        unit = "ms" if ("init" in name or "ready" in name) else "MB"
-        one, two = statistics.median(base[name]), statistics.median(shared.get(name, [0.0]))
+    for name in [*base, *(name for name in shared if name not in base)]:
+        unit = "MB" if name.startswith(("PSS", "RSS")) else "ms"
+        one = statistics.median(base.get(name, [0.0]))
+        two = statistics.median(shared.get(name, [0.0]))
         line = f"{name:<14}{one:>9.1f} {unit}{two:>9.1f} {unit}{_ratio(two, one):>18}"
         if baseline is not None:
             three = statistics.median(baseline.get(name, [0.0]))
