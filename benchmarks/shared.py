@@ -14,15 +14,22 @@ answer comes from the cache):
   spawn -> the answer to an ``inlineCompletion`` sent right after ``initialized`` and
   ``didOpen`` (for **shared**, this includes starting the daemon);
 - ``second init`` / ``second ready``: the same for a second window while the first is open;
+- ``client work`` (shared systems only): the CPU time (user + system: the machine's load
+  moves it far less than wall time) of the thin client's own work before it can say hello to
+  the daemon, in a fresh process after the interpreter's start (the same for all): its
+  imports, the daemon's directory, the version it says (``shared/code_version.py``: a
+  checkout's fingerprint) and the environment it passes; the median of 5 processes a run;
 - ``PSS N`` (and ``RSS N``): with N windows open, each having served a completion, the sum
   over every process (the servers; or the thin clients plus the daemon) of the proportional
   set size (shared pages split between the processes sharing them; psutil on Linux), and of
   the resident set size, in MB.
 
 Medians over ``--runs`` after ``--warmup`` discarded; ratios are shared / separate, measured in
-the same run. Run from the repository root::
+the same run. ``--baseline-path CHECKOUT`` adds a third system, **baseline**: the shared
+daemon run from another checkout's ``server/`` (say, main's before a change to the thin
+client), with a column shared / baseline. Run from the repository root::
 
-    python -m benchmarks.shared [--runs 5] [--windows 1 3 6] [--quick]
+    python -m benchmarks.shared [--runs 5] [--windows 1 3 6] [--quick] [--baseline-path DIR]
 """
 
 from __future__ import annotations
@@ -61,8 +68,11 @@ class Samples:
 class Bench:
     """One system's environment: its directories and how a window starts."""
 
-    def __init__(self, root: Path, system: str, fake: FakeProvider) -> None:
+    def __init__(
+        self, root: Path, system: str, fake: FakeProvider, code: Path | None = None
+    ) -> None:
         here = Path(__file__).resolve().parents[1]
+        code = code or here  # the checkout whose server/ runs
         self.system = system
         self.folder = root / system
         self.workspace = self.folder / "workspace"
@@ -71,14 +81,14 @@ class Bench:
         self.runtime = Path(tempfile.mkdtemp(prefix="crb", dir="/tmp"))
         self.env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join((str(here / "server"), str(here))),
+            "PYTHONPATH": os.pathsep.join((str(code / "server"), str(here))),
             "XDG_CONFIG_HOME": str(self.folder / "config"),
             "XDG_CACHE_HOME": str(self.folder / "cache"),
             "XDG_STATE_HOME": str(self.folder / "state"),
             "XDG_RUNTIME_DIR": str(self.runtime),
         }
         self.argv = [sys.executable, "-m", "crucible", "--stdio", "--log-level", "WARNING"]
-        if system == "shared":
+        if system != "separate":
             self.argv.append("--shared")
         provider = {"name": "bench", "kind": "ollama", "base_url": fake.base_url, "model": MODEL}
         self.options = {"providers": [provider], "cache": {"prefetch": "off"}}
@@ -145,6 +155,43 @@ async def open_window(bench: Bench, tag: str) -> tuple[RawLsp, float, float]:
     return lsp, init, ready * 1000
 
 
+# The thin client's work before its hello (shared/client.py run_client), timed in a fresh
+# process; a checkout without shared/code_version.py (the baseline before it) says its release.
+_CLIENT_WORK = """
+import time
+started = time.process_time()
+import os, sys
+import crucible
+from crucible.shared.client import Relay
+from crucible.shared.handshake import Hello, session_env, user_config_file
+from crucible.shared.place import daemon_place
+try:
+    from crucible.shared.code_version import code_version
+except ImportError:
+    def code_version():
+        return crucible.__version__
+place = daemon_place(os.environ)
+hello = Hello(code_version(), session_env(os.environ, [user_config_file(os.environ)]))
+print((time.process_time() - started) * 1000)
+"""
+
+
+async def client_work_ms(bench: Bench, samples: int = 5) -> float:
+    found = []
+    for _ in range(samples):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CLIENT_WORK,
+            env=bench.env,
+            cwd=bench.workspace,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        found.append(float(out))
+    return statistics.median(found)
+
+
 def memory_mb(pids: list[int]) -> tuple[float, float]:
     """(PSS, RSS) summed over ``pids``, in MB; PSS falls back to USS, then RSS."""
     pss = rss = 0
@@ -160,6 +207,8 @@ def memory_mb(pids: list[int]) -> tuple[float, float]:
 
 async def run_system(bench: Bench, samples: Samples, windows: list[int], run: int) -> None:
     opened: list[RawLsp] = []
+    if bench.system != "separate":
+        samples.add("client work", await client_work_ms(bench))
     try:
         first, init, ready = await open_window(bench, f"r{run}w0")
         opened.append(first)
@@ -189,12 +238,18 @@ async def run_system(bench: Bench, samples: Samples, windows: list[int], run: in
 
 async def run(settings: argparse.Namespace) -> dict[str, Samples]:
     fake = FakeProvider(model=MODEL, reply=lambda _: "a * b\n")
-    found = {system: Samples() for system in SYSTEMS}
+    baseline: Path | None = settings.baseline_path
+    systems = (*SYSTEMS, "baseline") if baseline is not None else SYSTEMS
+    found = {system: Samples() for system in systems}
     with fake, tempfile.TemporaryDirectory(prefix="crucible-shared-") as scratch:
-        benches = [Bench(Path(scratch), system, fake) for system in SYSTEMS]
+        benches = [
+            Bench(Path(scratch), system, fake, baseline if system == "baseline" else None)
+            for system in systems
+        ]
         try:
             for index in range(settings.warmup + settings.runs):
-                order = benches if index % 2 == 0 else benches[::-1]
+                turn = index % len(benches)  # each system first in turn
+                order = benches[turn:] + benches[:turn]
                 for bench in order:
                     kept = found[bench.system] if index >= settings.warmup else Samples()
                     await run_system(bench, kept, settings.windows, index)
@@ -206,13 +261,25 @@ async def run(settings: argparse.Namespace) -> dict[str, Samples]:
 
 def table(found: dict[str, Samples]) -> str:
     base, shared = found["separate"].figures, found["shared"].figures
-    lines = [f"{'figure':<14}{'separate':>12}{'shared':>12}{'shared/separate':>18}"]
-    for name in base:
-        unit = "ms" if ("init" in name or "ready" in name) else "MB"
-        one, two = statistics.median(base[name]), statistics.median(shared.get(name, [0.0]))
-        ratio = f"{two / one:.2f}x" if one else "-"
-        lines.append(f"{name:<14}{one:>9.1f} {unit}{two:>9.1f} {unit}{ratio:>18}")
+    baseline = found["baseline"].figures if "baseline" in found else None
+    header = f"{'figure':<14}{'separate':>12}{'shared':>12}{'shared/separate':>18}"
+    if baseline is not None:
+        header += f"{'baseline':>12}{'shared/baseline':>18}"
+    lines = [header]
+    for name in [*base, *(name for name in shared if name not in base)]:
+        unit = "MB" if name.startswith(("PSS", "RSS")) else "ms"
+        one = statistics.median(base.get(name, [0.0]))
+        two = statistics.median(shared.get(name, [0.0]))
+        line = f"{name:<14}{one:>9.1f} {unit}{two:>9.1f} {unit}{_ratio(two, one):>18}"
+        if baseline is not None:
+            three = statistics.median(baseline.get(name, [0.0]))
+            line += f"{three:>9.1f} {unit}{_ratio(two, three):>18}"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base else "-"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -221,6 +288,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--windows", type=int, nargs="+", default=[1, 3, 6])
     parser.add_argument("--quick", action="store_true", help="one run, 1 and 3 windows (CI)")
+    parser.add_argument(
+        "--baseline-path",
+        type=Path,
+        default=None,
+        help="another checkout: its server/ runs a third system, shared (baseline)",
+    )
     return parser
 
 

@@ -9,10 +9,16 @@ another protocol, ``handshake.PROTOCOL``.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import time
+from pathlib import Path
 
 from tests.e2e.conftest import server_status
 from tests.e2e.test_shared_daemon import SHARED, Place, place, window
+
+import crucible
 
 __all__ = ["place"]  # the fixture, used by name
 
@@ -79,3 +85,30 @@ async def test_a_client_of_another_protocol_serves_alone_and_retires_nothing(
         async with window(place) as later:
             assert (await server_status(later))["shared"]["pid"] == pid
         assert [p.pid for p in place.daemons()] == [pid]
+
+
+async def test_an_edited_checkout_retires_the_daemon_its_older_code_started(
+    place: Place,
+) -> None:
+    """A developer's editable install keeps its version across an edit or a ``git pull``;
+    the daemon started before it runs the old code. The windows started after the edit
+    retire it, as an upgrade does, and are served by a daemon of the new code; a window of
+    the same code joins that one (``shared/code_version.py``)."""
+    checkout = place.home / "checkout"
+    shutil.copytree(
+        Path(crucible.__file__).parent,
+        checkout / "crucible",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    env = {"PYTHONPATH": str(checkout)}
+    async with window(place, env=env) as first:
+        old_daemon = (await server_status(first))["shared"]["pid"]
+    edited = checkout / "crucible" / "completion" / "postprocess.py"
+    later = time.time_ns() + 10**9  # after every file the copy wrote, whatever the clock
+    os.utime(edited, ns=(later, later))
+    async with window(place, env=env) as second:
+        new_daemon = (await server_status(second))["shared"]["pid"]
+    assert new_daemon != old_daemon
+    assert [p.pid for p in place.wait_daemons(1)] == [new_daemon]  # the old one retired
+    async with window(place, env=env) as third:  # the same code: no new daemon
+        assert (await server_status(third))["shared"]["pid"] == new_daemon

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import crucible
 from crucible.shared import daemon as daemon_module
+from crucible.shared.code_version import code_version
 from crucible.shared.daemon import Daemon, bind
 from crucible.shared.handshake import Hello, Welcome
 from crucible.shared.place import DaemonPlace, private_dir
@@ -29,7 +29,7 @@ def place() -> Iterator[DaemonPlace]:
 
 async def _greet(place: DaemonPlace) -> bytes:
     reader, writer = await asyncio.open_unix_connection(str(place.socket))
-    writer.write(Hello(crucible.__version__).encode())
+    writer.write(Hello(code_version()).encode())
     await writer.drain()
     try:
         line = await asyncio.wait_for(reader.readline(), 5)
@@ -53,7 +53,7 @@ async def test_only_the_users_own_connections_are_answered(
         if other_user:
             assert line == b""  # closed, unanswered
         else:
-            assert Welcome.decode(line) == Welcome(crucible.__version__, True)
+            assert Welcome.decode(line) == Welcome(code_version(), True)
     finally:
         daemon.retire()
         await asyncio.wait_for(serving, 10)

@@ -304,6 +304,34 @@ TAB accepts the one shown."
 
 ;;;; Set-up
 
+(ert-deftest crucible-shared-server-command-runs-a-thin-client ()
+  "The README's line for the shared daemon, `--shared' in `crucible-server-command', makes
+the server eglot starts a thin client of a per-user daemon, which it starts in
+XDG_RUNTIME_DIR; suggestions come through it.  CRUCIBLE_SHARED=0: the option alone decides."
+  (let* ((runtime (make-temp-file (expand-file-name "runtime-" crucible-test--root) t))
+         (socket (expand-file-name "crucible/daemon.sock" runtime))
+         (pid-file (expand-file-name "crucible/daemon.pid" runtime))
+         (process-environment (append (list (concat "XDG_RUNTIME_DIR=" runtime)
+                                            "CRUCIBLE_SHARED=0")
+                                      process-environment))
+         (crucible-server-command '("crucible-lsp" "--stdio" "--shared")))
+    (unwind-protect
+        (crucible-test--with-buffer ("def add(a, b):\n" :crucible t)
+          (should (member "--shared" (process-command (jsonrpc--process server))))
+          (crucible-test--type "SPC SPC SPC SPC")
+          (should (equal (crucible-test--shown "return a + b") "return a + b"))
+          (should (file-exists-p socket))
+          (should (eq (file-attribute-type (file-attributes socket)) nil))
+          (should (string-prefix-p "s" (file-attribute-modes (file-attributes socket))))
+          (should (file-exists-p pid-file)))
+      ;; The daemon runs in a session of its own: end it rather than leave it waiting for
+      ;; another window for CRUCIBLE_DAEMON_IDLE_S.
+      (when (file-exists-p pid-file)
+        (ignore-errors
+          (signal-process (string-to-number (with-temp-buffer (insert-file-contents pid-file)
+                                                              (buffer-string)))
+                          'term))))))
+
 (ert-deftest crucible-byte-compiles-without-warnings ()
   "crucible.el compiles on this Emacs with every warning an error."
   (let* ((source (expand-file-name "../crucible.el" (file-name-directory

@@ -30,9 +30,11 @@ The last line is ``emacs: N passed, N failed``; the exit status is 0 when all pa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -183,6 +185,19 @@ def terminal_check(emacs: str, root: Path, env: dict[str, str]) -> list[str]:
     return failures
 
 
+def stop_daemon(runtime: Path) -> None:
+    """End the shared daemon this run started, if any: it runs in a session of its own and
+    would otherwise wait ``CRUCIBLE_DAEMON_IDLE_S`` (10 minutes) for another window. Says so,
+    so that a run with ``CRUCIBLE_SHARED=1`` shows it went through the daemon."""
+    try:
+        pid = int((runtime / "crucible" / "daemon.pid").read_text())
+    except (OSError, ValueError):
+        return
+    print(f"a shared daemon served this run (pid {pid}); stopping it")
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+
+
 def summary(output: str) -> tuple[int, int]:
     """(passed, failed) from ERT's closing "Ran N tests, M results as expected, K unexpected"."""
     found = re.search(r"Ran (\d+) tests?, (\d+) results? as expected, (\d+) unexpected", output)
@@ -218,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             "HOME": str(root / "home"),
             "XDG_CONFIG_HOME": str(root / "xdg-config"),
             "XDG_CACHE_HOME": str(root / "xdg-cache"),
+            "XDG_STATE_HOME": str(root / "xdg-state"),
+            # The shared daemon's folder (CRUCIBLE_SHARED=1, --shared): this run's own, so
+            # the suite never joins a daemon outside it.
+            "XDG_RUNTIME_DIR": str(root / "xdg-runtime"),
             "PATH": os.pathsep.join(
                 [str(root / "bin"), str(Path(sys.executable).parent), os.environ["PATH"]]
             ),
@@ -266,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             passed, failed = passed + (not failures), failed + bool(failures)
         else:
             print("terminal check skipped: needs tmux, rass and ruff on PATH")
+        stop_daemon(root / "xdg-runtime")
     print(f"(wall time {time.monotonic() - started:.1f} s)")
     print(f"emacs: {passed} passed, {failed} failed")
     return 0 if status == 0 and failed == 0 else 1

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nvim_harness import ERROR_IN_MESSAGES, MODEL, NEOVIMS, REPO, Editor
+from nvim_harness import ERROR_IN_MESSAGES, MODEL, NEOVIMS, REPO, Editor, stop_daemon
 from tests.fakes.provider import FakeProvider
 
 
@@ -34,9 +34,21 @@ def fake() -> Iterator[FakeProvider]:
         yield provider
 
 
+@pytest.fixture(scope="session")
+def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite's XDG_RUNTIME_DIR: run with ``CRUCIBLE_SHARED=1``, every test's server is a
+    thin client of one shared daemon there, and never of a daemon outside the suite."""
+    runtime = tmp_path_factory.mktemp("xdg-runtime")
+    yield runtime
+    stop_daemon(runtime)
+
+
 @pytest.fixture
 def editor(
-    neovim: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    neovim: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    runtime_dir: Path,
 ) -> Iterator[Editor]:
     binary, version = neovim
     home = tmp_path / "home"
@@ -44,6 +56,7 @@ def editor(
     for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
         (home / name.lower()).mkdir()
         monkeypatch.setenv(name, str(home / name.lower()))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
     # The server process runs this checkout's code (it inherits Neovim's environment).
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(REPO / "server"), os.environ.get("PYTHONPATH", "")])

@@ -3,9 +3,11 @@ Neovim suite, and the settings that point the server at the fake provider. See c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -70,6 +72,19 @@ def _binaries() -> list[tuple[str, str]]:
 
 
 NEOVIMS = _binaries()
+
+
+def stop_daemon(runtime: Path) -> int | None:
+    """End the shared daemon started under ``runtime`` (an XDG_RUNTIME_DIR), if any: it runs
+    in a session of its own and would otherwise wait ``CRUCIBLE_DAEMON_IDLE_S`` (10 minutes)
+    for another window. Its pid, or None."""
+    try:
+        pid = int((runtime / "crucible" / "daemon.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    return pid
 
 
 def settings_for(fake: FakeProvider, **completion: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from nvim_harness import Editor, settings_for
+from nvim_harness import Editor, settings_for, stop_daemon
 from tests.fakes.provider import FakeProvider, Fault
 
 SOURCE = "import os\n\n"
@@ -82,6 +82,40 @@ def test_status_line_follows_the_server_and_settings_apply_on_change(
         lambda: editor.lua("return require('crucible').status()") == "Crucible: ready",
         what="status ready after setup() again",
     )
+
+
+def test_the_shared_option_runs_a_thin_client_of_a_daemon(
+    editor: Editor, fake: FakeProvider, tmp_path: Path
+) -> None:
+    """``shared = true`` adds ``--shared``: the server Neovim starts is a thin client of a
+    per-user daemon, which it starts in XDG_RUNTIME_DIR, and the session runs in that daemon.
+    CRUCIBLE_SHARED=0 and a runtime directory of this test's own: the option alone decides."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    editor.lua("vim.env.XDG_RUNTIME_DIR = ...; vim.env.CRUCIBLE_SHARED = '0'", str(runtime))
+    try:
+        editor.setup(settings=settings_for(fake), shared=True)
+        editor.edit(editor.workspace / "demo.py", SOURCE)
+        editor.wait_attached()
+        assert editor.lua("return require('crucible.client').get(0).config.cmd")[-1] == "--shared"
+        status = editor.lua(
+            "local c = require('crucible.client').get(0)"
+            " local r = require('crucible.compat').request_sync(c, 'crucible/status', {}, 10000, 0)"
+            " return r and r.result"
+        )
+        pid = int((runtime / "crucible" / "daemon.pid").read_text())
+        assert (runtime / "crucible" / "daemon.sock").is_socket()
+        assert status["shared"]["pid"] == pid  # the session is served by that daemon
+        editor.input("Godef add(a, b):<CR>")
+        assert editor.wait_ghost()["ghost"] == "return a + b"
+    finally:
+        # The server first (its session ends cleanly), then the daemon this test started.
+        editor.lua(
+            "local compat = require('crucible.compat')"
+            " for _, c in ipairs(require('crucible.client').all()) do compat.stop(c) end"
+            " vim.wait(5000, function() return #require('crucible.client').all() == 0 end, 20)"
+        )
+        stop_daemon(runtime)
 
 
 def test_crucible_commands(editor: Editor, fake: FakeProvider) -> None:

@@ -2,6 +2,7 @@
  * Crucible for VS Code: the composition root. It builds each part and wires their hooks:
  *
  *   serverDiscovery    where crucible-lsp is (setting, Python extension, PATH, private env)
+ *   serverArguments    its arguments: crucible.server.args, and --shared when that is on
  *   managedEnvironment the private environment, installed on request
  *   serverConnection   the language client (middleware: switch, retrigger, configuration)
  *   settingsTranslation VS Code settings -> the server's configuration table
@@ -22,6 +23,7 @@ import { registerCommands } from "./commands";
 import { DiagnosticsForwarding } from "./diagnosticsForwarding";
 import { environmentFolder, findPython, installServer, PythonMissing } from "./managedEnvironment";
 import { ReadyRetrigger } from "./readyRetrigger";
+import { serverArguments } from "./serverArguments";
 import { discoverServer, type ServerCommand } from "./serverDiscovery";
 import { ServerConnection } from "./serverConnection";
 import { SERVER_VERSION } from "./serverVersion";
@@ -88,7 +90,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (found.kind === "found") {
       server = found.server;
       try {
-        await connection.start(found.server, vscode.workspace.getConfiguration(SECTION).get<string[]>("server.args", []));
+        const settings = vscode.workspace.getConfiguration(SECTION);
+        const args = serverArguments(settings.get<string[]>("server.args", []), settings.get<boolean>("server.shared", false));
+        await connection.start(found.server, args);
       } catch (error) {
         log.error(`the server did not start: ${String(error)}`);
         phase = "stopped";

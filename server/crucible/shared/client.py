@@ -50,9 +50,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from crucible import __version__
 from crucible.lsp.capabilities import early_capabilities, initialize_result
 from crucible.shared import handshake
+from crucible.shared.code_version import code_version
 from crucible.shared.frames import FrameSplitter, decode_small, encode_frame
 from crucible.shared.handshake import (
     HandshakeError,
@@ -391,10 +391,13 @@ def run_client(config: Path | None, log_level: str, log_file: Path | None = None
     relay.start_reading()  # initialize is answered while we connect
     config_file = config.resolve() if config is not None else None
     session_log = log_file.resolve() if log_file is not None else None
+    # With a checkout's fingerprint (an edited one retires the daemon): ~1 ms, taken while
+    # the editor's initialize is on its way.
+    version = code_version()
     relay.wait_initialize(INITIALIZE_WAIT_S)
     files = [user_config_file(env), *([config_file] if config_file else [])]
     hello = Hello(
-        __version__,
+        version,
         session_env(env, files, relay.key_names),
         os.getcwd(),
         str(config_file) if config_file else None,

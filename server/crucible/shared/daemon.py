@@ -50,7 +50,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import crucible
 from crucible.runtime.log import (
     SESSION_LOG,
     ClientLogHandler,
@@ -61,6 +60,7 @@ from crucible.runtime.log import (
     configure_logging,
     daemon_levels,
 )
+from crucible.shared.code_version import code_version
 from crucible.shared.handshake import MAX_LINE_BYTES, HandshakeError, Hello, Welcome, welcome_for
 from crucible.shared.place import DaemonPlace, log_path, private_dir
 
@@ -137,6 +137,9 @@ class Daemon:
         self._loaded: asyncio.Future[None] | None = None
         self._shared: SharedResources | None = None
         self._logs: list[SessionLog] = []  # of the sessions being served
+        # The code this process imports, fingerprinted now, before a checkout can change
+        # under it: a client whose code is newer retires this daemon (shared/code_version.py).
+        self.version = code_version()
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
@@ -145,7 +148,7 @@ class Daemon:
         self._accepting = loop.create_task(self._accept())
         logger.info(
             "daemon %s serving on %s (pid %d)",
-            crucible.__version__,
+            self.version,
             self._place.socket,
             os.getpid(),
         )
@@ -209,7 +212,7 @@ class Daemon:
             if stderr_fd is not None:
                 os.close(stderr_fd)
             return
-        accepted, retire = welcome_for(hello, crucible.__version__, self._retiring)
+        accepted, retire = welcome_for(hello, self.version, self._retiring)
         if not accepted:
             if retire:
                 logger.info("a client of the newer version %s: retiring", hello.version)
@@ -222,12 +225,12 @@ class Daemon:
                 )
             if stderr_fd is not None:
                 os.close(stderr_fd)
-            writer.write(Welcome(crucible.__version__, accepted=False).encode())
+            writer.write(Welcome(self.version, accepted=False).encode())
             with contextlib.suppress(OSError):
                 await writer.drain()
             writer.close()
             return
-        writer.write(Welcome(crucible.__version__, accepted=True).encode())
+        writer.write(Welcome(self.version, accepted=True).encode())
         self._sessions += 1
         if self._idle is not None:
             self._idle.cancel()

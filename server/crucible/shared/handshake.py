@@ -16,8 +16,10 @@ must be named like a secret to reach the session). The daemon's
 own environment is that of whichever window started it, so it is never used for a session.
 
 Versions meet by one rule, the same on both sides (``newer``: release numbers, then a final
-release over a pre-release, then the string itself, so any two versions are ordered and
-exactly one of them is the newer):
+release over a pre-release, then a local label's numbers, then the string itself, so any two
+versions are ordered and exactly one of them is the newer). The version each side says is
+its code's (``shared/code_version.py``): ``__version__``, and for a checkout a fingerprint of
+its sources, so an edited or pulled checkout is newer than the daemon it started before:
 
 - the same version: accepted;
 - the client newer than the daemon: the daemon answers ``accepted: false`` and retires
@@ -48,6 +50,7 @@ MAX_LINE_BYTES = 1 << 20
 # served by a newer daemon (the hello's fields, what the relay expects of the session).
 PROTOCOL = 1
 _RELEASE = re.compile(r"\d+(?:\.\d+)*")
+_NUMBER = re.compile(r"\d+")
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
 # OLLAMA_HOST: where the default provider is looked for; OTEL_*: the metrics export's target
 # and headers when [telemetry] names none (runtime/otlp_target.py).
@@ -127,13 +130,17 @@ class Welcome(NamedTuple):
         return cls(_version(message), message.get("accepted") is True, _protocol(message))
 
 
-def version_order(version: str) -> tuple[tuple[int, ...], int, str]:
+def version_order(version: str) -> tuple[tuple[int, ...], int, tuple[int, ...], str]:
     """A key ordering versions: release numbers, a final release over a pre-release of the
-    same numbers (``0.2.0`` over ``0.2.0rc1``), then the string, so the order is total."""
-    found = _RELEASE.match(version)
+    same numbers (``0.2.0`` over ``0.2.0rc1``), then the numbers of a local label (``+dev.
+    <mtime_ns>.<count>``, a checkout's code: ``shared/code_version.py``; the label's time
+    first, so the checkout changed last is the newer), then the string, so the order is
+    total."""
+    public, _, local = version.partition("+")
+    found = _RELEASE.match(public)
     release = tuple(int(part) for part in found.group().split(".")) if found else ()
-    final = 1 if found is not None and found.end() == len(version) else 0
-    return release, final, version
+    final = 1 if found is not None and found.end() == len(public) else 0
+    return release, final, tuple(int(part) for part in _NUMBER.findall(local)), version
 
 
 def newer(version: str, than: str) -> bool:

@@ -15,18 +15,31 @@ local roots = {} -- 0.7 only: root_dir -> client id
 local statuses = {} -- client id -> last crucible/didChangeStatus params
 local warned_missing = false
 
+local SHARED = '--shared'
+
+--- cmd, with --shared after it when the shared option is on (once, and a copy: the user's
+--- list is left as it is).
+local function with_shared(cmd, shared)
+  if not shared or vim.tbl_contains(cmd, SHARED) then
+    return cmd
+  end
+  local argv = vim.list_extend({}, cmd)
+  argv[#argv + 1] = SHARED
+  return argv
+end
+
 --- The argv that starts the server, or nil and why not.
 function M.command(opts)
   opts = opts or options or {}
   if opts.cmd then
     local cmd = type(opts.cmd) == 'string' and { opts.cmd } or opts.cmd
     if vim.fn.executable(cmd[1]) == 1 then
-      return cmd
+      return with_shared(cmd, opts.shared)
     end
     return nil, string.format('%s (from the cmd option) is not executable', cmd[1])
   end
   if vim.fn.executable('crucible-lsp') == 1 then
-    return { 'crucible-lsp', '--stdio' }
+    return with_shared({ 'crucible-lsp', '--stdio' }, opts.shared)
   end
   return nil, 'crucible-lsp is not on PATH (pip install crucible-lsp, or set the cmd option)'
 end
@@ -49,7 +62,7 @@ function M.tool_command(args, opts)
   end
   local argv = {}
   for _, arg in ipairs(cmd) do
-    if arg ~= '--stdio' then
+    if arg ~= '--stdio' and arg ~= SHARED then
       argv[#argv + 1] = arg
     end
   end

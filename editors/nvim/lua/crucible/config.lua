@@ -4,6 +4,10 @@ local M = {}
 M.defaults = {
   -- How to start the server: a list (argv). nil: `crucible-lsp --stdio` from PATH.
   cmd = nil,
+  -- Run this editor's server as a thin client of one shared server per user (`--shared`):
+  -- the first window starts it, later windows (of any editor with the option) connect to it
+  -- already loaded and share its cache, provider connections and memory budget. Opt-in.
+  shared = false,
   -- Which buffers get Crucible: every file buffer (buftype ''), unless its filetype is in
   -- `exclude`; when `include` is a non-empty list, only those filetypes.
   filetypes = { include = {}, exclude = {} },

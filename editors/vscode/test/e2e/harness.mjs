@@ -110,6 +110,20 @@ const BASE_SETTINGS = {
   "editor.quickSuggestions": { other: "off", comments: "off", strings: "off" },
 };
 
+/** The XDG_RUNTIME_DIR of a run: the shared daemon's folder is `crucible/` in it. */
+export function runtimeDir(runDir) {
+  return path.join(runDir, "runtime");
+}
+
+/** `env` without the names a test unset (`{PYTHONPATH: undefined}`). */
+function withoutUnset(env) {
+  return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined));
+}
+
+function passedThrough(names) {
+  return Object.fromEntries(names.filter((name) => process.env[name]).map((name) => [name, process.env[name]]));
+}
+
 /**
  * code-server on a free loopback port, with a fresh profile, the .vsix installed, the user's
  * Crucible config file naming the fake provider, and `settings` in the user settings.
@@ -142,13 +156,20 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
   for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(workspace, file), text);
 
   const PATH = pathWithoutServer(runDir);
-  const childEnv = {
+  const childEnv = withoutUnset({
     HOME: home,
     SHELL: "/bin/sh",
     PATH,
     XDG_CONFIG_HOME: config,
     XDG_CACHE_HOME: path.join(runDir, "cache"),
     XDG_DATA_HOME: path.join(runDir, "data"),
+    XDG_STATE_HOME: path.join(runDir, "state"),
+    // The shared daemon's socket (crucible-lsp --shared) is looked for here: a folder of this
+    // run's own, so a window of this test never joins a daemon outside it.
+    XDG_RUNTIME_DIR: runtimeDir(runDir),
+    // Passed through when the suite runs with them: CRUCIBLE_SHARED=1 runs every window
+    // through the daemon, PYTHONPATH points an editable install at a checkout's code.
+    ...passedThrough(["CRUCIBLE_SHARED", "PYTHONPATH"]),
     // code-server asks its extension gallery (open-vsx.org) about installed extensions; tests
     // talk to 127.0.0.1 only, so the gallery is a closed loopback port (port 9, discard).
     EXTENSIONS_GALLERY: JSON.stringify({
@@ -157,7 +178,7 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
       resourceUrlTemplate: "http://127.0.0.1:9/vscode/unpkg/{publisher}/{name}/{version}/{path}",
     }),
     ...env,
-  };
+  });
   const common = ["--config", "/dev/null", "--user-data-dir", userData, "--extensions-dir", extensions];
   const install = spawnSync(CODE_SERVER, [...common, "--install-extension", required("CRUCIBLE_VSIX")], { env: childEnv });
   if (install.status !== 0) throw new Error(`--install-extension failed: ${install.stderr}`);
@@ -185,7 +206,7 @@ export async function startEditor({ name, fake, settings, machineSettings = {}, 
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
   await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
-  return new Editor({ runDir, workspace, userData, server, context, page });
+  return new Editor({ name, runDir, workspace, userData, server, context, page });
 }
 
 export class Editor {
@@ -335,12 +356,39 @@ export class Editor {
     await this.page.screenshot({ path: path.join(folder, `${name}.png`) }).catch(() => {});
   }
 
+  /** The shared daemon's folder in this run's private XDG_RUNTIME_DIR. */
+  get daemonDir() {
+    return path.join(runtimeDir(this.runDir), "crucible");
+  }
+
+  /** The pid of this run's shared daemon, when one serves (its daemon.pid file). */
+  daemonPid() {
+    try {
+      return Number.parseInt(fs.readFileSync(path.join(this.daemonDir, "daemon.pid"), "utf8"), 10) || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   async close() {
     await this.context.close().catch(() => {});
+    // Read before the group is killed: the daemon removes its pid file when it exits.
+    const daemon = this.daemonPid();
     try {
       process.kill(-this.server.pid, "SIGTERM"); // the group: extension host and language server too
     } catch {
       // already gone
+    }
+    // A shared daemon runs in a session of its own, outside the group: it would otherwise
+    // wait CRUCIBLE_DAEMON_IDLE_S (10 minutes) for another window of this run.
+    if (daemon !== undefined) {
+      // Said, so that a run with CRUCIBLE_SHARED=1 shows each window went through a daemon.
+      console.error(`${this.name}: a shared daemon served this editor (pid ${daemon}); stopping it`);
+      try {
+        process.kill(daemon, "SIGTERM");
+      } catch {
+        // already gone
+      }
     }
     if (!process.env.CRUCIBLE_VSCODE_KEEP) fs.rmSync(this.runDir, { recursive: true, force: true });
   }

@@ -19,7 +19,10 @@ describe("VS Code, server installed by the extension", { timeout: 300_000 }, () 
       name: "managed",
       fake,
       settings: { "crucible.completion.debounce_mode": "fixed", "crucible.cache.prefetch": "off" },
-      env: { PIP_NO_INDEX: "1", PIP_FIND_LINKS: required("CRUCIBLE_WHEELS") },
+      // No PYTHONPATH (run.sh may pass one through for the other tests): pip would find the
+      // checkout on it, call crucible-lsp installed, and put no script in the environment.
+      // The wheel is built of this checkout, so the server runs its code all the same.
+      env: { PIP_NO_INDEX: "1", PIP_FIND_LINKS: required("CRUCIBLE_WHEELS"), PYTHONPATH: undefined },
       files: { "demo.py": "import os\n\n" },
     });
   });
