@@ -384,9 +384,11 @@ async def test_the_server_exits_after_initialize_when_the_parent_does_not_exist(
     assert not _pid_exists(gone.pid)
     reply = await server.initialize(processId=gone.pid)
     assert "capabilities" in reply["result"]  # initialize is answered first
-    started = time.monotonic()
-    assert await server.wait_exit(5) == 1
-    assert time.monotonic() - started < 2.0
+    # The early answer comes before the server's import ends; the watch is armed, and fires
+    # at once, when the loaded server handles initialize. That import is ~0.6 s of CPU alone,
+    # several seconds on 2 cores shared with the parallel test workers: no tighter bound here
+    # (the test above times the watch itself, from a server known to be loaded).
+    assert await server.wait_exit(15) == 1
 
 
 def _pid_exists(pid: int) -> bool:
