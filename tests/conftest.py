@@ -26,11 +26,13 @@ from tests import forked_servers
 from tests.forked_servers import ForkServer
 from tests.redis_server import MISSING_REASON, REDIS_SERVER, RedisServer
 
-# Workers per core for ``-n auto``. The suite mostly waits (on server processes, timers, fake
-# providers), so more workers than cores overlap that waiting; its CPU is not nothing though
-# (servers start, hypothesis, the memory tests), and each worker collects the whole suite again
-# (~7 s of CPU): twice the cores was the fastest on 2 cores (docs/architecture.md, "Tests").
-WORKERS_PER_CORE = 2
+# ``-n auto``: one worker more than the cores. The suite mostly waits (on server processes,
+# timers, fake providers), so a worker more than the cores overlaps that waiting; but its CPU is
+# not nothing (~200 s a run: servers starting, hypothesis, the memory tests), each worker
+# collects the whole suite again (~7 s of CPU), and the tests that time a debounce or a deadline
+# need the CPU when they ask. On 2 cores, 3 workers beat 4 (faster and no failures, where 4
+# failed five timing tests under the same load): docs/architecture.md, "Tests".
+EXTRA_WORKERS = 1
 MAX_WORKERS = 8
 
 # What the server and its thin client read to find the user's files, cache, logs and the
@@ -42,7 +44,7 @@ _private_home: Path | None = None
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: ``-p no:xdist`` runs without it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(2, min(MAX_WORKERS, WORKERS_PER_CORE * (cores or 1)))
+    return max(2, min(MAX_WORKERS, (cores or 1) + EXTRA_WORKERS))
 
 
 def pytest_configure(config: pytest.Config) -> None:
