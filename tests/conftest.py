@@ -6,8 +6,9 @@ without ``__init__.py``) import ``tests.fakes``.
 
 The default run is spread over pytest-xdist workers (``-n auto`` in pyproject.toml; the count is
 ``pytest_xdist_auto_num_workers`` below). Each worker is a pytest session of its own: the
-session fixtures here (the fork server) and in the folders' conftests (the llama.cpp server)
-are built once per worker, in that worker's own ``tmp_path_factory``; the redis server is one
+session fixtures here (the fork server) and in the folders' conftests are built once per
+worker that needs them, in its own ``tmp_path_factory`` (the llama.cpp tests are one xdist
+group, ``--dist loadgroup``, so one worker starts one llama server); the redis server is one
 per test; fake providers listen on port 0. What the worker processes would otherwise share is
 the user's own XDG directories: :func:`pytest_configure` gives each worker private ones.
 """
