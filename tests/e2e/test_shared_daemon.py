@@ -99,13 +99,28 @@ class Place:
         return self.daemons()
 
     def kill_all(self) -> None:
-        for process in self.daemons():
+        """SIGKILL every daemon of this directory and wait until each has ended: ended, not
+        reaped. A daemon outlives the thin client that started it, so init (or the nearest
+        subreaper) reaps it on its own schedule, here ~2 s later; ``Process.wait`` waited for
+        that, at every test's end. A zombie holds no socket, file or port of the next test's."""
+        found = self.daemons()
+        for process in found:
             try:
                 process.kill()
-                process.wait(5)
             except psutil.Error:
                 pass
+        deadline = time.monotonic() + 5
+        while not all(map(ended, found)) and time.monotonic() < deadline:
+            time.sleep(0.01)
         shutil.rmtree(self.runtime, ignore_errors=True)
+
+
+def ended(process: psutil.Process) -> bool:
+    """The process has exited: it is gone, or a zombie waiting for its parent to reap it."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 @pytest.fixture

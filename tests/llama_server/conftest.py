@@ -9,6 +9,7 @@ fails them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +19,17 @@ from tests.llama_server.server import CpuNotSupported, LlamaServerProcess, wait_
 from tests.llama_server.tiny_model import write_tiny_model
 
 __all__ = ["llama", "llama_server", "lsp_session"]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into the node ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One xdist group for every test here (``--dist loadgroup``): one worker runs them all,
+    so one llama.cpp server serves the run instead of one per worker (its start, its two
+    slots' threads and the model's memory, each time)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group("llama_server"))
 
 
 @pytest.fixture(scope="session")

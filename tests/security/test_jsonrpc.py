@@ -277,12 +277,14 @@ async def test_after_shutdown_requests_are_invalid_and_exit_is_0(ready: RawServe
         message = _error(await ready.call(msg_id, method, {}), INVALID_REQUEST)
         assert "after shutdown" in message
     await ready.send(frame(notification("exit")))
-    assert await ready.wait_exit(5) == 0
+    assert await ready.wait_exit(10) == 0  # as below: the server may still be importing
 
 
 async def test_exit_without_shutdown_is_exit_code_1(ready: RawServer) -> None:
     await ready.send(frame(notification("exit")))
-    assert await ready.wait_exit(5) == 1
+    # initialize was answered early (lsp/early_start.py): the exit waits for the server's
+    # import, seconds on 2 cores shared with the parallel test workers.
+    assert await ready.wait_exit(10) == 1
 
 
 async def test_exit_before_initialize_is_exit_code_1(server: RawServer) -> None:
@@ -384,9 +386,11 @@ async def test_the_server_exits_after_initialize_when_the_parent_does_not_exist(
     assert not _pid_exists(gone.pid)
     reply = await server.initialize(processId=gone.pid)
     assert "capabilities" in reply["result"]  # initialize is answered first
-    started = time.monotonic()
-    assert await server.wait_exit(5) == 1
-    assert time.monotonic() - started < 2.0
+    # The early answer comes before the server's import ends; the watch is armed, and fires
+    # at once, when the loaded server handles initialize. That import is ~0.6 s of CPU alone,
+    # several seconds on 2 cores shared with the parallel test workers: no tighter bound here
+    # (the test above times the watch itself, from a server known to be loaded).
+    assert await server.wait_exit(15) == 1
 
 
 def _pid_exists(pid: int) -> bool:
