@@ -4,6 +4,9 @@ was used: served from the cache, joined in flight, or neither."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from tests.fakes.clock import FakeTime
 from tests.fakes.scripted import Reply, ScriptedProvider
@@ -238,3 +241,30 @@ async def test_a_chance_not_taken_costs_no_call_and_is_measured_by_what_comes_ne
     figures = service.prefetch_snapshot()
     assert (figures["measured_used"], figures["started"], figures["pending"]) == (1, 1, 1)
     assert len(provider.calls) == 3 + 1  # each request's call, and the first prefetch
+
+
+async def test_a_suggestion_accepted_and_typed_on_at_once_is_measured_used() -> None:
+    time = FakeTime()
+    replies = [
+        Reply(chunks=("return a + b",)),
+        Reply(chunks=("  # the sum",), first_byte=0.15),
+        Reply(chunks=("    pass",), first_byte=0.15),
+    ]
+    provider = ScriptedProvider("local", time, replies)
+    service, _, _ = service_on(time, provider, prefetch=True)
+    await time.run(service.complete(CompletionRequest(snapshot(SOURCE), len(SOURCE))))
+    await time.advance(1.0)
+
+    async def accept_and_type_on() -> Any:
+        accepted = SOURCE + "return a + b"
+        asked = asyncio.ensure_future(
+            service.complete(CompletionRequest(snapshot(accepted, 2), len(accepted)))
+        )
+        await time.sleep(0.03)  # the next key, before that request got any answer
+        typed = accepted + "\n"
+        await service.complete(CompletionRequest(snapshot(typed, 3), len(typed)))
+        return await asked
+
+    assert await time.run(accept_and_type_on()) is None  # superseded: it got no answer
+    # A prefetch would have answered it from the cache at once: the chance was used.
+    assert service.prefetch_snapshot()["measured_used"] == 1
