@@ -243,7 +243,7 @@ async def test_a_chance_not_taken_costs_no_call_and_is_measured_by_what_comes_ne
     assert len(provider.calls) == 3 + 1  # each request's call, and the first prefetch
 
 
-async def test_a_suggestion_accepted_and_typed_on_at_once_is_measured_used() -> None:
+async def test_a_suggestion_typed_on_past_before_its_answer_is_not_measured_used() -> None:
     time = FakeTime()
     replies = [
         Reply(chunks=("return a + b",)),
@@ -266,5 +266,7 @@ async def test_a_suggestion_accepted_and_typed_on_at_once_is_measured_used() -> 
         return await asked
 
     assert await time.run(accept_and_type_on()) is None  # superseded: it got no answer
-    # A prefetch would have answered it from the cache at once: the chance was used.
-    assert service.prefetch_snapshot()["measured_used"] == 1
+    # Typed on past its end before the request there was answered: not an acceptance, and
+    # the next answer (another text) resolves it wasted.
+    figures = service.prefetch_snapshot()
+    assert (figures["measured_used"], figures["measured_wasted"]) == (0, 1)

@@ -6,11 +6,11 @@ ever background work), at most one per document (a document that already has one
 other), and only when it pays: a use was measured in that language and the user's measured
 use of prefetches there (``prefetch_use.py``, ``PrefetchUse``) says the next one is likely
 enough to be used. Otherwise the chance is *measured* instead: its key is kept, with no call,
-and resolved by the same rule (used when a request asks for it, ``arrived``), so the estimate
-learns the user's habit for free. What: the suggestion for the document with the shown
-one accepted (``accepted``), unless it is in flight or cached already. It runs as a background
-flight of its own, which stores its answer in the cache like any flight, so accepting and
-typing on is answered from the cache (or joins that flight).
+and resolved by the same rule (used when a request the user waits for is answered under it),
+so the estimate learns the user's habit for free. What: the suggestion for the document with
+the shown one accepted (``accepted``), unless it is in flight or cached already. It runs as a
+background flight of its own, which stores its answer in the cache like any flight, so
+accepting and typing on is answered from the cache (or joins that flight).
 
 Whether it was used: the service reports every answer a request the user waits for gets
 (``answered``, with the plan's key and the flight it continued, if any). The document's
@@ -140,14 +140,6 @@ class Prefetches:
         self._started[snapshot.uri] = _Started(plan.key, job, origin, language)
         flight = self._start_flight(plan, job)
         await flight.wait()  # a seat of its own: a joining request leaving does not cancel it
-
-    def arrived(self, document: str, key: str) -> None:
-        """A request the user waits for in ``document`` asks for the answer under ``key``: a
-        measured chance with that key was used (a prefetch would have answered it from the
-        cache at once, whatever comes after)."""
-        started = self._started.get(document)
-        if started is not None and started.measured and key == started.key:
-            self._resolve(document, used=True)
 
     def answered(self, document: str, key: str, continued: StreamJob | None) -> None:
         """A request the user waits for in ``document`` got the answer under ``key`` (by

@@ -8,10 +8,14 @@ closed first (``prefetch.py`` tells which). Counted here per language (the snaps
 ``language_id``: habits differ between, say, a test file and prose) and overall.
 
 A chance not taken is still measured, for free: ``prefetch.py`` keeps the key the prefetch
-would have had (a *measured* chance, no call) and resolves it by the same rule, used when a
-request for that very text comes (the user accepted the suggestion, or typed it to its end), so
-the estimate learns the user's habit without spending calls on it. Every resolved chance,
-prefetched or measured, counts alike below.
+would have had (a *measured* chance, no call) and resolves it by the same rule: used when a
+request for that very text is answered (the user accepted the suggestion and waited for the
+next), so the estimate learns the user's habit without spending calls on it. A request there
+that the next key supersedes decides nothing: typing a suggestion through to its end and on
+is not accepting it (resolved at arrival, the peers benchmark's burst across lines counted as
+a use in Go, and the prefetches that followed cost one call more per Go burst; the suggestion
+they fetched, the next line at a line's end, was cut to nothing by the stop rule anyway).
+Every resolved chance, prefetched or measured, counts alike below.
 
 The estimate follows the user's current habit: each resolved chance first decays its language's
 counts by ``DECAY`` (that language's last ~4 chances weigh most), then adds itself. A language's
@@ -64,7 +68,7 @@ class _Counts:
     wasted: int = 0
     skipped: int = 0  # chances not taken (measured instead): no use yet, or the rate too low
     explored: int = 0  # kept for status readers: no chance is taken below the rate any more
-    measured_used: int = 0  # chances not taken that a request then asked for
+    measured_used: int = 0  # chances not taken whose text a request was then answered for
     measured_wasted: int = 0
 
     def resolve(self, used: bool, *, measured: bool) -> None:

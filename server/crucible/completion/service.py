@@ -279,8 +279,6 @@ class CompletionService:
             seated_on=self._seated_on(state),
         )
         document = request.snapshot.uri
-        if state.plan is not None:
-            self._prefetches.arrived(document, state.plan.key)  # a measured chance asked for
         self._last_active[document] = state.started
         self._newest_prefix[document] = state.window.prefix
         # The same text and cursor asked twice (inline + menu) share, instead of superseding.
