@@ -153,29 +153,6 @@ def test_a_wasted_speculation_stops_it_in_that_burst_only() -> None:
     assert starts.allowed(DOC) is Start.GAP
 
 
-def test_typing_past_the_suggestion_typed_through_waits_for_the_stop_until_a_request_goes() -> None:
-    starts = SpeculativeStarts()
-    kept(starts)
-    starts.arrived(DOC, 2.0, typed_through=True)  # keys typed through its suggestion
-    starts.arrived(DOC, 2.1, typed_through=True)
-    assert starts.allowed(DOC) is Start.GAP
-    starts.arrived(DOC, 2.2, typed_through=False)  # past its end (or off it): the burst goes on
-    assert starts.allowed(DOC) is Start.STOP
-    assert starts.allowed("file:///other.py") is Start.GAP  # that document only
-    starts.arrived(DOC, 2.3, typed_through=False)
-    assert starts.allowed(DOC) is Start.STOP  # until a request goes upstream
-    starts.sent(DOC, object(), speculative=True, until=10.0)
-    assert starts.allowed(DOC) is Start.GAP
-    assert totals(starts.snapshot()) == {"started": 2, "kept": 1, "wasted": 0}
-
-
-def test_a_request_seated_on_a_stream_after_typing_through_has_not_outrun_anything() -> None:
-    starts = SpeculativeStarts()
-    starts.arrived(DOC, 1.0, typed_through=True)
-    starts.arrived(DOC, 1.1, typed_through=False, seated_on=object())  # a stream continues it
-    assert starts.allowed(DOC) is Start.GAP
-
-
 def test_a_wasted_stop_start_leaves_the_burst_to_the_full_pause() -> None:
     starts = SpeculativeStarts()
     wasted(starts)
@@ -406,45 +383,6 @@ async def test_after_a_wasted_start_the_burst_still_ends_at_the_stop_not_the_ful
     assert 0.09 < provider.calls[1].started - last_key <= 0.1
     counts = service.speculation_snapshot()
     assert counts["wasted"] == 1 and counts["stop_started"] == 1
-
-
-async def test_keys_past_a_speculative_suggestion_wait_for_the_end_of_the_burst() -> None:
-    time = FakeTime()
-    replies = [
-        Reply(chunks=("eturn a",), first_byte=0.15),  # the rest of the line, once "r" is typed
-        Reply(chunks=(" + b",), first_byte=0.15),
-    ]
-    provider = ScriptedProvider("local", time, replies)
-    service, _, _ = service_on(time, provider)
-    learned(time, service)
-
-    async def typing() -> tuple[list[Any], float]:
-        text = "def add(a, b):\n    "
-        asked = []
-        last_key = time.now
-        for index, key in enumerate("return a\n    x = 1"):
-            if index:
-                # A hesitation after "r" (the GAP start goes and its stream fits the line),
-                # then a regular 90 ms, and a gap after the new line that outlasts the normal
-                # one (~93 ms) but not the pause on an empty line (1.6 gaps x 0.8, ~119 ms).
-                await time.sleep(0.12 if index == 1 else 0.11 if index == 9 else 0.09)
-            text += key
-            service.document_changed("file:///w/add.py")
-            last_key = time.now
-            request = CompletionRequest(snapshot(text, index + 1), len(text))
-            asked.append(asyncio.ensure_future(service.complete(request)))
-        return list(await asyncio.gather(*asked)), last_key
-
-    answers, last_key = await time.run(typing())
-
-    assert answers[-1] is not None and answers[-1].text == " + b"
-    # Two calls: the speculative one the line was typed through, and one for the new line
-    # when the burst is over: not at the gap after the new line (a GAP start there, typed
-    # past at once, then one more at the end), and, the document having too few gaps for
-    # its STOP, at the full pause after the last key (1.6 gaps x 1.3 after a letter).
-    assert len(provider.calls) == 2
-    assert 0.15 < provider.calls[1].started - last_key < 0.25
-    assert service.speculation_snapshot()["wasted"] == 0
 
 
 async def test_a_key_arriving_as_the_stream_it_fits_ends_is_served_from_that_stream() -> None:

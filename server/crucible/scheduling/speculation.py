@@ -33,11 +33,6 @@ The rule, per point (reasoning and figures in ``docs/architecture.md``, "Adaptiv
                later while it does not pay
     STOP       else, by the same rule over STOP starts' own verdicts (a STOP start seldom comes
                mid-burst, so a model that mispredicts does not turn it off as it turns off GAP)
-    outrun     a request that is not served from the suggestion the document's previous one was
-               typing through (the user typed to its end, or off it): the burst goes on past
-               what was asked for, so the document's next request starts no earlier than the
-               STOP (the real end of the burst), not at the next normal gap; one request sent
-               ends it
 
 Errors: none.
 """
@@ -109,10 +104,6 @@ class SpeculativeStarts:
         self._wasted_in_burst: dict[str, Start] = {}
         self._pending: dict[str, _Pending] = {}
         self._offered: dict[str, Start] = {}
-        # Documents whose last request was served by typing through a suggestion, and those
-        # where the user then typed past it (until their next request is sent).
-        self._typing_through: set[str] = set()
-        self._outrun: set[str] = set()
         self._counts = {
             "started": 0,
             "kept": 0,
@@ -126,8 +117,6 @@ class SpeculativeStarts:
         """The earliest point a request for ``document`` may start at (``Start.PAUSE``: none
         before the pause that ends a burst)."""
         wasted = self._wasted_in_burst.get(document)
-        if wasted is None and document in self._outrun:
-            wasted = Start.GAP  # as after a wasted GAP start: the burst goes on
         point = Start.PAUSE
         if wasted is None and self._points[Start.GAP].allowed():
             point = Start.GAP
@@ -142,7 +131,6 @@ class SpeculativeStarts:
         """A request for ``document`` went upstream at the full pause, or ``speculative``ly
         at the point last ``allowed``: then ``stream`` awaits its verdict, and ``until`` is
         when the pause that ends the burst would have ended."""
-        self._outrun.discard(document)
         if not speculative:
             self._wasted_in_burst.pop(document, None)  # the burst ended: speculate again
             self._points[Start.STOP].passed_over()
@@ -160,15 +148,7 @@ class SpeculativeStarts:
         """A request for ``document`` arrived at ``now``: answered by a type-through (of the
         speculative suggestion, or any), sitting on the stream ``seated_on`` (None: on none).
         Every STOP start (of any document) whose pause has ended with no request since is
-        judged here: kept. A request not served from the suggestion the previous one typed
-        through, and on no stream, has outrun it (``allowed``)."""
-        if typed_through:
-            self._typing_through.add(document)
-        elif document in self._typing_through:
-            self._typing_through.discard(document)
-            if seated_on is None:
-                self._outrun.add(document)
-                logger.debug("%s: typed past its suggestion, the burst goes on", document)
+        judged here: kept."""
         stopped = [
             other
             for other, pending in self._pending.items()
@@ -204,8 +184,6 @@ class SpeculativeStarts:
                 del self._pending[document]
         self._wasted_in_burst.pop(document, None)
         self._offered.pop(document, None)
-        self._typing_through.discard(document)
-        self._outrun.discard(document)
 
     def snapshot(self) -> dict[str, int]:
         """Speculative starts, and how many were kept and wasted, all and at the ``STOP``
