@@ -136,7 +136,7 @@ class PrefetchUse:
 
     def resolved(self, language: str, used: bool, *, measured: bool = False) -> None:
         """A started prefetch (or a ``measured`` chance not taken) turned out used (its answer
-        served, or asked for) or wasted."""
+        served) or wasted."""
         self._language(language).resolve(used, measured=measured)
         self._overall.count(used, measured=measured)
 
