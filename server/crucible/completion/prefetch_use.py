@@ -13,8 +13,8 @@ request for that very text is answered (the user accepted the suggestion and wai
 next), so the estimate learns the user's habit without spending calls on it. A request there
 that the next key supersedes decides nothing: typing a suggestion through to its end and on
 is not accepting it (resolved at arrival, the peers benchmark's burst across lines counted as
-a use in Go, and the prefetches that followed cost one call more per Go burst; the suggestion
-they fetched, the next line at a line's end, was cut to nothing by the stop rule anyway).
+a use in Go, and the prefetch that followed was a third call in that burst, for a next line
+the stop rule cut to nothing).
 Every resolved chance, prefetched or measured, counts alike below.
 
 The estimate follows the user's current habit: each resolved chance first decays its language's
