@@ -227,9 +227,19 @@ async def test_a_configuration_change_that_alters_the_answer_changes_the_key(
 
 
 def _next_step(record: RecordedRequest) -> str:
-    """A model that suggests ``total = a`` and, once that is accepted, `` + b``."""
+    """A model that suggests ``total = a`` and, once that is accepted, `` + b``, then `` + c``."""
     prompt = record.body.get("prompt", "") if isinstance(record.body, dict) else ""
-    return " + b" if prompt.endswith("total = a") else "total = a"
+    if prompt.endswith("total = a"):
+        return " + b"
+    return " + c" if prompt.endswith(" + b") else "total = a"
+
+
+async def _settled(client: LanguageClient) -> None:
+    """Until no stream runs: the fake marks a response complete before its bytes leave."""
+    for _ in range(200):
+        if (await server_status(client))["scheduling"]["in_flight"] == 0:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def test_prefetch_makes_accepting_a_suggestion_instant(
@@ -240,29 +250,31 @@ async def test_prefetch_makes_accepting_a_suggestion_instant(
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
         first = await ask(editor)
-        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 2)
-        prefetched = fake.generation_requests()[1].body
+        await _settled(client)
+        # No use measured yet: the first suggestion is not prefetched, its acceptance is
+        # measured (issue 16, "prefetch earns its calls").
+        assert len(fake.generation_requests()) == 1
         editor.edit(len(editor.text), len(editor.text), "total = a")  # accept it
-        await fake.wait_for_async(lambda f: all(r.completed for r in f.generation_requests()))
-        # The fake marks a response complete before its bytes leave: wait until the server
-        # has finished the prefetch too, or the next prefetch sees a stream still running.
-        for _ in range(200):
-            if (await server_status(client))["scheduling"]["in_flight"] == 0:
-                break
-            await asyncio.sleep(0.01)
-        after_accept = await ask(editor)
+        second = await ask(editor)
         assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 3)
+        prefetched = fake.generation_requests()[2].body
+        await fake.wait_for_async(lambda f: all(r.completed for r in f.generation_requests()))
+        await _settled(client)
+        editor.edit(len(editor.text), len(editor.text), " + b")  # accept that one too
+        after_accept = await ask(editor)
+        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 4)
         status = await server_status(client)
 
-    assert first == ["total = a"]
-    assert isinstance(prefetched, dict) and prefetched["prompt"].endswith("total = a")
-    assert after_accept == [" + b"]
+    assert (first, second) == (["total = a"], [" + b"])
+    assert isinstance(prefetched, dict) and prefetched["prompt"].endswith("total = a + b")
+    assert after_accept == [" + c"]
     assert status["requests"]["cache_hit"] == 1  # the prefetched answer
-    # Each state was asked once: the first, the prefetch of "accepted", and (shown " + b"
-    # was followed by) the prefetch of the state after that.
+    assert status["prefetch"]["measured_used"] == 1
+    # Each state was asked once: the first, the accepted one (measured), the prefetch of the
+    # next accept, and (shown " + c" was followed by) the prefetch of the state after that.
     prompts = [r.body["prompt"] for r in fake.generation_requests() if isinstance(r.body, dict)]
     lines = [prompt.rsplit("\n", 1)[-1] for prompt in prompts]
-    assert lines == ["    ", "    total = a", "    total = a + b"]
+    assert lines == ["    ", "    total = a", "    total = a + b", "    total = a + b + c"]
     assert status["requests"]["prefetched"] == 2
 
 
@@ -273,5 +285,9 @@ async def test_prefetch_is_on_by_default_for_a_local_provider(
     options = provider_options(fake)
     del options["cache"]  # the default, prefetch = "auto", and the fake is on 127.0.0.1
     async with lsp_session(options) as client:
-        await ask(Editor(client, open_document(client, TEXT), TEXT))
-        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 2)
+        editor = Editor(client, open_document(client, TEXT), TEXT)
+        await ask(editor)
+        await _settled(client)
+        editor.edit(len(editor.text), len(editor.text), "total = a")  # accept: measured
+        await ask(editor)
+        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 3)

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     open_document,
     provider_options,
     server_status,
+    texts,
 )
 from tests.fakes.provider import FakeProvider, Fault
 
@@ -61,6 +62,14 @@ async def test_closed_documents_leave_no_per_document_state(
         "hover": {"prefetch": "on"},
     }
     async with lsp_session(options) as client:
+        # A suggestion accepted first, so that prefetch pays (issue 16: no prefetch before a
+        # use is measured); that document is closed before the others are opened.
+        text = "def g(a, b):\n    "
+        accepted = Editor(client, open_document(client, text, name="accepted.py"), text)
+        shown = texts(await asyncio.wait_for(accepted.request(), 10))
+        accepted.type(shown[0])
+        await asyncio.wait_for(accepted.request(), 10)
+        close(client, accepted.uri)
         uris: list[str] = []
         for n in range(DOCUMENTS):
             text = f"def f{n}(a, b):\n    "

@@ -1,6 +1,7 @@
 """Prefetch earns its calls (issue 16), through the real server: a user who never accepts a
-suggestion gets prefetches stopped after a few wasted ones, one who accepts every suggestion
-keeps them, and crucible/status says how many were started, used, wasted and skipped."""
+suggestion gets no prefetch at all (each chance is measured, with no call), one who accepts
+every suggestion gets them from the first acceptance on, and crucible/status says how many were
+started, used, wasted, skipped and measured."""
 
 from __future__ import annotations
 
@@ -66,15 +67,13 @@ async def test_a_user_who_never_accepts_gets_prefetches_stopped(
         status = await server_status(client)
 
     prefetch = status["prefetch"]
-    # Three wasted in a row bring the expected use from 1/2 to 0.31, under the threshold
-    # (1/3); the next five chances are skipped (exploring would take the tenth).
-    assert (prefetch["started"], prefetch["used"], prefetch["wasted"]) == (3, 0, 3)
-    assert prefetch["skipped"] == 5
-    assert prefetch["hit_rate"] == 0.0
+    # No use measured: every chance is measured instead of sent (the last one still pending).
+    assert (prefetch["started"], prefetch["used"], prefetch["wasted"]) == (0, 0, 0)
+    assert (prefetch["skipped"], prefetch["measured_wasted"]) == (8, 7)
+    assert prefetch["explored"] == 0 and prefetch["hit_rate"] is None
     assert prefetch["prefetching"] is False
-    assert prefetch["languages"]["python"]["started"] == 3
-    assert status["requests"]["prefetched"] == 3
-    assert len(fake.generation_requests()) == 8 + 3  # one per step, and the prefetches
+    assert status["requests"].get("prefetched", 0) == 0
+    assert len(fake.generation_requests()) == 8  # one per step, nothing else
 
 
 async def test_a_user_who_accepts_every_suggestion_keeps_prefetches(
@@ -93,11 +92,12 @@ async def test_a_user_who_accepts_every_suggestion_keeps_prefetches(
 
     prefetch = status["prefetch"]
     assert shown == [" + v8"]
-    # Every accept was answered by the prefetch of it: no call of its own.
-    assert (prefetch["started"], prefetch["used"], prefetch["wasted"]) == (9, 8, 0)
+    # The first accept is measured (a call of its own); every later one was answered by the
+    # prefetch of it: no call of its own.
+    assert prefetch["measured_used"] == 1 and prefetch["skipped"] == 1
+    assert (prefetch["started"], prefetch["used"], prefetch["wasted"]) == (8, 7, 0)
     assert prefetch["pending"] == 1  # the last one, for an accept still to come
-    assert prefetch["skipped"] == 0
     assert prefetch["hit_rate"] == 1.0
     assert prefetch["languages"]["python"]["prefetching"] is True
-    assert status["requests"]["cache_hit"] == 8
-    assert len(fake.generation_requests()) == 1 + 9
+    assert status["requests"]["cache_hit"] == 7
+    assert len(fake.generation_requests()) == 2 + 8

@@ -119,7 +119,17 @@ async def test_a_prefetch_in_flight_never_delays_the_answer_the_user_waits_for(
     fake.slots = 1  # one request generates at a time, the others queue
     options = provider_options(fake, cache={"prefetch": "on"})
     async with lsp_session(options) as client:
-        await server_status(client)
+        # A suggestion accepted first (in another document), so that prefetch pays (no
+        # prefetch before a use is measured); nothing of it is running any more.
+        text = START + "    return "
+        accepted = Editor(client, open_document(client, text, name="accepted.py"), text)
+        accepted.type(texts(await asyncio.wait_for(accepted.request(invoked=True), 10))[0])
+        await asyncio.wait_for(accepted.request(invoked=True), 10)
+        assert await fake.wait_for_async(
+            lambda f: all(r.completed for r in f.generation_requests())
+        )
+        assert (await server_status(client))["prefetch"]["measured_used"] == 1
+        before = len(fake.generation_requests())
         # The first call is answered at once; the prefetch of what follows its suggestion,
         # which comes next, holds the one slot for 5 s.
         fake.inject(Fault(), times=1)
@@ -127,14 +137,14 @@ async def test_a_prefetch_in_flight_never_delays_the_answer_the_user_waits_for(
         editor = Editor(client, open_document(client, START + "    return "), START + "    return ")
         shown = await asyncio.wait_for(editor.request(invoked=True), 10)
         assert texts(shown) == ["width * height"]
-        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 2)
+        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == before + 2)
         editor.type("h")  # not the suggestion: the user wants something else
         asked = time.monotonic()
         answer = await asyncio.wait_for(editor.request(invoked=True), 10)
         answered = time.monotonic() - asked
         status = await server_status(client)
 
-    prefetch, request = fake.generation_requests()[1:3]
+    prefetch, request = fake.generation_requests()[before + 1 : before + 3]
     assert status["requests"]["prefetched"] >= 1
     assert prefetch.disconnected and not prefetch.completed  # it made way
     # The user's request was admitted to the slot as soon as it arrived, not after the

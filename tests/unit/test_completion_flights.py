@@ -8,6 +8,7 @@ Providers are :class:`tests.fakes.scripted.ScriptedProvider` behind a real ``Pro
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -56,6 +57,23 @@ def service_on(
         clock=time.clock,
     )
     return service, cache, telemetry
+
+
+# A first suggestion the user accepts in another python document: a use measured there (no
+# call for the chance), after which prefetch pays in python (``prefetch_use.py``).
+USE_MEASURED = (Reply(chunks=("x = 1",)), Reply(chunks=()))
+
+
+async def measure_a_use(time: FakeTime, service: CompletionService) -> None:
+    """The user accepts one suggestion (``USE_MEASURED``'s replies) in another document."""
+    other = "import os\n"
+    first = DocumentSnapshot("file:///w/first.py", "/w/first.py", "python", 1, other)
+    await time.run(service.complete(CompletionRequest(first, len(other))))
+    await time.advance(1.0)
+    accepted = replace(first, version=2, text=other + "x = 1")
+    await time.run(service.complete(CompletionRequest(accepted, len(accepted.text))))
+    await time.advance(1.0)
+    assert service.prefetch_snapshot()["measured_used"] == 1
 
 
 async def test_a_flight_post_processes_once_stores_once_and_every_seat_gets_its_suggestion(
@@ -117,14 +135,16 @@ async def test_stream_reuse_takes_the_rest_of_the_raw_text_after_what_was_typed(
 
 async def test_a_shown_suggestion_is_followed_by_a_prefetch_of_the_document_once_accepted() -> None:
     time = FakeTime()
-    replies = [Reply(chunks=("return a + b",)), Reply(chunks=("  # the sum",))]
+    replies = [*USE_MEASURED, Reply(chunks=("return a + b",)), Reply(chunks=("  # the sum",))]
     provider = ScriptedProvider("local", time, replies)
     service, _, telemetry = service_on(time, provider, prefetch=True)
+    await measure_a_use(time, service)
 
     shown = await time.run(service.complete(CompletionRequest(snapshot(SOURCE), len(SOURCE))))
     await time.advance(1.0)  # the prefetch runs in the background
     assert shown is not None and shown.text == "return a + b"
-    assert [call.request.prefix for call in provider.calls] == [SOURCE, SOURCE + "return a + b"]
+    prefixes = [call.request.prefix for call in provider.calls[2:]]
+    assert prefixes == [SOURCE, SOURCE + "return a + b"]
     assert telemetry.snapshot()["requests"]["prefetched"] == 1
 
     accepted = SOURCE + "return a + b"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tests.fakes.clock import FakeTime
 from tests.fakes.scripted import Reply, ScriptedProvider
-from tests.unit.test_completion_flights import service_on, snapshot
+from tests.unit.test_completion_flights import USE_MEASURED, measure_a_use, service_on, snapshot
 
 from crucible.completion.service import CompletionRequest
 from crucible.context.snapshot import DocumentSnapshot
@@ -51,18 +51,20 @@ async def test_a_request_right_after_an_edit_waits_out_the_pause() -> None:
 async def test_a_running_prefetch_makes_way_for_a_request_the_user_waits_for() -> None:
     time = FakeTime()
     replies = [
+        *USE_MEASURED,  # a suggestion accepted first: prefetch pays
         Reply(chunks=("return a + b",)),
         Reply(chunks=("  # the sum",), first_byte=5.0),  # the prefetch: slow to start
         Reply(chunks=("return a - b",)),
     ]
     provider = ScriptedProvider("local", time, replies)
     service, _, telemetry = service_on(time, provider, prefetch=True)
+    await measure_a_use(time, service)
     shown = await time.run(
         service.complete(CompletionRequest(snapshot(SOURCE), len(SOURCE), invoked=True))
     )
     await time.advance(0.5)  # the prefetch is waiting for its first byte
     assert shown is not None and service.background_tasks() == 1
-    assert [call.ended for call in provider.calls] == ["completed", "open"]
+    assert [call.ended for call in provider.calls[2:]] == ["completed", "open"]
 
     asked = time.now
     # Another document: its request needs a provider slot of its own.
@@ -70,6 +72,6 @@ async def test_a_running_prefetch_makes_way_for_a_request_the_user_waits_for() -
     answer = await time.run(service.complete(CompletionRequest(other, len(OTHER), invoked=True)))
 
     assert answer is not None and answer.text == "return a - b"
-    assert provider.calls[1].ended in {"closed", "cancelled"}  # the prefetch gave up its slot
-    assert provider.calls[2].started == asked  # the request did not wait for it
+    assert provider.calls[3].ended in {"closed", "cancelled"}  # the prefetch gave up its slot
+    assert provider.calls[4].started == asked  # the request did not wait for it
     assert telemetry.snapshot()["requests"]["prefetched"] >= 1

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.fakes.clock import FakeTime
 from tests.fakes.scripted import Reply, ScriptedProvider
+from tests.unit.test_completion_flights import USE_MEASURED, measure_a_use
 
 from crucible.cache.tiered import TieredCache
 from crucible.completion.service import CompletionRequest, CompletionService
@@ -137,37 +138,43 @@ async def test_drop_idle_leaves_a_document_whose_request_is_pending() -> None:
 
 async def test_no_prefetch_starts_while_paused_and_status_says_so() -> None:
     time = FakeTime()
-    replies = [Reply(chunks=("return a + b",)), Reply(chunks=("  # sum",))]
+    replies = [*USE_MEASURED, Reply(chunks=("return a + b",)), Reply(chunks=("  # sum",))]
     provider = ScriptedProvider("local", time, replies)
     service, _ = completion_on(time, provider, prefetch=True)
+    await measure_a_use(time, service)  # a suggestion accepted first: prefetch pays
     service.pause_prefetch(True)
 
     assert await time.run(service.complete(asked())) is not None
     await time.advance(5.0)
-    assert len(provider.calls) == 1
+    assert len(provider.calls) == 2 + 1
     assert service.scheduling_snapshot()["prefetch_paused"] is True
 
     service.pause_prefetch(False)
     other = SOURCE + "x = 1\n"
     assert await time.run(service.complete(asked(A, other))) is not None
     await time.advance(5.0)
-    assert len(provider.calls) == 3  # the request, and its prefetch again
+    assert len(provider.calls) == 2 + 3  # the request, and its prefetch again
     assert service.scheduling_snapshot()["prefetch_paused"] is False
 
 
 async def test_cancel_background_stops_running_prefetches_only() -> None:
     time = FakeTime()
-    replies = [Reply(chunks=("return a + b",)), Reply(chunks=("  # sum",), first_byte=30.0)]
+    replies = [
+        *USE_MEASURED,
+        Reply(chunks=("return a + b",)),
+        Reply(chunks=("  # sum",), first_byte=30.0),
+    ]
     provider = ScriptedProvider("local", time, replies)
     service, _ = completion_on(time, provider, prefetch=True)
+    await measure_a_use(time, service)  # a suggestion accepted first: prefetch pays
     assert await time.run(service.complete(asked())) is not None
     await time.advance(1.0)  # the prefetch's stream waits for its first byte
-    assert service.background_tasks() == 1 and len(provider.calls) == 2
+    assert service.background_tasks() == 1 and len(provider.calls) == 2 + 2
 
     assert service.cancel_background() == 1
     await time.settle()
 
-    assert provider.calls[1].ended in ("cancelled", "closed")
+    assert provider.calls[3].ended in ("cancelled", "closed")
     assert service.background_tasks() == 0
     assert service.scheduling_snapshot()["in_flight"] == 0
     assert service.cancel_background() == 0

@@ -20,6 +20,7 @@ from tests.unit.test_debounce import DOC, MID_WORD, make, type_gaps
 from crucible.completion.service import CompletionRequest, CompletionResult, CompletionService
 from crucible.config.settings import DebounceMode
 from crucible.scheduling.debounce import Start, Wait
+from crucible.scheduling.eager import started
 from crucible.scheduling.speculation import SpeculativeStarts
 
 # -- the rule ------------------------------------------------------------------------------------
@@ -382,3 +383,34 @@ async def test_after_a_wasted_start_the_burst_still_ends_at_the_stop_not_the_ful
     assert 0.09 < provider.calls[1].started - last_key <= 0.1
     counts = service.speculation_snapshot()
     assert counts["wasted"] == 1 and counts["stop_started"] == 1
+
+
+async def test_a_key_arriving_as_the_stream_it_fits_ends_is_served_from_that_stream() -> None:
+    time = FakeTime()
+    replies = [Reply(chunks=("eturn a + b",), first_byte=0.15), Reply(chunks=("  # no",))]
+    provider = ScriptedProvider("local", time, replies)
+    service, _, telemetry = service_on(time, provider)
+
+    # "r" asks at once; "e" arrives in the very turn its stream ends, before the request for
+    # "r" has shown the suggestion (superseded by "e", it never shows it): the stream is
+    # neither in flight nor shown any more (the peers benchmark hit this 1 burst in 15).
+    async def typing() -> tuple[Any, Any]:
+        text = "def add(a, b):\n    r"
+        asked = asyncio.ensure_future(
+            service.complete(CompletionRequest(snapshot(text), len(text), invoked=True))
+        )
+        await time.sleep(0.01)
+        (flight,) = list(service._flights)
+        typed = text + "e"
+        later: list[asyncio.Future[CompletionResult | None]] = []
+        key = CompletionRequest(snapshot(typed, 2), len(typed))
+        flight.task.add_done_callback(lambda _: later.append(started(service.complete(key))))
+        first = await asked
+        return first, await later[0]
+
+    superseded, continued = await time.run(typing())
+
+    assert superseded is None
+    assert continued is not None and continued.text == "turn a + b"
+    assert len(provider.calls) == 1  # no call of its own
+    assert telemetry.snapshot()["requests"]["reused"] == 1

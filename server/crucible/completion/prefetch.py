@@ -3,12 +3,14 @@
 When: after a suggestion from a provider or the cache key was shown (``after_shown``; a
 type-through is not followed by one), only while no provider stream runs (prefetch is only
 ever background work), at most one per document (a document that already has one gets no
-other), and only when it pays: the user's measured use of prefetches in that language
-(``prefetch_use.py``, ``PrefetchUse``) says the next one is likely enough to be used, or it is
-the occasional one that keeps measuring. What: the suggestion for the document with the shown
-one accepted (``accepted``), unless it is in flight or cached already. It runs as a background
-flight of its own, which stores its answer in the cache like any flight, so accepting and
-typing on is answered from the cache (or joins that flight).
+other), and only when it pays: a use was measured in that language and the user's measured
+use of prefetches there (``prefetch_use.py``, ``PrefetchUse``) says the next one is likely
+enough to be used. Otherwise the chance is *measured* instead: its key is kept, with no call,
+and resolved by the same rule (used when a request the user waits for is answered under it),
+so the estimate learns the user's habit for free. What: the suggestion for the document with
+the shown one accepted (``accepted``), unless it is in flight or cached already. It runs as a
+background flight of its own, which stores its answer in the cache like any flight, so
+accepting and typing on is answered from the cache (or joins that flight).
 
 Whether it was used: the service reports every answer a request the user waits for gets
 (``answered``, with the plan's key and the flight it continued, if any). The document's
@@ -66,9 +68,10 @@ class _Started:
     """A document's prefetch, started and not yet known to be used or wasted."""
 
     key: str  # the plan's: a request for the accepted text has this key
-    job: StreamJob  # its flight's: a request continuing that stream reads it
+    job: StreamJob | None  # its flight's: a request continuing that stream reads it
     origin: str  # the key of the answer it follows: that spot asked again decides nothing
     language: str
+    measured: bool = False  # a chance not taken (no flight, ``job`` None): measured only
 
 
 class Prefetches:
@@ -123,9 +126,14 @@ class Prefetches:
         if await cache.lookup(plan.key) is not None:
             return
         language = snapshot.language_id
-        if not self._use.should_prefetch(language):
-            return  # the user's habit makes this call unlikely to be used
         self._resolve(snapshot.uri, used=False)  # (none is left by then, in practice)
+        if not self._use.should_prefetch(language):
+            # No use measured yet, or the user's habit makes this call unlikely to be used:
+            # no call, but whether a request asks for it is still measured.
+            self._started[snapshot.uri] = _Started(plan.key, None, origin, language, True)
+            logger.debug("prefetch for %s measured, not sent", snapshot.uri)
+            return
+        logger.debug("prefetch for %s started", snapshot.uri)
         self._use.started(language)
         self._telemetry.mark("prefetched")
         job = StreamJob(after, cursor, plan.window)
@@ -151,12 +159,15 @@ class Prefetches:
     def snapshot(self) -> dict[str, Any]:
         """Prefetches started, used, wasted, skipped as unlikely to be used, and the expected
         use rate, in all and per language (``PrefetchUse.snapshot``), for crucible/status."""
-        return {**self._use.snapshot(), "pending": len(self._started)}
+        pending = sum(not started.measured for started in self._started.values())
+        return {**self._use.snapshot(), "pending": pending}
 
     def _resolve(self, document: str, *, used: bool) -> None:
         started = self._started.pop(document, None)
         if started is not None:
-            self._use.resolved(started.language, used)
+            self._use.resolved(started.language, used, measured=started.measured)
+            kind = "measured chance" if started.measured else "prefetch"
+            logger.debug("%s for %s %s", kind, document, "used" if used else "wasted")
 
     def cancel(self, document: str) -> None:
         """``document`` was closed (or forgotten): its prefetch stops, and was never used."""

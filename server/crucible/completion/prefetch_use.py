@@ -7,28 +7,40 @@ one (the user typed something else), another document gets an answer first, or t
 closed first (``prefetch.py`` tells which). Counted here per language (the snapshot's
 ``language_id``: habits differ between, say, a test file and prose) and overall.
 
-The estimate follows the user's current habit: each resolved prefetch first decays its
-language's counts by ``DECAY`` (that language's last ~4 prefetches weigh most), then adds
-itself. A language's rate is its decayed counts over a Beta prior worth ``PRIOR_WEIGHT``
-prefetches, centred on the rate of the user's other languages (their decayed counts over a
-prior of ``PRIOR_MEAN``, an even chance) but never above even: a new language of a user who
-ignores prefetches elsewhere starts low, and a session's first language starts by
-prefetching. (Centred on a high rate, the prior would outweigh a language's own ~4 decayed
-prefetches: a user who accepts everything in Python and nothing in Markdown would have
-Markdown prefetched for ever.) Three wasted prefetches in a row with no use bring a fresh
-rate from 1/2 to 0.32, not above ``THRESHOLD``; a long run of waste settles at 2/8.
+A chance not taken is still measured, for free: ``prefetch.py`` keeps the key the prefetch
+would have had (a *measured* chance, no call) and resolves it by the same rule: used when a
+request for that very text is answered (the user accepted the suggestion and waited for the
+next), so the estimate learns the user's habit without spending calls on it. A request there
+that the next key supersedes decides nothing: typing a suggestion through to its end and on
+is not accepting it (resolved at arrival, the peers benchmark's burst across lines counted as
+a use in Go, and the prefetch that followed was a third call in that burst, for a next line
+the stop rule cut to nothing).
+Every resolved chance, prefetched or measured, counts alike below.
 
-Prefetch while the rate is above ``THRESHOLD`` (1/3): at most two wasted calls for each
-wait saved. A used prefetch is a call the user's next request would have made anyway, so it
-costs nothing extra and saves a whole wait (debounce and first byte, 250-400 ms in the peers
-benchmark); a wasted one is one extra call, the figure issue 16 counts against tabby-agent's
-one call per burst. Local providers only, by default (``[cache] prefetch = "auto"``): a hosted
-API bills the wasted calls too.
+The estimate follows the user's current habit: each resolved chance first decays its language's
+counts by ``DECAY`` (that language's last ~4 chances weigh most), then adds itself. A language's
+rate is its decayed counts over a Beta prior worth ``PRIOR_WEIGHT`` chances, centred on the rate
+of the user's other languages (their decayed counts over a prior of ``PRIOR_MEAN``, an even
+chance) but never above even: a new language of a user who ignores suggestions elsewhere starts
+low. (Centred on a high rate, the prior would outweigh a language's own ~4 decayed chances: a
+user who accepts everything in Python and nothing in Markdown would have Markdown prefetched
+for ever.) Three wasted chances in a row with no use bring a fresh rate from 1/2 to 0.32, not
+above ``THRESHOLD``; a long run of waste settles at 2/8.
 
-Below the threshold a prefetch still goes out once in ``EXPLORE_EVERY`` chances of that
-language (counted, ``explored``), so the estimate recovers when the user starts accepting
-again: one explored prefetch used brings it back above (to 3/8 from the longest run of
-waste), and the next wasted ones stop it again. Everything here is counts: no clock, no
+Prefetch while the rate is above ``THRESHOLD`` (1/3) and the language has at least one
+measured use: at most two wasted calls for each wait saved, and none before the user was seen
+to accept in that language at all (the prior alone spends no call: issue 16's "prefetch earns
+its calls"; before, a session's first language, and any language while the others' rate was
+above the threshold, started with real prefetches, and one chance in ten below it was explored
+with a call, all wasted for a user who never accepts). A used prefetch is a call the user's next
+request would have made anyway, so it costs nothing extra and saves a whole wait (debounce and
+first byte, 250-400 ms in the peers benchmark); a wasted one is one extra call, the figure
+issue 16 counts against tabby-agent's one call per burst. Local providers only, by default
+(``[cache] prefetch = "auto"``): a hosted API bills the wasted calls too.
+
+Below the threshold every chance is measured, so the estimate recovers as soon as the user
+starts accepting again (one use brings it back above from the longest run of waste), with no
+call spent exploring (``explored`` stays in status, 0). Everything here is counts: no clock, no
 randomness, the same answers in tests and in use.
 """
 
@@ -41,7 +53,6 @@ THRESHOLD = 1 / 3  # prefetch while the expected use rate is above this
 DECAY = 0.75  # each resolved prefetch keeps this much of the earlier evidence
 PRIOR_MEAN = 0.5  # with no evidence at all: an even chance
 PRIOR_WEIGHT = 4.0  # a prior is worth this many prefetches
-EXPLORE_EVERY = 10  # below the threshold, one chance in this many still prefetches
 MAX_LANGUAGES = 64  # languages with counts kept (status and memory stay bounded)
 
 
@@ -55,17 +66,28 @@ class _Counts:
     started: int = 0
     used: int = 0
     wasted: int = 0
-    skipped: int = 0  # chances not taken: the rate was too low
-    explored: int = 0  # prefetches started although the rate was too low
-    chances_skipped: int = 0  # skipped in a row since the last prefetch (for exploring)
+    skipped: int = 0  # chances not taken (measured instead): no use yet, or the rate too low
+    explored: int = 0  # kept for status readers: no chance is taken below the rate any more
+    measured_used: int = 0  # chances not taken whose text a request was then answered for
+    measured_wasted: int = 0
 
-    def resolve(self, used: bool) -> None:
+    def resolve(self, used: bool, *, measured: bool) -> None:
         self.used_weight = self.used_weight * DECAY + used
         self.resolved_weight = self.resolved_weight * DECAY + 1
-        if used:
+        self.count(used, measured=measured)
+
+    def count(self, used: bool, *, measured: bool) -> None:
+        if measured:
+            self.measured_used += used
+            self.measured_wasted += not used
+        elif used:
             self.used += 1
         else:
             self.wasted += 1
+
+    def accepted(self) -> bool:
+        """Whether a use was ever measured here (prefetched or not)."""
+        return self.used + self.measured_used > 0
 
     def rate(self, prior_mean: float, prior_weight: float) -> float:
         return (self.used_weight + prior_weight * prior_mean) / (
@@ -80,9 +102,11 @@ class _Counts:
             "wasted": self.wasted,
             "skipped": self.skipped,
             "explored": self.explored,
+            "measured_used": self.measured_used,
+            "measured_wasted": self.measured_wasted,
             "hit_rate": round(self.used / resolved, 3) if resolved else None,
             "expected_use": round(rate, 3),
-            "prefetching": rate > THRESHOLD,
+            "prefetching": rate > THRESHOLD and self.accepted(),
         }
 
 
@@ -94,33 +118,27 @@ class PrefetchUse:
         self._languages: dict[str, _Counts] = {}
 
     def should_prefetch(self, language: str) -> bool:
-        """Whether to spend a call on a prefetch for a document in ``language`` now; a chance
-        declined is counted (``skipped``), one taken must be followed by ``started``."""
+        """Whether to spend a call on a prefetch for a document in ``language`` now: a use was
+        measured there and the rate pays. A chance declined is counted (``skipped``) and should
+        be measured (resolved with ``measured=True``); one taken must be followed by
+        ``started``."""
         counts = self._language(language)
-        if self.expected_use(language) > THRESHOLD:
+        if counts.accepted() and self.expected_use(language) > THRESHOLD:
             return True
-        if counts.chances_skipped + 1 >= EXPLORE_EVERY:
-            counts.explored += 1
-            self._overall.explored += 1
-            return True
-        counts.chances_skipped += 1
         counts.skipped += 1
         self._overall.skipped += 1
         return False
 
     def started(self, language: str) -> None:
         counts = self._language(language)
-        counts.chances_skipped = 0
         counts.started += 1
         self._overall.started += 1
 
-    def resolved(self, language: str, used: bool) -> None:
-        """A started prefetch turned out used (its answer served) or wasted."""
-        self._language(language).resolve(used)
-        if used:
-            self._overall.used += 1
-        else:
-            self._overall.wasted += 1
+    def resolved(self, language: str, used: bool, *, measured: bool = False) -> None:
+        """A started prefetch (or a ``measured`` chance not taken) turned out used (its answer
+        served) or wasted."""
+        self._language(language).resolve(used, measured=measured)
+        self._overall.count(used, measured=measured)
 
     def expected_use(self, language: str | None = None) -> float:
         """The expected use rate of the next prefetch in ``language``; with None, over every

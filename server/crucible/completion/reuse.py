@@ -99,6 +99,20 @@ class Reuse:
         return raw[len(self.typed) :]
 
 
+def rest_after_typed(
+    job: StreamJob, snapshot: DocumentSnapshot, offset: int, window: ContextWindow
+) -> str | None:
+    """The raw rest of a stream that ended (``job``'s whole text) after what was typed since
+    it was asked for, or None when the request does not continue it. For the moment between a
+    stream's end and its requester showing its suggestion: a request that arrives then finds
+    the stream neither in flight nor shown (its requester, superseded by it, shows nothing)."""
+    raw = job.progress.raw
+    typed = typed_since(job, snapshot, offset, window)
+    if raw is None or typed is None or not raw.startswith(typed) or len(raw) <= len(typed):
+        return None
+    return raw[len(typed) :]
+
+
 def find_reusable(
     flights: CompletionFlights, snapshot: DocumentSnapshot, offset: int, window: ContextWindow
 ) -> Reuse | None:

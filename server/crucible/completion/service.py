@@ -64,7 +64,7 @@ from crucible.completion.fetch import (
 from crucible.completion.plan import Plan, PromptPrivacy, plan_completion
 from crucible.completion.postprocess import postprocess
 from crucible.completion.prefetch import Prefetches
-from crucible.completion.reuse import Reuse, find_reusable
+from crucible.completion.reuse import Reuse, find_reusable, rest_after_typed
 from crucible.completion.suggestion import Suggestion
 from crucible.config.settings import CompletionSettings
 from crucible.context.neighbours import OpenFile
@@ -118,6 +118,7 @@ class _RequestState:
     plan: Plan | None = None  # None: no provider is asked (off, excluded, withheld, typed)
     joined: Seat[Suggestion] | None = None  # on the identical in-flight stream
     reuse: Reuse | None = None  # on an in-flight stream this request continues
+    ended: tuple[StreamJob, str] | None = None  # a stream that just ended, and its raw rest
     samples: list[Seat[Suggestion]] = field(default_factory=list)  # alternatives' flights
     ticket: Ticket | None = None  # the document's ticket, once taken (``complete``)
     speculative: bool = False  # goes upstream when a pause begins, before the burst surely ended
@@ -171,6 +172,11 @@ class CompletionService:
         # The prompt prefix of each document's newest request: does an abandoned stream's
         # prompt lead into it (warm_prompts)? One string per open document.
         self._newest_prefix: dict[str, str] = {}
+        # The last request's own stream that ended with its whole text: a request arriving
+        # before that stream's requester showed its suggestion continues it (``_take_seats``).
+        # One, not one per document: it is for the moment between a stream's end and its
+        # suggestion being shown, in the document being typed in, and holds a snapshot.
+        self._ended: StreamJob | None = None
         # When each document with state here was last edited or asked about (``self._clock``):
         # every per-document map above holds only documents in here, and ``drop_idle`` forgets
         # those idle for long (the memory supervisor's "elevated" tier).
@@ -225,6 +231,8 @@ class CompletionService:
         self._speculation.forget(uri)
         self._latest.forget(uri)
         self._newest_prefix.pop(uri, None)
+        if self._ended is not None and self._ended.snapshot.uri == uri:
+            self._ended = None
         self._prefetches.cancel(uri)
         if self._cache is not None:
             self._cache.forget(uri)
@@ -345,6 +353,10 @@ class CompletionService:
             state.reuse = find_reusable(
                 self._flights, request.snapshot, request.offset, state.window
             )
+            ended = self._ended if state.reuse is None else None
+            if ended is not None:
+                rest = rest_after_typed(ended, request.snapshot, request.offset, state.window)
+                state.ended = None if rest is None else (ended, rest)
 
     def _typed_answer(self, state: _RequestState) -> CompletionResult | None:
         """``_answer``'s result for a type-through with no alternatives to look for (no plan,
@@ -394,12 +406,8 @@ class CompletionService:
                 if state.current:
                     # Was the document's prefetch used? (Its answer under this key, or its
                     # stream continued.)
-                    reuse = state.reuse if stage == self._continued else None
-                    self._prefetches.answered(
-                        state.request.snapshot.uri,
-                        state.plan.key,
-                        reuse.job if reuse is not None else None,
-                    )
+                    continued = self._seated_on(state) if stage == self._continued else None
+                    self._prefetches.answered(state.request.snapshot.uri, state.plan.key, continued)
                 if found.text and state.current:
                     self._shown(state, found)
                 return found
@@ -414,14 +422,18 @@ class CompletionService:
         return await state.joined.result()
 
     async def _continued(self, state: _RequestState, plan: Plan) -> Suggestion | None:
+        document = state.request.snapshot.uri
         rest = await state.reuse.rest() if state.reuse is not None else None
         if state.reuse is not None:
-            document = state.request.snapshot.uri
             self._speculation.stream_ended(document, state.reuse.job, served=rest is not None)
+        elif state.ended is not None:
+            job, rest = state.ended
+            self._speculation.stream_ended(document, job, served=True)
         if rest is None:
             return None
         self._telemetry.mark("reused")
-        logger.debug("completion %d: reused an in-flight stream", state.id)
+        how = "an in-flight stream" if state.reuse is not None else "a stream that just ended"
+        logger.debug("completion %d: reused %s", state.id, how)
         return _processed(rest, state.window)
 
     async def _cached(self, state: _RequestState, plan: Plan) -> Suggestion | None:
@@ -487,6 +499,8 @@ class CompletionService:
         """The stream whose text this request will take: the identical one, or a continued one."""
         if state.reuse is not None:
             return state.reuse.job
+        if state.ended is not None:
+            return state.ended[0]
         flight = self._flights.get(state.plan.key) if state.plan is not None else None
         return flight.job if state.joined is not None and flight is not None else None
 
@@ -613,6 +627,8 @@ class CompletionService:
         suggestion = _processed(raw, plan.window)
         if self._cache is not None:
             self._cache.store(plan.key, suggestion)
+        if not background and job.snapshot.uri in self._last_active:  # (not closed meanwhile)
+            self._ended = job
         return suggestion
 
     def _leads_to_newest(self, job: StreamJob) -> bool:
