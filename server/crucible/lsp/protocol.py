@@ -116,6 +116,19 @@ class CrucibleProtocol(LanguageServerProtocol):
     def _workspace(self, workspace: Workspace | None) -> None:
         self._open_documents = adopt(workspace)
 
+    # pygls caches these two lookups with ``functools.lru_cache`` on the method, whose keys
+    # hold ``self``: a class-wide cache of 128 entries that kept every protocol (its server,
+    # its App, a killed window's open documents) alive after its session ended, ~18 in the
+    # shared daemon's endurance test (tests/e2e/test_shared_endurance.py). A dict lookup
+    # needs no cache. (mypy sees pygls's as an lru_cache wrapper, not a method: ignored.)
+    def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
+        found: type[Any] | None = types.METHOD_TO_TYPES.get(method, (None,))[0]
+        return found
+
+    def get_result_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
+        found: type[Any] | None = types.METHOD_TO_TYPES.get(method, (None, None))[1]
+        return found
+
     # Framing and JSON-RPC rules.
 
     def handle_frame(self, item: Frame | FrameError) -> None:
