@@ -89,6 +89,7 @@ class DaemonRounds:
             "hover": {"prefetch": "off"},
         }
         self.daemon: psutil.Process | None = None
+        self.process: asyncio.subprocess.Process | None = None
 
     async def start_daemon(self) -> None:
         directory = self.runtime / "crucible"
@@ -104,6 +105,7 @@ class DaemonRounds:
                 stderr=log,
                 start_new_session=True,
             )
+        self.process = process
         self.daemon = psutil.Process(process.pid)
         deadline = time.monotonic() + _TIMEOUT_S
         while not (directory / "daemon.sock").exists():
@@ -111,11 +113,11 @@ class DaemonRounds:
                 raise PeerExited("the daemon did not bind its socket")
             await asyncio.sleep(0.02)
 
-    def stop(self) -> None:
-        if self.daemon is not None:
-            with contextlib.suppress(psutil.Error):
-                self.daemon.kill()
-                self.daemon.wait(10)
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
         shutil.rmtree(self.runtime, ignore_errors=True)
 
     async def window(self) -> RawLsp:
@@ -265,7 +267,7 @@ async def run(here: Path, count: int, windows: int, baseline: Path | None) -> No
                 try:
                     found = await rounds(bench, count, windows)
                 finally:
-                    bench.stop()
+                    await bench.stop()
             print(table(name, found, windows), flush=True)
 
 
