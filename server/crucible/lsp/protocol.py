@@ -23,6 +23,8 @@ Besides:
   future and result type until the answer comes; pygls drops the result type only on a
   result, so an error answer left it behind, and one that never comes (its awaiting handler
   cancelled or timed out) left both. Both go here once the request ends, however it ends.
+* pygls's ``get_result_type``/``get_message_type`` are cached with ``lru_cache``: its keys
+  held every protocol (the shared daemon kept each ended session's App); plain lookups here.
 * Error replies carry a one-line message, no traceback and no file path: pygls puts the
   handler's traceback into ``error.data`` (``JsonRpcInternalError.of``), which clients print to
   the user. The traceback stays in the log (stderr, --log-file).
