@@ -6,7 +6,8 @@ Real processes, as the other ``test_shared_*`` files start them: thin clients
 directory, and the loopback fake provider. Windows open, type, get suggestions, ask for code
 actions (one resolved: a provider call) and a hover on a diagnostic, and close, round after
 round: several windows at once, overlapping, one per round configured with its own ``[cache]``
-(a cache of its own, built and closed with it), and one killed instead of closed.
+and provider (a cache and a provider of its own, built and closed with it), and one killed
+instead of closed.
 
 The daemon's own counts are read through a window of its own (``crucible/status``: its loop's
 tasks by kind, its threads and open descriptors, ``shared``'s sessions, caches, providers and
@@ -60,8 +61,9 @@ PER_ROUND = 3
 def options(fake: FakeProvider, *, own_cache: bool = False) -> dict[str, Any]:
     found = provider_options(fake)
     found["hover"] = {"prefetch": "off"}
-    if own_cache:  # other [cache] settings: a cache of its own, closed by its last holder
+    if own_cache:  # other [cache] settings and provider: its own, closed by its last holder
         found["cache"] = {**found["cache"], "memory_mb": 17}
+        found["providers"] = [{**found["providers"][0], "name": "fake-own"}]
     return found
 
 
