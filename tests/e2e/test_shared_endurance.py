@@ -6,8 +6,8 @@ Real processes, as the other ``test_shared_*`` files start them: thin clients
 directory, and the loopback fake provider. Windows open, type, get suggestions, ask for code
 actions (one resolved: a provider call) and a hover on a diagnostic, and close, round after
 round: several windows at once, overlapping, one per round configured with its own ``[cache]``
-and provider (a cache and a provider of its own, built and closed with it), and one killed
-instead of closed.
+and provider (a cache and a provider of its own, built and closed with it), one with
+``--log-file`` (a file the daemon opens for the session), and one killed instead of closed.
 
 The daemon's own counts are read through a window of its own (``crucible/status``: its loop's
 tasks by kind, its threads and open descriptors, ``shared``'s sessions, caches, providers and
@@ -39,7 +39,7 @@ from tests.e2e.conftest import (
     provider_options,
     server_status,
 )
-from tests.e2e.test_shared_daemon import Place, place, window
+from tests.e2e.test_shared_daemon import SHARED, Place, place, window
 from tests.fakes.provider import FakeProvider
 
 __all__ = ["place"]  # the fixture, used by name
@@ -68,10 +68,19 @@ def options(fake: FakeProvider, *, own_cache: bool = False) -> dict[str, Any]:
 
 
 async def a_window_at_work(
-    place: Place, fake: FakeProvider, name: str, *, own_cache: bool = False, kill: bool = False
+    place: Place,
+    fake: FakeProvider,
+    name: str,
+    *,
+    own_cache: bool = False,
+    kill: bool = False,
+    log_file: bool = False,
 ) -> None:
     """One editor window's life: open, type, suggestions, code actions, hover, close."""
-    async with window(place, options(fake, own_cache=own_cache), shutdown=not kill) as client:
+    # With --log-file, the daemon opens the window's file for its session, and must close it.
+    command = [*SHARED, "--log-file", str(place.home / f"{name}.log")] if log_file else None
+    settings = options(fake, own_cache=own_cache)
+    async with window(place, settings, command=command, shutdown=not kill) as client:
         uri = open_document(client, TEXT, name=f"{name}.py")
         editor = Editor(client, uri, TEXT)
         for chars in ("def ", "perimeter(r", "):\n    "):
@@ -169,6 +178,7 @@ async def test_a_day_of_windows_leaves_nothing_behind_in_the_daemon(
                         fake,
                         f"r{round_}w{index}",
                         own_cache=index == 1,
+                        log_file=index == 0,
                         kill=index == 2 and round_ % 2 == 0,
                     )
                 )
