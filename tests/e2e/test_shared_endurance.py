@@ -80,7 +80,12 @@ async def a_window_at_work(
     # With --log-file, the daemon opens the window's file for its session, and must close it.
     command = [*SHARED, "--log-file", str(place.home / f"{name}.log")] if log_file else None
     settings = options(fake, own_cache=own_cache)
-    async with window(place, settings, command=command, shutdown=not kill) as client:
+    # The editor's process id, as editors send it: the session watches it (a pidfd on the
+    # daemon's loop) until it ends, and must stop watching when it ends first.
+    editor = os.getpid()
+    async with window(
+        place, settings, command=command, shutdown=not kill, process_id=editor
+    ) as client:
         uri = open_document(client, TEXT, name=f"{name}.py")
         editor = Editor(client, uri, TEXT)
         for chars in ("def ", "perimeter(r", "):\n    "):
