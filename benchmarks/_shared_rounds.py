@@ -124,7 +124,7 @@ class DaemonRounds:
         lsp = await RawLsp.spawn(self.argv, self.env, self.workspace)
         uri = self.workspace.as_uri()
         params = {
-            "processId": None,
+            "processId": os.getpid(),  # as editors send it: the session watches it
             "rootUri": uri,
             "workspaceFolders": [{"uri": uri, "name": "bench"}],
             "capabilities": {
