@@ -25,6 +25,12 @@ Run from the repository root::
 
     python -m benchmarks.endurance [--quick] [--scale X] [--pressure | --no-pressure]
                                    [--interval S] [--json PATH] [--plot PATH]
+    python -m benchmarks.endurance --shared [--rounds 10] [--windows 3] [--quick]
+                                   [--baseline-path CHECKOUT]
+
+``--shared`` runs another benchmark: the shared daemon, which outlives its windows, over
+rounds of windows opened, worked in and closed (or killed); its RSS, descriptors, threads
+and the sessions it still holds after each round (:mod:`benchmarks._shared_rounds`).
 
 The exit status is non-zero only when the run itself breaks; verdicts are printed, not asserted
 (``tests/e2e/test_endurance.py`` asserts the resource ones on a short run).
@@ -355,6 +361,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if "--shared" in arguments:  # the shared daemon over rounds of windows
+        from benchmarks import _shared_rounds
+
+        return _shared_rounds.main(arguments)
     settings = _parser().parse_args(argv)
     try:
         report = asyncio.run(run(settings))

@@ -141,8 +141,10 @@ async def window(
     command: list[str] | None = None,
     env: dict[str, str] | None = None,
     shutdown: bool = True,
+    process_id: int | None = None,
 ) -> AsyncIterator[LanguageClient]:
-    """One editor window: a thin client process, initialized."""
+    """One editor window: a thin client process, initialized (``process_id``: the editor's,
+    which the session watches)."""
     root = workspace or place.home / "workspace"
     root.mkdir(parents=True, exist_ok=True)
     config = ClientServerConfig(
@@ -154,6 +156,7 @@ async def window(
         await client.initialize_session(
             types.InitializeParams(
                 capabilities=inline_capabilities(),
+                process_id=process_id,
                 root_uri=root.as_uri(),
                 workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="ws")],
                 initialization_options=init_options,

@@ -128,3 +128,21 @@ async def test_a_pull_answer_applies_when_nothing_came_meanwhile(
     ls.protocol.handle_frame(Frame(json.dumps(answer).encode()))
     await asyncio.wait_for(pulling, 1)
     assert ls.backend.settings.completion.enabled is False
+
+
+async def test_a_server_dropped_after_serving_is_freed(tmp_path: Path) -> None:
+    """pygls's lru_cache on ``get_result_type``/``get_message_type`` held every protocol that
+    looked a method up: the shared daemon kept each ended session's server and App."""
+    import gc
+    import weakref
+
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "none"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    built = build_server(App(config_path=tmp_path / "absent.toml", env=env))
+    built.protocol.set_writer(Written())
+    built.protocol.get_message_type(types.TEXT_DOCUMENT_HOVER)
+    built.protocol.get_result_type(types.WORKSPACE_CONFIGURATION)
+    assert built.protocol.get_result_type(types.WORKSPACE_CONFIGURATION) is not None
+    gone = weakref.ref(built)
+    del built
+    gc.collect()
+    assert gone() is None

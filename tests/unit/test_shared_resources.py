@@ -121,3 +121,17 @@ async def test_the_daemon_wide_supervisor_logs_as_no_session() -> None:
     await asyncio.sleep(0)
     assert seen == [None]
     await shared.aclose()
+
+
+async def test_a_session_that_left_but_is_still_held_is_counted() -> None:
+    shared = SharedResources()
+    kept, dropped = _Session(), _Session()
+    shared.join(kept)
+    shared.join(dropped)
+    assert shared.snapshot()["ended_in_memory"] == 0  # both still serving
+    shared.leave(kept)
+    shared.leave(dropped)
+    del dropped
+    assert shared.snapshot()["ended_in_memory"] == 1  # ``kept`` is still referenced here
+    del kept
+    assert shared.snapshot()["ended_in_memory"] == 0

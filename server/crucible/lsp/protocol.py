@@ -23,6 +23,8 @@ Besides:
   future and result type until the answer comes; pygls drops the result type only on a
   result, so an error answer left it behind, and one that never comes (its awaiting handler
   cancelled or timed out) left both. Both go here once the request ends, however it ends.
+* pygls's ``get_result_type``/``get_message_type`` are cached with ``lru_cache``: its keys
+  held every protocol (the shared daemon kept each ended session's App); plain lookups here.
 * Error replies carry a one-line message, no traceback and no file path: pygls puts the
   handler's traceback into ``error.data`` (``JsonRpcInternalError.of``), which clients print to
   the user. The traceback stays in the log (stderr, --log-file).
@@ -115,6 +117,19 @@ class CrucibleProtocol(LanguageServerProtocol):
     @_workspace.setter
     def _workspace(self, workspace: Workspace | None) -> None:
         self._open_documents = adopt(workspace)
+
+    # pygls caches these two lookups with ``functools.lru_cache`` on the method, whose keys
+    # hold ``self``: a class-wide cache of 128 entries that kept every protocol (its server,
+    # its App, a killed window's open documents) alive after its session ended, ~18 in the
+    # shared daemon's endurance test (tests/e2e/test_shared_endurance.py). A dict lookup
+    # needs no cache. (mypy sees pygls's as an lru_cache wrapper, not a method: ignored.)
+    def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
+        found: type[Any] | None = types.METHOD_TO_TYPES.get(method, (None,))[0]
+        return found
+
+    def get_result_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
+        found: type[Any] | None = types.METHOD_TO_TYPES.get(method, (None, None))[1]
+        return found
 
     # Framing and JSON-RPC rules.
 

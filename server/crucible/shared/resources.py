@@ -32,8 +32,10 @@ Errors: none of its own; closing a cache or provider logs what fails and goes on
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
+import weakref
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -86,6 +88,9 @@ class SharedResources:
 
     def __init__(self, memory: MemorySettings | None = None) -> None:
         self._sessions: list[SessionBackend] = []
+        # Every session that joined, for as long as something holds it: one that has left
+        # and is still here is a leak (``ended_in_memory``).
+        self._joined: weakref.WeakSet[SessionBackend] = weakref.WeakSet()
         self._logs: dict[SessionBackend, SessionLog | None] = {}  # each session's, for _tell
         self._caches: dict[Hashable, _Lease[TieredCache]] = {}
         self._providers: dict[Hashable, _Lease[Provider]] = {}
@@ -124,6 +129,7 @@ class SharedResources:
     def join(self, session: SessionBackend) -> None:
         """Called in the session's task (``App`` is built there): its log is the one set."""
         self._sessions.append(session)
+        self._joined.add(session)
         self._logs[session] = SESSION_LOG.get()
         self.budget.join(session)
 
@@ -149,6 +155,17 @@ class SharedResources:
     def sessions(self) -> int:
         return len(self._sessions)
 
+    def ended_in_memory(self) -> int:
+        """Sessions that have left but whose ``App`` is still in memory: each holds its
+        server, documents and state, so a count that grows with the windows closed is a leak
+        (``tests/e2e/test_shared_endurance.py``). An App is a web of cycles, freed by the
+        cycle collector on its own schedule, so a count above 0 is taken again after a full
+        collection (a few ms; status is asked for on demand, not polled)."""
+        if not any(session not in self._sessions for session in self._joined):
+            return 0
+        gc.collect()
+        return sum(1 for session in self._joined if session not in self._sessions)
+
     def snapshot(self) -> dict[str, Any]:
         """For crucible/status ``shared``: the daemon's pid, its sessions, what they share."""
         return {
@@ -157,6 +174,7 @@ class SharedResources:
             "caches": len(self._caches),
             "providers": len(self._providers),
             "redis_links": len(self._links),
+            "ended_in_memory": self.ended_in_memory(),
         }
 
     async def aclose(self) -> None:
