@@ -24,8 +24,7 @@ GAVE_UP = (
 
 def client_id(editor: Editor) -> int | None:
     found: int | None = editor.lua(
-        "local c = require('crucible.client').get(0)"
-        " return c and c.initialized and c.id or nil"
+        "local c = require('crucible.client').get(0) return c and c.initialized and c.id or nil"
     )
     return found
 
@@ -132,19 +131,21 @@ def test_crucible_stop_does_not_restart_and_restart_starts_again(
 def test_quitting_neovim_does_not_restart(
     editor: Editor, fake: FakeProvider, tmp_path: Path
 ) -> None:
+    editor.expect_errors = True  # Neovim is gone when the test ends: no :messages to read
     cmd, starts = counting_server(tmp_path, exit_code="1")
     editor.setup(cmd=cmd, settings=settings_for(fake))
     editor.edit(editor.workspace / "demo.py", SOURCE)
     editor.wait_attached()
     # A slow quit (another plugin's work at exit, after core stopped the servers): long
     # enough for a restart's delay to pass before Neovim is gone.
-    editor.lua("vim.api.nvim_create_autocmd('VimLeavePre', { callback = function() vim.wait(2000) end })")
+    editor.lua(
+        "vim.api.nvim_create_autocmd('VimLeavePre', { callback = function() vim.wait(2000) end })"
+    )
     nvim = psutil.Process(editor.lua("return vim.fn.getpid()"))
     editor.nvim.command("qall!", async_=True)
     nvim.wait(15)
     time.sleep(0.5)
     assert count(starts) == 1
-    editor.expect_errors = True  # nothing left to read :messages from
 
 
 def test_the_shared_daemons_end_restarts_every_windows_session(

@@ -16,7 +16,14 @@ M.WINDOW_MS = 3 * 60 * 1000
 -- unnoticed between two keystrokes' worth of suggestions.
 M.DELAY_MS = 500
 
-local SIGNALS = { [1] = 'SIGHUP', [2] = 'SIGINT', [6] = 'SIGABRT', [9] = 'SIGKILL', [11] = 'SIGSEGV', [15] = 'SIGTERM' }
+local SIGNALS = {
+  [1] = 'SIGHUP',
+  [2] = 'SIGINT',
+  [6] = 'SIGABRT',
+  [9] = 'SIGKILL',
+  [11] = 'SIGSEGV',
+  [15] = 'SIGTERM',
+}
 
 local stops = {} -- monotonic ms of each unexpected exit that was answered, oldest first
 local waiting -- buffers to re-attach when the pending restart's delay ends, or nil
@@ -53,7 +60,8 @@ function M.on_unexpected_exit(code, signal, buffers, restart, halt)
   if #stops > M.MAX_RESTARTS then
     halt()
     gave_up = string.format(
-      'the server stopped %d times in %d minutes; not restarting (:Crucible restart, :checkhealth crucible)',
+      'the server stopped %d times in %d minutes; not restarting'
+        .. ' (:Crucible restart, :checkhealth crucible)',
       #stops,
       M.WINDOW_MS / 60000
     )
