@@ -186,3 +186,19 @@ def test_the_shared_daemons_end_restarts_every_windows_session(
             " vim.wait(5000, function() return #require('crucible.client').all() == 0 end, 20)"
         )
         stop_daemon(runtime)
+
+
+def test_restart_false_leaves_a_killed_server_stopped(
+    editor: Editor, fake: FakeProvider, tmp_path: Path
+) -> None:
+    editor.expect_errors = True  # core's own "quit with exit code 0 and signal 9 ... errors"
+    cmd, starts = counting_server(tmp_path)
+    editor.setup(cmd=cmd, settings=settings_for(fake), restart=False)
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.wait_attached()
+    for server in server_processes(editor):
+        server.send_signal(signal.SIGKILL)
+    editor.wait(lambda: client_id(editor) is None, 10, "the client to end")
+    time.sleep(1.5)  # longer than the delay before a restart
+    assert count(starts) == 1
+    assert "restarting it" not in editor.messages()
