@@ -30,5 +30,5 @@ end, {
   complete = function()
     return require('crucible.commands').names()
   end,
-  desc = 'Crucible: status | toggle | clearCache | doctor | log',
+  desc = 'Crucible: status | toggle | clearCache | doctor | log | stop | restart',
 })

@@ -13,6 +13,10 @@ M.NAME = 'crucible'
 local options -- set by M.configure
 local roots = {} -- 0.7 only: root_dir -> client id
 local statuses = {} -- client id -> last crucible/didChangeStatus params
+local served = {} -- bufnr -> id of the client the plugin attached it to (re-attached on restart)
+local stopping = {} -- client id -> true: stopped on purpose by :Crucible stop / restart
+local after_stop -- :Crucible restart: called once every client it stopped has exited
+local halted = false -- :Crucible stop, or restarts given up: attach starts no server
 local warned_missing = false
 
 local SHARED = '--shared'
@@ -117,13 +121,46 @@ local function capabilities()
   return caps
 end
 
-local function on_exit(_, _, client_id)
+-- Whether an exit is one to restart after: not asked for (by the plugin, or by anyone through
+-- shutdown + exit, which ends the server with 0), not Neovim quitting (core stops every
+-- client then, and kills with SIGTERM a server that is slow to go).
+local function unexpected(code, signal, client_id)
+  if stopping[client_id] or vim.v.exiting ~= vim.NIL then
+    return false
+  end
+  return code ~= 0 or (signal ~= nil and signal ~= 0)
+end
+
+-- Runs in a fast event on 0.7 (libuv's exit callback): the tables here, the rest scheduled.
+local function on_exit(code, signal, client_id)
   statuses[client_id] = nil
   for root, id in pairs(roots) do
     if id == client_id then
       roots[root] = nil
     end
   end
+  local buffers = {}
+  for buf, id in pairs(served) do
+    if id == client_id then
+      buffers[#buffers + 1] = buf
+      served[buf] = nil
+    end
+  end
+  local restart = unexpected(code, signal, client_id)
+  stopping[client_id] = nil
+  vim.schedule(function()
+    if after_stop and next(stopping) == nil then
+      local resume = after_stop
+      after_stop = nil
+      resume()
+    end
+    local opts = options or {}
+    if restart and opts.restart ~= false and not halted then
+      require('crucible.restart').on_unexpected_exit(code, signal, buffers, M.reattach, function()
+        halted = true
+      end)
+    end
+  end)
 end
 
 function M.base_config()
@@ -196,10 +233,12 @@ end
 --- Start (or reuse) the client for bufnr's root and attach it. True when the buffer is
 --- Crucible's (attached now or before; the client may still be initializing).
 function M.attach(bufnr)
-  if not options or not M.wanted(bufnr) then
+  if not options or halted or not M.wanted(bufnr) then
     return false
   end
-  if M.get(bufnr) then
+  local running = M.get(bufnr)
+  if running then
+    served[bufnr] = running.id
     return true
   end
   local cmd, why = M.command()
@@ -215,7 +254,9 @@ function M.attach(bufnr)
     local config = resolved_config()
     config.cmd = config.cmd or cmd
     config.root_dir = root
-    return vim.lsp.start(config, { bufnr = bufnr }) ~= nil
+    local started = vim.lsp.start(config, { bufnr = bufnr })
+    served[bufnr] = started
+    return started ~= nil
   end
   local id = roots[root]
   if not id or not vim.lsp.get_client_by_id(id) then
@@ -226,7 +267,66 @@ function M.attach(bufnr)
     id = vim.lsp.start_client(config)
     roots[root] = id
   end
-  return id ~= nil and vim.lsp.buf_attach_client(bufnr, id)
+  if id ~= nil and vim.lsp.buf_attach_client(bufnr, id) then
+    served[bufnr] = id
+    return true
+  end
+  return false
+end
+
+--- Attach again the buffers a server served before it exited (those still loaded).
+function M.reattach(buffers)
+  for _, buf in ipairs(buffers) do
+    if vim.api.nvim_buf_is_loaded(buf) then
+      M.attach(buf)
+    end
+  end
+end
+
+--- :Crucible stop: every Crucible server stops, and none starts (no restart, no attach on
+--- BufEnter) until :Crucible restart. `then_do` runs once they have all exited.
+function M.stop_all(then_do)
+  halted = true
+  require('crucible.restart').cancel()
+  local clients = M.all()
+  for _, c in ipairs(clients) do
+    stopping[c.id] = true
+  end
+  after_stop = then_do
+  if #clients == 0 then
+    after_stop = nil
+    if then_do then
+      then_do()
+    end
+    return
+  end
+  for _, c in ipairs(clients) do
+    compat.stop(c)
+  end
+  -- A server that does not answer shutdown is ended, as core ends it when Neovim quits.
+  vim.defer_fn(function()
+    for _, c in ipairs(clients) do
+      if stopping[c.id] then
+        compat.stop(c, true)
+      end
+    end
+  end, 3000)
+end
+
+--- :Crucible restart: stop every server (if any), then `attach_all()` once they have exited,
+--- with servers allowed to start again; also the way back after :Crucible stop or after
+--- restarts were given up.
+function M.restart(attach_all)
+  M.stop_all(function()
+    halted = false
+    require('crucible.restart').reset()
+    attach_all()
+  end)
+end
+
+--- Whether :Crucible stop (or giving up on restarts) keeps servers from starting.
+function M.halted()
+  return halted
 end
 
 --- New settings: sent to every running client (didChangeConfiguration) and used by the next.

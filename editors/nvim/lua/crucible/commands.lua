@@ -1,4 +1,4 @@
--- :Crucible status | toggle | clearCache | doctor | log
+-- :Crucible status | toggle | clearCache | doctor | log | stop | restart
 local client = require('crucible.client')
 local compat = require('crucible.compat')
 
@@ -187,16 +187,33 @@ function M.log()
   vim.cmd('normal! G')
 end
 
+--- Stop every Crucible server; none starts again until :Crucible restart.
+function M.stop()
+  local count = #client.all()
+  client.stop_all()
+  notify(string.format('server stopped (%d); :Crucible restart starts it again', count))
+end
+
+--- Stop the servers (if any run), then start them again for the buffers they served.
+function M.restart()
+  client.restart(function()
+    require('crucible').attach_loaded()
+  end)
+  notify('restarting the server')
+end
+
 local commands = {
   status = M.status,
   toggle = M.toggle,
   clearCache = M.clear_cache,
   doctor = M.doctor,
   log = M.log,
+  stop = M.stop,
+  restart = M.restart,
 }
 
 function M.names()
-  return { 'status', 'toggle', 'clearCache', 'doctor', 'log' }
+  return { 'status', 'toggle', 'clearCache', 'doctor', 'log', 'stop', 'restart' }
 end
 
 function M.run(name)

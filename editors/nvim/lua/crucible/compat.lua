@@ -47,11 +47,11 @@ function M.cancel(client, id)
   return client.cancel_request(id)
 end
 
-function M.stop(client)
+function M.stop(client, force)
   if colon_methods then
-    return client:stop()
+    return client:stop(force)
   end
-  return client.stop()
+  return client.stop(force)
 end
 
 function M.is_stopped(client)

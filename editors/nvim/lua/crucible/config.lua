@@ -8,6 +8,10 @@ M.defaults = {
   -- the first window starts it, later windows (of any editor with the option) connect to it
   -- already loaded and share its cache, provider connections and memory budget. Opt-in.
   shared = false,
+  -- Start the server again when it exits unexpectedly (a crash, a kill, the shared daemon's
+  -- end), after 0.5 s, re-attaching its buffers; at most 4 times in 3 minutes, then one
+  -- message and no more until :Crucible restart. false: never (as Neovim's own LSP client).
+  restart = true,
   -- Which buffers get Crucible: every file buffer (buftype ''), unless its filetype is in
   -- `exclude`; when `include` is a non-empty list, only those filetypes.
   filetypes = { include = {}, exclude = {} },

@@ -128,6 +128,14 @@ end
 function M.check()
   local h = compat.health()
   neovim(h)
+  local gave_up = require('crucible.restart').given_up()
+  if gave_up then
+    h.start('crucible: restarts')
+    h.error(gave_up .. '; the LSP log (:Crucible log) has its stderr')
+  elseif client.halted() then
+    h.start('crucible: restarts')
+    h.info('stopped by :Crucible stop; :Crucible restart starts it again')
+  end
   if server(h) then
     providers(h)
   end

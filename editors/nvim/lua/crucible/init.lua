@@ -127,6 +127,15 @@ function M.setup(opts)
   require('crucible.diagnostics').setup(group, options.diagnostics)
 end
 
+--- Attach every loaded buffer the plugin wants (:Crucible restart).
+function M.attach_loaded()
+  for _, buf in ipairs(api.nvim_list_bufs()) do
+    if api.nvim_buf_is_loaded(buf) then
+      maybe_attach(buf)
+    end
+  end
+end
+
 --- Replace the server settings (same schema as initializationOptions); sent at once.
 function M.update_settings(settings)
   local merged = config.server_settings(settings)
