@@ -307,6 +307,45 @@ async def test_cancelling_mid_stream_closes_the_stream_and_releases_the_slot() -
     assert (snap.in_flight, snap.failures) == (0, 0)
 
 
+async def test_a_cancellation_after_the_deadline_still_fails_a_dripping_stream() -> None:
+    """On a loaded machine the caller's own timeout (the completion path's backstop) can fire in
+    the same event-loop turn as the pool's deadline timer, before the pool has woken to judge
+    the stream. The dripping provider still gets the deadline's failure, so its circuit opens
+    after as many requests as without load."""
+    time = FakeTime()
+    drip = ScriptedProvider("drip", time, Reply(tuple(f"c{i}" for i in range(100)), gap=0.8))
+    pool = make_pool(time, (drip, 0), fim_deadline=3.0)
+    stream = pool.stream_fim(FIM)
+    assert await time.run(anext(stream)) == "c0"
+    task = asyncio.ensure_future(anext(stream))
+    await time.settle()
+    time.now += 3.5  # past the deadline, with no sleeper woken: the pool's timer has not run
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert drip.endings() == ["cancelled"]
+    snap = member(pool, "drip")
+    assert (snap.in_flight, snap.failures, snap.last_error) == (0, 1, "DeadlineExceeded")
+
+
+async def test_a_cancellation_after_the_deadline_before_a_first_byte_is_the_deadline() -> None:
+    """The same race before the first byte: the attempt is given up on as at the deadline (a
+    provider with no history left warming to its first byte), not closed unheard."""
+    time = FakeTime()
+    cold = ScriptedProvider("cold", time, Reply(("C",), first_byte=6.0))
+    pool = make_pool(time, (cold, 0), fim_deadline=3.0)
+    task = asyncio.ensure_future(drain(pool.stream_fim(FIM)))
+    await time.settle()
+    time.now += 3.5  # past the deadline, with no sleeper woken
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await time.advance(3.0)
+    snap = member(pool, "cold")
+    assert (snap.in_flight, snap.failures, snap.first_byte_p50_ms) == (0, 0, 6000.0)
+    assert cold.endings() == ["closed"]
+
+
 async def test_cancelling_a_queued_request_leaves_no_trace() -> None:
     time = FakeTime()
     a = ScriptedProvider("a", time, [Reply(("held",), hang=True), Reply(("A",))])
