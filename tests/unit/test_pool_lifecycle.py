@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator
-from typing import Any
+from contextlib import aclosing
+from time import monotonic
+from time import sleep as block
+from typing import Any, cast
 
 import pytest
 from tests.fakes.clock import FakeTime
@@ -326,6 +329,36 @@ async def test_a_cancellation_after_the_deadline_still_fails_a_dripping_stream()
     assert drip.endings() == ["cancelled"]
     snap = member(pool, "drip")
     assert (snap.in_flight, snap.failures, snap.last_error) == (0, 1, "DeadlineExceeded")
+
+
+class _RealTime:
+    """A ScriptedProvider's clock and sleep on real time, for the one test that needs the
+    event loop's own timers."""
+
+    @property
+    def now(self) -> float:
+        return monotonic()
+
+    sleep = staticmethod(asyncio.sleep)
+
+
+async def test_a_loop_held_across_the_deadline_still_fails_a_dripping_stream() -> None:
+    """The same race on the real event loop, forced: the loop is held from just before the
+    deadline to past the caller's backstop (completion/fetch.py: 50 ms after it), as a loaded
+    machine holds it, so both timers come due in one turn."""
+    drip = ScriptedProvider("drip", cast(FakeTime, _RealTime()), Reply(("a", "b"), gap=5.0))
+    pool = ProviderPool([(drip, 0)], ResiliencePolicy(probes=False))
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + 0.2
+    loop.call_at(ends - 0.01, block, 0.1)  # held until ~60 ms past the backstop
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout_at(ends + 0.05):
+            async with aclosing(pool.stream_fim(FIM, timeout=0.2)) as stream:
+                async for _ in stream:
+                    pass
+    snap = member(pool, "drip")
+    assert (snap.in_flight, snap.failures, snap.last_error) == (0, 1, "DeadlineExceeded")
+    await pool.aclose()
 
 
 async def test_a_cancellation_after_the_deadline_before_a_first_byte_is_the_deadline() -> None:
