@@ -28,7 +28,11 @@ async def test_a_typing_burst_costs_one_call_and_every_request_is_answered(
 ) -> None:
     fake.inject(Fault(latency_ms=80))
     fake.reply = " b"
-    async with lsp_session(provider_options(fake)) as client:
+    # Keys 30 ms apart and a debounce 33 times that: only the last request outlives its
+    # debounce, however late a loaded machine delivers a key. (With the adaptive default from
+    # debounce_ms = 0, the first pause is debounce_min_ms, 40 ms: a key 10 ms late was a call.)
+    options = provider_options(fake, debounce_mode="fixed", debounce_ms=1000)
+    async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, "def add(a, b):\n    "), TEXT)
         pending = []
         for char in "return a +":

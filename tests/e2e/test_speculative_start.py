@@ -85,20 +85,24 @@ async def test_a_burst_at_100_ms_gaps_is_asked_for_one_gap_after_its_last_key(
 async def test_a_key_that_does_not_fit_cancels_the_speculative_stream(
     fake: FakeProvider, lsp_session: Session
 ) -> None:
-    options = provider_options(fake, debounce_ms=150)
+    # debounce_ms is the adaptive mode's prior: 480 ms = 1.6 gaps of 300 ms, the rhythm typed
+    # below, so the rhythm learnt is 300 ms from the first key; the longest pause is raised
+    # past the 624 ms the rhythm asks for after a letter (1.6 x 300 x 1.3).
+    options = provider_options(fake, debounce_ms=480, debounce_max_ms=2000)
     async with lsp_session(options) as client:
         await server_status(client)
         editor = Editor(client, open_document(client, START), START)
-        # A rhythm of 200 ms: a pause begins ~200 ms after a key and ends ~420 ms after it.
-        asked, _ = await _type(editor, "    return wid", 0.2)
+        # A rhythm of 300 ms: a pause begins ~300 ms after a key and ends ~620 ms after it.
+        asked, _ = await _type(editor, "    return wid", 0.3)
         await asyncio.wait_for(asyncio.gather(*asked), 10)
         fake.reset()
         # Slow and wrong: the speculative stream after "q" says " + 1 ...", one chunk at a time.
         fake.inject(Fault(latency_ms=300, chunk_delay_ms=300))
         editor.type("q")
         first = editor.request()
-        await asyncio.sleep(0.3)  # past the start of the pause, before its end
-        assert len(fake.generation_requests()) == 1, "no speculative start"
+        # The speculative call, when the pause begins; the next key goes at once, ~320 ms
+        # before the pause would end (waiting a fixed 0.3 s left ~100 ms either side).
+        assert await fake.wait_for_async(lambda f: len(f.generation_requests()) == 1, 10)
         editor.type("z")  # does not fit " + 1 ..."
         answer = await asyncio.wait_for(editor.request(), 10)
         await asyncio.wait_for(first, 10)

@@ -97,18 +97,23 @@ async def test_closing_the_stream_stops_generation(
     kind: ProviderKind, make: MakeProvider, llama: httpx.AsyncClient
 ) -> None:
     """What the completion service does on an early stop: read a little, then ``aclose``.
-    The server notices the closed connection, cancels the task and frees the slot."""
+    The server notices the closed connection, cancels the task and frees the slot.
+
+    The tiny model generates ~1,800 tokens a second, the whole LONG answer in ~1.7 s. What it
+    generates before the close depends on how soon this (loaded) process gets to close, not on
+    the server: a bound of a tenth of the answer was 0.17 s of this process's time, and a
+    loaded run went past it (434 tokens). Half the answer tells a cancelled generation from one
+    that went on to the end (LONG tokens, idle ~1.7 s after the start) with 0.8 s to spare."""
     before = await tokens_predicted(llama)
     stream = make(kind).stream_fim(fim(LONG))
     assert await anext(stream) == "a"
     assert len(await busy_slots(llama)) == 1  # generating the LONG answer
 
     await stream.aclose()
-    idle_after = await wait_until_idle(llama, within_s=2.0)
+    await wait_until_idle(llama, within_s=10.0)
 
     generated = await tokens_predicted(llama) - before
-    assert generated < LONG // 10, f"the server went on generating: {generated} tokens"
-    assert idle_after < 1.0
+    assert generated < LONG // 2, f"the server went on generating: {generated} tokens"
 
 
 @pytest.mark.parametrize("kind", KINDS)

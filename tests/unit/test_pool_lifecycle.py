@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator
-from typing import Any
+from contextlib import aclosing
+from time import monotonic
+from time import sleep as block
+from typing import Any, cast
 
 import pytest
 from tests.fakes.clock import FakeTime
@@ -305,6 +308,75 @@ async def test_cancelling_mid_stream_closes_the_stream_and_releases_the_slot() -
     assert a.endings() == ["cancelled"]
     snap = member(pool, "a")
     assert (snap.in_flight, snap.failures) == (0, 0)
+
+
+async def test_a_cancellation_after_the_deadline_still_fails_a_dripping_stream() -> None:
+    """On a loaded machine the caller's own timeout (the completion path's backstop) can fire in
+    the same event-loop turn as the pool's deadline timer, before the pool has woken to judge
+    the stream. The dripping provider still gets the deadline's failure, so its circuit opens
+    after as many requests as without load."""
+    time = FakeTime()
+    drip = ScriptedProvider("drip", time, Reply(tuple(f"c{i}" for i in range(100)), gap=0.8))
+    pool = make_pool(time, (drip, 0), fim_deadline=3.0)
+    stream = pool.stream_fim(FIM)
+    assert await time.run(anext(stream)) == "c0"
+    task = asyncio.ensure_future(anext(stream))
+    await time.settle()
+    time.now += 3.5  # past the deadline, with no sleeper woken: the pool's timer has not run
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert drip.endings() == ["cancelled"]
+    snap = member(pool, "drip")
+    assert (snap.in_flight, snap.failures, snap.last_error) == (0, 1, "DeadlineExceeded")
+
+
+class _RealTime:
+    """A ScriptedProvider's clock and sleep on real time, for the one test that needs the
+    event loop's own timers."""
+
+    @property
+    def now(self) -> float:
+        return monotonic()
+
+    sleep = staticmethod(asyncio.sleep)
+
+
+async def test_a_loop_held_across_the_deadline_still_fails_a_dripping_stream() -> None:
+    """The same race on the real event loop, forced: the loop is held from just before the
+    deadline to past the caller's backstop (completion/fetch.py: 50 ms after it), as a loaded
+    machine holds it, so both timers come due in one turn."""
+    drip = ScriptedProvider("drip", cast(FakeTime, _RealTime()), Reply(("a", "b"), gap=5.0))
+    pool = ProviderPool([(drip, 0)], ResiliencePolicy(probes=False))
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + 0.2
+    loop.call_at(ends - 0.01, block, 0.1)  # held until ~60 ms past the backstop
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout_at(ends + 0.05):
+            async with aclosing(pool.stream_fim(FIM, timeout=0.2)) as stream:
+                async for _ in stream:
+                    pass
+    snap = member(pool, "drip")
+    assert (snap.in_flight, snap.failures, snap.last_error) == (0, 1, "DeadlineExceeded")
+    await pool.aclose()
+
+
+async def test_a_cancellation_after_the_deadline_before_a_first_byte_is_the_deadline() -> None:
+    """The same race before the first byte: the attempt is given up on as at the deadline (a
+    provider with no history left warming to its first byte), not closed unheard."""
+    time = FakeTime()
+    cold = ScriptedProvider("cold", time, Reply(("C",), first_byte=6.0))
+    pool = make_pool(time, (cold, 0), fim_deadline=3.0)
+    task = asyncio.ensure_future(drain(pool.stream_fim(FIM)))
+    await time.settle()
+    time.now += 3.5  # past the deadline, with no sleeper woken
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await time.advance(3.0)
+    snap = member(pool, "cold")
+    assert (snap.in_flight, snap.failures, snap.first_byte_p50_ms) == (0, 0, 6000.0)
+    assert cold.endings() == ["closed"]
 
 
 async def test_cancelling_a_queued_request_leaves_no_trace() -> None:

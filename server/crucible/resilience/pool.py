@@ -50,7 +50,9 @@ circuit is open, one ``provider.probe()`` per open window decides whether it goe
 
 Errors: ``errors.py`` draws the tree. The pool raises a member's ``ProviderError`` when every
 candidate failed, ``DeadlineExceeded`` / ``NoProviderAvailable`` of its own, or
-``CancelledError``, which is never swallowed and never counted against a provider.
+``CancelledError``, which is never swallowed and never counted against a provider: a
+cancellation that comes once the deadline has passed gets the deadline's verdict, as if the
+pool's own timer had come first (under load the caller's timeout can fire in the same turn).
 """
 
 from __future__ import annotations
@@ -394,6 +396,9 @@ class ProviderPool:
             except GeneratorExit:
                 self._succeed(attempt, complete=False)  # the caller has what it wanted
                 raise
+            except asyncio.CancelledError:
+                self._cancelled_mid_stream(req, attempt)
+                raise
             finally:
                 timer.cancel()
                 await self._close(attempt)
@@ -423,7 +428,11 @@ class ProviderPool:
                     break
                 await self._on_timers(req, live, hedge_at)
         except asyncio.CancelledError:
-            if req.warm is not None and req.warm():
+            now = self._clock.now()
+            if now >= req.deadline:  # the deadline's verdict (``_cancelled_mid_stream``)
+                for attempt in live:
+                    await self._give_up(req, attempt, now)
+            elif req.warm is not None and req.warm():
                 for attempt in live:
                     self._warm(attempt)
             else:
@@ -481,6 +490,21 @@ class ProviderPool:
             if hedge is not None:
                 log.debug("hedging %s with %s", live[0].member.name, hedge.member.name)
                 live.append(hedge)
+
+    def _cancelled_mid_stream(self, req: PoolRequest, attempt: Attempt) -> None:
+        """The caller was cancelled while waiting for the next chunk. Before the deadline
+        that says nothing about the provider (settled with no verdict). Once the deadline has
+        passed it is the deadline's failure all the same: the caller's own timeout (the
+        completion path's backstop, ``completion/fetch.py``) may fire in the same event-loop
+        turn as the pool's deadline timer, before the wake-up it set off reaches
+        ``_next_chunk`` (a loaded machine runs both late, together). Without this the
+        dripping provider's failure was lost to whichever timer won, its circuit stayed
+        closed one request longer, and the next request went to it again."""
+        if self._clock.now() >= req.deadline:
+            error = DeadlineExceeded(
+                attempt.member.name, f"deadline of {req.timeout:g} s passed mid-stream"
+            )
+            self._failed(req, attempt, error)
 
     async def _next_chunk(
         self, attempt: Attempt, req: PoolRequest, timer: asyncio.Future[None]
