@@ -352,10 +352,6 @@ class TeamBudget:
                 budget.told_month = ""
             log.info("team budget for %s: limits now %s", settings.name, limits)
 
-    @property
-    def budgeted(self) -> tuple[str, ...]:
-        return tuple(self._budgets)
-
     def limits(self, provider: str) -> bool:
         return provider in self._budgets
 
