@@ -82,25 +82,27 @@ def reports_quota(headers: Mapping[str, str]) -> bool:
 def spent_quota(headers: Mapping[str, str], now: float) -> QuotaPause | None:
     """The longest wait among the windows these headers say are spent (remaining 0), or None
     when none is (or a spent window names no reset it can read)."""
-    longest: QuotaPause | None = None
-    for remaining, reset, window in WINDOWS:
-        left = _remaining(headers, remaining)
-        if left is None or left > 0:
-            continue
-        seconds = parse_reset(headers.get(reset, ""), now)
-        if seconds is not None and (longest is None or seconds > longest.seconds):
-            longest = QuotaPause(seconds, window)
-    return longest
+    return _longest_reset(headers, now, spent_only=True)
 
 
 def refusal_pause(headers: Mapping[str, str], now: float) -> QuotaPause | None:
     """For a 429 without Retry-After: the spent windows' reset, else the longest reset named
     (a gateway may refuse on a limit it does not count down, a concurrency or budget limit)."""
     spent = spent_quota(headers, now)
-    if spent is not None:
-        return spent
+    return spent if spent is not None else _longest_reset(headers, now, spent_only=False)
+
+
+def _longest_reset(
+    headers: Mapping[str, str], now: float, *, spent_only: bool
+) -> QuotaPause | None:
+    """The longest readable reset among the windows (only those at remaining 0 when
+    ``spent_only``), or None."""
     longest: QuotaPause | None = None
-    for _, reset, window in WINDOWS:
+    for remaining, reset, window in WINDOWS:
+        if spent_only:
+            left = _remaining(headers, remaining)
+            if left is None or left > 0:
+                continue
         seconds = parse_reset(headers.get(reset, ""), now)
         if seconds is not None and (longest is None or seconds > longest.seconds):
             longest = QuotaPause(seconds, window)
