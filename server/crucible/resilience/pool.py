@@ -606,10 +606,7 @@ class ProviderPool:
         if verdict.charge is not None:
             return verdict.charge
         if verdict.park_s > 0:  # the month spent: past park_cap, until the month ends
-            parked = self._clock.now() + verdict.park_s
-            if parked > member.parked_until:
-                member.parked_until, member.parked_reason = parked, verdict.reason
-                self._budget_parked.add(member)
+            self._park(member, verdict.park_s, verdict.reason, month_spent=True)
         req.last_error = BudgetRefused(member.name, verdict.reason)
         log.debug("provider %s: %s", member.name, verdict.reason)
         return None
@@ -738,13 +735,22 @@ class ProviderPool:
         if self._on_outcome is not None:
             self._on_outcome(member, None)
 
-    def _park(self, member: Member, seconds: float, reason: str) -> None:
-        """Ask ``member`` nothing for ``seconds`` (at most ``park_cap``), unless it is parked
-        longer already; ``reason`` is what status says meanwhile."""
-        parked = self._clock.now() + min(seconds, self._policy.retry.park_cap)
+    def _park(
+        self, member: Member, seconds: float, reason: str, *, month_spent: bool = False
+    ) -> None:
+        """Ask ``member`` nothing for ``seconds`` (at most ``park_cap``, unless the team's
+        month is spent: then until the month ends), unless it is parked longer already;
+        ``reason`` is what status says meanwhile. Only a month's parking is lifted by a
+        configuration change (``enable_all``)."""
+        if not month_spent:
+            seconds = min(seconds, self._policy.retry.park_cap)
+        parked = self._clock.now() + seconds
         if parked > member.parked_until:
             member.parked_until, member.parked_reason = parked, reason
-            self._budget_parked.discard(member)  # a configuration change does not lift this
+            if month_spent:
+                self._budget_parked.add(member)
+            else:
+                self._budget_parked.discard(member)
 
     def _note_quota(self, member: Member) -> None:
         """Park ``member`` while its gateway says its quota is spent (the remaining count of
