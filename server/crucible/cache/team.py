@@ -2,12 +2,13 @@
 
 Looked up after L1 and L2 miss and before the provider (``tiered.py``), within
 ``cache.shared_timeout_ms``: past it the request goes on to the provider, and the lookup is
-cancelled (``RedisLink.run``). A hit is copied into L1 and L2 by the tiered cache. Writes never
-wait: ``put`` queues the answer (a bounded queue: when it is full the answer is dropped and
-counted), and one background task writes the queue, entry by entry. That writer is owned
-(``runtime/tasks.py``: a failure is logged, never lost), counted among the live background work
-(``background_tasks``, which ``crucible/status`` ``memory.background_tasks`` adds up), and
-cancelled and awaited by ``aclose``.
+left to finish in the background (``RedisLink.run``: cancelled, it would cost its connection).
+A hit is copied into L1 and L2 by the tiered cache. Writes never wait: ``put`` queues the
+answer (a bounded queue: when it is full the answer is dropped and counted), and one background
+task writes the queue, entry by entry. That writer is owned (``runtime/tasks.py``: a failure is
+logged, never lost), counted among the live background work (``background_tasks``, which
+``crucible/status`` ``memory.background_tasks`` adds up), and cancelled and awaited by
+``aclose``.
 
 **What is stored**, per answer, under ``crucible:<namespace>:l3:<cache key>``: the cache key is
 a BLAKE2b digest of every input of the answer (``keys.py``: the providers' identities, the
