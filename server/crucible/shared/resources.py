@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from crucible.cache.tiered import TieredCache
-from crucible.config.settings import CacheSettings, MemorySettings, ProviderSettings
+from crucible.config.settings import CacheSettings, ProviderSettings
 from crucible.providers.base import Provider
 from crucible.providers.errors import ProviderError
 from crucible.providers.http import api_key
@@ -86,7 +86,7 @@ class _Lease(Generic[T]):
 class SharedResources:
     """Caches, providers and the memory supervisor of the daemon; see the module docstring."""
 
-    def __init__(self, memory: MemorySettings | None = None) -> None:
+    def __init__(self) -> None:
         self._sessions: list[SessionBackend] = []
         # Every session that joined, for as long as something holds it: one that has left
         # and is still here is a leak (``ended_in_memory``).
@@ -99,9 +99,8 @@ class SharedResources:
         self._unstarted: list[Coroutine[Any, Any, None]] = []
         self._supervising: asyncio.Task[None] | None = None
         self.budget = DaemonBudget(self._cache_settings, self.providers, self.memory_components)
+        # Its limits are the budget's rule over the sessions' [memory] (``shared/budget.py``).
         self.memory: MemorySupervisor = self.budget.supervisor
-        if memory is not None:
-            self.memory.reconfigure(memory)
 
     # -- lifetime ------------------------------------------------------------------------------
 
