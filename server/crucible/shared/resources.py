@@ -50,7 +50,7 @@ from crucible.providers.openai import OpenAIProvider
 from crucible.runtime.log import SESSION_LOG, SessionLog
 from crucible.runtime.memory import MemoryRelief, MemorySupervisor
 from crucible.runtime.tasks import BackgroundTasks
-from crucible.shared.budget import DaemonBudget, SessionMemory
+from crucible.shared.budget import SHARED_COMPONENTS, DaemonBudget, SessionMemory
 from crucible.team.redis_link import RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
@@ -303,11 +303,11 @@ class SharedResources:
         total: dict[str, int] = {}
         for session in self._sessions:
             for name, size in session.memory_components().items():
-                if name not in ("l1", "type_through"):
+                if name not in SHARED_COMPONENTS:
                     total[name] = total.get(name, 0) + size
         for cache in self.caches():
             for name, size in cache.memory_bytes().items():
-                if name in ("l1", "type_through"):
+                if name in SHARED_COMPONENTS:
                     total[name] = total.get(name, 0) + size
         return total
 
