@@ -237,10 +237,15 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(chosen)
-    # pygls logs every message it sends at INFO, document text and suggestions included, and
-    # httpx logs every request line: both stay quiet unless the user asked for DEBUG.
-    quiet = logging.DEBUG if chosen <= logging.DEBUG else logging.WARNING
-    for noisy in ("pygls", "httpx", "httpcore"):
+    _quiet_libraries(chosen)
+
+
+def _quiet_libraries(lowest: int) -> None:
+    """pygls logs every message it sends at INFO, document text and suggestions included, and
+    httpx logs every request line: both stay quiet unless ``lowest`` (the most verbose level
+    asked for) is DEBUG."""
+    quiet = logging.DEBUG if lowest <= logging.DEBUG else logging.WARNING
+    for noisy in _NOT_FOR_CLIENT:
         logging.getLogger(noisy).setLevel(quiet)
 
 
@@ -369,9 +374,7 @@ def daemon_levels(session_levels: list[int], own: int = logging.INFO) -> None:
     keeps its own level (the daemon's file stays at ``own``)."""
     lowest = min([own, *session_levels])
     logging.getLogger().setLevel(lowest)
-    quiet = logging.DEBUG if lowest <= logging.DEBUG else logging.WARNING
-    for noisy in _NOT_FOR_CLIENT:
-        logging.getLogger(noisy).setLevel(quiet)
+    _quiet_libraries(lowest)
 
 
 class NotQuietLibraries(logging.Filter):

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from crucible.lsp.capabilities import early_capabilities, initialize_result
 from crucible.shared import handshake
 from crucible.shared.code_version import code_version
-from crucible.shared.frames import FrameSplitter, decode_small, encode_frame
+from crucible.shared.frames import FrameSplitter, decode_object, encode_frame
 from crucible.shared.handshake import (
     HandshakeError,
     Hello,
@@ -75,11 +75,11 @@ POLL_S = 0.005
 CLOSE_S = 30.0  # after the editor's end, for the daemon to finish the session
 # Not ``-m crucible.shared.daemon``: its records would be logged as ``__main__``.
 _DAEMON_MAIN = "import sys; from crucible.shared.daemon import main; sys.exit(main(sys.argv[1:]))"
-SMALL_BODY = 256
+SMALL_BODY = 256  # bodies read for ``shutdown`` / ``exit`` (both are tiny)
 STDERR_DRAIN_S = 2.0  # at the end, for the session's last warnings to reach our stderr
 # For the editor's initialize (it comes first, at once) before saying hello: the API-key
 # variables its initializationOptions name go with the hello.
-INITIALIZE_WAIT_S = 2.0  # bodies read for ``shutdown`` / ``exit`` (both are tiny)
+INITIALIZE_WAIT_S = 2.0
 
 
 class Relay:
@@ -121,7 +121,7 @@ class Relay:
 
     def _look_at(self, body: bytes) -> None:
         if not self._initialize_seen.is_set():
-            message = decode_small(body)
+            message = decode_object(body)
             if message is not None and message.get("method") == "initialize" and "id" in message:
                 params = message.get("params")
                 if isinstance(params, dict):
@@ -136,7 +136,7 @@ class Relay:
                 self._initialize_seen.set()  # before the frame is queued for the daemon
             return
         if len(body) <= SMALL_BODY:
-            method = (decode_small(body) or {}).get("method")
+            method = (decode_object(body) or {}).get("method")
             if method == "shutdown":
                 self._shutdown_seen = True
             elif method == "exit":
@@ -212,7 +212,7 @@ class Relay:
         """Whether ``body`` is the daemon's answer to the ``initialize`` answered here."""
         if self._early is None:
             return False
-        message = decode_small(body)
+        message = decode_object(body)
         if message is None or "method" in message or message.get("id") != self._early[0]:
             return False
         if message.get("result") != self._early[1]:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["FrameSplitter", "decode_small", "encode_frame"]
+__all__ = ["FrameSplitter", "decode_object", "encode_frame"]
 
 
 class FrameSplitter:
@@ -89,7 +89,7 @@ def encode_frame(message: dict[str, Any]) -> bytes:
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def decode_small(body: bytes) -> dict[str, Any] | None:
+def decode_object(body: bytes) -> dict[str, Any] | None:
     """A body as a JSON object, or None (not JSON, or not an object)."""
     try:
         message = json.loads(body)

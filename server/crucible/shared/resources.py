@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from crucible.cache.tiered import TieredCache
-from crucible.config.settings import CacheSettings, MemorySettings, ProviderSettings
+from crucible.config.settings import CacheSettings, ProviderSettings
 from crucible.providers.base import Provider
 from crucible.providers.errors import ProviderError
 from crucible.providers.http import api_key
@@ -50,7 +50,7 @@ from crucible.providers.openai import OpenAIProvider
 from crucible.runtime.log import SESSION_LOG, SessionLog
 from crucible.runtime.memory import MemoryRelief, MemorySupervisor
 from crucible.runtime.tasks import BackgroundTasks
-from crucible.shared.budget import DaemonBudget, SessionMemory
+from crucible.shared.budget import SHARED_COMPONENTS, DaemonBudget, SessionMemory
 from crucible.team.redis_link import RedisLink, TeamRedis
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class _Lease(Generic[T]):
 class SharedResources:
     """Caches, providers and the memory supervisor of the daemon; see the module docstring."""
 
-    def __init__(self, memory: MemorySettings | None = None) -> None:
+    def __init__(self) -> None:
         self._sessions: list[SessionBackend] = []
         # Every session that joined, for as long as something holds it: one that has left
         # and is still here is a leak (``ended_in_memory``).
@@ -99,9 +99,8 @@ class SharedResources:
         self._unstarted: list[Coroutine[Any, Any, None]] = []
         self._supervising: asyncio.Task[None] | None = None
         self.budget = DaemonBudget(self._cache_settings, self.providers, self.memory_components)
+        # Its limits are the budget's rule over the sessions' [memory] (``shared/budget.py``).
         self.memory: MemorySupervisor = self.budget.supervisor
-        if memory is not None:
-            self.memory.reconfigure(memory)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -304,11 +303,11 @@ class SharedResources:
         total: dict[str, int] = {}
         for session in self._sessions:
             for name, size in session.memory_components().items():
-                if name not in ("l1", "type_through"):
+                if name not in SHARED_COMPONENTS:
                     total[name] = total.get(name, 0) + size
         for cache in self.caches():
             for name, size in cache.memory_bytes().items():
-                if name in ("l1", "type_through"):
+                if name in SHARED_COMPONENTS:
                     total[name] = total.get(name, 0) + size
         return total
 
