@@ -67,7 +67,6 @@ class _Counts:
     used: int = 0
     wasted: int = 0
     skipped: int = 0  # chances not taken (measured instead): no use yet, or the rate too low
-    explored: int = 0  # kept for status readers: no chance is taken below the rate any more
     measured_used: int = 0  # chances not taken whose text a request was then answered for
     measured_wasted: int = 0
 
@@ -101,7 +100,7 @@ class _Counts:
             "used": self.used,
             "wasted": self.wasted,
             "skipped": self.skipped,
-            "explored": self.explored,
+            "explored": 0,  # a field of status (never renamed); no chance is explored now
             "measured_used": self.measured_used,
             "measured_wasted": self.measured_wasted,
             "hit_rate": round(self.used / resolved, 3) if resolved else None,

@@ -93,10 +93,7 @@ class Reuse:
             if isinstance(result.exception(), ProviderError | TimeoutError):
                 return None
             result.result()  # anything else is not expected degradation: raise it
-        raw = self.job.progress.raw
-        if raw is None or not raw.startswith(self.typed) or len(raw) <= len(self.typed):
-            return None
-        return raw[len(self.typed) :]
+        return _rest(self.job.progress.raw, self.typed)
 
 
 def rest_after_typed(
@@ -106,9 +103,14 @@ def rest_after_typed(
     it was asked for, or None when the request does not continue it. For the moment between a
     stream's end and its requester showing its suggestion: a request that arrives then finds
     the stream neither in flight nor shown (its requester, superseded by it, shows nothing)."""
-    raw = job.progress.raw
     typed = typed_since(job, snapshot, offset, window)
-    if raw is None or typed is None or not raw.startswith(typed) or len(raw) <= len(typed):
+    return None if typed is None else _rest(job.progress.raw, typed)
+
+
+def _rest(raw: str | None, typed: str) -> str | None:
+    """What a stream's whole text ``raw`` adds after ``typed``; None when it does not start
+    with it or adds nothing."""
+    if raw is None or not raw.startswith(typed) or len(raw) <= len(typed):
         return None
     return raw[len(typed) :]
 

@@ -17,14 +17,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from crucible.resilience.member import Health
+from crucible.runtime.memory import Pressure
 from crucible.runtime.telemetry import MARKS
 
 Reading = tuple[float, dict[str, str]]
 Status = Mapping[str, Any]
 
 _QUANTILES = ("p50", "p95", "p99")
-_HEALTH = ("ready", "slow", "failing", "offline", "rate_limited", "disabled")
-_PRESSURE = ("normal", "elevated", "critical")
+# From the enums the status is written from, so a state added there is exported too (a copy
+# here had to be kept in step by hand: ``rate_limited`` was added to both).
+_HEALTH = tuple(str(health) for health in Health)
+_PRESSURE = tuple(str(level) for level in Pressure)
 _PREFETCH = ("started", "used", "wasted", "skipped", "explored")
 _MB = 1024 * 1024
 _LABEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
