@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from nvim_harness import SERVER, Editor, settings_for, stop_daemon
 from tests.fakes.provider import FakeProvider, Fault
 
@@ -160,6 +161,36 @@ def test_shared_false_starts_a_plain_server(
         editor.input("<Esc>")
         report = checkhealth(editor)
         assert "shared = false: each workspace root gets a server of its own" in report, report
+    finally:
+        stop_servers(editor)
+        stop_daemon(runtime)
+
+
+def test_a_cmd_set_with_vim_lsp_config_runs_shared_through_the_environment(
+    editor: Editor, fake: FakeProvider, tmp_path: Path
+) -> None:
+    """0.11+: a cmd from ``vim.lsp.config('crucible', {...})`` is used as it is (no
+    ``--shared``), and the option still reaches the server through CRUCIBLE_SHARED=1, as it
+    does a wrapper that drops its arguments."""
+    if editor.major_minor < (0, 11):
+        pytest.skip("vim.lsp.config is 0.11+")
+    runtime = own_runtime(editor, tmp_path)
+    try:
+        editor.setup(settings=settings_for(fake), shared=True)
+        editor.lua("vim.lsp.config('crucible', { cmd = ... })", SERVER)
+        editor.edit(editor.workspace / "demo.py", SOURCE)
+        editor.wait_attached()
+        config = editor.lua(
+            "local c = require('crucible.client').get(0).config"
+            " return { cmd = c.cmd, cmd_env = c.cmd_env }"
+        )
+        assert config == {"cmd": SERVER, "cmd_env": {"CRUCIBLE_SHARED": "1"}}
+        assert editor.daemon_pid() == int((runtime / "crucible" / "daemon.pid").read_text())
+        # Suggestions come (and the session's workspace/configuration pull is answered before
+        # the stop below: a pull still pending at shutdown gets its answer logged as a warning
+        # of an unknown message id).
+        editor.input("Godef add(a, b):<CR>")
+        assert editor.wait_ghost()["ghost"] == "return a + b"
     finally:
         stop_servers(editor)
         stop_daemon(runtime)
