@@ -271,6 +271,28 @@ def test_checkhealth_ok_with_the_fake_provider(editor: Editor, fake: FakeProvide
         assert re.search(rf"OK.*this session runs in the shared server \(pid {pid}, ", report)
 
 
+def test_checkhealth_warns_when_no_shared_server_could_be_used(
+    editor: Editor, fake: FakeProvider, tmp_path: Path
+) -> None:
+    """Shared, but the daemon's directory cannot be used (here a file is in its place): the
+    thin client serves the window alone, suggestions still come, and :checkhealth says so."""
+    editor.expect_errors = True  # the thin client's stderr line: why it serves alone
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    (runtime / "crucible").write_text("not a directory\n")
+    editor.lua("vim.env.XDG_RUNTIME_DIR = ...", str(runtime))
+    editor.setup(settings=settings_for(fake), shared=True)
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.wait_attached()
+    assert editor.daemon_pid() is None
+    editor.input("Godef add(a, b):<CR>")
+    assert editor.wait_ghost()["ghost"] == "return a + b"
+    editor.input("<Esc>")
+    report = checkhealth(editor)
+    assert re.search(r"WARNING.*this session runs in a server of its own", report), report
+    assert "serving this window alone" in editor.lsp_log()
+
+
 def test_checkhealth_warns_of_a_provider_waiting_for_its_rate_limit(
     editor: Editor, fake: FakeProvider
 ) -> None:
