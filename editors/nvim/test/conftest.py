@@ -11,10 +11,11 @@ configuration), and ends by checking that nothing went wrong on the way: no erro
 stderr). A test that expects an error says so with ``editor.expect_errors = True``.
 
 Which server: the plugin's default, so every test's server is a thin client of one shared
-daemon in the suite's XDG_RUNTIME_DIR, unless the test sets ``shared``; ``CRUCIBLE_SHARED=0`` runs the suite with ``shared = false`` instead
-(``nvim_harness.SUITE_SHARED``). No test joins a daemon outside the suite's temporary
-directory (checked after each test), and the suite ends every daemon it started (checked at
-its end). ``shared_option`` runs a test both ways, whatever the suite's choice.
+daemon in the suite's XDG_RUNTIME_DIR, unless the test sets ``shared``; ``CRUCIBLE_SHARED=0``
+runs the suite with ``shared = false`` instead (``nvim_harness.SUITE_SHARED``). No test joins
+a daemon outside the suite's temporary directory (checked after each test), and the suite
+ends every daemon it started (checked at its end). ``shared_option`` runs a test both ways,
+whatever the suite's choice.
 """
 
 from __future__ import annotations
