@@ -67,7 +67,9 @@ def session(binary: str, version: str, renderer: str, seed: int) -> dict[str, fl
         fake.inject(Fault(latency_ms=300), times=None)
         editor = Editor(binary, version, home, workspace)
         try:
-            editor.setup(settings=settings_for(fake), renderer=renderer)
+            # A plain server: the comparison is of the renderers, and a shared daemon (the
+            # default) would outlive the session in the user's own XDG_RUNTIME_DIR.
+            editor.setup(settings=settings_for(fake), renderer=renderer, shared=False)
             editor.edit(workspace / "demo.py", "import os\n\n")
             editor.wait_attached()
             editor.input("Go")

@@ -7,7 +7,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pynvim
 from tests.fakes.provider import FakeProvider
 
@@ -73,18 +73,49 @@ def _binaries() -> list[tuple[str, str]]:
 
 NEOVIMS = _binaries()
 
+# The suite's ``shared`` option: the plugin's default (shared) unless the suite runs with
+# ``CRUCIBLE_SHARED=0``, which gives every test ``shared = false`` (a test that names the
+# option keeps its own). Neovim itself never sees the variable (conftest.py): the plugin
+# puts CRUCIBLE_SHARED in the server's environment from the option.
+SUITE_SHARED: bool | None = False if os.environ.get("CRUCIBLE_SHARED") == "0" else None
 
-def stop_daemon(runtime: Path) -> int | None:
-    """End the shared daemon started under ``runtime`` (an XDG_RUNTIME_DIR), if any: it runs
-    in a session of its own and would otherwise wait ``CRUCIBLE_DAEMON_IDLE_S`` (10 minutes)
-    for another window. Its pid, or None."""
-    try:
-        pid = int((runtime / "crucible" / "daemon.pid").read_text())
-    except (OSError, ValueError):
-        return None
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGTERM)
-    return pid
+# The daemon's command line: ``python -c "...crucible.shared.daemon..." <its directory>``.
+DAEMON_MODULE = "crucible.shared.daemon"
+
+
+def daemons() -> list[tuple[psutil.Process, Path]]:
+    """Every shared daemon on the machine (this user's), with its directory."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        argv = process.info["cmdline"] or []
+        if any(DAEMON_MODULE in arg for arg in argv) and argv[-1].startswith("/"):
+            with contextlib.suppress(psutil.Error):
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    found.append((process, Path(argv[-1])))
+    return found
+
+
+def end_daemons(under: Path, timeout: float = 10.0) -> list[int]:
+    """End (SIGTERM, then SIGKILL) every daemon whose directory is under ``under`` and wait
+    for them to be gone; their pids. A daemon runs in a session of its own, outside the
+    editor's process group, and would otherwise wait ``CRUCIBLE_DAEMON_IDLE_S`` for another
+    window."""
+    ours = [process for process, place in daemons() if place.is_relative_to(under)]
+    for process in ours:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(ours, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+    return [process.pid for process in ours]
+
+
+def stop_daemon(runtime: Path) -> list[int]:
+    """End the shared daemon started under ``runtime`` (an XDG_RUNTIME_DIR), if any, and wait
+    for it to be gone (a retired one too); their pids."""
+    return end_daemons(runtime)
 
 
 def settings_for(fake: FakeProvider, **completion: Any) -> dict[str, Any]:
@@ -146,8 +177,28 @@ class Editor:
         return self.nvim.exec_lua(code, *args)
 
     def setup(self, **opts: Any) -> None:
+        """``require('crucible').setup(opts)``, with this checkout's server as ``cmd`` and the
+        suite's ``shared`` (SUITE_SHARED) unless ``opts`` name them."""
         opts.setdefault("cmd", SERVER)
+        if SUITE_SHARED is not None:
+            opts.setdefault("shared", SUITE_SHARED)
         self.lua("require('crucible').setup(...)", opts)
+
+    def daemon_pid(self, timeout: float = 20.0) -> int | None:
+        """The pid of the shared daemon whose session serves this buffer (crucible/status's
+        ``shared``), or None when a server of its own does."""
+        status = self.wait(
+            lambda: self.lua(
+                "local c = require('crucible.client').get(0)"
+                " local r = c and require('crucible.compat')"
+                ".request_sync(c, 'crucible/status', {}, 10000, 0)"
+                " return r and r.result"
+            ),
+            timeout,
+            "crucible/status",
+        )
+        shared = status.get("shared")
+        return int(shared["pid"]) if isinstance(shared, dict) else None
 
     def edit(self, path: Path, text: str | None = None) -> None:
         if text is not None:

@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from nvim_harness import Editor, settings_for, stop_daemon
+import pytest
+from nvim_harness import SERVER, Editor, settings_for, stop_daemon
 from tests.fakes.provider import FakeProvider, Fault
 
 SOURCE = "import os\n\n"
@@ -84,37 +85,114 @@ def test_status_line_follows_the_server_and_settings_apply_on_change(
     )
 
 
-def test_the_shared_option_runs_a_thin_client_of_a_daemon(
-    editor: Editor, fake: FakeProvider, tmp_path: Path
-) -> None:
-    """``shared = true`` adds ``--shared``: the server Neovim starts is a thin client of a
-    per-user daemon, which it starts in XDG_RUNTIME_DIR, and the session runs in that daemon.
-    CRUCIBLE_SHARED=0 and a runtime directory of this test's own: the option alone decides."""
+def own_runtime(editor: Editor, tmp_path: Path) -> Path:
+    """An XDG_RUNTIME_DIR of the test's own for the servers Neovim starts from now on: what
+    daemon there is (or none) is this test's alone."""
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
-    editor.lua("vim.env.XDG_RUNTIME_DIR = ...; vim.env.CRUCIBLE_SHARED = '0'", str(runtime))
+    editor.lua("vim.env.XDG_RUNTIME_DIR = ...", str(runtime))
+    return runtime
+
+
+def stop_servers(editor: Editor) -> None:
+    """Every Crucible server stopped and gone (a thin client's session ends cleanly)."""
+    editor.lua(
+        "local compat = require('crucible.compat')"
+        " for _, c in ipairs(require('crucible.client').all()) do compat.stop(c) end"
+        " vim.wait(5000, function() return #require('crucible.client').all() == 0 end, 20)"
+    )
+
+
+def test_the_default_runs_a_thin_client_of_a_daemon(
+    editor: Editor, fake: FakeProvider, tmp_path: Path
+) -> None:
+    """By default (no ``shared`` given, whatever the suite's choice) the server Neovim starts
+    is a thin client of a per-user daemon, which it starts in XDG_RUNTIME_DIR, and the session
+    runs in that daemon. A cmd of the user's own (here ``python -m crucible --stdio``) gets
+    ``--shared`` too, and the server's environment says it (CRUCIBLE_SHARED=1)."""
+    runtime = own_runtime(editor, tmp_path)
     try:
-        editor.setup(settings=settings_for(fake), shared=True)
+        editor.lua(
+            "require('crucible').setup(...)", {"cmd": SERVER, "settings": settings_for(fake)}
+        )
+        assert editor.lua("return require('crucible').options().shared") is True
         editor.edit(editor.workspace / "demo.py", SOURCE)
         editor.wait_attached()
-        assert editor.lua("return require('crucible.client').get(0).config.cmd")[-1] == "--shared"
-        status = editor.lua(
-            "local c = require('crucible.client').get(0)"
-            " local r = require('crucible.compat').request_sync(c, 'crucible/status', {}, 10000, 0)"
-            " return r and r.result"
+        config = editor.lua(
+            "local c = require('crucible.client').get(0).config"
+            " return { cmd = c.cmd, cmd_env = c.cmd_env }"
         )
-        pid = int((runtime / "crucible" / "daemon.pid").read_text())
+        assert config["cmd"] == [*SERVER, "--shared"]
+        assert config["cmd_env"] == {"CRUCIBLE_SHARED": "1"}
+        # The thin client answers initialize itself: the session's crucible/status, once
+        # it is connected, says which daemon serves it: the one started in XDG_RUNTIME_DIR.
+        pid = editor.daemon_pid()
+        assert pid == int((runtime / "crucible" / "daemon.pid").read_text())
         assert (runtime / "crucible" / "daemon.sock").is_socket()
-        assert status["shared"]["pid"] == pid  # the session is served by that daemon
         editor.input("Godef add(a, b):<CR>")
         assert editor.wait_ghost()["ghost"] == "return a + b"
     finally:
-        # The server first (its session ends cleanly), then the daemon this test started.
-        editor.lua(
-            "local compat = require('crucible.compat')"
-            " for _, c in ipairs(require('crucible.client').all()) do compat.stop(c) end"
-            " vim.wait(5000, function() return #require('crucible.client').all() == 0 end, 20)"
+        stop_servers(editor)  # then the daemon this test started
+        stop_daemon(runtime)
+
+
+def test_shared_false_starts_a_plain_server(
+    editor: Editor, fake: FakeProvider, tmp_path: Path
+) -> None:
+    """``shared = false``: no ``--shared``, CRUCIBLE_SHARED=0 for the server even when Neovim's
+    environment has CRUCIBLE_SHARED=1 (exported for another editor), no daemon started, and
+    the session is the server's own."""
+    runtime = own_runtime(editor, tmp_path)
+    editor.lua("vim.env.CRUCIBLE_SHARED = '1'")
+    try:
+        editor.setup(settings=settings_for(fake), shared=False)
+        editor.edit(editor.workspace / "demo.py", SOURCE)
+        editor.wait_attached()
+        config = editor.lua(
+            "local c = require('crucible.client').get(0).config"
+            " return { cmd = c.cmd, cmd_env = c.cmd_env }"
         )
+        assert config["cmd"] == SERVER
+        assert config["cmd_env"] == {"CRUCIBLE_SHARED": "0"}
+        assert editor.daemon_pid() is None
+        editor.input("Godef add(a, b):<CR>")
+        assert editor.wait_ghost()["ghost"] == "return a + b"
+        assert not (runtime / "crucible").exists()  # no socket, no pid: no daemon
+        editor.input("<Esc>")
+        report = checkhealth(editor)
+        assert "shared = false: each workspace root gets a server of its own" in report, report
+    finally:
+        stop_servers(editor)
+        stop_daemon(runtime)
+
+
+def test_a_cmd_set_with_vim_lsp_config_runs_shared_through_the_environment(
+    editor: Editor, fake: FakeProvider, tmp_path: Path
+) -> None:
+    """0.11+: a cmd from ``vim.lsp.config('crucible', {...})`` is used as it is (no
+    ``--shared``), and the option still reaches the server through CRUCIBLE_SHARED=1, as it
+    does a wrapper that drops its arguments."""
+    if editor.major_minor < (0, 11):
+        pytest.skip("vim.lsp.config is 0.11+")
+    runtime = own_runtime(editor, tmp_path)
+    try:
+        editor.setup(settings=settings_for(fake), shared=True)
+        editor.lua("vim.lsp.config('crucible', { cmd = ... })", SERVER)
+        editor.edit(editor.workspace / "demo.py", SOURCE)
+        editor.wait_attached()
+        config = editor.lua(
+            "local c = require('crucible.client').get(0).config"
+            " return { cmd = c.cmd, cmd_env = c.cmd_env }"
+        )
+        assert config == {"cmd": SERVER, "cmd_env": {"CRUCIBLE_SHARED": "1"}}
+        assert editor.daemon_pid() == int((runtime / "crucible" / "daemon.pid").read_text())
+        # Suggestions come (and the session's workspace/configuration pull is answered before
+        # the stop below: a pull still pending at shutdown gets its answer logged as a warning
+        # of an unknown message id).
+        editor.input("Godef add(a, b):<CR>")
+        assert editor.wait_ghost()["ghost"] == "return a + b"
+    finally:
+        stop_servers(editor)
         stop_daemon(runtime)
 
 
@@ -128,6 +206,8 @@ def test_crucible_commands(editor: Editor, fake: FakeProvider) -> None:
     shown = editor.nvim.current.buffer[:]
     assert re.match(r"Crucible \S+: ready$", shown[0]), shown[:3]
     assert any("fake (ollama" in line and "ready" in line for line in shown), shown[:6]
+    # Shared (the default): the daemon's block (pid, sessions) is there too.
+    assert ("shared:" in shown) == editor.lua("return require('crucible').options().shared")
     assert editor.lua("return vim.api.nvim_win_get_config(0).relative") == "editor"  # floating
     editor.nvim.command("close")
 
@@ -171,6 +251,14 @@ def test_checkhealth_ok_with_the_fake_provider(editor: Editor, fake: FakeProvide
     assert re.search(r"OK.*doctor: ready", report), report
     assert re.search(r"OK.*Neovim " + re.escape(editor.version), report), report
 
+    shared = editor.lua("return require('crucible').options().shared")
+    log = editor.home / "xdg_state_home" / "crucible" / "daemon.log"
+    if shared:  # whether the server is shared, and where the shared server's log is
+        assert re.search(r"OK.*shared = true \(the default\)", report), report
+        assert f"the shared server's log: {log}" in report, report
+    else:
+        assert "shared = false: each workspace root gets a server of its own" in report, report
+
     # With a running server: its crucible/status.
     editor.edit(editor.workspace / "demo.py", SOURCE)
     editor.wait_attached()
@@ -178,6 +266,31 @@ def test_checkhealth_ok_with_the_fake_provider(editor: Editor, fake: FakeProvide
     assert "ERROR" not in report, report
     assert re.search(r"OK.*server state: ready", report), report
     assert re.search(r"OK.*provider fake \(ollama .*\): ready", report), report
+    if shared:  # the session's own daemon, as crucible/status says
+        pid = editor.daemon_pid()
+        assert re.search(rf"OK.*this session runs in the shared server \(pid {pid}, ", report)
+
+
+def test_checkhealth_warns_when_no_shared_server_could_be_used(
+    editor: Editor, fake: FakeProvider, tmp_path: Path
+) -> None:
+    """Shared, but the daemon's directory cannot be used (here a file is in its place): the
+    thin client serves the window alone, suggestions still come, and :checkhealth says so."""
+    editor.expect_errors = True  # the thin client's stderr line: why it serves alone
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    (runtime / "crucible").write_text("not a directory\n")
+    editor.lua("vim.env.XDG_RUNTIME_DIR = ...", str(runtime))
+    editor.setup(settings=settings_for(fake), shared=True)
+    editor.edit(editor.workspace / "demo.py", SOURCE)
+    editor.wait_attached()
+    assert editor.daemon_pid() is None
+    editor.input("Godef add(a, b):<CR>")
+    assert editor.wait_ghost()["ghost"] == "return a + b"
+    editor.input("<Esc>")
+    report = checkhealth(editor)
+    assert re.search(r"WARNING.*this session runs in a server of its own", report), report
+    assert "serving this window alone" in editor.lsp_log()
 
 
 def test_checkhealth_warns_of_a_provider_waiting_for_its_rate_limit(

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
-from nvim_harness import SERVER, Editor, settings_for, stop_daemon
+from nvim_harness import DAEMON_MODULE, SERVER, Editor, settings_for, stop_daemon
 from tests.fakes.provider import FakeProvider
 
 SOURCE = "import os\n\n"
@@ -30,9 +30,14 @@ def client_id(editor: Editor) -> int | None:
 
 
 def server_processes(editor: Editor) -> list[psutil.Process]:
-    """The servers Neovim runs: its children (a wrapper's children too)."""
+    """The servers Neovim runs: its children (a wrapper's children too), not a shared daemon
+    one of them started (their child while they live)."""
     nvim = psutil.Process(editor.lua("return vim.fn.getpid()"))
-    return [p for p in nvim.children(recursive=True) if "crucible" in " ".join(p.cmdline())]
+    return [
+        p
+        for p in nvim.children(recursive=True)
+        if "crucible" in (argv := " ".join(p.cmdline())) and DAEMON_MODULE not in argv
+    ]
 
 
 def counting_server(tmp_path: Path, exit_code: str = "$?") -> tuple[list[str], Path]:
@@ -56,12 +61,13 @@ def count(starts: Path) -> int:
 
 
 def test_a_killed_server_is_restarted_and_suggestions_come_back(
-    editor: Editor, fake: FakeProvider
+    editor: Editor, fake: FakeProvider, shared_option: bool
 ) -> None:
     editor.expect_errors = True  # core's own "quit with exit code 0 and signal 9 ... errors"
-    editor.setup(settings=settings_for(fake))
+    editor.setup(settings=settings_for(fake), shared=shared_option)
     editor.edit(editor.workspace / "demo.py", SOURCE)
     editor.wait_attached()
+    assert (editor.daemon_pid() is not None) == shared_option
     first = client_id(editor)
     (server,) = server_processes(editor)
     server.send_signal(signal.SIGKILL)
@@ -101,15 +107,17 @@ def test_a_server_that_exits_on_every_start_is_given_up_after_four_restarts(
 
 
 def test_crucible_stop_does_not_restart_and_restart_starts_again(
-    editor: Editor, fake: FakeProvider, tmp_path: Path
+    editor: Editor, fake: FakeProvider, tmp_path: Path, shared_option: bool
 ) -> None:
     # The server's wrapper exits 1 however the server ends: to the plugin, every exit looks
     # like a crash, and only its knowing that it asked for this one keeps it from restarting.
     cmd, starts = counting_server(tmp_path, exit_code="1")
     editor.expect_errors = True  # core warns of the exit code 1
-    editor.setup(cmd=cmd, settings=settings_for(fake))
+    editor.setup(cmd=cmd, settings=settings_for(fake), shared=shared_option)
     editor.edit(editor.workspace / "demo.py", SOURCE)
     editor.wait_attached()
+    # The wrapper drops its arguments (--shared): the option reaches it through CRUCIBLE_SHARED.
+    assert (editor.daemon_pid() is not None) == shared_option
     editor.nvim.command("Crucible stop")
     editor.wait(lambda: editor.lua("return #require('crucible.client').all()") == 0, 10, "stop")
     time.sleep(1.5)
@@ -129,13 +137,14 @@ def test_crucible_stop_does_not_restart_and_restart_starts_again(
 
 
 def test_quitting_neovim_does_not_restart(
-    editor: Editor, fake: FakeProvider, tmp_path: Path
+    editor: Editor, fake: FakeProvider, tmp_path: Path, shared_option: bool
 ) -> None:
     editor.expect_errors = True  # Neovim is gone when the test ends: no :messages to read
     cmd, starts = counting_server(tmp_path, exit_code="1")
-    editor.setup(cmd=cmd, settings=settings_for(fake))
+    editor.setup(cmd=cmd, settings=settings_for(fake), shared=shared_option)
     editor.edit(editor.workspace / "demo.py", SOURCE)
     editor.wait_attached()
+    assert (editor.daemon_pid() is not None) == shared_option
     # A slow quit (another plugin's work at exit, after core stopped the servers): long
     # enough for a restart's delay to pass before Neovim is gone.
     editor.lua(
@@ -156,7 +165,7 @@ def test_the_shared_daemons_end_restarts_every_windows_session(
     editor.expect_errors = True  # core warns of the thin client's exit code 1
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
-    editor.lua("vim.env.XDG_RUNTIME_DIR = ...; vim.env.CRUCIBLE_SHARED = '0'", str(runtime))
+    editor.lua("vim.env.XDG_RUNTIME_DIR = ...", str(runtime))
     try:
         editor.setup(settings=settings_for(fake), shared=True)
         other = tmp_path / "other-ws"
@@ -206,13 +215,14 @@ def test_the_shared_daemons_end_restarts_every_windows_session(
 
 
 def test_restart_false_leaves_a_killed_server_stopped(
-    editor: Editor, fake: FakeProvider, tmp_path: Path
+    editor: Editor, fake: FakeProvider, tmp_path: Path, shared_option: bool
 ) -> None:
     editor.expect_errors = True  # core's own "quit with exit code 0 and signal 9 ... errors"
     cmd, starts = counting_server(tmp_path)
-    editor.setup(cmd=cmd, settings=settings_for(fake), restart=False)
+    editor.setup(cmd=cmd, settings=settings_for(fake), restart=False, shared=shared_option)
     editor.edit(editor.workspace / "demo.py", SOURCE)
     editor.wait_attached()
+    assert (editor.daemon_pid() is not None) == shared_option
     for server in server_processes(editor):
         server.send_signal(signal.SIGKILL)
     editor.wait(lambda: client_id(editor) is None, 10, "the client to end")

@@ -22,9 +22,11 @@ local warned_missing = false
 local SHARED = '--shared'
 
 --- cmd, with --shared after it when the shared option is on (once, and a copy: the user's
---- list is left as it is).
+--- list is left as it is). The user's own cmd too: the option says which server they want,
+--- and `crucible-lsp`, `python -m crucible` or a wrapper that passes its arguments on takes
+--- it; a wrapper that does not still gets the option through the environment (M.command_env).
 local function with_shared(cmd, shared)
-  if not shared or vim.tbl_contains(cmd, SHARED) then
+  if shared == false or vim.tbl_contains(cmd, SHARED) then
     return cmd
   end
   local argv = vim.list_extend({}, cmd)
@@ -46,6 +48,15 @@ function M.command(opts)
     return with_shared({ 'crucible-lsp', '--stdio' }, opts.shared)
   end
   return nil, 'crucible-lsp is not on PATH (pip install crucible-lsp, or set the cmd option)'
+end
+
+--- What the server's process gets in its environment beyond Neovim's: CRUCIBLE_SHARED, set
+--- from the shared option either way, so that the option reaches a server behind a wrapper
+--- that drops its arguments (or a cmd set with vim.lsp.config, which gets no --shared), and
+--- so that `shared = false` wins over a CRUCIBLE_SHARED=1 exported for other editors.
+function M.command_env(opts)
+  opts = opts or options or {}
+  return { CRUCIBLE_SHARED = opts.shared == false and '0' or '1' }
 end
 
 --- `crucible-lsp doctor ...` with the editor's settings as its --config file.
@@ -167,6 +178,7 @@ function M.base_config()
   return {
     name = M.NAME,
     cmd = M.command(),
+    cmd_env = M.command_env(),
     init_options = options.settings,
     -- Answers the server's workspace/configuration pull for the `crucible` section.
     settings = { crucible = options.settings },

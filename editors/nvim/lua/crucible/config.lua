@@ -6,8 +6,14 @@ M.defaults = {
   cmd = nil,
   -- Run this editor's server as a thin client of one shared server per user (`--shared`):
   -- the first window starts it, later windows (of any editor with the option) connect to it
-  -- already loaded and share its cache, provider connections and memory budget. Opt-in.
-  shared = false,
+  -- already loaded and share its cache, provider connections and memory budget. On by
+  -- default here, unlike the server and the other editors: Neovim users start many short-lived
+  -- editors (one per terminal pane, `nvim file` and quit), and each plain server pays the
+  -- ~0.8 s import before its first suggestion, a thin client ~0.1 s (docs/startup.md). Where
+  -- no daemon can be used the thin client serves its window alone; a daemon that dies costs
+  -- each window one restart. `shared = false`: a plain server per workspace, whatever
+  -- CRUCIBLE_SHARED says in the environment. Applies to your own `cmd` too (client.lua).
+  shared = true,
   -- Start the server again when it exits unexpectedly (a crash, a kill, the shared daemon's
   -- end), after 0.5 s, re-attaching its buffers; at most 4 times in 3 minutes, then one
   -- message and no more until :Crucible restart. false: never (as Neovim's own LSP client).

@@ -1,6 +1,6 @@
 -- :checkhealth crucible: the Neovim version's features, the server binary and its version,
--- and whether a provider can serve (the running server's crucible/status, else
--- `crucible-lsp doctor --json`).
+-- whether the server is shared (and where the shared server's log is), and whether a provider
+-- can serve (the running server's crucible/status, else `crucible-lsp doctor --json`).
 local client = require('crucible.client')
 local compat = require('crucible.compat')
 
@@ -96,16 +96,67 @@ local function report_providers(h, status)
   end
 end
 
-local function providers(h)
-  h.start('crucible: providers')
+--- The running server's crucible/status (this buffer's, else any), or nil and why not.
+local function running_status()
   local running = client.get(vim.api.nvim_get_current_buf()) or client.all()[1]
-  if running then
-    local response = compat.request_sync(running, 'crucible/status', {}, 5000)
-    if response and response.result then
-      report_providers(h, response.result)
-      return
-    end
-    h.warn('crucible/status did not answer: ' .. vim.inspect(response and response.err))
+  if not running then
+    return nil, nil
+  end
+  local response = compat.request_sync(running, 'crucible/status', {}, 5000)
+  if response and type(response.result) == 'table' then
+    return response.result
+  end
+  return nil, 'crucible/status did not answer: ' .. vim.inspect(response and response.err)
+end
+
+-- The shared server's log, as server/crucible/shared/place.py's `log_path` finds it from this
+-- Neovim's environment (the one a shared server started from here has; another editor's
+-- could differ, which a path in crucible/status would settle).
+local function daemon_log()
+  local state = vim.env.XDG_STATE_HOME
+  if not state or state:sub(1, 1) ~= '/' then
+    state = (vim.env.HOME or vim.fn.expand('~')) .. '/.local/state'
+  end
+  return state .. '/crucible/daemon.log'
+end
+
+local function shared(h, status)
+  h.start('crucible: shared server')
+  local options = require('crucible').options() or {}
+  if options.shared == false then
+    h.info('shared = false: each workspace root gets a server of its own')
+    return
+  end
+  h.ok(
+    'shared = true (the default): a thin client of your one shared server (--shared);'
+      .. ' shared = false turns it off'
+  )
+  h.info("the shared server's log: " .. daemon_log())
+  if status == nil then
+    return
+  end
+  if type(status.shared) == 'table' then
+    local daemon = status.shared
+    local line = 'this session runs in the shared server (pid %s, %s sessions)'
+    h.ok(string.format(line, tostring(daemon.pid), tostring(daemon.sessions)))
+  else
+    -- The thin client found no usable shared server (or the cmd dropped --shared and
+    -- CRUCIBLE_SHARED): the window is served, alone.
+    h.warn(
+      'this session runs in a server of its own: no shared server could be used'
+        .. ' (the reason is in :Crucible log)'
+    )
+  end
+end
+
+local function providers(h, status, why_not)
+  h.start('crucible: providers')
+  if status then
+    report_providers(h, status)
+    return
+  end
+  if why_not then
+    h.warn(why_not)
   end
   local root = client.root_dir(vim.api.nvim_get_current_buf())
   local argv = client.doctor_command({ '--json', '--workspace', root }, require('crucible').options())
@@ -137,7 +188,9 @@ function M.check()
     h.info('stopped by :Crucible stop; :Crucible restart starts it again')
   end
   if server(h) then
-    providers(h)
+    local status, why_not = running_status()
+    shared(h, status)
+    providers(h, status, why_not)
   end
 end
 
