@@ -50,9 +50,7 @@ else -- vim.lsp.config('*'): the user's hooks for every server, Crucible's too
 end
 """
 
-CLIENT_ID = (
-    "local c = require('crucible.client').get(0) return c and c.initialized and c.id or nil"
-)
+CLIENT_ID = "local c = require('crucible.client').get(0) return c and c.initialized and c.id or nil"
 
 # Whether the plugin's on_init ran: it wraps client.request (compat.rewrite_requests) so that
 # code-action requests carry the other servers' diagnostics.

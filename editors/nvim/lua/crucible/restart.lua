@@ -3,8 +3,9 @@
 -- which ends every window's session at once) would leave suggestions silently off until
 -- Neovim is restarted. The bound is VS Code's languageclient's: at most MAX_RESTARTS
 -- restarts within WINDOW_MS; the next unexpected exit in that window gives up, with one
--- message, until :Crucible restart. One message per exit, beside Neovim's own (after_core). What counts as unexpected is client.lua's to say
--- (not stopped by the plugin, Neovim not quitting, not a clean exit after shutdown).
+-- message, until :Crucible restart. One message per exit, after Neovim's own (after_core).
+-- What counts as unexpected is client.lua's to say (not stopped by the plugin, Neovim not
+-- quitting, not a clean exit after shutdown).
 local compat = require('crucible.compat')
 
 local M = {}
@@ -75,19 +76,17 @@ function M.on_unexpected_exit(code, signal, buffers, restart, halt)
   if #stops > M.MAX_RESTARTS then
     halt()
     gave_up = string.format(
-      'server exited %d times in %d minutes (last: %s); not restarting it again.'
-        .. ' Restart by hand: :Crucible restart (details: :checkhealth crucible)',
+      'server exited %d times in %d minutes (last: %s); stopped restarting it',
       #stops,
       M.WINDOW_MS / 60000,
       why
     )
-    after_core('Crucible: ' .. gave_up, vim.log.levels.ERROR)
+    local how = '. Restart it by hand: :Crucible restart'
+    after_core('Crucible: ' .. gave_up .. how, vim.log.levels.ERROR)
     return
   end
-  after_core(
-    string.format('Crucible: server exited (%s); restarting (%d of %d)', why, #stops, M.MAX_RESTARTS),
-    vim.log.levels.WARN
-  )
+  local message = 'Crucible: server exited (%s); restarting (%d of %d)'
+  after_core(string.format(message, why, #stops, M.MAX_RESTARTS), vim.log.levels.WARN)
   waiting = vim.list_extend({}, buffers)
   vim.defer_fn(function()
     local pending = waiting
