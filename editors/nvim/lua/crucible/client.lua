@@ -190,16 +190,12 @@ local registered
 --- hooks chained after the plugin's).
 function M.base_config()
   local user = options.lsp or {}
-  local config = vim.tbl_deep_extend('force', {
-    name = M.NAME,
-    cmd = M.command(),
-    init_options = options.settings,
-    -- Answers the server's workspace/configuration pull for the `crucible` section.
-    settings = { crucible = options.settings },
-    capabilities = capabilities(),
-  }, user)
+  local config = vim.tbl_deep_extend('force', { capabilities = capabilities() }, user)
+  -- Which server, and its settings, are the plugin's own options (cmd, settings).
   config.name = M.NAME
+  config.cmd = M.command()
   config.init_options = options.settings
+  -- Answers the server's workspace/configuration pull for the `crucible` section.
   config.settings = { crucible = options.settings }
   return hooks.compose(config, own_hooks, user)
 end

@@ -36,7 +36,8 @@ M.defaults = {
     trigger = '<M-\\>',
   },
   -- Your own fields of the LSP client configuration (as for vim.lsp.start_client: on_attach,
-  -- on_exit, on_init, handlers, flags, ...), merged over the plugin's on every version. Hooks
+  -- on_exit, on_init, handlers, flags, ...; cmd and settings are the options above), merged
+  -- over the plugin's on every version. Hooks
   -- the plugin sets too (on_init, on_exit, crucible/* handlers) run after the plugin's rather
   -- than replace them. On 0.11+ `vim.lsp.config('crucible', {...})` does the same.
   lsp = {},
