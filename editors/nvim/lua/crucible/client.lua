@@ -5,6 +5,7 @@
 -- Attaching is this module's own (BufEnter/FileType autocommands), not vim.lsp.enable's:
 -- enable attaches on FileType only, so a file without a filetype would get no suggestions.
 local compat = require('crucible.compat')
+local hooks = require('crucible.hooks')
 
 local M = {}
 
@@ -174,30 +175,42 @@ local function on_exit(code, signal, client_id)
   end)
 end
 
+-- The plugin's own hooks. They are chained before the user's (hooks.lua) wherever a user's
+-- configuration could replace them.
+local own_hooks = {
+  on_init = function(client)
+    compat.rewrite_requests(client, function(method, params, bufnr)
+      if method == 'textDocument/codeAction' then
+        return require('crucible.diagnostics').for_code_action(client, params, bufnr)
+      end
+      return params
+    end)
+    -- Keys typed while the server started asked nothing: ask now.
+    vim.schedule(function()
+      require('crucible.suggestion').on_ready()
+    end)
+  end,
+  on_exit = on_exit,
+  handlers = { ['crucible/didChangeStatus'] = on_status },
+}
+
+-- What was registered with vim.lsp.config (0.11+): its hooks tell the user's apart.
+local registered
+
+--- The client configuration: the plugin's, with the user's `lsp` option merged over it (its
+--- hooks chained after the plugin's).
 function M.base_config()
-  return {
-    name = M.NAME,
-    cmd = M.command(),
-    cmd_env = M.command_env(),
-    init_options = options.settings,
-    -- Answers the server's workspace/configuration pull for the `crucible` section.
-    settings = { crucible = options.settings },
-    capabilities = capabilities(),
-    handlers = { ['crucible/didChangeStatus'] = on_status },
-    on_init = function(client)
-      compat.rewrite_requests(client, function(method, params, bufnr)
-        if method == 'textDocument/codeAction' then
-          return require('crucible.diagnostics').for_code_action(client, params, bufnr)
-        end
-        return params
-      end)
-      -- Keys typed while the server started asked nothing: ask now.
-      vim.schedule(function()
-        require('crucible.suggestion').on_ready()
-      end)
-    end,
-    on_exit = on_exit,
-  }
+  local user = options.lsp or {}
+  local config = vim.tbl_deep_extend('force', { capabilities = capabilities() }, user)
+  -- Which server, and its settings, are the plugin's own options (cmd, settings).
+  config.name = M.NAME
+  config.cmd = M.command()
+  -- The user's environment for the server, with CRUCIBLE_SHARED from the `shared` option.
+  config.cmd_env = vim.tbl_extend('force', user.cmd_env or {}, M.command_env())
+  config.init_options = options.settings
+  -- Answers the server's workspace/configuration pull for the `crucible` section.
+  config.settings = { crucible = options.settings }
+  return hooks.compose(config, own_hooks, user)
 end
 
 local function uses_lsp_config()
@@ -205,12 +218,19 @@ local function uses_lsp_config()
 end
 
 -- 0.11+: the configuration as vim.lsp.config resolves it, so that the user's own
--- vim.lsp.config('crucible', {...}) after setup() is merged over the plugin's.
+-- vim.lsp.config('crucible', {...}) after setup() is merged over the plugin's; a hook it
+-- replaced (or, where it set none, one from vim.lsp.config('*', {...}), which the plugin's
+-- registration would otherwise hide) runs after the registered one.
 local function resolved_config()
   if not uses_lsp_config() then
     return M.base_config()
   end
   local resolved = vim.deepcopy(vim.lsp.config[M.NAME])
+  local ok, everyone = pcall(function()
+    return vim.lsp.config['*']
+  end)
+  local theirs = hooks.replaced(resolved, registered, ok and everyone or {})
+  resolved = hooks.compose(resolved, registered, theirs)
   resolved.name = M.NAME
   -- The server settings are the plugin's (setup, update_settings): always the newest.
   resolved.init_options = options.settings
@@ -221,7 +241,8 @@ end
 function M.configure(opts)
   options = opts
   if uses_lsp_config() then
-    vim.lsp.config(M.NAME, M.base_config())
+    registered = M.base_config()
+    vim.lsp.config(M.NAME, registered)
   end
 end
 

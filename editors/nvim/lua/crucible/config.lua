@@ -41,6 +41,12 @@ M.defaults = {
     previous = '<M-[>',
     trigger = '<M-\\>',
   },
+  -- Your own fields of the LSP client configuration (as for vim.lsp.start_client: on_attach,
+  -- on_exit, on_init, handlers, flags, ...; cmd and settings are the options above), merged
+  -- over the plugin's on every version. Hooks
+  -- the plugin sets too (on_init, on_exit, crucible/* handlers) run after the plugin's rather
+  -- than replace them. On 0.11+ `vim.lsp.config('crucible', {...})` does the same.
+  lsp = {},
   -- Forward other servers' diagnostics to Crucible (crucible/didChangeDiagnostics).
   diagnostics = { forward = true, debounce_ms = 500 },
 }
@@ -54,6 +60,9 @@ function M.merge(opts)
   -- Lists replace, they do not merge element by element.
   if opts and opts.cmd then
     merged.cmd = opts.cmd
+  end
+  if opts and opts.lsp then -- as given: the user's functions and lists, not copies
+    merged.lsp = opts.lsp
   end
   if opts and opts.root_markers then
     merged.root_markers = opts.root_markers

@@ -182,7 +182,9 @@ function M.check()
   local gave_up = require('crucible.restart').given_up()
   if gave_up then
     h.start('crucible: restarts')
-    h.error(gave_up .. '; the LSP log (:Crucible log) has its stderr')
+    h.error(
+      gave_up .. '. :Crucible restart starts it again; the LSP log (:Crucible log) has its stderr'
+    )
   elseif client.halted() then
     h.start('crucible: restarts')
     h.info('stopped by :Crucible stop; :Crucible restart starts it again')

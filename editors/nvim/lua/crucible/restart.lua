@@ -3,8 +3,9 @@
 -- which ends every window's session at once) would leave suggestions silently off until
 -- Neovim is restarted. The bound is VS Code's languageclient's: at most MAX_RESTARTS
 -- restarts within WINDOW_MS; the next unexpected exit in that window gives up, with one
--- message, until :Crucible restart. What counts as unexpected is client.lua's to say
--- (not stopped by the plugin, Neovim not quitting, not a clean exit after shutdown).
+-- message, until :Crucible restart. One message per exit, after Neovim's own (after_core).
+-- What counts as unexpected is client.lua's to say (not stopped by the plugin, Neovim not
+-- quitting, not a clean exit after shutdown).
 local compat = require('crucible.compat')
 
 local M = {}
@@ -33,13 +34,27 @@ local function now_ms()
   return compat.uv.hrtime() / 1e6
 end
 
---- Why a process ended, in words: "exit code 3", "signal 9 (SIGKILL)".
+--- Why a process ended, in words: "exit code 3", "signal 9, SIGKILL".
 function M.reason(code, signal)
   if signal and signal ~= 0 then
     local name = SIGNALS[signal]
-    return 'signal ' .. signal .. (name and (' (' .. name .. ')') or '')
+    return 'signal ' .. signal .. (name and (', ' .. name) or '')
   end
   return 'exit code ' .. tostring(code)
+end
+
+-- Neovim reports every exit that is not clean itself ("Client crucible quit with exit code 0
+-- and signal 9", a WARN through vim.notify, on 0.7.2 as on 0.12), and offers no way to keep
+-- it quiet: no option, and the plugin's on_exit cannot veto it. So the plugin's message is
+-- the line after it, which says what happens next. Core queues its line in the same
+-- main-loop turn as the plugin's on_exit: before calling it on 0.12, after it on 0.7.2.
+-- This is called from the callback on_exit scheduled; scheduling once more puts the
+-- plugin's line after core's on both, so it is the one left on the command line (before,
+-- 0.7.2 showed core's alone).
+local function after_core(message, level)
+  vim.schedule(function()
+    vim.notify(message, level)
+  end)
 end
 
 --- An unexpected exit of a server that served `buffers`. `restart(buffers)` starts the server
@@ -57,21 +72,21 @@ function M.on_unexpected_exit(code, signal, buffers, restart, halt)
     table.remove(stops, 1)
   end
   stops[#stops + 1] = now
+  local why = M.reason(code, signal)
   if #stops > M.MAX_RESTARTS then
     halt()
     gave_up = string.format(
-      'the server stopped %d times in %d minutes; not restarting'
-        .. ' (:Crucible restart, :checkhealth crucible)',
+      'server exited %d times in %d minutes (last: %s); stopped restarting it',
       #stops,
-      M.WINDOW_MS / 60000
+      M.WINDOW_MS / 60000,
+      why
     )
-    vim.notify('Crucible: ' .. gave_up, vim.log.levels.ERROR)
+    local how = '. Restart it by hand: :Crucible restart'
+    after_core('Crucible: ' .. gave_up .. how, vim.log.levels.ERROR)
     return
   end
-  vim.notify(
-    string.format('Crucible: the server stopped (%s); restarting it', M.reason(code, signal)),
-    vim.log.levels.WARN
-  )
+  local message = 'Crucible: server exited (%s); restarting (%d of %d)'
+  after_core(string.format(message, why, #stops, M.MAX_RESTARTS), vim.log.levels.WARN)
   waiting = vim.list_extend({}, buffers)
   vim.defer_fn(function()
     local pending = waiting
