@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from tests.redis_server import MISSING_REASON, REDIS_SERVER, RedisServer
 
-from crucible.team.redis_link import LinkState, RedisLink, RedisUnavailable, TeamRedis
+from crucible.runtime.samples import RecentSamples
+from crucible.team.redis_link import (
+    LinkState,
+    RedisLink,
+    RedisUnavailable,
+    TeamRedis,
+    latency_ms,
+)
 
 
 class FakeClock:
@@ -22,6 +29,15 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_the_latency_block_is_p50_and_p99_in_ms_none_before_a_round_trip() -> None:
+    """The one ``latency_ms`` block of the link's status and of L3's (``cache/team.py``)."""
+    round_trips = RecentSamples(256)
+    assert latency_ms(round_trips) == {"p50": None, "p99": None}
+    for seconds in [0.0001234] * 98 + [0.002, 0.0456789]:
+        round_trips.add(seconds)
+    assert latency_ms(round_trips) == {"p50": 0.123, "p99": 2.0}
 
 
 async def _up(server: RedisServer, **kwargs: object) -> RedisLink:

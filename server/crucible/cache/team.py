@@ -54,7 +54,7 @@ from typing import Any
 from crucible.completion.suggestion import Suggestion
 from crucible.runtime.samples import RecentSamples
 from crucible.runtime.tasks import BackgroundTasks
-from crucible.team.redis_link import RedisLink, RedisUnavailable
+from crucible.team.redis_link import LATENCY_SAMPLES, RedisLink, RedisUnavailable, latency_ms
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,6 @@ _HEADER = struct.Struct("!4sBI8s16s")  # magic, version, length, checksum, key d
 _QUEUE = 256  # answers waiting to be written; a Redis this far behind loses the newest
 _WRITE_BUDGET_S = 0.5  # a write waits for no one, but a stuck one must end
 _ENTRY_OVERHEAD = 64  # what Redis keeps per entry besides the bytes Crucible sends (estimate)
-_LATENCIES = 256
 
 # KEYS: the value, the index (member -> write time, ms), the sizes (member -> bytes), the
 # byte count. ARGV: value, ttl (ms), budget (bytes), member, size, prefix of value keys.
@@ -165,7 +164,7 @@ class TeamCache:
         self._tasks: BackgroundTasks | None = None  # made on the loop of the first write
         self._script: Any = None  # redis-py's Script (EVALSHA, loaded again after NOSCRIPT)
         self._script_client: Any = None  # the client it is registered on
-        self._latencies = RecentSamples(_LATENCIES)
+        self._latencies = RecentSamples(LATENCY_SAMPLES)
         self._prefix = link.key("l3", "")
         self._index_keys = [link.key("l3-index"), link.key("l3-sizes"), link.key("l3-bytes")]
         self.counts = dict.fromkeys(
@@ -296,8 +295,6 @@ class TeamCache:
         counts = self.counts
         asked = counts["hits"] + counts["misses"] + counts["garbage"]
         link = self.link.status()
-        p50 = self._latencies.percentile(0.5)
-        p99 = self._latencies.percentile(0.99)
         return {
             "enabled": True,
             "state": link["state"],
@@ -307,8 +304,5 @@ class TeamCache:
             **counts,
             "hit_rate": round(counts["hits"] / asked, 3) if asked else None,
             "queued": len(self._queue),
-            "latency_ms": {
-                "p50": None if p50 is None else round(p50 * 1000, 3),
-                "p99": None if p99 is None else round(p99 * 1000, 3),
-            },
+            "latency_ms": latency_ms(self._latencies),
         }

@@ -79,7 +79,8 @@ _POLICY = BreakerPolicy(
 _CONNECT_TIMEOUT_S = 0.5
 # Connections the pool may hold: lookups from several documents, writes and the budget.
 _MAX_CONNECTIONS = 8
-_LATENCIES = 256
+# The round trips whose percentiles status shows (:func:`latency_ms`): the link's, L3's.
+LATENCY_SAMPLES = 256
 # How much longer a call past its budget is left to finish before it is cancelled (and its
 # connection dropped): a Redis paused or stuck for longer is down, not slow.
 _HOLD_S = 2.0
@@ -141,7 +142,7 @@ class RedisLink:
         self._refusals: type[BaseException] | tuple[()] = ()
         self._listeners: list[StateListener] = []
         self._warming: asyncio.Future[None] | None = None
-        self._latencies = RecentSamples(_LATENCIES)
+        self._latencies = RecentSamples(LATENCY_SAMPLES)
         self.calls = 0
         self.failures = 0
         self.timeouts = 0
@@ -273,8 +274,6 @@ class RedisLink:
 
     def status(self) -> dict[str, Any]:
         """``crucible/status``'s view: nothing secret (the URL is masked)."""
-        p50 = self._latencies.percentile(0.5)
-        p99 = self._latencies.percentile(0.99)
         return {
             "state": str(self._state),
             "reason": self._reason,
@@ -286,10 +285,7 @@ class RedisLink:
             "skipped": self.skipped,
             "refused": self.refused,
             "held": self.held,
-            "latency_ms": {
-                "p50": None if p50 is None else round(p50 * 1000, 3),
-                "p99": None if p99 is None else round(p99 * 1000, 3),
-            },
+            "latency_ms": latency_ms(self._latencies),
         }
 
     async def aclose(self) -> None:
@@ -327,6 +323,17 @@ class RedisLink:
             log.info("shared redis at %s is %s", mask_url(self.target.url), state)
         for listener in self._listeners:
             listener(state, reason)
+
+
+def latency_ms(round_trips: RecentSamples) -> dict[str, float | None]:
+    """``crucible/status``'s ``latency_ms`` of Redis round trips (seconds in ``round_trips``):
+    the link's every call, and L3's lookups (``cache/team.py``). The p50 and p99 in ms to the
+    µs (a local Redis answers in tens of µs), None before the first round trip."""
+    p50, p99 = round_trips.percentile(0.5), round_trips.percentile(0.99)
+    return {
+        "p50": None if p50 is None else round(p50 * 1000, 3),
+        "p99": None if p99 is None else round(p99 * 1000, 3),
+    }
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
