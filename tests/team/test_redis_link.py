@@ -15,6 +15,7 @@ from tests.redis_server import MISSING_REASON, REDIS_SERVER, RedisServer
 
 from crucible.runtime.samples import RecentSamples
 from crucible.team.redis_link import (
+    LinkScript,
     LinkState,
     RedisLink,
     RedisUnavailable,
@@ -58,6 +59,40 @@ async def test_a_call_within_its_budget_reaches_redis(redis_server: RedisServer)
     assert status["latency_ms"]["p50"] is not None
     await link.aclose()
     assert link.state is LinkState.CLOSED
+
+
+async def _script_loads(link: RedisLink) -> int:
+    """How many SCRIPT commands (LOAD, FLUSH, EXISTS) Redis has served."""
+    stats = await link.run(lambda r: r.info("commandstats"), budget_s=1.0, what="info")
+    # "cmdstat_script" before Redis 7, "cmdstat_script|load" … since.
+    return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_script"))
+
+
+async def test_a_script_loaded_ahead_costs_its_first_call_one_evalsha_and_survives_a_flush(
+    redis_server: RedisServer,
+) -> None:
+    link = await _up(redis_server)
+    script = LinkScript(link, "return ARGV[1] .. KEYS[1]")
+    try:
+        await script.load(budget_s=1.0, what="load")
+        loads = await _script_loads(link)
+        assert loads >= 1
+        assert await script.run(["k"], ["v"], budget_s=1.0, what="run") == b"vk"
+        assert await _script_loads(link) == loads  # EVALSHA found it: no SCRIPT LOAD again
+        await link.run(lambda r: r.script_flush(), budget_s=1.0, what="flush")
+        # NOSCRIPT (a restarted or flushed Redis): loaded again and run, not a failure.
+        assert await script.run(["k2"], ["w"], budget_s=1.0, what="run") == b"wk2"
+        assert link.failures == 0
+    finally:
+        await link.aclose()
+
+
+async def test_a_script_not_loaded_ahead_runs_on_its_first_call(redis_server: RedisServer) -> None:
+    link = await _up(redis_server)
+    try:
+        assert await LinkScript(link, "return 7").run([], [], budget_s=1.0, what="run") == 7
+    finally:
+        await link.aclose()
 
 
 async def test_a_redis_stopped_opens_the_breaker_and_is_not_asked(

@@ -54,7 +54,13 @@ from typing import Any
 from crucible.completion.suggestion import Suggestion
 from crucible.runtime.samples import RecentSamples
 from crucible.runtime.tasks import BackgroundTasks
-from crucible.team.redis_link import LATENCY_SAMPLES, RedisLink, RedisUnavailable, latency_ms
+from crucible.team.redis_link import (
+    LATENCY_SAMPLES,
+    LinkScript,
+    RedisLink,
+    RedisUnavailable,
+    latency_ms,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +168,9 @@ class TeamCache:
         self._queue_size = queue
         self._writer: asyncio.Task[None] | None = None
         self._tasks: BackgroundTasks | None = None  # made on the loop of the first write
-        self._script: Any = None  # redis-py's Script (EVALSHA, loaded again after NOSCRIPT)
-        self._script_client: Any = None  # the client it is registered on
+        # Not loaded ahead: a write waits for no request, and its first call may take the
+        # round trips of loading it (``LinkScript``).
+        self._put = LinkScript(link, _PUT)
         self._latencies = RecentSamples(LATENCY_SAMPLES)
         self._prefix = link.key("l3", "")
         self._index_keys = [link.key("l3-index"), link.key("l3-sizes"), link.key("l3-bytes")]
@@ -258,12 +265,7 @@ class TeamCache:
             keys = [redis_key, *self._index_keys]
             args = [value, self._ttl_ms, self._max_bytes, key, size, self._prefix]
             try:
-                # Awaited here, so the lambda's keys and args are this entry's.
-                trimmed = await self.link.run(
-                    lambda client: self._put_script(client)(keys=keys, args=args),  # noqa: B023
-                    budget_s=_WRITE_BUDGET_S,
-                    what="L3 write",
-                )
+                trimmed = await self._put.run(keys, args, budget_s=_WRITE_BUDGET_S, what="L3 write")
             except RedisUnavailable as exc:
                 # Refused (full: OOM), failed or not asked: the answer is kept in L1/L2 only.
                 self.counts["write_errors"] += 1
@@ -271,12 +273,6 @@ class TeamCache:
                 continue
             self.counts["writes"] += 1
             self.counts["trimmed"] += int(trimmed)
-
-    def _put_script(self, client: Any) -> Any:
-        if self._script is None or self._script_client is not client:
-            self._script = client.register_script(_PUT)
-            self._script_client = client
-        return self._script
 
     # -- lifetime and status ------------------------------------------------------------------
 

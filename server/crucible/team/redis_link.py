@@ -56,7 +56,16 @@ from crucible.runtime.samples import RecentSamples
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["LinkState", "RedisLink", "RedisRefused", "RedisUnavailable", "TeamRedis"]
+__all__ = [
+    "LATENCY_SAMPLES",
+    "LinkScript",
+    "LinkState",
+    "RedisLink",
+    "RedisRefused",
+    "RedisUnavailable",
+    "TeamRedis",
+    "latency_ms",
+]
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +332,48 @@ class RedisLink:
             log.info("shared redis at %s is %s", mask_url(self.target.url), state)
         for listener in self._listeners:
             listener(state, reason)
+
+
+class LinkScript:
+    """One Lua script run through a :class:`RedisLink`: the one way Crucible runs its scripts
+    (L3's write with its size budget, ``cache/team.py``; the team budget's decision,
+    ``team/budget.py``).
+
+    redis-py's ``Script`` does the running: EVALSHA, and after NOSCRIPT (a Redis restarted or
+    its scripts flushed) SCRIPT LOAD and EVALSHA again. It is registered once, on the first
+    client the link gives, and each call names the client it runs on, so it runs on the
+    link's client whichever that is. :meth:`load` sends the script ahead (SCRIPT LOAD) off
+    any request's path, for a caller whose first call has a budget of a few ms: without it,
+    that first call would be three round trips (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    """
+
+    def __init__(self, link: RedisLink, source: str) -> None:
+        self.link = link
+        self.source = source
+        self._script: Any = None  # redis-py's AsyncScript, once registered
+
+    def _registered(self, client: Redis) -> Any:
+        if self._script is None:
+            self._script = client.register_script(self.source)
+        return self._script
+
+    async def load(self, *, budget_s: float, what: str) -> None:
+        """SCRIPT LOAD within ``budget_s`` (which also opens a connection, when none is)."""
+
+        async def load(client: Redis) -> None:
+            self._registered(client)
+            await client.script_load(self.source)
+
+        await self.link.run(load, budget_s=budget_s, what=what)
+
+    async def run(self, keys: list[str], args: list[Any], *, budget_s: float, what: str) -> Any:
+        """The script's reply for ``keys`` and ``args``, within ``budget_s`` (``RedisLink.run``:
+        :class:`RedisUnavailable` otherwise)."""
+        return await self.link.run(
+            lambda client: self._registered(client)(keys=keys, args=args, client=client),
+            budget_s=budget_s,
+            what=what,
+        )
 
 
 def latency_ms(round_trips: RecentSamples) -> dict[str, float | None]:
