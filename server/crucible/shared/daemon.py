@@ -127,7 +127,6 @@ class Daemon:
         self._listener = listener
         self._inode = inode
         self._idle_s = idle_s
-        self._sessions = 0
         self._retiring = False
         self._accepting: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -136,7 +135,14 @@ class Daemon:
         self._loading = loading or start_loading()
         self._loaded: asyncio.Future[None] | None = None
         self._shared: SharedResources | None = None
-        self._logs: list[SessionLog] = []  # of the sessions being served
+        # The sessions being served, each by its log: from the welcome to the connection's
+        # end, through the wait for the server's import. Their count (``sessions_served``)
+        # is what keeps the daemon from exiting; ``SharedResources.sessions`` (status
+        # ``shared.sessions``) counts a session's ``App`` only, from its building to its close,
+        # and cannot stand for this one: it is made after the import the first session waits
+        # for (the daemon does not import the server to greet), and a session outlives its
+        # ``App`` until its connection has ended.
+        self._serving: list[SessionLog] = []
         # The code this process imports, fingerprinted now, before a checkout can change
         # under it: a client whose code is newer retires this daemon (shared/code_version.py).
         self.version = code_version()
@@ -231,7 +237,6 @@ class Daemon:
             writer.close()
             return
         writer.write(Welcome(self.version, accepted=True).encode())
-        self._sessions += 1
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -241,7 +246,6 @@ class Daemon:
             logger.exception("a session failed")
             writer.close()
         finally:
-            self._sessions -= 1
             self._session_ended()
 
     async def _session(
@@ -256,8 +260,8 @@ class Daemon:
         # thin client's stderr.
         log = self._session_log(hello, stderr_fd)
         SESSION_LOG.set(log)
-        self._logs.append(log)
-        daemon_levels([s.level for s in self._logs])
+        self._serving.append(log)  # counted from here, before any wait (``sessions_served``)
+        daemon_levels([s.level for s in self._serving])
         try:
             assert self._loaded is not None
             await asyncio.wait_for(asyncio.shield(self._loaded), LOAD_S)
@@ -270,15 +274,15 @@ class Daemon:
             config = Path(hello.config) if hello.config else None
             app = App(config_path=config, env=hello.env, shared=self._shared)
             server = build_server(app)
-            logger.info("session started (%d open)", self._sessions)
+            logger.info("session started (%d open)", self.sessions_served)
             requests = server.protocol._request_futures
             code = await server.serve_connection(
                 reader, writer, lambda read: SessionFrames(read, requests)
             )
             logger.info("session ended (exit code %d)", code)
         finally:
-            self._logs.remove(log)
-            daemon_levels([s.level for s in self._logs])
+            self._serving.remove(log)
+            daemon_levels([s.level for s in self._serving])
             log.close()
 
     @staticmethod
@@ -302,8 +306,13 @@ class Daemon:
 
     # -- lifetime ----------------------------------------------------------------------------
 
+    @property
+    def sessions_served(self) -> int:
+        """Sessions welcomed whose connection has not ended (``_serving``)."""
+        return len(self._serving)
+
     def _session_ended(self) -> None:
-        if self._sessions:
+        if self._serving:
             return
         if self._retiring:
             self._finish()
@@ -316,7 +325,7 @@ class Daemon:
 
     def _idle_expired(self) -> None:
         self._idle = None
-        if not self._sessions:
+        if not self._serving:
             logger.info("no session for %g s: exiting", self._idle_s)
             self._finish()
 
@@ -327,7 +336,7 @@ class Daemon:
         self._retiring = True
         self._stop_accepting()
         self._remove_files()
-        if not self._sessions:
+        if not self._serving:
             self._finish()
 
     def _finish(self) -> None:
