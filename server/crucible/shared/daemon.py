@@ -22,10 +22,10 @@ and a ``CrucibleLanguageServer`` of its own, served on the connection's streams 
 client (``serve_connection``). Its log records go to its own editor and, when its window was
 started with ``--log-file``, to that file, both at its window's ``--log-level``
 (``runtime/log.py`` ``SessionLog``), its WARNING+ records to its thin client's stderr (a
-pipe the client passed with the hello: ``read_hello``, ``SessionStderr``), and at INFO to
-the daemon's log file. Its end
-(``exit``, end of input, a client killed, a broken frame, its editor's process gone) ends only
-it; an exception in it is logged and goes no further.
+pipe the client passed with the hello: ``read_hello``, owned by its ``SessionStderr`` from
+then on: ``client_stderr``), and at INFO to the daemon's log file. Its end (``exit``, end of
+input, a client killed, a broken frame, its editor's process gone) ends only it; an
+exception in it is logged and goes no further.
 
 A hello of a newer version makes the daemon retire: it answers ``accepted: false``, stops
 accepting, removes its socket file (the new daemon binds a new one), and exits once its last
@@ -206,17 +206,25 @@ class Daemon:
             logger.warning("a client's hello was not understood: %s", exc)
             conn.close()
             return
-        stderr_fd, extra = (fds[0], fds[1:]) if fds else (None, [])
-        for fd in extra:
-            os.close(fd)
+        # The client's stderr pipe has one owner from here: its handler (``client_stderr``),
+        # which the session's log closes when it ends, and this on every path (a hello not
+        # understood, refused, a session failed or ended). Closing it is idempotent: the
+        # descriptor is closed exactly once, whichever path gets there first.
+        stderr = client_stderr(fds)
+        try:
+            await self._greet(conn, line, stderr)
+        finally:
+            if stderr is not None:
+                stderr.close()
+
+    async def _greet(self, conn: socket.socket, line: bytes, stderr: SessionStderr | None) -> None:
+        """Answer the hello ``line``, and serve the session it opens, if accepted."""
         try:
             hello = Hello.decode(line)
             reader, writer = await asyncio.open_unix_connection(sock=conn)
         except (HandshakeError, OSError, ValueError) as exc:
             logger.warning("a client's hello was not understood: %s", exc)
             conn.close()
-            if stderr_fd is not None:
-                os.close(stderr_fd)
             return
         accepted, retire = welcome_for(hello, self.version, self._retiring)
         if not accepted:
@@ -229,8 +237,6 @@ class Daemon:
                     hello.version,
                     hello.protocol,
                 )
-            if stderr_fd is not None:
-                os.close(stderr_fd)
             writer.write(Welcome(self.version, accepted=False).encode())
             with contextlib.suppress(OSError):
                 await writer.drain()
@@ -241,7 +247,7 @@ class Daemon:
             self._idle.cancel()
             self._idle = None
         try:
-            await self._session(hello, reader, writer, stderr_fd)
+            await self._session(hello, reader, writer, stderr)
         except Exception:  # one session's failure is logged, and reaches no other
             logger.exception("a session failed")
             writer.close()
@@ -253,12 +259,12 @@ class Daemon:
         hello: Hello,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        stderr_fd: int | None,
+        stderr: SessionStderr | None,
     ) -> None:
         # This task's records (and those of the tasks it starts) go to this session's editor
         # and its window's --log-file, at its window's --log-level, and its warnings to its
         # thin client's stderr.
-        log = self._session_log(hello, stderr_fd)
+        log = self._session_log(hello, stderr)
         SESSION_LOG.set(log)
         self._serving.append(log)  # counted from here, before any wait (``sessions_served``)
         daemon_levels([s.level for s in self._serving])
@@ -286,14 +292,8 @@ class Daemon:
             log.close()
 
     @staticmethod
-    def _session_log(hello: Hello, stderr_fd: int | None) -> SessionLog:
+    def _session_log(hello: Hello, stderr: SessionStderr | None) -> SessionLog:
         client = ClientLogHandler()
-        stderr = None
-        if stderr_fd is not None:
-            try:
-                stderr = SessionStderr(stderr_fd)
-            except OSError:  # not a descriptor we can make non-blocking: not written to
-                os.close(stderr_fd)
         path = Path(hello.cwd, hello.log_file) if hello.log_file else None
         try:
             return SessionLog(hello.log_level, client, path, stderr)
@@ -351,6 +351,14 @@ class Daemon:
         with contextlib.suppress(OSError, ValueError):
             if int(self._place.pid.read_text()) == os.getpid():
                 self._place.pid.unlink()
+
+
+def client_stderr(fds: list[int]) -> SessionStderr | None:
+    """The handler that owns the client's stderr pipe, the first descriptor sent with its
+    hello (``read_hello``), from now; any other descriptor sent is closed at once."""
+    for fd in fds[1:]:
+        os.close(fd)
+    return SessionStderr(fds[0]) if fds else None
 
 
 async def read_hello(conn: socket.socket) -> tuple[bytes, list[int]]:
