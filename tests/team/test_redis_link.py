@@ -77,20 +77,28 @@ async def test_a_script_loaded_ahead_costs_its_first_call_one_evalsha_and_surviv
         await script.load(budget_s=1.0, what="load")
         loads = await _script_loads(link)
         assert loads >= 1
-        assert await script.run(["k"], ["v"], budget_s=1.0, what="run") == b"vk"
+        assert await script.run(["k"], ["v"], bytes, budget_s=1.0, what="run") == b"vk"
         assert await _script_loads(link) == loads  # EVALSHA found it: no SCRIPT LOAD again
         await link.run(lambda r: r.script_flush(), budget_s=1.0, what="flush")
         # NOSCRIPT (a restarted or flushed Redis): loaded again and run, not a failure.
-        assert await script.run(["k2"], ["w"], budget_s=1.0, what="run") == b"wk2"
+        assert await script.run(["k2"], ["w"], bytes, budget_s=1.0, what="run") == b"wk2"
         assert link.failures == 0
     finally:
         await link.aclose()
 
 
-async def test_a_script_not_loaded_ahead_runs_on_its_first_call(redis_server: RedisServer) -> None:
+async def test_a_script_not_loaded_ahead_runs_on_its_first_call_and_its_reply_is_read(
+    redis_server: RedisServer,
+) -> None:
     link = await _up(redis_server)
     try:
-        assert await LinkScript(link, "return 7").run([], [], budget_s=1.0, what="run") == 7
+        script = LinkScript(link, "return 7")
+        assert await script.run([], [], int, budget_s=1.0, what="run") == 7
+        # A reply its reader cannot read is garbage: the link's failure, not the caller's.
+        garbage = LinkScript(link, "return 'not a number'")
+        with pytest.raises(RedisUnavailable):
+            await garbage.run([], [], int, budget_s=1.0, what="run")
+        assert link.failures == 1
     finally:
         await link.aclose()
 

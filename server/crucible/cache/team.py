@@ -265,14 +265,16 @@ class TeamCache:
             keys = [redis_key, *self._index_keys]
             args = [value, self._ttl_ms, self._max_bytes, key, size, self._prefix]
             try:
-                trimmed = await self._put.run(keys, args, budget_s=_WRITE_BUDGET_S, what="L3 write")
+                trimmed = await self._put.run(
+                    keys, args, int, budget_s=_WRITE_BUDGET_S, what="L3 write"
+                )
             except RedisUnavailable as exc:
                 # Refused (full: OOM), failed or not asked: the answer is kept in L1/L2 only.
                 self.counts["write_errors"] += 1
                 logger.debug("L3: an answer was not written: %s", exc)
                 continue
             self.counts["writes"] += 1
-            self.counts["trimmed"] += int(trimmed)
+            self.counts["trimmed"] += trimmed
 
     # -- lifetime and status ------------------------------------------------------------------
 

@@ -168,6 +168,11 @@ class TeamLimits:
         return bool(self.calls_per_minute or self.tokens_per_minute or self.tokens_per_month)
 
 
+def _ints(reply: Any) -> list[int]:
+    """The budget script's reply (a list of integers), read within the call."""
+    return [int(x) for x in reply]
+
+
 def budget_identity(settings: ProviderSettings) -> str:
     """The API a budget counts against: kind, the base URL's origin and the model, hashed
     (an address can name a private host; the key is never part of it). Two teammates'
@@ -401,8 +406,7 @@ class TeamBudget:
         ]
 
         try:
-            reply = await script.run(keys, args, budget_s=self._budget_s, what="budget")
-            answer = [int(x) for x in reply]
+            answer = await script.run(keys, args, _ints, budget_s=self._budget_s, what="budget")
         except RedisUnavailable:
             if correction:  # not sent: keep it for the next call
                 budget.pending[month] = budget.pending.get(month, 0) + correction

@@ -366,14 +366,23 @@ class LinkScript:
 
         await self.link.run(load, budget_s=budget_s, what=what)
 
-    async def run(self, keys: list[str], args: list[Any], *, budget_s: float, what: str) -> Any:
-        """The script's reply for ``keys`` and ``args``, within ``budget_s`` (``RedisLink.run``:
-        :class:`RedisUnavailable` otherwise)."""
-        return await self.link.run(
-            lambda client: self._registered(client)(keys=keys, args=args, client=client),
-            budget_s=budget_s,
-            what=what,
-        )
+    async def run(
+        self,
+        keys: list[str],
+        args: list[Any],
+        read: Callable[[Any], T],
+        *,
+        budget_s: float,
+        what: str,
+    ) -> T:
+        """The script's reply for ``keys`` and ``args`` as ``read`` makes it, within
+        ``budget_s`` (``RedisLink.run``: :class:`RedisUnavailable` otherwise). ``read`` runs
+        within the call, so a reply it cannot read is the link's failure, as any garbage."""
+
+        async def call(client: Redis) -> T:
+            return read(await self._registered(client)(keys=keys, args=args, client=client))
+
+        return await self.link.run(call, budget_s=budget_s, what=what)
 
 
 def latency_ms(round_trips: RecentSamples) -> dict[str, float | None]:
