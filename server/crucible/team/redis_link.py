@@ -20,6 +20,8 @@ allows the whole team). Both go through this link, the only module importing ``r
   failure: Redis answered, and lookups still work. It is :class:`RedisRefused`, counted.
 * **Connected off the path.** :meth:`warm` also makes the first connection (a PING within
   the connect timeout), so no lookup's budget is spent on a TCP or TLS handshake.
+* **One way to run a Lua script** (:class:`LinkScript`: L3's write, the budget's decision),
+  and one latency block for status (:func:`latency_ms`: the link's calls, L3's lookups).
 * **One message.** Each change of :attr:`state` is passed to the listener App gives, which
   tells the user once per problem (``runtime/notices.py``); ``crucible/status`` shows
   :meth:`status`: the state, calls, failures, timeouts and latency percentiles.
