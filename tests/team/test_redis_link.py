@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 from tests.redis_server import MISSING_REASON, REDIS_SERVER, RedisServer
 
-from crucible.team.redis_link import LinkState, RedisLink, RedisUnavailable, TeamRedis
+from crucible.runtime.samples import RecentSamples
+from crucible.team.redis_link import (
+    LinkScript,
+    LinkState,
+    RedisLink,
+    RedisUnavailable,
+    TeamRedis,
+    latency_ms,
+)
 
 
 class FakeClock:
@@ -22,6 +30,15 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_the_latency_block_is_p50_and_p99_in_ms_none_before_a_round_trip() -> None:
+    """The one ``latency_ms`` block of the link's status and of L3's (``cache/team.py``)."""
+    round_trips = RecentSamples(256)
+    assert latency_ms(round_trips) == {"p50": None, "p99": None}
+    for seconds in [0.0001234] * 98 + [0.002, 0.0456789]:
+        round_trips.add(seconds)
+    assert latency_ms(round_trips) == {"p50": 0.123, "p99": 2.0}
 
 
 async def _up(server: RedisServer, **kwargs: object) -> RedisLink:
@@ -42,6 +59,48 @@ async def test_a_call_within_its_budget_reaches_redis(redis_server: RedisServer)
     assert status["latency_ms"]["p50"] is not None
     await link.aclose()
     assert link.state is LinkState.CLOSED
+
+
+async def _script_loads(link: RedisLink) -> int:
+    """How many SCRIPT commands (LOAD, FLUSH, EXISTS) Redis has served."""
+    stats = await link.run(lambda r: r.info("commandstats"), budget_s=1.0, what="info")
+    # "cmdstat_script" before Redis 7, "cmdstat_script|load" … since.
+    return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_script"))
+
+
+async def test_a_script_loaded_ahead_costs_its_first_call_one_evalsha_and_survives_a_flush(
+    redis_server: RedisServer,
+) -> None:
+    link = await _up(redis_server)
+    script = LinkScript(link, "return ARGV[1] .. KEYS[1]")
+    try:
+        await script.load(budget_s=1.0, what="load")
+        loads = await _script_loads(link)
+        assert loads >= 1
+        assert await script.run(["k"], ["v"], bytes, budget_s=1.0, what="run") == b"vk"
+        assert await _script_loads(link) == loads  # EVALSHA found it: no SCRIPT LOAD again
+        await link.run(lambda r: r.script_flush(), budget_s=1.0, what="flush")
+        # NOSCRIPT (a restarted or flushed Redis): loaded again and run, not a failure.
+        assert await script.run(["k2"], ["w"], bytes, budget_s=1.0, what="run") == b"wk2"
+        assert link.failures == 0
+    finally:
+        await link.aclose()
+
+
+async def test_a_script_not_loaded_ahead_runs_on_its_first_call_and_its_reply_is_read(
+    redis_server: RedisServer,
+) -> None:
+    link = await _up(redis_server)
+    try:
+        script = LinkScript(link, "return 7")
+        assert await script.run([], [], int, budget_s=1.0, what="run") == 7
+        # A reply its reader cannot read is garbage: the link's failure, not the caller's.
+        garbage = LinkScript(link, "return 'not a number'")
+        with pytest.raises(RedisUnavailable):
+            await garbage.run([], [], int, budget_s=1.0, what="run")
+        assert link.failures == 1
+    finally:
+        await link.aclose()
 
 
 async def test_a_redis_stopped_opens_the_breaker_and_is_not_asked(

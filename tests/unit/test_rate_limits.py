@@ -4,6 +4,7 @@ make of them against the loopback fake, and the pool parking a member whose quot
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -116,6 +117,31 @@ async def test_an_answer_that_spends_the_quota_pauses_the_provider(gateway: Fake
         gateway.inject(Fault(headers=remaining), times=1)
         await collect(provider.stream_fim(FIM))
         assert provider.spent_quota() is None  # the next answer says there is quota again
+    finally:
+        await provider.aclose()
+
+
+async def test_a_spent_quota_is_said_at_info_when_it_is_news_not_on_every_answer(
+    gateway: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="crucible.providers.http_provider")
+    provider = openai(gateway)
+
+    async def answer(fault: Fault) -> list[int]:
+        """The levels of the quota records one answer carrying ``fault`` logs."""
+        caplog.clear()
+        gateway.inject(fault, times=1)
+        await collect(provider.stream_fim(FIM))
+        return [r.levelno for r in caplog.records if "quota is spent" in r.getMessage()]
+
+    try:
+        assert await answer(spent("30s")) == [logging.INFO]  # it became spent
+        assert await answer(spent("30s")) == [logging.DEBUG]  # the same reset, again
+        assert await answer(spent("29.5s")) == [logging.DEBUG]  # the same, counted down
+        assert await answer(spent("90s")) == [logging.INFO]  # a new reset time
+        assert await answer(spent("90s", "tokens")) == [logging.INFO]  # another window
+        assert await answer(Fault(headers=(("x-ratelimit-remaining-requests", "12"),))) == []
+        assert await answer(spent("90s")) == [logging.INFO]  # spent again after quota came back
     finally:
         await provider.aclose()
 

@@ -49,3 +49,20 @@ def test_a_full_pipe_drops_and_counts_and_never_blocks() -> None:
     assert text.rstrip().endswith("crucible.test: after")
     stderr.close()
     os.close(read_fd)
+
+
+def test_its_descriptor_is_closed_once_however_often_it_is_closed() -> None:
+    """The daemon closes the handler on every path and the session's log closes it too
+    (``shared/daemon.py``): the second close must not close a descriptor since reused."""
+    read_fd, write_fd = os.pipe()
+    stderr = SessionStderr(write_fd)
+    stderr.close()
+    assert os.read(read_fd, 1) == b""  # its end of file: the write end is closed
+    reused_read, reused_write = os.pipe()  # the lowest numbers free: likely the same
+    try:
+        stderr.close()
+        os.fstat(reused_read)
+        os.fstat(reused_write)  # still open
+    finally:
+        for fd in (read_fd, reused_read, reused_write):
+            os.close(fd)

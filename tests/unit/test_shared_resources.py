@@ -85,6 +85,29 @@ async def test_caches_are_shared_per_settings_and_counted_once() -> None:
     await shared.aclose()
 
 
+def test_the_sessions_counted_in_status_and_budgeted_are_one_list() -> None:
+    """``shared.sessions`` and ``memory.daemon.sessions`` read the same sessions, and a
+    session that left is counted by neither, whatever it does after (a late configuration)."""
+    from crucible.config.settings import MemorySettings
+
+    shared = SharedResources()
+    one, two = _Session(), _Session()
+    shared.join(one)
+    shared.join(two)
+    memory = shared.memory_for(one)
+    assert shared.snapshot()["sessions"] == 2
+    assert shared.budget.session_snapshot(two)["daemon"]["sessions"] == 2
+    assert shared.memory_components()["documents"] == 20
+    shared.leave(one)
+    memory.reconfigure(MemorySettings(soft_limit_mb=9000, hard_limit_mb=9500))
+    assert shared.sessions == 1 and shared.snapshot()["sessions"] == 1
+    assert shared.budget.session_snapshot(two)["daemon"]["sessions"] == 1
+    assert shared.budget.limits() == MemorySettings()  # the one that left asks for nothing
+    assert shared.memory_components()["documents"] == 10
+    shared.leave(two)
+    assert shared.sessions == 0 and shared.budget.members() == []
+
+
 def test_a_sessions_records_reach_only_its_own_editor() -> None:
     router = SessionLogRouter()
     logger = logging.getLogger("crucible.test_shared")

@@ -54,7 +54,13 @@ from typing import Any
 from crucible.completion.suggestion import Suggestion
 from crucible.runtime.samples import RecentSamples
 from crucible.runtime.tasks import BackgroundTasks
-from crucible.team.redis_link import RedisLink, RedisUnavailable
+from crucible.team.redis_link import (
+    LATENCY_SAMPLES,
+    LinkScript,
+    RedisLink,
+    RedisUnavailable,
+    latency_ms,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +72,6 @@ _HEADER = struct.Struct("!4sBI8s16s")  # magic, version, length, checksum, key d
 _QUEUE = 256  # answers waiting to be written; a Redis this far behind loses the newest
 _WRITE_BUDGET_S = 0.5  # a write waits for no one, but a stuck one must end
 _ENTRY_OVERHEAD = 64  # what Redis keeps per entry besides the bytes Crucible sends (estimate)
-_LATENCIES = 256
 
 # KEYS: the value, the index (member -> write time, ms), the sizes (member -> bytes), the
 # byte count. ARGV: value, ttl (ms), budget (bytes), member, size, prefix of value keys.
@@ -163,9 +168,10 @@ class TeamCache:
         self._queue_size = queue
         self._writer: asyncio.Task[None] | None = None
         self._tasks: BackgroundTasks | None = None  # made on the loop of the first write
-        self._script: Any = None  # redis-py's Script (EVALSHA, loaded again after NOSCRIPT)
-        self._script_client: Any = None  # the client it is registered on
-        self._latencies = RecentSamples(_LATENCIES)
+        # Not loaded ahead: a write waits for no request, and its first call may take the
+        # round trips of loading it (``LinkScript``).
+        self._put = LinkScript(link, _PUT)
+        self._latencies = RecentSamples(LATENCY_SAMPLES)
         self._prefix = link.key("l3", "")
         self._index_keys = [link.key("l3-index"), link.key("l3-sizes"), link.key("l3-bytes")]
         self.counts = dict.fromkeys(
@@ -259,11 +265,8 @@ class TeamCache:
             keys = [redis_key, *self._index_keys]
             args = [value, self._ttl_ms, self._max_bytes, key, size, self._prefix]
             try:
-                # Awaited here, so the lambda's keys and args are this entry's.
-                trimmed = await self.link.run(
-                    lambda client: self._put_script(client)(keys=keys, args=args),  # noqa: B023
-                    budget_s=_WRITE_BUDGET_S,
-                    what="L3 write",
+                trimmed = await self._put.run(
+                    keys, args, int, budget_s=_WRITE_BUDGET_S, what="L3 write"
                 )
             except RedisUnavailable as exc:
                 # Refused (full: OOM), failed or not asked: the answer is kept in L1/L2 only.
@@ -271,13 +274,7 @@ class TeamCache:
                 logger.debug("L3: an answer was not written: %s", exc)
                 continue
             self.counts["writes"] += 1
-            self.counts["trimmed"] += int(trimmed)
-
-    def _put_script(self, client: Any) -> Any:
-        if self._script is None or self._script_client is not client:
-            self._script = client.register_script(_PUT)
-            self._script_client = client
-        return self._script
+            self.counts["trimmed"] += trimmed
 
     # -- lifetime and status ------------------------------------------------------------------
 
@@ -296,8 +293,6 @@ class TeamCache:
         counts = self.counts
         asked = counts["hits"] + counts["misses"] + counts["garbage"]
         link = self.link.status()
-        p50 = self._latencies.percentile(0.5)
-        p99 = self._latencies.percentile(0.99)
         return {
             "enabled": True,
             "state": link["state"],
@@ -307,8 +302,5 @@ class TeamCache:
             **counts,
             "hit_rate": round(counts["hits"] / asked, 3) if asked else None,
             "queued": len(self._queue),
-            "latency_ms": {
-                "p50": None if p50 is None else round(p50 * 1000, 3),
-                "p99": None if p99 is None else round(p99 * 1000, 3),
-            },
+            "latency_ms": latency_ms(self._latencies),
         }

@@ -50,6 +50,10 @@ from crucible.providers.rate_limits import reports_quota, spent_quota
 
 log = logging.getLogger(__name__)
 
+# Two answers whose resets fall within this of each other name the same reset: a gateway writes
+# the wait from its own now, often in whole seconds ("6m0s"), and each answer's travel time
+# shifts it a little.
+SAME_RESET_S = 1.0
 # The framing of a streamed body (``providers/streams.py``): the response in, its objects out.
 Frames: TypeAlias = Callable[[str, httpx.Response], AsyncGenerator[dict[str, Any], None]]
 # Picks the answer's text out of one streamed object ("" for objects without any).
@@ -114,8 +118,19 @@ class HttpProvider:
         if pause is None:
             self._quota_until = 0.0
             return
-        self._quota_until, self._quota_window = time.monotonic() + pause.seconds, pause.window
-        log.info(
+        now = time.monotonic()
+        until = now + pause.seconds
+        # INFO when the quota becomes spent, or an answer names another reset (the window
+        # rolled over, or another window is now the longest wait); every answer in between
+        # says the same again, and goes to DEBUG.
+        news = (
+            self._quota_until <= now
+            or pause.window != self._quota_window
+            or abs(until - self._quota_until) > SAME_RESET_S
+        )
+        self._quota_until, self._quota_window = until, pause.window
+        log.log(
+            logging.INFO if news else logging.DEBUG,
             "%s: the gateway's %s quota is spent; resets in %.1f s",
             self.name,
             pause.window,

@@ -33,6 +33,7 @@ to another window, written to another window's file or to another window's stder
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
@@ -261,12 +262,19 @@ class SessionStderr(logging.Handler):
     def __init__(self, fd: int, *, capacity: int = 1 << 16) -> None:
         super().__init__(logging.WARNING)
         self.setFormatter(logging.Formatter(_FORMAT))
+        # Owned from here, whatever follows: ``close`` closes it, once (a second close, or
+        # a handler that never wrote, closes nothing more).
         self.fd: int | None = fd
         self.capacity = capacity  # bytes waiting for the pipe, at most
         self.dropped = 0
         self._reported_drops = 0
         self._pending = bytearray()
-        os.set_blocking(fd, False)
+        try:
+            os.set_blocking(fd, False)
+        except OSError:  # not a descriptor that can be made non-blocking: never written to
+            self.fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

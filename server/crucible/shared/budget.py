@@ -93,6 +93,7 @@ class DaemonBudget:
         providers: Callable[[], Iterable[Provider]],
         components: Callable[[], dict[str, int]],
     ) -> None:
+        # Each joined session's share: the daemon's list of sessions (``members``).
         self._shares: dict[BudgetedSession, _Share] = {}
         self._caches = caches
         self._providers = providers
@@ -110,6 +111,8 @@ class DaemonBudget:
     # -- sessions ------------------------------------------------------------------------------
 
     def join(self, session: BudgetedSession) -> None:
+        """``session`` is the daemon's from now (``SharedResources.join``, as its ``App`` is
+        built) until it leaves (``App.aclose``)."""
         self._shares.setdefault(session, _Share(MemorySettings()))
         self._apply_rule()
 
@@ -117,13 +120,21 @@ class DaemonBudget:
         self._shares.pop(session, None)
         self._apply_rule()
 
+    def members(self) -> list[BudgetedSession]:
+        """The sessions joined and not left: the daemon's one list of its sessions' ``App``s
+        (each holds a share, so the budget keeps it; ``SharedResources`` counts and sums
+        them from here)."""
+        return list(self._shares)
+
     def view(self, session: BudgetedSession) -> SessionMemory:
         """What ``session``'s ``App`` holds as its ``memory``."""
         self.join(session)
         return SessionMemory(self, session)
 
     def configure(self, session: BudgetedSession, settings: MemorySettings) -> None:
-        share = self._shares.setdefault(session, _Share(settings))
+        share = self._shares.get(session)
+        if share is None:  # it left (a configuration arriving as it closed): not joined again
+            return
         share.settings = settings
         self._apply_rule()
 

@@ -22,10 +22,10 @@ and a ``CrucibleLanguageServer`` of its own, served on the connection's streams 
 client (``serve_connection``). Its log records go to its own editor and, when its window was
 started with ``--log-file``, to that file, both at its window's ``--log-level``
 (``runtime/log.py`` ``SessionLog``), its WARNING+ records to its thin client's stderr (a
-pipe the client passed with the hello: ``read_hello``, ``SessionStderr``), and at INFO to
-the daemon's log file. Its end
-(``exit``, end of input, a client killed, a broken frame, its editor's process gone) ends only
-it; an exception in it is logged and goes no further.
+pipe the client passed with the hello: ``read_hello``, owned by its ``SessionStderr`` from
+then on: ``client_stderr``), and at INFO to the daemon's log file. Its end (``exit``, end of
+input, a client killed, a broken frame, its editor's process gone) ends only it; an
+exception in it is logged and goes no further.
 
 A hello of a newer version makes the daemon retire: it answers ``accepted: false``, stops
 accepting, removes its socket file (the new daemon binds a new one), and exits once its last
@@ -127,7 +127,6 @@ class Daemon:
         self._listener = listener
         self._inode = inode
         self._idle_s = idle_s
-        self._sessions = 0
         self._retiring = False
         self._accepting: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -136,7 +135,14 @@ class Daemon:
         self._loading = loading or start_loading()
         self._loaded: asyncio.Future[None] | None = None
         self._shared: SharedResources | None = None
-        self._logs: list[SessionLog] = []  # of the sessions being served
+        # The sessions being served, each by its log: from the welcome to the connection's
+        # end, through the wait for the server's import. Their count (``sessions_served``)
+        # is what keeps the daemon from exiting; ``SharedResources.sessions`` (status
+        # ``shared.sessions``) counts a session's ``App`` only, from its building to its close,
+        # and cannot stand for this one: it is made after the import the first session waits
+        # for (the daemon does not import the server to greet), and a session outlives its
+        # ``App`` until its connection has ended.
+        self._serving: list[SessionLog] = []
         # The code this process imports, fingerprinted now, before a checkout can change
         # under it: a client whose code is newer retires this daemon (shared/code_version.py).
         self.version = code_version()
@@ -200,17 +206,25 @@ class Daemon:
             logger.warning("a client's hello was not understood: %s", exc)
             conn.close()
             return
-        stderr_fd, extra = (fds[0], fds[1:]) if fds else (None, [])
-        for fd in extra:
-            os.close(fd)
+        # The client's stderr pipe has one owner from here: its handler (``client_stderr``),
+        # which the session's log closes when it ends, and this on every path (a hello not
+        # understood, refused, a session failed or ended). Closing it is idempotent: the
+        # descriptor is closed exactly once, whichever path gets there first.
+        stderr = client_stderr(fds)
+        try:
+            await self._greet(conn, line, stderr)
+        finally:
+            if stderr is not None:
+                stderr.close()
+
+    async def _greet(self, conn: socket.socket, line: bytes, stderr: SessionStderr | None) -> None:
+        """Answer the hello ``line``, and serve the session it opens, if accepted."""
         try:
             hello = Hello.decode(line)
             reader, writer = await asyncio.open_unix_connection(sock=conn)
         except (HandshakeError, OSError, ValueError) as exc:
             logger.warning("a client's hello was not understood: %s", exc)
             conn.close()
-            if stderr_fd is not None:
-                os.close(stderr_fd)
             return
         accepted, retire = welcome_for(hello, self.version, self._retiring)
         if not accepted:
@@ -223,25 +237,21 @@ class Daemon:
                     hello.version,
                     hello.protocol,
                 )
-            if stderr_fd is not None:
-                os.close(stderr_fd)
             writer.write(Welcome(self.version, accepted=False).encode())
             with contextlib.suppress(OSError):
                 await writer.drain()
             writer.close()
             return
         writer.write(Welcome(self.version, accepted=True).encode())
-        self._sessions += 1
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
         try:
-            await self._session(hello, reader, writer, stderr_fd)
+            await self._session(hello, reader, writer, stderr)
         except Exception:  # one session's failure is logged, and reaches no other
             logger.exception("a session failed")
             writer.close()
         finally:
-            self._sessions -= 1
             self._session_ended()
 
     async def _session(
@@ -249,15 +259,15 @@ class Daemon:
         hello: Hello,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        stderr_fd: int | None,
+        stderr: SessionStderr | None,
     ) -> None:
         # This task's records (and those of the tasks it starts) go to this session's editor
         # and its window's --log-file, at its window's --log-level, and its warnings to its
         # thin client's stderr.
-        log = self._session_log(hello, stderr_fd)
+        log = self._session_log(hello, stderr)
         SESSION_LOG.set(log)
-        self._logs.append(log)
-        daemon_levels([s.level for s in self._logs])
+        self._serving.append(log)  # counted from here, before any wait (``sessions_served``)
+        daemon_levels([s.level for s in self._serving])
         try:
             assert self._loaded is not None
             await asyncio.wait_for(asyncio.shield(self._loaded), LOAD_S)
@@ -270,26 +280,20 @@ class Daemon:
             config = Path(hello.config) if hello.config else None
             app = App(config_path=config, env=hello.env, shared=self._shared)
             server = build_server(app)
-            logger.info("session started (%d open)", self._sessions)
+            logger.info("session started (%d open)", self.sessions_served)
             requests = server.protocol._request_futures
             code = await server.serve_connection(
                 reader, writer, lambda read: SessionFrames(read, requests)
             )
             logger.info("session ended (exit code %d)", code)
         finally:
-            self._logs.remove(log)
-            daemon_levels([s.level for s in self._logs])
+            self._serving.remove(log)
+            daemon_levels([s.level for s in self._serving])
             log.close()
 
     @staticmethod
-    def _session_log(hello: Hello, stderr_fd: int | None) -> SessionLog:
+    def _session_log(hello: Hello, stderr: SessionStderr | None) -> SessionLog:
         client = ClientLogHandler()
-        stderr = None
-        if stderr_fd is not None:
-            try:
-                stderr = SessionStderr(stderr_fd)
-            except OSError:  # not a descriptor we can make non-blocking: not written to
-                os.close(stderr_fd)
         path = Path(hello.cwd, hello.log_file) if hello.log_file else None
         try:
             return SessionLog(hello.log_level, client, path, stderr)
@@ -302,8 +306,13 @@ class Daemon:
 
     # -- lifetime ----------------------------------------------------------------------------
 
+    @property
+    def sessions_served(self) -> int:
+        """Sessions welcomed whose connection has not ended (``_serving``)."""
+        return len(self._serving)
+
     def _session_ended(self) -> None:
-        if self._sessions:
+        if self._serving:
             return
         if self._retiring:
             self._finish()
@@ -316,7 +325,7 @@ class Daemon:
 
     def _idle_expired(self) -> None:
         self._idle = None
-        if not self._sessions:
+        if not self._serving:
             logger.info("no session for %g s: exiting", self._idle_s)
             self._finish()
 
@@ -327,7 +336,7 @@ class Daemon:
         self._retiring = True
         self._stop_accepting()
         self._remove_files()
-        if not self._sessions:
+        if not self._serving:
             self._finish()
 
     def _finish(self) -> None:
@@ -342,6 +351,14 @@ class Daemon:
         with contextlib.suppress(OSError, ValueError):
             if int(self._place.pid.read_text()) == os.getpid():
                 self._place.pid.unlink()
+
+
+def client_stderr(fds: list[int]) -> SessionStderr | None:
+    """The handler that owns the client's stderr pipe, the first descriptor sent with its
+    hello (``read_hello``), from now; any other descriptor sent is closed at once."""
+    for fd in fds[1:]:
+        os.close(fd)
+    return SessionStderr(fds[0]) if fds else None
 
 
 async def read_hello(conn: socket.socket) -> tuple[bytes, list[int]]:

@@ -87,7 +87,8 @@ class SharedResources:
     """Caches, providers and the memory supervisor of the daemon; see the module docstring."""
 
     def __init__(self) -> None:
-        self._sessions: list[SessionBackend] = []
+        # Which sessions are joined is the budget's to say (``budget.members``: each holds a
+        # share of it from join to leave); what is kept here per session is looked up only.
         # Every session that joined, for as long as something holds it: one that has left
         # and is still here is a leak (``ended_in_memory``).
         self._joined: weakref.WeakSet[SessionBackend] = weakref.WeakSet()
@@ -126,15 +127,15 @@ class SharedResources:
             SESSION_LOG.reset(token)
 
     def join(self, session: SessionBackend) -> None:
-        """Called in the session's task (``App`` is built there): its log is the one set."""
-        self._sessions.append(session)
+        """Called in the session's task as its ``App`` is built: its log is the one set.
+        A session counts here from then until ``leave`` (``App.aclose``); the daemon counts
+        its connection for longer (``Daemon.sessions_served``: from its welcome, through
+        the wait for the server's import, to the connection's end)."""
         self._joined.add(session)
         self._logs[session] = SESSION_LOG.get()
         self.budget.join(session)
 
     def leave(self, session: SessionBackend) -> None:
-        if session in self._sessions:
-            self._sessions.remove(session)
         self._logs.pop(session, None)
         self.budget.leave(session)
 
@@ -152,7 +153,8 @@ class SharedResources:
 
     @property
     def sessions(self) -> int:
-        return len(self._sessions)
+        """Sessions joined and not left (``join``)."""
+        return len(self.budget.members())
 
     def ended_in_memory(self) -> int:
         """Sessions that have left but whose ``App`` is still in memory: each holds its
@@ -160,16 +162,17 @@ class SharedResources:
         (``tests/e2e/test_shared_endurance.py``). An App is a web of cycles, freed by the
         cycle collector on its own schedule, so a count above 0 is taken again after a full
         collection (a few ms; status is asked for on demand, not polled)."""
-        if not any(session not in self._sessions for session in self._joined):
+        live = self.budget.members()
+        if not any(session not in live for session in self._joined):
             return 0
         gc.collect()
-        return sum(1 for session in self._joined if session not in self._sessions)
+        return sum(1 for session in self._joined if session not in live)
 
     def snapshot(self) -> dict[str, Any]:
         """For crucible/status ``shared``: the daemon's pid, its sessions, what they share."""
         return {
             "pid": os.getpid(),
-            "sessions": len(self._sessions),
+            "sessions": self.sessions,
             "caches": len(self._caches),
             "providers": len(self._providers),
             "redis_links": len(self._links),
@@ -301,7 +304,7 @@ class SharedResources:
     def memory_components(self) -> dict[str, int]:
         """Bytes per component over every session; each cache counted once."""
         total: dict[str, int] = {}
-        for session in self._sessions:
+        for session in self.budget.members():
             for name, size in session.memory_components().items():
                 if name not in SHARED_COMPONENTS:
                     total[name] = total.get(name, 0) + size

@@ -59,15 +59,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from crucible.config.settings import ProviderSettings
 from crucible.resilience.call_budget import BudgetVerdict, CallCost, tokens_in
-from crucible.team.redis_link import LinkState, RedisLink, RedisUnavailable
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from crucible.team.redis_link import LinkScript, LinkState, RedisLink, RedisUnavailable
 
 __all__ = ["LocalMeter", "TeamBudget", "TeamLimits", "budget_identity"]
 
@@ -169,6 +166,11 @@ class TeamLimits:
     @property
     def any(self) -> bool:
         return bool(self.calls_per_minute or self.tokens_per_minute or self.tokens_per_month)
+
+
+def _ints(reply: Any) -> list[int]:
+    """The budget script's reply (a list of integers), read within the call."""
+    return [int(x) for x in reply]
 
 
 def budget_identity(settings: ProviderSettings) -> str:
@@ -327,7 +329,8 @@ class TeamBudget:
                 # Until Redis says otherwise, decisions are meant to be the team's.
                 state="local" if link is None else "shared",
             )
-        self._script: Any = None  # redis-py's Script, registered on the first shared call
+        # Loaded ahead by ``prepare``: a decision's budget is a few ms (``LinkScript``).
+        self._script = None if link is None else LinkScript(link, _SCRIPT)
 
     def update_limits(self, providers: Iterable[ProviderSettings]) -> None:
         """The configuration changed the limits of the providers this budget counts for (the
@@ -363,17 +366,10 @@ class TeamBudget:
         """Load the script into Redis and open a connection, off any request's path: the
         first decision then costs one EVALSHA round trip, within its few ms (loading the
         script and connecting in a request's 5 ms failed on a loaded machine)."""
-        link = self._link
-        if link is None or not self._budgets:
+        if self._script is None or not self._budgets:
             return
-
-        async def load(client: Redis) -> None:
-            if self._script is None:
-                self._script = client.register_script(_SCRIPT)
-            await client.script_load(_SCRIPT)
-
         try:
-            await link.run(load, budget_s=_PREPARE_S, what="load the budget script")
+            await self._script.load(budget_s=_PREPARE_S, what="load the budget script")
         except RedisUnavailable as exc:  # the first decision will load it, or decide locally
             log.info("team budget: the script was not loaded ahead (%s)", exc)
 
@@ -393,8 +389,8 @@ class TeamBudget:
         return self._verdict(budget, cost, month, answer, shared=True)
 
     async def _ask_redis(self, budget: ProviderBudget, cost: CallCost, month: str) -> list[int]:
-        link = self._link
-        if link is None:
+        script = self._script
+        if script is None:
             raise RedisUnavailable("no [cache] shared_url: the team's limits apply here alone")
         limits = budget.limits
         correction = budget.pending.pop(month, 0)
@@ -409,14 +405,8 @@ class TeamBudget:
             _METER_TTL_MS,
         ]
 
-        async def decide(client: Redis) -> list[int]:
-            if self._script is None:
-                self._script = client.register_script(_SCRIPT)
-            reply = await self._script(keys=keys, args=args, client=client)
-            return [int(x) for x in reply]
-
         try:
-            answer = await link.run(decide, budget_s=self._budget_s, what="budget")
+            answer = await script.run(keys, args, _ints, budget_s=self._budget_s, what="budget")
         except RedisUnavailable:
             if correction:  # not sent: keep it for the next call
                 budget.pending[month] = budget.pending.get(month, 0) + correction

@@ -20,6 +20,8 @@ allows the whole team). Both go through this link, the only module importing ``r
   failure: Redis answered, and lookups still work. It is :class:`RedisRefused`, counted.
 * **Connected off the path.** :meth:`warm` also makes the first connection (a PING within
   the connect timeout), so no lookup's budget is spent on a TCP or TLS handshake.
+* **One way to run a Lua script** (:class:`LinkScript`: L3's write, the budget's decision),
+  and one latency block for status (:func:`latency_ms`: the link's calls, L3's lookups).
 * **One message.** Each change of :attr:`state` is passed to the listener App gives, which
   tells the user once per problem (``runtime/notices.py``); ``crucible/status`` shows
   :meth:`status`: the state, calls, failures, timeouts and latency percentiles.
@@ -56,7 +58,16 @@ from crucible.runtime.samples import RecentSamples
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["LinkState", "RedisLink", "RedisRefused", "RedisUnavailable", "TeamRedis"]
+__all__ = [
+    "LATENCY_SAMPLES",
+    "LinkScript",
+    "LinkState",
+    "RedisLink",
+    "RedisRefused",
+    "RedisUnavailable",
+    "TeamRedis",
+    "latency_ms",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +90,8 @@ _POLICY = BreakerPolicy(
 _CONNECT_TIMEOUT_S = 0.5
 # Connections the pool may hold: lookups from several documents, writes and the budget.
 _MAX_CONNECTIONS = 8
-_LATENCIES = 256
+# The round trips whose percentiles status shows (:func:`latency_ms`): the link's, L3's.
+LATENCY_SAMPLES = 256
 # How much longer a call past its budget is left to finish before it is cancelled (and its
 # connection dropped): a Redis paused or stuck for longer is down, not slow.
 _HOLD_S = 2.0
@@ -141,7 +153,7 @@ class RedisLink:
         self._refusals: type[BaseException] | tuple[()] = ()
         self._listeners: list[StateListener] = []
         self._warming: asyncio.Future[None] | None = None
-        self._latencies = RecentSamples(_LATENCIES)
+        self._latencies = RecentSamples(LATENCY_SAMPLES)
         self.calls = 0
         self.failures = 0
         self.timeouts = 0
@@ -273,8 +285,6 @@ class RedisLink:
 
     def status(self) -> dict[str, Any]:
         """``crucible/status``'s view: nothing secret (the URL is masked)."""
-        p50 = self._latencies.percentile(0.5)
-        p99 = self._latencies.percentile(0.99)
         return {
             "state": str(self._state),
             "reason": self._reason,
@@ -286,10 +296,7 @@ class RedisLink:
             "skipped": self.skipped,
             "refused": self.refused,
             "held": self.held,
-            "latency_ms": {
-                "p50": None if p50 is None else round(p50 * 1000, 3),
-                "p99": None if p99 is None else round(p99 * 1000, 3),
-            },
+            "latency_ms": latency_ms(self._latencies),
         }
 
     async def aclose(self) -> None:
@@ -327,6 +334,68 @@ class RedisLink:
             log.info("shared redis at %s is %s", mask_url(self.target.url), state)
         for listener in self._listeners:
             listener(state, reason)
+
+
+class LinkScript:
+    """One Lua script run through a :class:`RedisLink`: the one way Crucible runs its scripts
+    (L3's write with its size budget, ``cache/team.py``; the team budget's decision,
+    ``team/budget.py``).
+
+    redis-py's ``Script`` does the running: EVALSHA, and after NOSCRIPT (a Redis restarted or
+    its scripts flushed) SCRIPT LOAD and EVALSHA again. It is registered once, on the first
+    client the link gives, and each call names the client it runs on, so it runs on the
+    link's client whichever that is. :meth:`load` sends the script ahead (SCRIPT LOAD) off
+    any request's path, for a caller whose first call has a budget of a few ms: without it,
+    that first call would be three round trips (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    """
+
+    def __init__(self, link: RedisLink, source: str) -> None:
+        self.link = link
+        self.source = source
+        self._script: Any = None  # redis-py's AsyncScript, once registered
+
+    def _registered(self, client: Redis) -> Any:
+        if self._script is None:
+            self._script = client.register_script(self.source)
+        return self._script
+
+    async def load(self, *, budget_s: float, what: str) -> None:
+        """SCRIPT LOAD within ``budget_s`` (which also opens a connection, when none is)."""
+
+        async def load(client: Redis) -> None:
+            self._registered(client)
+            await client.script_load(self.source)
+
+        await self.link.run(load, budget_s=budget_s, what=what)
+
+    async def run(
+        self,
+        keys: list[str],
+        args: list[Any],
+        read: Callable[[Any], T],
+        *,
+        budget_s: float,
+        what: str,
+    ) -> T:
+        """The script's reply for ``keys`` and ``args`` as ``read`` makes it, within
+        ``budget_s`` (``RedisLink.run``: :class:`RedisUnavailable` otherwise). ``read`` runs
+        within the call, so a reply it cannot read is the link's failure, as any garbage."""
+
+        async def call(client: Redis) -> T:
+            return read(await self._registered(client)(keys=keys, args=args, client=client))
+
+        return await self.link.run(call, budget_s=budget_s, what=what)
+
+
+def latency_ms(round_trips: RecentSamples) -> dict[str, float | None]:
+    """``crucible/status``'s ``latency_ms`` of Redis round trips (seconds in ``round_trips``):
+    the link's every call, and L3's lookups (``cache/team.py``). The p50 and p99 in ms to the
+    µs (a local Redis answers in tens of µs), None before the first round trip."""
+    p50, p99 = round_trips.percentile(0.5), round_trips.percentile(0.99)
+    return {
+        "p50": None if p50 is None else round(p50 * 1000, 3),
+        "p99": None if p99 is None else round(p99 * 1000, 3),
+    }
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
