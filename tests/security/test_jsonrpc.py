@@ -258,6 +258,20 @@ async def test_params_are_optional_where_json_rpc_makes_them_optional(ready: Raw
     assert (await ready.reply("down"))["result"] is None
 
 
+async def test_null_params_are_no_params_so_shutdown_and_exit_with_null_params_end_cleanly(
+    ready: RawServer,
+) -> None:
+    """Clients send ``"params": null`` for LSP's void params (older eglot, Atom's client)."""
+    await ready.send(
+        frame({"jsonrpc": "2.0", "id": "s", "method": "crucible/status", "params": None})
+    )
+    assert "version" in (await ready.reply("s"))["result"]
+    await ready.send(frame({"jsonrpc": "2.0", "id": "down", "method": "shutdown", "params": None}))
+    assert (await ready.reply("down"))["result"] is None
+    await ready.send(frame({"jsonrpc": "2.0", "method": "exit", "params": None}))
+    assert await ready.wait_exit(10) == 0
+
+
 async def test_requests_before_initialize_get_server_not_initialized(server: RawServer) -> None:
     for msg_id, method in [(1, "crucible/status"), (2, "shutdown"), ("x", "textDocument/hover")]:
         _error(await server.call(msg_id, method, {}), SERVER_NOT_INITIALIZED)

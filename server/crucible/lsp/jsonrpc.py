@@ -122,8 +122,12 @@ def classify(value: object) -> Message | Invalid:
             return Invalid(
                 INVALID_REQUEST, "Invalid Request: id must be an integer or a string", None
             )
-        has_params = "params" in value
+        # ``"params": null`` is read as no params. JSON-RPC 2.0 allows only an object or an
+        # array, but clients send null for LSP's void params (``shutdown``, ``exit``): Atom's
+        # client did, and eglot until Emacs bug#66144; refusing it left such an editor's
+        # ``shutdown`` unanswered and its ``exit`` ignored, the server killed after a timeout.
         params = value.get("params")
+        has_params = params is not None
         if has_params and not isinstance(params, dict | list):
             return Invalid(
                 INVALID_REQUEST, "Invalid Request: params must be an object or an array", reply_id
