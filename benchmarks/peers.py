@@ -518,7 +518,7 @@ def cold_table(cold: dict[str, list[ColdSample]], latency_ms: int) -> str:
     width = max(len(title) for title in titles.values())
     head = (
         f"{'spawn -> (ms, median)':{width}}  runs   init  contact  call  answer"
-        "  fitting (min-max)        requests  miss"
+        f"  {'fitting (min-max), ratio':31} requests  miss"
     )
     lines = [
         "",
@@ -547,7 +547,7 @@ def cold_table(cold: dict[str, list[ColdSample]], latency_ms: int) -> str:
             f" {median([x.first_contact_ms for x in samples]):>8}"
             f" {median([x.first_call_ms for x in samples]):>5}"
             f" {median([x.first_answer_ms for x in samples]):>7}"
-            f"  {_spread(fits) + ratio:24} {statistics.median(requests):5g} ({max(requests)})"
+            f"  {_spread(fits) + ratio:31} {statistics.median(requests):4g} ({max(requests)})"
             f" {sum(x.fit_ms is None for x in samples):5d}"
         )
     return "\n".join(lines)
