@@ -13,6 +13,15 @@ Measured:
 
 - spawn -> ``initialize`` answered, median over ``--runs`` (after ``--warmup`` runs discarded);
 - resident memory of the process tree ``--idle-s`` seconds after ``initialized``, median;
+- the cold first suggestion (Crucible and tabby-agent; :mod:`benchmarks._peer_cold`): spawn ->
+  the first suggestion that fits, asked as soon as ``initialize`` is answered (after
+  ``initialized`` and the document's ``didOpen``), against the fake with ``--latency-ms``,
+  ``--runs`` times in their own interleaved runs after the start-up runs; an answer with nothing
+  fitting is followed by the next request 50 ms later (one in flight), until a fit or 10 s from
+  the spawn (a miss); median (min-max), requests sent, and where the time went (initialize, the
+  fake's first request, its first generation request). Under the table, the same for the warm
+  route, not a peer: Crucible ``--shared`` as the second window of a daemon a first window of
+  the same run started (its own ``XDG_RUNTIME_DIR``, the daemon killed after each run);
 - typing (Crucible, tabby-agent, and a naive client as the reference): the typing replay's bursts
   (:mod:`benchmarks._snippets`, 20-60 ms between keys) with a request on every keystroke,
   against the fake with ``--latency-ms`` before its first byte; the time from the last keystroke
@@ -44,7 +53,7 @@ Crucible). Run from the repository root::
     python -m benchmarks.peers [--quick] [--runs 10] [--repeat 5] [--latency-ms 150]
                                [--speeds] [--baseline PATH] [--no-install] [--json PATH]
 
-``--runs 0 --warmup 0`` skips the start-up runs (typing only).
+``--runs 0 --warmup 0`` skips the start-up runs and the cold first suggestion (typing only).
 
 The npm packages are installed on first use into a cache folder (setup, not the benchmark);
 ``--no-install`` uses them only if already there. A peer that cannot be installed or started is
@@ -844,8 +853,17 @@ def _report(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__)
     add = parser.add_argument
-    add("--quick", action="store_true", help="3 start-up runs, 2 bursts once: proves it runs (CI)")
-    add("--runs", type=int, default=10, help="measured start-up runs per server (default 10)")
+    add(
+        "--quick",
+        action="store_true",
+        help="2 start-up and cold runs, 2 bursts once: proves it runs (CI)",
+    )
+    add(
+        "--runs",
+        type=int,
+        default=10,
+        help="measured start-up runs per server, and cold first suggestions (default 10)",
+    )
     add("--warmup", type=int, default=1, help="start-up runs discarded first (default 1)")
     add("--idle-s", type=float, default=2.0, help="idle before reading RSS (default 2)")
     add("--repeat", type=int, default=5, help="repetitions of each burst (default 5)")
