@@ -40,7 +40,8 @@ Measured:
   prompt's last line), as a real model does: a request fired mid-burst whose answer the next
   key does not fit then costs a call, which a fake that always knows the code hides.
 - ``--baseline PATH``: another checkout of Crucible (its ``server/`` and root on ``PYTHONPATH``)
-  typed into as the system ``crucible-before``, in the same run, interleaved: before/after.
+  typed into as the system ``crucible-before``, in the same run, interleaved: before/after
+  (and measured in the cold first suggestion's runs too).
 - after typing, each Crucible's prefetches from its ``crucible/status``: started, used (served
   to a later request), wasted, skipped as unprofitable, explored, hit rate (a build without
   those counts gives ``requests.prefetched`` only). The typist never accepts a suggestion (each
@@ -277,11 +278,14 @@ async def measure_cold(
     fake: FakeProvider, root: Path, launches: Sequence[Launch], settings: argparse.Namespace
 ) -> tuple[dict[str, list[ColdSample]], dict[str, str]]:
     """Spawn -> first fitting suggestion (:mod:`benchmarks._peer_cold`), ``--runs`` times for
-    Crucible, tabby-agent and the warm route (Crucible ``--shared``, second window), interleaved
+    Crucible, tabby-agent, ``crucible-before`` with ``--baseline``, and the warm route (this
+    checkout's Crucible ``--shared``, second window), interleaved
     in a rotating order, each run in fresh folders; the samples by system, and skips. The
     start-up runs before it warm the machine's file cache for it: no warm-up runs of its own."""
     names = {launch.name for launch in launches}
     systems = [name for name in ("crucible", "tabby-agent") if name in names]
+    if settings.baseline is not None:
+        systems.append("crucible-before")
     systems.append(WARM)
     found: dict[str, list[ColdSample]] = {name: [] for name in systems}
     skipped: dict[str, str] = {}
@@ -302,8 +306,11 @@ async def measure_cold(
                         launch, fake, tag, _initialize, settings.latency_ms
                     )
                 else:
-                    if name == "crucible":
-                        launch = _peer_servers.crucible(folder, fake.base_url, MODEL)
+                    if name.startswith("crucible"):
+                        checkout = settings.baseline if name == "crucible-before" else None
+                        launch = _peer_servers.crucible(
+                            folder, fake.base_url, MODEL, name=name, checkout=checkout
+                        )
                         method = INLINE
                     else:
                         launch = _peer_servers.tabby_agent(folder, cache, fake.base_url)
@@ -313,7 +320,7 @@ async def measure_cold(
                     )
                     await lsp.stop()
             except (PeerExited, TimeoutError, OSError) as exc:
-                if name == "crucible":
+                if name in ("crucible", WARM):  # this checkout's server, plain or shared
                     raise
                 skipped[name] = f"cold start failed: {str(exc).splitlines()[0][:200]}"
                 continue
@@ -521,6 +528,7 @@ def cold_table(cold: dict[str, list[ColdSample]], latency_ms: int) -> str:
     misses. The warm route is Crucible again, started otherwise: it is no peer."""
     titles = {
         "crucible": "Crucible",
+        "crucible-before": "Crucible before (--baseline)",
         "tabby-agent": f"tabby-agent {TABBY_AGENT.version}",
         WARM: "Crucible --shared, 2nd window of a warm daemon",
     }
