@@ -279,9 +279,9 @@ async def measure_cold(
 ) -> tuple[dict[str, list[ColdSample]], dict[str, str]]:
     """Spawn -> first fitting suggestion (:mod:`benchmarks._peer_cold`), ``--runs`` times for
     Crucible, tabby-agent, ``crucible-before`` with ``--baseline``, and the warm route (this
-    checkout's Crucible ``--shared``, second window), interleaved
-    in a rotating order, each run in fresh folders; the samples by system, and skips. The
-    start-up runs before it warm the machine's file cache for it: no warm-up runs of its own."""
+    checkout's Crucible ``--shared``, second window), interleaved in a rotating order, each
+    run in fresh folders; the samples by system, and skips. The start-up runs before it warm
+    the machine's file cache for it: no warm-up runs of its own."""
     names = {launch.name for launch in launches}
     systems = [name for name in ("crucible", "tabby-agent") if name in names]
     if settings.baseline is not None:
@@ -443,9 +443,8 @@ def cold_fits(samples: Sequence[ColdSample]) -> list[float]:
 
 def _spread(values: Sequence[float]) -> str:
     """A median with its range over the runs: "812 ms (790-1040)"."""
-    low, high = min(values), max(values)
-    shown = "miss" if math.isinf(high) else f"{high:.0f}"
-    return f"{_ms(statistics.median(values))} ({low:.0f}-{shown})"
+    low, high = (_ms(x).removesuffix(" ms") for x in (min(values), max(values)))
+    return f"{_ms(statistics.median(values))} ({low}-{high})"
 
 
 def rows(
