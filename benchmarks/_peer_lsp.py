@@ -35,6 +35,17 @@ class PeerExited(RuntimeError):
     """The server ended (or never answered) while the benchmark was still talking to it."""
 
 
+def _message(method: str, params: Any) -> Message:
+    """A request or notification; ``None`` params are left out, as JSON-RPC 2.0 wants (params,
+    when present, are an object or an array): ``shutdown`` and ``exit`` have none, and a server
+    may refuse ``"params": null`` (Crucible answers it with -32600, and ignores such an
+    ``exit``, so it only ended when killed, 5 s later)."""
+    message: Message = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
 def _frame(message: Message) -> bytes:
     body = json.dumps(message, separators=(",", ":")).encode()
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
@@ -90,14 +101,14 @@ class RawLsp:
         stdin.write(_frame(message))
 
     def notify(self, method: str, params: Any) -> None:
-        self._write({"jsonrpc": "2.0", "method": method, "params": params})
+        self._write(_message(method, params))
 
     def request(self, method: str, params: Any) -> asyncio.Future[tuple[float, Message]]:
         """Send now; the future resolves with (arrival time, the response message)."""
         self._ids += 1
         answered: asyncio.Future[tuple[float, Message]] = asyncio.get_running_loop().create_future()
         self._pending[self._ids] = answered
-        self._write({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params})
+        self._write({**_message(method, params), "id": self._ids})
         return answered
 
     async def _read_stdout(self) -> None:

@@ -13,6 +13,15 @@ Measured:
 
 - spawn -> ``initialize`` answered, median over ``--runs`` (after ``--warmup`` runs discarded);
 - resident memory of the process tree ``--idle-s`` seconds after ``initialized``, median;
+- the cold first suggestion (Crucible and tabby-agent; :mod:`benchmarks._peer_cold`): spawn ->
+  the first suggestion that fits, asked as soon as ``initialize`` is answered (after
+  ``initialized`` and the document's ``didOpen``), against the fake with ``--latency-ms``,
+  ``--runs`` times in their own interleaved runs after the start-up runs; an answer with nothing
+  fitting is followed by the next request 50 ms later (one in flight), until a fit or 10 s from
+  the spawn (a miss); median (min-max), requests sent, and where the time went (initialize, the
+  fake's first request, its first generation request). Under the table, the same for the warm
+  route, not a peer: Crucible ``--shared`` as the second window of a daemon a first window of
+  the same run started (its own ``XDG_RUNTIME_DIR``, the daemon killed after each run);
 - typing (Crucible, tabby-agent, and a naive client as the reference): the typing replay's bursts
   (:mod:`benchmarks._snippets`, 20-60 ms between keys) with a request on every keystroke,
   against the fake with ``--latency-ms`` before its first byte; the time from the last keystroke
@@ -31,7 +40,8 @@ Measured:
   prompt's last line), as a real model does: a request fired mid-burst whose answer the next
   key does not fit then costs a call, which a fake that always knows the code hides.
 - ``--baseline PATH``: another checkout of Crucible (its ``server/`` and root on ``PYTHONPATH``)
-  typed into as the system ``crucible-before``, in the same run, interleaved: before/after.
+  typed into as the system ``crucible-before``, in the same run, interleaved: before/after
+  (and measured in the cold first suggestion's runs too).
 - after typing, each Crucible's prefetches from its ``crucible/status``: started, used (served
   to a later request), wasted, skipped as unprofitable, explored, hit rate (a build without
   those counts gives ``requests.prefetched`` only). The typist never accepts a suggestion (each
@@ -44,7 +54,7 @@ Crucible). Run from the repository root::
     python -m benchmarks.peers [--quick] [--runs 10] [--repeat 5] [--latency-ms 150]
                                [--speeds] [--baseline PATH] [--no-install] [--json PATH]
 
-``--runs 0 --warmup 0`` skips the start-up runs (typing only).
+``--runs 0 --warmup 0`` skips the start-up runs and the cold first suggestion (typing only).
 
 The npm packages are installed on first use into a cache folder (setup, not the benchmark);
 ``--no-install`` uses them only if already there. A peer that cannot be installed or started is
@@ -73,8 +83,9 @@ from typing import Any
 import httpx
 from tests.fakes.provider import FakeProvider, RecordedRequest
 
-from benchmarks import _figures, _peer_servers
+from benchmarks import _figures, _peer_cold, _peer_servers
 from benchmarks._figures import Figures, Sample
+from benchmarks._peer_cold import WARM, ColdSample
 from benchmarks._peer_lsp import PeerExited, RawLsp, tree_rss
 from benchmarks._peer_servers import COPILOT, TABBY_AGENT, Launch
 from benchmarks._peer_typists import COMPLETION, INLINE, LspTypist
@@ -260,6 +271,63 @@ async def measure_startups(
     return found
 
 
+# -- the cold first suggestion -------------------------------------------------------------------
+
+
+async def measure_cold(
+    fake: FakeProvider, root: Path, launches: Sequence[Launch], settings: argparse.Namespace
+) -> tuple[dict[str, list[ColdSample]], dict[str, str]]:
+    """Spawn -> first fitting suggestion (:mod:`benchmarks._peer_cold`), ``--runs`` times for
+    Crucible, tabby-agent, ``crucible-before`` with ``--baseline``, and the warm route (this
+    checkout's Crucible ``--shared``, second window), interleaved in a rotating order, each
+    run in fresh folders; the samples by system, and skips. The start-up runs before it warm
+    the machine's file cache for it: no warm-up runs of its own."""
+    names = {launch.name for launch in launches}
+    systems = [name for name in ("crucible", "tabby-agent") if name in names]
+    if settings.baseline is not None:
+        systems.append("crucible-before")
+    systems.append(WARM)
+    found: dict[str, list[ColdSample]] = {name: [] for name in systems}
+    skipped: dict[str, str] = {}
+    cache = _peer_servers.cache_root()
+    for run in range(settings.runs):
+        folder = root / f"run{run}"
+        shift = run % len(systems)
+        for name in [*systems[shift:], *systems[:shift]]:
+            if name in skipped:
+                continue
+            tag = f"{run}-{name.replace(' ', '')}"
+            try:
+                if name == WARM:
+                    launch = _peer_servers.crucible(
+                        folder, fake.base_url, MODEL, name="crucible-shared"
+                    )
+                    sample = await _peer_cold.warm_start(
+                        launch, fake, tag, _initialize, settings.latency_ms
+                    )
+                else:
+                    if name.startswith("crucible"):
+                        checkout = settings.baseline if name == "crucible-before" else None
+                        launch = _peer_servers.crucible(
+                            folder, fake.base_url, MODEL, name=name, checkout=checkout
+                        )
+                        method = INLINE
+                    else:
+                        launch = _peer_servers.tabby_agent(folder, cache, fake.base_url)
+                        method = COMPLETION
+                    lsp, sample = await _peer_cold.cold_start(
+                        launch, method, fake, tag, _initialize, settings.latency_ms
+                    )
+                    await lsp.stop()
+            except (PeerExited, TimeoutError, OSError) as exc:
+                if name in ("crucible", WARM):  # this checkout's server, plain or shared
+                    raise
+                skipped[name] = f"cold start failed: {str(exc).splitlines()[0][:200]}"
+                continue
+            found[name].append(sample)
+    return {name: samples for name, samples in found.items() if samples}, skipped
+
+
 # -- typing --------------------------------------------------------------------------------------
 
 
@@ -368,12 +436,27 @@ class Row:
     cells: dict[str, str]
 
 
+def cold_fits(samples: Sequence[ColdSample]) -> list[float]:
+    """Spawn -> first fitting suggestion of each run, a miss as infinitely slow."""
+    return [math.inf if x.fit_ms is None else x.fit_ms for x in samples]
+
+
+def _spread(values: Sequence[float]) -> str:
+    """A median with its range over the runs: "812 ms (790-1040)"."""
+    low, high = (_ms(x).removesuffix(" ms") for x in (min(values), max(values)))
+    return f"{_ms(statistics.median(values))} ({low}-{high})"
+
+
 def rows(
     startups: dict[str, Startup],
     totals: dict[str, Figures],
     calls: dict[str, list[int]],
+    cold: dict[str, list[ColdSample]] | None = None,
 ) -> list[Row]:
-    """The table's four rows, each cell with its ratio to Crucible."""
+    """The table's rows, each cell with its ratio to Crucible."""
+    cold = cold or {}
+    fits = {name: cold_fits(cold[name]) for name in cold if name != WARM}
+    first_fit = {name: statistics.median(values) for name, values in fits.items()}
     init = {name: _median(s.init_ms) for name, s in startups.items()}
     rss = {name: _median([k / 1024 for k in s.rss_kib]) for name, s in startups.items()}
     latency = {name: totals[name].p50_ms for name in totals}
@@ -382,6 +465,7 @@ def rows(
     for title, values, show in (
         ("spawn -> initialize answered, median", init, _ms),
         ("RSS after initialize (process tree), median", rss, _mib),
+        ("spawn -> first fitting suggestion, median (min-max)", first_fit, _ms),
         (
             "last keystroke -> fitting suggestion, p50",
             latency,
@@ -402,6 +486,8 @@ def rows(
                 cells[name] = f"{median:g} / {value:.1f} ({low}-{high})" + _ratio(
                     value, values["crucible"]
                 )
+            elif values is first_fit:
+                cells[name] = _spread(fits[name]) + _ratio(value, values.get("crucible"))
             else:
                 extra = ""
                 if show is _mib:
@@ -430,6 +516,56 @@ def table(found: Sequence[Row]) -> str:
             f"{row.cells[name]:>{w}}" for (name, _), w in zip(systems, columns, strict=True)
         )
         lines.append(f"{row.title:{width}}  {cells}")
+    return "\n".join(lines)
+
+
+def cold_table(cold: dict[str, list[ColdSample]], latency_ms: int) -> str:
+    """The cold first suggestion per system, and where its time went: medians over the runs
+    of spawn -> initialize answered, -> the fake's first request of any kind (a health check),
+    -> its first generation request, -> the first answer (fitting or not), -> the first fitting
+    suggestion (min-max, ratio to Crucible's); completion requests sent (median, max) and
+    misses. The warm route is Crucible again, started otherwise: it is no peer."""
+    titles = {
+        "crucible": "Crucible",
+        "crucible-before": "Crucible before (--baseline)",
+        "tabby-agent": f"tabby-agent {TABBY_AGENT.version}",
+        WARM: "Crucible --shared, 2nd window of a warm daemon",
+    }
+    width = max(len(title) for title in titles.values())
+    head = (
+        f"{'spawn -> (ms, median)':{width}}  runs   init  contact  call  answer"
+        f"  {'fitting (min-max), ratio':31} requests  miss"
+    )
+    lines = [
+        "",
+        f"Cold first suggestion: spawn -> initialize -> didOpen -> a request at once, again"
+        f" {_peer_cold.RETRY_MS} ms after an answer with nothing fitting (one in flight), until"
+        f" a suggestion fits or {_peer_cold.DEADLINE_S:g} s pass; provider first byte"
+        f" {latency_ms} ms.",
+        head,
+        "-" * len(head),
+    ]
+    reference = cold_fits(cold["crucible"]) if cold.get("crucible") else None
+    for name, title in titles.items():
+        samples = cold.get(name)
+        if not samples:
+            continue
+        fits = cold_fits(samples)
+
+        def median(values: list[float | None]) -> str:
+            known = [v for v in values if v is not None]
+            return f"{statistics.median(known):.0f}" if known else "-"
+
+        requests = [x.requests for x in samples]
+        ratio = _ratio(statistics.median(fits), _median(reference) if reference else None)
+        lines.append(
+            f"{title:{width}}  {len(samples):4d} {median([x.init_ms for x in samples]):>6}"
+            f" {median([x.first_contact_ms for x in samples]):>8}"
+            f" {median([x.first_call_ms for x in samples]):>5}"
+            f" {median([x.first_answer_ms for x in samples]):>7}"
+            f"  {_spread(fits) + ratio:31} {statistics.median(requests):4g} ({max(requests)})"
+            f" {sum(x.fit_ms is None for x in samples):5d}"
+        )
     return "\n".join(lines)
 
 
@@ -581,10 +717,16 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
         launches, skipped = _launches(root / "startup", fake, settings)
         started = time.perf_counter()
         startups = await measure_startups(launches, settings)
-        startup_s = time.perf_counter() - started
         for name, startup in startups.items():
             if startup.skipped:
                 skipped[name] = startup.skipped
+        startup_s = time.perf_counter() - started
+        started = time.perf_counter()
+        cold, cold_skipped = await measure_cold(
+            fake, root / "cold", [x for x in launches if x.name not in skipped], settings
+        )
+        skipped.update({name: why for name, why in cold_skipped.items() if name not in skipped})
+        cold_s = time.perf_counter() - started
         typing_launches = {
             launch.name: launch
             for launch in _launches_for_typing(root / "typing", fake, launches, settings)
@@ -599,7 +741,9 @@ async def run(settings: argparse.Namespace) -> dict[str, Any]:
         if settings.logs:
             _keep_logs(root / "typing", settings.logs)
     skipped.update({name: why for name, why in typing_skipped.items() if name not in skipped})
-    report = _report(settings, bursts, startups, (samples, ahead), skipped, (startup_s, typing_s))
+    report = _report(
+        settings, bursts, (startups, cold), (samples, ahead), skipped, (startup_s, cold_s, typing_s)
+    )
     print(prefetch_table(statuses))
     report["prefetch"] = {name: status.get("prefetch") for name, status in statuses.items()}
     return report
@@ -662,11 +806,12 @@ def _launches_for_typing(
 def _report(
     settings: argparse.Namespace,
     bursts: Sequence[Any],
-    startups: dict[str, Startup],
+    started: tuple[dict[str, Startup], dict[str, list[ColdSample]]],
     typed: tuple[dict[tuple[str, str], list[Sample]], dict[tuple[str, str], list[int]]],
     skipped: dict[str, str],
-    took: tuple[float, float],
+    took: tuple[float, float, float],
 ) -> dict[str, Any]:
+    startups, cold = started
     samples, ahead = typed
     typing = [s for s in TYPING_SYSTEMS if any(k[1] == s for k in samples)]
     totals = {
@@ -674,15 +819,18 @@ def _report(
         for s in typing
     }
     calls = {s: [x.calls for (_, n), xs in samples.items() if n == s for x in xs] for s in typing}
-    found = rows(startups, totals, calls)
+    found = rows(startups, totals, calls, cold)
     print(
         f"\nPeers: {settings.runs} start-up run(s) per server after {settings.warmup} warm-up,"
-        f" RSS {settings.idle_s:g} s after initialized; typing {len(bursts)} bursts x"
+        f" RSS {settings.idle_s:g} s after initialized, then {settings.runs} cold first"
+        f" suggestion(s); typing {len(bursts)} bursts x"
         f" {settings.repeat} repetition(s), provider first token {settings.latency_ms} ms,"
         f" {settings.slots} slots. Ratios: the system's figure / Crucible's."
-        f" ({took[0]:.0f} s start-up, {took[1]:.0f} s typing)\n"
+        f" ({took[0]:.0f} s start-up, {took[1]:.0f} s cold, {took[2]:.0f} s typing)\n"
     )
     print(table(found))
+    if cold:
+        print(cold_table(cold, settings.latency_ms))
     print()
     print(burst_table([b.name for b in bursts], samples, typing))
     by_speed = speed_figures(samples, ahead) if settings.speeds else {}
@@ -699,6 +847,7 @@ def _report(
         "settings": {k: v for k, v in vars(settings).items() if k != "json"},
         "versions": {"tabby-agent": TABBY_AGENT.version, "copilot": COPILOT.version},
         "startup": {name: asdict(s) for name, s in startups.items()},
+        "cold": {name: [asdict(x) for x in xs] for name, xs in cold.items()},
         "rows": [{"title": r.title, "values": r.values, "cells": r.cells} for r in found],
         "typing": {name: _figures.as_json(f) for name, f in totals.items()},
         "samples": {f"{b} / {s}": [vars(x) for x in xs] for (b, s), xs in samples.items()},
@@ -711,8 +860,17 @@ def _report(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__)
     add = parser.add_argument
-    add("--quick", action="store_true", help="3 start-up runs, 2 bursts once: proves it runs (CI)")
-    add("--runs", type=int, default=10, help="measured start-up runs per server (default 10)")
+    add(
+        "--quick",
+        action="store_true",
+        help="2 start-up and cold runs, 2 bursts once: proves it runs (CI)",
+    )
+    add(
+        "--runs",
+        type=int,
+        default=10,
+        help="measured start-up runs per server, and cold first suggestions (default 10)",
+    )
     add("--warmup", type=int, default=1, help="start-up runs discarded first (default 1)")
     add("--idle-s", type=float, default=2.0, help="idle before reading RSS (default 2)")
     add("--repeat", type=int, default=5, help="repetitions of each burst (default 5)")
