@@ -50,7 +50,6 @@ import math
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,6 +63,7 @@ from typing import Any, Protocol
 
 import httpx
 from lsprotocol import types
+from tests.fakes.ports import reserved_port
 from tests.llama_server.server import CpuNotSupported, LlamaServerProcess
 from tests.llama_server.tiny_model import train_merges, write_tiny_model
 
@@ -479,19 +479,13 @@ class Run:
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
 
 
-def _dead_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _options(root: str, system: str) -> dict[str, Any]:
+def _options(root: str, system: str, dead_port: int) -> dict[str, Any]:
+    """One local provider; for ``failover``, a second one after it at ``dead_port``, which
+    refuses connections (reserved by the caller for the run: tests/fakes/ports.py)."""
     local = {"name": "local", "kind": "llamacpp", "base_url": root, "model": MODEL_NAME}
     providers: list[dict[str, Any]] = [local]
     if system == "failover":
-        dead = f"http://127.0.0.1:{_dead_port()}"
+        dead = f"http://127.0.0.1:{dead_port}"
         local["priority"] = 0
         providers.append(
             {"name": "dead", "kind": "llamacpp", "base_url": dead, "model": "x", "priority": 1}
@@ -534,15 +528,16 @@ async def run_system(system: str, model: Path, workdir: Path, settings: argparse
             python_path = None
             if system == "old":
                 python_path = _old_checkout(settings.old_rev, here / "old")
-            options = _options(llama.root, system)
-            async with crucible_session(
-                here, options, python_path=python_path, log_level=settings.log_level
-            ) as session:
-                editor = CrucibleEditor(system, session)
-                pauses = await replay(editor, keys, session, spots)
-                await asyncio.sleep(0.5)  # let a cancelled request's warming report
-                status = await session.status()
-                run = Run(system, pauses, [], status, list(session.messages))
+            with reserved_port() as dead_port:
+                options = _options(llama.root, system, dead_port)
+                async with crucible_session(
+                    here, options, python_path=python_path, log_level=settings.log_level
+                ) as session:
+                    editor = CrucibleEditor(system, session)
+                    pauses = await replay(editor, keys, session, spots)
+                    await asyncio.sleep(0.5)  # let a cancelled request's warming report
+                    status = await session.status()
+                    run = Run(system, pauses, [], status, list(session.messages))
         run.seconds = time.perf_counter() - started
         run.load = (load, os.getloadavg()[0])
         await asyncio.sleep(0.2)

@@ -110,11 +110,17 @@ async def test_a_failing_primary_is_routed_around_and_its_circuit_opens(
     assert status["upstream"] == {"calls": 9, "errors": 3}
 
 
+def refusing_primary(options: dict[str, Any], port: int) -> dict[str, Any]:
+    """``options`` with the primary at ``port``, which refuses connections (a reserved port:
+    a stopped fake's port could be taken by another worker's server meanwhile)."""
+    options["providers"][0]["base_url"] = f"http://127.0.0.1:{port}"
+    return options
+
+
 async def test_a_refused_connection_fails_over_at_once(
-    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session, refused_port: int
 ) -> None:
-    options = pool_options(primary, secondary)
-    primary.stop()
+    options = refusing_primary(pool_options(primary, secondary), refused_port)
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
         started = time.perf_counter()
@@ -214,11 +220,11 @@ async def test_a_stream_that_breaks_mid_way_is_asked_again_elsewhere(
 
 
 async def test_a_recovered_primary_is_brought_back_by_the_health_probe(
-    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session, refused_port: int
 ) -> None:
-    port = primary.port
+    port = refused_port  # refused at first; the reviving fake below binds it
     options = pool_options(primary, secondary, cooldown_ms=300, cooldown_max_ms=300)
-    primary.stop()
+    refusing_primary(options, port)
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
         await ask_many(editor, 3)

@@ -22,7 +22,7 @@ from crucible.providers.errors import (
 from crucible.providers.registry import create_provider
 from tests.fakes.provider import FakeProvider, Fault
 from tests.providers.conftest import MakeProvider
-from tests.providers.support import CHAT, FIM, KEY_ENV, KINDS, collect, settings_for, unused_port
+from tests.providers.support import CHAT, FIM, KEY_ENV, KINDS, collect, settings_for
 
 LONG_REPLY = "x = 1\n" * 200
 
@@ -162,8 +162,10 @@ async def test_unknown_model_is_model_not_found(make: MakeProvider, kind: Provid
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_connection_refused_is_unavailable_and_names_the_server(kind: ProviderKind) -> None:
-    root = f"http://127.0.0.1:{unused_port()}"
+async def test_connection_refused_is_unavailable_and_names_the_server(
+    kind: ProviderKind, refused_port: int
+) -> None:
+    root = f"http://127.0.0.1:{refused_port}"
     provider = create_provider(settings_for(kind, root))
     try:
         with pytest.raises(ProviderUnavailable, match=rf"connection refused \({root}\)"):
