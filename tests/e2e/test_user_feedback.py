@@ -77,13 +77,12 @@ async def test_a_sole_provider_with_a_slow_first_token_still_suggests(
     options["resilience"] = {}  # the shipped defaults: a 1.5 s cut-off, a 4 s deadline
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
-        started = time.perf_counter()
         answers = [await ask(editor, n) for n in range(2)]
-        elapsed = time.perf_counter() - started
         status = await server_status(client)
 
+    # Each within the completion deadline: one past it is answered empty, as a timeout.
     assert answers == [[REPLY], [REPLY]]
-    assert elapsed < 2 * 4.0  # each within the completion deadline
+    assert (status["requests"]["served"], status["requests"]["timeout"]) == (2, 0)
     provider = status["providers"][0]
     assert (provider["state"], provider["failures"], provider["health"]) == ("closed", 0, "slow")
     assert provider["first_byte_ms"]["p50"] >= 2500
