@@ -180,7 +180,8 @@ async def test_no_data_within_the_read_timeout_is_a_provider_timeout(
 ) -> None:
     fake.inject(Fault(hang=True))
     base_url = settings_for(kind, fake.base_url).base_url
-    async with httpx.AsyncClient(base_url=base_url, timeout=0.1) as client:
+    # Only the read is short: a connect on a loaded machine may take longer than 0.1 s.
+    async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(5.0, read=0.1)) as client:
         with pytest.raises(ProviderTimeout, match="read timeout"):
             await collect(make(kind, client=client).stream_fim(FIM))
 
