@@ -28,7 +28,11 @@ to it; for Crucible, ``crucible/status`` after the pause: the provider's health,
 breaker trips, failures, first-byte percentiles and prompts still warming. From llama.cpp's own
 log: every task it started, the share of its prompt found in the slot's cache, and how long it
 held the slot, so it shows which requests reused the prompt cache and which queued behind
-others. Targets from the issue are judged and printed, never asserted.
+others. Targets from the issue are judged and printed, never asserted. The share of pauses
+served is judged over the pauses the model server could answer in this run: the server's
+speed is measured just before and just after Crucible's replay (``measure_speed``), and a
+pause counts when it ended no earlier after its spot's Enter than the earliest suggestion
+that speed allows; a run where none did (a loaded machine) says so (SKIP) instead of FAIL.
 
 Run from the repository root::
 
