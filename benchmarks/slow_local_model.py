@@ -485,6 +485,7 @@ class Speed:
 
     cold_ms: float
     answer_ms: float
+    answer_tokens: int  # generated up to the end of the line (or the token limit)
 
     @property
     def earliest_ms(self) -> float:
@@ -523,7 +524,8 @@ async def measure_speed(http: httpx.AsyncClient, spot: Spot) -> Speed:
         response.raise_for_status()
         timings = response.json()["timings"]
         figures.append(float(timings["prompt_ms"]) + float(timings.get("predicted_ms", 0.0)))
-    return Speed(cold_ms=figures[0], answer_ms=figures[1])
+        generated = int(timings.get("predicted_n", 0))
+    return Speed(cold_ms=figures[0], answer_ms=figures[1], answer_tokens=generated)
 
 
 def _tasks_so_far(llama: LlamaServerProcess) -> int:
@@ -837,6 +839,12 @@ def report(
     )
     print(pause_table(runs))
     print("  reach: ms from the Enter that opened the spot's line to the end of the pause")
+    for run in runs:
+        for moment, speed in zip(("before", "after"), run.speeds, strict=False):
+            print(
+                f"llama.cpp {moment} the {run.system} run: cold prompt {speed.cold_ms:.0f} ms,"
+                f" one key later and a line ({speed.answer_tokens} tokens) {speed.answer_ms:.0f} ms"
+            )
     print()
     print("\n".join(summary_lines(runs, summaries, spots)))
     print(
@@ -881,6 +889,7 @@ def report(
                 },
                 "pauses": [asdict(p) for p in run.pauses],
                 "llama_tasks": [asdict(t) for t in run.tasks],
+                "speeds": [asdict(speed) for speed in run.speeds],
                 "status": run.status,
                 "messages": run.messages,
             }
