@@ -808,10 +808,14 @@ def targets(run: Run, summary: Summary, calibration: Calibration, spots: int) ->
             f"{summary.cold} of {summary.tasks} llama.cpp tasks started with < {_COLD:.0%} of"
             f" their prompt cached, {spots} spots",
         ),
+        # Judged on the tokens llama.cpp evaluated, not its milliseconds: at a load of 15 one
+        # token took 6.5 s against 39 s for 1681 (a ratio of 6), though the cache worked.
         Target(
-            "the same prompt again takes well under a cold one (<= 1/10)",
-            calibration.again_ms <= calibration.cold_ms / 10,
-            f"{calibration.again_ms:.0f} ms vs {calibration.cold_ms:.0f} ms",
+            "the same prompt again is served from the prompt cache (<= 1/10 of a cold one's"
+            " tokens evaluated)",
+            calibration.again_tokens <= calibration.cold_tokens / 10,
+            f"{calibration.again_tokens} vs {calibration.cold_tokens} tokens"
+            f" ({calibration.again_ms:.0f} vs {calibration.cold_ms:.0f} ms)",
         ),
     ]
 
