@@ -90,6 +90,7 @@ MERGES = 2000  # BPE merges learnt from Crucible's own sources: ~3 characters pe
 CTX = 8192  # one slot: the whole context is its own
 SERVED_TARGET = 0.8
 JUDGED = "crucible"  # the system the targets are judged on
+SPEED_TIMEOUT_S = 300.0
 # The longest wait Crucible adds by design before it asks (the run keeps the default): part
 # of the earliest a suggestion can be shown, besides the model's own time.
 DEBOUNCE_MAX_MS = CompletionSettings().debounce_max_ms
@@ -494,9 +495,6 @@ class Speed:
         return self.cold_ms + self.answer_ms + DEBOUNCE_MAX_MS
 
 
-SPEED_TASKS = 2  # llama.cpp tasks one measure_speed starts
-
-
 async def measure_speed(http: httpx.AsyncClient, spot: Spot) -> Speed:
     """:class:`Speed` at ``spot`` of a document unrelated to the replay's (the sample's lines
     in reverse order): the prompt it leaves in the slot's cache shares no prefix with the
@@ -520,7 +518,12 @@ async def measure_speed(http: httpx.AsyncClient, spot: Spot) -> Speed:
             "cache_prompt": True,
             "stop": ["\n"],  # a suggestion is shown once its line is complete
         }
-        response = await http.post("/infill", json=body, timeout=120)
+        try:
+            # At a load of 15 the answer took 107 s: a measure that takes longer than this
+            # says the machine could answer no pause at all.
+            response = await http.post("/infill", json=body, timeout=SPEED_TIMEOUT_S)
+        except httpx.TimeoutException:
+            return Speed(cold_ms=math.inf, answer_ms=math.inf, answer_tokens=0)
         response.raise_for_status()
         timings = response.json()["timings"]
         figures.append(float(timings["prompt_ms"]) + float(timings.get("predicted_ms", 0.0)))
