@@ -761,8 +761,10 @@ def served_target(run: Run) -> Target:
     verdict a measure of the load. So each pause is judged only if it ended no earlier after
     its spot's Enter than the earliest suggestion the server allowed, measured around this
     run (the slower of just before and just after): its cold prompt, its answer to a key, and
-    Crucible's longest debounce. Idle, that is ~1.5 s and every pause is judged, as before; a
-    Crucible that stops serving is caught there. When no pause is, the target says so."""
+    Crucible's longest debounce. At a load of 3.5 that was 4.0 s before the replay and 6.7 s
+    after it (a spot's second pause ends ~5.3 s after its Enter, its first ~2.5 s); on a
+    faster machine or moment more pauses are judged, and a Crucible that stops serving is
+    caught there. When no pause is, the target says so (SKIP) with these figures."""
     description = f"suggestion shown in >= {SERVED_TARGET:.0%} of the pauses the model could answer"
     everything = f"{sum(p.served for p in run.pauses)}/{len(run.pauses)} of all pauses"
     if not run.speeds:
