@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import json
 import math
-import socket
 import sys
 import tempfile
 import time
@@ -56,6 +55,7 @@ from typing import Any, Protocol
 
 import httpx
 from lsprotocol import types
+from tests.fakes.ports import reserved_port
 from tests.fakes.provider import FakeProvider, Fault
 
 from benchmarks._fault_figures import (
@@ -535,20 +535,16 @@ async def run_phase(
         return run
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def run(settings: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     runs: list[PhaseRun] = []
     messages: list[str] = []
-    port = _free_port()
-    primary = FakeProvider(model=MODEL, reply=_reply("primary"), chunk_size=4, port=port)
-    secondary = FakeProvider(model=MODEL, reply=_reply("secondary"), chunk_size=4)
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
+        # Held for the whole run: the outage phase's stopped primary refuses, and no other
+        # process is given its port before it starts again there (tests/fakes/ports.py).
+        port = stack.enter_context(reserved_port())
+        primary = FakeProvider(model=MODEL, reply=_reply("primary"), chunk_size=4, port=port)
+        secondary = FakeProvider(model=MODEL, reply=_reply("secondary"), chunk_size=4)
         stack.enter_context(primary)
         stack.enter_context(secondary)
         fakes = Fakes(primary, secondary, f"http://127.0.0.1:{port}")

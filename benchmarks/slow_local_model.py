@@ -28,7 +28,11 @@ to it; for Crucible, ``crucible/status`` after the pause: the provider's health,
 breaker trips, failures, first-byte percentiles and prompts still warming. From llama.cpp's own
 log: every task it started, the share of its prompt found in the slot's cache, and how long it
 held the slot, so it shows which requests reused the prompt cache and which queued behind
-others. Targets from the issue are judged and printed, never asserted.
+others. Targets from the issue are judged and printed, never asserted. The share of pauses
+served is judged over the pauses the model server could answer in this run: the server's
+speed is measured just before and just after Crucible's replay (``measure_speed``), and a
+pause counts when it ended no earlier after its spot's Enter than the earliest suggestion
+that speed allows; a run where none did (a loaded machine) says so (SKIP) instead of FAIL.
 
 Run from the repository root::
 
@@ -50,7 +54,6 @@ import math
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,11 +67,13 @@ from typing import Any, Protocol
 
 import httpx
 from lsprotocol import types
+from tests.fakes.ports import reserved_port
 from tests.llama_server.server import CpuNotSupported, LlamaServerProcess
 from tests.llama_server.tiny_model import train_merges, write_tiny_model
 
 from benchmarks._figures import percentile
 from benchmarks._lsp_client import CrucibleSession, ServerExited, crucible_session, end_position
+from crucible.config.settings import CompletionSettings
 from crucible.context.snapshot import DocumentSnapshot
 from crucible.context.window import cut_window
 
@@ -84,6 +89,11 @@ MODEL = {"embed": 384, "layers": 4, "ffn": 1152, "heads": 6, "kv_heads": 3}
 MERGES = 2000  # BPE merges learnt from Crucible's own sources: ~3 characters per token
 CTX = 8192  # one slot: the whole context is its own
 SERVED_TARGET = 0.8
+JUDGED = "crucible"  # the system the targets are judged on
+SPEED_TIMEOUT_S = 300.0
+# The longest wait Crucible adds by design before it asks (the run keeps the default): part
+# of the earliest a suggestion can be shown, besides the model's own time.
+DEBOUNCE_MAX_MS = CompletionSettings().debounce_max_ms
 
 
 @dataclass(frozen=True)
@@ -301,6 +311,7 @@ class Pause:
     suggestion: str
     error: str | None
     provider: dict[str, Any] = field(default_factory=dict)  # Crucible: its status after it
+    reach_ms: float = 0.0  # from the Enter that opened the spot's line to the pause's end
 
 
 async def replay(
@@ -311,12 +322,14 @@ async def replay(
     text = SAMPLE.read_text()
     await editor.start(uri, text)
     pauses: list[Pause] = []
-    cursor, typed = 0, 0
+    cursor, typed, opened = 0, 0, 0.0
     for version, key in enumerate(keys, start=2):
         if key.burst == -1:
             cursor = place(text, spots[key.spot])
         shown = editor.key(uri, version, text, cursor, key.text)
         at = time.perf_counter()
+        if key.burst == -1:
+            opened = at
         text = text[:cursor] + key.text + text[cursor:]
         cursor += len(key.text)
         typed += 1
@@ -342,6 +355,7 @@ async def replay(
                 suggestion=answer.text if answer else "",
                 error=answer.error if answer else None,
                 provider=provider,
+                reach_ms=(at + key.gap - opened) * 1000,
             )
         )
         typed = 0
@@ -464,6 +478,63 @@ async def calibrate(http: httpx.AsyncClient, spot: Spot) -> Calibration:
     return Calibration(cold, cold_n, again, again_n, key, key_n)
 
 
+@dataclass(frozen=True)
+class Speed:
+    """The model server's speed at one moment of a run, as llama.cpp times it: a cold prompt
+    at a spot, then the answer one key later (the prompt from its cache but for the new part
+    and the suffix, then a line generated)."""
+
+    cold_ms: float
+    answer_ms: float
+    answer_tokens: int  # generated up to the end of the line (or the token limit)
+
+    @property
+    def earliest_ms(self) -> float:
+        """The earliest a suggestion can be shown after a spot's Enter: the cold prompt, the
+        answer to the newest key, and Crucible's longest debounce before it asks."""
+        return self.cold_ms + self.answer_ms + DEBOUNCE_MAX_MS
+
+
+async def measure_speed(http: httpx.AsyncClient, spot: Spot) -> Speed:
+    """:class:`Speed` at ``spot`` of a document unrelated to the replay's (the sample's lines
+    in reverse order): the prompt it leaves in the slot's cache shares no prefix with the
+    replay's, whose first prompt therefore starts cold as on an empty cache."""
+    text = "\n".join(reversed(SAMPLE.read_text().splitlines())) + "\n"
+    cursor = place(text, spot)
+    indent = spot.after[: len(spot.after) - len(spot.after.lstrip())]
+    text = text[:cursor] + "\n" + indent + spot.bursts[0] + text[cursor:]
+    cursor += 1 + len(indent) + len(spot.bursts[0])
+    figures = []
+    for extra, tokens in (("", 1), (spot.bursts[1][0], MAX_TOKENS)):
+        document = text[:cursor] + extra + text[cursor:]
+        window = cut_window(
+            _snapshot(document), cursor + len(extra), max_prefix=MAX_PREFIX, max_suffix=MAX_SUFFIX
+        )
+        body = {
+            "input_prefix": window.prefix,
+            "input_suffix": window.suffix,
+            "n_predict": tokens,
+            "temperature": TEMPERATURE,
+            "cache_prompt": True,
+            "stop": ["\n"],  # a suggestion is shown once its line is complete
+        }
+        try:
+            # At a load of 15 the answer took 107 s: a measure that takes longer than this
+            # says the machine could answer no pause at all.
+            response = await http.post("/infill", json=body, timeout=SPEED_TIMEOUT_S)
+        except httpx.TimeoutException:
+            return Speed(cold_ms=math.inf, answer_ms=math.inf, answer_tokens=0)
+        response.raise_for_status()
+        timings = response.json()["timings"]
+        figures.append(float(timings["prompt_ms"]) + float(timings.get("predicted_ms", 0.0)))
+        generated = int(timings.get("predicted_n", 0))
+    return Speed(cold_ms=figures[0], answer_ms=figures[1], answer_tokens=generated)
+
+
+def _tasks_so_far(llama: LlamaServerProcess) -> int:
+    return len(llama_tasks(llama.log_path.read_text(errors="replace"))[0])
+
+
 # -- the systems ------------------------------------------------------------------------------
 
 
@@ -477,21 +548,18 @@ class Run:
     seconds: float = 0.0
     dropped: int = 0  # requests llama.cpp dropped before they got the slot
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
+    # The model server's speed just before and just after the replay (the judged system only):
+    # what the machine allowed in this run, whatever its load.
+    speeds: list[Speed] = field(default_factory=list)
 
 
-def _dead_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _options(root: str, system: str) -> dict[str, Any]:
+def _options(root: str, system: str, dead_port: int) -> dict[str, Any]:
+    """One local provider; for ``failover``, a second one after it at ``dead_port``, which
+    refuses connections (reserved by the caller for the run: tests/fakes/ports.py)."""
     local = {"name": "local", "kind": "llamacpp", "base_url": root, "model": MODEL_NAME}
     providers: list[dict[str, Any]] = [local]
     if system == "failover":
-        dead = f"http://127.0.0.1:{_dead_port()}"
+        dead = f"http://127.0.0.1:{dead_port}"
         local["priority"] = 0
         providers.append(
             {"name": "dead", "kind": "llamacpp", "base_url": dead, "model": "x", "priority": 1}
@@ -513,16 +581,22 @@ def _old_checkout(revision: str, into: Path) -> str:
 
 
 async def run_system(system: str, model: Path, workdir: Path, settings: argparse.Namespace) -> Run:
-    """One system against a fresh llama.cpp server (an empty prompt cache)."""
+    """One system against a fresh llama.cpp server (an empty prompt cache). For the judged
+    system, the server's speed is measured just before and just after the replay, on a prompt
+    that leaves the replay's conditions as they were; its tasks are not the replay's."""
     spots = QUICK_SPOTS if settings.quick else SPOTS[: settings.spots]
     keys = script(spots, settings.bursts, settings.seed)
     here = workdir / system
     here.mkdir()
     llama = LlamaServerProcess(model, here, parallel=1, ctx=CTX, threads=settings.threads)
     llama.start(timeout=60)
-    started = time.perf_counter()
-    load = os.getloadavg()[0]
+    speeds: list[Speed] = []
     try:
+        if system == JUDGED:
+            speeds.append(await _speed_of(llama, spots))
+        first_task = _tasks_so_far(llama)
+        started = time.perf_counter()
+        load = os.getloadavg()[0]
         if system == "plain":
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
             async with httpx.AsyncClient(
@@ -534,22 +608,34 @@ async def run_system(system: str, model: Path, workdir: Path, settings: argparse
             python_path = None
             if system == "old":
                 python_path = _old_checkout(settings.old_rev, here / "old")
-            options = _options(llama.root, system)
-            async with crucible_session(
-                here, options, python_path=python_path, log_level=settings.log_level
-            ) as session:
-                editor = CrucibleEditor(system, session)
-                pauses = await replay(editor, keys, session, spots)
-                await asyncio.sleep(0.5)  # let a cancelled request's warming report
-                status = await session.status()
-                run = Run(system, pauses, [], status, list(session.messages))
+            with reserved_port() as dead_port:
+                options = _options(llama.root, system, dead_port)
+                async with crucible_session(
+                    here, options, python_path=python_path, log_level=settings.log_level
+                ) as session:
+                    editor = CrucibleEditor(system, session)
+                    pauses = await replay(editor, keys, session, spots)
+                    await asyncio.sleep(0.5)  # let a cancelled request's warming report
+                    status = await session.status()
+                    run = Run(system, pauses, [], status, list(session.messages))
         run.seconds = time.perf_counter() - started
         run.load = (load, os.getloadavg()[0])
         await asyncio.sleep(0.2)
+        # The system's client is gone: its queued requests were dropped, and a task it left
+        # running was started already, so the tasks after this one are the measure's.
+        last_task = _tasks_so_far(llama)
+        if system == JUDGED:
+            speeds.append(await _speed_of(llama, spots))
     finally:
         llama.stop()
-    run.tasks, run.dropped = llama_tasks(llama.log_path.read_text(errors="replace"))
+    tasks, run.dropped = llama_tasks(llama.log_path.read_text(errors="replace"))
+    run.tasks, run.speeds = tasks[first_task:last_task], speeds
     return run
+
+
+async def _speed_of(llama: LlamaServerProcess, spots: Sequence[Spot]) -> Speed:
+    async with httpx.AsyncClient(base_url=llama.root, trust_env=False) as http:
+        return await measure_speed(http, spots[len(spots) // 2])
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -572,7 +658,7 @@ def _fb(provider: dict[str, Any]) -> str:
 
 def pause_table(runs: Sequence[Run]) -> str:
     """One line per pause: each system's served/latency; Crucible's provider after it."""
-    head = f"{'spot':>4} {'burst':>5} {'keys':>4} {'pause':>5}"
+    head = f"{'spot':>4} {'burst':>5} {'keys':>4} {'pause':>5} {'reach':>5}"
     groups = []
     for run in runs:
         group = f"{run.system:<9} {'ms':>5}"
@@ -583,7 +669,10 @@ def pause_table(runs: Sequence[Run]) -> str:
     lines = [head + " | " + " | ".join(groups)]
     lines.append("-" * len(lines[0]))
     for number, pause in enumerate(runs[0].pauses):
-        row = f"{pause.spot:>4} {pause.burst:>5} {pause.keys:>4} {pause.pause_ms:>5.0f}"
+        row = (
+            f"{pause.spot:>4} {pause.burst:>5} {pause.keys:>4} {pause.pause_ms:>5.0f}"
+            f" {pause.reach_ms:>5.0f}"
+        )
         cells = []
         for run in runs:
             p = run.pauses[number]
@@ -659,8 +748,50 @@ def _ratio(numerator: float, denominator: float) -> str:
 @dataclass(frozen=True)
 class Target:
     description: str
-    passed: bool
+    passed: bool | None  # None: not judged in this run, the figure says why
     figure: str
+
+
+def served_target(run: Run) -> Target:
+    """Suggestions shown in the pauses the model server could have answered in this run.
+
+    How many pauses a model on two shared cores can answer depends on the machine's load at
+    that moment: a cold prompt took 0.8 s idle and 8 s at a load of 6-9, longer than the whole
+    time from a spot's Enter to the end of its second pause. Judging every pause made the
+    verdict a measure of the load. So each pause is judged only if it ended no earlier after
+    its spot's Enter than the earliest suggestion the server allowed, measured around this
+    run (the slower of just before and just after): its cold prompt, its answer to a key, and
+    Crucible's longest debounce. At a load of 3.5 that was 4.0 s before the replay and 6.7 s
+    after it (a spot's second pause ends ~5.3 s after its Enter, its first ~2.5 s); on a
+    faster machine or moment more pauses are judged, and a Crucible that stops serving is
+    caught there. When no pause is, the target says so (SKIP) with these figures."""
+    description = f"suggestion shown in >= {SERVED_TARGET:.0%} of the pauses the model could answer"
+    everything = f"{sum(p.served for p in run.pauses)}/{len(run.pauses)} of all pauses"
+    if not run.speeds:
+        judged, how = run.pauses, "no speed measured: every pause"
+    else:
+        slower = max(run.speeds, key=lambda speed: speed.earliest_ms)
+        judged = [p for p in run.pauses if p.reach_ms >= slower.earliest_ms]
+        how = (
+            f"pauses ending >= {slower.earliest_ms:.0f} ms after their spot's Enter (llama.cpp"
+            f" cold prompt {slower.cold_ms:.0f} + answer {slower.answer_ms:.0f} ms, the slower"
+            f" of {', '.join(f'{s.earliest_ms - DEBOUNCE_MAX_MS:.0f}' for s in run.speeds)} ms"
+            f" before/after the run, + {DEBOUNCE_MAX_MS} ms debounce)"
+        )
+    if not judged:
+        longest = max((p.reach_ms for p in run.pauses), default=0.0)
+        return Target(
+            description,
+            None,
+            f"not judged: no pause in reach, the longest ended {longest:.0f} ms after its"
+            f" Enter; {how}; {everything}",
+        )
+    served = sum(p.served for p in judged)
+    return Target(
+        description,
+        served >= SERVED_TARGET * len(judged),
+        f"{served}/{len(judged)} ({served / len(judged):.0%}) of the {how}; {everything}",
+    )
 
 
 def targets(run: Run, summary: Summary, calibration: Calibration, spots: int) -> list[Target]:
@@ -669,11 +800,7 @@ def targets(run: Run, summary: Summary, calibration: Calibration, spots: int) ->
     trips = max(trips, final.get("trips") or 0)
     opened = [p for p in run.pauses if p.provider.get("state") not in (None, "closed")]
     return [
-        Target(
-            f"suggestion shown in >= {SERVED_TARGET:.0%} of pauses",
-            summary.served >= SERVED_TARGET * summary.pauses,
-            f"{summary.served}/{summary.pauses} ({summary.served / max(1, summary.pauses):.0%})",
-        ),
+        served_target(run),
         Target(
             "the breaker never opens",
             trips == 0 and not opened,
@@ -686,10 +813,14 @@ def targets(run: Run, summary: Summary, calibration: Calibration, spots: int) ->
             f"{summary.cold} of {summary.tasks} llama.cpp tasks started with < {_COLD:.0%} of"
             f" their prompt cached, {spots} spots",
         ),
+        # Judged on the tokens llama.cpp evaluated, not its milliseconds: at a load of 15 one
+        # token took 6.5 s against 39 s for 1681 (a ratio of 6), though the cache worked.
         Target(
-            "the same prompt again takes well under a cold one (<= 1/10)",
-            calibration.again_ms <= calibration.cold_ms / 10,
-            f"{calibration.again_ms:.0f} ms vs {calibration.cold_ms:.0f} ms",
+            "the same prompt again is served from the prompt cache (<= 1/10 of a cold one's"
+            " tokens evaluated)",
+            calibration.again_tokens <= calibration.cold_tokens / 10,
+            f"{calibration.again_tokens} vs {calibration.cold_tokens} tokens"
+            f" ({calibration.again_ms:.0f} vs {calibration.cold_ms:.0f} ms)",
         ),
     ]
 
@@ -716,6 +847,13 @@ def report(
         f" (cold/again {_ratio(calibration.cold_ms, calibration.again_ms)})\n"
     )
     print(pause_table(runs))
+    print("  reach: ms from the Enter that opened the spot's line to the end of the pause")
+    for run in runs:
+        for moment, speed in zip(("before", "after"), run.speeds, strict=False):
+            print(
+                f"llama.cpp {moment} the {run.system} run: cold prompt {speed.cold_ms:.0f} ms,"
+                f" one key later and a line ({speed.answer_tokens} tokens) {speed.answer_ms:.0f} ms"
+            )
     print()
     print("\n".join(summary_lines(runs, summaries, spots)))
     print(
@@ -741,7 +879,8 @@ def report(
     found = targets(runs[0], summaries[runs[0].system], calibration, spots)
     print(f"Targets ({runs[0].system}):")
     for target in found:
-        print(f"  [{'PASS' if target.passed else 'FAIL'}] {target.description}: {target.figure}")
+        verdict = {True: "PASS", False: "FAIL", None: "SKIP"}[target.passed]
+        print(f"  [{verdict}] {target.description}: {target.figure}")
     for run in runs:
         for message in run.messages:
             print(f"{run.system} server said: {message}")
@@ -759,6 +898,7 @@ def report(
                 },
                 "pauses": [asdict(p) for p in run.pauses],
                 "llama_tasks": [asdict(t) for t in run.tasks],
+                "speeds": [asdict(speed) for speed in run.speeds],
                 "status": run.status,
                 "messages": run.messages,
             }

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests import forked_servers
+from tests.fakes.ports import reserved_port
 from tests.forked_servers import ForkServer
 from tests.redis_server import MISSING_REASON, REDIS_SERVER, RedisServer
 
@@ -96,3 +97,12 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections and that the OS gives to no other socket (no
+    other xdist worker's server, no outgoing connection) for the test's duration; a fake
+    provider of the test's may serve on it (tests/fakes/ports.py)."""
+    with reserved_port() as port:
+        yield port

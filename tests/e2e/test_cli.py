@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import psutil
 import pytest
 from tests.fakes.provider import FakeProvider, Fault
 
@@ -82,11 +83,10 @@ def test_doctor_reports_a_healthy_provider_and_masks_secrets(tmp_path: Path) -> 
     assert "providers[1].base_url: must not carry credentials" in done.stdout
 
 
-def test_doctor_fails_when_no_provider_answers_and_says_why(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = write_config(tmp_path / "c.toml", f"http://127.0.0.1:{port}")
+def test_doctor_fails_when_no_provider_answers_and_says_why(
+    tmp_path: Path, refused_port: int
+) -> None:
+    config = write_config(tmp_path / "c.toml", f"http://127.0.0.1:{refused_port}")
     done = run(
         "doctor", "--config", str(config), env={"XDG_CONFIG_HOME": str(tmp_path)}, cwd=tmp_path
     )
@@ -299,26 +299,36 @@ def _read_message(stream: BinaryIO) -> dict[str, object]:
     return json.loads(stream.read(length))  # type: ignore[no-any-return]
 
 
+def listening_port(process: subprocess.Popen[bytes], within_s: float) -> int:
+    """The TCP port ``process`` listens on, once it does."""
+    deadline = time.monotonic() + within_s
+    while True:
+        assert process.poll() is None, "the server exited before it listened"
+        listening = [
+            c.laddr.port
+            for c in psutil.Process(process.pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        if listening:
+            return listening[0]
+        assert time.monotonic() < deadline, "server did not listen"
+        time.sleep(0.05)
+
+
 def test_tcp_transport_and_log_file(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     log = tmp_path / "logs" / "crucible.log"
+    # Port 0: the server binds a port the OS picks, read back from the process's own sockets.
+    # A number picked here, released and passed as --port could be taken by another xdist
+    # worker's server meanwhile, and this test would then talk to that one.
     server = subprocess.Popen(
-        [*CLI, "--tcp", "--host", "127.0.0.1", "--port", str(port), "--log-file", str(log)],
+        [*CLI, "--tcp", "--host", "127.0.0.1", "--port", "0", "--log-file", str(log)],
         env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "server did not listen"
-                time.sleep(0.05)
+        port = listening_port(server, within_s=40)  # a start-up at load 14 took over 20 s
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
         with conn, conn.makefile("rb") as replies:
             conn.sendall(
                 _frame(

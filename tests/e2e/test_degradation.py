@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 from lsprotocol import types
@@ -23,17 +22,11 @@ pytestmark = pytest.mark.e2e
 TEXT = "def add(a, b):\n    "
 
 
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_connection_refused_gives_an_empty_answer(
-    fake: FakeProvider, lsp_session: Session
+    fake: FakeProvider, lsp_session: Session, refused_port: int
 ) -> None:
     options = provider_options(fake)
-    options["providers"][0]["base_url"] = f"http://127.0.0.1:{unused_port()}"
+    options["providers"][0]["base_url"] = f"http://127.0.0.1:{refused_port}"
     async with lsp_session(options) as client:
         uri = open_document(client, TEXT)
         result = await inline(client, uri, end_of(TEXT))

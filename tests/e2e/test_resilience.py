@@ -110,36 +110,57 @@ async def test_a_failing_primary_is_routed_around_and_its_circuit_opens(
     assert status["upstream"] == {"calls": 9, "errors": 3}
 
 
+def refusing_primary(options: dict[str, Any], port: int) -> dict[str, Any]:
+    """``options`` with the primary at ``port``, which refuses connections (a reserved port:
+    a stopped fake's port could be taken by another worker's server meanwhile)."""
+    options["providers"][0]["base_url"] = f"http://127.0.0.1:{port}"
+    return options
+
+
 async def test_a_refused_connection_fails_over_at_once(
-    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session, refused_port: int
 ) -> None:
-    options = pool_options(primary, secondary)
-    primary.stop()
+    options = refusing_primary(pool_options(primary, secondary), refused_port)
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
-        started = time.perf_counter()
         answer = await ask(editor)
-        elapsed = time.perf_counter() - started
+        status = await server_status(client)
 
     assert answer == ["return a + b  # secondary"]
-    assert elapsed < 1.0
+    # At once: the refusal itself is the primary's verdict (no first-byte timeout, no deadline
+    # waited for), and it was not retried: one call each, the refused one the only error.
+    first = member(status, "primary")
+    assert (first["failures"], first["last_error"]) == (1, "ProviderUnavailable")
+    assert status["upstream"] == {"calls": 2, "errors": 1}
+    assert status["requests"]["timeout"] == 0
 
 
 async def test_a_hanging_primary_is_given_up_after_the_first_byte_timeout(
     primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
 ) -> None:
     primary.inject(Fault(hang=True))
-    options = pool_options(primary, secondary, first_byte_timeout_ms=300)
+    options = pool_options(primary, secondary, first_byte_timeout_ms=1000)
+    options["completion"]["timeout_ms"] = 4000  # room for the secondary after the allowance
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
-        started = time.perf_counter()
         answer = await ask(editor)
-        elapsed = time.perf_counter() - started
+        status = await server_status(client)
+        (hung,) = primary.generation_requests()
 
+    # The secondary's answer within the deadline (else the answer would be empty, a timeout),
+    # once the primary's first-byte allowance had passed: the primary was cut then and left
+    # warming (it may be a local model working through the prompt), not failed.
     assert answer == ["return a + b  # secondary"]
-    assert 0.3 <= elapsed < 1.5
-    (hung,) = primary.generation_requests()
-    assert await primary.wait_for_async(lambda _: hung.disconnected)
+    assert status["requests"]["timeout"] == 0
+    first = member(status, "primary")
+    assert (first["warming"], first["failures"]) == (1, 0)
+    # Not before the allowance: the secondary was asked only once the primary had been waited
+    # on. The two outcomes are ~0 s (failing over at once) and 1 s (the allowance); a load
+    # delay only lengthens the wait, but the fake may log the primary's request late, so the
+    # bound is half-way, 0.5 s.
+    (asked,) = secondary.generation_requests()
+    assert asked.received_at - hung.received_at >= 0.5
+    assert await primary.wait_for_async(lambda _: hung.disconnected)  # let go at shutdown
 
 
 async def test_rate_limited_primary_is_parked_for_its_retry_after(
@@ -169,21 +190,25 @@ async def test_a_dripping_stream_cannot_outlive_the_deadline_and_opens_the_circu
         # are the deadline's once it is loaded, not start-up's.
         await server_status(client)
         editor = Editor(client, open_document(client, TEXT), TEXT)
-        answers, elapsed = [], []
-        for n in range(4):
-            editor.type(f"x{n} = {n}\n    ")
-            started = time.perf_counter()
-            answers.append(await ask(editor))
-            elapsed.append(time.perf_counter() - started)
+        answers = await ask_many(editor, 4)
         status = await server_status(client)
+        dripped = primary.generation_requests()
+    # Each stream closed, long before its end. Only checked once the server is gone: on a
+    # loaded machine a stream cut by the completion's backstop rather than the pool's deadline
+    # was left open until shutdown (an async generator closed by the garbage collector).
+    assert await primary.wait_for_async(lambda _: all(r.disconnected for r in dripped))
+    sent = [r.chunks_sent for r in dripped]
 
     # Text had started to arrive, so the pool could not fail over: the first three end at the
     # deadline, empty, and count against the primary; then its circuit is open.
     assert answers == [[], [], [], ["return a + b  # secondary"]]
-    # Cut at the deadline, not when the stream ends (200 chunks x 300 ms = a minute). The
-    # margin is for a loaded 2-core machine; the fault benchmark measures the real overshoot
-    # (+10 ms in its drip phase).
-    assert max(elapsed) < 0.8 + 0.5
+    # Cut at the deadline, not when the stream ends: the deadline's verdict three times, and
+    # each stream closed unfinished. Its chunks are the time it was read for, in the fake's
+    # units: the 0.8 s deadline lets ~3 through (one per 300 ms), the whole reply is 202. The
+    # bound is half-way, so no load delay fails it and a stream read to (near) its end does;
+    # the overshoot itself is a figure, benchmarks/provider_faults.py measures it (drip phase).
+    assert not any(r.completed for r in dripped)
+    assert max(sent) < 202 // 2, sent
     assert status["requests"]["timeout"] == 3
     first = member(status, "primary")
     assert (first["state"], first["failures"], first["last_error"]) == (
@@ -191,10 +216,7 @@ async def test_a_dripping_stream_cannot_outlive_the_deadline_and_opens_the_circu
         3,
         "DeadlineExceeded",
     )
-    assert len(primary.generation_requests()) == 3
-    assert await primary.wait_for_async(
-        lambda f: all(r.disconnected for r in f.generation_requests())
-    )
+    assert len(dripped) == 3
 
 
 async def test_a_stream_that_breaks_mid_way_is_asked_again_elsewhere(
@@ -214,11 +236,11 @@ async def test_a_stream_that_breaks_mid_way_is_asked_again_elsewhere(
 
 
 async def test_a_recovered_primary_is_brought_back_by_the_health_probe(
-    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session
+    primary: FakeProvider, secondary: FakeProvider, lsp_session: Session, refused_port: int
 ) -> None:
-    port = primary.port
+    port = refused_port  # refused at first; the reviving fake below binds it
     options = pool_options(primary, secondary, cooldown_ms=300, cooldown_max_ms=300)
-    primary.stop()
+    refusing_primary(options, port)
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
         await ask_many(editor, 3)
@@ -251,12 +273,17 @@ async def test_hedging_asks_the_next_provider_when_the_first_is_slower_than_usua
         editor = Editor(client, open_document(client, TEXT), TEXT)
         await ask_many(editor, 10)  # the primary's first-byte p95 is now a few ms
         primary.inject(Fault(latency_ms=1000), times=1)
-        started = time.perf_counter()
         (hedged,) = await ask_many(editor, 1)
-        elapsed = time.perf_counter() - started
+        slow = primary.generation_requests()[-1]
+        # The loser was closed by the server while it runs, before its first byte.
+        assert await primary.wait_for_async(lambda _: slow.disconnected)
+        status = await server_status(client)
 
+    # Without a hedge the primary would have answered after its 1 s stall (within the 2 s
+    # deadline, under the 1.5 s first-byte allowance), and the secondary never been asked: its
+    # answer, with the primary's request closed before it sent a byte, is the hedge firing
+    # and winning. Neither is a verdict against the primary.
     assert hedged == ["return a + b  # secondary"]
-    assert elapsed < 0.6  # the hedge fired at ~100 ms (the floor), not after the 1 s stall
     assert len(secondary.generation_requests()) == 1
-    slow = primary.generation_requests()[-1]
-    assert await primary.wait_for_async(lambda _: slow.disconnected)  # the loser was closed
+    assert (slow.chunks_sent, slow.completed) == (0, False)
+    assert member(status, "primary")["failures"] == 0

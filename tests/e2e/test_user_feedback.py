@@ -25,7 +25,6 @@ from tests.e2e.conftest import (
     texts,
 )
 from tests.fakes.provider import FakeProvider, Fault
-from tests.providers.support import unused_port
 
 pytestmark = pytest.mark.e2e
 
@@ -78,13 +77,12 @@ async def test_a_sole_provider_with_a_slow_first_token_still_suggests(
     options["resilience"] = {}  # the shipped defaults: a 1.5 s cut-off, a 4 s deadline
     async with lsp_session(options) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
-        started = time.perf_counter()
         answers = [await ask(editor, n) for n in range(2)]
-        elapsed = time.perf_counter() - started
         status = await server_status(client)
 
+    # Each within the completion deadline: one past it is answered empty, as a timeout.
     assert answers == [[REPLY], [REPLY]]
-    assert elapsed < 2 * 4.0  # each within the completion deadline
+    assert (status["requests"]["served"], status["requests"]["timeout"]) == (2, 0)
     provider = status["providers"][0]
     assert (provider["state"], provider["failures"], provider["health"]) == ("closed", 0, "slow")
     assert provider["first_byte_ms"]["p50"] >= 2500
@@ -93,9 +91,9 @@ async def test_a_sole_provider_with_a_slow_first_token_still_suggests(
 
 
 async def test_a_refused_provider_is_announced_once_and_again_after_it_came_back(
-    lsp_session: Session,
+    lsp_session: Session, refused_port: int
 ) -> None:
-    port = unused_port()
+    port = refused_port  # refused until the fake below serves on it, and refused again after
     async with lsp_session(one_provider(f"http://127.0.0.1:{port}")) as client:
         editor = Editor(client, open_document(client, TEXT), TEXT)
         assert [await ask(editor, n) for n in range(4)] == [[]] * 4
@@ -143,9 +141,9 @@ async def test_a_rejected_key_stops_calls_and_names_its_variable(lsp_session: Se
 
 
 async def test_status_notifications_follow_ready_busy_offline_and_back(
-    lsp_session: Session,
+    lsp_session: Session, refused_port: int
 ) -> None:
-    port = unused_port()
+    port = refused_port  # held while the fake is stopped: the second fake gets it back
     fake = FakeProvider(model=MODEL, reply=REPLY, port=port).start()
     fake.inject(Fault(latency_ms=300))  # long enough to be seen as busy (100 ms rate limit)
     async with lsp_session(one_provider(fake.base_url)) as client:

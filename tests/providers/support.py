@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
@@ -63,11 +62,3 @@ def settings_for(kind: ProviderKind, root: str, **overrides: Any) -> ProviderSet
 
 async def collect(stream: AsyncIterator[str]) -> str:
     return "".join([chunk async for chunk in stream])
-
-
-def unused_port() -> int:
-    """A port nothing listens on (bound once by the OS, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

@@ -28,7 +28,7 @@ from crucible.providers.errors import (
 )
 from tests.fakes.provider import FakeProvider, Fault
 from tests.providers.conftest import MakeProvider
-from tests.providers.support import CHAT, FIM, KEY_ENV, MODEL, collect, unused_port
+from tests.providers.support import CHAT, FIM, KEY_ENV, MODEL, collect
 
 ANTHROPIC = ProviderKind.ANTHROPIC
 
@@ -307,8 +307,8 @@ async def test_probe_says_when_base_url_has_a_v1_too_many(
     assert result.detail.endswith("; base_url is the API root, without /v1")
 
 
-async def test_probe_of_a_server_that_is_down(make: MakeProvider) -> None:
-    root = f"http://127.0.0.1:{unused_port()}"
+async def test_probe_of_a_server_that_is_down(make: MakeProvider, refused_port: int) -> None:
+    root = f"http://127.0.0.1:{refused_port}"
     result = await make(ANTHROPIC, root=root).probe()
     assert (result.ok, result.detail) == (False, f"connection refused ({root})")
 

@@ -25,7 +25,7 @@ from crucible.providers.errors import (
 )
 from tests.fakes.provider import FakeProvider, Fault
 from tests.providers.conftest import MakeProvider
-from tests.providers.support import CHAT, FIM, KEY_ENV, MODEL, collect, unused_port
+from tests.providers.support import CHAT, FIM, KEY_ENV, MODEL, collect
 
 CODESTRAL = ProviderKind.CODESTRAL
 
@@ -240,8 +240,8 @@ async def test_probe_says_when_base_url_lacks_v1(make: MakeProvider, fake: FakeP
     assert result.detail.endswith("; base_url includes /v1 (https://codestral.mistral.ai/v1)")
 
 
-async def test_probe_of_a_server_that_is_down(make: MakeProvider) -> None:
-    root = f"http://127.0.0.1:{unused_port()}"
+async def test_probe_of_a_server_that_is_down(make: MakeProvider, refused_port: int) -> None:
+    root = f"http://127.0.0.1:{refused_port}"
     result = await make(CODESTRAL, root=root).probe()
     assert (result.ok, result.detail) == (False, f"connection refused ({root})")
 

@@ -6,7 +6,7 @@ from crucible.config.settings import ProviderKind
 from crucible.providers.base import FimRequest
 from tests.fakes.provider import FakeProvider
 from tests.providers.conftest import MakeProvider
-from tests.providers.support import CHAT, FIM, MODEL, collect, unused_port
+from tests.providers.support import CHAT, FIM, MODEL, collect
 
 OLLAMA = ProviderKind.OLLAMA
 
@@ -67,8 +67,8 @@ async def test_probe_lists_the_models_it_has(make: MakeProvider, fake: FakeProvi
     assert result.detail == f"model {MODEL} not found (have: llama3:8b, qwen2.5-coder:7b)"
 
 
-async def test_probe_of_a_server_that_is_down(make: MakeProvider) -> None:
-    root = f"http://127.0.0.1:{unused_port()}"
+async def test_probe_of_a_server_that_is_down(make: MakeProvider, refused_port: int) -> None:
+    root = f"http://127.0.0.1:{refused_port}"
     result = await make(OLLAMA, root=root).probe()
     assert (result.ok, result.detail) == (False, f"connection refused ({root})")
 

@@ -22,7 +22,7 @@ from crucible.providers.errors import (
 from crucible.providers.registry import create_provider
 from tests.fakes.provider import FakeProvider, Fault
 from tests.providers.conftest import MakeProvider
-from tests.providers.support import CHAT, FIM, KEY_ENV, KINDS, collect, settings_for, unused_port
+from tests.providers.support import CHAT, FIM, KEY_ENV, KINDS, collect, settings_for
 
 LONG_REPLY = "x = 1\n" * 200
 
@@ -162,8 +162,10 @@ async def test_unknown_model_is_model_not_found(make: MakeProvider, kind: Provid
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_connection_refused_is_unavailable_and_names_the_server(kind: ProviderKind) -> None:
-    root = f"http://127.0.0.1:{unused_port()}"
+async def test_connection_refused_is_unavailable_and_names_the_server(
+    kind: ProviderKind, refused_port: int
+) -> None:
+    root = f"http://127.0.0.1:{refused_port}"
     provider = create_provider(settings_for(kind, root))
     try:
         with pytest.raises(ProviderUnavailable, match=rf"connection refused \({root}\)"):
@@ -178,7 +180,8 @@ async def test_no_data_within_the_read_timeout_is_a_provider_timeout(
 ) -> None:
     fake.inject(Fault(hang=True))
     base_url = settings_for(kind, fake.base_url).base_url
-    async with httpx.AsyncClient(base_url=base_url, timeout=0.1) as client:
+    # Only the read is short: a connect on a loaded machine may take longer than 0.1 s.
+    async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(5.0, read=0.1)) as client:
         with pytest.raises(ProviderTimeout, match="read timeout"):
             await collect(make(kind, client=client).stream_fim(FIM))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
+from typing import Any, SupportsIndex
 
 import pytest
 
@@ -119,13 +120,59 @@ def test_offset_outside_the_text_is_clamped() -> None:
     assert cut_window(snapshot, -5, max_prefix=10, max_suffix=10).suffix == "ab\ncd"
 
 
+class ReadSpans(str):
+    """A document text that records the span of every read ``cut_window`` makes of it (an
+    index, a slice, a bounded ``find``/``rfind``) and refuses any other use of the whole text,
+    which would cost its length on every keystroke. The pieces it hands out are plain ``str``."""
+
+    spans: list[tuple[int, int]]
+
+    def __new__(cls, text: str) -> ReadSpans:
+        made = super().__new__(cls, text)
+        made.spans = []
+        return made
+
+    def __getitem__(self, key: SupportsIndex | slice) -> str:
+        if isinstance(key, slice):
+            start, stop, _ = key.indices(len(self))
+            self.spans.append((start, stop))
+        else:
+            self.spans.append((int(key), int(key) + 1))
+        return str(str.__getitem__(self, key))
+
+    def find(
+        self, sub: str, start: SupportsIndex | None = None, end: SupportsIndex | None = None
+    ) -> int:
+        self.spans.append(slice(start, end).indices(len(self))[:2])
+        return str.find(self, sub, start, end)
+
+    def rfind(
+        self, sub: str, start: SupportsIndex | None = None, end: SupportsIndex | None = None
+    ) -> int:
+        self.spans.append(slice(start, end).indices(len(self))[:2])
+        return str.rfind(self, sub, start, end)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in {"find", "rfind", "spans", "__class__"}:
+            return super().__getattribute__(name)
+        raise AssertionError(f"cut_window used the whole text: str.{name}")
+
+    def __contains__(self, item: object) -> bool:
+        raise AssertionError("cut_window searched the whole text: `in`")
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("cut_window iterated the whole text")
+
+
 def test_minified_five_megabyte_line_costs_only_the_budget() -> None:
-    text = "var a=function(){return 1};" * 200_000  # 5.4 MB, no line break
+    text = ReadSpans("var a=function(){return 1};" * 200_000)  # 5.4 MB, no line break
     snapshot = DocumentSnapshot("file:///app.min.js", "/app.min.js", "javascript", 1, text)
-    started = time.perf_counter()
-    for _ in range(200):
-        cut = cut_window(snapshot, len(text) // 2, max_prefix=6000, max_suffix=2000)
-    elapsed = time.perf_counter() - started
+    offset = len(text) // 2
+    cut = cut_window(snapshot, offset, max_prefix=6000, max_suffix=2000)
     assert (len(cut.prefix), len(cut.suffix), len(cut.line_prefix)) == (6000, 2000, 6000)
-    # Bounded slicing takes ~1 ms for all 200 calls; touching the whole line would take ~100.
-    assert elapsed < 0.05
+    # Only the budget around the cursor was read (the character before the prefix included:
+    # whether it is a line start), never the rest of the line: a keystroke in a minified file
+    # costs the budget, not the file's size.
+    assert text.spans
+    outside = [(a, b) for a, b in text.spans if not offset - 6000 - 1 <= a <= b <= offset + 2000]
+    assert not outside
