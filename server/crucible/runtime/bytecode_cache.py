@@ -143,21 +143,26 @@ class BytecodeCache:
         filename: str = "",
     ) -> None:
         """What ``attr._make._compile_and_eval`` does, with the code object from the cache."""
+        eval(self.code(script, filename), globs, locs)  # attrs' own code, run as attrs runs it
+
+    def code(self, script: str, filename: str) -> CodeType:
+        """The code object of ``script``: read from the file, or compiled as attrs compiles it
+        (and kept for the next file unless it holds a per-process value)."""
         key = (filename, hashlib.blake2b(script.encode(), digest_size=DIGEST_BYTES).digest())
         code = self._stored.get(key)
         if code is not None:
             self.hits += 1
             self._used[key] = code
+            return code
+        started = time.perf_counter()
+        compiled: CodeType = compile(script, filename, "exec", flags=self._flags, dont_inherit=True)
+        self.compile_ms += (time.perf_counter() - started) * 1000
+        if per_process(script, filename):
+            self.uncached += 1
         else:
-            started = time.perf_counter()
-            code = compile(script, filename, "exec", flags=self._flags, dont_inherit=True)
-            self.compile_ms += (time.perf_counter() - started) * 1000
-            if per_process(script, filename):
-                self.uncached += 1
-            else:
-                self.misses += 1
-                self._used[key] = code
-        eval(code, globs, locs)  # attrs' own generated code, run as attrs runs it
+            self.misses += 1
+            self._used[key] = compiled
+        return compiled
 
     def save(self) -> bool:
         """Write what this load used, when something missed; True when the file was written.
