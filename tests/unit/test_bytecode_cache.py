@@ -150,17 +150,26 @@ print(json.dumps({"installed": bytecode_cache.installed() is not None,
     assert not (tmp_path / "cache" / "crucible" / "bytecode").exists()
 
 
-def test_an_unexpected_attrs_is_left_alone(tmp_path: Path) -> None:
-    code = """
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        'script, globs, locs=None, filename="", *, optimize=-1',
+        'source, globs, locs=None, filename=""',
+        "script, globs, locs, filename",
+        "script, globs, *args",
+    ],
+)
+def test_an_unexpected_attrs_is_left_alone(tmp_path: Path, parameters: str) -> None:
+    code = f"""
 import json
 import attr._make as make
-def _compile_and_eval(script, globs, locs=None, filename="", *, optimize=-1):
-    exec(compile(script, filename, "exec"), globs, locs)
+def _compile_and_eval({parameters}):
+    pass
 make._compile_and_eval = _compile_and_eval
 from crucible.runtime import bytecode_cache
 cache = bytecode_cache.install()
-print(json.dumps({"cache": cache is not None,
-                  "patched": make._compile_and_eval is not _compile_and_eval}))
+print(json.dumps({{"cache": cache is not None,
+                  "patched": make._compile_and_eval is not _compile_and_eval}}))
 """
     assert _run(code, tmp_path / "cache") == {"cache": False, "patched": False}
 
