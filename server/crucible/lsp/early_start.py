@@ -133,10 +133,10 @@ def load_server() -> ServerFactory:
     # config package (which the cache's directory comes from) is imported.
     from crucible.runtime import bytecode_cache
 
-    bytecode_cache.install()
     thresholds = gc.get_threshold()
     gc.set_threshold(*LOADING_THRESHOLDS)
     try:
+        bytecode_cache.install()  # its file's code objects are start-up's, frozen with them
         # Imported here, not at the top: this import is the half second this module hides.
         from crucible.app import App, build_server
     finally:

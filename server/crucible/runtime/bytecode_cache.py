@@ -128,7 +128,11 @@ class BytecodeCache:
         started = time.perf_counter()
         blob = _read_trusted(self.directory, self.file_name)
         if blob is not None:
-            entries = parse(blob)
+            try:
+                entries = parse(blob)
+            except Exception:  # whatever marshal makes of it, the server starts without it
+                logger.warning("bytecode cache: %s not read", self.file_name, exc_info=True)
+                entries = None
             if entries is None:
                 logger.debug("bytecode cache: %s is corrupt; ignored", self.file_name)
             else:
@@ -173,8 +177,11 @@ class BytecodeCache:
         entries = dict(self._used)  # a copy: classes built meanwhile add to _used
         try:
             write(self.directory, self.file_name, entries)
-        except OSError as exc:
+        except OSError as exc:  # a read-only home, a full disk: only the saving is lost
             logger.debug("bytecode cache: not saved (%s)", exc)
+            return False
+        except Exception:  # a bug: said, and the server goes on without the file
+            logger.warning("bytecode cache: not saved", exc_info=True)
             return False
         logger.debug("bytecode cache: saved %d code objects", len(entries))
         return True
