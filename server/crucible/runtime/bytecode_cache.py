@@ -168,10 +168,15 @@ class BytecodeCache:
             self._used[key] = compiled
         return compiled
 
+    @property
+    def pending(self) -> bool:
+        """Something missed and is not saved yet, in the process that loaded the file."""
+        return self.misses > 0 and not self._saved and os.getpid() == self._pid
+
     def save(self) -> bool:
         """Write what this load used, when something missed; True when the file was written.
         Never raises for the file's sake: an ``OSError`` only costs the saving."""
-        if self._saved or self.misses == 0 or os.getpid() != self._pid:
+        if not self.pending:
             return False
         self._saved = True
         entries = dict(self._used)  # a copy: classes built meanwhile add to _used
@@ -259,7 +264,7 @@ def save_in_background() -> None:
     if cache is None:
         return
     logger.debug("bytecode cache: %s", cache.describe())
-    if cache.misses and not cache._saved and os.getpid() == cache._pid:
+    if cache.pending:
         threading.Thread(target=cache.save, name="crucible-bytecode-save").start()
 
 
