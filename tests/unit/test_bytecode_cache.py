@@ -344,3 +344,22 @@ def test_a_hash_of_this_process_is_told_apart() -> None:
     assert per_process(script, f"<attrs generated __hash__ {target}>")
     assert not per_process(SCRIPT, f"<attrs generated methods {target}>")
     assert not per_process(script, "<string>")
+
+
+def test_a_forked_child_leaves_the_saving_to_the_process_that_loaded(tmp_path: Path) -> None:
+    """The test suite's fork server (and any pre-fork setup) loads once and forks servers:
+    they inherit the cache, and must not each write the file."""
+    code = """
+import json, os
+from crucible.runtime import bytecode_cache
+cache = bytecode_cache.install()
+import lsprotocol.types
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if not cache.pending and not cache.save() else 1)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"child_saved": os.waitstatus_to_exitcode(status) != 0,
+                  "parent_pending": cache.pending, "parent_saved": cache.save()}))
+"""
+    found = _run(code, tmp_path / "cache")
+    assert found == {"child_saved": False, "parent_pending": True, "parent_saved": True}
