@@ -6,6 +6,9 @@ all of them alike (the same stdlib client and launches as :mod:`benchmarks.peers
 - **crucible**: ``python -m crucible --stdio`` from this checkout (``initialize`` answered by
   ``lsp/early_start.py`` while the server loads);
 - **crucible, plain**: the same with ``CRUCIBLE_EARLY_START=0`` (the server loaded first);
+- **crucible, no bytecode cache**: the same with ``CRUCIBLE_BYTECODE_CACHE=0`` (attrs compiles
+  lsprotocol's generated methods at every start; ``runtime/bytecode_cache.py``). The other
+  Crucible systems keep their cache directory across runs: the warm-up run fills it;
 - **crucible, baseline** (``--baseline DIR``): another checkout's ``server/`` on PYTHONPATH,
   e.g. a worktree of the commit before a change;
 - **tabby-agent** (npm, pinned; installed by ``benchmarks.peers``), a **bare pygls** server and
@@ -151,6 +154,12 @@ def _launches(root: Path, fake: FakeProvider, settings: argparse.Namespace) -> l
     launches = [
         _crucible(root, "crucible", fake, {"PYTHONPATH": path}),
         _crucible(root, "crucible, plain", fake, {"PYTHONPATH": path, "CRUCIBLE_EARLY_START": "0"}),
+        _crucible(
+            root,
+            "crucible, no bytecode cache",
+            fake,
+            {"PYTHONPATH": path, "CRUCIBLE_BYTECODE_CACHE": "0"},
+        ),
     ]
     if settings.baseline is not None:
         base = settings.baseline.resolve()
@@ -199,17 +208,17 @@ def _median(values: list[float]) -> float | None:
 def table(found: dict[str, Samples]) -> str:
     reference = found["crucible"]
     lines = [
-        f"{'system':<22}{'init ms':>10}{'x':>7}{'ready ms':>10}{'first ms':>10}{'second ms':>10}"
+        f"{'system':<30}{'init ms':>10}{'x':>7}{'ready ms':>10}{'first ms':>10}{'second ms':>10}"
     ]
     for name, samples in found.items():
         if samples.skipped:
-            lines.append(f"{name:<22}skipped: {samples.skipped}")
+            lines.append(f"{name:<30}skipped: {samples.skipped}")
             continue
         init, ref = _median(samples.init), _median(reference.init)
         ratio = f"{init / ref:.2f}" if init and ref else "-"
         cells = [_median(values) for values in (samples.ready, samples.first, samples.second)]
         shown = "".join(f"{value:>10.0f}" if value is not None else f"{'-':>10}" for value in cells)
-        lines.append(f"{name:<22}{init or 0:>10.0f}{ratio:>7}{shown}")
+        lines.append(f"{name:<30}{init or 0:>10.0f}{ratio:>7}{shown}")
     return "\n".join(lines)
 
 

@@ -79,6 +79,7 @@ from crucible.resilience.member import Health, Member, MemberSnapshot
 from crucible.resilience.policy import policy_for
 from crucible.resilience.pool import ProviderPool
 from crucible.review.service import ReviewService
+from crucible.runtime import bytecode_cache
 from crucible.runtime.memory import (
     MemoryBudget,
     MemoryRelief,
@@ -678,6 +679,9 @@ class App:
             "telemetry_export": self.telemetry_export.record.snapshot(),
             # Served by the shared daemon: which process, and how many windows it serves.
             **({"shared": self._shared.snapshot()} if self._shared is not None else {}),
+            # This process's start: attrs' generated methods read from the bytecode cache
+            # (hits) or compiled (misses, uncached); None when the cache is off.
+            "startup": {"bytecode_cache": bytecode_cache.snapshot()},
         }
 
     def _background_tasks(self) -> int:

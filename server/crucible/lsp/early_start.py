@@ -122,17 +122,30 @@ def _settle(
 
 
 def load_server() -> ServerFactory:
-    """Import the server with a lighter collector, then freeze what the import built."""
+    """Import the server with a lighter collector, then freeze what the import built.
+
+    attrs' generated methods come from the bytecode cache (``runtime/bytecode_cache.py``),
+    installed before lsprotocol is first imported; every start path that loads the server
+    (stdio, ``--tcp``, ``CRUCIBLE_EARLY_START=0``, the shared daemon) comes through here. The
+    factory saves the cache, when something missed, once it has built the server.
+    """
+    # Imported here, not at the top: this module answers initialize before Crucible's
+    # config package (which the cache's directory comes from) is imported.
+    from crucible.runtime import bytecode_cache
+
     thresholds = gc.get_threshold()
     gc.set_threshold(*LOADING_THRESHOLDS)
     try:
+        bytecode_cache.install()  # its file's code objects are start-up's, frozen with them
         # Imported here, not at the top: this import is the half second this module hides.
         from crucible.app import App, build_server
     finally:
         settle_startup_objects(thresholds)
 
     def factory(config_path: Path | None) -> CrucibleLanguageServer:
-        return build_server(App(config_path=config_path))
+        server = build_server(App(config_path=config_path))
+        bytecode_cache.save_in_background()  # after the load, in a thread of its own
+        return server
 
     return factory
 

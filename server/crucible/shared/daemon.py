@@ -407,6 +407,11 @@ def start_loading() -> concurrent.futures.Future[None]:
             return
         logger.info("server loaded in %.0f ms", (time.perf_counter() - started) * 1000)
         loading.set_result(None)
+        # Sessions build their servers themselves (not through load_server's factory): the
+        # bytecode cache is saved from here, after the load, when something missed.
+        from crucible.runtime import bytecode_cache
+
+        bytecode_cache.save_in_background()
 
     threading.Thread(target=load, name="crucible-load", daemon=True).start()
     return loading
