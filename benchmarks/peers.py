@@ -280,8 +280,11 @@ async def measure_cold(
     """Spawn -> first fitting suggestion (:mod:`benchmarks._peer_cold`), ``--runs`` times for
     Crucible, tabby-agent, ``crucible-before`` with ``--baseline``, and the warm route (this
     checkout's Crucible ``--shared``, second window), interleaved in a rotating order, each
-    run in fresh folders; the samples by system, and skips. The start-up runs before it warm
-    the machine's file cache for it: no warm-up runs of its own."""
+    run in fresh folders but for each Crucible's ``XDG_CACHE_HOME``, which it keeps across the
+    runs as a user's machine keeps it (each run's document is its own, so no answer is found
+    in it; what is, from the second run on, is the bytecode cache of the server's import,
+    ``runtime/bytecode_cache.py``: the first run is a first start ever). The start-up runs
+    before it warm the machine's file cache for it: no warm-up runs of its own."""
     names = {launch.name for launch in launches}
     systems = [name for name in ("crucible", "tabby-agent") if name in names]
     if settings.baseline is not None:
@@ -302,6 +305,7 @@ async def measure_cold(
                     launch = _peer_servers.crucible(
                         folder, fake.base_url, MODEL, name="crucible-shared"
                     )
+                    _keep_cache(launch, root, name)
                     sample = await _peer_cold.warm_start(
                         launch, fake, tag, _initialize, settings.latency_ms
                     )
@@ -311,6 +315,7 @@ async def measure_cold(
                         launch = _peer_servers.crucible(
                             folder, fake.base_url, MODEL, name=name, checkout=checkout
                         )
+                        _keep_cache(launch, root, name)
                         method = INLINE
                     else:
                         launch = _peer_servers.tabby_agent(folder, cache, fake.base_url)
@@ -326,6 +331,11 @@ async def measure_cold(
                 continue
             found[name].append(sample)
     return {name: samples for name, samples in found.items() if samples}, skipped
+
+
+def _keep_cache(launch: Launch, root: Path, name: str) -> None:
+    """``launch`` keeps its ``XDG_CACHE_HOME`` in ``root``, one per system, across the runs."""
+    launch.env["XDG_CACHE_HOME"] = str(root / "cache" / name.replace(" ", ""))
 
 
 # -- typing --------------------------------------------------------------------------------------
