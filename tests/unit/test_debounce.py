@@ -465,3 +465,15 @@ def test_a_heavy_tailed_typists_hesitations_cost_few_more_calls_at_the_stop() ->
         extra.append(stop_calls(at_stop, clock, gaps) - paused)
     assert max(extra) <= 3
     assert sum(extra) <= 12
+
+
+def test_a_request_held_behind_the_start_up_load_counts_its_wait() -> None:
+    """``waited_ms`` (``Frame.waited_s``): the client asked that long ago, so its last edit or
+    request was at least that long ago, though this clock saw them all just now."""
+    debounce, _ = make(debounce_ms=150)
+    assert debounce.wait("held.py", "x = foo ", "", waited_ms=100.0).ms == 50
+    debounce.keystroke(DOC)  # replayed just now, typed before the request was held
+    wait = debounce.wait(DOC, "x = foo ", "", early=True, waited_ms=700.0)
+    assert wait.ms == 0
+    assert not wait.speculative  # the pause is over: going now is no guess
+    assert debounce.wait("fresh.py", "x = foo ", "").ms == 150  # as before without it

@@ -14,7 +14,7 @@ import pytest
 from crucible.app import App, build_server
 from crucible.lsp.capabilities import initialize_result
 from crucible.lsp.early_start import EarlyFrames, early_capabilities, encode_frame
-from crucible.lsp.framing import MAX_MESSAGE_BYTES, FrameReader
+from crucible.lsp.framing import MAX_MESSAGE_BYTES, Frame, FrameReader
 from crucible.lsp.server import CrucibleLanguageServer
 
 CAPABILITIES = {"general": {"positionEncodings": ["utf-8"]}}
@@ -253,3 +253,17 @@ def test_early_capabilities_accepts_what_the_server_accepts() -> None:
     assert early_capabilities({"processId": "12", "capabilities": {}}) is None
     assert early_capabilities({"processId": 1, "capabilities": []}) is None
     assert early_capabilities([1, {}]) is None
+
+
+async def test_the_last_frame_held_behind_the_load_says_how_long_it_waited(tmp_path: Path) -> None:
+    """Only the last: a request with more held behind it is superseded by what follows."""
+    session = Session(tmp_path)
+    session.feed(did_open(), request(2, "crucible/status", {}), request(3, "crucible/status", {}))
+    await session.until(lambda: len(session.frames._queued) == 3)
+    await asyncio.sleep(0.02)
+    session.loaded.set_result(None)
+    await asyncio.wait_for(session.reading, 5)
+    held = [await session.frames.next() for _ in range(3)]
+    assert all(isinstance(frame, Frame) for frame in held)
+    assert [frame.waited_s for frame in held[:2]] == [0.0, 0.0]  # type: ignore[union-attr]
+    assert held[2].waited_s >= 0.02  # type: ignore[union-attr]

@@ -92,6 +92,9 @@ class CompletionRequest:
     offset: int  # cursor, as an index into snapshot.text
     invoked: bool = False  # the user asked explicitly: skip the debounce
     neighbours: tuple[OpenFile, ...] = ()  # other open documents, most recent first
+    # How long the request was held before the server could read it (behind its start-up
+    # load): time its debounce has waited already.
+    waited_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +457,7 @@ class CompletionService:
             window.line_prefix,
             window.line_suffix,
             early=self._speculation.allowed(document),
+            waited_ms=request.waited_s * 1000.0,
         )
         delay, state.speculative = wait.ms, wait.speculative
         if logger.isEnabledFor(logging.DEBUG):

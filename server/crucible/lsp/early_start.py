@@ -40,8 +40,10 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +184,7 @@ class EarlyFrames:
         self._reader = reader
         self._write = write
         self._queued: deque[Item] = deque()
+        self._arrived: deque[float] = deque()  # when each queued item was read (monotonic)
         # A read started while waiting for the server; never cancelled (the reader's state
         # lives in it), so the server gets its frame.
         self._pending: asyncio.Future[Item] | None = None
@@ -225,6 +228,7 @@ class EarlyFrames:
 
     def _take(self, item: Item) -> None:
         self._queued.append(item)
+        self._arrived.append(time.monotonic())
         if item is None:
             self._ended = True
             return
@@ -285,10 +289,17 @@ class EarlyFrames:
                 await asyncio.sleep(0)
             self._replaying = True
             item = self._queued.popleft()
+            arrived = self._arrived.popleft()
             if self._answered is not None and item is self._answered[1]:
                 self._awaiting = self._handled
             elif item is not None and item is self._exit:
                 await self._requests_answered()
+            elif isinstance(item, Frame) and not self._queued:
+                # The last frame held behind the load: a request there has waited that long
+                # already (the client's first completion, asked at once, goes upstream now
+                # instead of waiting a whole debounce more). Frames with more held behind them
+                # keep 0: what follows them (the next keys) supersedes their requests.
+                return replace(item, waited_s=time.monotonic() - arrived)
             return item
         if self._pending is not None:
             pending, self._pending = self._pending, None

@@ -78,6 +78,10 @@ class Frame:
     # turn, so a request's handler may run now instead of on the next turn with the same
     # order (``lsp/fast_lane.py``). True when unknown.
     more_buffered: bool = field(default=True, compare=False)
+    # How long the frame was held, read but unhandled, behind the server's start-up load
+    # (``lsp/early_start.py``); 0 when it is handled as it arrives. A request's debounce
+    # counts it as time already waited (``AdaptiveDebounce.wait``'s ``waited_ms``).
+    waited_s: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,17 @@ _ERROR_MESSAGE_LIMIT = 300  # characters of an error reply's message
 # rather than queued behind a client that does not read.
 _LOG_BACKLOG_LIMIT = 1 << 20
 
+# ``Frame.waited_s`` of the frame being handled: the handlers it starts (and their tasks,
+# which copy the context they start in) read it with ``frame_waited_s``.
+_FRAME_WAITED_S: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "crucible_frame_waited_s", default=0.0
+)
+
+
+def frame_waited_s() -> float:
+    """How long the message being handled was held behind the start-up load (else 0)."""
+    return _FRAME_WAITED_S.get()
+
 
 class Shortcut(Protocol):
     """Handles some messages another way than pygls (``lsp/fast_lane.py``); False: the
@@ -136,6 +147,16 @@ class CrucibleProtocol(LanguageServerProtocol):
     def handle_frame(self, item: Frame | FrameError) -> None:
         """Answer or dispatch one frame from ``FrameReader``: every request gets exactly one
         reply (a result, an error, or RequestCancelled), whatever the frame held."""
+        if isinstance(item, Frame) and item.waited_s:
+            token = _FRAME_WAITED_S.set(item.waited_s)
+            try:
+                self._handle_frame(item)
+            finally:
+                _FRAME_WAITED_S.reset(token)
+        else:
+            self._handle_frame(item)
+
+    def _handle_frame(self, item: Frame | FrameError) -> None:
         if isinstance(item, FrameError):
             self._frame_error(item)
             return

@@ -236,10 +236,13 @@ class AdaptiveDebounce:
         *,
         invoked: bool = False,
         early: Start | bool = Start.PAUSE,
+        waited_ms: float = 0.0,
     ) -> Wait:
         """As ``delay_ms``; ``early``: counted to an earlier point (``Start.GAP`` or True: the
         start of a pause, ``start_ms``; ``Start.STOP``: ``stop_ms``) when that comes sooner,
-        and then the wait says it is speculative."""
+        and then the wait says it is speculative. ``waited_ms``: how long the request was held
+        before it could be read (behind the server's start-up load): the client's last edit
+        or request was at least that long ago, whatever this clock saw of them."""
         rhythm = self._rhythm(document)
         delay = 0.0
         speculative = False
@@ -249,6 +252,7 @@ class AdaptiveDebounce:
             now = self._clock()
             active = [t for t in (rhythm.last_keystroke, rhythm.last_request) if t is not None]
             since = max((now - max(active)) * 1000.0, 0.0) if active else 0.0
+            since = max(since, waited_ms)
             # Speculative only while the pause that ends the burst has not passed yet.
             speculative = start < delay and since < delay
             delay = max(0.0, min(start, delay) - since)

@@ -20,6 +20,7 @@ from crucible.lsp.convert import (
 )
 from crucible.lsp.document_text import OpenDocument, document_size
 from crucible.lsp.menu import completion_list
+from crucible.lsp.protocol import frame_waited_s
 from crucible.lsp.server import CrucibleLanguageServer
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,11 @@ def _request(
         else ()
     )
     request = CompletionRequest(
-        snapshot=snapshot, offset=offset, invoked=invoked, neighbours=neighbours
+        snapshot=snapshot,
+        offset=offset,
+        invoked=invoked,
+        neighbours=neighbours,
+        waited_s=frame_waited_s(),
     )
     return request, encoding, exact
 
