@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,16 +11,7 @@ from crucible.shared import daemon as daemon_module
 from crucible.shared.code_version import code_version
 from crucible.shared.daemon import Daemon, bind
 from crucible.shared.handshake import Hello, Welcome
-from crucible.shared.place import DaemonPlace, private_dir
-
-
-@pytest.fixture
-def place() -> Iterator[DaemonPlace]:
-    root = Path(tempfile.mkdtemp(prefix="crp", dir="/tmp"))  # a socket path is short
-    try:
-        yield DaemonPlace(private_dir(root / "crucible"))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+from crucible.shared.place import DaemonPlace
 
 
 async def _greet(place: DaemonPlace) -> bytes:

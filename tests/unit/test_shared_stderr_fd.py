@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import shutil
 import socket
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +18,9 @@ import pytest
 from crucible.shared.code_version import code_version
 from crucible.shared.daemon import Daemon, bind
 from crucible.shared.handshake import Hello, Welcome
-from crucible.shared.place import DaemonPlace, private_dir
+from crucible.shared.place import DaemonPlace
 
 _XDG = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "HOME")
-
-
-@pytest.fixture
-def place() -> Iterator[DaemonPlace]:
-    root = Path(tempfile.mkdtemp(prefix="crp", dir="/tmp"))  # a socket path is short
-    try:
-        yield DaemonPlace(private_dir(root / "crucible"))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _open_fds() -> int:

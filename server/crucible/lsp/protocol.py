@@ -323,6 +323,11 @@ class CrucibleProtocol(LanguageServerProtocol):
         data = dict(response.message)
         # Popped whatever the answer: an error answer has no use for it either.
         result_type = self._result_types.pop(response.id, None)
+        if response.id not in self._request_futures:
+            # A request given up (its handler cancelled, as at shutdown) answered late:
+            # nobody waits. pygls would warn on stderr, which editors show as an error.
+            logger.debug("a response to %r came after its request was given up", response.id)
+            return
         try:
             if "error" in data:
                 message = self._converter.structure(data, types.ResponseErrorMessage)

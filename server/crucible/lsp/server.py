@@ -296,7 +296,9 @@ class CrucibleLanguageServer(LanguageServer):
                 done.set_result(code)
 
         server = await asyncio.start_server(connection, host, port)
-        logger.info("serving on %s:%d", host, port)
+        # The port bound, which --port 0 leaves to the system: the log is where to find it.
+        bound = server.sockets[0].getsockname() if server.sockets else (host, port)
+        logger.info("serving on %s:%d", bound[0], bound[1])
         async with server:
             return await done
 
