@@ -79,22 +79,21 @@ class Team:
         budgeted = tuple(s for s in settings.providers if TeamLimits.of(s).any)
         apis = tuple((s.name, budget_identity(s)) for s in budgeted)
         key = (apis, self.link, settings.cache.shared_timeout_ms)
-        if key == self._budget_key and self.budget is not None:
-            self.budget.update_limits(budgeted)
-        if key != self._budget_key:
-            self._budget_key = key
-            self.budget = (
-                TeamBudget(
-                    budgeted,
-                    self.link,
-                    budget_s=settings.cache.shared_timeout_ms / 1000,
-                    notify=self._announce,
-                )
-                if budgeted
-                else None
-            )
-        elif not new_link:
+        if key == self._budget_key:  # the same link too (a new one is a new key)
+            if self.budget is not None:
+                self.budget.update_limits(budgeted)
             return
+        self._budget_key = key
+        self.budget = (
+            TeamBudget(
+                budgeted,
+                self.link,
+                budget_s=settings.cache.shared_timeout_ms / 1000,
+                notify=self._announce,
+            )
+            if budgeted
+            else None
+        )
         link = self.link if new_link else None
         if link is not None or self.budget is not None:
             self._spawn(_ready(link, self.budget), "ready the team's redis")
